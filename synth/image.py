@@ -1,0 +1,259 @@
+"""Images at the edges: any dtype and channel layout in, float32 in [0, 1] inside, the same layout out.
+
+Inside ``synth`` every image is ``float32`` of shape ``(H, W, C)`` with ``C`` colour channels (1 or 3)
+and values in [0, 1]. Alpha is split off on the way in and put back untouched on the way out.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import InvalidImageError
+
+#: Largest image (in pixels) that ``load_image`` accepts; a guard against decompression bombs.
+MAX_PIXELS = 100_000_000
+
+_SCALES = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+
+
+@dataclass(frozen=True)
+class ImageLayout:
+    """How an image was stored, so that ``from_float`` can give it back in the same form."""
+
+    dtype: str  # "uint8", "uint16", "float32", "float64"
+    ndim: int  # 2 or 3
+    channels: int  # total channels including alpha (1, 2, 3 or 4)
+
+    @property
+    def colour_channels(self) -> int:
+        return 1 if self.channels in (1, 2) else 3
+
+    @property
+    def has_alpha(self) -> bool:
+        return self.channels in (2, 4)
+
+    @property
+    def quantum(self) -> float:
+        """Smallest representable step in [0, 1] units (0 for floats)."""
+        scale = _SCALES.get(np.dtype(self.dtype))
+        return 1.0 / scale if scale else 0.0
+
+
+def layout_of(image: np.ndarray) -> ImageLayout:
+    """Check an image array and describe its layout; raise ``InvalidImageError`` when unusable."""
+    if not isinstance(image, np.ndarray):
+        raise InvalidImageError(f"expected a numpy array, got {type(image).__name__}")
+    if image.ndim not in (2, 3):
+        raise InvalidImageError(
+            f"image must be (H, W) or (H, W, C), got shape {image.shape}"
+        )
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise InvalidImageError(f"image is empty (shape {image.shape})")
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    if channels not in (1, 2, 3, 4):
+        raise InvalidImageError(
+            f"image has {channels} channels; supported are 1 (gray), 2 (gray+alpha), 3 (RGB), 4 (RGBA)"
+        )
+    dtype = np.dtype(image.dtype)
+    if dtype not in _SCALES and dtype.kind != "f":
+        raise InvalidImageError(
+            f"image dtype {dtype} is not supported; use uint8, uint16 or float in [0, 1]"
+        )
+    if dtype.kind == "f":
+        if not np.all(np.isfinite(image)):
+            raise InvalidImageError("float image contains NaN or infinite values")
+        lo, hi = float(image.min()), float(image.max())
+        if lo < 0.0 or hi > 1.0:
+            raise InvalidImageError(
+                f"float image values must lie in [0, 1], found [{lo:.4g}, {hi:.4g}]; "
+                "divide by the maximum of your data range first"
+            )
+    return ImageLayout(dtype=dtype.name, ndim=image.ndim, channels=channels)
+
+
+def to_float(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, ImageLayout]:
+    """Split an image into float32 colour ``(H, W, C)`` in [0, 1], its alpha (or ``None``) and layout."""
+    layout = layout_of(image)
+    arr = image if image.ndim == 3 else image[:, :, None]
+    scale = _SCALES.get(np.dtype(layout.dtype), 1.0)
+    colour_count = layout.colour_channels
+    colour = arr[:, :, :colour_count].astype(np.float32)
+    if scale != 1.0:
+        colour *= np.float32(1.0 / scale)
+    alpha = arr[:, :, colour_count:].copy() if layout.has_alpha else None
+    return np.ascontiguousarray(colour), alpha, layout
+
+
+def from_float(colour: np.ndarray, alpha: np.ndarray | None, layout: ImageLayout) -> np.ndarray:
+    """Inverse of ``to_float``: round to the original dtype, re-attach alpha, restore the shape."""
+    colour = np.clip(colour, 0.0, 1.0)
+    dtype = np.dtype(layout.dtype)
+    scale = _SCALES.get(dtype)
+    if scale is not None:
+        out = np.rint(colour * np.float32(scale)).astype(dtype)
+    else:
+        out = colour.astype(dtype)
+    if alpha is not None:
+        out = np.concatenate([out, alpha.astype(dtype)], axis=2)
+    if layout.ndim == 2:
+        out = out[:, :, 0]
+    return out
+
+
+def quantize(colour: np.ndarray, quantum: float) -> np.ndarray:
+    """Values that ``from_float`` would store, back in [0, 1] units (identity for float images)."""
+    colour = np.clip(colour, 0.0, 1.0)
+    if quantum == 0.0:
+        return colour
+    inv = np.float32(1.0 / quantum)
+    return np.rint(colour * inv) * np.float32(quantum)
+
+
+def luminance(colour: np.ndarray) -> np.ndarray:
+    """Rec. 601 luma ``(H, W)`` of a float ``(H, W, C)`` image (the channel itself for gray)."""
+    if colour.shape[2] == 1:
+        return colour[:, :, 0]
+    return colour[:, :, 0] * 0.299 + colour[:, :, 1] * 0.587 + colour[:, :, 2] * 0.114
+
+
+# --------------------------------------------------------------------------------------------
+# files
+
+
+def _png_header(data: bytes) -> tuple[int, int] | None:
+    """(bit depth, colour type) of a PNG, or None when the bytes are not a PNG."""
+    if len(data) >= 26 and data[:8] == b"\x89PNG\r\n\x1a\n":
+        return data[24], data[25]
+    return None
+
+
+def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode image bytes to a numpy array: gray ``(H, W)``, gray+alpha, RGB or RGBA; uint8/uint16/float32.
+
+    Palette images become RGB (RGBA when they carry transparency), CMYK and other colour spaces
+    become RGB, 16-bit files stay 16-bit. Raises ``InvalidImageError`` naming ``name`` for corrupt
+    data, unsupported modes and images larger than ``max_pixels``.
+    """
+    if not data:
+        raise InvalidImageError(f"{name}: file is empty")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+            if width * height > max_pixels:
+                raise InvalidImageError(
+                    f"{name}: {width}x{height} = {width * height:,} pixels exceeds the limit of "
+                    f"{max_pixels:,} pixels (decompression-bomb guard); downscale it first"
+                )
+            if width == 0 or height == 0:
+                raise InvalidImageError(f"{name}: image has zero size ({width}x{height})")
+            header = _png_header(data)
+            if header is not None and header[0] == 16 and header[1] in (2, 6):
+                return _decode_png16_colour(data, name)
+            img.load()
+            return _pil_to_array(img, name)
+    except InvalidImageError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error) as exc:
+        raise InvalidImageError(f"{name}: not a readable image ({exc})") from None
+    except Image.DecompressionBombError as exc:
+        raise InvalidImageError(f"{name}: {exc}") from None
+
+
+def _decode_png16_colour(data: bytes, name: str) -> np.ndarray:
+    # Pillow reads 16-bit RGB(A) PNGs as 8-bit; OpenCV keeps all 16 bits.
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise InvalidImageError(f"{name}: corrupt 16-bit PNG")
+    code = cv2.COLOR_BGRA2RGBA if arr.shape[2] == 4 else cv2.COLOR_BGR2RGB
+    return cv2.cvtColor(arr, code)
+
+
+def _pil_to_array(img: Image.Image, name: str) -> np.ndarray:
+    mode = img.mode
+    if mode == "1":
+        img = img.convert("L")
+    elif mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif mode == "PA":
+        img = img.convert("RGBA")
+    elif mode in ("CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
+        img = img.convert("RGB")
+    elif mode in ("La", "RGBa"):
+        img = img.convert("LA" if mode == "La" else "RGBA")
+    mode = img.mode
+    if mode in ("L", "LA", "RGB", "RGBA"):
+        return np.asarray(img, dtype=np.uint8).copy()
+    if mode.startswith("I;16"):
+        return np.asarray(img).astype(np.uint16)
+    if mode == "I":
+        arr = np.asarray(img)
+        if arr.min() < 0 or arr.max() > 65535:
+            raise InvalidImageError(
+                f"{name}: 32-bit integer image with values outside 0..65535 is not supported"
+            )
+        return arr.astype(np.uint16)
+    if mode == "F":
+        arr = np.asarray(img, dtype=np.float32)
+        if not np.all(np.isfinite(arr)) or arr.min() < 0 or arr.max() > 1:
+            raise InvalidImageError(f"{name}: float image must hold finite values in [0, 1]")
+        return arr.copy()
+    raise InvalidImageError(f"{name}: unsupported image mode {mode!r}")
+
+
+def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Read an image file with ``decode_image`` (same layouts, same errors, naming the file)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InvalidImageError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return decode_image(data, name=str(path), max_pixels=max_pixels)
+
+
+def encode_png(image: np.ndarray, compression: int = 1) -> bytes:
+    """Encode gray/gray+alpha/RGB/RGBA uint8 or uint16 (floats become uint16) as PNG bytes.
+
+    ``compression`` is zlib's level 0-9; 1 is several times faster than the default and the
+    files are only slightly larger.
+    """
+    arr = image
+    if arr.dtype.kind == "f":
+        arr = np.rint(np.clip(arr, 0, 1) * 65535).astype(np.uint16)
+    if arr.dtype not in (np.uint8, np.uint16):
+        raise InvalidImageError(f"cannot write dtype {arr.dtype} as PNG")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim == 3 and arr.shape[2] == 2:
+        if arr.dtype != np.uint8:
+            raise InvalidImageError("16-bit gray+alpha cannot be written as PNG here; drop alpha")
+        buf = io.BytesIO()
+        Image.fromarray(arr, mode="LA").save(buf, format="PNG", compress_level=compression)
+        return buf.getvalue()
+    if arr.ndim == 3:
+        code = cv2.COLOR_RGBA2BGRA if arr.shape[2] == 4 else cv2.COLOR_RGB2BGR
+        arr = cv2.cvtColor(arr, code)
+    ok, buf = cv2.imencode(".png", arr, [cv2.IMWRITE_PNG_COMPRESSION, int(compression)])
+    if not ok:
+        raise InvalidImageError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write bytes so that ``path`` is either absent or complete, never half written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def save_png(path: str | os.PathLike, image: np.ndarray, compression: int = 1) -> None:
+    write_atomic(path, encode_png(image, compression))
