@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import InvalidImageError, InvalidParameterError
-from .image import from_float, layout_of, luminance, quantize, to_float
+from .image import channel_max, from_float, layout_of, luminance, quantize, to_float
 from .method import Method, Rendering, Scene, Spec
 from .region import normalize_region
 from .sizebins import DEFAULT_BINS, SizeBin, bin_of, resolve_bin
@@ -56,7 +56,7 @@ def changed_pixels(source: np.ndarray, output: np.ndarray, quantum: float) -> np
     written (``quantum`` = 1/255 for uint8), so what a method measures is what a user will see.
     """
     delta = np.abs(quantize(output, quantum) - source)
-    return (delta.max(axis=2) if delta.ndim == 3 else delta) > CHANGE_TOLERANCE + 1e-6
+    return (channel_max(delta) if delta.ndim == 3 else delta) > CHANGE_TOLERANCE + 1e-6
 
 
 def size_bin_name(fraction: float, bins: Sequence[SizeBin] = DEFAULT_BINS) -> str:
@@ -75,27 +75,28 @@ def measure(
     source: np.ndarray,
     output: np.ndarray,
     mask: np.ndarray,
+    offset: tuple[int, int] = (0, 0),
+    n_pixels: int | None = None,
 ) -> dict[str, Any]:
-    """Measured columns: area_fraction, bbox, brightness_delta, background_brightness."""
+    """Measured columns area_fraction, bbox, brightness_delta for a (window of an) image.
+
+    ``source``/``output`` float ``(h, w, C)`` and ``mask`` bool ``(h, w)`` may be a window of the
+    image at ``offset = (y0, x0)``; ``n_pixels`` is then the whole image's pixel count.
+    """
     height, width = mask.shape
     area = int(mask.sum())
-    y_before = luminance(source)
-    background = float(y_before.mean())
+    n_pixels = n_pixels or height * width
     if area:
         ys, xs = np.nonzero(mask)
-        bbox = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
-        before = float(y_before[mask].mean())
+        y0, x0 = offset
+        bbox = [int(xs.min()) + x0, int(ys.min()) + y0, int(xs.max()) + 1 + x0, int(ys.max()) + 1 + y0]
+        before = float(luminance(source)[mask].mean())
         after = float(luminance(output)[mask].mean())
         delta = (after - before) / max(before, 1.0 / 255.0)
     else:
         bbox = [0, 0, 0, 0]
         delta = 0.0
-    return {
-        "area_fraction": area / float(height * width),
-        "bbox": bbox,
-        "brightness_delta": float(delta),
-        "background_brightness": background,
-    }
+    return {"area_fraction": area / float(n_pixels), "bbox": bbox, "brightness_delta": float(delta)}
 
 
 def make_scene(
@@ -139,12 +140,19 @@ def finish(
     scene: Scene,
     spec: Spec,
     rendering: Rendering,
+    original: np.ndarray,
     alpha: np.ndarray | None,
     layout: Any,
     bins: Sequence[SizeBin] = DEFAULT_BINS,
 ) -> Anomaly:
-    """Turn a rendering into an ``Anomaly``: enforce the region, quantise, measure, build the record."""
-    source = scene.image
+    """Turn a rendering into an ``Anomaly``: enforce the region, quantise, measure, build the record.
+
+    Only the rendering's window is touched; ``original`` (the caller's array) supplies the rest.
+    """
+    height, width = scene.height, scene.width
+    y0, y1, x0, x1 = rendering.window or (0, height, 0, width)
+    win = (slice(y0, y1), slice(x0, x1))
+    source = scene.image[win]
     output = np.clip(rendering.image.astype(np.float32, copy=False), 0.0, 1.0)
     if output.shape != source.shape:
         raise RuntimeError(
@@ -152,14 +160,18 @@ def finish(
         )
     if scene.region is not None:
         # The guarantee does not depend on each method getting it right.
-        output = np.where(scene.region[:, :, None], output, source)
+        output = np.where(scene.region[win][:, :, None], output, source)
     output = quantize(output, scene.quantum)
-    mask = changed_pixels(source, output, scene.quantum)
-    diff = np.abs(output - source).max(axis=2).astype(np.float32)
-    label = rendering.label
-    if label is not None:
-        label = np.where(mask, label, 0.0).astype(np.float32)
-    measured = measure(source, output, mask)
+    mask_w = changed_pixels(source, output, scene.quantum)
+    mask = np.zeros((height, width), bool)
+    mask[win] = mask_w
+    diff = np.zeros((height, width), np.float32)
+    diff[win] = channel_max(np.abs(output - source))
+    label = None
+    if rendering.label is not None:
+        label = np.zeros((height, width), np.float32)
+        label[win] = np.where(mask_w, rendering.label, 0.0)
+    measured = measure(source, output, mask_w, offset=(y0, x0), n_pixels=height * width)
     params = dict(spec.params)
     params.update(rendering.extra)
     if spec.size_bin is not None:
@@ -168,23 +180,25 @@ def finish(
         "method": spec.method,
         "shape": spec.shape,
         "mode": spec.mode,
-        "size_bin": size_bin_name(measured["area_fraction"], bins if spec.size_bin is None else (spec.size_bin, *bins)),
+        "size_bin": size_bin_name(
+            measured["area_fraction"], bins if spec.size_bin is None else (spec.size_bin, *bins)
+        ),
         "area_fraction": measured["area_fraction"],
         "brightness_delta": measured["brightness_delta"],
-        "background_brightness": measured["background_brightness"],
+        "background_brightness": background_brightness(scene.image),
         "bbox": measured["bbox"],
         "angle": float(rendering.angle),
         "seed": int(spec.seed),
         "params": json.dumps(params, sort_keys=True),
     }
-    return Anomaly(
-        image=from_float(output, alpha, layout),
-        mask=mask,
-        diff=diff,
-        label=label,
-        record=record,
-        spec=spec,
-    )
+    image = original.copy()
+    image[win] = from_float(output, None if alpha is None else alpha[win], layout)
+    return Anomaly(image=image, mask=mask, diff=diff, label=label, record=record, spec=spec)
+
+
+def background_brightness(image: np.ndarray) -> float:
+    """Mean luminance (0-1) of a float ``(H, W, C)`` image: the paper's background brightness."""
+    return float(luminance(image).mean())
 
 
 def synthesize(
@@ -224,7 +238,7 @@ def synthesize(
     rng = np.random.default_rng(int(seed))
     spec = method_obj.sample(rng, scene, shape=shape, mode=mode, size_bin=requested, seed=int(seed))
     rendering = method_obj.render(scene, spec)
-    return finish(scene, spec, rendering, alpha, layout, bins)
+    return finish(scene, spec, rendering, image, alpha, layout, bins)
 
 
 def replay(image: np.ndarray, spec: Spec | dict, **scene_inputs: Any) -> Anomaly:
@@ -234,4 +248,4 @@ def replay(image: np.ndarray, spec: Spec | dict, **scene_inputs: Any) -> Anomaly
     spec_obj = spec if isinstance(spec, Spec) else Spec.from_dict(spec)
     method_obj = get_method(spec_obj.method)
     scene, alpha, layout = make_scene(image, **scene_inputs)
-    return finish(scene, spec_obj, method_obj.render(scene, spec_obj), alpha, layout)
+    return finish(scene, spec_obj, method_obj.render(scene, spec_obj), image, alpha, layout)

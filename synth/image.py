@@ -121,7 +121,15 @@ def luminance(colour: np.ndarray) -> np.ndarray:
     """Rec. 601 luma ``(H, W)`` of a float ``(H, W, C)`` image (the channel itself for gray)."""
     if colour.shape[2] == 1:
         return colour[:, :, 0]
-    return colour[:, :, 0] * 0.299 + colour[:, :, 1] * 0.587 + colour[:, :, 2] * 0.114
+    return cv2.cvtColor(np.ascontiguousarray(colour, dtype=np.float32), cv2.COLOR_RGB2GRAY)
+
+
+def channel_max(values: np.ndarray) -> np.ndarray:
+    """``values.max(axis=2)`` for ``(H, W, C)``, several times faster for C <= 4."""
+    out = values[:, :, 0]
+    for c in range(1, values.shape[2]):
+        out = np.maximum(out, values[:, :, c])
+    return out
 
 
 # --------------------------------------------------------------------------------------------

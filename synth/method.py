@@ -105,12 +105,15 @@ class Rendering:
     ``label``  optional float32 ``(H, W)`` soft label in [0, 1] (NSA continuous/logistic, FPI alpha).
     ``angle``  rotation in degrees applied to the anomaly (0 when the method does not rotate).
     ``extra``  JSON-serialisable values fixed during rendering (e.g. the final scale).
+    ``window`` optional ``(y0, y1, x0, x1)``: every change lies inside it, and ``image`` (and
+               ``label``) hold just that window. Lets large images skip whole-image work.
     """
 
     image: np.ndarray
     label: np.ndarray | None = None
     angle: float = 0.0
     extra: Mapping[str, Any] = field(default_factory=dict)
+    window: tuple[int, int, int, int] | None = None
 
 
 class Method(ABC):

@@ -1,0 +1,306 @@
+"""SYNAGEN as a ``Method``: draw shape, mode, angle, placement and target size; render exactly.
+
+Rendering measures the *final* changed area (after rotation, clipping to the image and region,
+manipulation, edge smoothing and quantisation) and corrects the scale until the area lies in the
+requested size bin, where the reference implementation rescales once and never measures. The
+recorded ``area_fraction`` is always the measured one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+
+from ..anomaly import changed_pixels
+from ..errors import InvalidParameterError, RegionError, SizeBinError
+from ..method import Method, Rendering, Scene, Spec
+from ..sizebins import DEFAULT_BINS, SizeBin
+from .modes import DEFAULT_MODES, MODES, manipulate, noise_field, sample_mode, texture_field
+from .shapes import SHAPES, panel_mask, sample_shape
+
+_GOLDEN = 0.6180339887498949
+_PLACEMENT_ATTEMPTS = 4
+_SCALE_STEPS = 18
+_TARGET_TOLERANCE = 0.1
+_KERNEL3 = np.ones((3, 3), np.uint8)
+
+
+@dataclass(frozen=True)
+class _Window:
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        return slice(self.y0, self.y1), slice(self.x0, self.x1)
+
+
+class Synagen(Method):
+    """SYNAGEN (4 shapes x 5 modes (+ texture) x size bins).
+
+    ``bins``         bins drawn from when a call names none (equally often).
+    ``noise_range``  range of the multiplicative noise of the *transparent noise* modes.
+    ``smooth_band``  width in pixels of the contour band that takes blurred values (0 = off).
+    """
+
+    name = "synagen"
+    shapes = SHAPES
+    modes = MODES
+    targets_size = True
+
+    def __init__(
+        self,
+        bins: Sequence[SizeBin] = DEFAULT_BINS,
+        noise_range: tuple[float, float] = (1.0, 1.5),
+        smooth_band: int = 3,
+    ) -> None:
+        if not bins:
+            raise InvalidParameterError("at least one size bin is needed")
+        lo, hi = float(noise_range[0]), float(noise_range[1])
+        if not (0.0 <= lo < hi):
+            raise InvalidParameterError(f"noise_range must satisfy 0 <= low < high, got {noise_range}")
+        if smooth_band < 0:
+            raise InvalidParameterError("smooth_band must be >= 0")
+        self.bins = tuple(bins)
+        self.noise_range = (lo, hi)
+        self.smooth_band = int(smooth_band)
+
+    # ---------------------------------------------------------------- draw
+    def sample(
+        self,
+        rng: np.random.Generator,
+        scene: Scene,
+        *,
+        shape: str | None = None,
+        mode: str | None = None,
+        size_bin: SizeBin | None = None,
+        seed: int = 0,
+    ) -> Spec:
+        shape = self._choose(rng, shape, SHAPES, "shape")
+        mode = self._choose(rng, mode, DEFAULT_MODES if mode is None else MODES, "mode")
+        if mode == "texture" and not scene.textures:
+            raise InvalidParameterError(
+                "mode 'texture' needs texture images: pass textures=[...] (CLI: --textures DIR)"
+            )
+        # Order of draws matters: everything but the size comes first, so one seed rendered in
+        # several bins gives the same anomaly at several sizes (the paper's protocol).
+        shape_params = sample_shape(rng, shape)
+        mode_params = sample_mode(rng, mode, scene.height, self.noise_range, len(scene.textures))
+        angle = float(rng.uniform(0.0, 360.0))
+        position = [float(rng.random()), float(rng.random())]
+        anchor = [float(rng.random()), float(rng.random())]
+        size_u = float(rng.random())
+        if size_bin is None:
+            size_bin = self.bins[int(rng.integers(len(self.bins)))]
+        params = {
+            "shape_params": shape_params,
+            "mode_params": mode_params,
+            "angle": angle,
+            "position": position,
+            "anchor": anchor,
+            "target_fraction": size_bin.low + size_u * (size_bin.high - size_bin.low),
+            "smooth_band": self.smooth_band,
+        }
+        return Spec(method=self.name, shape=shape, mode=mode, seed=seed, size_bin=size_bin, params=params)
+
+    # ---------------------------------------------------------------- render
+    def render(self, scene: Scene, spec: Spec) -> Rendering:
+        p = spec.params
+        height, width = scene.height, scene.width
+        n_pixels = height * width
+        size_bin = spec.size_bin or SizeBin.parse("0.02-15%")
+        lo_px, hi_px = size_bin.pixel_range(n_pixels)
+        if hi_px < max(lo_px, 1):
+            raise SizeBinError(
+                f"size bin {size_bin.name} holds no whole pixel count for a {width}x{height} image "
+                f"({n_pixels} pixels); use a larger image or a wider bin"
+            )
+        lo_px = max(lo_px, 1)
+        allowed_count = n_pixels if scene.region is None else int(scene.region.sum())
+        if allowed_count < lo_px:
+            raise RegionError(
+                f"region has {allowed_count} allowed pixels ({100 * allowed_count / n_pixels:.3g} % of the "
+                f"image) but size bin {size_bin.name} needs at least {lo_px}; use a smaller bin or a larger region"
+            )
+        target_px = min(max(p["target_fraction"] * n_pixels, lo_px), hi_px)
+
+        shape_mask = panel_mask(spec.shape, p["shape_params"])
+        ys, xs = np.nonzero(shape_mask)
+        if len(xs) == 0:  # thresholds removed everything: fall back to a disk (recorded)
+            shape_crop = np.zeros((64, 64), np.float32)
+            cv2.circle(shape_crop, (32, 32), 30, 1.0, -1)
+        else:
+            shape_crop = shape_mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].astype(np.float32)
+        shape_area = float((shape_crop > 0.5).sum())
+
+        mode_params = p["mode_params"]
+        noise = noise_field(mode_params, height, width) if spec.mode != "transparent" and spec.mode != "texture" else None
+        texture = None
+        if spec.mode == "texture":
+            if not scene.textures:
+                raise InvalidParameterError("this spec uses mode 'texture' but no textures were given")
+            tex = scene.textures[mode_params["texture_index"] % len(scene.textures)]
+            texture = texture_field(tex, mode_params["texture_offset"], height, width, scene.channels)
+        region_pixels = None if scene.region is None else np.flatnonzero(scene.region)
+
+        best: tuple[int, float] | None = None
+        in_bin: tuple[int, _Window, np.ndarray, dict[str, Any]] | None = None
+        for attempt in range(_PLACEMENT_ATTEMPTS):
+            shift = attempt * _GOLDEN
+            position = [(u + shift) % 1.0 for u in p["position"]]
+            anchor = [(u + shift) % 1.0 for u in p["anchor"]]
+            scale = math.sqrt(target_px / shape_area)
+            s_low, s_high = 0.0, math.inf
+            max_scale = 4.0 * max(height, width) / max(shape_crop.shape)
+            for step in range(_SCALE_STEPS):
+                scale = min(scale, max_scale)
+                placed = self._place(shape_crop, scale, p["angle"], position, anchor, scene, region_pixels)
+                if placed is None:
+                    area, out_window = 0, None
+                else:
+                    footprint, window = placed
+                    out_window, changed = self._manipulate(scene, spec.mode, mode_params, footprint, window, noise, texture)
+                    area = int(changed.sum())
+                if best is None or abs(area - target_px) < abs(best[0] - target_px):
+                    best = (area, scale)
+                if lo_px <= area <= hi_px:
+                    extra = {"scale": scale, "placement_attempt": attempt, "scale_steps": step + 1}
+                    if in_bin is None or abs(area - target_px) < abs(in_bin[0] - target_px):
+                        in_bin = (area, window, out_window, extra)
+                    # in the bin and near the drawn target: sizes stay uniform inside the bin
+                    if abs(area - target_px) <= _TARGET_TOLERANCE * target_px or step >= _SCALE_STEPS // 2:
+                        break
+                if area < lo_px:
+                    s_low = max(s_low, scale)
+                else:
+                    s_high = min(s_high, scale)
+                if scale >= max_scale and area < lo_px:
+                    break
+                proposal = scale * math.sqrt(target_px / area) if area > 0 else scale * 2.0
+                if not (s_low < proposal < s_high):
+                    proposal = math.sqrt(s_low * s_high) if (s_low > 0 and s_high < math.inf) else (
+                        scale * 2.0 if s_high == math.inf else scale / 2.0
+                    )
+                if s_high < math.inf and s_low > 0 and s_high / s_low < 1.0005:
+                    break  # the area jumps over the bin at this placement
+                scale = proposal
+            if in_bin is not None:
+                _, window, out_window, extra = in_bin
+                return Rendering(
+                    image=out_window,
+                    angle=float(p["angle"]),
+                    extra=extra,
+                    window=(window.y0, window.y1, window.x0, window.x1),
+                )
+        raise SizeBinError(
+            f"could not bring a {spec.shape}/{spec.mode} anomaly into size bin {size_bin.name} "
+            f"({lo_px}-{hi_px} changed pixels of {n_pixels}); closest was {best[0] if best else 0} pixels. "
+            "The image may be too flat for this mode (e.g. black pixels cannot be darkened) or the "
+            "region too fragmented; try another seed, mode or bin"
+        )
+
+    # ---------------------------------------------------------------- pieces
+    @staticmethod
+    def _place(
+        shape_crop: np.ndarray,
+        scale: float,
+        angle: float,
+        position: list[float],
+        anchor: list[float],
+        scene: Scene,
+        region_pixels: np.ndarray | None,
+    ) -> tuple[np.ndarray, _Window] | None:
+        """Scale, rotate and position the shape; return its bool footprint in a window of the image."""
+        h, w = shape_crop.shape
+        new_w, new_h = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
+        interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+        resized = cv2.resize(shape_crop, (new_w, new_h), interpolation=interp)
+        rot = cv2.getRotationMatrix2D((new_w / 2.0, new_h / 2.0), angle, 1.0)
+        cos, sin = abs(rot[0, 0]), abs(rot[0, 1])
+        out_w = int(math.ceil(new_h * sin + new_w * cos)) + 2
+        out_h = int(math.ceil(new_h * cos + new_w * sin)) + 2
+        rot[0, 2] += out_w / 2.0 - new_w / 2.0
+        rot[1, 2] += out_h / 2.0 - new_h / 2.0
+        rotated = cv2.warpAffine(resized, rot, (out_w, out_h), flags=cv2.INTER_LINEAR, borderValue=0.0) > 0.5
+        ys, xs = np.nonzero(rotated)
+        if len(xs) == 0:
+            return None
+        fp = rotated[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+        fh, fw = fp.shape
+        height, width = scene.height, scene.width
+        if region_pixels is None:
+            x0 = _offset(position[0], width, fw)
+            y0 = _offset(position[1], height, fh)
+        else:
+            target = int(region_pixels[min(int(anchor[0] * len(region_pixels)), len(region_pixels) - 1)])
+            ty, tx = divmod(target, width)
+            fy, fx = np.nonzero(fp)
+            k = min(int(anchor[1] * len(fx)), len(fx) - 1)
+            x0, y0 = tx - int(fx[k]), ty - int(fy[k])
+        # clip to the image, keep a 2-pixel margin for the smoothing band
+        margin = 2
+        wx0, wy0 = max(0, x0 - margin), max(0, y0 - margin)
+        wx1, wy1 = min(width, x0 + fw + margin), min(height, y0 + fh + margin)
+        if wx1 <= wx0 or wy1 <= wy0:
+            return None
+        footprint = np.zeros((wy1 - wy0, wx1 - wx0), bool)
+        sx0, sy0 = max(0, x0) - x0, max(0, y0) - y0
+        sx1, sy1 = min(width, x0 + fw) - x0, min(height, y0 + fh) - y0
+        if sx1 <= sx0 or sy1 <= sy0:
+            return None
+        footprint[max(0, y0) - wy0 : max(0, y0) - wy0 + (sy1 - sy0), max(0, x0) - wx0 : max(0, x0) - wx0 + (sx1 - sx0)] = fp[sy0:sy1, sx0:sx1]
+        window = _Window(wy0, wy1, wx0, wx1)
+        if scene.region is not None:
+            footprint &= scene.region[window.slices]
+        if not footprint.any():
+            return None
+        return footprint, window
+
+    def _manipulate(
+        self,
+        scene: Scene,
+        mode: str,
+        mode_params: dict[str, Any],
+        footprint: np.ndarray,
+        window: _Window,
+        noise: np.ndarray | None,
+        texture: np.ndarray | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Manipulate and smooth one window; return (new window values, changed-pixel mask)."""
+        sl = window.slices
+        source = scene.image[sl]
+        manip = manipulate(
+            mode,
+            mode_params,
+            source,
+            footprint,
+            None if noise is None else noise[sl],
+            None if texture is None else texture[sl],
+        )
+        out = np.where(footprint[:, :, None], manip, source)
+        if self.smooth_band > 0:
+            # A thin band on the contour takes blurred values; the interior keeps the manipulation.
+            fp8 = footprint.astype(np.uint8)
+            outer = max(1, self.smooth_band // 3)
+            inner = max(1, self.smooth_band - outer)
+            band = (cv2.dilate(fp8, _KERNEL3, iterations=outer) > 0) & ~(cv2.erode(fp8, _KERNEL3, iterations=inner, borderType=cv2.BORDER_CONSTANT, borderValue=1) > 0)
+            blurred = cv2.GaussianBlur(out, (3, 3), 2.0, borderType=cv2.BORDER_REFLECT)
+            if blurred.ndim == 2:
+                blurred = blurred[:, :, None]
+            out = np.where(band[:, :, None], blurred, out)
+        if scene.region is not None:
+            out = np.where(scene.region[sl][:, :, None], out, source)
+        changed = changed_pixels(source, out, scene.quantum)
+        return out.astype(np.float32, copy=False), changed
+
+
+def _offset(u: float, size: int, extent: int) -> int:
+    """Uniform top-left offset: inside the image when the extent fits, else a clipped overhang."""
+    lo, hi = min(0, size - extent), max(0, size - extent)
+    return lo + min(int(u * (hi - lo + 1)), hi - lo)
