@@ -1,0 +1,682 @@
+"""Build a publishable dataset folder from anomaly-free images.
+
+``build_dataset(INPUT_DIR, BUILD_DIR, **generation)`` runs the generation protocol
+(``synth.protocol.run_protocol``) into ``BUILD_DIR/generated`` -- or reads an existing imagefolder
+written by it -- and streams the rows into parquet shards::
+
+    BUILD_DIR/generated/...                     imagefolder of the protocol (images, masks, metadata)
+    BUILD_DIR/data/test-00000-of-0000N.parquet  the anomalies (split ``test``)
+    BUILD_DIR/data/good-00000-of-0000M.parquet  the anomaly-free sources (split ``good``)
+    BUILD_DIR/card/examples/*.png               a few example images and masks for the card
+    BUILD_DIR/build.json                        generation config, tool version, counts, checksums
+    BUILD_DIR/README.md                         dataset card with ``configs:``
+
+so that ``datasets.load_dataset(BUILD_DIR)`` returns the ``DatasetDict``.
+
+Memory stays flat: rows are read from disk one at a time and written in row groups of bounded
+size; shards close at a byte budget. Output is deterministic: the same inputs, configuration and
+seed give byte-identical parquet shards (rows are ordered by file name, never by completion order,
+and no timestamps go into the shards). Shard writing is resumable: finished shards are recorded in
+``data/.partial/`` and skipped when the build runs again after an interruption.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image as PILImage
+
+from synth.image import encode_png, load_image, to_float
+from synth.sizebins import DEFAULT_BINS, SizeBin, resolve_bin
+from synth.vocabulary import METHOD_NAMES, MODE_NAMES, SHAPE_NAMES
+
+from .errors import BuildError, ValidationError
+from .schema import GOOD_SPLIT, SPLITS, TEST_SPLIT, dataset_features
+
+#: bump when the layout of the shards changes (part of the resume fingerprint)
+FORMAT_VERSION = 1
+#: default upper bound of one parquet shard (raw image bytes), like the Hub's ~500 MB advice
+DEFAULT_SHARD_BYTES = 500 * 1024 * 1024
+#: a row group closes at this many rows or bytes, whichever comes first (bounds memory)
+DEFAULT_GROUP_ROWS = 100
+DEFAULT_GROUP_BYTES = 64 * 1024 * 1024
+#: number of example image/mask pairs copied into card/examples
+N_EXAMPLES = 4
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def tool_version() -> str:
+    """Version of the installed ``anomalyforge`` distribution (``0.1.0`` from a checkout)."""
+    try:
+        from importlib.metadata import version
+
+        return version("anomalyforge")
+    except Exception:  # running from a source checkout without installation
+        return "0.1.0"
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What ``build_dataset`` produced: the folder, rows per split and the build record."""
+
+    build_dir: Path
+    counts: dict[str, int]
+    info: dict[str, Any]
+
+
+# --------------------------------------------------------------------------- input
+def is_imagefolder(path: Path) -> bool:
+    """True when ``path`` is an output folder of the generation protocol."""
+    return (path / "metadata.jsonl").is_file() and (path / "images").is_dir()
+
+
+def read_metadata(folder: Path) -> list[dict[str, Any]]:
+    """Rows of ``folder/metadata.jsonl``, one per anomaly, sorted by ``file_name``.
+
+    Sorting (and keeping the last row for a repeated file name, as an interrupted and resumed
+    run may append one twice) makes the row order independent of worker completion order.
+    """
+    path = folder / "metadata.jsonl"
+    rows: dict[str, dict[str, Any]] = {}
+    with path.open("r", encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise BuildError(f"{path}:{number}: not valid JSON ({exc.msg}); rerun the generation") from None
+            if "file_name" not in row:
+                raise BuildError(f"{path}:{number}: row has no file_name")
+            rows[row["file_name"]] = row
+    return [rows[name] for name in sorted(rows)]
+
+
+def generation_config(generation: dict[str, Any]) -> dict[str, Any]:
+    """The generation options as JSON (bins as names, paths as strings), for build.json and the card."""
+    out: dict[str, Any] = {}
+    for key in sorted(generation):
+        value = generation[key]
+        if key == "bins":
+            value = [resolve_bin(b).name for b in value]
+        elif isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        elif isinstance(value, (tuple, list)):
+            value = [v.name if isinstance(v, SizeBin) else v for v in value]
+        elif isinstance(value, dict):
+            value = json.loads(json.dumps(value, default=str, sort_keys=True))
+        out[key] = value
+    return out
+
+
+def _run_generation(input_dir: Path, out_dir: Path, generation: dict[str, Any], progress: bool) -> None:
+    try:
+        from synth.protocol import run_protocol
+    except ImportError as exc:  # an older synth without the folder protocol
+        raise BuildError(
+            f"cannot generate anomalies: synth.protocol is not available ({exc}); "
+            "pass an imagefolder written by `anomalyforge synth` instead"
+        ) from None
+    from synth.errors import SynthError
+
+    try:
+        run_protocol(input_dir, out_dir, progress=progress, **generation)
+    except SynthError as exc:
+        raise BuildError(f"generation failed: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- rows
+def _png_size(data: bytes, what: str) -> tuple[int, int]:
+    try:
+        with PILImage.open(io.BytesIO(data)) as img:
+            return img.size
+    except Exception as exc:  # PIL raises several unrelated types for broken files
+        raise ValidationError(f"{what}: cannot read the image header ({exc})") from None
+
+
+_ZERO_MASKS: dict[tuple[int, int], bytes] = {}
+
+
+def _zero_mask(size: tuple[int, int]) -> bytes:
+    """All-zero ``L`` PNG of ``size`` (width, height): the mask of an anomaly-free image."""
+    if size not in _ZERO_MASKS:
+        _ZERO_MASKS[size] = encode_png(np.zeros((size[1], size[0]), np.uint8), compression=9)
+    return _ZERO_MASKS[size]
+
+
+def _diff_png(source_path: Path, image_path: Path) -> bytes:
+    """``max_c |image - source|`` as an ``L`` PNG, 0..255 (the optional ``diff`` column)."""
+    source, _, _ = to_float(load_image(source_path))
+    image, _, _ = to_float(load_image(image_path))
+    if source.shape != image.shape:
+        raise ValidationError(f"{image_path}: size/channels differ from its source {source_path}")
+    diff = np.abs(image - source).max(axis=2)
+    return encode_png(np.rint(diff * 255.0).astype(np.uint8))
+
+
+def _label(value: Any, names: Sequence[str], column: str, where: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return list(names).index(value)
+    except ValueError:
+        raise BuildError(
+            f"{where}: {column} {value!r} is not in the published vocabulary "
+            f"({', '.join(names)}); add it to synth.vocabulary first"
+        ) from None
+
+
+class _Rows:
+    """Turns metadata rows into column dicts of the published features (one row at a time)."""
+
+    def __init__(self, generated: Path, sources: Path, size_bins: Sequence[str], include_diff: bool) -> None:
+        self.generated = generated
+        self.sources = sources
+        self.size_bins = list(size_bins)
+        self.include_diff = include_diff
+
+    def test_row(self, meta: dict[str, Any]) -> dict[str, Any]:
+        where = f"{self.generated / 'metadata.jsonl'} ({meta['file_name']})"
+        image_path = self.generated / meta["file_name"]
+        mask_path = self.generated / meta.get("mask_file_name", "")
+        try:
+            image = image_path.read_bytes()
+            mask = mask_path.read_bytes()
+        except OSError as exc:
+            raise BuildError(f"{where}: cannot read {exc.filename} ({exc.strerror})") from None
+        image_size = _png_size(image, str(image_path))
+        mask_size = _png_size(mask, str(mask_path))
+        if image_size != mask_size:
+            raise ValidationError(
+                f"{mask_path}: mask is {mask_size[0]}x{mask_size[1]} but its image is "
+                f"{image_size[0]}x{image_size[1]}; regenerate this anomaly"
+            )
+        row = {
+            "image": {"bytes": image, "path": meta["file_name"]},
+            "mask": {"bytes": mask, "path": meta["mask_file_name"]},
+        }
+        if self.include_diff:
+            row["diff"] = {"bytes": _diff_png(self.sources / meta["source_id"], image_path), "path": None}
+        bbox = meta.get("bbox")
+        row.update(
+            {
+                "source_id": meta["source_id"],
+                "method": _label(meta.get("method"), METHOD_NAMES, "method", where),
+                "shape": _label(meta.get("shape"), SHAPE_NAMES, "shape", where),
+                "mode": _label(meta.get("mode"), MODE_NAMES, "mode", where),
+                "size_bin": _label(meta.get("size_bin"), self.size_bins, "size_bin", where),
+                "area_fraction": meta.get("area_fraction"),
+                "brightness_delta": meta.get("brightness_delta"),
+                "background_brightness": meta.get("background_brightness"),
+                "bbox": None if bbox is None else [int(v) for v in bbox],
+                "angle": meta.get("angle"),
+                "seed": meta.get("seed"),
+                "params": meta.get("params"),
+            }
+        )
+        return row
+
+    def good_row(self, source_id: str, background: float | None) -> dict[str, Any]:
+        path = self.sources / source_id
+        try:
+            image = path.read_bytes()
+        except OSError as exc:
+            raise BuildError(
+                f"source image {source_id!r} not found under {self.sources} ({exc.strerror}); "
+                "pass the folder of the anomaly-free images the anomalies were made from"
+            ) from None
+        size = _png_size(image, str(path))
+        row = {
+            "image": {"bytes": image, "path": source_id},
+            "mask": {"bytes": _zero_mask(size), "path": None},
+        }
+        if self.include_diff:
+            row["diff"] = {"bytes": _zero_mask(size), "path": None}
+        row.update(
+            {
+                "source_id": source_id,
+                "method": None,
+                "shape": None,
+                "mode": None,
+                "size_bin": None,
+                "area_fraction": 0.0,
+                "brightness_delta": 0.0,
+                "background_brightness": background,
+                "bbox": None,
+                "angle": None,
+                "seed": None,
+                "params": None,
+            }
+        )
+        return row
+
+
+def _row_bytes(row: dict[str, Any]) -> int:
+    return sum(len(v["bytes"]) for v in row.values() if isinstance(v, dict) and v.get("bytes"))
+
+
+# --------------------------------------------------------------------------- shards
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_split(
+    split: str,
+    n_rows: int,
+    make_row: Callable[[int], dict[str, Any]],
+    data_dir: Path,
+    schema: pa.Schema,
+    fingerprint: str,
+    shard_bytes: int,
+    group_rows: int,
+    group_bytes: int,
+    progress: bool,
+) -> list[dict[str, Any]]:
+    """Write rows ``0..n_rows-1`` of a split into shards; return [{file, rows, bytes, sha256}].
+
+    Finished shards are kept under ``data/.partial/`` with a state file; an interrupted build
+    resumes after the last finished shard. Shards are renamed to ``SPLIT-0000i-of-0000N.parquet``
+    once the split is complete (N is only known then).
+    """
+    from tqdm.auto import tqdm
+
+    partial = data_dir / ".partial"
+    partial.mkdir(parents=True, exist_ok=True)
+    state_path = partial / f"{split}.json"
+    done: list[dict[str, Any]] = []
+    if state_path.is_file():
+        state = json.loads(state_path.read_text())
+        if state.get("fingerprint") == fingerprint:
+            for shard in state["shards"]:
+                path = partial / shard["file"]
+                if not path.is_file() or _sha256(path) != shard["sha256"]:
+                    break
+                done.append(shard)
+    start = sum(s["rows"] for s in done)
+
+    def save_state() -> None:
+        tmp = state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"fingerprint": fingerprint, "shards": done}, indent=1))
+        os.replace(tmp, state_path)
+
+    save_state()
+    bar = tqdm(total=n_rows, initial=start, desc=f"parquet {split}", unit="row", disable=not progress)
+    index = start
+    columns = schema.names
+    while index < n_rows:
+        number = len(done)
+        name = f"{split}-{number:05d}.parquet"
+        tmp_path = partial / (name + ".tmp")
+        writer = pq.ParquetWriter(tmp_path, schema, compression="snappy", write_statistics=False)
+        first, written = index, 0
+        buffer: list[dict[str, Any]] = []
+        buffered = 0
+
+        def flush() -> None:
+            nonlocal buffer, buffered
+            if buffer:
+                table = pa.Table.from_pydict({c: [r[c] for r in buffer] for c in columns}, schema=schema)
+                writer.write_table(table, row_group_size=len(buffer))
+                buffer, buffered = [], 0
+
+        try:
+            while index < n_rows and written < shard_bytes:
+                row = make_row(index)
+                size = _row_bytes(row)
+                buffer.append(row)
+                buffered += size
+                written += size
+                index += 1
+                bar.update(1)
+                if len(buffer) >= group_rows or buffered >= group_bytes:
+                    flush()
+            flush()
+        finally:
+            writer.close()
+        final = partial / name
+        os.replace(tmp_path, final)
+        done.append({"file": name, "first_row": first, "rows": index - first,
+                     "bytes": final.stat().st_size, "sha256": _sha256(final)})
+        save_state()
+    bar.close()
+
+    # the split is complete: give the shards their final names
+    total = len(done)
+    out = []
+    for number, shard in enumerate(done):
+        final_name = f"{split}-{number:05d}-of-{total:05d}.parquet"
+        os.replace(partial / shard["file"], data_dir / final_name)
+        out.append({"file": f"data/{final_name}", "rows": shard["rows"], "bytes": shard["bytes"],
+                    "sha256": shard["sha256"]})
+    state_path.unlink()
+    return out
+
+
+# --------------------------------------------------------------------------- counts
+def label_counts(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Counts per method x shape x mode x size bin, sorted, as [{method, shape, mode, size_bin, count}]."""
+    counter = Counter((r.get("method"), r.get("shape"), r.get("mode"), r.get("size_bin")) for r in rows)
+    return [
+        {"method": m, "shape": s, "mode": mo, "size_bin": b, "count": n}
+        for (m, s, mo, b), n in sorted(counter.items(), key=lambda kv: tuple(str(x) for x in kv[0]))
+    ]
+
+
+def area_histogram(fractions: Sequence[float], edges_percent: Sequence[float]) -> list[dict[str, Any]]:
+    """Histogram of changed-area percentages over ``edges_percent`` (plus open ends)."""
+    edges = sorted(edges_percent)
+    counts = [0] * (len(edges) + 1)
+    for f in fractions:
+        counts[int(np.searchsorted(edges, f * 100.0, side="right"))] += 1
+    labels = [f"<{edges[0]:g}%"] + [f"{a:g}-{b:g}%" for a, b in zip(edges[:-1], edges[1:])] + [f">={edges[-1]:g}%"]
+    return [{"range": lab, "count": c} for lab, c in zip(labels, counts)]
+
+
+def _histogram_edges(bins: Sequence[SizeBin]) -> list[float]:
+    # a log-spaced grid that covers the configured bins: fine enough to show the shape of the
+    # size distribution inside each bin
+    low = min(b.low for b in bins) * 100.0
+    high = max(b.high for b in bins) * 100.0
+    return [float(f"{v:.3g}") for v in np.geomspace(low, high, 13)]
+
+
+# --------------------------------------------------------------------------- build
+def build_dataset(
+    input_dir: str | os.PathLike,
+    build_dir: str | os.PathLike,
+    *,
+    sources_dir: str | os.PathLike | None = None,
+    include_diff: bool = False,
+    shard_bytes: int = DEFAULT_SHARD_BYTES,
+    group_rows: int = DEFAULT_GROUP_ROWS,
+    group_bytes: int = DEFAULT_GROUP_BYTES,
+    progress: bool = True,
+    **generation: Any,
+) -> BuildResult:
+    """Generate anomalies for the images in ``input_dir`` and write a publishable dataset folder.
+
+    ``input_dir``   anomaly-free images (region masks beside them as ``<name>_mask.png`` or in a
+                    ``masks/`` folder), or an imagefolder written by ``anomalyforge synth``
+                    (``metadata.jsonl`` + ``images/`` + ``masks/``); then ``sources_dir`` names the
+                    anomaly-free images it was made from (they become the ``good`` split).
+    ``build_dir``   output folder (see the module docstring); rerunning resumes.
+    ``include_diff`` add the ``diff`` column (|synthetic - source|, max over channels, 0..255).
+    ``generation``  options of ``synth.protocol.run_protocol``: method, mix, per_image, shapes,
+                    modes, bins, seed, workers, region_masks, method_options.
+
+    Raises ``BuildError`` (bad input) or ``ValidationError`` (e.g. a mask whose size differs
+    from its image). Returns the folder, rows per split and the content of ``build.json``.
+    """
+    input_dir = Path(input_dir)
+    build_dir = Path(build_dir)
+    # the progress flag of `anomalyforge synth`'s options is this function's own argument
+    progress = bool(generation.pop("progress", progress))
+    if not input_dir.is_dir():
+        raise BuildError(f"input folder {input_dir} does not exist")
+    build_dir.mkdir(parents=True, exist_ok=True)
+    bins = tuple(resolve_bin(b) for b in generation.get("bins") or DEFAULT_BINS)
+    if "bins" in generation:
+        generation = {**generation, "bins": bins}
+
+    if is_imagefolder(input_dir):
+        generated = input_dir
+        if sources_dir is None:
+            raise BuildError(
+                f"{input_dir} is an imagefolder of generated anomalies; pass sources_dir "
+                "(--sources) with the anomaly-free images it was made from, for the good split"
+            )
+        sources = Path(sources_dir)
+        input_kind = "imagefolder"
+    else:
+        generated = build_dir / "generated"
+        sources = Path(sources_dir) if sources_dir is not None else input_dir
+        _run_generation(input_dir, generated, generation, progress)
+        input_kind = "images"
+    if not sources.is_dir():
+        raise BuildError(f"source folder {sources} does not exist")
+
+    meta = read_metadata(generated)
+    if not meta:
+        raise ValidationError(f"{generated / 'metadata.jsonl'} lists no anomalies: the test split would be empty")
+    from .schema import size_bin_names
+
+    extra_bins = sorted({r["size_bin"] for r in meta if r.get("size_bin")} - set(size_bin_names(bins)))
+    features = dataset_features(bins, include_diff=include_diff, extra_size_bins=extra_bins)
+    schema = features.arrow_schema
+    size_bins = features["size_bin"].names
+
+    background: dict[str, float | None] = {}
+    for r in meta:
+        background.setdefault(r["source_id"], r.get("background_brightness"))
+    good_ids = sorted(background)
+
+    fingerprint_src = json.dumps(
+        {
+            "format": FORMAT_VERSION,
+            "rows": meta,
+            "good": good_ids,
+            "features": features.to_dict(),
+            "shard_bytes": shard_bytes,
+            "group_rows": group_rows,
+            "group_bytes": group_bytes,
+        },
+        sort_keys=True,
+        default=str,
+    )
+    fingerprint = hashlib.sha256(fingerprint_src.encode()).hexdigest()
+
+    info_path = build_dir / "build.json"
+    if info_path.is_file():
+        previous = json.loads(info_path.read_text())
+        if previous.get("fingerprint") == fingerprint and all(
+            (build_dir / s["file"]).is_file() and _sha256(build_dir / s["file"]) == s["sha256"]
+            for split in SPLITS
+            for s in previous["shards"][split]
+        ):
+            return BuildResult(build_dir, dict(previous["counts"]), previous)
+
+    data_dir = build_dir / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    # a previous, different build leaves final shards behind: they would match the card's globs
+    for old in data_dir.glob("*.parquet"):
+        old.unlink()
+
+    rows = _Rows(generated, sources, size_bins, include_diff)
+    shards = {
+        TEST_SPLIT: _write_split(TEST_SPLIT, len(meta), lambda i: rows.test_row(meta[i]), data_dir, schema,
+                                 fingerprint, shard_bytes, group_rows, group_bytes, progress),
+        GOOD_SPLIT: _write_split(GOOD_SPLIT, len(good_ids),
+                                 lambda i: rows.good_row(good_ids[i], background[good_ids[i]]), data_dir,
+                                 schema, fingerprint, shard_bytes, group_rows, group_bytes, progress),
+    }
+    shutil.rmtree(data_dir / ".partial", ignore_errors=True)
+
+    examples = _write_examples(build_dir, generated, meta)
+    counts = {TEST_SPLIT: len(meta), GOOD_SPLIT: len(good_ids)}
+    info = {
+        "tool": "anomalyforge",
+        "tool_version": tool_version(),
+        "format": FORMAT_VERSION,
+        "fingerprint": fingerprint,
+        "input": {"kind": input_kind, "name": input_dir.resolve().name},
+        "generation": generation_config({k: v for k, v in generation.items() if k != "workers"}),
+        "protocol": _protocol_record(generated),
+        "include_diff": include_diff,
+        "counts": counts,
+        "images": {"sources": len(good_ids), "per_source_max": max(Counter(r["source_id"] for r in meta).values())},
+        "label_counts": label_counts(meta),
+        "size_bins": list(size_bins),
+        "area_histogram": area_histogram([float(r.get("area_fraction") or 0.0) for r in meta], _histogram_edges(bins)),
+        "examples": examples,
+        "shards": shards,
+        "features": features.to_dict(),
+    }
+    tmp = info_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(info, indent=1, sort_keys=True))
+    os.replace(tmp, info_path)
+
+    from .card import render_card
+
+    (build_dir / "README.md").write_text(render_card(info, version=None), encoding="utf-8")
+    return BuildResult(build_dir, counts, info)
+
+
+def _protocol_record(generated: Path) -> dict[str, Any] | None:
+    """The generator's own record of its configuration (``config.json``), when it wrote one."""
+    path = generated / "config.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_examples(build_dir: Path, generated: Path, meta: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
+    """Copy up to ``N_EXAMPLES`` image/mask pairs (one per method x shape first) to card/examples."""
+    folder = build_dir / "card" / "examples"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    chosen: list[dict[str, Any]] = []
+    seen: set[tuple] = set()
+    for r in meta:
+        key = (r.get("method"), r.get("shape"))
+        if key not in seen:
+            seen.add(key)
+            chosen.append(r)
+    for r in meta:
+        if len(chosen) >= N_EXAMPLES:
+            break
+        if r not in chosen:
+            chosen.append(r)
+    out = []
+    for number, r in enumerate(chosen[:N_EXAMPLES]):
+        image = f"card/examples/{number:02d}-image.png"
+        mask = f"card/examples/{number:02d}-mask.png"
+        shutil.copyfile(generated / r["file_name"], build_dir / image)
+        shutil.copyfile(generated / r["mask_file_name"], build_dir / mask)
+        out.append({"image": image, "mask": mask, "method": r.get("method"), "shape": r.get("shape"),
+                    "mode": r.get("mode"), "size_bin": r.get("size_bin")})
+    return out
+
+
+# --------------------------------------------------------------------------- validation
+def _shards_of(build_dir: Path, split: str) -> list[Path]:
+    return sorted((build_dir / "data").glob(f"{split}-*.parquet"))
+
+
+def validate_build(build_dir: str | os.PathLike, progress: bool = False) -> dict[str, Any]:
+    """Check that a build folder holds a publishable dataset; return its ``build.json`` content.
+
+    Checks: build.json and README.md present; every split has shards and rows; the parquet
+    features carry the contract columns with their types; every mask has its image's size and
+    holds only 0/255; rows and checksums match build.json. Raises ``ValidationError`` naming the
+    first problem.
+    """
+    from datasets import Features
+
+    from tqdm.auto import tqdm
+
+    build_dir = Path(build_dir)
+    info_path = build_dir / "build.json"
+    if not info_path.is_file():
+        raise ValidationError(f"{build_dir} is not a build folder (no build.json); run `anomalyforge hub build` first")
+    info = json.loads(info_path.read_text())
+    if not (build_dir / "README.md").is_file():
+        raise ValidationError(f"{build_dir}/README.md is missing; rerun the build")
+    reference = dataset_features(include_diff=bool(info.get("include_diff")))
+    for split in SPLITS:
+        shards = _shards_of(build_dir, split)
+        if not shards:
+            raise ValidationError(f"split {split!r} has no parquet shards in {build_dir / 'data'}")
+        rows = 0
+        for shard in shards:
+            pf = pq.ParquetFile(shard)
+            try:
+                features = Features.from_arrow_schema(pf.schema_arrow)
+            except Exception as exc:  # schema metadata is not datasets' JSON
+                raise ValidationError(f"{shard}: parquet schema carries no dataset features ({exc})") from None
+            for column, feature in reference.items():
+                if column == "size_bin":
+                    ok = column in features and type(features[column]).__name__ == "ClassLabel"
+                elif column in ("method", "shape", "mode"):
+                    # append-only vocabularies: the published names must start with ours
+                    names = getattr(features.get(column), "names", None)
+                    ok = names is not None and list(feature.names) == names[: len(feature.names)]
+                else:
+                    ok = column in features and features[column] == feature
+                if not ok:
+                    raise ValidationError(
+                        f"{shard}: column {column!r} is {features.get(column)!r}, the schema needs {feature!r}"
+                    )
+            rows += pf.metadata.num_rows
+            bar = tqdm(total=pf.metadata.num_rows, desc=f"validate {shard.name}", disable=not progress)
+            for group in range(pf.num_row_groups):
+                table = pf.read_row_group(group, columns=["image", "mask", "source_id"])
+                for image, mask, source_id in zip(*(table.column(c).to_pylist() for c in table.column_names)):
+                    _check_pair(image, mask, f"{shard.name} ({source_id})")
+                    bar.update(1)
+            bar.close()
+        if rows == 0:
+            raise ValidationError(f"split {split!r} is empty: a published dataset needs rows in {', '.join(SPLITS)}")
+        expected = info.get("counts", {}).get(split)
+        if expected != rows:
+            raise ValidationError(f"split {split!r} has {rows} rows but build.json says {expected}; rerun the build")
+        recorded = {s["file"]: s["sha256"] for s in info.get("shards", {}).get(split, [])}
+        present = {f"data/{p.name}" for p in shards}
+        if set(recorded) != present:
+            raise ValidationError(
+                f"split {split!r}: shards {sorted(present)} differ from build.json {sorted(recorded)}; rerun the build"
+            )
+        for name, digest in recorded.items():
+            if _sha256(build_dir / name) != digest:
+                raise ValidationError(f"{name} changed after the build (checksum differs); rerun the build")
+    for example in info.get("examples", []):
+        for key in ("image", "mask"):
+            if not (build_dir / example[key]).is_file():
+                raise ValidationError(f"example file {example[key]} is missing; rerun the build")
+    return info
+
+
+def _check_pair(image: dict | None, mask: dict | None, where: str) -> None:
+    if not image or not image.get("bytes"):
+        raise ValidationError(f"{where}: image is missing")
+    if not mask or not mask.get("bytes"):
+        raise ValidationError(f"{where}: mask is missing")
+    image_size = _png_size(image["bytes"], where)
+    try:
+        with PILImage.open(io.BytesIO(mask["bytes"])) as m:
+            mask_size, mask_mode = m.size, m.mode
+            values = np.unique(np.asarray(m.convert("L"))) if mask_mode in ("L", "1", "P") else None
+    except Exception as exc:  # PIL raises several unrelated types for broken files
+        raise ValidationError(f"{where}: mask cannot be decoded ({exc})") from None
+    if mask_size != image_size:
+        raise ValidationError(
+            f"{where}: mask is {mask_size[0]}x{mask_size[1]} but the image is {image_size[0]}x{image_size[1]}"
+        )
+    if values is None:
+        raise ValidationError(f"{where}: mask has mode {mask_mode}; masks are single-channel 0/255")
+    if not set(values.tolist()) <= {0, 255}:
+        raise ValidationError(f"{where}: mask holds values other than 0 and 255")
+
+
+def iter_split_rows(build_dir: str | os.PathLike, split: str, columns: Sequence[str] | None = None) -> Iterator[dict]:
+    """Rows of one split of a build folder straight from its shards (no ``datasets`` cache)."""
+    for shard in _shards_of(Path(build_dir), split):
+        pf = pq.ParquetFile(shard)
+        for group in range(pf.num_row_groups):
+            yield from pf.read_row_group(group, columns=columns).to_pylist()

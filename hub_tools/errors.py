@@ -1,0 +1,27 @@
+"""Errors of the dataset build / publish / load tools. All are ``ValueError``s a user can act on."""
+
+from __future__ import annotations
+
+
+class HubToolsError(ValueError):
+    """Base class: bad input, an invalid build, a refused version or a failed publish."""
+
+
+class BuildError(HubToolsError):
+    """The input folder cannot be turned into a dataset (no images, unknown labels, ...)."""
+
+
+class ValidationError(HubToolsError):
+    """A build folder does not hold a publishable dataset (schema, empty split, mask size...)."""
+
+
+class VersionError(HubToolsError):
+    """A version string is malformed, already published or not above the latest version."""
+
+
+class PublishError(HubToolsError):
+    """A push did not complete; the message says what is left to do (usually: run it again)."""
+
+
+class StaleParentError(PublishError):
+    """The repository moved while a push was being prepared (someone else committed)."""
