@@ -1,0 +1,34 @@
+"""Shared fixtures: real CC0 textures from scikit-image, in the layouts users bring."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+
+
+def _rgb(name: str) -> np.ndarray:
+    image = getattr(skimage.data, name)()
+    if image.ndim == 2:
+        image = np.stack([image] * 3, axis=2)
+    return np.ascontiguousarray(image[:, :, :3])
+
+
+@pytest.fixture(scope="session")
+def brick_rgb() -> np.ndarray:
+    """512x512 RGB uint8 brick wall (brick is gray in scikit-image; tinted to make it colour)."""
+    gray = skimage.data.brick().astype(np.float32)
+    tint = np.stack([gray * 1.0, gray * 0.8, gray * 0.6], axis=2)
+    return np.clip(tint, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def textures() -> dict[str, np.ndarray]:
+    """256x256 uint8 gray crops of brick, grass and gravel."""
+    return {name: np.ascontiguousarray(getattr(skimage.data, name)()[:256, :256]) for name in ("brick", "grass", "gravel")}
+
+
+@pytest.fixture(scope="session")
+def astronaut_256() -> np.ndarray:
+    return cv2.resize(skimage.data.astronaut(), (256, 256), interpolation=cv2.INTER_AREA)
