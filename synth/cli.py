@@ -39,7 +39,7 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
                         "transparent_color_noise mean_noise gray_noise [texture]; default the first five)")
     g.add_argument("--bins", nargs="+", default=None, metavar="LOW-HIGH%",
                    help="size bins in percent of image pixels (default: "
-                        + " ".join(b.name for b in DEFAULT_BINS) + ")")
+                        + " ".join(b.name for b in DEFAULT_BINS).replace("%", "%%") + ")")
     g.add_argument("--seed", type=int, default=None, help="run seed (default 0); same seed -> same files")
     g.add_argument("--region-masks", default=None, metavar="DIR",
                    help="folder of allowed-region masks named like the input images (white = allowed); "
