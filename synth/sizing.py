@@ -1,0 +1,208 @@
+"""Steering a method's size knob (patch scale, mask pixel count) until the *measured* changed area
+lies in a size bin, the way SYNAGEN does it: render, measure what would be stored, correct.
+
+Also the small placement helpers the patch-based methods share: picking a point inside the
+region, keeping a box inside the image, and measuring a rendered window exactly like ``finish``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, TypeVar
+
+import numpy as np
+
+from .anomaly import changed_pixels
+from .errors import RegionError, SizeBinError
+from .method import Scene
+from .sizebins import SizeBin
+
+T = TypeVar("T")
+
+#: A window ``(y0, y1, x0, x1)`` of the image (half-open).
+Window = tuple[int, int, int, int]
+
+
+def pixel_bounds(size_bin: SizeBin, scene: Scene) -> tuple[int, int]:
+    """Inclusive changed-pixel range of ``size_bin`` for the scene; errors a user can act on."""
+    n_pixels = scene.height * scene.width
+    lo_px, hi_px = size_bin.pixel_range(n_pixels)
+    if hi_px < max(lo_px, 1):
+        raise SizeBinError(
+            f"size bin {size_bin.name} holds no whole pixel count for a {scene.width}x{scene.height} "
+            f"image ({n_pixels} pixels); use a larger image or a wider bin"
+        )
+    lo_px = max(lo_px, 1)
+    allowed = n_pixels if scene.region is None else int(scene.region.sum())
+    if allowed < lo_px:
+        raise RegionError(
+            f"region has {allowed} allowed pixels ({100 * allowed / n_pixels:.3g} % of the image) but "
+            f"size bin {size_bin.name} needs at least {lo_px}; use a smaller bin or a larger region"
+        )
+    return lo_px, hi_px
+
+
+def target_pixels(size_bin: SizeBin, target_fraction: float, scene: Scene) -> float:
+    """The drawn target fraction as a pixel count, clamped into the bin's pixel range."""
+    lo_px, hi_px = pixel_bounds(size_bin, scene)
+    return min(max(target_fraction * scene.height * scene.width, lo_px), hi_px)
+
+
+def measure_window(scene: Scene, window: Window, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Clip rendered window ``values`` (float32 ``(h, w, C)``) to the region and find what changed.
+
+    Returns ``(values, changed)``: the values ``finish`` will store (outside the region the
+    source) and the bool ``(h, w)`` changed-pixel mask measured on the quantised output.
+    """
+    y0, y1, x0, x1 = window
+    source = scene.image[y0:y1, x0:x1]
+    values = np.clip(values, 0.0, 1.0).astype(np.float32, copy=False)
+    if scene.region is not None:
+        values = np.where(scene.region[y0:y1, x0:x1][:, :, None], values, source)
+    return values, changed_pixels(source, values, scene.quantum)
+
+
+def anchor_point(u: float, scene: Scene, v: float | None = None) -> tuple[int, int]:
+    """A pixel ``(y, x)``: inside the region (the ``u``-th allowed pixel) or, without a region,
+    uniform over the image from ``(u, v)``."""
+    if scene.region is None:
+        v = u if v is None else v
+        return min(int(u * scene.height), scene.height - 1), min(int(v * scene.width), scene.width - 1)
+    allowed = np.flatnonzero(scene.region)
+    index = int(allowed[min(int(u * len(allowed)), len(allowed) - 1)])
+    y, x = divmod(index, scene.width)
+    return y, x
+
+
+def box_around(cy: float, cx: float, h: int, w: int, height: int, width: int, margin: int = 0) -> tuple[int, int, int, int]:
+    """Top-left anchored box ``(y0, y1, x0, x1)`` of size ``h x w`` centred near ``(cy, cx)``,
+    shifted so that it lies inside the image with ``margin`` pixels to spare."""
+    h = max(1, min(int(h), height - 2 * margin))
+    w = max(1, min(int(w), width - 2 * margin))
+    y0 = int(round(cy - h / 2.0))
+    x0 = int(round(cx - w / 2.0))
+    y0 = min(max(y0, margin), height - margin - h)
+    x0 = min(max(x0, margin), width - margin - w)
+    return y0, y0 + h, x0, x0 + w
+
+
+def union_window(boxes: list[tuple[int, int, int, int]], height: int, width: int, pad: int = 0) -> Window:
+    """Smallest window holding every box, grown by ``pad`` and clipped to the image."""
+    y0 = max(0, min(b[0] for b in boxes) - pad)
+    y1 = min(height, max(b[1] for b in boxes) + pad)
+    x0 = max(0, min(b[2] for b in boxes) - pad)
+    x1 = min(width, max(b[3] for b in boxes) + pad)
+    return y0, y1, x0, x1
+
+
+def bbox_window(mask: np.ndarray, pad: int = 0) -> Window | None:
+    """Bounding window of a bool mask grown by ``pad`` (``None`` for an empty mask)."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if len(rows) == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    height, width = mask.shape
+    return (
+        max(0, int(rows[0]) - pad),
+        min(height, int(rows[-1]) + 1 + pad),
+        max(0, int(cols[0]) - pad),
+        min(width, int(cols[-1]) + 1 + pad),
+    )
+
+
+@dataclass(frozen=True)
+class Steered(Generic[T]):
+    """Outcome of ``steer``: the in-bin payload (or ``None``), its knob value and area."""
+
+    payload: T | None
+    knob: float
+    area: int
+    steps: int
+    best_area: int
+
+
+def steer(
+    render_at: Callable[[float], tuple[int, T]],
+    *,
+    lo_px: int,
+    hi_px: int,
+    target_px: float,
+    start: float,
+    exponent: float = 2.0,
+    lower: float = 0.0,
+    upper: float = math.inf,
+    max_steps: int = 18,
+    tolerance: float = 0.1,
+) -> Steered[T]:
+    """Search a knob (changed area non-decreasing in it) until ``lo_px <= area <= hi_px``.
+
+    ``render_at(knob) -> (area, payload)`` renders and measures. The first guess is ``start``;
+    each correction assumes ``area ~ knob ** exponent`` (2 for a linear patch scale, 1 for a pixel
+    count), falling back to bisection between the bracketing values. Stops early once the area is
+    in the bin and within ``tolerance`` of the target, so sizes stay spread over the bin.
+    Returns the in-bin result closest to the target, or a ``Steered`` with ``payload=None``.
+    """
+    knob = min(max(start, lower), upper)
+    k_low, k_high = lower, upper
+    best_area = -1
+    found: tuple[int, float, T, int] | None = None
+    steps = 0
+    for step in range(max_steps):
+        steps = step + 1
+        area, payload = render_at(knob)
+        if best_area < 0 or abs(area - target_px) < abs(best_area - target_px):
+            best_area = area
+        if lo_px <= area <= hi_px:
+            if found is None or abs(area - target_px) < abs(found[0] - target_px):
+                found = (area, knob, payload, steps)
+            if abs(area - target_px) <= tolerance * target_px or step >= max_steps // 2:
+                break
+        if area < target_px:
+            k_low = max(k_low, knob)
+        else:
+            k_high = min(k_high, knob)
+        if area < lo_px and knob >= upper:
+            break  # the largest allowed knob is still too small
+        if area > hi_px and knob <= lower:
+            break
+        if area > 0:
+            proposal = knob * (target_px / area) ** (1.0 / exponent)
+        else:
+            proposal = knob * 2.0
+        if not (k_low < proposal < k_high):
+            if k_high < math.inf and k_low > 0:
+                proposal = math.sqrt(k_low * k_high)
+            elif k_high < math.inf:
+                proposal = (k_low + k_high) / 2.0
+            else:
+                proposal = knob * 2.0
+        proposal = min(max(proposal, lower), upper)
+        if k_high < math.inf and k_low > 0 and k_high / k_low < 1.0005:
+            break  # the area jumps over the bin here
+        if proposal == knob:
+            break
+        knob = proposal
+    if found is None:
+        return Steered(None, knob, best_area, steps, best_area)
+    area, knob, payload, at_step = found
+    return Steered(payload, knob, area, at_step, best_area)
+
+
+def size_error(method: str, size_bin: SizeBin, scene: Scene, best_area: int, hint: str) -> SizeBinError:
+    lo_px, hi_px = pixel_bounds(size_bin, scene)
+    return SizeBinError(
+        f"could not bring a {method} anomaly into size bin {size_bin.name} ({lo_px}-{hi_px} changed "
+        f"pixels of {scene.height * scene.width}); closest was {max(best_area, 0)} pixels. {hint}"
+    )
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON types for spec params (numpy scalars and tuples converted)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
