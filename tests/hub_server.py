@@ -78,6 +78,7 @@ class Repo:
     commits: dict[str, Commit] = field(default_factory=dict)
     branches: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    lfs_oids: set[str] = field(default_factory=set)  # LFS objects uploaded to this repo
 
     def resolve(self, revision: str) -> str | None:
         """Commit oid for a branch, tag, ``refs/...`` name or commit oid; ``None`` if unknown."""
@@ -149,6 +150,7 @@ class _Handler(BaseHTTPRequestHandler):
     # ------------------------------------------------------------------ plumbing
     def _dispatch(self, method: str) -> None:
         state = self.server.state
+        self._is_head = method == "HEAD"  # HEAD answers carry headers only, errors included
         url = urlsplit(self.path)
         path = url.path
         query = parse_qs(url.query)
@@ -183,7 +185,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json({"error": exc.message}, status=exc.status, headers=headers)
             return
         status, headers, payload = result
-        self._send(status, headers, payload, head=(method == "HEAD"))
+        self._send(status, headers, payload)
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -203,14 +205,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_json(self, obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> None:
         self._send(status, {"Content-Type": "application/json", **(headers or {})}, json.dumps(obj).encode())
 
-    def _send(self, status: int, headers: dict[str, str], payload: bytes, head: bool = False) -> None:
+    def _send(self, status: int, headers: dict[str, str], payload: bytes) -> None:
         self.send_response(status)
         for key, value in headers.items():
             self.send_header(key, value)
         if "Content-Length" not in headers:
             self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
-        if not head:
+        if not self._is_head:
             self.wfile.write(payload)
 
     def do_GET(self) -> None:
@@ -336,9 +338,11 @@ class _App:
         if lfs and method == "POST":
             repo_type, repo_id = self._type_and_id(lfs.group(1), lfs.group(2), lfs.group(3))
             return self.lfs_batch(repo_type, repo_id, json.loads(body), headers)
-        upload = re.fullmatch(r"/_lfs/([0-9a-f]{64})", path)
+        upload = re.fullmatch(r"/_lfs/(models|datasets|spaces)/([^/]+)/([^/]+)/([0-9a-f]{64})", path)
         if upload and method == "PUT":
-            return self.lfs_put(upload.group(1), body)
+            repo_type, repo_id = self._type_and_id(upload.group(1), upload.group(2), upload.group(3))
+            return self.lfs_put(self._repo(repo_type, repo_id, headers={"Authorization": f"Bearer {self.state.token}"}),
+                                upload.group(4), body)
         resolve = re.fullmatch(r"/(?:(datasets|spaces)/)?([^/]+)/([^/]+)/resolve/([^/]+)/(.+)", path)
         if resolve and method in ("GET", "HEAD"):
             repo_type, repo_id = self._type_and_id(resolve.group(1), resolve.group(2), resolve.group(3))
@@ -484,7 +488,7 @@ class _App:
                 files[value["path"]] = Entry(git_blob_id(content), len(content), content)
             elif key == "lfsFile":
                 oid = value["oid"]
-                if oid not in self.state.lfs:
+                if oid not in repo.lfs_oids:
                     raise HubError(422, f"LFS object {oid} for {value['path']} was not uploaded")
                 size = len(self.state.lfs[oid])
                 pointer = lfs_pointer(oid, size)
@@ -510,20 +514,23 @@ class _App:
         })
 
     def lfs_batch(self, repo_type: str, repo_id: str, payload: dict, headers: Any) -> tuple[int, dict, bytes]:
-        self._repo(repo_type, repo_id, headers, write=payload.get("operation") == "upload")
+        repo = self._repo(repo_type, repo_id, headers, write=payload.get("operation") == "upload")
         objects = []
         for obj in payload["objects"]:
             item: dict[str, Any] = {"oid": obj["oid"], "size": obj["size"]}
-            if obj["oid"] not in self.state.lfs:
-                item["actions"] = {"upload": {"href": f"{self.base_url()}/_lfs/{obj['oid']}", "header": {}}}
+            if obj["oid"] not in repo.lfs_oids:
+                # a pre-signed upload URL, as the Hub hands out (no Authorization header needed)
+                href = f"{self.base_url()}/_lfs/{repo_type}s/{repo_id}/{obj['oid']}"
+                item["actions"] = {"upload": {"href": href, "header": {}}}
             objects.append(item)
         return 200, {"Content-Type": "application/vnd.git-lfs+json"}, json.dumps(
             {"transfer": "basic", "objects": objects, "hash_algo": "sha256"}).encode()
 
-    def lfs_put(self, oid: str, body: bytes) -> tuple[int, dict, bytes]:
+    def lfs_put(self, repo: Repo, oid: str, body: bytes) -> tuple[int, dict, bytes]:
         if hashlib.sha256(body).hexdigest() != oid:
             raise HubError(400, "uploaded content does not match its sha256")
         self.state.lfs[oid] = body
+        repo.lfs_oids.add(oid)
         return 200, {}, b""
 
     def resolve(self, repo_type: str, repo_id: str, revision: str, path: str, headers: Any):

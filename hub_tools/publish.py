@@ -1,0 +1,343 @@
+"""Publish a build as an immutable version on the Hub, list versions, load a pinned version.
+
+A version is one commit on the dataset repo's ``main`` branch plus the tag ``vMAJOR.MINOR.PATCH``
+on exactly that commit. ``push_build``:
+
+1. validates the build folder (schema, non-empty splits, masks matching their images);
+2. refuses a version that is already tagged or not above the newest tag;
+3. reads the current head of ``main`` and the card there (for the changelog);
+4. makes one commit (``HfApi.create_commit`` with ``parent_commit`` = that head, so a concurrent
+   push is detected instead of silently overwritten): the parquet shards through LFS, the card,
+   ``build.json`` and the example images, and deletes the previous version's data files;
+5. tags that commit.
+
+Failure modes: an upload or commit that fails leaves the branch as it was (the Hub applies a
+commit atomically) and no tag. A push whose commit landed but whose tag was not created is
+finished by running the same command again: the head commit already holds this build for this
+version, so only the tag is created. Tokens come from ``huggingface_hub.get_token()`` (``HF_TOKEN``
+or the ``hf auth login`` file) and are scrubbed from every message this module raises.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .build import validate_build
+from .card import add_changelog_entry, read_changelog, render_card
+from .errors import PublishError, StaleParentError, VersionError
+from .schema import SPLITS
+
+REPO_TYPE = "dataset"
+BRANCH = "main"
+_VERSION_RE = re.compile(r"v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)")
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    """``"1.2.3"`` or ``"v1.2.3"`` -> ``(1, 2, 3)``; ``VersionError`` otherwise."""
+    match = _VERSION_RE.fullmatch(str(text).strip())
+    if not match:
+        raise VersionError(f"version {text!r} is not MAJOR.MINOR.PATCH (e.g. 1.2.0)")
+    return tuple(int(g) for g in match.groups())  # type: ignore[return-value]
+
+
+def version_tag(version: str | tuple[int, int, int]) -> str:
+    """The tag name of a version: ``v1.2.3``."""
+    parts = parse_version(version) if isinstance(version, str) else version
+    return "v" + ".".join(map(str, parts))
+
+
+def _scrub(text: str, token: str | None) -> str:
+    if token:
+        text = text.replace(token, "***")
+    # tokens of other users or sessions should not leak either
+    return re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", text)
+
+
+def _resolve_token(token: str | None) -> str | None:
+    if token:
+        return token
+    from huggingface_hub import get_token
+
+    return get_token()
+
+
+def _api(token: str | None, endpoint: str | None = None):
+    from huggingface_hub import HfApi
+
+    return HfApi(endpoint=endpoint, token=token)
+
+
+def _describe_http_error(exc: Exception, token: str | None) -> str:
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    first_line = str(exc).splitlines()[0] if str(exc) else ""
+    if status is None:  # a transport error (connection dropped, refused, timed out): name its kind
+        first_line = f"{type(exc).__name__}: {first_line}".rstrip(": ")
+    return _scrub(first_line, token)
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One published version: tag, commit, date of the commit and rows per split."""
+
+    version: str
+    tag: str
+    commit: str
+    date: str | None
+    rows: dict[str, int]
+
+
+@dataclass(frozen=True)
+class PushResult:
+    repo_id: str
+    version: str
+    tag: str
+    commit: str
+    url: str
+    created_commit: bool
+
+
+def _tags(api, repo_id: str) -> dict[str, str]:
+    refs = api.list_repo_refs(repo_id, repo_type=REPO_TYPE)
+    return {t.name: t.target_commit for t in refs.tags}
+
+
+def _semver_tags(tags: dict[str, str]) -> dict[tuple[int, int, int], str]:
+    out = {}
+    for name in tags:
+        try:
+            out[parse_version(name)] = name
+        except VersionError:
+            continue  # other tags are not versions of this dataset
+    return out
+
+
+def _download_text(api, repo_id: str, filename: str, revision: str) -> str | None:
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        path = api.hf_hub_download(repo_id, filename, repo_type=REPO_TYPE, revision=revision)
+    except EntryNotFoundError:
+        return None
+    return Path(path).read_text(encoding="utf-8")
+
+
+def push_build(
+    build_dir: str | os.PathLike,
+    repo_id: str,
+    version: str,
+    *,
+    private: bool = False,
+    message: str | None = None,
+    license: str | None = None,
+    pretty_name: str | None = None,
+    attribution: str | None = None,
+    diversity: dict[str, float] | str | os.PathLike | None = None,
+    token: str | None = None,
+    endpoint: str | None = None,
+    progress: bool = False,
+) -> PushResult:
+    """Publish ``build_dir`` as version ``version`` of the dataset repo ``repo_id``.
+
+    ``version``     ``MAJOR.MINOR.PATCH`` (a leading ``v`` is accepted); must be above every
+                    version already tagged.
+    ``license``     the card's license id (e.g. ``cc-by-4.0``); ``other`` when not given.
+    ``attribution`` text naming the source images and their license, shown in the card.
+    ``diversity``   mapping score name -> value, or a JSON file with one (``anomalyforge diversity``).
+
+    Raises ``ValidationError`` (bad build), ``VersionError`` (refused version), ``StaleParentError``
+    (the repo moved during the push) or ``PublishError`` (network/server failure; nothing tagged).
+    """
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+    from huggingface_hub.errors import HfHubHTTPError
+
+    build_dir = Path(build_dir)
+    numbers = parse_version(version)
+    tag = version_tag(numbers)
+    plain = tag[1:]
+    if "/" not in repo_id or repo_id.count("/") != 1:
+        raise PublishError(f"repo {repo_id!r} must be ORG/NAME")
+    info = validate_build(build_dir, progress=progress)
+    scores = _read_diversity(diversity)
+    token = _resolve_token(token)
+    if not token:
+        raise PublishError("no Hugging Face token: set HF_TOKEN or run `hf auth login`")
+    api = _api(token, endpoint)
+
+    try:
+        api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=True)
+        tags = _tags(api, repo_id)
+        versions = _semver_tags(tags)
+        if tag in tags or numbers in versions:
+            existing = versions.get(numbers, tag)
+            raise VersionError(
+                f"{repo_id} already has version {existing} (commit {tags[existing][:12]}); versions are "
+                "immutable: publish the changes as a higher version"
+            )
+        if versions and numbers < max(versions):
+            raise VersionError(
+                f"version {tag} is not above the latest published version {versions[max(versions)]} of {repo_id}"
+            )
+        head = api.repo_info(repo_id, repo_type=REPO_TYPE, revision=BRANCH).sha
+
+        # A previous run of this same push may have committed and then failed to tag: finish it.
+        published = _download_text(api, repo_id, "build.json", head)
+        if published is not None:
+            record = json.loads(published)
+            if record.get("published", {}).get("version") == plain and record.get("fingerprint") == info["fingerprint"]:
+                api.create_tag(repo_id, tag=tag, revision=head, repo_type=REPO_TYPE,
+                               tag_message=f"{repo_id} {tag}")
+                return PushResult(repo_id, plain, tag, head, _url(api, repo_id, tag), created_commit=False)
+
+        previous_card = _download_text(api, repo_id, "README.md", head)
+        date = datetime.now(timezone.utc).date().isoformat()
+        entry = {"version": plain, "date": date, "message": message or "",
+                 "counts": dict(info["counts"]), "tool_version": info["tool_version"]}
+        changelog = add_changelog_entry(read_changelog(previous_card), entry)
+        card = render_card(info, plain, repo_id=repo_id, license=license, pretty_name=pretty_name,
+                           attribution=attribution, diversity=scores, changelog=changelog)
+        record = dict(info)
+        record["published"] = {"version": plain, "tag": tag, "date": date, "repo_id": repo_id,
+                               "license": license or "other", "attribution": attribution,
+                               "diversity": scores}
+
+        files = [s["file"] for split in SPLITS for s in info["shards"][split]]
+        files += [e[k] for e in info.get("examples", []) for k in ("image", "mask")]
+        operations: list[Any] = [CommitOperationAdd(path, str(build_dir / path)) for path in files]
+        operations.append(CommitOperationAdd("README.md", card.encode("utf-8")))
+        operations.append(CommitOperationAdd("build.json", json.dumps(record, indent=1, sort_keys=True).encode()))
+        keep = set(files)
+        for remote in api.list_repo_files(repo_id, repo_type=REPO_TYPE, revision=head):
+            if remote.startswith(("data/", "card/")) and remote not in keep:
+                operations.append(CommitOperationDelete(remote))
+        summary = f"Release {tag}" + (f": {message.splitlines()[0]}" if message else "")
+        try:
+            commit = api.create_commit(
+                repo_id,
+                operations,
+                commit_message=summary,
+                commit_description=message or "",
+                repo_type=REPO_TYPE,
+                revision=BRANCH,
+                parent_commit=head,
+            )
+        except HfHubHTTPError as exc:
+            status = getattr(exc.response, "status_code", None)
+            if status in (409, 412):
+                raise StaleParentError(
+                    f"{repo_id} changed while {tag} was being pushed (main is no longer at {head[:12]}); "
+                    "nothing was committed or tagged: run the push again to build on the new head"
+                ) from None
+            raise
+        try:
+            api.create_tag(repo_id, tag=tag, revision=commit.oid, repo_type=REPO_TYPE,
+                           tag_message=f"{repo_id} {tag}")
+        except (HfHubHTTPError, OSError) as exc:
+            raise PublishError(
+                f"{tag}: the data was committed ({commit.oid[:12]}) but the tag could not be created "
+                f"({_describe_http_error(exc, token)}); run the same push again to finish the version"
+            ) from None
+        return PushResult(repo_id, plain, tag, commit.oid, _url(api, repo_id, tag), created_commit=True)
+    except (VersionError, StaleParentError, PublishError):
+        raise
+    except Exception as exc:  # noqa: BLE001 -- any failure on the way means "no version made"
+        # HTTP errors, the HTTP client's transport errors (a dropped connection), RuntimeError
+        # wrapping a failed LFS upload: the version is not there, and the message says so
+        raise PublishError(
+            f"push of {tag} to {repo_id} failed: {_describe_http_error(exc, token)}; "
+            "no version was created: run the same push again"
+        ) from None
+
+
+def _url(api, repo_id: str, tag: str) -> str:
+    return f"{api.endpoint}/datasets/{repo_id}/tree/{tag}"
+
+
+def _read_diversity(diversity: dict[str, float] | str | os.PathLike | None) -> dict[str, float] | None:
+    if diversity is None:
+        return None
+    if isinstance(diversity, dict):
+        data = diversity
+    else:
+        try:
+            data = json.loads(Path(diversity).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise PublishError(f"cannot read diversity scores from {diversity}: {exc}") from None
+    if not isinstance(data, dict) or not all(isinstance(v, (int, float)) for v in data.values()):
+        raise PublishError("diversity scores must be a JSON object mapping score name -> number")
+    return {str(k): float(v) for k, v in data.items()}
+
+
+def list_versions(repo_id: str, *, token: str | None = None, endpoint: str | None = None) -> list[VersionInfo]:
+    """Published versions of ``repo_id``, oldest first, with commit date and rows per split."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    token = _resolve_token(token)
+    api = _api(token, endpoint)
+    try:
+        tags = _tags(api, repo_id)
+        out = []
+        for numbers, name in sorted(_semver_tags(tags).items()):
+            commit = tags[name]
+            commits = api.list_repo_commits(repo_id, repo_type=REPO_TYPE, revision=commit)
+            date = commits[0].created_at.isoformat() if commits else None
+            text = _download_text(api, repo_id, "build.json", commit)
+            rows = dict(json.loads(text).get("counts", {})) if text else {}
+            out.append(VersionInfo(".".join(map(str, numbers)), name, commit, date, rows))
+        return out
+    except (HfHubHTTPError, OSError) as exc:
+        raise PublishError(f"cannot list versions of {repo_id}: {_describe_http_error(exc, token)}") from None
+
+
+def load_version(
+    repo_id: str,
+    version: str,
+    offline: bool = False,
+    *,
+    token: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+):
+    """The ``DatasetDict`` (splits ``test`` and ``good``) of one published version.
+
+    Online: ``datasets.load_dataset(repo_id, revision="vX.Y.Z")``. Offline: the files of that tag
+    from the local Hub cache (``snapshot_download(..., local_files_only=True)``), read as parquet
+    -- ``load_dataset`` in offline mode would serve the newest cached version instead of the one
+    asked for. ``cache_dir`` is the Hub cache for the offline snapshot (default: the usual one).
+    """
+    import datasets
+
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    tag = version_tag(version)
+    if not offline:
+        try:
+            # the snapshot records tag -> commit in the Hub cache (load_dataset only stores files
+            # by commit), which is what a later offline load of this tag needs; load_dataset then
+            # finds the same files in the cache instead of downloading them again
+            snapshot_download(repo_id, repo_type=REPO_TYPE, revision=tag, cache_dir=cache_dir, token=token,
+                              allow_patterns=["data/*", "README.md", "build.json"])
+            return datasets.load_dataset(repo_id, revision=tag, token=token)
+        except Exception as exc:  # datasets/huggingface_hub raise many types for a missing repo or revision
+            raise PublishError(f"cannot load {repo_id} {tag}: {_scrub(str(exc), token)}") from None
+
+    try:
+        folder = Path(snapshot_download(repo_id, repo_type=REPO_TYPE, revision=tag, local_files_only=True,
+                                        cache_dir=cache_dir, allow_patterns=["data/*", "README.md", "build.json"]))
+    except (LocalEntryNotFoundError, OSError) as exc:
+        raise PublishError(
+            f"{repo_id} {tag} is not in the local cache ({type(exc).__name__}); load it once online first"
+        ) from None
+    data_files = {}
+    for split in SPLITS:
+        files = sorted(str(p) for p in (folder / "data").glob(f"{split}-*.parquet"))
+        if not files:
+            raise PublishError(f"the cached snapshot of {repo_id} {tag} has no {split} files; load it online again")
+        data_files[split] = files
+    return datasets.load_dataset("parquet", data_files=data_files)
