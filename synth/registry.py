@@ -11,6 +11,15 @@ from .method import Method
 #: name -> "module:Class" (imported on first use)
 METHODS: dict[str, str] = {
     "synagen": "synth.synagen.method:Synagen",
+    "nsa": "synth.nsa:NSA",
+    "cutpaste": "synth.cutpaste:CutPaste",
+    "cutpaste_scar": "synth.cutpaste:CutPasteScar",
+    "cutout": "synth.cutout:CutOut",
+    "fpi": "synth.fpi:FPI",
+    "draem": "synth.draem:DRAEM",
+    "foreground_perlin": "synth.foreground_perlin:ForegroundPerlin",
+    "fractal": "synth.fractal:Fractal",
+    "hybrid": "synth.hybrid:Hybrid",
 }
 
 

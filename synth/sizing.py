@@ -206,3 +206,61 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+#: Placements tried (``attempt`` 0, 1, ...) before a size request is declared impossible.
+PLACEMENT_ATTEMPTS = 4
+
+
+def fit(
+    scene: Scene,
+    spec: Any,
+    render_at: Callable[[float, int], tuple[int, T]],
+    *,
+    natural: float = 1.0,
+    start: float = 1.0,
+    exponent: float = 2.0,
+    lower: float = 1e-3,
+    upper: float = math.inf,
+    hint: str = "try another seed or a larger bin",
+    attempts: int = PLACEMENT_ATTEMPTS,
+) -> tuple[T, dict[str, Any]]:
+    """Render a spec at its drawn size, or steer it into ``spec.size_bin``.
+
+    ``render_at(knob, attempt) -> (changed pixels, payload)``; ``attempt`` selects another
+    placement (or noise seed) when one cannot be brought into the bin. Without a size bin the
+    knob is ``natural`` and the only requirement is that at least one pixel changes. Returns the
+    payload and the JSON values to record (``size_knob``, ``placement_attempt``, ``scale_steps``).
+    """
+    if spec.size_bin is None:
+        for attempt in range(attempts):
+            area, payload = render_at(natural, attempt)
+            if area > 0:
+                return payload, {"size_knob": float(natural), "placement_attempt": attempt}
+        raise SizeBinError(
+            f"{spec.method}: {attempts} placements changed no stored pixel (the blended content "
+            f"equals the image there); {hint}"
+        )
+    lo_px, hi_px = pixel_bounds(spec.size_bin, scene)
+    target_px = target_pixels(spec.size_bin, spec.params["target_fraction"], scene)
+    best_area = 0
+    for attempt in range(attempts):
+        result = steer(
+            lambda knob: render_at(knob, attempt),
+            lo_px=lo_px,
+            hi_px=hi_px,
+            target_px=target_px,
+            start=start,
+            exponent=exponent,
+            lower=lower,
+            upper=upper,
+        )
+        if result.payload is not None:
+            return result.payload, {
+                "size_knob": float(result.knob),
+                "placement_attempt": attempt,
+                "scale_steps": result.steps,
+            }
+        if abs(result.best_area - target_px) < abs(best_area - target_px):
+            best_area = result.best_area
+    raise size_error(spec.method, spec.size_bin, scene, best_area, hint)
