@@ -436,6 +436,9 @@ def build_dataset(
 
     if is_imagefolder(input_dir):
         generated = input_dir
+        if sources_dir is None and (input_dir / "sources").is_dir():
+            # `anomalyforge synth skimage:...` keeps its materialised inputs there
+            sources_dir = input_dir / "sources"
         if sources_dir is None:
             raise BuildError(
                 f"{input_dir} is an imagefolder of generated anomalies; pass sources_dir "
@@ -466,20 +469,14 @@ def build_dataset(
         background.setdefault(r["source_id"], r.get("background_brightness"))
     good_ids = sorted(background)
 
-    fingerprint_src = json.dumps(
-        {
-            "format": FORMAT_VERSION,
-            "rows": meta,
-            "good": good_ids,
-            "features": features.to_dict(),
-            "shard_bytes": shard_bytes,
-            "group_rows": group_rows,
-            "group_bytes": group_bytes,
-        },
-        sort_keys=True,
-        default=str,
-    )
-    fingerprint = hashlib.sha256(fingerprint_src.encode()).hexdigest()
+    # what the shards depend on, hashed row by row (no second copy of the metadata in memory)
+    digest = hashlib.sha256()
+    digest.update(json.dumps({"format": FORMAT_VERSION, "good": good_ids, "features": features.to_dict(),
+                              "include_diff": include_diff, "shard_bytes": shard_bytes,
+                              "group_rows": group_rows, "group_bytes": group_bytes}, sort_keys=True).encode())
+    for r in meta:
+        digest.update(json.dumps(r, sort_keys=True, default=str).encode())
+    fingerprint = digest.hexdigest()
 
     info_path = build_dir / "build.json"
     if info_path.is_file():

@@ -102,8 +102,15 @@ def run_build(args: argparse.Namespace) -> int:
     _, generation_kwargs = _generation_options()
     try:
         kwargs = generation_kwargs(args)
+        input_dir = args.input_dir
+        if input_dir.startswith("skimage:"):  # scikit-image's CC0 textures, as `anomalyforge synth` accepts
+            from pathlib import Path
+
+            from synth.cli import materialize_examples
+
+            input_dir = str(materialize_examples(input_dir, Path(args.build_dir) / "sources"))
         result = build_dataset(
-            args.input_dir,
+            input_dir,
             args.build_dir,
             sources_dir=args.sources,
             include_diff=args.diff,

@@ -188,6 +188,23 @@ def test_build_refuses_a_mask_whose_size_differs_from_its_image(build_v1, source
         build_dataset(folder, tmp_path / "build", sources_dir=sources, progress=False)
 
 
+def test_diff_column_is_the_absolute_change_and_matches_the_mask(build_v1, sources, tmp_path):
+    import datasets
+
+    result = build_dataset(build_v1.build_dir / "generated", tmp_path / "b", sources_dir=sources,
+                           include_diff=True, progress=False)
+    ds = datasets.load_dataset(str(result.build_dir))
+    assert ds["test"].features["diff"] == datasets.Image(mode="L")
+    for row in ds["test"]:
+        source = np.asarray(Image.open(sources / row["source_id"]), dtype=np.int16)
+        expected = np.abs(np.asarray(row["image"], dtype=np.int16) - source)
+        diff = np.asarray(row["diff"])
+        assert np.array_equal(diff, expected)
+        # the mask holds exactly the pixels that changed by more than 1/255
+        assert np.array_equal(diff >= 2, np.asarray(row["mask"]) > 0)
+    assert all(not np.asarray(d).any() for d in ds["good"]["diff"])
+
+
 def _rewrite_shard(build_dir: Path, split: str, change) -> None:
     path = sorted((build_dir / "data").glob(f"{split}-*.parquet"))[0]
     table = pq.read_table(path)
@@ -405,3 +422,22 @@ def test_cli_push_and_versions_never_show_the_token(hub, build_v1, tmp_path):
     for text in [failed.stdout, failed.stderr, done.stdout, done.stderr, refused.stderr, versions.stdout,
                  versions.stderr, *(p.decode() for p in published)]:
         assert TOKEN not in text
+
+
+def test_cli_build_and_load_in_process(hub, published, sources, tmp_path, capsys):
+    from anomalyforge import main
+
+    out = tmp_path / "build"
+    code = main(["hub", "build", str(sources), str(out), "--per-image", "1", "--shapes", "rough",
+                 "--modes", "gray_noise", "--bins", "2.5-15%", "--seed", "1", "--no-progress"])
+    assert code == 0
+    info = json.loads((out / "build.json").read_text())
+    assert info["counts"] == {"test": 3, "good": 3}
+    assert info["generation"]["per_image"] == 1 and info["generation"]["bins"] == ["2.5-15%"]
+    assert main(["hub", "load", "org/textures", "--version", "1.0.0"]) == 0
+    printed = capsys.readouterr().out
+    assert "num_rows: 6" in printed and "num_rows: 3" in printed
+    bad = tmp_path / "empty"
+    bad.mkdir()
+    assert main(["hub", "build", str(bad), str(tmp_path / "nothing"), "--no-progress"]) == 2
+    assert "no images" in capsys.readouterr().err
