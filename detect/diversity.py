@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 import torch
 
+from detect.errors import DetectError
 from detect.lpips_backbones import LPIPS_NETS, LpipsNet, load_lpips, pick_device, to_lpips_batch
 
 #: score names exactly as in SYNAGEN table 1 (the JSON keys)
@@ -37,7 +38,7 @@ CROP_SIZE = 256
 _CHANGED = 0.5 / 255.0
 
 
-class DiversityInputError(ValueError):
+class DiversityInputError(DetectError):
     """Images, masks, differences or sources given to the diversity scores do not fit together."""
 
 
@@ -181,7 +182,7 @@ class LpipsScorer:
         random_backbone: bool = False,
     ) -> None:
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+            raise DiversityInputError(f"batch_size must be at least 1, got {batch_size}")
         self.net = net
         self.device = pick_device(device)
         self.batch_size = batch_size
@@ -432,9 +433,9 @@ def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
     return parser
 
 
-def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+def add_dataset_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
     """The dataset options shared by ``diversity`` and ``quality``."""
-    parser.add_argument("--dataset", required=True, metavar="REPO_OR_DIR",
+    parser.add_argument("--dataset", required=required, metavar="REPO_OR_DIR",
                         help="Hub dataset id (ORG/NAME), local dataset folder, or `anomalyforge synth` output folder")
     parser.add_argument("--revision", default=None, help="dataset version tag or commit, e.g. v1.0.0")
     parser.add_argument("--split", default="test", help="split with the anomaly images (default test)")

@@ -20,9 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-
-class DatasetLayoutError(ValueError):
-    """The dataset lacks a column or file the metric needs."""
+from detect.errors import DatasetLayoutError
 
 
 @dataclass(frozen=True)

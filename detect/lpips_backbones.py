@@ -21,6 +21,8 @@ from typing import Literal, get_args
 import numpy as np
 import torch
 
+from detect.errors import BackboneWeightsMissingError, DetectError
+
 LpipsNet = Literal["alex", "vgg", "squeeze"]
 LPIPS_NETS: tuple[str, ...] = get_args(LpipsNet)
 
@@ -40,11 +42,11 @@ _SLICES: dict[str, tuple[int, ...]] = {
 }
 
 
-class MissingWeightsError(FileNotFoundError):
+class MissingWeightsError(BackboneWeightsMissingError, FileNotFoundError):
     """A pretrained weights file is not in the torch hub cache and cannot be downloaded here."""
 
 
-class WeightsFileError(ValueError):
+class WeightsFileError(DetectError):
     """A weights file exists but does not hold the expected network's parameters."""
 
 
@@ -149,4 +151,4 @@ def _load_trunk(trunk: torch.nn.Module, net: str, path: Path) -> None:
 
 def _check_net(net: str) -> None:
     if net not in LPIPS_NETS:
-        raise ValueError(f"unknown LPIPS network {net!r}; choose one of {', '.join(LPIPS_NETS)}")
+        raise DetectError(f"unknown LPIPS network {net!r}; choose one of {', '.join(LPIPS_NETS)}")

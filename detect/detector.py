@@ -1,0 +1,219 @@
+"""The one interface every detector implements: fit on anomaly-free images, then score images.
+
+>>> detector = PatchCore(coreset_ratio=0.1)          # doctest: +SKIP
+>>> detector.fit(good_images)                          # list of uint8/float arrays, gray or RGB
+>>> result = detector.score(test_images)
+>>> result.scores        # float32 (N,), larger = more anomalous
+>>> result.maps[0]       # float32 (H, W) anomaly map at the input image's resolution
+>>> detector.save("patchcore.pt"); same = load_detector("patchcore.pt")
+
+Images are converted at the edge (``detect.images``). With ``image_size=None`` a detector works at
+the resolution it was fitted on and refuses other sizes; with ``image_size=S`` every image is
+resized to ``S x S`` on the way in and maps are resized back to each input's own size.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import DetectorFileError, InvalidImagesError, NotFittedError
+from .images import same_size, to_float_images
+
+FILE_FORMAT = "anomalyforge-detector"
+FILE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Detection:
+    """Scores of N images.
+
+    ``scores``  float32 ``(N,)`` image anomaly scores (larger = more anomalous; unbounded).
+    ``maps``    N float32 arrays ``(H_i, W_i)``, each at its input image's resolution.
+    """
+
+    scores: np.ndarray
+    maps: list[np.ndarray]
+
+
+class Detector(ABC):
+    """Base class. Subclasses set ``name`` and implement ``_fit``, ``_score_batch``, ``_state``.
+
+    Common options: ``image_size`` (int or None, see module doc), ``batch_size`` (images per forward
+    pass), ``device`` ("cpu", "cuda", "cuda:1", ...), ``seed`` (all randomness: coreset start,
+    projections, channel subsets, training).
+    """
+
+    name: ClassVar[str]
+
+    def __init__(
+        self,
+        *,
+        image_size: int | None = None,
+        batch_size: int = 8,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+    ) -> None:
+        if image_size is not None and (not isinstance(image_size, int) or image_size < 32):
+            raise InvalidImagesError(f"image_size must be an integer >= 32 or None, got {image_size!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.image_size = image_size
+        self.batch_size = int(batch_size)
+        self.device = torch.device(device)
+        self.seed = int(seed)
+        self.channels: int | None = None  # 1 or 3, fixed by fit
+        self.fit_size: tuple[int, int] | None = None  # (H, W) the detector works at
+
+    # --- public API --------------------------------------------------------------------------
+    def fit(self, images: Iterable[Any]) -> "Detector":
+        """Fit on anomaly-free images (all gray or all RGB; one size unless ``image_size`` is set)."""
+        arrays = to_float_images(images, "fit images")
+        if self.image_size is None:
+            self.fit_size = same_size(arrays, "fit images")
+        else:
+            self.fit_size = (self.image_size, self.image_size)
+        self.channels = arrays[0].shape[2]
+        self._fit(self._to_tensor(arrays))
+        return self
+
+    def score(self, images: Iterable[Any]) -> Detection:
+        """Image scores and anomaly maps (float32, map at each input's resolution)."""
+        if self.fit_size is None:
+            raise NotFittedError(f"{self.name} is not fitted; call fit(images) or load_detector(path) first")
+        arrays = to_float_images(images, "images")
+        for i, img in enumerate(arrays):
+            if img.shape[2] != self.channels:
+                kinds = {1: "grayscale", 3: "RGB"}
+                raise InvalidImagesError(
+                    f"images[{i}] is {kinds[img.shape[2]]} but the detector was fitted on "
+                    f"{kinds[self.channels]} images; convert it to {kinds[self.channels]}"
+                )
+            if self.image_size is None and img.shape[:2] != self.fit_size:
+                h, w = self.fit_size
+                raise InvalidImagesError(
+                    f"images[{i}] is {img.shape[1]}x{img.shape[0]} but the detector was fitted at {w}x{h}; "
+                    f"resize or crop it to {w}x{h}, or build the detector with image_size=... to resize"
+                )
+        scores: list[np.ndarray] = []
+        maps: list[np.ndarray] = []
+        for start in range(0, len(arrays), self.batch_size):
+            chunk = arrays[start : start + self.batch_size]
+            with torch.no_grad():
+                batch_maps = self._score_batch(self._to_tensor(chunk))  # (B, h, w) at working size
+            for img, amap in zip(chunk, batch_maps):
+                full = amap
+                if tuple(amap.shape) != img.shape[:2]:
+                    full = F.interpolate(amap[None, None], size=img.shape[:2], mode="bilinear",
+                                         align_corners=False)[0, 0]
+                maps.append(full.float().cpu().numpy())
+            scores.append(self._image_scores(batch_maps).float().cpu().numpy())
+        return Detection(scores=np.concatenate(scores).astype(np.float32), maps=maps)
+
+    def to(self, device: str | torch.device) -> "Detector":
+        self.device = torch.device(device)
+        self._move(self.device)
+        return self
+
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted detector (config + tensors) to ``path``; ``load_detector`` reads it."""
+        if self.fit_size is None:
+            raise NotFittedError(f"{self.name} is not fitted; nothing to save")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "format": FILE_FORMAT,
+            "version": FILE_VERSION,
+            "detector": self.name,
+            "config": self.config(),
+            "fitted": {"channels": self.channels, "fit_size": list(self.fit_size)},
+            "state": {k: v.detach().cpu() for k, v in self._state().items()},
+        }
+        torch.save(payload, path)
+        return path
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments (JSON types) that rebuild an unfitted twin of this detector."""
+        return {"image_size": self.image_size, "batch_size": self.batch_size, "seed": self.seed}
+
+    # --- for subclasses -----------------------------------------------------------------------
+    @abstractmethod
+    def _fit(self, images: torch.Tensor) -> None:
+        """``images`` float32 ``(N, C, H, W)`` in [0, 1] on CPU."""
+
+    @abstractmethod
+    def _score_batch(self, images: torch.Tensor) -> torch.Tensor:
+        """Anomaly maps ``(B, H, W)`` at the working size for float32 ``(B, C, H, W)`` in [0, 1]."""
+
+    @abstractmethod
+    def _state(self) -> dict[str, torch.Tensor]:
+        """Every fitted tensor that ``_load_state`` needs."""
+
+    @abstractmethod
+    def _load_state(self, state: dict[str, torch.Tensor]) -> None:
+        ...
+
+    def _move(self, device: torch.device) -> None:
+        """Move fitted tensors and networks to ``device``."""
+
+    def _image_scores(self, maps: torch.Tensor) -> torch.Tensor:
+        """Image score from working-size maps ``(B, H, W)``: the maximum (overridable)."""
+        return maps.flatten(1).amax(dim=1)
+
+    def _to_tensor(self, arrays: Sequence[np.ndarray]) -> torch.Tensor:
+        """float32 ``(N, C, H, W)`` at the working size, on CPU."""
+        tensors = []
+        for a in arrays:
+            t = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)
+            if self.fit_size is not None and tuple(t.shape[1:]) != tuple(self.fit_size):
+                t = F.interpolate(t[None], size=tuple(self.fit_size), mode="bilinear",
+                                  align_corners=False, antialias=True)[0]
+            tensors.append(t)
+        return torch.stack(tensors).contiguous()
+
+
+def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian smoothing of ``(B, H, W)`` maps (reflect padding, truncated at 4 sigma)."""
+    if sigma <= 0:
+        return maps
+    radius = int(math.ceil(4 * sigma))
+    radius = min(radius, maps.shape[-1] - 1, maps.shape[-2] - 1)
+    x = torch.arange(-radius, radius + 1, dtype=maps.dtype, device=maps.device)
+    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    out = maps[:, None]
+    out = F.conv2d(F.pad(out, (radius, radius, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1))
+    out = F.conv2d(F.pad(out, (0, 0, radius, radius), mode="reflect"), kernel.view(1, 1, -1, 1))
+    return out[:, 0]
+
+
+def load_detector(path: str | Path, device: str | torch.device = "cpu") -> Detector:
+    """Read a detector written by ``Detector.save``; it scores exactly like the one saved."""
+    from .registry import detector_class
+
+    path = Path(path)
+    if not path.is_file():
+        raise DetectorFileError(f"detector file {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle/zip errors: the file is not what we wrote
+        raise DetectorFileError(f"{path} is not a saved detector ({type(exc).__name__}: {exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
+        raise DetectorFileError(f"{path} is not an anomalyforge detector file")
+    if payload.get("version", 0) > FILE_VERSION:
+        raise DetectorFileError(
+            f"{path} was written by a newer anomalyforge (file version {payload['version']}); upgrade"
+        )
+    cls = detector_class(payload["detector"])
+    detector = cls(**payload["config"])
+    detector.channels = int(payload["fitted"]["channels"])
+    detector.fit_size = tuple(int(v) for v in payload["fitted"]["fit_size"])
+    detector._load_state(payload["state"])
+    return detector.to(device)

@@ -1,0 +1,119 @@
+"""PaDiM (Defard et al., "PaDiM: a Patch Distribution Modeling Framework", ICPR 2021).
+
+Fit: the same stride-8 + stride-16 backbone features as PatchCore (no pooling), a seeded random
+subset of ``n_features`` channels, and one Gaussian per patch position (mean and covariance, with
+``epsilon * I`` added so that it stays invertible with few fit images).
+
+Score: Mahalanobis distance of each test patch to its position's Gaussian, upsampled to the working
+size, Gaussian-smoothed (sigma 4 px); the image score is the map's maximum. PaDiM models positions,
+so it works at one fixed size: the fit size, or ``image_size``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .backbones import FeatureExtractor
+from .detector import Detector, gaussian_blur
+from .errors import DetectError, NotFittedError
+
+
+class PaDiM(Detector):
+    """PaDiM with a seeded random channel subset.
+
+    ``backbone``    as for PatchCore.
+    ``n_features``  channels kept (the paper uses 100 for ResNet18, 550 for WideResNet50); capped
+                    at the backbone's channel count.
+    ``epsilon``     covariance regulariser.
+    """
+
+    name = "padim"
+
+    def __init__(
+        self,
+        *,
+        backbone: str = "efficientnet_lite0",
+        n_features: int = 100,
+        epsilon: float = 0.01,
+        sigma: float = 4.0,
+        **common: Any,
+    ) -> None:
+        super().__init__(**common)
+        if n_features < 1:
+            raise DetectError(f"n_features must be >= 1, got {n_features}")
+        self.backbone = backbone
+        self.n_features = int(n_features)
+        self.epsilon = float(epsilon)
+        self.sigma = float(sigma)
+        self.extractor = FeatureExtractor(backbone).to(self.device)
+        total = sum(self.extractor.channels)
+        gen = torch.Generator().manual_seed(self.seed)
+        self.channel_index = torch.randperm(total, generator=gen)[: min(self.n_features, total)].sort().values
+        self.mean: torch.Tensor | None = None  # (P, d)
+        self.inv_cov: torch.Tensor | None = None  # (P, d, d)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            **super().config(),
+            "backbone": self.backbone,
+            "n_features": self.n_features,
+            "epsilon": self.epsilon,
+            "sigma": self.sigma,
+        }
+
+    def _features(self, images: torch.Tensor) -> torch.Tensor:
+        f8, f16 = self.extractor(images.to(self.device))
+        f16 = F.interpolate(f16, size=f8.shape[-2:], mode="bilinear", align_corners=False)
+        feats = torch.cat([f8, f16], dim=1)
+        return feats[:, self.channel_index.to(feats.device)]
+
+    def _fit(self, images: torch.Tensor) -> None:
+        # running sums in float64: the covariance of a few hundred images needs the precision
+        count, total, outer = 0, None, None
+        with torch.no_grad():
+            for s in range(0, images.shape[0], self.batch_size):
+                f = self._features(images[s : s + self.batch_size]).double()
+                b, d, h, w = f.shape
+                x = f.permute(2, 3, 0, 1).reshape(h * w, b, d)  # (P, B, d)
+                if total is None:
+                    total = torch.zeros(h * w, d, dtype=torch.float64, device=f.device)
+                    outer = torch.zeros(h * w, d, d, dtype=torch.float64, device=f.device)
+                total += x.sum(dim=1)
+                outer += torch.einsum("pbi,pbj->pij", x, x)
+                count += b
+                self._grid = (h, w)
+        mean = total / count
+        denom = max(count - 1, 1)
+        cov = (outer - count * torch.einsum("pi,pj->pij", mean, mean)) / denom
+        eye = torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device)
+        cov = cov + self.epsilon * eye
+        self.mean = mean.float()
+        self.inv_cov = torch.linalg.inv(cov).float()
+
+    def _score_batch(self, images: torch.Tensor) -> torch.Tensor:
+        if self.mean is None or self.inv_cov is None:
+            raise NotFittedError("PaDiM has no Gaussians; fit it first")
+        f = self._features(images)
+        b, d, h, w = f.shape
+        delta = f.permute(2, 3, 0, 1).reshape(h * w, b, d) - self.mean[:, None, :]  # (P, B, d)
+        m2 = torch.einsum("pbi,pij,pbj->pb", delta, self.inv_cov, delta).clamp_min(0)
+        maps = m2.sqrt().T.reshape(b, 1, h, w)
+        maps = F.interpolate(maps, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+        return gaussian_blur(maps, self.sigma)
+
+    def _state(self) -> dict[str, torch.Tensor]:
+        return {"mean": self.mean, "inv_cov": self.inv_cov, "channel_index": self.channel_index}
+
+    def _load_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.mean = state["mean"].to(self.device)
+        self.inv_cov = state["inv_cov"].to(self.device)
+        self.channel_index = state["channel_index"]
+
+    def _move(self, device: torch.device) -> None:
+        self.extractor.to(device)
+        if self.mean is not None:
+            self.mean = self.mean.to(device)
+            self.inv_cov = self.inv_cov.to(device)
