@@ -1,7 +1,7 @@
 """Perlin and fractal (multi-octave) gradient noise, seeded, any image size.
 
 A small generator usable on its own (like anomalib's ``perlin.py``): every function takes an
-explicit ``seed`` (an ``int`` or a ``numpy.random.Generator``) and never touches global random state,
+explicit ``seed`` (an ``int``, a list of ints, or a ``numpy.random.Generator``) and never touches global random state,
 so the same seed gives the same bytes.
 
 >>> import numpy as np
@@ -17,6 +17,7 @@ References: K. Perlin, "Improving noise", SIGGRAPH 2002 (the quintic fade curve)
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -25,9 +26,12 @@ import numpy as np
 _SAMPLES_PER_PERIOD = 16
 
 
-def _rng(seed: "int | np.random.Generator") -> np.random.Generator:
+def _rng(seed: "int | Sequence[int] | np.random.Generator") -> np.random.Generator:
+    """A generator from an int, a sequence of ints (entropy for a ``SeedSequence``) or itself."""
     if isinstance(seed, np.random.Generator):
         return seed
+    if isinstance(seed, (list, tuple)):
+        return np.random.default_rng([int(s) for s in seed])
     return np.random.default_rng(int(seed))
 
 

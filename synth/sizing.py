@@ -264,3 +264,31 @@ def fit(
         if abs(result.best_area - target_px) < abs(best_area - target_px):
             best_area = result.best_area
     raise size_error(spec.method, spec.size_bin, scene, best_area, hint)
+
+
+class RankedMask:
+    """Masks ``noise > t`` restricted to ``candidates``, addressed by their pixel count.
+
+    Thresholding noise at a higher value gives a smaller mask, so the number of mask pixels is a
+    monotone size knob: ``mask(k)`` holds the ``k`` candidate pixels with the largest noise.
+    """
+
+    def __init__(self, noise: np.ndarray, candidates: np.ndarray | None) -> None:
+        self.noise = noise
+        self.candidates = candidates
+        values = noise[candidates] if candidates is not None else noise.ravel()
+        self.sorted = np.sort(values)
+        self.count = int(self.sorted.size)
+
+    def natural(self, threshold: float) -> int:
+        """Pixel count of ``noise > threshold`` inside the candidates."""
+        return int(self.count - np.searchsorted(self.sorted, threshold, side="right"))
+
+    def mask(self, k: float) -> np.ndarray:
+        """bool ``(H, W)`` of the ``k`` (rounded, at least 1) highest-noise candidate pixels."""
+        k = int(min(max(round(k), 1), self.count))
+        threshold = self.sorted[self.count - k]
+        mask = self.noise >= threshold
+        if self.candidates is not None:
+            mask &= self.candidates
+        return mask

@@ -1,0 +1,101 @@
+"""Hybrid: a weighted mixture of synthesis methods (ASBench §4.5: mixtures beat single methods).
+
+``sample`` draws one method by its weight and delegates to it; the spec's ``method`` field is the
+chosen method's name, so every output is labelled with the method that made it, and ``render``
+(and ``synth.replay``) hand the spec to that method.
+
+>>> from synth import get_method
+>>> mix = get_method("hybrid", weights={"nsa": 0.5, "synagen": 0.5}, nsa={"preset": "wood"})
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from .errors import InvalidParameterError
+from .method import Method, Rendering, Scene, Spec
+from .sizebins import SizeBin
+
+
+class Hybrid(Method):
+    """A weighted mixture of registered methods.
+
+    Options: ``weights`` {method name: weight >= 0} (at least one weight > 0; weights are
+    normalised); per-method constructor options either as ``options={"nsa": {...}}`` or directly
+    as keyword arguments named after the method (``nsa={"preset": "wood"}``).
+
+    When ``shape`` or ``mode`` is requested, only the methods that offer it are drawn from.
+    """
+
+    name = "hybrid"
+
+    def __init__(self, weights: Mapping[str, float], options: Mapping[str, Mapping[str, Any]] | None = None, **method_options: Any) -> None:
+        from .registry import METHODS, get_method
+
+        if not isinstance(weights, Mapping) or not weights:
+            raise InvalidParameterError("hybrid needs weights, e.g. weights={'nsa': 0.5, 'synagen': 0.5}")
+        merged: dict[str, Mapping[str, Any]] = dict(options or {})
+        for key, value in method_options.items():
+            if key not in METHODS:
+                raise InvalidParameterError(f"unknown hybrid option {key!r}: per-method options are named after a method ({', '.join(METHODS)})")
+            merged[key] = value
+        names, probs = [], []
+        for method_name, weight in weights.items():
+            if method_name == "hybrid":
+                raise InvalidParameterError("a hybrid cannot contain another hybrid")
+            if method_name not in METHODS:
+                raise InvalidParameterError(f"unknown method {method_name!r} in weights; choose from {', '.join(m for m in METHODS if m != 'hybrid')}")
+            try:
+                w = float(weight)
+            except (TypeError, ValueError):
+                raise InvalidParameterError(f"weight of {method_name!r} must be a number, got {weight!r}") from None
+            if not np.isfinite(w) or w < 0:
+                raise InvalidParameterError(f"weight of {method_name!r} must be finite and >= 0, got {weight!r}")
+            if w > 0:
+                names.append(method_name)
+                probs.append(w)
+        if not names:
+            raise InvalidParameterError("at least one hybrid weight must be > 0")
+        for key in merged:
+            if key not in names:
+                raise InvalidParameterError(f"options given for {key!r}, which has no weight in the mixture")
+        self.methods: dict[str, Method] = {n: get_method(n, **dict(merged.get(n, {}))) for n in names}
+        total = float(sum(probs))
+        self.weights = {n: w / total for n, w in zip(names, probs)}
+        self.shapes = tuple(dict.fromkeys(s for m in self.methods.values() for s in m.shapes))
+        self.modes = tuple(dict.fromkeys(s for m in self.methods.values() for s in m.modes))
+        self.targets_size = all(getattr(m, "targets_size", False) for m in self.methods.values())
+        self.needs_partner = any(getattr(m, "needs_partner", False) for m in self.methods.values())
+
+    def sample(
+        self,
+        rng: np.random.Generator,
+        scene: Scene,
+        *,
+        shape: str | None = None,
+        mode: str | None = None,
+        size_bin: SizeBin | None = None,
+        seed: int = 0,
+    ) -> Spec:
+        names = [
+            n for n, m in self.methods.items()
+            if (shape is None or shape in m.shapes) and (mode is None or mode in m.modes)
+        ]
+        if not names:
+            raise InvalidParameterError(
+                f"no method in the mixture offers shape={shape!r} mode={mode!r}; shapes: "
+                f"{', '.join(self.shapes)}; modes: {', '.join(self.modes)}"
+            )
+        probs = np.asarray([self.weights[n] for n in names], np.float64)
+        chosen = names[int(rng.choice(len(names), p=probs / probs.sum()))]
+        return self.methods[chosen].sample(rng, scene, shape=shape, mode=mode, size_bin=size_bin, seed=seed)
+
+    def render(self, scene: Scene, spec: Spec) -> Rendering:
+        method = self.methods.get(spec.method)
+        if method is None:
+            raise InvalidParameterError(
+                f"spec made by {spec.method!r}, which is not part of this mixture ({', '.join(self.methods)})"
+            )
+        return method.render(scene, spec)
