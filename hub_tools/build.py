@@ -54,8 +54,6 @@ DEFAULT_GROUP_BYTES = 64 * 1024 * 1024
 #: number of example image/mask pairs copied into card/examples
 N_EXAMPLES = 4
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-
 
 def tool_version() -> str:
     """Version of the installed ``anomalyforge`` distribution (``0.1.0`` from a checkout)."""
