@@ -3,8 +3,8 @@
 A version is one commit on the dataset repo's ``main`` branch plus the tag ``vMAJOR.MINOR.PATCH``
 on exactly that commit. ``push_build``:
 
-1. validates the build folder (schema, non-empty splits, masks matching their images);
-2. refuses a version that is already tagged or not above the newest tag;
+1. refuses a version that is already tagged or not above the newest tag;
+2. validates the build folder (schema, non-empty splits, masks matching their images);
 3. reads the current head of ``main`` and the card there (for the changelog);
 4. makes one commit (``HfApi.create_commit`` with ``parent_commit`` = that head, so a concurrent
    push is detected instead of silently overwritten): the parquet shards through LFS, the card,
@@ -30,7 +30,7 @@ from typing import Any
 
 from .build import validate_build
 from .card import add_changelog_entry, read_changelog, render_card
-from .errors import PublishError, StaleParentError, VersionError
+from .errors import PublishError, StaleParentError, ValidationError, VersionError
 from .schema import SPLITS
 
 REPO_TYPE = "dataset"
@@ -155,7 +155,7 @@ def push_build(
     (the repo moved during the push) or ``PublishError`` (network/server failure; nothing tagged).
     """
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
-    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
     build_dir = Path(build_dir)
     numbers = parse_version(version)
@@ -163,7 +163,8 @@ def push_build(
     plain = tag[1:]
     if "/" not in repo_id or repo_id.count("/") != 1:
         raise PublishError(f"repo {repo_id!r} must be ORG/NAME")
-    info = validate_build(build_dir, progress=progress)
+    if not (build_dir / "build.json").is_file():
+        raise ValidationError(f"{build_dir} is not a build folder (no build.json); run `anomalyforge hub build` first")
     scores = _read_diversity(diversity)
     token = _resolve_token(token)
     if not token:
@@ -171,8 +172,11 @@ def push_build(
     api = _api(token, endpoint)
 
     try:
-        api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=True)
-        tags = _tags(api, repo_id)
+        # the version check is cheap: refuse before validating a large build
+        try:
+            tags = _tags(api, repo_id)
+        except RepositoryNotFoundError:
+            tags = {}
         versions = _semver_tags(tags)
         if tag in tags or numbers in versions:
             existing = versions.get(numbers, tag)
@@ -184,6 +188,8 @@ def push_build(
             raise VersionError(
                 f"version {tag} is not above the latest published version {versions[max(versions)]} of {repo_id}"
             )
+        info = validate_build(build_dir, progress=progress)
+        api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=True)
         head = api.repo_info(repo_id, repo_type=REPO_TYPE, revision=BRANCH).sha
 
         # A previous run of this same push may have committed and then failed to tag: finish it.
@@ -244,7 +250,7 @@ def push_build(
                 f"({_describe_http_error(exc, token)}); run the same push again to finish the version"
             ) from None
         return PushResult(repo_id, plain, tag, commit.oid, _url(api, repo_id, tag), created_commit=True)
-    except (VersionError, StaleParentError, PublishError):
+    except (VersionError, StaleParentError, PublishError, ValidationError):
         raise
     except Exception as exc:  # noqa: BLE001 -- any failure on the way means "no version made"
         # HTTP errors, the HTTP client's transport errors (a dropped connection), RuntimeError
