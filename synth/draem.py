@@ -14,7 +14,8 @@ texture weight (``opacity`` here) lies in (0.2, 1]; ``opacity_range`` defaults t
 as ``beta * T`` with beta in [0, 0.8) the texture could fade to nothing.)
 
 Size: without a size bin the mask is the thresholded noise (its area is whatever the noise
-gives, the record carries the measured bin). With a size bin the threshold is moved (the mask
+gives, the record carries the measured bin; when the noise stays below the threshold everywhere,
+which happens at 1-2 periods, the 1 % highest-noise pixels form the mask instead of none). With a size bin the threshold is moved (the mask
 keeps the ``k`` highest-noise pixels) until the measured changed area lies in the bin.
 """
 
@@ -45,6 +46,8 @@ AUGMENTATIONS = (
     "rotate",
 )
 FALLBACKS = ("tiles", "noise")
+#: Share of the allowed pixels kept when the thresholded noise is empty (no size bin requested).
+EMPTY_MASK_FALLBACK = 0.01
 
 
 def sample_augmentations(rng: np.random.Generator, count: int = 3) -> list[dict[str, Any]]:
@@ -276,7 +279,9 @@ class DRAEM(Method):
             rm = ranked(attempt)
             k = rm.natural(p["threshold"]) if knob < 0 else knob
             if k < 1:
-                return 0, None
+                # at 1-2 noise periods the noise may stay below the threshold everywhere: keep
+                # the highest EMPTY_MASK_FALLBACK share of the allowed pixels instead
+                k = max(1, int(round(EMPTY_MASK_FALLBACK * rm.count)))
             mask = rm.mask(k)
             window = bbox_window(mask)
             y0, y1, x0, x1 = window

@@ -221,6 +221,8 @@ class NSA(Method):
             "width_bounds": [list(b) for b in self.width_bounds],
             "t_object": self.t_object,
             "t_overlap": self.t_overlap,
+            "object_masks": self._mask_setting(kind),
+            "attempts": self.attempts,
             "placement_seed": int(rng.integers(0, 2**31 - 1)),
             "partner_index": partner_choice(rng, scene),
             "label": self.label,
@@ -237,7 +239,7 @@ class NSA(Method):
         if spec.mode not in _CLONE_FLAGS:
             raise InvalidParameterError(f"unknown NSA mode {spec.mode!r}")
         source, partner_name = partner_image(scene, int(p["partner_index"]), "self")
-        dst_mask, src_mask = self._object_masks(scene, source, p["kind"])
+        dst_mask, src_mask = _object_masks(scene, source, p["object_masks"])
         src8 = _to_u8(source)
         height, width = scene.height, scene.width
         first_guess = 1.0
@@ -293,20 +295,15 @@ class NSA(Method):
         )
 
     # ---------------------------------------------------------------- pieces
-    def _object_masks(self, scene: Scene, source: np.ndarray, kind: str) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """(destination, source) object masks, or (None, None) when the constraints are off."""
+    def _mask_setting(self, kind: str) -> str | list[float]:
+        """How object masks are made: "off", "estimate" or [background, threshold] in 0-1 units."""
         if not self.object_masks or kind == "texture":
-            return None, None
+            return "off"
         if self.background is not None:
-            bg, threshold = self.background
-            dst = scene.foreground if scene.foreground is not None else foreground_mask(scene.image, bg, threshold)
-            return dst, foreground_mask(source, bg, threshold)
+            return [self.background[0], self.background[1]]
         if self.preset_has_background:
-            return None, None  # the preset says: no object masks for this category
-        dst = scene.foreground if scene.foreground is not None else foreground_mask(scene.image)
-        if source is scene.image:
-            return dst, dst
-        return dst, foreground_mask(source)
+            return "off"  # the preset says: no object masks for this category
+        return "estimate"
 
     def _layout(
         self,
@@ -329,14 +326,14 @@ class NSA(Method):
             h = _clamp_size(2 * hy * height * scale, height)
             w = _clamp_size(2 * hx * width * scale, width)
             best: tuple[float, tuple[int, int, int, int]] | None = None
-            for _ in range(self.attempts):
+            for _ in range(int(p["attempts"])):
                 cy = rng.uniform(hmin * height, height - hmin * height)
                 cx = rng.uniform(wmin * width, width - wmin * width)
                 box = box_around(cy, cx, h, w, height, width)
                 score = 1.0 if src_mask is None else float(src_mask[box[0] : box[1], box[2] : box[3]].mean())
                 if best is None or score > best[0]:
                     best = (score, box)
-                if score > self.t_object or src_mask is None:
+                if score > p["t_object"] or src_mask is None:
                     break
             src_score, src_box = best
             # paper Eq. 9: resize, but keep the patch inside the width bounds (unless a size bin
@@ -351,7 +348,7 @@ class NSA(Method):
                 crop = src_mask[src_box[0] : src_box[1], src_box[2] : src_box[3]].astype(np.uint8)
                 src_obj = cv2.resize(crop, (dw, dh), interpolation=cv2.INTER_NEAREST).astype(bool)
             best_dst: tuple[float, tuple[float, float]] | None = None
-            for _ in range(self.attempts):
+            for _ in range(int(p["attempts"])):
                 if region_pixels is not None:
                     index = int(region_pixels[int(rng.integers(len(region_pixels)))])
                     cy, cx = divmod(index, width)
@@ -367,7 +364,7 @@ class NSA(Method):
                     overlap = 1.0
                     if src_obj is not None and src_obj.shape == window.shape and src_obj.any():
                         overlap = float((window & src_obj).sum() / src_obj.sum())
-                    score = min(obj / max(self.t_object, 1e-6), overlap / max(self.t_overlap, 1e-6))
+                    score = min(obj / max(p["t_object"], 1e-6), overlap / max(p["t_overlap"], 1e-6))
                 if best_dst is None or score > best_dst[0]:
                     best_dst = (score, (cy, cx))
                 if score > 1.0 or dst_mask is None:
@@ -436,6 +433,18 @@ class NSA(Method):
             return continuous.astype(np.float32)
         k, x0_ = p["logistic"]
         return (binary / (1.0 + np.exp(-k * (255.0 * continuous - x0_)))).astype(np.float32)
+
+
+def _object_masks(scene: Scene, source: np.ndarray, setting: str | list[float]) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(destination, source) object masks, or (None, None) when the constraints are off."""
+    if setting == "off":
+        return None, None
+    if setting == "estimate":
+        dst = scene.foreground if scene.foreground is not None else foreground_mask(scene.image)
+        return dst, (dst if source is scene.image else foreground_mask(source))
+    background, threshold = float(setting[0]), float(setting[1])
+    dst = scene.foreground if scene.foreground is not None else foreground_mask(scene.image, background, threshold)
+    return dst, foreground_mask(source, background, threshold)
 
 
 def _clamp_size(value: float, side: int) -> int:

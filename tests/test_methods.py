@@ -1,0 +1,389 @@
+"""The hand-crafted methods (NSA, CutPaste, CutPaste-Scar, CutOut, FPI, DRAEM, foreground Perlin,
+fractal, hybrid) keep SYNAGEN's promises: exact ground truth, untouched pixels outside the mask and
+region, every image layout, replayable specs, measured sizes in the requested bin."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+
+from synth import DEFAULT_BINS, METHODS, InvalidParameterError, get_method, synthesize
+from synth.anomaly import make_scene
+from synth.vocabulary import METHOD_NAMES, MODE_NAMES, SHAPE_NAMES
+
+METHODS_UNDER_TEST = ("nsa", "cutpaste", "cutpaste_scar", "cutout", "fpi", "draem", "foreground_perlin", "fractal")
+SCHEMA = (
+    "method", "shape", "mode", "size_bin", "area_fraction", "brightness_delta",
+    "background_brightness", "bbox", "angle", "seed", "params",
+)
+
+
+def _crop(name: str, size: int = 160) -> np.ndarray:
+    return np.ascontiguousarray(getattr(skimage.data, name)()[:size, :size])
+
+
+def _variants() -> dict[str, np.ndarray]:
+    brick, grass, gravel = _crop("brick"), _crop("grass"), _crop("gravel")
+    rgb = np.stack([brick, (grass * 0.8).astype(np.uint8), gravel], axis=2)
+    astronaut = cv2.resize(skimage.data.astronaut(), (144, 144), interpolation=cv2.INTER_AREA)
+    alpha = np.linspace(0, 255, 144 * 144).reshape(144, 144).astype(np.uint8)
+    return {
+        "brick_rgb": rgb,
+        "grass_gray": grass,
+        "gravel_uint16": (np.stack([gravel] * 3, axis=2).astype(np.uint16) * 257 + 31),
+        "astronaut_rgba": np.dstack([astronaut, alpha]),
+        "gravel_float_nonsquare": np.ascontiguousarray(skimage.data.gravel()[:112, :208]).astype(np.float32) / 255.0,
+    }
+
+
+VARIANTS = _variants()
+PARTNER = np.ascontiguousarray(skimage.data.astronaut()[100:400, 50:250])  # 300x200: resized to each image
+
+
+def _object_scene(size: int = 160, texture: str = "gravel", centre=(0.5, 0.5), radius=0.32):
+    """A disk of real texture on a flat dark background, and its foreground mask."""
+    yy, xx = np.mgrid[:size, :size]
+    disk = (yy - centre[0] * size) ** 2 + (xx - centre[1] * size) ** 2 < (radius * size) ** 2
+    tex = _crop(texture, size)
+    image = np.full((size, size, 3), 25, np.uint8)
+    image[disk] = np.stack([tex, tex, (tex * 0.7).astype(np.uint8)], axis=2)[disk]
+    return image, disk
+
+
+def _scale(image: np.ndarray) -> float:
+    return 65535.0 if image.dtype == np.uint16 else (1.0 if image.dtype.kind == "f" else 255.0)
+
+
+def _colour(image: np.ndarray) -> np.ndarray:
+    """Colour channels as float in [0, 1] units, (H, W, C)."""
+    arr = image if image.ndim == 3 else image[:, :, None]
+    if arr.shape[2] in (2, 4):
+        arr = arr[:, :, :-1]
+    return arr.astype(np.float64) / _scale(image)
+
+
+def _synth(image, method, seed, **kwargs):
+    partners = kwargs.pop("partners", [PARTNER])
+    return synthesize(image, method, seed=seed, partners=partners, **kwargs)
+
+
+# --------------------------------------------------------------------------- registry, names
+def test_every_method_is_registered_with_vocabulary_names():
+    for name in METHODS_UNDER_TEST:
+        assert name in METHODS and name in METHOD_NAMES
+        method = get_method(name)
+        assert method.name == name
+        assert set(method.shapes) <= set(SHAPE_NAMES)
+        assert set(method.modes) <= set(MODE_NAMES)
+    expected = {
+        "nsa": (("patch",), ("normal_clone", "mixed_clone")),
+        "cutpaste": (("rectangle",), ("paste",)),
+        "cutpaste_scar": (("scar",), ("paste",)),
+        "cutout": (("square",), ("constant",)),
+        "fpi": (("patch",), ("interpolation",)),
+        "draem": (("perlin",), ("texture_blend",)),
+        "foreground_perlin": (("perlin",), ("cut_blend",)),
+        "fractal": (("fractal",), ("texture_blend",)),
+    }
+    for name, (shapes, modes) in expected.items():
+        method = get_method(name)
+        assert (method.shapes, method.modes) == (shapes, modes)
+
+
+def test_partner_blending_methods_ask_for_a_partner():
+    for name in METHODS_UNDER_TEST:
+        wants = name in ("nsa", "fpi", "foreground_perlin")
+        assert getattr(get_method(name), "needs_partner", False) is wants
+
+
+# --------------------------------------------------------------------------- ground truth
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+@pytest.mark.parametrize("name", METHODS_UNDER_TEST)
+def test_ground_truth_is_exact_in_every_layout(name, variant):
+    image = VARIANTS[variant]
+    for seed in (3, 11):
+        a = _synth(image, name, seed)
+        assert a.image.shape == image.shape and a.image.dtype == image.dtype
+        if image.ndim == 3 and image.shape[2] == 4:
+            np.testing.assert_array_equal(a.image[:, :, 3], image[:, :, 3])  # alpha untouched
+        # the mask holds every pixel that changed by more than 1/255 ...
+        delta = np.abs(_colour(a.image) - _colour(image)).max(axis=2)
+        assert a.mask.any(), (name, variant, seed)
+        assert delta[~a.mask].max() <= 1 / 255 + 1e-6  # finish's tolerance
+        # ... and is not padded: each of its pixels really changed by more than 1/255
+        assert delta[a.mask].min() > 1 / 255 + 1e-6
+        record = a.record
+        assert set(SCHEMA) <= set(record)
+        assert record["method"] == name
+        assert record["shape"] in get_method(name).shapes and record["mode"] in get_method(name).modes
+        assert record["area_fraction"] == pytest.approx(a.mask.mean())
+        x0, y0, x1, y1 = record["bbox"]
+        ys, xs = np.nonzero(a.mask)
+        assert (x0, y0, x1, y1) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+        assert isinstance(json.loads(record["params"]), dict)
+        json.dumps(record)  # the whole record is JSON
+
+
+@pytest.mark.parametrize("name", ["cutpaste", "cutout", "fpi"])
+def test_single_patch_changes_stay_inside_the_recorded_box(name):
+    image = VARIANTS["brick_rgb"]
+    for seed in range(5):
+        a = _synth(image, name, seed)
+        y0, y1, x0, x1 = json.loads(a.record["params"])["box"]
+        inside = np.zeros(a.mask.shape, bool)
+        inside[y0:y1, x0:x1] = True
+        assert not (a.mask & ~inside).any()
+
+
+def test_nsa_keeps_16_bit_pixels_outside_its_patches_bit_identical():
+    image = VARIANTS["gravel_uint16"]
+    for seed in range(3):
+        a = _synth(image, "nsa", seed)
+        footprint = np.zeros(a.mask.shape, bool)
+        for y0, y1, x0, x1 in json.loads(a.record["params"])["boxes"]:
+            footprint[y0:y1, x0:x1] = True
+        np.testing.assert_array_equal(a.image[~footprint], image[~footprint])
+        # inside, the change carries the blend, not a coarse 8-bit copy of the image
+        unchanged_inside = footprint & (a.image == image).all(axis=2)
+        assert unchanged_inside.sum() > 0 or a.mask.sum() == footprint.sum()
+
+
+def test_nsa_changes_lie_in_the_pasted_patches_footprint():
+    image = VARIANTS["brick_rgb"]
+    for seed in range(6):
+        a = _synth(image, "nsa", seed)
+        params = json.loads(a.record["params"])
+        footprint = np.zeros(a.mask.shape, bool)
+        for y0, y1, x0, x1 in params["boxes"]:
+            footprint[y0:y1, x0:x1] = True
+        assert not (a.mask & ~footprint).any()
+        # Poisson blending changes most of a patch, not a sliver of it
+        assert a.mask.sum() >= 0.3 * footprint.sum()
+
+
+@pytest.mark.parametrize("name", METHODS_UNDER_TEST)
+def test_rendering_window_holds_every_change(name):
+    image = VARIANTS["brick_rgb"]
+    method = get_method(name)
+    scene, _, _ = make_scene(image, partners=[PARTNER])
+    spec = method.sample(np.random.default_rng(5), scene, seed=5)
+    rendering = method.render(scene, spec)
+    a = synthesize(image, name, seed=5, partners=[PARTNER])
+    y0, y1, x0, x1 = rendering.window or (0, image.shape[0], 0, image.shape[1])
+    ys, xs = np.nonzero(a.mask)
+    assert y0 <= ys.min() and ys.max() < y1 and x0 <= xs.min() and xs.max() < x1
+
+
+# --------------------------------------------------------------------------- determinism
+@pytest.mark.parametrize("name", METHODS_UNDER_TEST)
+def test_same_seed_gives_same_bytes_and_other_seeds_differ(name):
+    image = VARIANTS["astronaut_rgba"]
+    first = _synth(image, name, 21)
+    again = _synth(image, name, 21)
+    assert first.image.tobytes() == again.image.tobytes()
+    assert first.record == again.record
+    other = _synth(image, name, 22)
+    assert other.image.tobytes() != first.image.tobytes()
+
+
+@pytest.mark.parametrize("name", METHODS_UNDER_TEST)
+def test_spec_replays_from_its_record(name):
+    image = VARIANTS["brick_rgb"]
+    a = _synth(image, name, 8, size_bin=2)
+    method = get_method(name)
+    scene, alpha, layout = make_scene(image, partners=[PARTNER])
+    again = method.render(scene, a.spec)
+    from synth.anomaly import finish
+
+    b = finish(scene, a.spec, again, image, alpha, layout)
+    assert b.image.tobytes() == a.image.tobytes()
+
+
+# --------------------------------------------------------------------------- region, size bins
+@pytest.mark.parametrize("name", METHODS_UNDER_TEST)
+def test_anomalies_land_inside_the_region_and_nothing_changes_outside(name):
+    image = VARIANTS["brick_rgb"]
+    region = np.zeros(image.shape[:2], np.uint8)
+    cv2.circle(region, (110, 50), 35, 255, -1)
+    for seed in range(4):
+        a = _synth(image, name, seed, region=region)
+        assert a.mask.any(), (name, seed)
+        assert not (a.mask & (region == 0)).any()
+        np.testing.assert_array_equal(a.image[region == 0], image[region == 0])
+
+
+@pytest.mark.parametrize("name", METHODS_UNDER_TEST)
+def test_measured_area_lands_in_the_requested_bin(name):
+    method = get_method(name)
+    assert method.targets_size
+    image = VARIANTS["brick_rgb"]
+    misses = []
+    for seed in range(3):
+        for b, size_bin in enumerate(DEFAULT_BINS):
+            a = _synth(image, name, seed, size_bin=b)
+            if not size_bin.contains(a.mask.mean()):
+                misses.append((seed, size_bin.name, a.mask.mean()))
+            else:
+                assert a.record["size_bin"] == size_bin.name
+            assert json.loads(a.record["params"])["requested_size_bin"] == size_bin.name
+    assert misses == []
+
+
+def test_size_bins_are_met_on_a_large_non_square_image():
+    image = cv2.resize(skimage.data.astronaut(), (420, 300), interpolation=cv2.INTER_AREA)
+    for name in METHODS_UNDER_TEST:
+        for b in (0, 4):
+            a = _synth(image, name, 4, size_bin=b)
+            assert DEFAULT_BINS[b].contains(a.mask.mean()), (name, b, a.mask.mean())
+
+
+# --------------------------------------------------------------------------- objects
+@pytest.mark.parametrize("given_foreground", [True, False])
+def test_foreground_perlin_stays_on_both_foregrounds(given_foreground):
+    image, disk = _object_scene()
+    partner, partner_disk = _object_scene(texture="grass", centre=(0.45, 0.55), radius=0.3)
+    for seed in range(5):
+        a = synthesize(
+            image, "foreground_perlin", seed=seed, partners=[partner],
+            foreground=disk if given_foreground else None,
+        )
+        allowed = disk & cv2.erode(partner_disk.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool) | (disk & partner_disk)
+        assert a.mask.any()
+        assert not (a.mask & ~allowed).any()
+
+
+def test_nsa_on_an_object_blends_object_patches_with_normal_clone():
+    image, disk = _object_scene()
+    partner, _ = _object_scene(texture="grass", centre=(0.5, 0.45))
+    inside = []
+    for seed in range(6):
+        a = synthesize(image, "nsa", seed=seed, partners=[partner], foreground=disk)
+        assert a.record["mode"] == "normal_clone"
+        inside.append((a.mask & disk).sum() / max(a.mask.sum(), 1))
+    # the object constraints keep the patches on the object
+    assert np.mean(inside) > 0.6
+
+
+def test_nsa_picks_mixed_clone_for_textures_and_presets_set_it():
+    texture = VARIANTS["brick_rgb"]
+    assert synthesize(texture, "nsa", seed=0).record["mode"] == "mixed_clone"
+    wood = get_method("nsa", preset="wood")
+    assert wood.kind == "texture" and wood.logistic == (1 / 6, 15.0)
+    a = synthesize(texture, wood, seed=1)
+    assert a.record["mode"] == "mixed_clone"
+    assert json.loads(a.record["params"])["preset"] == "wood"
+    screw = get_method("nsa", preset="screw")
+    assert screw.width_bounds == ((0.03, 0.12), (0.03, 0.12)) and screw.n_patches == 4
+    image, _ = _object_scene()
+    assert synthesize(image, get_method("nsa", preset="hazelnut"), seed=2).record["mode"] == "normal_clone"
+    with pytest.raises(InvalidParameterError, match="preset"):
+        get_method("nsa", preset="bagel")
+
+
+def test_nsa_labels_binary_continuous_logistic():
+    image = VARIANTS["brick_rgb"]
+    labels = {}
+    for kind in ("binary", "continuous", "logistic"):
+        a = synthesize(image, "nsa", seed=6, partners=[PARTNER], label=kind)
+        assert a.label is not None and a.label.shape == a.mask.shape
+        assert not a.label[~a.mask].any()
+        assert 0.0 <= a.label.min() and a.label.max() <= 1.0
+        labels[kind] = a
+    assert set(np.unique(labels["binary"].label)) <= {0.0, 1.0}
+    assert labels["binary"].label.sum() > 0.5 * labels["binary"].mask.sum()
+    cont, diff = labels["continuous"], labels["continuous"].diff
+    on = cont.label > 0
+    # continuous is the (median-filtered) mean change: of the order of the max-channel diff
+    assert np.median(cont.label[on]) <= np.median(diff[on]) * 1.5
+    logi = labels["logistic"].label[labels["logistic"].label > 0]
+    assert logi.max() < 1.0 and len(np.unique(logi)) > 10
+
+
+def test_fpi_label_is_the_interpolation_factor():
+    a = synthesize(VARIANTS["brick_rgb"], "fpi", seed=2, partners=[PARTNER])
+    alpha = json.loads(a.record["params"])["alpha"]
+    assert 0.05 <= alpha <= 0.95
+    np.testing.assert_allclose(np.unique(a.label[a.mask]), [alpha], rtol=1e-6)
+    assert not a.label[~a.mask].any()
+
+
+def test_draem_fills_from_user_textures_or_falls_back_to_the_image():
+    image = VARIANTS["brick_rgb"]
+    texture = skimage.data.coffee()
+    with_texture = synthesize(image, "draem", seed=3, textures=[texture])
+    assert json.loads(with_texture.record["params"])["fill"]["source"] == "texture"
+    fallback = synthesize(image, "draem", seed=3)
+    assert json.loads(fallback.record["params"])["fill"]["source"] == "tiles"
+    noise = synthesize(image, "draem", seed=3, fallback="noise")
+    assert json.loads(noise.record["params"])["fill"]["source"] == "noise"
+    assert len({with_texture.image.tobytes(), fallback.image.tobytes(), noise.image.tobytes()}) == 3
+
+
+# --------------------------------------------------------------------------- hybrid
+def test_hybrid_labels_each_output_with_the_method_that_made_it():
+    mix = get_method("hybrid", weights={"nsa": 0.5, "synagen": 0.5}, nsa={"preset": "wood"})
+    assert mix.needs_partner and mix.targets_size
+    image = VARIANTS["brick_rgb"]
+    seen = {}
+    for seed in range(12):
+        a = synthesize(image, mix, seed=seed, partners=[PARTNER], size_bin=2)
+        seen.setdefault(a.record["method"], 0)
+        seen[a.record["method"]] += 1
+        assert a.spec.method == a.record["method"]
+        assert DEFAULT_BINS[2].contains(a.mask.mean())
+        if a.record["method"] == "nsa":
+            assert a.record["mode"] in ("normal_clone", "mixed_clone")
+        else:
+            assert a.record["shape"] in ("spattered", "elongated", "rough", "complex")
+    assert set(seen) == {"nsa", "synagen"}
+
+
+def test_hybrid_respects_requested_shapes_and_rejects_bad_weights():
+    mix = get_method("hybrid", weights={"cutout": 1, "draem": 1, "fpi": 0})
+    image = VARIANTS["brick_rgb"]
+    assert all(synthesize(image, mix, seed=s, shape="perlin").record["method"] == "draem" for s in range(4))
+    with pytest.raises(InvalidParameterError):
+        synthesize(image, mix, seed=0, shape="scar")
+    for bad in ({}, {"nsa": -1}, {"nope": 1}, {"nsa": 0}, {"hybrid": 1}):
+        with pytest.raises(InvalidParameterError):
+            get_method("hybrid", weights=bad)
+    with pytest.raises(InvalidParameterError):
+        get_method("hybrid", weights={"nsa": 1}, draem={"threshold": 0.3})
+
+
+# --------------------------------------------------------------------------- options
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("nsa", {"label": "fuzzy"}),
+        ("nsa", {"width_bounds": ((0.3, 0.1), (0.1, 0.2))}),
+        ("cutpaste", {"area_range": (0.2, 0.1)}),
+        ("cutpaste_scar", {"jitter": 1.5}),
+        ("cutout", {"fill": "purple"}),
+        ("fpi", {"alpha_range": (0.5, 1.5)}),
+        ("draem", {"max_scale": 0}),
+        ("draem", {"fallback": "nothing"}),
+        ("fractal", {"octave_range": (0, 3)}),
+        ("foreground_perlin", {"beta_range": (0.9, 0.1)}),
+        ("cutout", {"colour": 1}),
+    ],
+)
+def test_bad_options_raise_clear_errors(name, options):
+    with pytest.raises(InvalidParameterError):
+        get_method(name, **options)
+
+
+def test_methods_read_options_from_plain_config_values():
+    config = json.loads('{"nsa": {"preset": "tile", "label": "logistic", "n_patches": 2},'
+                        ' "cutout": {"fill": 0.5, "side_range": [10, 20]},'
+                        ' "draem": {"opacity_range": [0.5, 1.0], "min_scale": 1}}')
+    image = VARIANTS["brick_rgb"]
+    for name, options in config.items():
+        a = synthesize(image, name, seed=1, partners=[PARTNER], **options)
+        assert a.mask.any()
+    a = synthesize(image, "cutout", seed=1, fill=0.5)
+    np.testing.assert_allclose(_colour(a.image)[a.mask], 128 / 255, atol=1e-9)
