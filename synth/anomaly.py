@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import cv2
 import numpy as np
 
 from .errors import InvalidImageError, InvalidParameterError
@@ -185,7 +186,7 @@ def finish(
         ),
         "area_fraction": measured["area_fraction"],
         "brightness_delta": measured["brightness_delta"],
-        "background_brightness": background_brightness(scene.image),
+        "background_brightness": background_brightness(original, layout),
         "bbox": measured["bbox"],
         "angle": float(rendering.angle),
         "seed": int(spec.seed),
@@ -196,9 +197,15 @@ def finish(
     return Anomaly(image=image, mask=mask, diff=diff, label=label, record=record, spec=spec)
 
 
-def background_brightness(image: np.ndarray) -> float:
-    """Mean luminance (0-1) of a float ``(H, W, C)`` image: the paper's background brightness."""
-    return float(luminance(image).mean())
+def background_brightness(image: np.ndarray, layout: Any) -> float:
+    """Mean luminance (0-1) of an image as given (any layout): the paper's background brightness."""
+    # luminance is linear in the channels, so its mean is the weighted sum of channel means;
+    # cv2.mean on the stored array avoids a float copy of the whole image
+    means = cv2.mean(image)
+    scale = 1.0 / layout.quantum if layout.quantum else 1.0
+    if layout.colour_channels == 1:
+        return float(means[0] / scale)
+    return float((0.299 * means[0] + 0.587 * means[1] + 0.114 * means[2]) / scale)
 
 
 def synthesize(

@@ -85,9 +85,10 @@ def to_float(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, ImageLay
     arr = image if image.ndim == 3 else image[:, :, None]
     scale = _SCALES.get(np.dtype(layout.dtype), 1.0)
     colour_count = layout.colour_channels
-    colour = arr[:, :, :colour_count].astype(np.float32)
     if scale != 1.0:
-        colour *= np.float32(1.0 / scale)
+        colour = np.multiply(arr[:, :, :colour_count], np.float32(1.0 / scale), dtype=np.float32)
+    else:
+        colour = arr[:, :, :colour_count].astype(np.float32)
     alpha = arr[:, :, colour_count:].copy() if layout.has_alpha else None
     return np.ascontiguousarray(colour), alpha, layout
 
@@ -226,32 +227,24 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndar
     return decode_image(data, name=str(path), max_pixels=max_pixels)
 
 
-def encode_png(image: np.ndarray, compression: int = 1) -> bytes:
+def encode_png(image: np.ndarray, compression: int = 1, base: "object | None" = None) -> bytes:
     """Encode gray/gray+alpha/RGB/RGBA uint8 or uint16 (floats become uint16) as PNG bytes.
 
-    ``compression`` is zlib's level 0-9; 1 is several times faster than the default and the
-    files are only slightly larger.
+    ``compression`` is the zlib level 0-9 (1, the default, is fast). ``base`` is an optional
+    ``synth.png.Base`` of a same-shaped reference image: unchanged row bands are copied from it
+    (much faster for a small anomaly in a large image); the bytes do not depend on it.
     """
+    from . import png
+
     arr = image
     if arr.dtype.kind == "f":
         arr = np.rint(np.clip(arr, 0, 1) * 65535).astype(np.uint16)
     if arr.dtype not in (np.uint8, np.uint16):
         raise InvalidImageError(f"cannot write dtype {arr.dtype} as PNG")
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[:, :, 0]
-    if arr.ndim == 3 and arr.shape[2] == 2:
-        if arr.dtype != np.uint8:
-            raise InvalidImageError("16-bit gray+alpha cannot be written as PNG here; drop alpha")
-        buf = io.BytesIO()
-        Image.fromarray(arr, mode="LA").save(buf, format="PNG", compress_level=compression)
-        return buf.getvalue()
-    if arr.ndim == 3:
-        code = cv2.COLOR_RGBA2BGRA if arr.shape[2] == 4 else cv2.COLOR_RGB2BGR
-        arr = cv2.cvtColor(arr, code)
-    ok, buf = cv2.imencode(".png", arr, [cv2.IMWRITE_PNG_COMPRESSION, int(compression)])
-    if not ok:
-        raise InvalidImageError("PNG encoding failed")
-    return buf.tobytes()
+    try:
+        return png.encode(arr, int(compression), base)
+    except ValueError as exc:
+        raise InvalidImageError(str(exc)) from None
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:

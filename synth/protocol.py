@@ -172,6 +172,7 @@ def _init_worker(job: _Job) -> None:
     global _JOB
     _JOB = job
     _load.cache_clear()
+    _png_base.cache_clear()
 
 
 @lru_cache(maxsize=4)
@@ -191,6 +192,21 @@ def _region_for(job: _Job, source_id: str) -> np.ndarray | None:
         if path.is_file():
             return _load(str(path))
     return None
+
+
+@lru_cache(maxsize=2)
+def _png_base(path: str, level: int):
+    """PNG bands of a source image: outputs re-encode only the bands their anomaly touched."""
+    from .png import Base
+
+    return Base.of(_load(path), level)
+
+
+@lru_cache(maxsize=2)
+def _mask_base(height: int, width: int, level: int):
+    from .png import Base
+
+    return Base.of(np.zeros((height, width), np.uint8), level)
 
 
 @lru_cache(maxsize=1)
@@ -241,8 +257,13 @@ def run_task(task: Task, job: _Job | None = None) -> list[dict[str, Any]]:
             rows.append({"failed": True, "file_name": file_name, "source_id": task.source_id, "error": str(exc)})
             continue
         out = Path(job.output_dir)
-        write_atomic(out / file_name, encode_png(anomaly.image, config.png_compression))
-        write_atomic(out / mask_name, encode_png(anomaly.mask_u8, config.png_compression))
+        level = config.png_compression
+        if anomaly.image.dtype.kind == "f":  # written as 16-bit; no base for float sources
+            image_png = encode_png(anomaly.image, level)
+        else:
+            image_png = encode_png(anomaly.image, level, _png_base(str(Path(job.input_dir) / task.source_id), level))
+        write_atomic(out / file_name, image_png)
+        write_atomic(out / mask_name, encode_png(anomaly.mask_u8, level, _mask_base(*anomaly.mask.shape, level)))
         rows.append(metadata_row(anomaly, file_name, mask_name, task.source_id))
     return rows
 

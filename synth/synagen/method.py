@@ -131,12 +131,12 @@ class Synagen(Method):
         target_px = min(max(p["target_fraction"] * n_pixels, lo_px), hi_px)
 
         shape_mask = panel_mask(spec.shape, p["shape_params"])
-        ys, xs = np.nonzero(shape_mask)
-        if len(xs) == 0:  # thresholds removed everything: fall back to a disk (recorded)
+        bx, by, bw, bh = cv2.boundingRect(shape_mask.view(np.uint8))
+        if bw == 0 or bh == 0:  # thresholds removed everything: fall back to a disk
             shape_crop = np.zeros((64, 64), np.float32)
             cv2.circle(shape_crop, (32, 32), 30, 1.0, -1)
         else:
-            shape_crop = shape_mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].astype(np.float32)
+            shape_crop = shape_mask[by : by + bh, bx : bx + bw].astype(np.float32)
         shape_area = float((shape_crop > 0.5).sum())
 
         mode_params = p["mode_params"]
@@ -155,9 +155,12 @@ class Synagen(Method):
             shift = attempt * _GOLDEN
             position = [(u + shift) % 1.0 for u in p["position"]]
             anchor = [(u + shift) % 1.0 for u in p["anchor"]]
-            scale = math.sqrt(target_px / shape_area)
-            s_low, s_high = 0.0, math.inf
             max_scale = 4.0 * max(height, width) / max(shape_crop.shape)
+            scale = self._predict_scale(
+                shape_crop, math.sqrt(target_px / shape_area), target_px, max_scale, p["angle"],
+                position, anchor, scene, region_pixels,
+            )
+            s_low, s_high = 0.0, math.inf
             for step in range(_SCALE_STEPS):
                 scale = min(scale, max_scale)
                 placed = self._place(shape_crop, scale, p["angle"], position, anchor, scene, region_pixels)
@@ -228,10 +231,10 @@ class Synagen(Method):
         rot[0, 2] += out_w / 2.0 - new_w / 2.0
         rot[1, 2] += out_h / 2.0 - new_h / 2.0
         rotated = cv2.warpAffine(resized, rot, (out_w, out_h), flags=cv2.INTER_LINEAR, borderValue=0.0) > 0.5
-        ys, xs = np.nonzero(rotated)
-        if len(xs) == 0:
+        bx, by, bw, bh = cv2.boundingRect(rotated.view(np.uint8))
+        if bw == 0 or bh == 0:
             return None
-        fp = rotated[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+        fp = rotated[by : by + bh, bx : bx + bw]
         fh, fw = fp.shape
         height, width = scene.height, scene.width
         if region_pixels is None:
@@ -261,6 +264,41 @@ class Synagen(Method):
         if not footprint.any():
             return None
         return footprint, window
+
+    def _predict_scale(
+        self,
+        shape_crop: np.ndarray,
+        scale: float,
+        target_px: float,
+        max_scale: float,
+        angle: float,
+        position: list[float],
+        anchor: list[float],
+        scene: Scene,
+        region_pixels: np.ndarray | None,
+    ) -> float:
+        """A starting scale from the placed footprint plus its outer smoothing band.
+
+        Placing is much cheaper than manipulating, so a few placement-only steps get the scale
+        close before the measured loop starts; the loop still decides on the measured area.
+        """
+        outer = max(1, self.smooth_band // 3) if self.smooth_band > 0 else 0
+        for _ in range(4):
+            scale = min(scale, max_scale)
+            placed = self._place(shape_crop, scale, angle, position, anchor, scene, region_pixels)
+            if placed is None:
+                return scale
+            footprint, window = placed
+            grown = footprint
+            if outer:
+                grown = cv2.dilate(footprint.astype(np.uint8), _KERNEL3, iterations=outer) > 0
+                if scene.region is not None:
+                    grown &= scene.region[window.slices]
+            predicted = int(grown.sum())
+            if predicted == 0 or abs(predicted - target_px) <= 0.05 * target_px:
+                return scale
+            scale *= math.sqrt(target_px / predicted)
+        return min(scale, max_scale)
 
     def _manipulate(
         self,

@@ -1,0 +1,77 @@
+"""SYNAGEN speed and size-bin accuracy: anomalies per second per shape x mode, 256² and 1024² RGB.
+
+    python benchmarks/synagen_speed.py [--per-cell N] [--sizes 256 1024]
+
+"render" is synthesize() alone (draw, render, measure, record); "+png" adds PNG encoding of the
+image and mask as the folder protocol writes them (zlib level 1, unchanged row bands reused from
+the source's encoding, whose one-off cost per source image is amortised over its outputs and
+included here). Each
+cell renders one drawn anomaly in all five bins (the protocol's pattern). Single process.
+Times are CPU seconds of this process (``time.process_time``), so other load on the machine does
+not inflate them; on an idle machine wall time is about the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import cv2
+import numpy as np
+import skimage.data
+
+from synth import DEFAULT_BINS, synthesize
+from synth.image import encode_png
+from synth.png import Base
+from synth.synagen import SHAPES
+from synth.synagen.modes import DEFAULT_MODES
+
+
+def run(size: int, per_cell: int) -> list[tuple[str, str, float, float, float]]:
+    image = cv2.resize(skimage.data.astronaut(), (size, size), interpolation=cv2.INTER_LINEAR)
+    rows = []
+    t0 = time.process_time()
+    base, mask_base = Base.of(image), Base.of(np.zeros(image.shape[:2], np.uint8))
+    base_s = time.process_time() - t0
+    outputs_per_source = len(SHAPES) * len(DEFAULT_MODES) * per_cell * len(DEFAULT_BINS)
+    for shape in SHAPES:
+        for mode in DEFAULT_MODES:
+            render_s = 0.0
+            png_s = base_s * per_cell * len(DEFAULT_BINS) / outputs_per_source
+            hits = total = 0
+            for seed in range(per_cell):
+                for b, size_bin in enumerate(DEFAULT_BINS):
+                    t0 = time.process_time()
+                    a = synthesize(image, seed=1000 + seed, shape=shape, mode=mode, size_bin=b)
+                    t1 = time.process_time()
+                    encode_png(a.image, base=base)
+                    encode_png(a.mask_u8, base=mask_base)
+                    t2 = time.process_time()
+                    render_s += t1 - t0
+                    png_s += t2 - t1
+                    hits += size_bin.contains(a.record["area_fraction"])
+                    total += 1
+            rows.append((shape, mode, total / render_s, total / (render_s + png_s), hits / total))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--per-cell", type=int, default=2, help="anomalies per shape x mode x bin")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 1024])
+    args = parser.parse_args()
+    for size in args.sizes:
+        rows = run(size, args.per_cell)
+        print(f"\n{size}x{size} RGB, {args.per_cell * len(DEFAULT_BINS)} anomalies per row")
+        print(f"| shape | mode | render/s | render+png/s | s/output (+png) | in bin |")
+        print(f"|---|---|---:|---:|---:|---:|")
+        for shape, mode, rps, pps, rate in rows:
+            print(f"| {shape} | {mode} | {rps:.1f} | {pps:.1f} | {1 / pps:.4f} | {100 * rate:.0f} % |")
+        all_r = np.mean([1 / r[2] for r in rows])
+        all_p = np.mean([1 / r[3] for r in rows])
+        rate = np.mean([r[4] for r in rows])
+        print(f"| **all** | | {1 / all_r:.1f} | {1 / all_p:.1f} | {all_p:.4f} | {100 * rate:.1f} % |")
+
+
+if __name__ == "__main__":
+    main()

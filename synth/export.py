@@ -1,0 +1,166 @@
+"""Export anomalies made in memory (e.g. in the Space) in the folder protocol's ``imagefolder`` layout.
+
+``export_zip`` writes one zip holding exactly what ``synth.protocol.run_protocol`` writes to a
+folder -- ``images/*.png``, ``masks/*.png`` and ``metadata.jsonl`` (one object per anomaly:
+``file_name``, ``mask_file_name``, ``source_id`` and the schema columns) -- plus ``config.json``
+with what produced it, so that an unzipped download loads with
+``datasets.load_dataset("imagefolder", data_dir=...)`` and feeds ``anomalyforge hub build``.
+
+``export_parquet`` writes the same rows as one parquet file whose ``image``/``mask`` columns are
+``datasets`` ``Image`` features (the PNG bytes inline), readable with
+``datasets.load_dataset("parquet", data_files=...)``.
+
+Images are written in their own dtype and layout (16-bit stays 16-bit, alpha is kept).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from .anomaly import Anomaly
+from .errors import InvalidParameterError
+from .image import encode_png, write_atomic
+from .protocol import CONFIG, METADATA, metadata_row
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "image"
+
+
+def export_names(anomalies: Sequence[Anomaly], source_ids: Sequence[str]) -> list[tuple[str, str]]:
+    """``(file_name, mask_file_name)`` of each anomaly, unique and stable for the same inputs.
+
+    ``images/<source stem>_<index>_<shape>_<mode>.png`` and the same name under ``masks/``;
+    ``index`` is the anomaly's position in the export, so names never collide.
+    """
+    names = []
+    width = max(3, len(str(len(anomalies))))
+    for i, (anomaly, source_id) in enumerate(zip(anomalies, source_ids)):
+        stem = _safe(Path(source_id).with_suffix("").as_posix().replace("/", "__"))
+        rec = anomaly.record
+        name = f"{stem}_{i:0{width}d}_{_safe(str(rec['shape']))}_{_safe(str(rec['mode']))}.png"
+        names.append((f"images/{name}", f"masks/{name}"))
+    return names
+
+
+def _check(anomalies: Sequence[Anomaly], source_ids: Sequence[str] | str) -> list[str]:
+    if not anomalies:
+        raise InvalidParameterError("nothing to export: the list of anomalies is empty")
+    ids = [source_ids] * len(anomalies) if isinstance(source_ids, str) else list(source_ids)
+    if len(ids) != len(anomalies):
+        raise InvalidParameterError(
+            f"got {len(ids)} source ids for {len(anomalies)} anomalies; pass one per anomaly or a single id"
+        )
+    return ids
+
+
+def export_rows(anomalies: Sequence[Anomaly], source_ids: Sequence[str] | str) -> list[dict[str, Any]]:
+    """The ``metadata.jsonl`` rows an export writes (same columns as the folder protocol)."""
+    ids = _check(anomalies, source_ids)
+    return [metadata_row(a, f, m, s) for a, (f, m), s in zip(anomalies, export_names(anomalies, ids), ids)]
+
+
+def export_zip(
+    anomalies: Sequence[Anomaly],
+    path: str | os.PathLike,
+    source_ids: Sequence[str] | str,
+    *,
+    config: Mapping[str, Any] | None = None,
+    png_compression: int = 1,
+) -> Path:
+    """Write ``anomalies`` to the zip ``path`` in the ``imagefolder`` layout; return the path.
+
+    ``source_ids`` names the anomaly-free image of each anomaly (one string for all, or one per
+    anomaly), as the ``source_id`` column. ``config`` (JSON types) is stored as ``config.json``.
+    Entries are written with a fixed timestamp, so the same anomalies give the same zip bytes.
+    """
+    ids = _check(anomalies, source_ids)
+    rows = export_rows(anomalies, ids)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+        # PNGs are already compressed; storing them keeps the zip fast to write.
+        for anomaly, row in zip(anomalies, rows):
+            _add(zf, row["file_name"], encode_png(anomaly.image, png_compression))
+            _add(zf, row["mask_file_name"], encode_png(anomaly.mask_u8, png_compression))
+        _add(zf, METADATA, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode(), deflate=True)
+        if config is not None:
+            _add(zf, CONFIG, json.dumps(dict(config), indent=2, sort_keys=True).encode(), deflate=True)
+    path = Path(path)
+    write_atomic(path, buf.getvalue())
+    return path
+
+
+def _add(zf: zipfile.ZipFile, name: str, data: bytes, deflate: bool = False) -> None:
+    info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
+    info.compress_type = zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED
+    info.external_attr = 0o644 << 16
+    zf.writestr(info, data)
+
+
+#: ``datasets`` feature types of the parquet columns (stored in the file's schema metadata)
+_PARQUET_FEATURES = {
+    "image": {"_type": "Image"},
+    "mask": {"_type": "Image", "mode": "L"},
+    "source_id": {"dtype": "string", "_type": "Value"},
+    "method": {"dtype": "string", "_type": "Value"},
+    "shape": {"dtype": "string", "_type": "Value"},
+    "mode": {"dtype": "string", "_type": "Value"},
+    "size_bin": {"dtype": "string", "_type": "Value"},
+    "area_fraction": {"dtype": "float32", "_type": "Value"},
+    "brightness_delta": {"dtype": "float32", "_type": "Value"},
+    "background_brightness": {"dtype": "float32", "_type": "Value"},
+    "bbox": {"feature": {"dtype": "int32", "_type": "Value"}, "length": 4, "_type": "List"},
+    "angle": {"dtype": "float32", "_type": "Value"},
+    "seed": {"dtype": "int64", "_type": "Value"},
+    "params": {"dtype": "string", "_type": "Value"},
+}
+
+
+def export_parquet(
+    anomalies: Sequence[Anomaly],
+    path: str | os.PathLike,
+    source_ids: Sequence[str] | str,
+    *,
+    png_compression: int = 1,
+) -> Path:
+    """Write ``anomalies`` as one parquet file (one row each, PNG bytes inline); return the path.
+
+    Columns: ``image``, ``mask`` (``datasets`` ``Image`` features), ``source_id`` and the record
+    columns (``method``, ``shape``, ``mode``, ``size_bin`` as strings; ``bbox`` int32 x 4).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ids = _check(anomalies, source_ids)
+    rows = export_rows(anomalies, ids)
+    image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    columns: dict[str, pa.Array] = {
+        "image": pa.array(
+            [{"bytes": encode_png(a.image, png_compression), "path": Path(r["file_name"]).name}
+             for a, r in zip(anomalies, rows)], type=image_type),
+        "mask": pa.array(
+            [{"bytes": encode_png(a.mask_u8, png_compression), "path": Path(r["mask_file_name"]).name}
+             for a, r in zip(anomalies, rows)], type=image_type),
+        "source_id": pa.array([r["source_id"] for r in rows], pa.string()),
+    }
+    for name in ("method", "shape", "mode", "size_bin", "params"):
+        columns[name] = pa.array([str(r[name]) for r in rows], pa.string())
+    for name in ("area_fraction", "brightness_delta", "background_brightness", "angle"):
+        columns[name] = pa.array([float(r[name]) for r in rows], pa.float32())
+    columns["bbox"] = pa.array([[int(v) for v in r["bbox"]] for r in rows], pa.list_(pa.int32(), 4))
+    columns["seed"] = pa.array([int(r["seed"]) for r in rows], pa.int64())
+    features = {k: _PARQUET_FEATURES[k] for k in columns}
+    table = pa.table(columns).replace_schema_metadata(
+        {"huggingface": json.dumps({"info": {"features": features}})}
+    )
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    path = Path(path)
+    write_atomic(path, sink.getvalue().to_pybytes())
+    return path
