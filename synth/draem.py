@@ -277,12 +277,14 @@ class DRAEM(Method):
 
         def render_at(knob: float, attempt: int):
             rm = ranked(attempt)
-            k = rm.natural(p["threshold"]) if knob < 0 else knob
-            if k < 1:
-                # at 1-2 noise periods the noise may stay below the threshold everywhere: keep
-                # the highest EMPTY_MASK_FALLBACK share of the allowed pixels instead
-                k = max(1, int(round(EMPTY_MASK_FALLBACK * rm.count)))
-            mask = rm.mask(k)
+            if knob < 0:
+                mask = rm.threshold_mask(p["threshold"])
+                if not mask.any():
+                    # at 1-2 noise periods the noise may stay below the threshold everywhere:
+                    # keep the highest EMPTY_MASK_FALLBACK share of the allowed pixels instead
+                    mask = rm.mask(max(1, int(round(EMPTY_MASK_FALLBACK * rm.count))))
+            else:
+                mask = rm.mask(knob)
             window = bbox_window(mask)
             y0, y1, x0, x1 = window
             source = scene.image[y0:y1, x0:x1]

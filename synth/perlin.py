@@ -119,7 +119,7 @@ def fractal_noise(
 def rotated_noise(
     shape: tuple[int, int],
     res: tuple[int, int],
-    seed: "int | np.random.Generator",
+    seed: "int | Sequence[int] | np.random.Generator",
     angle: float = 0.0,
     octaves: int = 1,
     persistence: float = 0.5,
@@ -129,18 +129,25 @@ def rotated_noise(
 
     The field is generated on a square that covers the image at every angle and cropped after
     rotation, so no corner is left empty; ``res`` stays the number of periods across the image.
+    Generation and rotation run at the resolution the finest octave needs
+    (``_SAMPLES_PER_PERIOD`` samples per period) and the result is resized to ``(H, W)``.
     """
     height, width = int(shape[0]), int(shape[1])
     if angle % 360.0 == 0.0:
         return fractal_noise((height, width), res, seed, octaves, persistence, lacunarity)
-    side = int(math.ceil(math.hypot(height, width))) + 2
+    finest = max(int(res[0]), int(res[1])) * int(lacunarity) ** (int(octaves) - 1)
+    factor = min(1.0, _SAMPLES_PER_PERIOD * finest / max(height, width))
+    work_h, work_w = max(2, int(math.ceil(height * factor))), max(2, int(math.ceil(width * factor)))
+    side = int(math.ceil(math.hypot(work_h, work_w))) + 2
     big_res = (
-        max(1, int(round(res[0] * side / height))),
-        max(1, int(round(res[1] * side / width))),
+        max(1, int(round(res[0] * side / work_h))),
+        max(1, int(round(res[1] * side / work_w))),
     )
     big = fractal_noise((side, side), big_res, seed, octaves, persistence, lacunarity)
-    centre = (side / 2.0, side / 2.0)
-    matrix = cv2.getRotationMatrix2D(centre, float(angle), 1.0)
-    matrix[0, 2] -= (side - width) / 2.0
-    matrix[1, 2] -= (side - height) / 2.0
-    return cv2.warpAffine(big, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    matrix = cv2.getRotationMatrix2D((side / 2.0, side / 2.0), float(angle), 1.0)
+    matrix[0, 2] -= (side - work_w) / 2.0
+    matrix[1, 2] -= (side - work_h) / 2.0
+    field = cv2.warpAffine(big, matrix, (work_w, work_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    if (work_h, work_w) != (height, width):
+        field = cv2.resize(field, (width, height), interpolation=cv2.INTER_CUBIC)
+    return field.astype(np.float32, copy=False)

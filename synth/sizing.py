@@ -276,13 +276,28 @@ class RankedMask:
     def __init__(self, noise: np.ndarray, candidates: np.ndarray | None) -> None:
         self.noise = noise
         self.candidates = candidates
-        values = noise[candidates] if candidates is not None else noise.ravel()
-        self.sorted = np.sort(values)
-        self.count = int(self.sorted.size)
+        self.count = int(noise.size if candidates is None else candidates.sum())
+        self._sorted: np.ndarray | None = None
+
+    @property
+    def sorted(self) -> np.ndarray:
+        if self._sorted is None:  # only size-bin steering needs the ranking
+            values = self.noise[self.candidates] if self.candidates is not None else self.noise.ravel()
+            self._sorted = np.sort(values)
+        return self._sorted
 
     def natural(self, threshold: float) -> int:
         """Pixel count of ``noise > threshold`` inside the candidates."""
-        return int(self.count - np.searchsorted(self.sorted, threshold, side="right"))
+        above = self.noise > threshold
+        if self.candidates is not None:
+            above &= self.candidates
+        return int(np.count_nonzero(above))
+
+    def threshold_mask(self, threshold: float) -> np.ndarray:
+        mask = self.noise > threshold
+        if self.candidates is not None:
+            mask &= self.candidates
+        return mask
 
     def mask(self, k: float) -> np.ndarray:
         """bool ``(H, W)`` of the ``k`` (rounded, at least 1) highest-noise candidate pixels."""
