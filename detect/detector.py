@@ -75,14 +75,18 @@ class Detector(ABC):
     # --- public API --------------------------------------------------------------------------
     def fit(self, images: Iterable[Any]) -> "Detector":
         """Fit on anomaly-free images (all gray or all RGB; one size unless ``image_size`` is set)."""
+        self._fit(self.prepare_fit(images))
+        return self
+
+    def prepare_fit(self, images: Iterable[Any]) -> torch.Tensor:
+        """Check fit images, fix the working size and channels; float32 ``(N, C, H, W)`` in [0, 1]."""
         arrays = to_float_images(images, "fit images")
         if self.image_size is None:
             self.fit_size = same_size(arrays, "fit images")
         else:
             self.fit_size = (self.image_size, self.image_size)
         self.channels = arrays[0].shape[2]
-        self._fit(self._to_tensor(arrays))
-        return self
+        return self._to_tensor(arrays)
 
     def score(self, images: Iterable[Any]) -> Detection:
         """Image scores and anomaly maps (float32, map at each input's resolution)."""

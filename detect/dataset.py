@@ -1,0 +1,117 @@
+"""Reading a published anomaly dataset through its schema (docs: dataset-schema.md).
+
+``load_evaluation_splits(path_or_repo, revision)`` returns the ``test`` split (synthetic anomalies:
+``image``, ``mask`` and metadata columns) and the ``good`` split (anomaly-free sources: ``image``,
+optionally ``source_id``). Accepted sources:
+
+* a Hub repo id ``org/name`` (with ``revision`` = tag, branch or commit), via ``datasets.load_dataset``;
+* a local build folder (parquet files ``data/test-*.parquet`` / ``data/good-*.parquet`` or anything
+  else ``datasets.load_dataset(folder)`` understands);
+* a folder written by ``DatasetDict.save_to_disk``.
+
+Label columns may be ``ClassLabel`` (integers on disk) or plain strings; ``metadata_frame`` always
+gives strings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import DatasetLayoutError
+
+TEST_SPLIT = "test"
+GOOD_SPLIT = "good"
+#: metadata columns copied into ``scores.parquet`` when present (the schema's, minus images)
+METADATA_COLUMNS = (
+    "source_id",
+    "method",
+    "shape",
+    "mode",
+    "size_bin",
+    "area_fraction",
+    "brightness_delta",
+    "background_brightness",
+    "bbox",
+    "angle",
+    "seed",
+    "params",
+)
+
+
+def load_dataset_dict(path_or_repo: str, revision: str | None = None):
+    """A ``DatasetDict`` from a repo id, a local build folder or a ``save_to_disk`` folder."""
+    import datasets
+
+    local = Path(path_or_repo)
+    if local.is_dir() and ((local / "dataset_dict.json").is_file() or (local / "state.json").is_file()):
+        loaded = datasets.load_from_disk(str(local))
+        if isinstance(loaded, datasets.Dataset):
+            raise DatasetLayoutError(f"{local} holds a single Dataset; save a DatasetDict with splits test and good")
+        return loaded
+    if not local.exists() and "/" not in path_or_repo:
+        raise DatasetLayoutError(
+            f"{path_or_repo!r} is neither a local folder nor a Hub repo id (ORG/NAME)"
+        )
+    try:
+        return datasets.load_dataset(str(path_or_repo), revision=revision)
+    except FileNotFoundError as exc:
+        raise DatasetLayoutError(f"cannot find dataset {path_or_repo!r} (revision {revision!r}): {exc}") from None
+
+
+def load_evaluation_splits(path_or_repo: str, revision: str | None = None):
+    """``(test, good)`` ``datasets.Dataset`` splits, checked against the schema."""
+    dd = load_dataset_dict(path_or_repo, revision)
+    missing = [s for s in (TEST_SPLIT, GOOD_SPLIT) if s not in dd]
+    if missing:
+        raise DatasetLayoutError(
+            f"dataset {path_or_repo} has splits {sorted(dd)}, missing {missing}; the evaluation needs "
+            "'test' (synthetic anomalies) and 'good' (anomaly-free sources for the false-positive budget)"
+        )
+    test, good = dd[TEST_SPLIT], dd[GOOD_SPLIT]
+    for split, name, needed in ((test, TEST_SPLIT, ("image", "mask")), (good, GOOD_SPLIT, ("image",))):
+        absent = [c for c in needed if c not in split.column_names]
+        if absent:
+            raise DatasetLayoutError(f"split {name!r} of {path_or_repo} lacks column(s) {absent}")
+    return test, good
+
+
+def label_names(split) -> dict[str, list[str]]:
+    """``{column: names}`` for every ClassLabel column of a ``datasets.Dataset``."""
+    from datasets import ClassLabel
+
+    return {name: list(f.names) for name, f in split.features.items() if isinstance(f, ClassLabel)}
+
+
+def metadata_frame(split):
+    """The split's metadata columns (no images) as a pandas DataFrame, labels as strings."""
+    import pandas as pd
+
+    columns = [c for c in METADATA_COLUMNS if c in split.column_names]
+    frame = split.select_columns(columns).to_pandas() if columns else pd.DataFrame(index=range(len(split)))
+    for column, names in label_names(split).items():
+        if column in frame:
+            frame[column] = [None if v is None or (isinstance(v, float) and np.isnan(v)) or v < 0 else names[int(v)]
+                             for v in frame[column]]
+    return frame
+
+
+def decode(value: Any) -> np.ndarray:
+    """A dataset image cell (PIL image, dict with bytes/path, or array) as a numpy array."""
+    from PIL import Image
+    import io
+
+    if isinstance(value, np.ndarray):
+        return value
+    if isinstance(value, Image.Image):
+        return np.asarray(value)
+    if isinstance(value, dict):
+        if value.get("bytes") is not None:
+            with Image.open(io.BytesIO(value["bytes"])) as im:
+                return np.asarray(im)
+        if value.get("path"):
+            with Image.open(value["path"]) as im:
+                return np.asarray(im)
+    raise DatasetLayoutError(f"cannot read an image from a cell of type {type(value).__name__}")

@@ -1,0 +1,521 @@
+"""Evaluate a detector on a published anomaly dataset: what does it miss, by size, shape, mode?
+
+Command line (any of)::
+
+    accelerate launch -m detect.evaluate --dataset org/name --revision v1.0.0 \\
+        --detector patchcore --fit path/to/train/good --output results/
+    python -m detect.evaluate ...            # one process (CPU or the first GPU)
+    anomalyforge evaluate ...
+
+Steps: read the ``test`` (synthetic anomalies) and ``good`` (anomaly-free sources) splits; fit the
+detector on ``--fit`` (a folder of anomaly-free images, or a split of a dataset: ``--fit-split``,
+default ``train``; fitting on the ``good`` split of the evaluated dataset is refused because those
+images set the false-positive threshold) or load one with ``--detector-file``; score every image,
+each process taking a strided share of fixed batches (so results do not depend on the number of
+processes); gather; compute the metrics of ``detect.metrics``; write to ``--output``:
+
+* ``scores.parquet``   one row per image (split, score, ``detected_k{K}``, all metadata columns);
+* ``summary.json``     ``recall_at_k`` (k -> recall), thresholds, image/pixel AUROC and AP, AUPRO;
+* ``recall_*.csv``/``.md``  recall per shape x size bin, mode x size bin, method, |brightness| bin, k;
+* ``recall_*.png``     the plots of the SYNAGEN paper (Figs. 5, 6, 7);
+* ``detector.pt``      the fitted detector (reload with ``detect.load_detector``).
+
+``evaluate(test_rows, good_images, detector)`` does the same on in-memory data and returns an
+``Evaluation`` (used by the app's stress-test tab).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import metrics, report
+from .dataset import GOOD_SPLIT, METADATA_COLUMNS, decode, load_dataset_dict, load_evaluation_splits, metadata_frame
+from .errors import DetectError, MetricInputError
+
+DEFAULT_KS = (1, 2, 3, 4, 5)
+#: the paper's Fig. 7 subset; used when present in the data and no other subset is asked for
+PAPER_BRIGHTNESS_SUBSET = {"shape": "elongated", "mode": "transparent", "size_bin": "0.02-0.1%"}
+
+
+@dataclass
+class Evaluation:
+    """Everything an evaluation computed.
+
+    ``samples``  pandas DataFrame, one row per test image: metadata, ``score``, ``detected_k{K}``.
+    ``good``     pandas DataFrame, one row per anomaly-free image: ``source_id``, ``score``, ``flagged_k{K}``.
+    ``summary``  JSON-ready dict (see ``summary.json``).
+    ``tables``   name -> long pandas table (group columns, ``n``, ``detected``, ``recall``).
+    """
+
+    samples: Any
+    good: Any
+    summary: dict
+    tables: dict = field(default_factory=dict)
+
+    def figures(self) -> dict[str, Any]:
+        """name -> matplotlib Figure (Agg) for every table that has data."""
+        figs: dict[str, Any] = {}
+        k = self.summary["table_k"]
+        if "shape_size" in self.tables and len(self.tables["shape_size"]):
+            figs["recall_shape_size"] = report.plot_recall_by_size(
+                self.tables["shape_size"], "shape", f"recall by shape (k={k} false positives)")
+        if "mode_size" in self.tables and len(self.tables["mode_size"]):
+            figs["recall_mode_size"] = report.plot_recall_by_size(
+                self.tables["mode_size"], "mode", f"recall by pixel manipulation (k={k})")
+        figs["recall_vs_k"] = report.plot_recall_vs_k(
+            {int(kk): v for kk, v in self.summary["recall_at_k"].items()}, self.summary["n_good"],
+            "recall against false positives")
+        if "brightness" in self.tables and len(self.tables["brightness"]):
+            subset = ", ".join(f"{a}={b}" for a, b in self.summary["brightness_subset"].items()) or "all"
+            figs["recall_brightness"] = report.plot_recall_by_brightness(
+                self.tables["brightness"], f"recall by |brightness Δ| ({subset}; k={k})")
+        return figs
+
+    def write(self, output_dir: str | Path) -> list[Path]:
+        """Write scores.parquet, summary.json, recall tables (CSV + Markdown) and plots."""
+        out = Path(output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        frame = self.samples.copy()
+        frame.insert(0, "split", "test")
+        good = self.good.copy()
+        good.insert(0, "split", "good")
+        good = good.rename(columns={c: c.replace("flagged_", "detected_") for c in good.columns})
+        import pandas as pd
+
+        combined = pd.concat([frame, good], ignore_index=True, sort=False)
+        combined.to_parquet(out / "scores.parquet", index=False)
+        written.append(out / "scores.parquet")
+        (out / "summary.json").write_text(json.dumps(self.summary, indent=2, sort_keys=True) + "\n")
+        written.append(out / "summary.json")
+        md_parts = [f"# Recall at k = {self.summary['table_k']} false positives\n"]
+        for name, long in self.tables.items():
+            long.to_csv(out / f"recall_{name}.csv", index=False)
+            written.append(out / f"recall_{name}.csv")
+            text = self.markdown_table(name)
+            (out / f"recall_{name}.md").write_text(text)
+            written.append(out / f"recall_{name}.md")
+            md_parts.append(text)
+        (out / "recall_tables.md").write_text("\n".join(md_parts))
+        written.append(out / "recall_tables.md")
+        for name, fig in self.figures().items():
+            written.append(report.save_figure(fig, out / f"{name}.png"))
+        return written
+
+    def markdown_table(self, name: str) -> str:
+        long = self.tables[name]
+        titles = {
+            "shape_size": "Recall [%] by shape and size bin",
+            "mode_size": "Recall [%] by pixel manipulation and size bin",
+            "method_size": "Recall [%] by method and size bin",
+            "method": "Recall [%] by method",
+            "brightness": "Recall [%] by |brightness delta|",
+            "k": "Recall [%] against false positives k",
+        }
+        if name in ("shape_size", "mode_size", "method_size"):
+            return report.markdown(report.recall_wide(long, long.columns[0], "size_bin"), titles[name])
+        shown = long.copy()
+        shown["recall"] = shown["recall"] * 100.0
+        return report.markdown(shown.set_index(shown.columns[0]), titles.get(name, name))
+
+    def text(self) -> str:
+        """A short plain-text summary for the terminal."""
+        s = self.summary
+        lines = [
+            f"{s['detector']} on {s['n_test']} anomalies / {s['n_good']} anomaly-free images",
+            "recall at k false positives: "
+            + "  ".join(f"k={k}: {v * 100:.1f}%" for k, v in s["recall_at_k"].items()),
+            "image AUROC {:.3f}  image AP {:.3f}  pixel AUROC {}  pixel AP {}  AUPRO {}".format(
+                s["image_auroc"], s["image_ap"], _fmt(s["pixel_auroc"]), _fmt(s["pixel_ap"]), _fmt(s["aupro"])),
+        ]
+        if "shape_size" in self.tables and len(self.tables["shape_size"]):
+            lines += ["", self.markdown_table("shape_size")]
+        return "\n".join(lines)
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+# ----------------------------------------------------------------------------------- scoring
+
+
+def score_rows(
+    detector,
+    get_row: Callable[[int], tuple[Any, Any]],
+    n: int,
+    *,
+    batch_size: int = 8,
+    rank: int = 0,
+    world: int = 1,
+    pixel_size: int = 128,
+    progress: bool = False,
+    desc: str = "score",
+) -> list[tuple[int, float, np.ndarray, np.ndarray | None]]:
+    """Score this process's share of rows ``0..n-1``.
+
+    Rows are cut into fixed batches of ``batch_size`` in dataset order; process ``rank`` of
+    ``world`` scores batches ``rank, rank + world, ...``. The batches are the same whatever
+    ``world`` is, so every row gets the same score with 1 or N processes.
+    ``get_row(i)`` gives ``(image, mask or None)``. Returns ``(index, score, map, mask)`` per row,
+    map float32 and mask bool, both shrunk so the long side is at most ``pixel_size`` (0 = as is).
+    """
+    from tqdm.auto import tqdm
+
+    batches = list(range(0, n, batch_size))[rank::world]
+    out = []
+    for start in tqdm(batches, desc=desc, disable=not progress):
+        idx = list(range(start, min(start + batch_size, n)))
+        rows = [get_row(i) for i in idx]
+        result = detector.score([r[0] for r in rows])
+        for i, (_, mask), score, amap in zip(idx, rows, result.scores, result.maps):
+            mask_arr = None if mask is None else _mask_bool(mask, amap.shape)
+            small_map, small_mask = _shrink(amap, mask_arr, pixel_size)
+            out.append((i, float(score), small_map, small_mask))
+    return out
+
+
+def _mask_bool(mask: Any, shape: tuple[int, int]) -> np.ndarray:
+    arr = np.asarray(decode(mask))
+    if arr.ndim == 3:
+        arr = arr.max(axis=2)
+    if arr.shape != tuple(shape):
+        raise DetectError(f"mask is {arr.shape[1]}x{arr.shape[0]} but its image is {shape[1]}x{shape[0]}")
+    return arr > 0
+
+
+def _shrink(amap: np.ndarray, mask: np.ndarray | None, pixel_size: int) -> tuple[np.ndarray, np.ndarray | None]:
+    import cv2
+
+    h, w = amap.shape
+    if not pixel_size or max(h, w) <= pixel_size:
+        return amap.astype(np.float32), mask
+    scale = pixel_size / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    small = cv2.resize(amap.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+    small_mask = None
+    if mask is not None:
+        # a shrunk pixel is anomalous when at least half of what it covers is
+        small_mask = cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_AREA) >= 0.5
+    return small, small_mask
+
+
+def _gather(items: list, accelerator) -> list:
+    if accelerator is None or accelerator.num_processes == 1:
+        return items
+    from accelerate.utils import gather_object
+
+    return gather_object(items)
+
+
+# ----------------------------------------------------------------------------------- evaluate
+
+
+def _rows_access(rows) -> tuple[int, Callable[[int], tuple[Any, Any]], Any]:
+    """(n, get_row, metadata frame) for a datasets.Dataset or a list of dicts/arrays."""
+    import pandas as pd
+
+    try:
+        import datasets
+
+        is_dataset = isinstance(rows, datasets.Dataset)
+    except ModuleNotFoundError:
+        is_dataset = False
+    if is_dataset:
+        has_mask = "mask" in rows.column_names
+        images = rows.select_columns(["image", "mask"] if has_mask else ["image"])
+        return (
+            len(rows),
+            lambda i: (decode(images[i]["image"]), images[i]["mask"] if has_mask else None),
+            metadata_frame(rows),
+        )
+    rows = list(rows)
+    dict_rows = [r if isinstance(r, dict) else {"image": r} for r in rows]
+    meta = pd.DataFrame([{k: v for k, v in r.items() if k not in ("image", "mask", "diff")} for r in dict_rows],
+                        index=range(len(dict_rows)))
+    return len(dict_rows), lambda i: (decode(dict_rows[i]["image"]), dict_rows[i].get("mask")), meta
+
+
+def evaluate(
+    test_rows,
+    good_images,
+    detector,
+    *,
+    ks: Sequence[int] = DEFAULT_KS,
+    table_k: int = 1,
+    brightness_subset: dict[str, str] | None = None,
+    pixel_size: int = 128,
+    batch_size: int = 8,
+    accelerator=None,
+    progress: bool = False,
+    info: dict | None = None,
+) -> Evaluation | None:
+    """Score anomalies and anomaly-free images with a fitted detector and compute every metric.
+
+    ``test_rows``    ``datasets.Dataset`` of the schema's ``test`` split, or a list of dicts with
+                     ``image`` (array/PIL), ``mask`` (bool/uint8 ``(H, W)``) and any metadata
+                     (``shape``, ``mode``, ``size_bin``, ``method``, ``brightness_delta``, ...).
+    ``good_images``  ``datasets.Dataset`` with an ``image`` column, or a list of arrays/PIL images.
+    ``detector``     a fitted ``detect.Detector``.
+    ``ks``           false-positive budgets; those >= the number of good images are skipped.
+    ``table_k``      the budget the recall tables and plots use (the paper: 1).
+    ``brightness_subset``  column -> value filter for the |brightness delta| table (default: the
+                     paper's elongated / transparent / 0.02-0.1 % when present, else all rows).
+    ``pixel_size``   pixel metrics on maps shrunk so the long side is at most this (0 = native).
+    ``accelerator``  an ``accelerate.Accelerator``: each process scores a share; only the main
+                     process gets the ``Evaluation`` (others get ``None``).
+    """
+    rank = accelerator.process_index if accelerator is not None else 0
+    world = accelerator.num_processes if accelerator is not None else 1
+    is_main = rank == 0
+    n_test, get_test, meta = _rows_access(test_rows)
+    n_good, get_good, good_meta = _rows_access(good_images)
+    if n_test == 0:
+        raise MetricInputError("no test rows (synthetic anomalies) to evaluate")
+    if n_good < 2:
+        raise MetricInputError(
+            f"{n_good} anomaly-free image(s); recall at k false positives needs at least k + 1 (2 for k = 1)"
+        )
+    common = dict(batch_size=batch_size, rank=rank, world=world, pixel_size=pixel_size, progress=progress and is_main)
+    test_part = score_rows(detector, get_test, n_test, desc="score anomalies", **common)
+    good_part = score_rows(detector, get_good, n_good, desc="score anomaly-free", **common)
+    test_all = sorted(_gather(test_part, accelerator), key=lambda t: t[0])
+    good_all = sorted(_gather(good_part, accelerator), key=lambda t: t[0])
+    if not is_main:
+        return None
+
+    test_scores = np.array([t[1] for t in test_all], dtype=np.float64)
+    good_scores = np.array([t[1] for t in good_all], dtype=np.float64)
+    used_ks = [int(k) for k in ks if int(k) < n_good]
+    skipped = [int(k) for k in ks if int(k) >= n_good]
+    if not used_ks:
+        raise MetricInputError(f"every k in {list(ks)} needs more than the {n_good} anomaly-free images given")
+    if table_k not in used_ks:
+        table_k = used_ks[0]
+
+    samples = meta.copy()
+    samples["score"] = test_scores.astype(np.float32)
+    good = good_meta.copy()
+    if "source_id" not in good:
+        good["source_id"] = [str(i) for i in range(n_good)]
+    good = good[[c for c in ("source_id",) if c in good]].copy()
+    good["score"] = good_scores.astype(np.float32)
+    recall, thresholds, false_positives = {}, {}, {}
+    for k in used_ks:
+        r = metrics.recall_at_k(good_scores, test_scores, k)
+        samples[f"detected_k{k}"] = r.detected
+        good[f"flagged_k{k}"] = good_scores > r.threshold
+        recall[str(k)], thresholds[str(k)], false_positives[str(k)] = r.recall, r.threshold, r.false_positives
+
+    summary: dict[str, Any] = dict(info or {})
+    summary.update(
+        {
+            "detector": getattr(detector, "name", type(detector).__name__),
+            "detector_config": detector.config() if hasattr(detector, "config") else {},
+            "n_test": n_test,
+            "n_good": n_good,
+            "recall_at_k": recall,
+            "threshold_at_k": thresholds,
+            "false_positives_at_k": false_positives,
+            "skipped_k": skipped,
+            "table_k": table_k,
+            "image_auroc": metrics.image_auroc(good_scores, test_scores),
+            "image_ap": metrics.image_ap(good_scores, test_scores),
+            "pixel_metrics_size": pixel_size,
+            "process_count": world,
+        }
+    )
+    maps = [t[2] for t in test_all] + [t[2] for t in good_all]
+    masks = [t[3] if t[3] is not None else np.zeros(t[2].shape, bool) for t in test_all] + [
+        np.zeros(t[2].shape, bool) for t in good_all
+    ]
+    try:
+        summary["pixel_auroc"] = metrics.pixel_auroc(maps, masks)
+        summary["pixel_ap"] = metrics.pixel_ap(maps, masks)
+        summary["aupro"] = metrics.aupro(maps, masks)
+    except MetricInputError:  # no masks given (or all empty): pixel metrics do not exist
+        summary["pixel_auroc"] = summary["pixel_ap"] = summary["aupro"] = None
+
+    detected = f"detected_k{table_k}"
+    tables = {}
+    for name, by in (("shape_size", ["shape", "size_bin"]), ("mode_size", ["mode", "size_bin"]),
+                     ("method_size", ["method", "size_bin"]), ("method", ["method"])):
+        if all(c in samples for c in by) and samples[by].notna().all(axis=1).any():
+            tables[name] = report.recall_long(samples, detected, by)
+    if "brightness_delta" in samples:
+        subset = _brightness_subset(samples, brightness_subset)
+        chosen = samples
+        for column, value in subset.items():
+            chosen = chosen[chosen[column].astype(str) == str(value)]
+        chosen = chosen.assign(brightness_bin=report.brightness_bins(chosen["brightness_delta"].to_numpy(float)))
+        tables["brightness"] = report.recall_long(chosen, detected, ["brightness_bin"])
+        summary["brightness_subset"] = subset
+    import pandas as pd
+
+    tables["k"] = pd.DataFrame(
+        {"k": used_ks, "threshold": [thresholds[str(k)] for k in used_ks],
+         "false_positives": [false_positives[str(k)] for k in used_ks],
+         "n": n_test, "detected": [int(samples[f"detected_k{k}"].sum()) for k in used_ks],
+         "recall": [recall[str(k)] for k in used_ks]}
+    )
+    return Evaluation(samples=samples, good=good, summary=summary, tables=tables)
+
+
+def _brightness_subset(samples, requested: dict[str, str] | None) -> dict[str, str]:
+    if requested is not None:
+        for column, value in requested.items():
+            if column not in samples:
+                raise DetectError(f"cannot filter the brightness table on {column!r}: no such column")
+            if not (samples[column].astype(str) == str(value)).any():
+                present = sorted(set(samples[column].dropna().astype(str)))
+                raise DetectError(f"no test row has {column}={value!r}; present: {', '.join(present)}")
+        return dict(requested)
+    if all(c in samples for c in PAPER_BRIGHTNESS_SUBSET):
+        mask = np.ones(len(samples), bool)
+        for column, value in PAPER_BRIGHTNESS_SUBSET.items():
+            mask &= (samples[column].astype(str) == value).to_numpy()
+        if mask.any():
+            return dict(PAPER_BRIGHTNESS_SUBSET)
+    return {}
+
+
+# ----------------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--dataset", required=True, help="Hub repo ORG/NAME or a local dataset folder")
+    parser.add_argument("--revision", default=None, help="dataset version tag, branch or commit (e.g. v1.0.0)")
+    parser.add_argument("--detector", default="patchcore", help="patchcore, padim or segmenter")
+    parser.add_argument("--detector-file", default=None,
+                        help="a detector saved by a previous evaluation or `anomalyforge train` (skips fitting)")
+    parser.add_argument("--fit", default=None,
+                        help="anomaly-free images to fit on: a folder of images, or a dataset (repo or folder) "
+                             "whose --fit-split is used")
+    parser.add_argument("--fit-split", default="train", help="split of a --fit dataset (default: train)")
+    parser.add_argument("--fit-revision", default=None, help="revision of a --fit dataset")
+    parser.add_argument("--output", required=True, help="folder for scores, summary, tables and plots")
+    parser.add_argument("--backbone", default=None, help="efficientnet_lite0 (default, offline), resnet18, wide_resnet50_2, ...")
+    parser.add_argument("--image-size", type=int, default=None, help="resize every image to SIZE x SIZE (default: native)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="detector option, e.g. coreset_ratio=0.05 or steps=500 (repeatable; JSON values)")
+    parser.add_argument("--ks", default="1,2,3,4,5", help="false-positive budgets (comma separated)")
+    parser.add_argument("--table-k", type=int, default=1, help="budget used by the recall tables and plots")
+    parser.add_argument("--brightness-shape", default=None)
+    parser.add_argument("--brightness-mode", default=None)
+    parser.add_argument("--brightness-size-bin", default=None)
+    parser.add_argument("--pixel-size", type=int, default=128,
+                        help="long side of maps for pixel metrics (0 = native resolution)")
+    parser.add_argument("--cpu", action="store_true", help="do not use GPUs even when present")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def _options(pairs: Sequence[str]) -> dict[str, Any]:
+    options = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise DetectError(f"--option {pair!r}: write KEY=VALUE (e.g. coreset_ratio=0.05)")
+        key, value = pair.split("=", 1)
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return options
+
+
+def _fit_images(args) -> list[np.ndarray]:
+    from .images import read_image_folder
+
+    fit = Path(args.fit)
+    if fit.is_dir() and not (fit / "dataset_dict.json").is_file() and not any(fit.glob("**/*.parquet")):
+        return read_image_folder(fit)[0]
+    if args.fit_split == GOOD_SPLIT and str(args.fit).rstrip("/") == str(args.dataset).rstrip("/") \
+            and args.fit_revision in (None, args.revision):
+        raise DetectError(
+            "refusing to fit on the 'good' split of the evaluated dataset: those images set the "
+            "false-positive threshold, and a detector that memorised them would report inflated recall; "
+            "fit on separate anomaly-free images (e.g. MVTec's train/good folder)"
+        )
+    dd = load_dataset_dict(args.fit, args.fit_revision)
+    if args.fit_split not in dd:
+        raise DetectError(f"--fit dataset {args.fit} has splits {sorted(dd)}, not {args.fit_split!r}; pass --fit-split")
+    split = dd[args.fit_split]
+    return [decode(split[i]["image"]) for i in range(len(split))]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``anomalyforge evaluate`` / ``python -m detect.evaluate``."""
+    from accelerate import Accelerator
+
+    from .detector import load_detector
+    from .registry import build_detector
+
+    accelerator = Accelerator(cpu=args.cpu or not _cuda_available())
+    out = Path(args.output)
+    ks = [int(k) for k in str(args.ks).split(",") if k.strip()]
+    test, good = load_evaluation_splits(args.dataset, args.revision)
+    detector_file = Path(args.detector_file) if args.detector_file else out / "detector.pt"
+    if args.detector_file is None:
+        if args.fit is None:
+            raise DetectError("pass --fit (anomaly-free images to fit on) or --detector-file (a fitted detector)")
+        if accelerator.is_main_process:
+            # one process fits and saves; every process then loads the same file, so the scores
+            # cannot depend on how many processes run
+            options = _options(args.option)
+            if args.backbone and args.detector in ("patchcore", "padim"):
+                options.setdefault("backbone", args.backbone)
+            detector = build_detector(args.detector, image_size=args.image_size, batch_size=args.batch_size,
+                                      seed=args.seed, device=str(accelerator.device), **options)
+            images = _fit_images(args)
+            print(f"fitting {args.detector} on {len(images)} anomaly-free images", file=sys.stderr)
+            detector.fit(images)
+            out.mkdir(parents=True, exist_ok=True)
+            detector.save(detector_file)
+        accelerator.wait_for_everyone()
+    detector = load_detector(detector_file, device=accelerator.device)
+    subset = {k: v for k, v in (("shape", args.brightness_shape), ("mode", args.brightness_mode),
+                                ("size_bin", args.brightness_size_bin)) if v is not None} or None
+    evaluation = evaluate(
+        test, good, detector, ks=ks, table_k=args.table_k, brightness_subset=subset,
+        pixel_size=args.pixel_size, batch_size=args.batch_size, accelerator=accelerator,
+        progress=not args.no_progress,
+        info={"dataset": str(args.dataset), "revision": args.revision,
+              "fit": None if args.fit is None else str(args.fit), "detector_file": str(detector_file)},
+    )
+    if evaluation is not None:
+        evaluation.write(out)
+        print(evaluation.text())
+        print(f"results in {out}")
+    accelerator.wait_for_everyone()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = add_arguments(argparse.ArgumentParser(prog="detect.evaluate", description=__doc__.split("\n")[0]))
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except DetectError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _cuda_available() -> bool:
+    # accelerate only sets up a CPU process group (gloo) when asked for the CPU, so on a machine
+    # without GPUs `accelerate launch --multi_gpu --num_processes N` / torchrun need cpu=True here
+    import torch
+
+    return torch.cuda.is_available()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
