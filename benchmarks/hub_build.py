@@ -6,6 +6,7 @@ Three measurements, each in a fresh process so that its peak RSS is its own:
 
 * generate  synth.protocol.run_protocol on N anomaly-free images (SYNAGEN, 2 shapes x 2 modes x 1 bin)
 * shards    hub_tools.build_dataset on that imagefolder: parquet shards + card (no generation)
+* validate  the checks `hub push` runs first (decodes every mask, compares sizes)
 * flat      shard writing only, from an imagefolder of R rows made by hard-linking the generated files
             (R large): peak RSS should not grow with R -- rows are streamed, row groups are bounded.
 """
@@ -63,6 +64,10 @@ def child(mode: str, args: list[str]) -> dict:
         sources, out, workers = args
         rows = run_protocol(sources, out, workers=int(workers), progress=False, **GENERATION)
         n = len(rows)
+    elif mode == "validate":
+        from hub_tools.build import validate_build
+
+        n = validate_build(args[0])["counts"]["test"]
     else:
         from hub_tools.build import build_dataset
 
@@ -124,6 +129,8 @@ def main() -> None:
                     hardlinked_folder(generated, folder, rows)
                     flat = run_child("shards", str(folder), str(sources), str(tmp / f"flatbuild{size}_{rows}"))
                     table.append((f"{size}^2", f"shards {rows} rows", flat))
+                    check = run_child("validate", str(tmp / f"flatbuild{size}_{rows}"))
+                    table.append((f"{size}^2", f"validate {rows} rows", check))
                     shutil.rmtree(folder)
                     shutil.rmtree(tmp / f"flatbuild{size}_{rows}")
 
@@ -133,7 +140,7 @@ def main() -> None:
     for size, phase, r in table:
         print(f"{size:>7}  {phase:<18} {r['rows']:>6} {r['seconds']:>8.2f} {r['rows'] / r['seconds']:>8.1f} "
               f"{r['peak_rss_mb']:>12.0f}")
-    flat = [r for _, phase, r in table if phase.endswith(" rows")]
+    flat = [r for _, phase, r in table if phase.startswith("shards ") and phase.endswith(" rows")]
     if len(flat) >= 2:
         a, b = flat[0], flat[-1]
         rate = (b["rows"] - a["rows"]) / max(b["seconds"] - a["seconds"], 1e-9)
