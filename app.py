@@ -698,7 +698,8 @@ BROWSE_COLUMNS = ["source_id", "method", "shape", "mode", "size_bin", "area_frac
 
 
 def _unreachable(repo: str, version: str, exc: Exception) -> str:
-    return (f"### Could not load `{repo}` {version or '(latest)'}\n{exc}\n\n"
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    return (f"### Could not load `{repo}` {version or '(latest)'}\n{reason}\n\n"
             "The Hugging Face Hub may be unreachable from this machine, or the dataset or version does "
             "not exist. Generate, Detect and Stress test work without it.")
 
@@ -719,7 +720,6 @@ def browse(repo: str, version: str, n_rows: float):
             version = versions[-1].version
         data = hub_tools.load_version(repo, version)
     except Exception as exc:  # noqa: BLE001 -- network and Hub client errors come in many types; all mean "cannot load"
-
         return [], pd.DataFrame(columns=BROWSE_COLUMNS), _unreachable(repo, version, exc)
     if "test" not in data:
         return [], pd.DataFrame(columns=BROWSE_COLUMNS), f"`{repo}` {version} has no `test` split."
@@ -775,10 +775,11 @@ def build_demo() -> gr.Blocks:
                                     label="Examples (CC0 textures from scikit-image)")
                         method = gr.Dropdown(methods, value=default_method, label="Method")
                         with gr.Row():
-                            shape = gr.Dropdown(shapes, value=RANDOM, label="Shape")
-                            mode = gr.Dropdown(modes, value=RANDOM, label="Mode")
+                            # choices follow the method; the API may name any, generate() checks them
+                            shape = gr.Dropdown(shapes, value=RANDOM, label="Shape", allow_custom_value=True)
+                            mode = gr.Dropdown(modes, value=RANDOM, label="Mode", allow_custom_value=True)
                         with gr.Row():
-                            size_bin = gr.Dropdown(bin_choices, value=RANDOM, label="Size bin",
+                            size_bin = gr.Dropdown(bin_choices, value=RANDOM, label="Size bin", allow_custom_value=True,
                                                    info="share of image pixels the anomaly changes")
                             count = gr.Slider(1, MAX_COUNT, value=4, step=1, label="Count")
                             seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")

@@ -1,0 +1,303 @@
+"""The Space through its HTTP API, as a remote user sees it: gradio_client against the launched app.
+
+Every endpoint is called with valid input and with the uploads users really send by mistake (a
+text file, a corrupt PNG, a 4x4 image) or on purpose (16-bit, palette, RGBA PNGs).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.data
+from PIL import Image
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+import app  # noqa: E402
+from synth import decode_image, save_png, synthesize  # noqa: E402
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def url():
+    demo = app.build_demo()
+    port = _free_port()
+    app.launch(demo, prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(url):
+    return Client(url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Uploads of every kind, small so that the tests stay fast."""
+    folder = tmp_path_factory.mktemp("uploads")
+    grass = np.ascontiguousarray(skimage.data.grass()[:160, :160])
+    astronaut = np.ascontiguousarray(skimage.data.astronaut()[100:260, 150:310])
+    paths = {}
+    paths["grass"] = folder / "grass.png"
+    save_png(paths["grass"], grass)
+    paths["astronaut"] = folder / "astronaut.png"
+    save_png(paths["astronaut"], astronaut)
+    paths["gray16"] = folder / "gray16.png"
+    save_png(paths["gray16"], grass.astype(np.uint16) * 257 + 3)  # values that 8 bits cannot hold
+    paths["palette"] = folder / "palette.png"
+    Image.fromarray(astronaut).convert("P", palette=Image.Palette.ADAPTIVE, colors=64).save(paths["palette"])
+    rgba = np.dstack([astronaut, np.linspace(0, 255, 160 * 160).reshape(160, 160).astype(np.uint8)])
+    paths["rgba"] = folder / "rgba.png"
+    save_png(paths["rgba"], rgba)
+    paths["tiny"] = folder / "tiny.png"
+    save_png(paths["tiny"], np.full((4, 4, 3), 128, np.uint8))
+    paths["text"] = folder / "notes.png"
+    paths["text"].write_text("this is a text file with an image suffix\n")
+    paths["corrupt"] = folder / "corrupt.png"
+    paths["corrupt"].write_bytes(paths["grass"].read_bytes()[:400])
+    left = np.zeros((160, 160), np.uint8)
+    left[:, :60] = 255
+    paths["left_mask"] = folder / "left_mask.png"
+    save_png(paths["left_mask"], left)
+    paths["wrong_size_mask"] = folder / "wrong_size_mask.png"
+    save_png(paths["wrong_size_mask"], np.full((50, 50), 255, np.uint8))
+    return paths
+
+
+def _generate(client, path, method="synagen", shape="random", mode="random", size_bin="random", count=2,
+              seed=0, mask=None):
+    return client.predict(handle_file(str(path)), method, shape, mode, size_bin, count, seed, None,
+                          None if mask is None else handle_file(str(mask)), api_name="/generate")
+
+
+def _zip_of(result) -> zipfile.ZipFile:
+    zips = [f for f in result[4] if str(f).endswith(".zip")]
+    assert len(zips) == 1
+    return zipfile.ZipFile(zips[0])
+
+
+def _rows(zf: zipfile.ZipFile) -> list[dict]:
+    return [json.loads(line) for line in zf.read("metadata.jsonl").decode().splitlines()]
+
+
+# ------------------------------------------------------------------------------------ generate
+def test_generate_gives_previews_table_and_a_zip_that_reproduces_the_anomalies(client, files):
+    result = _generate(client, files["grass"], shape="rough", mode="gray_noise", size_bin="1.5-2.5%", count=3, seed=11)
+    gallery, slider, mask_view, table, downloads, status, = result
+    assert len(gallery) == 3
+    assert len(slider) == 2 and all(Path(p).is_file() for p in slider)
+    overlay = np.asarray(Image.open(gallery[0]["image"]).convert("RGB"))
+    red = (overlay[:, :, 0] == 255) & (overlay[:, :, 1] == 0) & (overlay[:, :, 2] == 0)
+    assert red.any(), "the mask outline is drawn in red"
+    assert table["headers"][:5] == ["file_name", "method", "shape", "mode", "size_bin"]
+    assert [row[2:5] for row in table["data"]] == [["rough", "gray_noise", "1.5-2.5%"]] * 3
+
+    zf = _zip_of(result)
+    rows = _rows(zf)
+    assert [r["seed"] for r in rows] == [11, 12, 13]
+    grass = decode_image(files["grass"].read_bytes())
+    for row in rows:
+        assert row["source_id"] == "grass.png" and row["size_bin"] == "1.5-2.5%"
+        expected = synthesize(grass, "synagen", seed=row["seed"], shape="rough", mode="gray_noise",
+                              size_bin="1.5-2.5%")
+        np.testing.assert_array_equal(decode_image(zf.read(row["file_name"])), expected.image)
+        np.testing.assert_array_equal(decode_image(zf.read(row["mask_file_name"])) > 0, expected.mask)
+    assert json.loads(zf.read("config.json"))["seed"] == 11
+
+
+def test_every_registered_method_generates(client, files):
+    for method in app.available_methods():
+        result = _generate(client, files["astronaut"], method=method, count=1, seed=3)
+        assert _rows(_zip_of(result))[0]["method"] == method
+
+
+def test_uploaded_region_mask_keeps_every_anomaly_inside(client, files):
+    result = _generate(client, files["grass"], count=3, size_bin="0.5-1.5%", mask=files["left_mask"])
+    zf = _zip_of(result)
+    for row in _rows(zf):
+        mask = decode_image(zf.read(row["mask_file_name"])) > 0
+        assert mask.any() and not mask[:, 60:].any()
+
+
+def test_region_mask_of_another_size_is_refused_with_a_message(client, files):
+    with pytest.raises(AppError, match="region mask is 50x50 but the image is 160x160"):
+        _generate(client, files["grass"], mask=files["wrong_size_mask"])
+
+
+def test_sixteen_bit_upload_stays_sixteen_bit_in_the_download(client, files):
+    zf = _zip_of(_generate(client, files["gray16"], count=1, seed=2))
+    out = decode_image(zf.read(_rows(zf)[0]["file_name"]))
+    assert out.dtype == np.uint16 and out.ndim == 2
+    source = decode_image(files["gray16"].read_bytes())
+    untouched = decode_image(zf.read(_rows(zf)[0]["mask_file_name"])) == 0
+    # outside the mask nothing moved by more than 1/255 (the mask's definition), and the
+    # 16-bit detail (values 8 bits cannot hold) survived there
+    assert np.abs(out.astype(np.int64) - source)[untouched].max() <= 257
+    assert (out[untouched] % 257 != 0).mean() > 0.99
+
+
+def test_palette_upload_becomes_rgb(client, files):
+    zf = _zip_of(_generate(client, files["palette"], count=1))
+    assert decode_image(zf.read(_rows(zf)[0]["file_name"])).shape == (160, 160, 3)
+
+
+def test_rgba_upload_keeps_its_alpha(client, files):
+    zf = _zip_of(_generate(client, files["rgba"], count=1))
+    out = decode_image(zf.read(_rows(zf)[0]["file_name"]))
+    source = decode_image(files["rgba"].read_bytes())
+    assert out.shape == (160, 160, 4)
+    np.testing.assert_array_equal(out[:, :, 3], source[:, :, 3])
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("text", "notes.png: not a readable image"),
+        ("corrupt", "corrupt.png: not a readable image"),
+        ("tiny", "tiny.png is 4x4 pixels; anomalies need at least 32x32"),
+    ],
+)
+def test_bad_uploads_get_a_message_not_a_trace(client, files, name, message):
+    with pytest.raises(AppError, match=message) as info:
+        _generate(client, files[name])
+    assert "Traceback" not in str(info.value)
+
+
+def test_unknown_choices_and_counts_are_refused(client, files):
+    with pytest.raises(AppError, match="unknown shape 'hexagon'"):
+        _generate(client, files["grass"], shape="hexagon")
+    with pytest.raises(AppError, match="500 is greater than maximum value 16"):
+        _generate(client, files["grass"], count=500)
+
+
+# -------------------------------------------------------------------------------------- detect
+def test_example_detector_scores_an_anomaly_above_the_clean_image(client, files, tmp_path):
+    brick = skimage.data.brick()
+    anomaly = synthesize(brick, "synagen", seed=4, shape="complex", mode="gray_noise", size_bin="2.5-15%").image
+    save_png(tmp_path / "clean.png", brick)
+    save_png(tmp_path / "anomaly.png", anomaly)
+    heatmaps, scores, status = client.predict(
+        "patchcore", [], "brick", [handle_file(str(tmp_path / "clean.png")), handle_file(str(tmp_path / "anomaly.png"))],
+        api_name="/detect")
+    assert len(heatmaps) == 2
+    by_file = {row[0]: row for row in scores["data"]}
+    assert by_file["anomaly.png"][1] > by_file["clean.png"][1]
+    assert by_file["anomaly.png"][3] == "anomalous"
+    assert "brick" in status
+
+
+def test_detector_fitted_on_uploads_accepts_gray_and_colour_mixed(client, files, tmp_path):
+    grass = skimage.data.grass()
+    fits = []
+    for i, (y, x) in enumerate([(0, 0), (0, 256), (256, 0)]):
+        fits.append(tmp_path / f"good_{i}.png")
+        save_png(fits[-1], grass[y:y + 192, x:x + 192])
+    test = grass[300:492, 300:492]
+    save_png(tmp_path / "test_clean.png", np.dstack([test] * 3))  # colour test, gray fit images
+    save_png(tmp_path / "test_anomaly.png",
+             synthesize(test, "synagen", seed=1, shape="rough", mode="mean_noise", size_bin="2.5-15%").image)
+    _, scores, status = client.predict(
+        "padim", [handle_file(str(p)) for p in fits], "brick",
+        [handle_file(str(tmp_path / "test_clean.png")), handle_file(str(tmp_path / "test_anomaly.png"))],
+        api_name="/detect")
+    by_file = {row[0]: row[1] for row in scores["data"]}
+    assert by_file["test_anomaly.png"] > by_file["test_clean.png"]
+    assert "held-out" in status
+
+
+def test_detect_refuses_a_corrupt_test_image_and_no_test_images(client, files):
+    with pytest.raises(AppError, match="corrupt.png: not a readable image"):
+        client.predict("patchcore", [], "brick", [handle_file(str(files["corrupt"]))], api_name="/detect")
+    with pytest.raises(AppError, match="Upload one or more images to score"):
+        client.predict("patchcore", [], "brick", [], api_name="/detect")
+
+
+# --------------------------------------------------------------------------------- stress test
+def test_stress_test_reports_recall_per_shape_and_mode_for_each_size_bin(client, files, tmp_path):
+    image = tmp_path / "gravel.png"
+    save_png(image, skimage.data.gravel()[:288, :288])
+    plot, table, status = client.predict([handle_file(str(image))], None, "synagen", "patchcore", 40, 1, 0,
+                                         api_name="/stress_test")
+    assert plot is not None
+    rows = [dict(zip(table["headers"], r)) for r in table["data"]]
+    shapes = {r["value"] for r in rows if r["by"] == "shape"}
+    modes = {r["value"] for r in rows if r["by"] == "mode"}
+    assert shapes == {"spattered", "elongated", "rough", "complex"}
+    assert modes == {"transparent", "transparent_noise", "transparent_color_noise", "mean_noise", "gray_noise"}
+    assert all(0.0 <= r["recall"] <= 1.0 for r in rows)
+    made = sum(r["n"] for r in rows if r["by"] == "shape")
+    assert made == sum(r["n"] for r in rows if r["by"] == "mode")
+    # 96 px tiles are small: an anomaly that cannot reach its bin is skipped and reported
+    assert made == 40 or f"{40 - made} anomalies could not be made" in status
+    assert "overall recall" in status
+
+
+def test_stress_test_with_too_few_tiles_for_k_says_so(client, files):
+    with pytest.raises(AppError, match="k = 5 needs more than 5"):
+        client.predict([handle_file(str(files["grass"]))], None, "synagen", "patchcore", 10, 5, 0,
+                       api_name="/stress_test")
+
+
+# ------------------------------------------------------------------------------------ datasets
+def test_unreachable_hub_gives_a_clear_message(client, monkeypatch):
+    gallery, table, status = client.predict("anomalyforge/does-not-exist", "1.0.0", 4, api_name="/browse")
+    assert gallery == []
+    assert "Could not load `anomalyforge/does-not-exist` 1.0.0" in status
+    assert "Traceback" not in status
+
+
+def test_dataset_name_must_be_org_slash_name(client):
+    with pytest.raises(AppError, match="ORG/NAME"):
+        client.predict("just-a-name", "", 4, api_name="/browse")
+
+
+# --------------------------------------------------------------------------------------- load
+def test_twenty_concurrent_users_are_served_or_turned_away_cleanly(url, files):
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def user(i: int) -> None:
+        try:
+            c = Client(url, verbose=False)
+            result = c.predict(handle_file(str(files["grass"])), "synagen", "random", "random", "0.1-0.5%", 1, i,
+                               None, None, api_name="/generate")
+            outcome = "served" if len(result[0]) == 1 else f"bad result {result!r:.200}"
+        except Exception as exc:  # noqa: BLE001 -- the test classifies every outcome
+            outcome = "queue full" if "queue is full" in str(exc).lower() else f"{type(exc).__name__}: {exc}"
+        with lock:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=user, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a user was left waiting for more than two minutes"
+    assert len(outcomes) == 20
+    assert all(o in ("served", "queue full") for o in outcomes), outcomes
+    assert outcomes.count("served") >= 1
+    # the app is still healthy afterwards
+    assert len(_generate(Client(url, verbose=False), files["grass"], count=1)[0]) == 1
+
+
+def test_api_can_name_the_shapes_and_modes_of_any_method(client, files):
+    zf = _zip_of(_generate(client, files["astronaut"], method="nsa", shape="patch", mode="mixed_clone", count=1))
+    row = _rows(zf)[0]
+    assert (row["method"], row["shape"], row["mode"]) == ("nsa", "patch", "mixed_clone")
