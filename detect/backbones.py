@@ -163,27 +163,31 @@ def torchvision_weights(name: str):
         raise DetectError(f"torchvision has no model named {name!r}") from exc
 
 
-def load_torchvision_state_dict(name: str) -> dict[str, torch.Tensor]:
+def load_torchvision_state_dict(name: str, allow_download: bool = True) -> dict[str, torch.Tensor]:
     """ImageNet weights of torchvision model ``name`` from the torch hub cache.
 
     The file is looked up (and downloaded when the network allows) exactly where torchvision puts
     it: ``$TORCH_HOME/hub/checkpoints/<file name of the weights URL>``. When it is absent and cannot
-    be downloaded, ``BackboneWeightsMissingError`` says which file to place where.
+    be downloaded (or ``allow_download`` is False), ``BackboneWeightsMissingError`` says which file
+    to place where.
     """
     weights = torchvision_weights(name)
     filename = os.path.basename(weights.url)
     target = torch_hub_checkpoints() / filename
     if target.is_file():
         return torch.load(target, map_location="cpu", weights_only=True)
-    try:
-        return weights.get_state_dict(progress=False, check_hash=False)
-    except Exception as exc:  # URLError, socket errors, HTTP errors: all mean "not available"
-        raise BackboneWeightsMissingError(
-            f"pretrained weights for {name} are not cached and could not be downloaded ({type(exc).__name__}); "
+    reason = "downloads are switched off"
+    if allow_download:
+        try:
+            return weights.get_state_dict(progress=False, check_hash=False)
+        except Exception as exc:  # URLError, socket errors, HTTP errors: all mean "not available"
+            reason = f"the download failed: {type(exc).__name__}"
+    raise BackboneWeightsMissingError(
+            f"pretrained weights for {name} are not cached at {target} ({reason}); "
             f"download {weights.url} on a machine with network access and copy it to {target} "
             f"(set TORCH_HOME to use another cache folder), or use the offline default backbone "
             f"'efficientnet_lite0'"
-        ) from None
+    )
 
 
 # layers giving stride-8 and stride-16 features, as in PatchCore / PaDiM
@@ -191,7 +195,7 @@ _TORCHVISION_LAYERS = {"resnet": ("layer2", "layer3")}
 
 
 class _TorchvisionFeatures(nn.Module):
-    def __init__(self, name: str, pretrained: bool) -> None:
+    def __init__(self, name: str, pretrained: bool, allow_download: bool = True) -> None:
         super().__init__()
         import torchvision.models as tvm
 
@@ -202,7 +206,7 @@ class _TorchvisionFeatures(nn.Module):
             )
         model = tvm.get_model(name, weights=None)
         if pretrained:
-            model.load_state_dict(load_torchvision_state_dict(name), strict=True)
+            model.load_state_dict(load_torchvision_state_dict(name, allow_download), strict=True)
         self.stem = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool)
         self.layer1, self.layer2, self.layer3 = model.layer1, model.layer2, model.layer3
 
@@ -248,13 +252,13 @@ class FeatureExtractor(nn.Module):
     ``[(N, C8, H/8, W/8), (N, C16, H/16, W/16)]`` (sizes rounded up).
     """
 
-    def __init__(self, name: str = "efficientnet_lite0", pretrained: bool = True) -> None:
+    def __init__(self, name: str = "efficientnet_lite0", pretrained: bool = True, allow_download: bool = True) -> None:
         super().__init__()
         self.name = name
         if name == "efficientnet_lite0":
             self.body: nn.Module = _LiteFeatures(pretrained)
         else:
-            self.body = _TorchvisionFeatures(name, pretrained)
+            self.body = _TorchvisionFeatures(name, pretrained, allow_download)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.eval()
