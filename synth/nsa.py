@@ -5,7 +5,9 @@ partner) is resized and blended into the image with Poisson image editing (OpenC
 ``seamlessClone``): ``normal_clone`` for objects, ``mixed_clone`` for textures. The first patch
 is always added, each of up to ``n_patches - 1`` further ones with p = 0.5.
 
-Patch half-sizes: ``clip((gamma_lower + Gamma(gamma_shape, gamma_scale)) * side, width_bounds)``.
+Patch half-sizes: ``clip((gamma_lower + Gamma(gamma_shape, gamma_scale)) * side, width_bounds)``
+(the paper's Eq. 5 writes full widths, ``0.06 + Gamma(2, 0.1)``; halved, that is the default
+0.03 + Gamma(2, 0.05) used here, with the bounds of ``synth.nsa_presets`` also as half-sizes).
 Source centre uniform, redrawn (up to ``attempts`` times) until the patch holds more than
 ``t_object`` object pixels; resize factor ``clip(N(1, resize_sigma), resize_bounds)`` limited so
 the patch stays within the bounds (paper Eq. 9); destination centre uniform, redrawn until the
@@ -13,7 +15,8 @@ destination patch holds more than ``t_object`` object pixels and more than ``t_o
 source patch's object pixels land on object pixels. When no candidate satisfies the constraints
 the best one seen is used (the reference implementation gives up and returns the image
 unchanged). Object masks: ``|mean over channels - background| > threshold``, median filter 7,
-only for images with a flat background (see ``synth.foreground``).
+only for images with a flat background (see ``synth.foreground``); the paper's Eq. 8 prints
+``<``, which would select the background. ``Scene.foreground``, when given, is the image's mask.
 
 Precision: ``seamlessClone`` works on 8-bit images. The clone is computed on the 8-bit version of
 the window around the patches, and the *change* it makes (clone minus 8-bit input) is added to the
@@ -39,7 +42,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from .errors import InvalidParameterError
+from .errors import InvalidParameterError, SizeBinError
 from .foreground import estimate_background, foreground_mask
 from .method import Method, Rendering, Scene, Spec
 from .nsa_presets import NSA_PRESETS
@@ -242,18 +245,24 @@ class NSA(Method):
         dst_mask, src_mask = _object_masks(scene, source, p["object_masks"])
         src8 = _to_u8(source)
         height, width = scene.height, scene.width
-        first_guess = 1.0
         if spec.size_bin is not None:
             lo_px, hi_px = pixel_bounds(spec.size_bin, scene)
             target_px = target_pixels(spec.size_bin, p["target_fraction"], scene)
-            drawn_area = sum(
-                4.0 * pt["half_size"][0] * height * pt["half_size"][1] * width * pt["resize"] ** 2
-                for pt in p["patches"]
-            )
-            first_guess = math.sqrt(target_px / (_EXPECTED_CHANGE * max(drawn_area, 1.0)))
-        best_area = 0
+        best_area = -1
         for attempt in range(_PLACEMENT_ATTEMPTS):
-            layout = self._layout(scene, p, first_guess, src_mask, dst_mask, attempt, bounded=spec.size_bin is None)
+            # the later attempts of a size request blend only the first patch, at an aspect ratio
+            # of at most 3: several minimum-size patches, or a strip a few pixels thin (whose
+            # Poisson solution barely differs from its border), can jump over the small bins
+            patches = p["patches"]
+            if spec.size_bin is not None and attempt >= _PLACEMENT_ATTEMPTS // 2:
+                patches = [_limit_aspect(p["patches"][0], height, width, 3.0)]
+            first_guess = 1.0
+            if spec.size_bin is not None:
+                drawn_area = sum(
+                    4.0 * pt["half_size"][0] * height * pt["half_size"][1] * width * pt["resize"] ** 2 for pt in patches
+                )
+                first_guess = math.sqrt(target_px / (_EXPECTED_CHANGE * max(drawn_area, 1.0)))
+            layout = self._layout(scene, p, patches, first_guess, src_mask, dst_mask, attempt, bounded=spec.size_bin is None)
 
             def render_at(scale: float, layout=layout) -> tuple[int, tuple]:
                 window, values = self._clone(scene, spec.mode, src8, source, layout, scale)
@@ -267,7 +276,8 @@ class NSA(Method):
                     continue
             else:
                 result = steer(render_at, lo_px=lo_px, hi_px=hi_px, target_px=target_px, start=1.0, lower=1e-3, upper=64.0)
-                best_area = max(best_area, result.best_area) if result.payload is None else result.area
+                if best_area < 0 or abs(result.best_area - target_px) < abs(best_area - target_px):
+                    best_area = result.best_area
                 if result.payload is None:
                     continue
                 payload, knob, steps = result.payload, result.knob, result.steps
@@ -275,6 +285,7 @@ class NSA(Method):
             extra = {
                 "source": partner_name,
                 "placement_attempt": attempt,
+                "patches_used": len(layout),
                 "scale": float(first_guess * knob),
                 "scale_steps": steps,
                 "boxes": [list(b) for b in self._dst_boxes(scene, layout, knob)],
@@ -283,10 +294,9 @@ class NSA(Method):
             label = self._label(scene, window, values, changed, p)
             return Rendering(image=values, label=label, extra=extra, window=window)
         if spec.size_bin is None:
-            raise size_error(
-                "nsa", SizeBin(1.0 / (height * width), 1.0), scene, 0,
-                "Every placement blended to the same pixels; the source and destination may be too "
-                "similar (flat image); pass a partner image or another seed",
+            raise SizeBinError(
+                f"nsa: {_PLACEMENT_ATTEMPTS} placements changed no stored pixel; the source and "
+                "destination may be too similar (flat image); pass a partner image or another seed"
             )
         raise size_error(
             "nsa", spec.size_bin, scene, best_area,
@@ -309,6 +319,7 @@ class NSA(Method):
         self,
         scene: Scene,
         p: dict[str, Any],
+        patches: list[dict[str, Any]],
         scale: float,
         src_mask: np.ndarray | None,
         dst_mask: np.ndarray | None,
@@ -321,7 +332,7 @@ class NSA(Method):
         (hmin, hmax), (wmin, wmax) = p["width_bounds"]
         region_pixels = None if scene.region is None else np.flatnonzero(scene.region)
         layout = []
-        for pt in p["patches"]:
+        for pt in patches:
             hy, hx = pt["half_size"]
             h = _clamp_size(2 * hy * height * scale, height)
             w = _clamp_size(2 * hx * width * scale, width)
@@ -445,6 +456,14 @@ def _object_masks(scene: Scene, source: np.ndarray, setting: str | list[float]) 
     background, threshold = float(setting[0]), float(setting[1])
     dst = scene.foreground if scene.foreground is not None else foreground_mask(scene.image, background, threshold)
     return dst, foreground_mask(source, background, threshold)
+
+
+def _limit_aspect(patch: dict[str, Any], height: int, width: int, limit: float) -> dict[str, Any]:
+    """The patch with its pixel aspect ratio clipped to [1/limit, limit], area kept."""
+    ph, pw = patch["half_size"][0] * height, patch["half_size"][1] * width
+    ratio = min(max(ph / pw, 1.0 / limit), limit)
+    area = ph * pw
+    return {**patch, "half_size": [math.sqrt(area * ratio) / height, math.sqrt(area / ratio) / width]}
 
 
 def _clamp_size(value: float, side: int) -> int:
