@@ -243,7 +243,6 @@ class NSA(Method):
             raise InvalidParameterError(f"unknown NSA mode {spec.mode!r}")
         source, partner_name = partner_image(scene, int(p["partner_index"]), "self")
         dst_mask, src_mask = _object_masks(scene, source, p["object_masks"])
-        src8 = _to_u8(source)
         height, width = scene.height, scene.width
         if spec.size_bin is not None:
             lo_px, hi_px = pixel_bounds(spec.size_bin, scene)
@@ -265,7 +264,7 @@ class NSA(Method):
             layout = self._layout(scene, p, patches, first_guess, src_mask, dst_mask, attempt, bounded=spec.size_bin is None)
 
             def render_at(scale: float, layout=layout) -> tuple[int, tuple]:
-                window, values = self._clone(scene, spec.mode, src8, source, layout, scale)
+                window, values = self._clone(scene, spec.mode, source, layout, scale)
                 values, changed = measure_window(scene, window, values)
                 return int(changed.sum()), (window, values, changed)
 
@@ -396,7 +395,6 @@ class NSA(Method):
         self,
         scene: Scene,
         mode: str,
-        src8: np.ndarray,
         source: np.ndarray,
         layout: list[_Patch],
         scale: float,
@@ -414,7 +412,7 @@ class NSA(Method):
             if h < _MIN_PATCH or w < _MIN_PATCH:
                 continue  # the image is too small for this patch
             sy0, sy1, sx0, sx1 = pt.src
-            patch = src8[sy0:sy1, sx0:sx1]
+            patch = _to_u8(source[sy0:sy1, sx0:sx1])
             shrink = h * w < patch.shape[0] * patch.shape[1]
             patch = cv2.resize(patch, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
             canvas = current.copy()
