@@ -117,7 +117,7 @@ def render_card(
     license: str | None = None,
     pretty_name: str | None = None,
     attribution: str | None = None,
-    diversity: dict[str, float] | None = None,
+    diversity: dict[str, dict[str, float | None]] | None = None,
     changelog: Sequence[dict[str, Any]] = (),
 ) -> str:
     """README.md of a build (``version=None``: a local, unpublished build) or of a published version."""
@@ -189,8 +189,11 @@ def render_card(
              for e in info["examples"]],
         ), ""]
     if diversity:
+        names = list(dict.fromkeys(name for group in diversity.values() for name in group))
+        rows = [[group, *("n/a" if scores.get(n) is None else f"{scores[n]:.4g}" for n in names)]
+                for group, scores in diversity.items()]
         parts += ["## Diversity", "", "Scores computed with `anomalyforge diversity`:", "",
-                  _table(["score", "value"], [[k, f"{float(v):.4g}"] for k, v in sorted(diversity.items())]), ""]
+                  _table(["group", *names], rows), ""]
     parts += ["## Source images", "", attribution.strip() if attribution else
               "No attribution was given for the anomaly-free source images.", ""]
     parts += ["## Changelog", ""]

@@ -265,7 +265,10 @@ def _url(api, repo_id: str, tag: str) -> str:
     return f"{api.endpoint}/datasets/{repo_id}/tree/{tag}"
 
 
-def _read_diversity(diversity: dict[str, float] | str | os.PathLike | None) -> dict[str, float] | None:
+def _read_diversity(diversity: dict | str | os.PathLike | None) -> dict[str, dict[str, float | None]] | None:
+    """Diversity scores as ``{group: {score: value}}`` from a mapping or the JSON file of
+    ``anomalyforge diversity --output`` (flat ``{score: value}``, or ``{group: {score: value}}`` with
+    ``--by``); ``None`` values (n/a) are kept."""
     if diversity is None:
         return None
     if isinstance(diversity, dict):
@@ -275,9 +278,24 @@ def _read_diversity(diversity: dict[str, float] | str | os.PathLike | None) -> d
             data = json.loads(Path(diversity).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise PublishError(f"cannot read diversity scores from {diversity}: {exc}") from None
-    if not isinstance(data, dict) or not all(isinstance(v, (int, float)) for v in data.values()):
-        raise PublishError("diversity scores must be a JSON object mapping score name -> number")
-    return {str(k): float(v) for k, v in data.items()}
+
+    def scores(mapping: Any) -> dict[str, float | None] | None:
+        if not isinstance(mapping, dict) or not mapping:
+            return None
+        if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in mapping.values()):
+            return None
+        return {str(k): None if v is None else float(v) for k, v in mapping.items()}
+
+    flat = scores(data)
+    if flat is not None:
+        return {"all": flat}
+    grouped = {str(k): scores(v) for k, v in data.items()} if isinstance(data, dict) and data else {}
+    if not grouped or any(v is None for v in grouped.values()):
+        raise PublishError(
+            "diversity scores must be a JSON object mapping score name -> number (or group -> such a mapping), "
+            "as written by `anomalyforge diversity --output`"
+        )
+    return grouped  # type: ignore[return-value]
 
 
 def list_versions(repo_id: str, *, token: str | None = None, endpoint: str | None = None) -> list[VersionInfo]:

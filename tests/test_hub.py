@@ -91,13 +91,16 @@ def build_v2(more_sources, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def published(hub, build_v1, build_v2):
+def published(hub, build_v1, build_v2, tmp_path_factory):
     """org/textures with v1.0.0 (3 sources) and v1.1.0 (4 sources)."""
+    scores = tmp_path_factory.mktemp("scores") / "diversity.json"
+    # the shape `anomalyforge diversity --output` writes: score -> value, null for n/a
+    scores.write_text(json.dumps({"lpips_whole": 0.31, "lpips_absdiff": None}))
     first = push_build(build_v1.build_dir, "org/textures", "1.0.0", license="cc0-1.0", message="First release.",
                        attribution="scikit-image example textures (CC0).")
     second = push_build(build_v2.build_dir, "org/textures", "1.1.0", license="cc0-1.0",
                         message="Adds the camera image.", attribution="scikit-image example textures (CC0).",
-                        diversity={"lpips_whole": 0.31, "lpips_crop": 0.27})
+                        diversity=scores)
     return first, second
 
 
@@ -316,7 +319,7 @@ def test_card_yaml_validates_and_changelog_has_both_versions(hub, published, bui
     assert text.index("### v1.1.0") < text.index("### v1.0.0")
     assert "Adds the camera image." in text and "First release." in text
     assert "scikit-image example textures (CC0)." in text
-    assert "lpips_whole" in text
+    assert "| group | lpips_whole | lpips_absdiff |" in text and "| all | 0.31 | n/a |" in text
     for example in build_v2.info["examples"]:
         assert f"]({example['image']})" in text
         assert hf_hub_download("org/textures", example["mask"], repo_type="dataset", revision="v1.1.0")
