@@ -18,6 +18,7 @@ With a size bin the Perlin threshold is moved until the measured changed area li
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -25,7 +26,7 @@ import numpy as np
 from .draem import DRAEM
 from .errors import InvalidParameterError, RegionError
 from .foreground import foreground_mask
-from .method import Scene, Spec
+from .method import Rendering, Scene, Spec
 from .partner import partner_choice, partner_image
 
 
@@ -96,12 +97,10 @@ class ForegroundPerlin(DRAEM):
     def _blend_source(self, scene: Scene, spec: Spec) -> np.ndarray:
         return self._partner(scene, spec)
 
-    def render(self, scene: Scene, spec: Spec):
+    def render(self, scene: Scene, spec: Spec) -> Rendering:
         rendering = super().render(scene, spec)
         _, name = partner_image(scene, int(spec.params["partner_index"]), "rotate180")
-        extra = dict(rendering.extra)
-        extra["source"] = name
-        return type(rendering)(image=rendering.image, label=None, angle=rendering.angle, extra=extra, window=rendering.window)
+        return replace(rendering, extra={**rendering.extra, "source": name})
 
     def _hint(self) -> str:
         return "beta is small or the partner equals the image inside the foreground; try another seed or partner"
