@@ -23,7 +23,7 @@ class Hybrid(Method):
     """A weighted mixture of registered methods.
 
     Options: ``weights`` {method name: weight >= 0} (at least one weight > 0; weights are
-    normalised); per-method constructor options either as ``options={"nsa": {...}}`` or directly
+    normalised; default: every registered method with equal weight); per-method constructor options either as ``options={"nsa": {...}}`` or directly
     as keyword arguments named after the method (``nsa={"preset": "wood"}``).
 
     When ``shape`` or ``mode`` is requested, only the methods that offer it are drawn from.
@@ -31,9 +31,11 @@ class Hybrid(Method):
 
     name = "hybrid"
 
-    def __init__(self, weights: Mapping[str, float], options: Mapping[str, Mapping[str, Any]] | None = None, **method_options: Any) -> None:
+    def __init__(self, weights: Mapping[str, float] | None = None, options: Mapping[str, Mapping[str, Any]] | None = None, **method_options: Any) -> None:
         from .registry import METHODS, get_method
 
+        if weights is None:  # an even mixture of every registered method
+            weights = {name: 1.0 for name in METHODS if name != "hybrid"}
         if not isinstance(weights, Mapping) or not weights:
             raise InvalidParameterError("hybrid needs weights, e.g. weights={'nsa': 0.5, 'synagen': 0.5}")
         merged: dict[str, Mapping[str, Any]] = dict(options or {})

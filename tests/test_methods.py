@@ -366,6 +366,12 @@ def test_hybrid_respects_requested_shapes_and_rejects_bad_weights():
         get_method("hybrid", weights={"nsa": 1}, draem={"threshold": 0.3})
 
 
+def test_default_hybrid_mixes_every_method_evenly():
+    mix = get_method("hybrid")
+    assert set(mix.weights) == set(METHODS) - {"hybrid"}
+    assert len(set(mix.weights.values())) == 1
+
+
 # --------------------------------------------------------------------------- options
 @pytest.mark.parametrize(
     "name, options",
