@@ -125,7 +125,9 @@ def render_card(
     counts = info["counts"]
     name = repo_id or "PATH/TO/BUILD_DIR"
     revision = f'"v{version}"' if version else '"vX.Y.Z"'
-    gen = info["generation"]
+    # the generator's own record holds every option with its default filled in; the options as
+    # given are the fallback for imagefolders written without one
+    gen = (info.get("protocol") or {}).get("config") or info["generation"]
     title = pretty_name or "Synthetic anomalies"
     parts = [
         "---",
@@ -172,6 +174,9 @@ def render_card(
         "```json",
         json.dumps(gen, indent=2, sort_keys=True),
         "```",
+        "",
+        *(f"- `{key}`: `{info['generation'][key]}`" for key in ("region_masks", "textures")
+          if info.get("generation", {}).get(key)),
         "",
         "## Counts per method × shape × mode × size bin",
         "",
