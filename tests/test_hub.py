@@ -208,6 +208,20 @@ def test_diff_column_is_the_absolute_change_and_matches_the_mask(build_v1, sourc
     assert all(not np.asarray(d).any() for d in ds["good"]["diff"])
 
 
+def test_region_masks_beside_images_restrict_anomalies_and_stay_out_of_good(tmp_path):
+    import datasets
+
+    folder = _crops(tmp_path / "in", ["brick", "gravel"])
+    allowed = np.zeros((64, 64), np.uint8)
+    allowed[:, :32] = 255  # left half only
+    save_png(folder / "brick_mask.png", allowed)
+    result = build_dataset(folder, tmp_path / "b", progress=False, **{**GENERATION, "bins": ["0.5-1.5%"]})
+    ds = datasets.load_dataset(str(result.build_dir))
+    assert sorted(ds["good"]["source_id"]) == ["brick.png", "gravel.png"]
+    brick = [np.asarray(r["mask"]) for r in ds["test"] if r["source_id"] == "brick.png"]
+    assert brick and all(m.any() and not m[:, 32:].any() for m in brick)
+
+
 def _rewrite_shard(build_dir: Path, split: str, change) -> None:
     path = sorted((build_dir / "data").glob(f"{split}-*.parquet"))[0]
     table = pq.read_table(path)
