@@ -43,7 +43,7 @@ import cv2
 import numpy as np
 
 from .errors import InvalidParameterError, SizeBinError
-from .foreground import estimate_background, foreground_mask
+from .foreground import foreground_mask
 from .method import Method, Rendering, Scene, Spec
 from .nsa_presets import NSA_PRESETS
 from .partner import partner_choice, partner_image
@@ -188,7 +188,9 @@ class NSA(Method):
             return self.kind
         if scene.foreground is not None:
             return "object"
-        return "texture" if estimate_background(scene.image) is None else "object"
+        # the same test the object masks use: no flat background (or a mask that is mostly
+        # border grain) means the whole image is foreground, i.e. a texture
+        return "texture" if foreground_mask(scene.image).all() else "object"
 
     def sample(
         self,

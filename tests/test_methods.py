@@ -281,7 +281,8 @@ def test_nsa_on_an_object_blends_object_patches_with_normal_clone():
 
 def test_nsa_picks_mixed_clone_for_textures_and_presets_set_it():
     texture = VARIANTS["brick_rgb"]
-    assert synthesize(texture, "nsa", seed=0).record["mode"] == "mixed_clone"
+    for name in ("brick", "grass", "gravel"):
+        assert synthesize(_crop(name), "nsa", seed=0).record["mode"] == "mixed_clone"
     wood = get_method("nsa", preset="wood")
     assert wood.kind == "texture" and wood.logistic == (1 / 6, 15.0)
     a = synthesize(texture, wood, seed=1)
