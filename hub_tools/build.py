@@ -435,6 +435,11 @@ def build_dataset(
 
     if is_imagefolder(input_dir):
         generated = input_dir
+        # the anomalies exist already: their generator's record (config.json) is the configuration;
+        # generation options given here do not apply
+        recorded = (_protocol_record(generated) or {}).get("config") or {}
+        generation = {k: v for k, v in recorded.items() if v is not None}
+        bins = tuple(resolve_bin(b) for b in recorded.get("bins") or DEFAULT_BINS)
         if sources_dir is None and (input_dir / "sources").is_dir():
             # `anomalyforge synth skimage:...` keeps its materialised inputs there
             sources_dir = input_dir / "sources"

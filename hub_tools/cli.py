@@ -15,7 +15,7 @@ import argparse
 import sys
 from typing import Any
 
-from .errors import BuildError, HubToolsError, PublishError, ValidationError, VersionError
+from .errors import HubToolsError, PublishError
 
 
 def _generation_options() -> tuple[Any, Any]:
@@ -140,7 +140,7 @@ def run_push(args: argparse.Namespace) -> int:
             diversity=args.diversity,
             progress=True,
         )
-    except (ValidationError, VersionError, BuildError, PublishError) as exc:
+    except HubToolsError as exc:
         return _fail(exc)
     what = "published" if result.created_commit else "finished"
     print(f"{what} {result.repo_id} {result.tag} at commit {result.commit[:12]}: {result.url}")

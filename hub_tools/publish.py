@@ -30,7 +30,7 @@ from typing import Any
 
 from .build import validate_build
 from .card import add_changelog_entry, read_changelog, render_card
-from .errors import PublishError, StaleParentError, ValidationError, VersionError
+from .errors import HubToolsError, PublishError, StaleParentError, ValidationError, VersionError
 from .schema import SPLITS
 
 REPO_TYPE = "dataset"
@@ -168,7 +168,7 @@ def push_build(
     scores = _read_diversity(diversity)
     token = _resolve_token(token)
     if not token:
-        raise PublishError("no Hugging Face token: set HF_TOKEN or run `hf auth login`")
+        raise HubToolsError("no Hugging Face token: set HF_TOKEN or run `hf auth login`")
     api = _api(token, endpoint)
 
     try:
