@@ -27,6 +27,9 @@ from hub_tools.errors import BuildError, PublishError, StaleParentError, Validat
 from hub_tools.publish import list_versions, load_version, push_build
 from synth import save_png
 
+# huggingface_hub's LFS upload passes a file object as data=, which its HTTP client deprecates
+pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
+
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "hf_TestTokenThatMustNeverBeLogged1234"
 GENERATION = dict(per_image=1, shapes=["rough"], modes=["gray_noise", "mean_noise"], bins=["2.5-15%"], seed=1)
@@ -57,7 +60,13 @@ def hub(tmp_path_factory):
     mp.setattr(datasets.config, "HUB_DATASETS_URL", server.url + "/datasets/{repo_id}/resolve/{revision}/{path}")
     mp.setattr(datasets.config, "HF_HUB_OFFLINE", False)
     mp.setattr(datasets.config, "HF_DATASETS_CACHE", home / "datasets")
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    bars_were_off = are_progress_bars_disabled()
+    disable_progress_bars()  # upload bars from worker threads would print past pytest's capture
     yield server
+    if not bars_were_off:
+        enable_progress_bars()
     mp.undo()
     server.close()
 
