@@ -124,6 +124,8 @@ class Method(ABC):
     modes: ClassVar[tuple[str, ...]]
     #: True when ``render`` steers the changed area into ``spec.size_bin`` by itself.
     targets_size: ClassVar[bool] = False
+    #: True when the method blends a second anomaly-free image (``Scene.partners``).
+    needs_partner: ClassVar[bool] = False
 
     @abstractmethod
     def sample(

@@ -116,7 +116,7 @@ def _method_axes(config: ProtocolConfig) -> tuple[list[str | None], list[str | N
     for m in modes:
         if m is not None and m not in method.modes:
             raise InvalidParameterError(f"unknown mode {m!r} for {config.method}; choose from {', '.join(method.modes)}")
-    return shapes, modes, bool(getattr(method, "targets_size", False))
+    return shapes, modes, method.targets_size
 
 
 def plan(sources: Sequence[str], config: ProtocolConfig) -> list[Task]:
@@ -230,13 +230,13 @@ def run_task(task: Task, job: _Job | None = None) -> list[dict[str, Any]]:
     try:
         image = _load(str(Path(job.input_dir) / task.source_id))
         region = _region_for(job, task.source_id)
-        needs_partner = getattr(method, "needs_partner", False) or bool(config.mix)
+        needs_partner = method.needs_partner or bool(config.mix)
         partners = (_load(str(Path(job.input_dir) / task.partner_id)),) if (needs_partner and task.partner_id) else ()
         textures = _textures(job.texture_paths)
     except SynthError as exc:
         return [{"failed": True, "source_id": task.source_id, "k": task.k, "error": str(exc)}]
     rows = []
-    targets = getattr(method, "targets_size", False) or bool(config.mix)
+    targets = method.targets_size or bool(config.mix)
     bin_choices: list[int | None] = list(range(len(bins))) if targets else [None]
     for b in bin_choices:
         file_name, mask_name = output_names(task, config.method if not config.mix else "mix", b)
