@@ -77,15 +77,23 @@ class Task:
     partner_id: str | None
 
 
-def list_images(input_dir: str | os.PathLike) -> list[str]:
-    """Image files under ``input_dir`` (recursive, sorted), as paths relative to it; masks excluded."""
+def list_images(input_dir: str | os.PathLike, exclude: Sequence[str | os.PathLike | None] = ()) -> list[str]:
+    """Image files under ``input_dir`` (recursive, sorted), as paths relative to it.
+
+    Left out: ``<name>_mask.*`` region masks, hidden folders, and anything under the folders in
+    ``exclude`` (e.g. a region-mask or output folder that lies inside ``input_dir``).
+    """
     root = Path(input_dir)
     if not root.is_dir():
         raise InvalidParameterError(f"input folder {root} does not exist or is not a folder")
+    skipped = [Path(e).resolve() for e in exclude if e is not None]
     found = []
     for path in root.rglob("*"):
         if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.stem.endswith(MASK_SUFFIX):
             if any(part.startswith(".") for part in path.relative_to(root).parts):
+                continue
+            resolved = path.resolve()
+            if any(resolved.is_relative_to(folder) for folder in skipped):
                 continue
             found.append(path.relative_to(root).as_posix())
     return sorted(found)
@@ -327,7 +335,7 @@ def run_protocol(
         method_options=dict(method_options or {}),
         png_compression=int(png_compression),
     )
-    sources = list_images(input_dir)
+    sources = list_images(input_dir, exclude=[region_masks, output_dir])
     if not sources:
         raise InvalidParameterError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {input_dir}")
     texture_paths: tuple[str, ...] = ()

@@ -100,6 +100,13 @@ def test_region_masks_folder_and_beside_images(input_dir, tmp_path):
         if row["source_id"] == "brick.png":
             mask = load_image(tmp_path / "out" / row["mask_file_name"]) > 0
             assert not mask[region == 0].any()
+    # a mask folder inside the input folder is not read as input images
+    inside = input_dir / "regions"
+    save_png(inside / "brick.png", region)
+    rows = run_protocol(input_dir, tmp_path / "out1", per_image=1, shapes=["complex"], modes=["gray_noise"], bins=["0.1-0.5%"], region_masks=inside, progress=False)
+    assert {r["source_id"] for r in rows} == {"brick.png", "sub/grass.png"}
+    (inside / "brick.png").unlink()
+    inside.rmdir()
     # the same mask as "<name>_mask.png" beside the image, and not treated as an input
     save_png(input_dir / "brick_mask.png", region)
     rows = run_protocol(input_dir, tmp_path / "out2", per_image=1, shapes=["complex"], modes=["gray_noise"], bins=["0.1-0.5%"], progress=False)
