@@ -335,7 +335,10 @@ def run_protocol(
         method_options=dict(method_options or {}),
         png_compression=int(png_compression),
     )
-    sources = list_images(input_dir, exclude=[region_masks, output_dir])
+    # an output folder inside the input folder holds outputs, not inputs (but inputs may live
+    # inside the output folder, as with the built-in examples)
+    inputs_inside_output = Path(input_dir).resolve().is_relative_to(Path(output_dir).resolve())
+    sources = list_images(input_dir, exclude=[region_masks, None if inputs_inside_output else output_dir])
     if not sources:
         raise InvalidParameterError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {input_dir}")
     texture_paths: tuple[str, ...] = ()
