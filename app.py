@@ -127,13 +127,8 @@ class UploadedImage(gr.Image):
     the header), answering bad files with a message the user can act on.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["type"] = "filepath"
-        kwargs.setdefault("image_mode", None)
-        super().__init__(*args, **kwargs)
-
-    def get_block_name(self) -> str:
-        return "image"  # same browser widget as gr.Image
+    # a template of gr.Image: the browser shows the same widget with the same settings
+    is_template = True
 
     def preprocess(self, payload: Any) -> str | None:
         if payload is None:
@@ -299,8 +294,8 @@ def _int(value: Any, what: str, low: int, high: int | None = None) -> int:
     return number
 
 
-TABLE_COLUMNS = ["file_name", "method", "shape", "mode", "size_bin", "area_%", "brightness_delta",
-                 "background_brightness", "bbox", "angle", "seed"]
+TABLE_COLUMNS = ["method", "shape", "mode", "size_bin", "area_%", "brightness_delta", "background_brightness",
+                 "bbox", "angle", "seed", "file_name"]
 
 
 def _table(rows: Sequence[dict]) -> pd.DataFrame:
@@ -769,7 +764,7 @@ def build_demo() -> gr.Blocks:
             with gr.Tab("Generate", id="generate"):
                 with gr.Row():
                     with gr.Column(scale=1):
-                        image = UploadedImage(label="Image (anomaly-free)", value=examples["brick"],
+                        image = UploadedImage(label="Image (anomaly-free)", value=examples["brick"], type="filepath",
                                               sources=["upload", "clipboard"], height=320, elem_id="image-in")
                         gr.Examples(examples=[[p] for p in examples.values()], inputs=[image],
                                     label="Examples (CC0 textures from scikit-image)")
@@ -790,7 +785,7 @@ def build_demo() -> gr.Blocks:
                                 brush=gr.Brush(colors=["#ff0000"], default_size=24, color_mode="fixed"),
                                 height=360,
                             )
-                            region_mask = UploadedImage(label="...or upload a mask (white = allowed, same size)",
+                            region_mask = UploadedImage(label="...or upload a mask (white = allowed, same size)", type="filepath",
                                                         sources=["upload"], height=200)
                         generate_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
                     with gr.Column(scale=2):
@@ -800,9 +795,10 @@ def build_demo() -> gr.Blocks:
                         with gr.Row():
                             slider = gr.ImageSlider(label="Before / after", type="filepath", height=360)
                             mask_view = gr.Image(label="Mask", type="filepath", height=360, interactive=False)
-                        table = gr.Dataframe(label="Metadata (one row per anomaly)", interactive=False, wrap=True)
+                        table = gr.Dataframe(value=pd.DataFrame(columns=TABLE_COLUMNS), interactive=False, wrap=True,
+                                             label="Metadata (one row per anomaly)", elem_id="metadata")
                         files = gr.File(label="Download: zip (imagefolder layout) and parquet", file_count="multiple",
-                                        interactive=False)
+                                        interactive=False, height=120)
                 views = gr.State([])
                 method.change(on_method_change, method, [shape, mode, size_bin], api_visibility="private")
                 image.change(on_image_change, image, region_drawing, api_visibility="private")

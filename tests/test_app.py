@@ -106,8 +106,8 @@ def test_generate_gives_previews_table_and_a_zip_that_reproduces_the_anomalies(c
     overlay = np.asarray(Image.open(gallery[0]["image"]).convert("RGB"))
     red = (overlay[:, :, 0] == 255) & (overlay[:, :, 1] == 0) & (overlay[:, :, 2] == 0)
     assert red.any(), "the mask outline is drawn in red"
-    assert table["headers"][:5] == ["file_name", "method", "shape", "mode", "size_bin"]
-    assert [row[2:5] for row in table["data"]] == [["rough", "gray_noise", "1.5-2.5%"]] * 3
+    assert table["headers"][:4] == ["method", "shape", "mode", "size_bin"]
+    assert [row[1:4] for row in table["data"]] == [["rough", "gray_noise", "1.5-2.5%"]] * 3
 
     zf = _zip_of(result)
     rows = _rows(zf)
