@@ -277,6 +277,7 @@ def train_segmenter(
     checkpoint_every: int = 0,
     resume: bool = False,
     progress: bool = True,
+    stop_at: int | None = None,
 ) -> Segmenter:
     """Train ``detector.model`` for ``detector.steps`` steps on synthetic anomalies in ``images``.
 
@@ -285,6 +286,8 @@ def train_segmenter(
                         in this process on ``detector.device``.
     ``checkpoint_dir``  where ``step_XXXXXXX.pt`` checkpoints go (every ``checkpoint_every``
                         steps and at the end); ``resume=True`` continues from the newest one.
+    ``stop_at``         stop (with a checkpoint) after this step, as if interrupted; the schedule
+                        still follows ``detector.steps``, so a later ``resume`` finishes the same run.
 
     Sample ``j`` of step ``s`` on process ``r`` of ``P`` is synthetic sample
     ``(s * P + r) * batch + j``, so a resumed run sees exactly the data an uninterrupted run would.
@@ -319,8 +322,10 @@ def train_segmenter(
         device = detector.device
         model.to(device)
 
+    end = detector.steps if stop_at is None else max(start, min(int(stop_at), detector.steps))
+
     def indices():
-        for step in range(start, detector.steps):
+        for step in range(start, end):
             base = (step * world + rank) * batch
             yield from range(base, base + batch)
 
@@ -350,7 +355,7 @@ def train_segmenter(
         step += 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}")
-        if ckpt_dir is not None and (step == detector.steps or (checkpoint_every and step % checkpoint_every == 0)):
+        if ckpt_dir is not None and (step == end or (checkpoint_every and step % checkpoint_every == 0)):
             _save_checkpoint(ckpt_dir, step, model, optimizer, detector, accelerator, is_main)
     bar.close()
     if accelerator is not None:
