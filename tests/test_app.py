@@ -136,6 +136,22 @@ def test_uploaded_region_mask_keeps_every_anomaly_inside(client, files):
         assert mask.any() and not mask[:, 60:].any()
 
 
+def test_region_painted_in_the_editor_keeps_every_anomaly_inside(client, files, tmp_path):
+    # the editor sends its layers as RGBA images; here the right part of a half-size canvas is painted
+    layer = np.zeros((80, 80, 4), np.uint8)
+    layer[:, 50:] = (255, 0, 0, 255)
+    save_png(tmp_path / "layer.png", layer)
+    drawing = {"background": handle_file(str(files["grass"])), "layers": [handle_file(str(tmp_path / "layer.png"))],
+               "composite": None}
+    result = client.predict(handle_file(str(files["grass"])), "synagen", "random", "random", "0.5-1.5%", 3, 0,
+                            drawing, None, api_name="/generate")
+    assert "inside the drawn region" in result[5]
+    zf = _zip_of(result)
+    for row in _rows(zf):
+        mask = decode_image(zf.read(row["mask_file_name"])) > 0
+        assert mask.any() and not mask[:, :100].any()
+
+
 def test_region_mask_of_another_size_is_refused_with_a_message(client, files):
     with pytest.raises(AppError, match="region mask is 50x50 but the image is 160x160"):
         _generate(client, files["grass"], mask=files["wrong_size_mask"])
