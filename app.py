@@ -401,6 +401,13 @@ def show_selected(views: list[dict] | None, evt: gr.SelectData):
     return (view["before"], view["after"]), view["mask"]
 
 
+def generated_files(views: list[dict] | None) -> list[str]:
+    """The previews of the last Generate click, as test images for the Detect tab."""
+    if not views:
+        raise gr.Error("Nothing generated yet: make anomalies in the Generate tab first.", print_exception=False)
+    return [view["after"] for view in views]
+
+
 # ------------------------------------------------------------------------------------ detect
 _FITTED: "OrderedDict[str, Any]" = OrderedDict()
 _FIT_LOCK = threading.Lock()
@@ -492,6 +499,9 @@ def fit_and_score(name: str, key: str, fit_images: Sequence[np.ndarray], batches
         detector.to("cpu")
 
 
+DETECT_COLUMNS = ["file", "score", "normal_max", "verdict"]
+
+
 def detect(
     detector_name: str,
     fit_files: Any,
@@ -544,7 +554,7 @@ def detect(
                      "normal_max": round(normal_max, 4), "verdict": verdict})
     status = (f"**{detector_name}** fitted on {source}. An image is called anomalous when it scores above "
               f"the anomaly-free reference ({reference}: {normal_max:.4g}). Heatmaps share one colour scale.")
-    return gallery, pd.DataFrame(rows, columns=["file", "score", "normal_max", "verdict"]), status
+    return gallery, pd.DataFrame(rows, columns=DETECT_COLUMNS), status
 
 
 # ------------------------------------------------------------------------------- stress test
@@ -552,7 +562,7 @@ def detect(
 STRESS_MAX = 400
 #: each image is cut into GRID x GRID tiles: alternate tiles fit the detector, the others are the
 #: anomaly-free test images that set the threshold and receive the synthetic anomalies
-STRESS_GRID = 3
+STRESS_GRID = 4
 #: images per stress test, at most
 STRESS_MAX_IMAGES = 8
 
@@ -564,55 +574,36 @@ def tiles(image: np.ndarray, grid: int) -> list[np.ndarray]:
             for r in range(grid) for c in range(grid)]
 
 
-def threshold_at_k(good_scores: np.ndarray, k: int) -> float:
-    """The score above which exactly ``k`` of the anomaly-free images lie (the (k+1)-th highest)."""
-    return float(np.sort(np.asarray(good_scores, np.float64))[::-1][k])
-
-
-def _stress_axes(method: str) -> tuple[list[str], list[str], list[str | None]]:
+def _stress_axes(method: str) -> tuple[list[str | None], list[str | None], list[str | None]]:
+    """Shapes, modes and size bins the stress test cycles through (``None`` = the method draws)."""
     obj = get_method(method)
-    # the paper's modes; "texture" needs a texture collection and is not part of its analysis
-    modes = [m for m in obj.modes if m != "texture"]
     bins = [b.name for b in DEFAULT_BINS] if getattr(obj, "targets_size", False) else [None]
-    return list(obj.shapes), modes, bins
+    if method == "hybrid":  # a mixture: most shape x mode pairs belong to no single method
+        return [None], [None], bins
+    # the paper's modes; "texture" needs a texture collection and is not part of its analysis
+    return list(obj.shapes), [m for m in obj.modes if m != "texture"], bins
 
 
-def _recall_table(rows: Sequence[dict], threshold: float) -> pd.DataFrame:
-    """Recall at the threshold per (shape, size bin) and (mode, size bin)."""
-    frame = pd.DataFrame(rows)
-    frame["detected"] = frame["score"] > threshold
-    parts = []
-    for kind in ("shape", "mode"):
-        grouped = frame.groupby([kind, "size_bin"], sort=False)["detected"].agg(["mean", "size"]).reset_index()
-        grouped = grouped.rename(columns={kind: "value", "mean": "recall", "size": "n"})
-        grouped.insert(0, "by", kind)
-        parts.append(grouped)
-    table = pd.concat(parts, ignore_index=True)
-    table["recall"] = table["recall"].round(3)
-    return table[["by", "value", "size_bin", "n", "recall"]]
+def _stress_duration(detector_name, key, fit, test_rows, good, k, size) -> int:
+    """ZeroGPU time to ask for: fitting plus about 0.05 s per image scored on a GPU, with margin."""
+    return int(min(300, 30 + 0.1 * (len(test_rows) + len(good) + len(fit))))
 
 
-def _recall_figure(table: pd.DataFrame, bin_order: Sequence[str], title: str):
-    from matplotlib.figure import Figure
+@GPU(duration=_stress_duration)
+def evaluate_on_device(detector_name: str, key: str, fit: Sequence[np.ndarray], test_rows: list[dict],
+                       good: Sequence[np.ndarray], k: int, size: int):
+    """Fit (or reuse) the detector and run ``detect.evaluate`` on the GPU when there is one."""
+    from detect.evaluate import evaluate
 
-    fig = Figure(figsize=(11, 4.2), layout="constrained")
-    axes = fig.subplots(1, 2, sharey=True)
-    for ax, kind in zip(axes, ("shape", "mode")):
-        part = table[table["by"] == kind]
-        order = [b for b in bin_order if b in set(part["size_bin"])] + sorted(
-            set(part["size_bin"]) - set(bin_order))
-        for value, group in part.groupby("value", sort=False):
-            recall = group.set_index("size_bin")["recall"].reindex(order)
-            ax.plot(range(len(order)), recall.to_numpy(), marker="o", label=str(value))
-        ax.set_xticks(range(len(order)), order, rotation=30)
-        ax.set_xlabel("size bin (share of image pixels)")
-        ax.set_title(f"recall per {kind}")
-        ax.set_ylim(-0.03, 1.03)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    axes[0].set_ylabel("recall at the threshold")
-    fig.suptitle(title)
-    return fig
+    detector = fitted_detector(detector_name, key, fit, size)
+    detector.to(_device())
+    try:
+        return evaluate(test_rows, list(good), detector, ks=(k,), table_k=k, pixel_size=64, progress=True)
+    finally:
+        detector.to("cpu")
+
+
+STRESS_COLUMNS = ["by", "value", "size_bin", "n", "detected", "recall"]
 
 
 def stress_test(
@@ -623,10 +614,13 @@ def stress_test(
     total: float,
     k: float,
     seed: float,
-    progress: gr.Progress = gr.Progress(),
+    progress: gr.Progress = gr.Progress(track_tqdm=True),
 ):
     """The paper's analysis on the user's images: recall at k false positives per shape and mode vs size bin."""
+    import matplotlib.pyplot as plt
+
     from detect.errors import DetectError
+    from detect.report import plot_recall_by_size
 
     paths = _paths(files) or ([image_path] if image_path else [example_paths()["brick"]])
     if len(paths) > STRESS_MAX_IMAGES:
@@ -651,40 +645,43 @@ def stress_test(
     size = min(DETECT_SIZE, side)
     shapes, modes, bins = _stress_axes(method)
     cells = [(s, m, b) for b in bins for s in shapes for m in modes]
-    anomalies, failures = [], []
+    test_rows, failures = [], []
     for j in progress.tqdm(range(total), desc=f"Generating {total} anomalies"):
         shape, mode, size_bin = cells[j % len(cells)]
         try:
-            anomalies.append(synthesize(good[(j // len(cells) + j) % len(good)], method, seed=seed + j,
-                                        shape=shape, mode=mode, size_bin=size_bin))
+            anomaly = synthesize(good[(j // len(cells) + j) % len(good)], method, seed=seed + j,
+                                 shape=shape, mode=mode, size_bin=size_bin)
         except SynthError as exc:
             failures.append(str(exc))
-    if not anomalies:
+            continue
+        test_rows.append({"image": anomaly.image, "mask": anomaly.mask, **anomaly.record})
+    if not test_rows:
         raise gr.Error(f"no anomaly could be made: {failures[0]}", print_exception=False)
-    key = f"stress:{detector_name}:{_files_key(paths)}"
-    progress(0.5, desc=f"Fitting {detector_name} on {len(fit)} tiles (once, then cached)")
+    progress(0.5, desc=f"Fitting {detector_name} on {len(fit)} tiles (once, then cached) and scoring")
     try:
-        (normal,) = fit_and_score(detector_name, key, fit, [good], size)
-        scores = []
-        chunk = 32
-        for start in range(0, len(anomalies), chunk):
-            progress(0.55 + 0.4 * start / len(anomalies), desc=f"Scoring anomalies {start + 1}-"
-                     f"{min(start + chunk, len(anomalies))} of {len(anomalies)}")
-            (part,) = fit_and_score(detector_name, key, fit, [[a.image for a in anomalies[start:start + chunk]]], size)
-            scores.extend(float(s) for s in part.scores)
+        result = evaluate_on_device(detector_name, f"stress:{detector_name}:{_files_key(paths)}", fit, test_rows,
+                                    good, k, size)
     except DetectError as exc:
         raise gr.Error(str(exc), print_exception=False) from None
-    threshold = threshold_at_k(normal.scores, k)
-    rows = [{**a.record, "score": s} for a, s in zip(anomalies, scores)]
-    table = _recall_table(rows, threshold)
-    overall = float(np.mean(np.asarray(scores) > threshold))
-    figure = _recall_figure(table, [b.name for b in DEFAULT_BINS],
-                            f"{detector_name} vs {method}: recall at {k} false positive{'s' if k > 1 else ''}")
-    status = (f"{len(anomalies)} anomalies on {len(good)} anomaly-free tiles ({len(fit)} other tiles fitted "
-              f"{detector_name} at {size} px). Threshold {threshold:.4g} lets {k} of {len(good)} anomaly-free "
-              f"tiles through; overall recall **{overall:.1%}**."
+    parts = []
+    for by, name in (("shape", "shape_size"), ("mode", "mode_size")):
+        part = result.tables[name].rename(columns={by: "value"})
+        part.insert(0, "by", by)
+        parts.append(part)
+    table = pd.concat(parts, ignore_index=True)[STRESS_COLUMNS]
+    table["recall"] = table["recall"].astype(float).round(3)
+    budget = f"{k} false positive{'s' if k > 1 else ''}"
+    figures = [plot_recall_by_size(result.tables[name], by, f"{detector_name}, {method}: per {by}, {budget}")
+               for by, name in (("shape", "shape_size"), ("mode", "mode_size"))]
+    for fig in figures:
+        plt.close(fig)  # gradio draws the figure object itself; pyplot need not keep it
+    summary = result.summary
+    status = (f"{len(test_rows)} anomalies on {len(good)} anomaly-free tiles ({len(fit)} other tiles fitted "
+              f"{detector_name} at {size} px). The threshold lets {summary['false_positives_at_k'][str(k)]} of "
+              f"{len(good)} anomaly-free tiles through; overall recall **{summary['recall_at_k'][str(k)]:.1%}**, "
+              f"image AUROC {summary['image_auroc']:.3f}."
               + (f" {len(failures)} anomalies could not be made (e.g. {failures[0]})." if failures else ""))
-    return figure, table, status
+    return figures[0], figures[1], table, status
 
 
 # ---------------------------------------------------------------------------------- datasets
@@ -821,11 +818,14 @@ def build_demo() -> gr.Blocks:
                                               label="...or use the detector fitted on an example texture")
                         test_files = gr.File(label="Images to score", file_count="multiple", file_types=["image"],
                                              type="filepath")
+                        use_generated = gr.Button("Score the anomalies made in Generate", size="sm")
                         detect_btn = gr.Button("Detect", variant="primary")
                     with gr.Column(scale=2):
                         detect_status = gr.Markdown()
                         heatmaps = gr.Gallery(label="Anomaly heatmaps", columns=3, height=420, format="png")
-                        scores = gr.Dataframe(label="Image scores", interactive=False)
+                        scores = gr.Dataframe(value=pd.DataFrame(columns=DETECT_COLUMNS), label="Image scores",
+                                              interactive=False)
+                use_generated.click(generated_files, views, test_files, api_visibility="private")
                 detect_btn.click(detect, [detector, fit_files, example, test_files],
                                  [heatmaps, scores, detect_status], api_name="detect",
                                  concurrency_id="detector", concurrency_limit=1)
@@ -833,7 +833,7 @@ def build_demo() -> gr.Blocks:
             # ---------------------------------------------------------------- Stress test
             with gr.Tab("Stress test", id="stress"):
                 gr.Markdown(
-                    "Each image is cut into 3x3 tiles: alternate tiles fit the detector, the others are "
+                    "Each image is cut into 4x4 tiles: alternate tiles fit the detector, the others are "
                     "the anomaly-free test tiles. Anomalies cycle through every shape x mode x size bin of "
                     "the method on those tiles; the threshold lets exactly *k* anomaly-free tiles through. "
                     "Without uploads it runs on the Generate tab's image.")
@@ -849,12 +849,14 @@ def build_demo() -> gr.Blocks:
                         stress_btn = gr.Button("Run stress test", variant="primary")
                     with gr.Column(scale=2):
                         stress_status = gr.Markdown()
-                        stress_plot = gr.Plot(label="Recall against size bin")
+                        with gr.Row():
+                            shape_plot = gr.Plot(label="Recall per shape against size bin")
+                            mode_plot = gr.Plot(label="Recall per mode against size bin")
                         stress_table = gr.Dataframe(label="Recall per group", interactive=False)
                 stress_btn.click(stress_test,
                                  [stress_files, image, stress_method, stress_detector, stress_total, stress_k,
                                   stress_seed],
-                                 [stress_plot, stress_table, stress_status], api_name="stress_test",
+                                 [shape_plot, mode_plot, stress_table, stress_status], api_name="stress_test",
                                  concurrency_id="detector", concurrency_limit=1)
 
             # ---------------------------------------------------------------- Datasets
