@@ -429,8 +429,22 @@ def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
     parser.add_argument("--batch-size", type=int, default=16, help="pairs per forward pass (default 16)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
     parser.add_argument("--output", type=Path, default=None, metavar="JSON", help="write the scores to this JSON file")
-    parser.set_defaults(func=run_cli)
+    parser.set_defaults(func=guarded(run_cli))
     return parser
+
+
+def guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Report the project's errors (bad input, missing weights) as one line and exit code 2."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except DetectError as exc:
+            print(f"anomalyforge {getattr(args, 'command', '')}: error: {exc}".replace("  ", " "), file=sys.stderr)
+            return 2
+
+    run.__doc__ = func.__doc__
+    return run
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:

@@ -68,6 +68,8 @@ def load_anomaly_rows(
     folder = Path(source)
     if folder.is_dir() and (folder / "metadata.jsonl").is_file():
         return _rows_from_synth_folder(folder, sources_dir)
+    if folder.is_dir() and (folder / "dataset_dict.json").is_file():
+        return _rows_from_saved(folder, split, good_split)
     return _rows_from_datasets(str(source), revision, split, good_split)
 
 
@@ -98,10 +100,29 @@ class _Lookup(Sequence):
         return self.items[self.index[self.keys[int(i)]]]
 
 
+def _rows_from_saved(folder: Path, split: str, good_split: str) -> AnomalyRows:
+    """A ``DatasetDict.save_to_disk`` folder."""
+    import datasets
+
+    saved = datasets.load_from_disk(str(folder))
+    if split not in saved:
+        raise DatasetLayoutError(f"{folder} has no split {split!r} (splits: {', '.join(saved)})")
+    return _rows_from_splits(saved[split], saved[good_split] if good_split in saved else None, str(folder), split, good_split)
+
+
 def _rows_from_datasets(source: str, revision: str | None, split: str, good_split: str) -> AnomalyRows:
     import datasets
 
     ds = datasets.load_dataset(source, revision=revision, split=split)
+    good = None
+    if "source_id" in ds.column_names:
+        good = _load_good(datasets, source, revision, good_split)
+    return _rows_from_splits(ds, good, source, split, good_split)
+
+
+def _rows_from_splits(ds: Any, good: Any | None, source: str, split: str, good_split: str) -> AnomalyRows:
+    import datasets
+
     for needed in ("image", "mask"):
         if needed not in ds.column_names:
             raise DatasetLayoutError(
@@ -120,7 +141,6 @@ def _rows_from_datasets(source: str, revision: str | None, split: str, good_spli
     diffs = _Column(ds, "diff") if "diff" in ds.column_names else None
     originals = None
     if "source_id" in columns:
-        good = _load_good(datasets, source, revision, good_split)
         if good is not None and {"image", "source_id"} <= set(good.column_names):
             index = {sid: i for i, sid in enumerate(good["source_id"])}
             missing = sorted(set(columns["source_id"]) - set(index))

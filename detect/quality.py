@@ -30,7 +30,7 @@ import numpy as np
 import scipy.linalg
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from detect.diversity import LpipsScorer, add_dataset_arguments, as_float_rgb
+from detect.diversity import LpipsScorer, add_dataset_arguments, as_float_rgb, guarded
 from detect.errors import DetectError, MetricInputError
 from detect.lpips_backbones import LPIPS_NETS
 from detect.quality_features import FEATURE_KINDS, FeatureExtractor
@@ -327,7 +327,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
     parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
     parser.add_argument("--output", type=Path, default=None, metavar="JSON", help="write the metrics to this JSON file")
-    parser.set_defaults(func=run_cli)
+    parser.set_defaults(func=guarded(run_cli))
     sub = parser.add_subparsers(dest="quality_command", metavar="{correlate}")
     register_correlate_cli(sub)
     return parser
@@ -338,7 +338,7 @@ def run_cli(args: argparse.Namespace) -> int:
     from detect.diversity_dataset import load_anomaly_rows
 
     if not args.dataset:
-        raise QualityInputError("anomalyforge quality needs --dataset REPO_OR_DIR (or the `correlate` subcommand)")
+        raise QualityInputError("--dataset REPO_OR_DIR is required (or use the `correlate` subcommand)")
     rows = load_anomaly_rows(args.dataset, revision=args.revision, split=args.split,
                              good_split=args.good_split, sources_dir=args.sources)
     if rows.originals is None:

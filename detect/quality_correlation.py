@@ -221,7 +221,9 @@ def register_correlate_cli(subparsers: argparse._SubParsersAction) -> argparse.A
     parser.add_argument("--target", default="image_auroc",
                         help="summary key to correlate with, dotted for nested entries (default image_auroc)")
     parser.add_argument("--output-dir", type=Path, default=Path("correlation"), help="folder for the report (default correlation/)")
-    parser.set_defaults(func=run_correlate_cli)
+    from detect.diversity import guarded
+
+    parser.set_defaults(func=guarded(run_correlate_cli))
     return parser
 
 

@@ -298,11 +298,16 @@ def test_cli_reads_a_datasets_folder_with_good_split(torch_home, tmp_path, anoma
     scores = json.loads(result.read_text(encoding="utf-8"))
     assert sorted(scores) == ["noise_a", "noise_b"]
     assert all(v is not None and v > 0 for group in scores.values() for v in group.values())
+    # the same dataset saved with DatasetDict.save_to_disk gives the same scores
+    datasets.DatasetDict({"test": test, "good": good}).save_to_disk(str(tmp_path / "saved"))
+    assert main(["--dataset", str(tmp_path / "saved"), "--by", "method", "--output", str(result)]) == 0
+    assert json.loads(result.read_text(encoding="utf-8")) == scores
 
 
-def test_cli_without_weights_stops_with_the_missing_file(tmp_path, anomaly_set, monkeypatch):
+def test_cli_without_weights_stops_with_the_missing_file(tmp_path, anomaly_set, monkeypatch, capsys):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
     out, _ = write_synth_folder(tmp_path, anomaly_set)
-    with pytest.raises(MissingWeightsError, match="alexnet-owt-7be5be79.pth"):
-        main(["--dataset", str(out)])
+    assert main(["--dataset", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert "alexnet-owt-7be5be79.pth" in error and str(tmp_path / "empty" / "hub" / "checkpoints") in error
     assert not os.path.exists(tmp_path / "empty" / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth")
