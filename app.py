@@ -32,6 +32,7 @@ except ImportError:  # not on a Space: run the same functions as they are
         return task if callable(task) else (lambda fn: fn)
 
 
+import functools
 import hashlib
 import os
 import shutil
@@ -78,8 +79,8 @@ PREVIEW_SIDE = 768
 #: jobs that run at once, and how many may wait in the queue before new ones are turned away
 CONCURRENCY = int(os.environ.get("ANOMALYFORGE_CONCURRENCY", "2"))
 QUEUE_SIZE = int(os.environ.get("ANOMALYFORGE_QUEUE_SIZE", "64"))
-#: dataset shown in the Datasets tab (any published anomalyforge dataset works)
-DEFAULT_DATASET = os.environ.get("ANOMALYFORGE_DATASET", "anomalyforge/synagen-textures")
+#: dataset proposed in the Datasets tab (ORG/NAME of any published anomalyforge dataset)
+DEFAULT_DATASET = os.environ.get("ANOMALYFORGE_DATASET", "")
 #: side the detectors work at (images are resized to it on the way in, maps back)
 DETECT_SIZE = int(os.environ.get("ANOMALYFORGE_DETECT_SIZE", "256"))
 #: memory-bank cap of PatchCore (bounds fitting time on CPU)
@@ -181,7 +182,8 @@ def upload_notes(path: str, image: np.ndarray) -> list[str]:
     try:
         with Image.open(path) as im:
             if im.mode in ("P", "PA"):
-                notes.append(f"{name} is a palette image: it is converted to {'RGBA' if image.shape[-1] == 4 else 'RGB'}.")
+                kind = "RGBA" if image.shape[-1] == 4 else "RGB"
+                notes.append(f"{name} is a palette image: it is converted to {kind}.")
     except OSError:
         pass
     if image.dtype == np.uint16:
@@ -216,16 +218,17 @@ def _png(folder: Path, name: str, image: np.ndarray) -> str:
 
 
 # ---------------------------------------------------------------------------------- generate
-def available_methods() -> list[str]:
-    """Registered methods whose code is importable here (methods are added one file at a time)."""
+@functools.lru_cache(maxsize=1)
+def available_methods() -> tuple[str, ...]:
+    """Registered methods that build with their default options (the registry is fixed at start)."""
     names = []
     for name in method_names():
         try:
             get_method(name)
         except (ImportError, AttributeError, SynthError):
-            continue  # not importable yet, or needs options (e.g. a mixture's weights)
+            continue  # needs options it has no default for, or its code is missing from this install
         names.append(name)
-    return names
+    return tuple(names)
 
 
 def method_options(method: str) -> tuple[list[str], list[str], bool]:
@@ -780,7 +783,7 @@ def build_demo() -> gr.Blocks:
                                 label="Paint the allowed region", type="numpy", image_mode="RGBA",
                                 sources=[], transforms=[], layers=False,
                                 brush=gr.Brush(colors=["#ff0000"], default_size=24, color_mode="fixed"),
-                                height=360,
+                                height=360, value={"background": examples["brick"], "layers": [], "composite": None},
                             )
                             region_mask = UploadedImage(label="...or upload a mask (white = allowed, same size)", type="filepath",
                                                         sources=["upload"], height=200)
@@ -863,7 +866,7 @@ def build_demo() -> gr.Blocks:
             with gr.Tab("Datasets", id="datasets"):
                 gr.Markdown("Browse a published synthetic dataset version (needs the Hugging Face Hub).")
                 with gr.Row():
-                    repo = gr.Textbox(value=DEFAULT_DATASET, label="Dataset (ORG/NAME)")
+                    repo = gr.Textbox(value=DEFAULT_DATASET, label="Dataset (ORG/NAME)", placeholder="ORG/NAME")
                     version = gr.Textbox(value="", label="Version (e.g. 1.0.0; empty = latest)")
                     n_rows = gr.Slider(1, 24, value=8, step=1, label="Rows")
                 browse_btn = gr.Button("Load rows")
