@@ -198,6 +198,24 @@ def test_bad_uploads_get_a_message_not_a_trace(client, files, name, message):
     assert "Traceback" not in str(info.value)
 
 
+def test_decompression_bomb_is_refused_before_decoding(client, tmp_path):
+    bomb = tmp_path / "bomb.png"
+    save_png(bomb, np.zeros((5000, 5000), np.uint8))  # 25 megapixels in ~130 kB
+    with pytest.raises(AppError, match="25,000,000 pixels exceeds the limit of 16,777,216 pixels"):
+        _generate(client, bomb)
+
+
+def test_uploads_over_the_size_limit_are_refused_by_the_server(url, tmp_path):
+    import httpx
+
+    big = tmp_path / "big.png"
+    big.write_bytes(np.random.default_rng(0).integers(0, 256, 21 * 1024 * 1024, dtype=np.uint8).tobytes())
+    with big.open("rb") as fh:
+        response = httpx.post(f"{url}gradio_api/upload", files={"files": ("big.png", fh, "image/png")}, timeout=60)
+    assert response.status_code == 413
+    assert "maximum allowed size of 20971520 bytes" in response.text
+
+
 def test_unknown_choices_and_counts_are_refused(client, files):
     with pytest.raises(AppError, match="unknown shape 'hexagon'"):
         _generate(client, files["grass"], shape="hexagon")
