@@ -20,7 +20,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from detect.errors import DatasetLayoutError
+from detect.errors import DatasetLayoutError, DetectError
+
+
+class DatasetUnavailableError(DetectError):
+    """A dataset (or the requested revision or split of it) cannot be opened."""
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,14 @@ def _rows_from_saved(folder: Path, split: str, good_split: str) -> AnomalyRows:
 def _rows_from_datasets(source: str, revision: str | None, split: str, good_split: str) -> AnomalyRows:
     import datasets
 
-    ds = datasets.load_dataset(source, revision=revision, split=split)
+    try:
+        ds = datasets.load_dataset(source, revision=revision, split=split)
+    except (ConnectionError, FileNotFoundError, ValueError) as exc:
+        at = f" at revision {revision}" if revision else ""
+        raise DatasetUnavailableError(
+            f"cannot open split {split!r} of dataset {source}{at}: {str(exc).rstrip('.')}. Check the id, revision and split, "
+            "the network or HF_ENDPOINT, or pass a local folder"
+        ) from exc
     good = None
     if "source_id" in ds.column_names:
         good = _load_good(datasets, source, revision, good_split)
