@@ -50,15 +50,16 @@ def greedy_coreset(
     first = int(torch.randint(m, (1,), generator=gen))
     selected = torch.empty(size, dtype=torch.long)
     selected[0] = first
+    # squared distances through |x|^2 - 2 x.c + |c|^2: one matrix-vector product per new centre
+    sq = (reduced * reduced).sum(dim=1)
     min_dist = torch.full((m,), float("inf"), device=features.device, dtype=reduced.dtype)
-    last = reduced[first : first + 1]
+    last = first
     for i in range(1, size):
         for s in range(0, m, chunk):
-            part = torch.cdist(reduced[s : s + chunk], last).squeeze(1)
+            part = sq[s : s + chunk] - 2.0 * (reduced[s : s + chunk] @ reduced[last]) + sq[last]
             min_dist[s : s + chunk] = torch.minimum(min_dist[s : s + chunk], part)
-        nxt = int(torch.argmax(min_dist))
-        selected[i] = nxt
-        last = reduced[nxt : nxt + 1]
+        last = int(torch.argmax(min_dist))
+        selected[i] = last
     return selected
 
 

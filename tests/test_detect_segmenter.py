@@ -91,3 +91,23 @@ def test_train_command_writes_a_detector_that_reloads_to_identical_scores(tmp_pa
     second = load_detector(detector.save(tmp_path / "again.pt")).score(test)
     assert np.array_equal(first.scores, second.scores)
     assert 0.0 <= float(first.maps[0].min()) and float(first.maps[0].max()) <= 1.0
+
+
+@pytest.mark.slow
+def test_a_short_cpu_training_finds_large_anomalies():
+    from detect.evaluate import evaluate
+    from synth import synthesize
+
+    rng = np.random.default_rng(0)
+    image = skimage.data.brick()
+    crops = [image[y : y + 96, x : x + 96].copy() for y, x in rng.integers(0, 512 - 96, size=(26, 2))]
+    fit, good = crops[:16], crops[16:]
+    rows = []
+    for i, source in enumerate(good):
+        a = synthesize(source, "synagen", seed=100 + i, size_bin="2.5-15%")
+        rows.append({"image": a.image, "mask": a.mask, **a.record})
+    detector = Segmenter(steps=60, train_batch_size=8, seed=0).fit(fit)
+    ev = evaluate(rows, good, detector, ks=(1,))
+    # measured: 1.0 after 60 steps (480 synthetic samples) at one false positive among 10 crops
+    assert ev.summary["recall_at_k"]["1"] >= 0.7
+    assert ev.summary["pixel_auroc"] > 0.8
