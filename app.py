@@ -785,8 +785,8 @@ def build_demo() -> gr.Blocks:
                                 brush=gr.Brush(colors=["#ff0000"], default_size=24, color_mode="fixed"),
                                 height=360, value={"background": examples["brick"], "layers": [], "composite": None},
                             )
-                            region_mask = UploadedImage(label="...or upload a mask (white = allowed, same size)", type="filepath",
-                                                        sources=["upload"], height=200)
+                            region_mask = UploadedImage(label="...or upload a mask (white = allowed, same size)",
+                                                        type="filepath", sources=["upload"], height=200)
                         generate_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
                     with gr.Column(scale=2):
                         status = gr.Markdown()

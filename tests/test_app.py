@@ -6,7 +6,6 @@ text file, a corrupt PNG, a 4x4 image) or on purpose (16-bit, palette, RGBA PNGs
 
 from __future__ import annotations
 
-import io
 import json
 import socket
 import threading
@@ -229,9 +228,8 @@ def test_example_detector_scores_an_anomaly_above_the_clean_image(client, files,
     anomaly = synthesize(brick, "synagen", seed=4, shape="complex", mode="gray_noise", size_bin="2.5-15%").image
     save_png(tmp_path / "clean.png", brick)
     save_png(tmp_path / "anomaly.png", anomaly)
-    heatmaps, scores, status = client.predict(
-        "patchcore", [], "brick", [handle_file(str(tmp_path / "clean.png")), handle_file(str(tmp_path / "anomaly.png"))],
-        api_name="/detect")
+    tests = [handle_file(str(tmp_path / "clean.png")), handle_file(str(tmp_path / "anomaly.png"))]
+    heatmaps, scores, status = client.predict("patchcore", [], "brick", tests, api_name="/detect")
     assert len(heatmaps) == 2
     by_file = {row[0]: row for row in scores["data"]}
     assert by_file["anomaly.png"][1] > by_file["clean.png"][1]
