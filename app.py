@@ -119,24 +119,26 @@ def example_image(name: str) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------- uploads
-class UploadedImage(gr.Image):
-    """``gr.Image`` that hands the uploaded file to the app undecoded (``type="filepath"``).
+def uploaded_image(**options: Any) -> gr.Image:
+    """A ``gr.Image`` (``type="filepath"``) whose uploads reach the app as undecoded files.
 
-    Gradio's own ``gr.Image`` opens every upload with Pillow before the app sees it, so a
-    non-image or corrupt file fails there with a bare "Error". Here the path comes through and
+    Gradio's own preprocessing opens every upload with Pillow before the app sees it, so a text
+    file or a corrupt PNG fails there with a bare "Error". Here the file's path comes through and
     ``read_upload`` decodes it with ``synth.decode_image`` (16-bit kept, pixel limit checked from
-    the header), answering bad files with a message the user can act on.
+    the header), answering bad files with a message the user can act on. (An instance attribute,
+    not a subclass: gradio writes a ``.pyi`` stub beside every module that subclasses a component.)
     """
+    component = gr.Image(type="filepath", **options)
+    component.preprocess = _upload_path
+    return component
 
-    # a template of gr.Image: the browser shows the same widget with the same settings
-    is_template = True
 
-    def preprocess(self, payload: Any) -> str | None:
-        if payload is None:
-            return None
-        if payload.path is None:
-            raise gr.Error("The image did not arrive as a file; upload it again.", print_exception=False)
-        return str(payload.path)
+def _upload_path(payload: Any) -> str | None:
+    if payload is None:
+        return None
+    if payload.path is None:
+        raise gr.Error("The image did not arrive as a file; upload it again.", print_exception=False)
+    return str(payload.path)
 
 
 def _size_text(n_bytes: int) -> str:
@@ -764,8 +766,8 @@ def build_demo() -> gr.Blocks:
             with gr.Tab("Generate", id="generate"):
                 with gr.Row():
                     with gr.Column(scale=1):
-                        image = UploadedImage(label="Image (anomaly-free)", value=examples["brick"], type="filepath",
-                                              sources=["upload", "clipboard"], height=320, elem_id="image-in")
+                        image = uploaded_image(label="Image (anomaly-free)", value=examples["brick"],
+                                               sources=["upload", "clipboard"], height=320, elem_id="image-in")
                         gr.Examples(examples=[[p] for p in examples.values()], inputs=[image],
                                     label="Examples (CC0 textures from scikit-image)")
                         method = gr.Dropdown(methods, value=default_method, label="Method")
@@ -785,8 +787,8 @@ def build_demo() -> gr.Blocks:
                                 brush=gr.Brush(colors=["#ff0000"], default_size=24, color_mode="fixed"),
                                 height=360, value={"background": examples["brick"], "layers": [], "composite": None},
                             )
-                            region_mask = UploadedImage(label="...or upload a mask (white = allowed, same size)",
-                                                        type="filepath", sources=["upload"], height=200)
+                            region_mask = uploaded_image(label="...or upload a mask (white = allowed, same size)",
+                                                         sources=["upload"], height=200)
                         generate_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
                     with gr.Column(scale=2):
                         status = gr.Markdown()
