@@ -99,19 +99,29 @@ def metadata_frame(split):
 
 
 def decode(value: Any) -> np.ndarray:
-    """A dataset image cell (PIL image, dict with bytes/path, or array) as a numpy array."""
-    from PIL import Image
+    """A dataset image cell (PIL image, dict with bytes/path, or array) as a numpy array.
+
+    uint8 gray/RGB(A) stay as stored, 16-bit PNGs become uint16, palette and other modes RGB.
+    """
     import io
+
+    from PIL import Image
 
     if isinstance(value, np.ndarray):
         return value
-    if isinstance(value, Image.Image):
-        return np.asarray(value)
     if isinstance(value, dict):
         if value.get("bytes") is not None:
             with Image.open(io.BytesIO(value["bytes"])) as im:
-                return np.asarray(im)
+                return decode(im)
         if value.get("path"):
             with Image.open(value["path"]) as im:
-                return np.asarray(im)
+                return decode(im)
+    if isinstance(value, Image.Image):
+        if value.mode in ("L", "RGB", "RGBA", "LA"):
+            return np.asarray(value)
+        if value.mode.startswith("I"):
+            return np.asarray(value).astype(np.uint16)
+        if value.mode == "1":
+            return np.asarray(value.convert("L"))
+        return np.asarray(value.convert("RGB"))
     raise DatasetLayoutError(f"cannot read an image from a cell of type {type(value).__name__}")

@@ -78,18 +78,32 @@ def recall_wide(long, rows: str, cols: str):
 
 
 def markdown(table, title: str | None = None, digits: int = 1) -> str:
-    """A pandas table as a GitHub Markdown table (no extra dependency)."""
+    """A pandas table as a GitHub Markdown table (no extra dependency).
+
+    Integers print as integers, NaN as "–"; floats in a ``recall`` column or in a wide recall table
+    (all-float) with ``digits`` decimals, other floats with 4 significant digits.
+    """
     head = [str(table.index.name or "")] + [str(c) for c in table.columns]
+    all_float = all(str(t).startswith("float") for t in table.dtypes)
     lines = []
     if title:
         lines += [f"### {title}", ""]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "|".join(["---"] * len(head)) + "|")
-    for idx, row in table.iterrows():
+    for idx, *values in table.itertuples(name=None):
         cells = []
-        for v in row.tolist():
-            if isinstance(v, float):
-                cells.append("–" if v != v else f"{v:.{digits}f}")
+        for column, v in zip(table.columns, values):
+            if isinstance(v, (bool, np.bool_)):
+                cells.append(str(bool(v)))
+            elif isinstance(v, (int, np.integer)):
+                cells.append(str(int(v)))
+            elif isinstance(v, (float, np.floating)):
+                if v != v:
+                    cells.append("–")
+                elif all_float or column == "recall":
+                    cells.append(f"{v:.{digits}f}")
+                else:
+                    cells.append(f"{v:.4g}")
             else:
                 cells.append(str(v))
         lines.append("| " + " | ".join([str(idx)] + cells) + " |")
