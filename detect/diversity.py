@@ -248,6 +248,7 @@ def diversity(
     scorer: LpipsScorer | None = None,
     batch_size: int = 16,
     device: str | torch.device | None = None,
+    scores: Sequence[str] | None = None,
 ) -> DiversityScores:
     """The four LPIPS diversity scores of a set of anomaly images.
 
@@ -267,6 +268,7 @@ def diversity(
             then scored at the first image's size).
         scorer: a ready :class:`LpipsScorer` (reused across calls); else one is built.
         batch_size, device: for the scorer built here.
+        scores: names (from :data:`SCORE_NAMES`) to compute; ``None`` = all four. Others are ``None``.
 
     Returns:
         :class:`DiversityScores`; the AbsDiff scores are ``None`` without ``diffs``/``originals``.
@@ -275,6 +277,9 @@ def diversity(
         DiversityInputError: lengths differ, fewer than 2 images, a mask is empty, sizes mismatch.
         MissingWeightsError: the LPIPS trunk weights are not in the torch hub cache.
     """
+    wanted = set(SCORE_NAMES if scores is None else scores)
+    if not wanted <= set(SCORE_NAMES):
+        raise DiversityInputError(f"unknown scores {sorted(wanted - set(SCORE_NAMES))}; choose from {', '.join(SCORE_NAMES)}")
     n = len(images)
     for name, seq in (("masks", masks), ("diffs", diffs), ("originals", originals)):
         if seq is not None and len(seq) != n:
@@ -314,11 +319,12 @@ def diversity(
         box = enclosing_square(changed) if changed.any() else enclosing_square(as_bool_mask(masks[i]))
         return square_crop(as_float_rgb(d), box)
 
-    views: list[Callable[[int], np.ndarray]] = [whole, square]
-    if diffs is not None or originals is not None:
-        views += [absdiff, square_absdiff]
-    means = [_mean_over_pairs(scorer, view, pairs) for view in views]
-    means += [None] * (4 - len(means))
+    has_diffs = diffs is not None or originals is not None
+    views = dict(zip(SCORE_NAMES, (whole, square, absdiff, square_absdiff)))
+    means = [
+        _mean_over_pairs(scorer, view, pairs) if name in wanted and (has_diffs or "AbsDiff" not in name) else None
+        for name, view in views.items()
+    ]
     return DiversityScores(*means, n_images=n, n_pairs=len(pairs), net=scorer.net, seed=seed)
 
 

@@ -29,6 +29,7 @@ from detect.diversity import (
     random_pairs,
     square_crop,
 )
+from detect.diversity_dataset import load_anomaly_rows
 from detect.lpips_backbones import MissingWeightsError, WeightsFileError, load_lpips
 
 SIZE = 128
@@ -137,8 +138,10 @@ def test_pairs_are_reproducible_and_never_pair_an_image_with_itself():
 def test_diff_column_and_recomputed_differences_agree(scorer, anomaly_set):
     images, masks, originals, _ = anomaly_set
     diffs = [np.round(absolute_difference(i, o) * 255).astype(np.uint8) for i, o in zip(images, originals)]
-    from_column = diversity(images, masks, diffs=diffs, scorer=scorer, seed=1)
-    recomputed = diversity(images, masks, originals=originals, scorer=scorer, seed=1)
+    absdiff_only = ("LPIPS_AbsDiff", "LPIPS□_AbsDiff")
+    from_column = diversity(images, masks, diffs=diffs, scorer=scorer, seed=1, n_pairs=3, scores=absdiff_only)
+    recomputed = diversity(images, masks, originals=originals, scorer=scorer, seed=1, n_pairs=3, scores=absdiff_only)
+    assert from_column.lpips is None and from_column.lpips_absdiff > 0
     assert from_column.lpips_absdiff == pytest.approx(recomputed.lpips_absdiff, abs=1e-4)
     assert from_column.lpips_square_absdiff == pytest.approx(recomputed.lpips_square_absdiff, abs=1e-4)
 
@@ -298,10 +301,26 @@ def test_cli_reads_a_datasets_folder_with_good_split(torch_home, tmp_path, anoma
     scores = json.loads(result.read_text(encoding="utf-8"))
     assert sorted(scores) == ["noise_a", "noise_b"]
     assert all(v is not None and v > 0 for group in scores.values() for v in group.values())
-    # the same dataset saved with DatasetDict.save_to_disk gives the same scores
+
+
+
+def test_save_to_disk_folder_reads_the_same_rows(tmp_path, anomaly_set):
+    datasets = pytest.importorskip("datasets")
+    images, masks, originals, methods = anomaly_set
+    test = datasets.Dataset.from_dict({
+        "image": [Image.fromarray(i) for i in images], "mask": [Image.fromarray(m.astype(np.uint8) * 255) for m in masks],
+        "source_id": [f"src{i // 2}" for i in range(len(images))], "method": methods,
+    }, features=datasets.Features({"image": datasets.Image(), "mask": datasets.Image(),
+                                   "source_id": datasets.Value("string"), "method": datasets.Value("string")}))
+    good = datasets.Dataset.from_dict({"image": [Image.fromarray(o) for o in originals[::2]],
+                                       "source_id": [f"src{k}" for k in range(3)]},
+                                      features=datasets.Features({"image": datasets.Image(), "source_id": datasets.Value("string")}))
     datasets.DatasetDict({"test": test, "good": good}).save_to_disk(str(tmp_path / "saved"))
-    assert main(["--dataset", str(tmp_path / "saved"), "--by", "method", "--output", str(result)]) == 0
-    assert json.loads(result.read_text(encoding="utf-8")) == scores
+    rows = load_anomaly_rows(tmp_path / "saved")
+    assert len(rows) == len(images) and rows.column("method") == methods
+    assert all(np.array_equal(rows.images[i], images[i]) for i in range(len(images)))
+    assert all(np.array_equal(rows.originals[i], originals[i]) for i in range(len(images)))
+    assert rows.diffs is None
 
 
 def test_cli_without_weights_stops_with_the_missing_file(tmp_path, anomaly_set, monkeypatch, capsys):

@@ -9,7 +9,8 @@ import skimage.data
 import torch
 import torchvision
 
-from detect.diversity import SCORE_NAMES, main
+from detect.diversity import SCORE_NAMES, LpipsScorer, diversity, main
+from detect.diversity_dataset import load_anomaly_rows
 from hub_server import HubServer
 from hub_tools.build import build_dataset
 from hub_tools.publish import push_build
@@ -67,7 +68,7 @@ def versions(env, tmp_path_factory):
         save_png(sources / f"{name}.png", getattr(skimage.data, name)()[100:196, 100:196])
     builds = {}
     for version, seed, diff in (("1.0.0", 3, True), ("1.1.0", 4, False)):
-        build = build_dataset(sources, tmp_path_factory.mktemp("build") / version, progress=False, per_image=2,
+        build = build_dataset(sources, tmp_path_factory.mktemp("build") / version, progress=False, per_image=1,
                               shapes=["rough"], modes=["gray_noise"], bins=["2.5-15%"], seed=seed, include_diff=diff)
         push_build(build.build_dir, REPO, version, license="cc0-1.0", message=f"Release {version}.")
         builds[f"v{version}"] = build.build_dir
@@ -80,11 +81,17 @@ def scores_of(dataset: str, tmp_path, *extra: str) -> dict:
     return json.loads(out.read_text(encoding="utf-8"))
 
 
+def local_scores(build_dir, scorer: LpipsScorer) -> dict:
+    rows = load_anomaly_rows(build_dir)
+    return diversity(rows.images, rows.masks, diffs=rows.diffs, originals=rows.originals, scorer=scorer).scores()
+
+
 def test_each_revision_scores_like_its_own_build(versions, tmp_path):
     first = scores_of(REPO, tmp_path, "--revision", "v1.0.0")
     second = scores_of(REPO, tmp_path, "--revision", "v1.1.0")
-    assert first == scores_of(str(versions["v1.0.0"]), tmp_path)
-    assert second == scores_of(str(versions["v1.1.0"]), tmp_path)
+    scorer = LpipsScorer("alex", device="cpu")
+    assert first == pytest.approx(local_scores(versions["v1.0.0"], scorer), rel=1e-6)
+    assert second == pytest.approx(local_scores(versions["v1.1.0"], scorer), rel=1e-6)
     assert first != second
     # v1.0.0 carries a diff column, v1.1.0 has its sources in the good split: both give all four scores
     assert set(first) == set(second) == set(SCORE_NAMES)
