@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .errors import DatasetLayoutError
+from .images import pil_to_array
 
 TEST_SPLIT = "test"
 GOOD_SPLIT = "good"
@@ -117,11 +118,5 @@ def decode(value: Any) -> np.ndarray:
             with Image.open(value["path"]) as im:
                 return decode(im)
     if isinstance(value, Image.Image):
-        if value.mode in ("L", "RGB", "RGBA", "LA"):
-            return np.asarray(value)
-        if value.mode.startswith("I"):
-            return np.asarray(value).astype(np.uint16)
-        if value.mode == "1":
-            return np.asarray(value.convert("L"))
-        return np.asarray(value.convert("RGB"))
+        return pil_to_array(value)
     raise DatasetLayoutError(f"cannot read an image from a cell of type {type(value).__name__}")

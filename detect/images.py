@@ -20,6 +20,17 @@ from .errors import InvalidImagesError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
+def pil_to_array(image: Image.Image) -> np.ndarray:
+    """A PIL image as stored: uint8 gray/RGB(A), uint16 for 16-bit modes, other modes as RGB."""
+    if image.mode in ("L", "RGB", "RGBA", "LA"):
+        return np.asarray(image)
+    if image.mode.startswith("I"):
+        return np.asarray(image).astype(np.uint16)
+    if image.mode == "1":
+        return np.asarray(image.convert("L"))
+    return np.asarray(image.convert("RGB"))
+
+
 def to_float_image(image: Any, what: str = "image") -> np.ndarray:
     """One image as float32 ``(H, W, C)`` in [0, 1] with C = 1 (gray) or 3 (colour).
 
@@ -27,14 +38,7 @@ def to_float_image(image: Any, what: str = "image") -> np.ndarray:
     or a PIL image. Alpha channels are dropped.
     """
     if isinstance(image, Image.Image):
-        if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-            image = np.asarray(image).astype(np.uint16)
-        elif image.mode in ("L", "RGB"):
-            image = np.asarray(image)
-        elif image.mode in ("LA",):
-            image = np.asarray(image.convert("L"))
-        else:
-            image = np.asarray(image.convert("RGB"))
+        image = pil_to_array(image)
     if not isinstance(image, np.ndarray):
         raise InvalidImagesError(f"{what}: expected a numpy array or PIL image, got {type(image).__name__}")
     if image.ndim == 3 and image.shape[2] in (2, 4):
@@ -111,5 +115,5 @@ def read_image_folder(folder: str | Path) -> tuple[list[np.ndarray], list[str]]:
     images = []
     for p in paths:
         with Image.open(p) as im:
-            images.append(np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB", "I;16") else im))
+            images.append(pil_to_array(im))
     return images, [str(p.relative_to(root)) for p in paths]
