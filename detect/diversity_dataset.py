@@ -164,6 +164,45 @@ def _rows_from_splits(ds: Any, good: Any | None, source: str, split: str, good_s
     return AnomalyRows(_Column(ds, "image"), _Column(ds, "mask"), diffs, originals, columns)
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def load_reference_images(source: str | Path, *, revision: str | None = None, split: str = "test") -> Sequence[np.ndarray]:
+    """Images of a reference set (e.g. real anomalies for FID/KID), lazily decoded.
+
+    ``source`` is a plain folder of image files (searched recursively, sorted by path; files named
+    ``*_mask.*`` and folders named ``ground_truth`` are skipped, as in MVTec AD), a synth output
+    folder, or a dataset ``datasets.load_dataset`` opens (only its ``image`` column is read).
+    """
+    folder = Path(source)
+    if folder.is_dir() and (folder / "metadata.jsonl").is_file():
+        with open(folder / "metadata.jsonl", encoding="utf-8") as fh:
+            names = [json.loads(line)["file_name"] for line in fh if line.strip()]
+        return _Files([folder / n for n in names])
+    if folder.is_dir() and not (folder / "dataset_dict.json").is_file() and not any(folder.glob("**/*.parquet")):
+        files = sorted(
+            p for p in folder.rglob("*")
+            if p.suffix.lower() in IMAGE_SUFFIXES and not p.stem.endswith("_mask") and "ground_truth" not in p.parts
+        )
+        if not files:
+            raise DatasetLayoutError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        return _Files(files)
+    if folder.is_dir() and (folder / "dataset_dict.json").is_file():
+        import datasets
+
+        ds = datasets.load_from_disk(str(folder))[split]
+    else:
+        import datasets
+
+        try:
+            ds = datasets.load_dataset(str(source), revision=revision, split=split)
+        except (ConnectionError, FileNotFoundError, ValueError) as exc:
+            raise DatasetUnavailableError(f"cannot open split {split!r} of {source}: {str(exc).rstrip('.')}") from exc
+    if "image" not in ds.column_names:
+        raise DatasetLayoutError(f"split {split!r} of {source} has no 'image' column (columns: {', '.join(ds.column_names)})")
+    return _Column(ds, "image")
+
+
 def _load_good(datasets: Any, source: str, revision: str | None, good_split: str) -> Any | None:
     """The anomaly-free split, or config of that name; ``None`` when the dataset has neither."""
     try:

@@ -315,8 +315,9 @@ def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
     add_dataset_arguments(parser, required=False)
     parser.add_argument("--by", default=None, metavar="COLUMN", help="metrics per value of this column, e.g. method")
     parser.add_argument("--real", default=None, metavar="REPO_OR_DIR",
-                        help="dataset of real anomalies as the FID/KID reference (default: the anomaly-free sources)")
-    parser.add_argument("--real-split", default="test", help="split of --real (default test)")
+                        help="real anomalies as the FID/KID reference: a folder of images (e.g. MVTec AD's test/<defect>/), "
+                             "or a dataset with an image column (default reference: the anomaly-free sources)")
+    parser.add_argument("--real-split", default="test", help="split of a --real dataset (default test)")
     parser.add_argument("--features", choices=(*FEATURE_KINDS, "none"), default="inception",
                         help="network for FID/KID/IS: inception (torchvision weights), fid-inception (pt_inception "
                              "weights), efficientnet-lite0 (offline; NOT comparable to published FID), none")
@@ -381,11 +382,11 @@ def run_cli(args: argparse.Namespace) -> int:
 
 
 def _reference_images(args: argparse.Namespace, rows) -> tuple[Sequence[np.ndarray], str]:
-    from detect.diversity_dataset import load_anomaly_rows
+    from detect.diversity_dataset import load_reference_images
 
     if args.real:
-        real = load_anomaly_rows(args.real, split=args.real_split)
-        return real.images, f"real anomalies {args.real} ({args.real_split}, {len(real.images)} images)"
+        real = load_reference_images(args.real, split=args.real_split)
+        return real, f"real anomalies {args.real} ({len(real)} images)"
     # each source once, not once per anomaly made from it
     seen: dict[str, int] = {}
     ids = rows.columns.get("source_id") or [str(i) for i in range(len(rows))]

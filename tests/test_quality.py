@@ -262,3 +262,22 @@ def test_quality_cli_without_sources_explains_what_is_missing(tmp_path, textures
                                                     "source_id": "brick.png"}) + "\n")
     assert main(["--dataset", str(out), "--no-lpips", "--features", "none"]) == 2
     assert "--sources" in capsys.readouterr().err
+
+
+def test_real_anomaly_folder_in_mvtec_layout_is_the_reference(tmp_path, textures):
+    from detect.diversity_dataset import load_reference_images
+
+    real = tmp_path / "wood"
+    for defect in ("crack", "hole"):
+        (real / "test" / defect).mkdir(parents=True)
+        (real / "ground_truth" / defect).mkdir(parents=True)
+        for k in range(2):
+            Image.fromarray(blob(textures["brick"][:64, :64], 6 + k)).save(real / "test" / defect / f"00{k}.png")
+            Image.fromarray(np.zeros((64, 64), np.uint8)).save(real / "ground_truth" / defect / f"00{k}_mask.png")
+    images = load_reference_images(real)
+    assert len(images) == 4  # the masks under ground_truth/ are not reference images
+    assert images[0].shape == (64, 64)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="no images"):
+        load_reference_images(empty)
