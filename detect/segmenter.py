@@ -72,7 +72,7 @@ class _Up(nn.Module):
 class LiteUNet(nn.Module):
     """U-Net on EfficientNet-Lite0: float32 ``(N, 3, H, W)`` in [0, 1] -> logits ``(N, 1, H, W)``.
 
-    H and W must be multiples of 16 (``Segmenter`` pads). 1.0 M parameters when ``width=32``.
+    H and W must be multiples of 16 (``Segmenter`` pads). 0.43 M parameters when ``width=32``.
     """
 
     def __init__(self, pretrained: bool = True, width: int = 32) -> None:
@@ -333,6 +333,8 @@ def train_segmenter(
         dataset, batch_size=batch, sampler=list(indices()), num_workers=detector.num_workers
     )
     autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(detector.mixed_precision)
+    # without an accelerator, fp16 needs its own loss scaling (the accelerator does it otherwise)
+    scaler = torch.amp.GradScaler(device.type, enabled=accelerator is None and autocast_dtype is torch.float16)
     bar = tqdm(total=detector.steps, initial=start, desc="train segmenter", disable=not (progress and is_main))
     step = start
     for x, y in loader:
@@ -349,9 +351,11 @@ def train_segmenter(
         optimizer.zero_grad(set_to_none=True)
         if accelerator is not None:
             accelerator.backward(loss)
+            optimizer.step()
         else:
-            loss.backward()
-        optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
         step += 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}")
