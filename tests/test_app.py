@@ -310,7 +310,8 @@ def test_twenty_concurrent_users_are_served_or_turned_away_cleanly(url, files):
 
     def user(i: int) -> None:
         try:
-            c = Client(url, verbose=False)
+            # a queued user waits; the client's default 5 s read timeout would count waiting as failing
+            c = Client(url, verbose=False, httpx_kwargs={"timeout": 90})
             result = c.predict(handle_file(str(files["grass"])), "synagen", "random", "random", "0.1-0.5%", 1, i,
                                None, None, api_name="/generate")
             outcome = "served" if len(result[0]) == 1 else f"bad result {result!r:.200}"
