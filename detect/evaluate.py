@@ -436,6 +436,8 @@ def _fit_images(args) -> list[np.ndarray]:
     from .images import read_image_folder
 
     fit = Path(args.fit)
+    if not fit.exists() and (fit.is_absolute() or str(args.fit).startswith((".", "~"))):
+        raise DetectError(f"--fit {args.fit} does not exist; pass a folder of anomaly-free images or a dataset")
     if fit.is_dir() and not (fit / "dataset_dict.json").is_file() and not any(fit.glob("**/*.parquet")):
         return read_image_folder(fit)[0]
     if args.fit_split == GOOD_SPLIT and str(args.fit).rstrip("/") == str(args.dataset).rstrip("/") \
