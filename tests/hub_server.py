@@ -23,10 +23,12 @@ import hashlib
 import json
 import re
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Iterator
 from urllib.parse import parse_qs, unquote, urlsplit
 
 REPO_TYPES = ("model", "dataset", "space")
@@ -614,3 +616,44 @@ class HubServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+@contextmanager
+def hub_environment(home: Path, token: str) -> Iterator[HubServer]:
+    """A running ``HubServer`` with huggingface_hub and datasets pointed at it, then restored.
+
+    Sets the environment and patches the module constants they read at import time, as datasets'
+    own test fixtures do; the caches live under ``home``. ``HF_HUB_OFFLINE`` is unset, since it
+    would block loopback too.
+    """
+    import datasets.config
+    import huggingface_hub.constants as hfc
+    import pytest
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    server = HubServer(token=token)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HF_TOKEN", token)
+    mp.setenv("HF_HOME", str(home))
+    mp.setenv("HF_ENDPOINT", server.url)
+    mp.setenv("HF_HUB_DISABLE_XET", "1")
+    mp.delenv("HF_HUB_OFFLINE", raising=False)
+    mp.setattr(hfc, "ENDPOINT", server.url)
+    mp.setattr(hfc, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}")
+    mp.setattr(hfc, "HF_HUB_DISABLE_XET", True)
+    mp.setattr(hfc, "HF_HUB_OFFLINE", False)
+    mp.setattr(hfc, "HF_HUB_CACHE", str(home / "hub"))
+    mp.setattr(hfc, "HF_TOKEN_PATH", str(home / "token"))
+    mp.setattr(datasets.config, "HF_ENDPOINT", server.url)
+    mp.setattr(datasets.config, "HUB_DATASETS_URL", server.url + "/datasets/{repo_id}/resolve/{revision}/{path}")
+    mp.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    mp.setattr(datasets.config, "HF_DATASETS_CACHE", home / "datasets")
+    bars_were_off = are_progress_bars_disabled()
+    disable_progress_bars()  # upload bars from worker threads would print past pytest's capture
+    try:
+        yield server
+    finally:
+        if not bars_were_off:
+            enable_progress_bars()
+        mp.undo()
+        server.close()

@@ -9,7 +9,7 @@ import skimage.data
 from PIL import Image
 
 import app
-from hub_server import HubServer
+from hub_server import hub_environment
 from hub_tools.build import build_dataset
 from hub_tools.publish import push_build
 from synth import save_png
@@ -21,37 +21,9 @@ TOKEN = "hf_AppDatasetsTabTestToken"
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    """The test Hub, with huggingface_hub/datasets pointed at it (as datasets' own test fixtures do)."""
-    import datasets.config
-    import huggingface_hub.constants as hfc
-
-    home = tmp_path_factory.mktemp("hf_home")
-    server = HubServer(token=TOKEN)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("HF_TOKEN", TOKEN)
-    mp.setenv("HF_HOME", str(home))
-    mp.setenv("HF_ENDPOINT", server.url)
-    mp.setenv("HF_HUB_DISABLE_XET", "1")
-    mp.delenv("HF_HUB_OFFLINE", raising=False)
-    mp.setattr(hfc, "ENDPOINT", server.url)
-    mp.setattr(hfc, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}")
-    mp.setattr(hfc, "HF_HUB_DISABLE_XET", True)
-    mp.setattr(hfc, "HF_HUB_OFFLINE", False)
-    mp.setattr(hfc, "HF_HUB_CACHE", str(home / "hub"))
-    mp.setattr(hfc, "HF_TOKEN_PATH", str(home / "token"))
-    mp.setattr(datasets.config, "HF_ENDPOINT", server.url)
-    mp.setattr(datasets.config, "HUB_DATASETS_URL", server.url + "/datasets/{repo_id}/resolve/{revision}/{path}")
-    mp.setattr(datasets.config, "HF_HUB_OFFLINE", False)
-    mp.setattr(datasets.config, "HF_DATASETS_CACHE", home / "datasets")
-    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
-
-    bars_were_off = are_progress_bars_disabled()
-    disable_progress_bars()
-    yield server
-    if not bars_were_off:
-        enable_progress_bars()
-    mp.undo()
-    server.close()
+    """The test Hub, with huggingface_hub/datasets pointed at it."""
+    with hub_environment(tmp_path_factory.mktemp("hf_home"), TOKEN) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

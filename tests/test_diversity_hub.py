@@ -11,7 +11,7 @@ import torchvision
 
 from detect.diversity import SCORE_NAMES, LpipsScorer, diversity, main
 from detect.diversity_dataset import load_anomaly_rows
-from hub_server import HubServer
+from hub_server import hub_environment
 from hub_tools.build import build_dataset
 from hub_tools.publish import push_build
 from synth import save_png
@@ -25,39 +25,18 @@ REPO = "org/diversity-textures"
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """Test Hub with huggingface_hub/datasets pointed at it; TORCH_HOME with a seeded AlexNet file."""
-    import datasets.config
-    import huggingface_hub.constants as hfc
-
     home = tmp_path_factory.mktemp("hf_home")
     torch_home = tmp_path_factory.mktemp("torch_home")
     (torch_home / "hub" / "checkpoints").mkdir(parents=True)
     torch.manual_seed(99)
     torch.save(torchvision.models.alexnet(weights=None).state_dict(),
                torch_home / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth")
-    server = HubServer(token=TOKEN)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("TORCH_HOME", str(torch_home))
-    mp.setenv("HF_TOKEN", TOKEN)
-    mp.setenv("HF_HOME", str(home))
-    mp.setenv("HF_ENDPOINT", server.url)
-    mp.setenv("HF_HUB_DISABLE_XET", "1")
-    mp.delenv("HF_HUB_OFFLINE", raising=False)
-    mp.setattr(hfc, "ENDPOINT", server.url)
-    mp.setattr(hfc, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}")
-    mp.setattr(hfc, "HF_HUB_DISABLE_XET", True)
-    mp.setattr(hfc, "HF_HUB_OFFLINE", False)
-    mp.setattr(hfc, "HF_HUB_CACHE", str(home / "hub"))
-    mp.setattr(hfc, "HF_TOKEN_PATH", str(home / "token"))
-    mp.setattr(datasets.config, "HF_ENDPOINT", server.url)
-    mp.setattr(datasets.config, "HUB_DATASETS_URL", server.url + "/datasets/{repo_id}/resolve/{revision}/{path}")
-    mp.setattr(datasets.config, "HF_HUB_OFFLINE", False)
-    mp.setattr(datasets.config, "HF_DATASETS_CACHE", home / "datasets")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # 2 shared cores: avoid OpenMP spin contention
-    yield server
+    with pytest.MonkeyPatch.context() as mp, hub_environment(home, TOKEN) as server:
+        mp.setenv("TORCH_HOME", str(torch_home))
+        yield server
     torch.set_num_threads(threads)
-    mp.undo()
-    server.close()
 
 
 @pytest.fixture(scope="module")
