@@ -58,8 +58,10 @@ def load_dataset_dict(path_or_repo: str, revision: str | None = None):
         )
     try:
         return datasets.load_dataset(str(path_or_repo), revision=revision)
-    except FileNotFoundError as exc:
-        raise DatasetLayoutError(f"cannot find dataset {path_or_repo!r} (revision {revision!r}): {exc}") from None
+    except OSError as exc:  # not found, no network, no access: the user must fix the name or revision
+        raise DatasetLayoutError(
+            f"cannot load dataset {path_or_repo!r} (revision {revision!r}): {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def load_evaluation_splits(path_or_repo: str, revision: str | None = None):
