@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import cv2
 import numpy as np
 import pytest
@@ -32,3 +34,19 @@ def textures() -> dict[str, np.ndarray]:
 @pytest.fixture(scope="session")
 def astronaut_256() -> np.ndarray:
     return cv2.resize(skimage.data.astronaut(), (256, 256), interpolation=cv2.INTER_AREA)
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    """The Space (app.py) served on a free loopback port for the tests of one module."""
+    import app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo = app.build_demo()
+    app.launch(demo, prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()

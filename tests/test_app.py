@@ -7,7 +7,6 @@ text file, a corrupt PNG, a 4x4 image) or on purpose (16-bit, palette, RGBA PNGs
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import zipfile
 from pathlib import Path
@@ -25,26 +24,9 @@ import app  # noqa: E402
 from synth import decode_image, save_png, synthesize  # noqa: E402
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def url():
-    demo = app.build_demo()
-    port = _free_port()
-    app.launch(demo, prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
-
-
-@pytest.fixture(scope="module")
-def client(url):
-    return Client(url, verbose=False)
+def client(app_url):
+    return Client(app_url, verbose=False)
 
 
 @pytest.fixture(scope="module")
@@ -204,13 +186,13 @@ def test_decompression_bomb_is_refused_before_decoding(client, tmp_path):
         _generate(client, bomb)
 
 
-def test_uploads_over_the_size_limit_are_refused_by_the_server(url, tmp_path):
+def test_uploads_over_the_size_limit_are_refused_by_the_server(app_url, tmp_path):
     import httpx
 
     big = tmp_path / "big.png"
     big.write_bytes(np.random.default_rng(0).integers(0, 256, 21 * 1024 * 1024, dtype=np.uint8).tobytes())
     with big.open("rb") as fh:
-        response = httpx.post(f"{url}gradio_api/upload", files={"files": ("big.png", fh, "image/png")}, timeout=60)
+        response = httpx.post(f"{app_url}gradio_api/upload", files={"files": ("big.png", fh, "image/png")}, timeout=60)
     assert response.status_code == 413
     assert "maximum allowed size of 20971520 bytes" in response.text
 
@@ -304,14 +286,14 @@ def test_dataset_name_must_be_org_slash_name(client):
 
 
 # --------------------------------------------------------------------------------------- load
-def test_twenty_concurrent_users_are_served_or_turned_away_cleanly(url, files):
+def test_twenty_concurrent_users_are_served_or_turned_away_cleanly(app_url, files):
     outcomes: list[str] = []
     lock = threading.Lock()
 
     def user(i: int) -> None:
         try:
             # a queued user waits; the client's default 5 s read timeout would count waiting as failing
-            c = Client(url, verbose=False, httpx_kwargs={"timeout": 90})
+            c = Client(app_url, verbose=False, httpx_kwargs={"timeout": 90})
             result = c.predict(handle_file(str(files["grass"])), "synagen", "random", "random", "0.1-0.5%", 1, i,
                                None, None, api_name="/generate")
             outcome = "served" if len(result[0]) == 1 else f"bad result {result!r:.200}"
@@ -330,7 +312,7 @@ def test_twenty_concurrent_users_are_served_or_turned_away_cleanly(url, files):
     assert all(o in ("served", "queue full") for o in outcomes), outcomes
     assert outcomes.count("served") >= 1
     # the app is still healthy afterwards
-    assert len(_generate(Client(url, verbose=False), files["grass"], count=1)[0]) == 1
+    assert len(_generate(Client(app_url, verbose=False), files["grass"], count=1)[0]) == 1
 
 
 def test_api_can_name_the_shapes_and_modes_of_any_method(client, files):

@@ -7,13 +7,11 @@ browser here) and Playwright's Python package.
 from __future__ import annotations
 
 import shutil
-import socket
 
 import numpy as np
 import pytest
 import skimage.data
 
-import app
 from synth import save_png
 
 pytestmark = pytest.mark.browser
@@ -21,25 +19,8 @@ pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def url():
-    demo = app.build_demo()
-    port = _free_port()
-    app.launch(demo, prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
-
-
 @pytest.mark.skipif(CHROMIUM is None, reason="no `chromium` executable on PATH (apt-get install chromium)")
-def test_upload_generate_and_see_results_in_chromium(url, tmp_path):
+def test_upload_generate_and_see_results_in_chromium(app_url, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
     upload = tmp_path / "gravel_crop.png"
     save_png(upload, np.ascontiguousarray(skimage.data.gravel()[:200, :240]))
@@ -51,7 +32,7 @@ def test_upload_generate_and_see_results_in_chromium(url, tmp_path):
         )
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1300})
-            page.goto(url, wait_until="domcontentloaded", timeout=60_000)
+            page.goto(app_url, wait_until="domcontentloaded", timeout=60_000)
             page.get_by_role("button", name="Generate", exact=True).wait_for(timeout=60_000)
 
             # replace the example image with the user's own file
