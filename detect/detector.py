@@ -104,7 +104,7 @@ class Detector(ABC):
                 h, w = self.fit_size
                 raise InvalidImagesError(
                     f"images[{i}] is {img.shape[1]}x{img.shape[0]} but the detector was fitted at {w}x{h}; "
-                    f"resize or crop it to {w}x{h}, or build the detector with image_size=... to resize"
+                    f"resize or crop it to {w}x{h}, or fit the detector with image_size=... (--image-size) to resize"
                 )
         scores: list[np.ndarray] = []
         maps: list[np.ndarray] = []

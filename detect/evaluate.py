@@ -37,7 +37,7 @@ import numpy as np
 
 from . import metrics, report
 from .dataset import GOOD_SPLIT, METADATA_COLUMNS, decode, load_dataset_dict, load_evaluation_splits, metadata_frame
-from .errors import DetectError, MetricInputError
+from .errors import DetectError, InvalidImagesError, MetricInputError
 
 DEFAULT_KS = (1, 2, 3, 4, 5)
 #: the paper's Fig. 7 subset; used when present in the data and no other subset is asked for
@@ -174,7 +174,12 @@ def score_rows(
     for start in tqdm(batches, desc=desc, disable=not progress):
         idx = list(range(start, min(start + batch_size, n)))
         rows = [get_row(i) for i in idx]
-        result = detector.score([r[0] for r in rows])
+        try:
+            result = detector.score([r[0] for r in rows])
+        except InvalidImagesError as exc:
+            raise InvalidImagesError(
+                f"{desc}, rows {idx[0]}-{idx[-1]} (numbered within this batch in what follows): {exc}"
+            ) from None
         for i, (_, mask), score, amap in zip(idx, rows, result.scores, result.maps):
             mask_arr = None if mask is None else _mask_bool(mask, amap.shape)
             small_map, small_mask = _shrink(amap, mask_arr, pixel_size)
