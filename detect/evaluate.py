@@ -7,6 +7,12 @@ Command line (any of)::
     python -m detect.evaluate ...            # one process (CPU or the first GPU)
     anomalyforge evaluate ...
 
+Several CPU processes: ``accelerate launch --multi_gpu --num_processes 2 -m detect.evaluate ...``
+(or ``torchrun --nproc_per_node 2 -m detect.evaluate ...``); without GPUs the processes talk over
+gloo. (``accelerate launch --cpu --num_processes N`` starts N processes only through MPI.) Scores
+are bit-identical for any number of processes given the same threads per process: on CPU, set
+``OMP_NUM_THREADS`` the same for both runs, because float sums depend on the thread count.
+
 Steps: read the ``test`` (synthetic anomalies) and ``good`` (anomaly-free sources) splits; fit the
 detector on ``--fit`` (a folder of anomaly-free images, or a split of a dataset: ``--fit-split``,
 default ``train``; fitting on the ``good`` split of the evaluated dataset is refused because those
