@@ -50,3 +50,15 @@ def app_url():
         yield f"http://127.0.0.1:{port}/"
     finally:
         demo.close()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Use with ``pytest.mark.usefixtures``: on 2 shared cores one intra-op torch thread avoids
+    OpenMP spin contention between torch and the other work of the test run."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -16,9 +16,10 @@ import cv2
 import numpy as np
 
 from ..anomaly import changed_pixels
-from ..errors import InvalidParameterError, RegionError, SizeBinError
+from ..errors import InvalidParameterError, SizeBinError
 from ..method import Method, Rendering, Scene, Spec
 from ..sizebins import DEFAULT_BINS, SizeBin
+from ..sizing import pixel_bounds, target_pixels
 from .modes import DEFAULT_MODES, MODES, manipulate, noise_field, sample_mode, texture_field
 from .shapes import SHAPES, panel_mask, sample_shape
 
@@ -115,20 +116,8 @@ class Synagen(Method):
         height, width = scene.height, scene.width
         n_pixels = height * width
         size_bin = spec.size_bin or SizeBin.parse("0.02-15%")
-        lo_px, hi_px = size_bin.pixel_range(n_pixels)
-        if hi_px < max(lo_px, 1):
-            raise SizeBinError(
-                f"size bin {size_bin.name} holds no whole pixel count for a {width}x{height} image "
-                f"({n_pixels} pixels); use a larger image or a wider bin"
-            )
-        lo_px = max(lo_px, 1)
-        allowed_count = n_pixels if scene.region is None else int(scene.region.sum())
-        if allowed_count < lo_px:
-            raise RegionError(
-                f"region has {allowed_count} allowed pixels ({100 * allowed_count / n_pixels:.3g} % of the "
-                f"image) but size bin {size_bin.name} needs at least {lo_px}; use a smaller bin or a larger region"
-            )
-        target_px = min(max(p["target_fraction"] * n_pixels, lo_px), hi_px)
+        lo_px, hi_px = pixel_bounds(size_bin, scene)
+        target_px = target_pixels(size_bin, p["target_fraction"], scene)
 
         shape_mask = panel_mask(spec.shape, p["shape_params"])
         bx, by, bw, bh = cv2.boundingRect(shape_mask.view(np.uint8))
