@@ -17,10 +17,7 @@ feature maps of the two layers PatchCore and PaDiM use (strides 8 and 16).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
-
 import torch
 from torch import nn
 
@@ -228,12 +225,6 @@ class _LiteFeatures(nn.Module):
         return [outs[2], outs[4]]  # 40 channels at stride 8, 112 at stride 16
 
 
-@dataclass(frozen=True)
-class BackboneInfo:
-    name: str
-    channels: tuple[int, int]
-
-
 _CHANNELS = {
     "efficientnet_lite0": (40, 112),
     "resnet18": (128, 256),
@@ -279,6 +270,5 @@ class FeatureExtractor(nn.Module):
         return self.body((x - self.mean) / self.std)
 
 
-BACKBONES: dict[str, Callable[[], FeatureExtractor]] = {
-    name: (lambda n=name: FeatureExtractor(n)) for name in _CHANNELS
-}
+#: backbones known to work (any torchvision ResNet-family name does)
+BACKBONE_NAMES: tuple[str, ...] = tuple(_CHANNELS)

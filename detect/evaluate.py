@@ -42,7 +42,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import metrics, report
-from .dataset import GOOD_SPLIT, METADATA_COLUMNS, decode, load_dataset_dict, load_evaluation_splits, metadata_frame
+from .dataset import GOOD_SPLIT, decode, load_dataset_dict, load_evaluation_splits, metadata_frame
 from .errors import DetectError, InvalidImagesError, MetricInputError
 
 DEFAULT_KS = (1, 2, 3, 4, 5)

@@ -34,7 +34,7 @@ from torch import nn
 
 from .backbones import IMAGENET_MEAN, IMAGENET_STD, efficientnet_lite0
 from .detector import Detector
-from .errors import DetectError, NotFittedError
+from .errors import DetectError
 
 LOGISTIC_K = 1.0 / 3.0
 LOGISTIC_X0 = 7.0
