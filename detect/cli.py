@@ -34,6 +34,26 @@ def register(subparsers) -> None:
         register_cli(subparsers)
 
 
+def script_main(module, argv=None) -> int:
+    """``python -m detect.evaluate`` / ``detect.train`` (also under ``accelerate launch``)."""
+    parser = argparse.ArgumentParser(prog=module.__name__, description=module.__doc__.split("\n")[0])
+    args = module.add_arguments(parser).parse_args(argv)
+    args.command = module.__name__.split(".")[-1]
+    return _guarded(module.run)(args)
+
+
+def make_accelerator(cpu: bool = False, **options):
+    """An ``accelerate.Accelerator`` that also works on machines without a GPU.
+
+    accelerate only sets up a CPU process group (gloo) when asked for the CPU, so on a machine
+    without GPUs ``accelerate launch --multi_gpu --num_processes N`` / torchrun need ``cpu=True``.
+    """
+    import torch
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=cpu or not torch.cuda.is_available(), **options)
+
+
 def _guarded(func):
     """Turn our ValueErrors into a one-line message and exit code 2 instead of a traceback."""
 

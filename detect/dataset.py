@@ -20,26 +20,15 @@ from typing import Any
 
 import numpy as np
 
+from hub_tools.schema import REQUIRED_COLUMNS
+
 from .errors import DatasetLayoutError
 from .images import pil_to_array
 
 TEST_SPLIT = "test"
 GOOD_SPLIT = "good"
 #: metadata columns copied into ``scores.parquet`` when present (the schema's, minus images)
-METADATA_COLUMNS = (
-    "source_id",
-    "method",
-    "shape",
-    "mode",
-    "size_bin",
-    "area_fraction",
-    "brightness_delta",
-    "background_brightness",
-    "bbox",
-    "angle",
-    "seed",
-    "params",
-)
+METADATA_COLUMNS = tuple(c for c in REQUIRED_COLUMNS if c not in ("image", "mask")) + ("angle",)
 
 
 def load_dataset_dict(path_or_repo: str, revision: str | None = None):

@@ -467,12 +467,12 @@ def _fit_images(args) -> list[np.ndarray]:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``anomalyforge evaluate`` / ``python -m detect.evaluate``."""
-    from accelerate import Accelerator
+    from .cli import make_accelerator
 
     from .detector import load_detector
     from .registry import build_detector
 
-    accelerator = Accelerator(cpu=args.cpu or not _cuda_available())
+    accelerator = make_accelerator(args.cpu)
     out = Path(args.output)
     ks = [int(k) for k in str(args.ks).split(",") if k.strip()]
     test, good = load_evaluation_splits(args.dataset, args.revision)
@@ -513,21 +513,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = add_arguments(argparse.ArgumentParser(prog="detect.evaluate", description=__doc__.split("\n")[0]))
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except DetectError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    from .cli import script_main
 
-
-def _cuda_available() -> bool:
-    # accelerate only sets up a CPU process group (gloo) when asked for the CPU, so on a machine
-    # without GPUs `accelerate launch --multi_gpu --num_processes N` / torchrun need cpu=True here
-    import torch
-
-    return torch.cuda.is_available()
+    return script_main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .errors import DetectError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -43,12 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from accelerate import Accelerator
-
+    from .cli import make_accelerator
     from .images import read_image_folder
     from .segmenter import Segmenter, train_segmenter
 
-    accelerator = Accelerator(cpu=args.cpu or not _cuda_available(), mixed_precision=args.mixed_precision)
+    accelerator = make_accelerator(args.cpu, mixed_precision=args.mixed_precision)
     images, _ = read_image_folder(args.fit)
     detector = Segmenter(
         methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
@@ -71,21 +69,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = add_arguments(argparse.ArgumentParser(prog="detect.train", description=__doc__.split("\n")[0]))
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except DetectError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    from .cli import script_main
 
-
-def _cuda_available() -> bool:
-    # accelerate only sets up a CPU process group (gloo) when asked for the CPU, so on a machine
-    # without GPUs `accelerate launch --multi_gpu --num_processes N` / torchrun need cpu=True here
-    import torch
-
-    return torch.cuda.is_available()
+    return script_main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from .errors import InvalidImageError, InvalidParameterError
-from .image import channel_max, from_float, layout_of, luminance, quantize, to_float
+from .image import channel_max, from_float, luminance, quantize, to_float
 from .method import Method, Rendering, Scene, Spec
 from .region import normalize_region
 from .sizebins import DEFAULT_BINS, SizeBin, bin_of, resolve_bin

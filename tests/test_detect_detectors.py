@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import skimage.data
-import torch
 
 from detect.detector import load_detector
 from detect.errors import DetectError, InvalidImagesError, NotFittedError
@@ -14,14 +13,7 @@ from detect.padim import PaDiM
 from detect.patchcore import PatchCore, greedy_coreset
 from synth import synthesize
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core runner, OpenMP threads that wait for each other make
-    small convolutions many times slower (the results are the same)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 SIZE = 128

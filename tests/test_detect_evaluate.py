@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import skimage.data
-import torch
 from PIL import Image
 
 from detect.dataset import load_evaluation_splits
@@ -29,13 +28,7 @@ CELLS = [("elongated", "transparent", "0.1-0.5%"), ("rough", "gray_noise", "0.5-
          ("spattered", "mean_noise", "2.5-15%"), ("complex", "transparent_noise", "2.5-15%")]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: faster on a shared 2-core runner, and the same per process below."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _png(array: np.ndarray) -> dict:

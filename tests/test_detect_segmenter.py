@@ -14,14 +14,7 @@ from detect.detector import load_detector
 from detect.errors import DetectError
 from detect.segmenter import Segmenter, SyntheticAnomalies, latest_checkpoint, logistic_label, train_segmenter
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core runner, OpenMP threads that wait for each other make
-    small convolutions many times slower (the results are the same)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 
