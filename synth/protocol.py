@@ -179,6 +179,10 @@ _JOB: _Job | None = None
 def _init_worker(job: _Job) -> None:
     global _JOB
     _JOB = job
+    if mp.current_process().name != "MainProcess":
+        import cv2
+
+        cv2.setNumThreads(1)  # N worker processes already use N cores
     _load.cache_clear()
     _png_base.cache_clear()
 

@@ -21,12 +21,16 @@ from ..method import Method, Rendering, Scene, Spec
 from ..sizebins import DEFAULT_BINS, SizeBin
 from ..sizing import pixel_bounds, target_pixels
 from .modes import DEFAULT_MODES, MODES, manipulate, noise_field, sample_mode, texture_field
-from .shapes import SHAPES, panel_mask, sample_shape
+from .shapes import SHAPES, rotated_shape, sample_shape
 
 _GOLDEN = 0.6180339887498949
-_PLACEMENT_ATTEMPTS = 4
+_PLACEMENT_ATTEMPTS = 6
+_COVERAGE_THRESHOLDS = (0.5, 0.3, 0.7)
 _SCALE_STEPS = 18
+#: accepted distance from the drawn target, as a share of the bin's width: sizes stay spread
+#: evenly over the bin (to within this share) without chasing an exact pixel count
 _TARGET_TOLERANCE = 0.1
+_REFINE_STEPS = 2
 _KERNEL3 = np.ones((3, 3), np.uint8)
 
 
@@ -119,13 +123,9 @@ class Synagen(Method):
         lo_px, hi_px = pixel_bounds(size_bin, scene)
         target_px = target_pixels(size_bin, p["target_fraction"], scene)
 
-        shape_mask = panel_mask(spec.shape, p["shape_params"])
-        bx, by, bw, bh = cv2.boundingRect(shape_mask.view(np.uint8))
-        if bw == 0 or bh == 0:  # thresholds removed everything: fall back to a disk
-            shape_crop = np.zeros((64, 64), np.float32)
-            cv2.circle(shape_crop, (32, 32), 30, 1.0, -1)
-        else:
-            shape_crop = shape_mask[by : by + bh, bx : bx + bw].astype(np.float32)
+        # rotation does not depend on the scale: rotate once at panel resolution, then only
+        # resize while searching for the scale
+        shape_crop = rotated_shape(spec.shape, p["shape_params"], float(p["angle"]))
         shape_area = float((shape_crop > 0.5).sum())
 
         mode_params = p["mode_params"]
@@ -142,17 +142,21 @@ class Synagen(Method):
         in_bin: tuple[int, _Window, np.ndarray, dict[str, Any]] | None = None
         for attempt in range(_PLACEMENT_ATTEMPTS):
             shift = attempt * _GOLDEN
+            # Thin shapes gain or lose whole strokes at some scales, so the area can jump over a
+            # narrow bin; another coverage threshold moves the jumps (recorded with the result).
+            threshold = _COVERAGE_THRESHOLDS[attempt % len(_COVERAGE_THRESHOLDS)]
             position = [(u + shift) % 1.0 for u in p["position"]]
             anchor = [(u + shift) % 1.0 for u in p["anchor"]]
             max_scale = 4.0 * max(height, width) / max(shape_crop.shape)
             scale = self._predict_scale(
-                shape_crop, math.sqrt(target_px / shape_area), target_px, max_scale, p["angle"],
-                position, anchor, scene, region_pixels,
+                shape_crop, math.sqrt(target_px / shape_area), target_px, max_scale,
+                position, anchor, scene, region_pixels, threshold,
             )
             s_low, s_high = 0.0, math.inf
+            first_in_bin: int | None = None
             for step in range(_SCALE_STEPS):
                 scale = min(scale, max_scale)
-                placed = self._place(shape_crop, scale, p["angle"], position, anchor, scene, region_pixels)
+                placed = self._place(shape_crop, scale, position, anchor, scene, region_pixels, threshold)
                 if placed is None:
                     area, out_window = 0, None
                 else:
@@ -162,11 +166,14 @@ class Synagen(Method):
                 if best is None or abs(area - target_px) < abs(best[0] - target_px):
                     best = (area, scale)
                 if lo_px <= area <= hi_px:
-                    extra = {"scale": scale, "placement_attempt": attempt, "scale_steps": step + 1}
+                    extra = {"scale": scale, "placement_attempt": attempt, "coverage_threshold": threshold, "scale_steps": step + 1}
                     if in_bin is None or abs(area - target_px) < abs(in_bin[0] - target_px):
                         in_bin = (area, window, out_window, extra)
-                    # in the bin and near the drawn target: sizes stay uniform inside the bin
-                    if abs(area - target_px) <= _TARGET_TOLERANCE * target_px or step >= _SCALE_STEPS // 2:
+                    first_in_bin = step if first_in_bin is None else first_in_bin
+                    # In the bin: a few more steps towards the drawn target keep sizes spread
+                    # evenly over the bin, but shapes whose area jumps with scale (rough) may never
+                    # get within the tolerance, so the refinement is bounded.
+                    if abs(area - target_px) <= _TARGET_TOLERANCE * (hi_px - lo_px) or step - first_in_bin >= _REFINE_STEPS:
                         break
                 if area < lo_px:
                     s_low = max(s_low, scale)
@@ -202,24 +209,17 @@ class Synagen(Method):
     def _place(
         shape_crop: np.ndarray,
         scale: float,
-        angle: float,
         position: list[float],
         anchor: list[float],
         scene: Scene,
         region_pixels: np.ndarray | None,
+        threshold: float = 0.5,
     ) -> tuple[np.ndarray, _Window] | None:
-        """Scale, rotate and position the shape; return its bool footprint in a window of the image."""
+        """Scale and position the (rotated) shape; return its bool footprint in a window of the image."""
         h, w = shape_crop.shape
         new_w, new_h = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
         interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
-        resized = cv2.resize(shape_crop, (new_w, new_h), interpolation=interp)
-        rot = cv2.getRotationMatrix2D((new_w / 2.0, new_h / 2.0), angle, 1.0)
-        cos, sin = abs(rot[0, 0]), abs(rot[0, 1])
-        out_w = int(math.ceil(new_h * sin + new_w * cos)) + 2
-        out_h = int(math.ceil(new_h * cos + new_w * sin)) + 2
-        rot[0, 2] += out_w / 2.0 - new_w / 2.0
-        rot[1, 2] += out_h / 2.0 - new_h / 2.0
-        rotated = cv2.warpAffine(resized, rot, (out_w, out_h), flags=cv2.INTER_LINEAR, borderValue=0.0) > 0.5
+        rotated = cv2.resize(shape_crop, (new_w, new_h), interpolation=interp) > threshold
         bx, by, bw, bh = cv2.boundingRect(rotated.view(np.uint8))
         if bw == 0 or bh == 0:
             return None
@@ -260,11 +260,11 @@ class Synagen(Method):
         scale: float,
         target_px: float,
         max_scale: float,
-        angle: float,
         position: list[float],
         anchor: list[float],
         scene: Scene,
         region_pixels: np.ndarray | None,
+        threshold: float,
     ) -> float:
         """A starting scale from the placed footprint plus its outer smoothing band.
 
@@ -274,7 +274,7 @@ class Synagen(Method):
         outer = max(1, self.smooth_band // 3) if self.smooth_band > 0 else 0
         for _ in range(4):
             scale = min(scale, max_scale)
-            placed = self._place(shape_crop, scale, angle, position, anchor, scene, region_pixels)
+            placed = self._place(shape_crop, scale, position, anchor, scene, region_pixels, threshold)
             if placed is None:
                 return scale
             footprint, window = placed

@@ -17,6 +17,7 @@ within +-spread/2 of the first), so clusters stay on the panel; centres are clip
 from __future__ import annotations
 
 import json
+import math
 from functools import lru_cache
 from typing import Any
 
@@ -169,3 +170,35 @@ def _panel_cached(shape: str, params_json: str) -> np.ndarray:
         mask = base
     mask.setflags(write=False)
     return mask
+
+
+def rotated_shape(shape: str, params: dict[str, Any], angle: float) -> np.ndarray:
+    """The panel mask rotated by ``angle`` degrees, cropped to its extent: float32 in [0, 1].
+
+    Values are the bilinear coverage of the rotated binary mask (threshold at 0.5 after any
+    resize). A mask that the thresholds emptied falls back to a disk, so rendering never fails here.
+    """
+    return _rotated_cached(shape, json.dumps(params, sort_keys=True), float(angle))
+
+
+@lru_cache(maxsize=16)
+def _rotated_cached(shape: str, params_json: str, angle: float) -> np.ndarray:
+    mask = _panel_cached(shape, params_json)
+    bx, by, bw, bh = cv2.boundingRect(mask.view(np.uint8))
+    if bw == 0 or bh == 0:
+        crop = np.zeros((64, 64), np.float32)
+        cv2.circle(crop, (32, 32), 30, 1.0, -1)
+    else:
+        crop = mask[by : by + bh, bx : bx + bw].astype(np.float32)
+    h, w = crop.shape
+    rot = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), angle, 1.0)
+    cos, sin = abs(rot[0, 0]), abs(rot[0, 1])
+    out_w = int(math.ceil(h * sin + w * cos)) + 2
+    out_h = int(math.ceil(h * cos + w * sin)) + 2
+    rot[0, 2] += out_w / 2.0 - w / 2.0
+    rot[1, 2] += out_h / 2.0 - h / 2.0
+    rotated = cv2.warpAffine(crop, rot, (out_w, out_h), flags=cv2.INTER_LINEAR, borderValue=0.0)
+    bx, by, bw, bh = cv2.boundingRect((rotated > 0).view(np.uint8))
+    rotated = np.ascontiguousarray(rotated[by : by + bh, bx : bx + bw])
+    rotated.setflags(write=False)
+    return rotated
