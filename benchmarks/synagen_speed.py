@@ -3,7 +3,7 @@
     python benchmarks/synagen_speed.py [--per-cell N] [--sizes 256 1024]
 
 "render" is synthesize() alone (draw, render, measure, record); "+png" adds PNG encoding of the
-image and mask as the folder protocol writes them (zlib level 1, unchanged row bands reused from
+image and mask as the folder protocol writes them (deflate level 2, unchanged row bands reused from
 the source's encoding, whose one-off cost per source image is amortised over its outputs and
 included here). Each
 cell renders one drawn anomaly in all five bins (the protocol's pattern). Single process.

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InvalidParameterError, SynthError
+from .image import DEFAULT_PNG_LEVEL
 from .sizebins import DEFAULT_BINS
 
 #: Built-in CC0 example images (scikit-image's data), usable as INPUT_DIR "skimage:brick,grass".
@@ -48,8 +49,9 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
                    help="folder of texture images for SYNAGEN's texture mode and DRAEM")
     g.add_argument("--workers", type=int, default=1, metavar="N",
                    help="worker processes (default 1); output is identical for any N")
-    g.add_argument("--png-compression", type=int, default=1, choices=range(10), metavar="0-9",
-                   help="zlib level of written PNGs (default 1: fast, slightly larger files)")
+    g.add_argument("--png-compression", type=int, default=DEFAULT_PNG_LEVEL, choices=range(10), metavar="0-9",
+                   help=f"deflate level of written PNGs (default {DEFAULT_PNG_LEVEL}: fast, with files "
+                        "slightly smaller than libpng's level 1)")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 

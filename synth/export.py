@@ -25,7 +25,7 @@ from typing import Any, Mapping, Sequence
 
 from .anomaly import Anomaly
 from .errors import InvalidParameterError
-from .image import encode_png, write_atomic
+from .image import DEFAULT_PNG_LEVEL, encode_png, write_atomic
 from .protocol import CONFIG, METADATA, metadata_row
 
 
@@ -72,7 +72,7 @@ def export_zip(
     source_ids: Sequence[str] | str,
     *,
     config: Mapping[str, Any] | None = None,
-    png_compression: int = 1,
+    png_compression: int = DEFAULT_PNG_LEVEL,
 ) -> Path:
     """Write ``anomalies`` to the zip ``path`` in the ``imagefolder`` layout; return the path.
 
@@ -127,7 +127,7 @@ def export_parquet(
     path: str | os.PathLike,
     source_ids: Sequence[str] | str,
     *,
-    png_compression: int = 1,
+    png_compression: int = DEFAULT_PNG_LEVEL,
 ) -> Path:
     """Write ``anomalies`` as one parquet file (one row each, PNG bytes inline); return the path.
 

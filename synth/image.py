@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import InvalidImageError
+from .png import DEFAULT_LEVEL as DEFAULT_PNG_LEVEL
 
 #: Largest image (in pixels) that ``load_image`` accepts; a guard against decompression bombs.
 MAX_PIXELS = 100_000_000
@@ -227,10 +228,10 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndar
     return decode_image(data, name=str(path), max_pixels=max_pixels)
 
 
-def encode_png(image: np.ndarray, compression: int = 1, base: "object | None" = None) -> bytes:
+def encode_png(image: np.ndarray, compression: int = DEFAULT_PNG_LEVEL, base: "object | None" = None) -> bytes:
     """Encode gray/gray+alpha/RGB/RGBA uint8 or uint16 (floats become uint16) as PNG bytes.
 
-    ``compression`` is the zlib level 0-9 (1, the default, is fast). ``base`` is an optional
+    ``compression`` is the deflate level 0-9 (the default, 2, is fast). ``base`` is an optional
     ``synth.png.Base`` of a same-shaped reference image: unchanged row bands are copied from it
     (much faster for a small anomaly in a large image); the bytes do not depend on it.
     """
@@ -256,5 +257,5 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def save_png(path: str | os.PathLike, image: np.ndarray, compression: int = 1) -> None:
+def save_png(path: str | os.PathLike, image: np.ndarray, compression: int = DEFAULT_PNG_LEVEL) -> None:
     write_atomic(path, encode_png(image, compression))

@@ -28,7 +28,7 @@ import numpy as np
 
 from .anomaly import Anomaly, synthesize
 from .errors import InvalidParameterError, SynthError
-from .image import encode_png, load_image, write_atomic
+from .image import DEFAULT_PNG_LEVEL, encode_png, load_image, write_atomic
 from .registry import get_method, method_names
 from .sizebins import DEFAULT_BINS, SizeBin
 
@@ -52,7 +52,7 @@ class ProtocolConfig:
     bins: tuple[str, ...] = tuple(b.name for b in DEFAULT_BINS)
     seed: int = 0
     method_options: Mapping[str, Any] = field(default_factory=dict)
-    png_compression: int = 1
+    png_compression: int = DEFAULT_PNG_LEVEL
 
     def size_bins(self) -> tuple[SizeBin, ...]:
         return tuple(SizeBin.parse(b) for b in self.bins)
@@ -306,7 +306,7 @@ def run_protocol(
     region_masks: str | os.PathLike | None = None,
     textures: str | os.PathLike | None = None,
     method_options: Mapping[str, Any] | None = None,
-    png_compression: int = 1,
+    png_compression: int = DEFAULT_PNG_LEVEL,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """Generate the dataset of ``input_dir`` into ``output_dir``; return the metadata rows.
