@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from hub_tools.loading import load_dataset
 from hub_tools.schema import REQUIRED_COLUMNS
 
 from .errors import DatasetLayoutError
@@ -46,7 +47,7 @@ def load_dataset_dict(path_or_repo: str, revision: str | None = None):
             f"{path_or_repo!r} is neither a local folder nor a Hub repo id (ORG/NAME)"
         )
     try:
-        return datasets.load_dataset(str(path_or_repo), revision=revision)
+        return load_dataset(str(path_or_repo), revision=revision)
     except OSError as exc:  # not found, no network, no access: the user must fix the name or revision
         raise DatasetLayoutError(
             f"cannot load dataset {path_or_repo!r} (revision {revision!r}): {type(exc).__name__}: {exc}"

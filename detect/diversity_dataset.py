@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from detect.errors import DatasetLayoutError, DetectError
+from hub_tools.loading import load_dataset
 
 
 class DatasetUnavailableError(DetectError):
@@ -115,10 +116,8 @@ def _rows_from_saved(folder: Path, split: str, good_split: str) -> AnomalyRows:
 
 
 def _rows_from_datasets(source: str, revision: str | None, split: str, good_split: str) -> AnomalyRows:
-    import datasets
-
     try:
-        ds = datasets.load_dataset(source, revision=revision, split=split)
+        ds = load_dataset(source, revision=revision, split=split)
     except (ConnectionError, FileNotFoundError, ValueError) as exc:
         at = f" at revision {revision}" if revision else ""
         raise DatasetUnavailableError(
@@ -127,7 +126,7 @@ def _rows_from_datasets(source: str, revision: str | None, split: str, good_spli
         ) from exc
     good = None
     if "source_id" in ds.column_names:
-        good = _load_good(datasets, source, revision, good_split)
+        good = _load_good(source, revision, good_split)
     return _rows_from_splits(ds, good, source, split, good_split)
 
 
@@ -192,10 +191,8 @@ def load_reference_images(source: str | Path, *, revision: str | None = None, sp
 
         ds = datasets.load_from_disk(str(folder))[split]
     else:
-        import datasets
-
         try:
-            ds = datasets.load_dataset(str(source), revision=revision, split=split)
+            ds = load_dataset(str(source), revision=revision, split=split)
         except (ConnectionError, FileNotFoundError, ValueError) as exc:
             raise DatasetUnavailableError(f"cannot open split {split!r} of {source}: {str(exc).rstrip('.')}") from exc
     if "image" not in ds.column_names:
@@ -203,14 +200,14 @@ def load_reference_images(source: str | Path, *, revision: str | None = None, sp
     return _Column(ds, "image")
 
 
-def _load_good(datasets: Any, source: str, revision: str | None, good_split: str) -> Any | None:
+def _load_good(source: str, revision: str | None, good_split: str) -> Any | None:
     """The anomaly-free split, or config of that name; ``None`` when the dataset has neither."""
     try:
-        return datasets.load_dataset(source, revision=revision, split=good_split)
+        return load_dataset(source, revision=revision, split=good_split)
     except ValueError:  # unknown split name
         pass
     try:
-        loaded = datasets.load_dataset(source, good_split, revision=revision)
+        loaded = load_dataset(source, good_split, revision=revision)
     except (ValueError, FileNotFoundError):  # no such config
         return None
     return loaded[next(iter(loaded))] if hasattr(loaded, "keys") else loaded

@@ -31,6 +31,7 @@ from typing import Any
 from .build import validate_build
 from .card import add_changelog_entry, read_changelog, render_card
 from .errors import HubToolsError, PublishError, StaleParentError, ValidationError, VersionError
+from .loading import load_dataset
 from .schema import SPLITS
 
 REPO_TYPE = "dataset"
@@ -364,4 +365,4 @@ def load_version(
         if not files:
             raise PublishError(f"the cached snapshot of {repo_id} {tag} has no {split} files; load it online again")
         data_files[split] = files
-    return datasets.load_dataset("parquet", data_files=data_files)
+    return load_dataset("parquet", data_files=data_files)

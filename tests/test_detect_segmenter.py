@@ -99,8 +99,9 @@ def test_a_short_cpu_training_finds_large_anomalies():
     for i, source in enumerate(good):
         a = synthesize(source, "synagen", seed=100 + i, size_bin="2.5-15%")
         rows.append({"image": a.image, "mask": a.mask, **a.record})
-    detector = Segmenter(steps=60, train_batch_size=8, seed=0).fit(fit)
+    detector = Segmenter(steps=90, train_batch_size=8, seed=0).fit(fit)
     ev = evaluate(rows, good, detector, ks=(1,))
-    # measured: 1.0 after 60 steps (480 synthetic samples) at one false positive among 10 crops
+    # measured at one false positive among 10 crops: 1.0 after 90 steps (720 synthetic samples),
+    # 0.5 after 60 steps; the floor leaves room for a different BLAS or CPU
     assert ev.summary["recall_at_k"]["1"] >= 0.7
     assert ev.summary["pixel_auroc"] > 0.8
