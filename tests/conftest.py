@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
+import tempfile
 
 import cv2
 import numpy as np
 import pytest
 import skimage.data
+
+# The test run neither reads nor fills the user's Hugging Face caches: datasets keys its cache of
+# a local folder by the folder's name, so results of an earlier run could leak in. Set before any
+# test module imports datasets or huggingface_hub (they read it at import time); subprocesses
+# inherit it.
+_HF_HOME = tempfile.mkdtemp(prefix="anomalyforge-tests-hf-")
+os.environ["HF_HOME"] = _HF_HOME
+for _variable in ("HF_DATASETS_CACHE", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+    os.environ.pop(_variable, None)
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(_HF_HOME, ignore_errors=True)
 
 
 def _rgb(name: str) -> np.ndarray:
