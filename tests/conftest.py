@@ -78,3 +78,16 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def torch_home_with_alexnet(home, seed: int):
+    """Make ``home`` a TORCH_HOME whose hub cache holds a seeded random AlexNet checkpoint under
+    torchvision's file name (the real weights cannot be downloaded here); return the checkpoints folder."""
+    import torch
+    import torchvision
+
+    checkpoints = home / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    torch.save(torchvision.models.alexnet(weights=None).state_dict(), checkpoints / "alexnet-owt-7be5be79.pth")
+    return checkpoints

@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import torch_home_with_alexnet
 import torch
 import torchvision
 from PIL import Image
@@ -42,10 +43,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def torch_home(tmp_path_factory):
     """TORCH_HOME whose hub cache holds a seeded AlexNet checkpoint named as torchvision names it."""
     home = tmp_path_factory.mktemp("torch_home")
-    checkpoints = home / "hub" / "checkpoints"
-    checkpoints.mkdir(parents=True)
-    torch.manual_seed(1234)
-    torch.save(torchvision.models.alexnet(weights=None).state_dict(), checkpoints / "alexnet-owt-7be5be79.pth")
+    torch_home_with_alexnet(home, seed=1234)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TORCH_HOME", str(home))
         yield home

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import torch_home_with_alexnet
 import skimage.data
 import torch
-import torchvision
 
 from detect.diversity import SCORE_NAMES, LpipsScorer, diversity, main
 from detect.diversity_dataset import load_anomaly_rows
@@ -27,10 +27,7 @@ def env(tmp_path_factory):
     """Test Hub with huggingface_hub/datasets pointed at it; TORCH_HOME with a seeded AlexNet file."""
     home = tmp_path_factory.mktemp("hf_home")
     torch_home = tmp_path_factory.mktemp("torch_home")
-    (torch_home / "hub" / "checkpoints").mkdir(parents=True)
-    torch.manual_seed(99)
-    torch.save(torchvision.models.alexnet(weights=None).state_dict(),
-               torch_home / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth")
+    torch_home_with_alexnet(torch_home, seed=99)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # 2 shared cores: avoid OpenMP spin contention
     with pytest.MonkeyPatch.context() as mp, hub_environment(home, TOKEN) as server:

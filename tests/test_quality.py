@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import torch_home_with_alexnet
 import torch
 import torchvision
 from PIL import Image
@@ -39,10 +40,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def torch_home(tmp_path_factory):
     """TORCH_HOME with seeded random AlexNet, Inception-v3 and FID-Inception checkpoints."""
     home = tmp_path_factory.mktemp("torch_home")
-    checkpoints = home / "hub" / "checkpoints"
-    checkpoints.mkdir(parents=True)
-    torch.manual_seed(7)
-    torch.save(torchvision.models.alexnet(weights=None).state_dict(), checkpoints / "alexnet-owt-7be5be79.pth")
+    checkpoints = torch_home_with_alexnet(home, seed=7)
     inception = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False)
     torch.save(inception.state_dict(), checkpoints / "inception_v3_google-0cc3c7bd.pth")
     torch.save(build_fid_inception().state_dict(), checkpoints / "pt_inception-2015-12-05-6726825d.pth")
