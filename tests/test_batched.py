@@ -216,3 +216,72 @@ def test_the_size_search_step_is_the_same_one_at_a_time_and_on_a_batch():
                     upper=torch.full((200,), 4.0, dtype=torch.float64), steering=steering)
         np.testing.assert_allclose(t.knob.numpy(), batch.knob, rtol=1e-12)
         assert np.array_equal(t.stuck.numpy(), batch.stuck)
+
+
+# --------------------------------------------------------------------------- transforms
+class _Crops(torch.utils.data.Dataset):
+    """Normal images as a dataset returns them: (C, H, W) uint8 crops of real textures."""
+
+    def __init__(self, transform):
+        self.transform = transform
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        y, x = divmod(i, 4)
+        crop = torch.from_numpy(RGB[y * 40 : y * 40 + 96, x * 16 : x * 16 + 96].copy()).permute(2, 0, 1)
+        return self.transform(tv_tensors.Image(crop))
+
+
+from torchvision import tv_tensors  # noqa: E402
+
+from synth.batched import BatchSynthesize, Synthesize, collate_anomalies  # noqa: E402
+
+
+def _load(seed: int, workers: int):
+    transform = Synthesize("synagen", size_bin="0.5-1.5%")
+    loader = torch.utils.data.DataLoader(
+        _Crops(transform), batch_size=4, num_workers=workers, collate_fn=collate_anomalies,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    return list(loader)
+
+
+def test_the_transform_in_a_dataloader_with_workers_gives_exact_reproducible_anomalies():
+    batches = _load(seed=7, workers=2)
+    again = _load(seed=7, workers=2)
+    for (images, masks, records), (images2, masks2, _) in zip(batches, again):
+        assert images.shape == (4, 3, 96, 96) and images.dtype == torch.uint8
+        assert isinstance(masks, tv_tensors.Mask) and masks.shape == (4, 96, 96)
+        assert torch.equal(images, images2) and torch.equal(masks, masks2)
+        for k, record in enumerate(records):
+            assert record["size_bin"] == "0.5-1.5%"
+            assert record["area_fraction"] == pytest.approx(masks[k].double().mean().item())
+    other = _load(seed=8, workers=2)
+    assert not torch.equal(batches[0][0], other[0][0])
+
+
+def test_the_transform_keeps_type_and_can_leave_images_normal():
+    image = tv_tensors.Image(torch.from_numpy(RGB).permute(2, 0, 1))
+    out, mask, record = Synthesize("cutout", generator=torch.Generator().manual_seed(0))(image)
+    assert isinstance(out, tv_tensors.Image) and out.dtype == torch.uint8 and mask.any()
+    assert record["method"] == "cutout"
+    out, mask, record = Synthesize(p=0.0)(image)
+    assert torch.equal(out, image) and not mask.any() and record is None
+
+
+def test_the_batched_transform_does_not_depend_on_how_images_are_batched():
+    images = _batch(RGB, 6)
+    whole = BatchSynthesize(seed=0, p=0.5, size_bin=1)(images)
+    split = BatchSynthesize(seed=0, p=0.5, size_bin=1)
+    first, second = split(images[:4]), split(images[4:])
+    assert torch.equal(whole[0], torch.cat([first[0], second[0]]))
+    assert torch.equal(whole[1], torch.cat([first[1], second[1]]))
+    records = whole[2]
+    assert 0 < sum(r is not None for r in records) < 6  # p = 0.5 leaves some images normal
+    for k, record in enumerate(records):
+        if record is None:
+            assert torch.equal(whole[0][k], images[k]) and not whole[1][k].any()
+        else:
+            assert DEFAULT_BINS[1].contains(whole[1][k].double().mean().item())

@@ -246,9 +246,14 @@ def synthesize_batch(
     return render_batch(images, specs, regions=regions, textures=textures, bins=bins, method=method_obj)
 
 
+from .transform import BatchSynthesize, Synthesize, collate_anomalies  # noqa: E402  (uses the above)
+
 __all__ = [
     "BATCHED_METHODS",
     "BatchAnomalies",
+    "BatchSynthesize",
+    "Synthesize",
+    "collate_anomalies",
     "UnsupportedMethodError",
     "render_batch",
     "sample_specs",
