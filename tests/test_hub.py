@@ -139,14 +139,14 @@ def test_same_inputs_and_seed_give_byte_identical_shards(sources, build_v1, tmp_
 
 
 def test_interrupted_shard_writing_resumes_with_identical_output(build_v1, sources, tmp_path):
-    # an imagefolder whose last image cannot be read stops the build halfway (as a crash would)
+    # an imagefolder whose last image cannot be decoded stops the build halfway (as a crash would)
     folder = tmp_path / "generated"
     shutil.copytree(build_v1.build_dir / "generated", folder)
     last = sorted((folder / "images").iterdir())[-1]
     saved = last.read_bytes()
-    last.unlink()
+    last.write_bytes(b"not a png")
     out = tmp_path / "build"
-    with pytest.raises(BuildError, match="cannot read"):
+    with pytest.raises(ValidationError, match="cannot read the image header"):
         build_dataset(folder, out, sources_dir=sources, shard_bytes=1, progress=False)
     finished = sorted((out / "data" / ".partial").glob("test-*.parquet"))
     assert len(finished) == 5  # one row per shard: the five rows before the missing one
