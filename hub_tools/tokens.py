@@ -70,16 +70,19 @@ def redacted_output(token: str | None) -> Iterator[None]:
     including log handlers that captured those streams before it started."""
     originals = (sys.stdout, sys.stderr)
     wrapped = {id(s): _RedactingStream(s, token) for s in originals}
-    handlers = [
-        h for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
-        if isinstance(logger, logging.Logger) for h in logger.handlers
-        if isinstance(h, logging.StreamHandler) and id(h.stream) in wrapped
-    ]
-    previous = [h.setStream(wrapped[id(h.stream)]) for h in handlers]
+    swapped: list[tuple[logging.StreamHandler, TextIO]] = []
+    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+        for handler in getattr(logger, "handlers", []):
+            stream = getattr(handler, "stream", None)
+            # handlers whose stream is a read-only property follow sys.stderr by themselves
+            if isinstance(handler, logging.StreamHandler) and id(stream) in wrapped \
+                    and not isinstance(getattr(type(handler), "stream", None), property):
+                handler.setStream(wrapped[id(stream)])
+                swapped.append((handler, stream))
     sys.stdout, sys.stderr = wrapped[id(originals[0])], wrapped[id(originals[1])]
     try:
         yield
     finally:
         sys.stdout, sys.stderr = originals
-        for handler, stream in zip(handlers, previous):
+        for handler, stream in swapped:
             handler.setStream(stream)
