@@ -174,15 +174,22 @@ def test_torch_and_numpy_renderings_of_the_same_spec_agree():
 
 
 @pytest.mark.parametrize("size_bin", [None, 0, 3])
-def test_cutout_batches_are_byte_identical_to_the_numpy_path(size_bin):
-    """CutOut's geometry is computed by the numpy path's own functions, so the bytes agree."""
+@pytest.mark.parametrize("name", ["cutout", "fpi"])
+def test_box_methods_batches_are_byte_identical_to_the_numpy_path(name, size_bin):
+    """CutOut's and FPI's geometry is computed by the numpy path's own functions, so the bytes agree."""
     region = np.zeros((SIZE, SIZE), np.uint8)
     region[20:140, 30:150] = 255
     seeds = [0, 1, 2, 3, 4]
-    for options, regions in (({}, None), ({"fill": "mean"}, torch.from_numpy(region)[None].repeat(5, 1, 1))):
-        out = synthesize_batch(_batch(RGB, 5), "cutout", seeds=seeds, size_bin=size_bin, regions=regions, **options)
+    cases = {
+        "cutout": (({}, None, ()), ({"fill": "mean"}, torch.from_numpy(region)[None].repeat(5, 1, 1), ())),
+        "fpi": (({}, None, ()), ({}, torch.from_numpy(region)[None].repeat(5, 1, 1), (skimage.data.astronaut(),))),
+    }
+    for options, regions, partners in cases[name]:
+        out = synthesize_batch(_batch(RGB, 5), name, seeds=seeds, size_bin=size_bin, regions=regions,
+                               partners=partners, **options)
         for k, seed in enumerate(seeds):
-            cpu = synthesize(RGB, "cutout", seed=seed, size_bin=size_bin, region=None if regions is None else region, **options)
+            cpu = synthesize(RGB, name, seed=seed, size_bin=size_bin, region=None if regions is None else region,
+                             partners=partners, **options)
             assert out.images[k].permute(1, 2, 0).numpy().tobytes() == cpu.image.tobytes()
             assert np.array_equal(out.masks[k].numpy(), cpu.mask)
             assert out.records[k] == cpu.record

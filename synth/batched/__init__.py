@@ -19,8 +19,10 @@ the region changes, the mask holds every pixel changed by more than 1/255, any d
 uint16, float in [0, 1]) and 1-4 channels (alpha untouched) in and out, and the same seed gives
 the same bytes on the same device whatever the batch size.
 
-Methods with a batched renderer: ``BATCHED_METHODS``. NSA's Poisson blending (and the other
-methods not listed) stay on the CPU path: ``synth.synthesize`` per image.
+Methods with a batched renderer: ``BATCHED_METHODS`` — SYNAGEN, and CutOut and FPI, whose
+batched outputs are byte-identical to the numpy path's (their geometry is computed by the same
+functions). NSA's Poisson blending and the noise-mask methods (DRAEM, foreground Perlin,
+fractal) and CutPaste stay on the CPU path: ``synth.synthesize`` per image.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..anomaly import build_record, measure
+from ..anomaly import _as_colour, build_record, measure
 from ..errors import InvalidParameterError, RegionError, SizeBinError
 from ..image import to_float
 from ..method import Method, Rendering, Scene, Spec
@@ -42,7 +44,7 @@ from .layout import BatchLayout, join, layout_of, split
 from .steering import Rendered
 
 #: method name -> its batch renderer (``module:Class`` under synth.batched, imported on use)
-_RENDERERS = {"synagen": "synagen:SynagenBatch", "cutout": "cutout:CutOutBatch"}
+_RENDERERS = {"synagen": "synagen:SynagenBatch", "cutout": "boxes:CutOutBatch", "fpi": "boxes:FPIBatch"}
 #: methods whose rendering runs batched on a torch device
 BATCHED_METHODS = tuple(_RENDERERS)
 #: methods whose ``sample`` looks at pixel values (the others draw from the image's size alone)
@@ -101,7 +103,8 @@ def _regions(regions: torch.Tensor | None, images: torch.Tensor) -> torch.Tensor
 
 
 def _scenes(
-    images: torch.Tensor, layout: BatchLayout, regions: torch.Tensor | None, textures, pixels: bool
+    images: torch.Tensor, layout: BatchLayout, regions: torch.Tensor | None, textures, pixels: bool,
+    partners: Sequence[np.ndarray] = (),
 ) -> list[Scene]:
     """CPU scenes for drawing specs and sizing: the image's size, region and textures, and its
     pixels only when ``pixels`` (copying a GPU batch to the host is what the renderer avoids)."""
@@ -113,6 +116,7 @@ def _scenes(
         Scene(
             image=blank if host is None else to_float(host[i])[0],
             region=None if region_np is None else region_np[i],
+            partners=tuple(_as_colour(np.asarray(p), layout.colour_channels, "partner image") for p in partners),
             textures=tuple(textures),
             quantum=layout.quantum,
         )
@@ -121,8 +125,6 @@ def _scenes(
 
 
 def _textures(textures: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
-    from ..anomaly import _as_colour
-
     return tuple(_as_colour(np.asarray(t), 3, "texture") for t in textures)
 
 
@@ -136,6 +138,7 @@ def sample_specs(
     size_bin: SizeBin | str | int | None = None,
     regions: torch.Tensor | None = None,
     textures: Sequence[np.ndarray] = (),
+    partners: Sequence[np.ndarray] = (),
     bins: Sequence[SizeBin] = DEFAULT_BINS,
     **options: Any,
 ) -> list[Spec]:
@@ -145,7 +148,9 @@ def sample_specs(
     if len(seeds) != images.shape[0]:
         raise InvalidParameterError(f"got {len(seeds)} seeds for a batch of {images.shape[0]} images; pass one per image")
     requested = None if size_bin is None else resolve_bin(size_bin, tuple(bins))
-    scenes = _scenes(images, layout, _regions(regions, images), _textures(textures), method_obj.name in _SAMPLES_PIXELS)
+    scenes = _scenes(
+        images, layout, _regions(regions, images), _textures(textures), method_obj.name in _SAMPLES_PIXELS, partners
+    )
     specs = []
     for scene, seed in zip(scenes, seeds):
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -161,6 +166,7 @@ def render_batch(
     *,
     regions: torch.Tensor | None = None,
     textures: Sequence[np.ndarray] = (),
+    partners: Sequence[np.ndarray] = (),
     bins: Sequence[SizeBin] = DEFAULT_BINS,
     method: Method | None = None,
 ) -> BatchAnomalies:
@@ -169,6 +175,7 @@ def render_batch(
     ``images``   ``(B, C, H, W)`` uint8, uint16 or float in [0, 1]; C = 1, 2 (gray+alpha), 3, 4.
     ``regions``  optional ``(B, H, W)`` allowed-pixel masks (bool, or uint8 with 255 = allowed).
     ``textures`` texture images for SYNAGEN's ``texture`` mode (numpy, any layout).
+    ``partners`` other normal images for FPI (numpy, any size; none: the image rotated 180°).
     Raises ``SizeBinError`` naming the anomalies no placement could bring into their bin.
     """
     colour, alpha, layout = split(images)
@@ -180,7 +187,7 @@ def render_batch(
     method_obj = _method(method if method is not None else specs[0].method, {})
     region_mask = _regions(regions, images)
     texture_arrays = _textures(textures)
-    scenes = _scenes(images, layout, region_mask, texture_arrays, pixels=False)
+    scenes = _scenes(images, layout, region_mask, texture_arrays, pixels=False, partners=partners)
     module_name, class_name = _RENDERERS[method_obj.name].split(":")
     renderer = getattr(importlib.import_module(f"{__name__}.{module_name}"), class_name)
     rendered = renderer(method_obj, colour, region_mask, specs, scenes, layout.quantum, texture_arrays).run()
@@ -245,6 +252,7 @@ def synthesize_batch(
     size_bin: SizeBin | str | int | None = None,
     regions: torch.Tensor | None = None,
     textures: Sequence[np.ndarray] = (),
+    partners: Sequence[np.ndarray] = (),
     bins: Sequence[SizeBin] = DEFAULT_BINS,
     **options: Any,
 ) -> BatchAnomalies:
@@ -252,9 +260,11 @@ def synthesize_batch(
     method_obj = _method(method, options)
     specs = sample_specs(
         images, method_obj, seeds=seeds, shape=shape, mode=mode, size_bin=size_bin,
-        regions=regions, textures=textures, bins=bins,
+        regions=regions, textures=textures, partners=partners, bins=bins,
     )
-    return render_batch(images, specs, regions=regions, textures=textures, bins=bins, method=method_obj)
+    return render_batch(
+        images, specs, regions=regions, textures=textures, partners=partners, bins=bins, method=method_obj
+    )
 
 
 from .transform import BatchSynthesize, Synthesize, collate_anomalies  # noqa: E402  (uses the above)
