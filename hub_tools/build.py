@@ -77,8 +77,27 @@ class BuildResult:
 
 # --------------------------------------------------------------------------- input
 def is_imagefolder(path: Path) -> bool:
-    """True when ``path`` is an output folder of the generation protocol."""
-    return (path / "metadata.jsonl").is_file() and (path / "images").is_dir()
+    """True when ``path`` is a finished output folder of the generation protocol.
+
+    Raises ``BuildError`` for the other layouts the project writes (an interrupted generation, a
+    build folder): read as plain images they would mix outputs into the sources.
+    """
+    from synth.layout import layout_of
+
+    layout = layout_of(path)
+    if layout is None:
+        return False
+    if layout.kind == "build":
+        raise BuildError(
+            f"{path} is a build folder of `anomalyforge hub build`, not images; pass the folder of "
+            "anomaly-free images (or the generated folder) it was built from"
+        )
+    if not layout.complete:
+        raise BuildError(
+            f"{path} holds an unfinished `anomalyforge synth` run (no metadata.jsonl yet); rerun the "
+            "same synth command to finish it, then build from it"
+        )
+    return True
 
 
 def read_metadata(folder: Path) -> list[dict[str, Any]]:
@@ -516,7 +535,7 @@ def build_dataset(
         "format": FORMAT_VERSION,
         "fingerprint": fingerprint,
         "input": {"kind": input_kind, "name": input_dir.resolve().name},
-        "generation": generation_config({k: v for k, v in generation.items() if k != "workers"}),
+        "generation": generation_config({k: v for k, v in generation.items() if k not in ("workers", "memory_budget")}),
         "protocol": _protocol_record(generated),
         "include_diff": include_diff,
         "counts": counts,
