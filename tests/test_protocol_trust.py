@@ -266,3 +266,70 @@ def test_exif_orientation_is_applied_before_anomalies_are_made(tmp_path, crops):
         output = load_image(tmp_path / "out" / row["file_name"])
         mask = load_image(tmp_path / "out" / row["mask_file_name"]) > 0
         assert output.shape == shown.shape and np.abs(output[~mask].astype(int) - shown[~mask]).max() <= 1
+
+
+# ------------------------------------------------------------------ property: rows <-> files 1:1
+_CHARS = list("abcXYZ019 _-.") + ["é", "Ü", "日", "~", "+", "#", "%", "'"]
+_SUFFIXES = [".png", ".PNG", ".jpg", ".JPEG", ".bmp", ".tif", ".webp"]
+
+
+def random_tree(rng: np.random.Generator, crops: list[np.ndarray], root: Path, n: int) -> set[str]:
+    """``n`` images under ``root`` with hostile names: nesting, spaces, unicode, case twins,
+    names that differ only by extension, by ``/`` versus ``__`` or by space versus ``_``."""
+    names: set[str] = set()
+    while len(names) < n:
+        parts = ["".join(rng.choice(_CHARS, size=int(rng.integers(1, 6)))) for _ in range(int(rng.integers(1, 4)))]
+        parts = [p.strip(" .") or "d" for p in parts]  # no hidden or dot-only names
+        stem = "/".join(parts)
+        if stem.endswith("_mask"):
+            continue
+        name = stem + str(rng.choice(_SUFFIXES))
+        twins = {name, name.swapcase(), stem + ".png", stem.replace("/", "__") + ".jpg", stem.replace(" ", "_") + ".png"}
+        for twin in sorted(twins)[: n - len(names)]:
+            if twin.rsplit(".", 1)[0].endswith("_mask") or any(p.startswith(".") for p in twin.split("/")):
+                continue
+            if any(twin.startswith(other + "/") or other.startswith(twin + "/") for other in names):
+                continue  # a file and a folder cannot share a path
+            names.add(twin)
+    for number, name in enumerate(sorted(names)):
+        crop = crops[number % len(crops)][number % 7:, number % 5:][:20, :24]
+        _write(root / name, crop)
+    return names
+
+
+SMALL = ["--per-image", "2", "--shapes", "rough", "--modes", "gray_noise", "--bins", "2.5-15%", "--no-progress"]
+
+
+def test_random_trees_of_hostile_names_give_rows_and_files_one_to_one(tmp_path, crops):
+    rng = np.random.default_rng(0)
+    for number in range(3):
+        root = tmp_path / f"in{number}"
+        names = random_tree(rng, crops, root, 16)
+        result = synth(root, tmp_path / f"out{number}", *SMALL)
+        assert result.returncode == 0, result.stderr
+        rows = assert_rows_match_files(tmp_path / f"out{number}", root, names)
+        assert len(rows) == 2 * len(names)
+
+
+def test_a_run_killed_mid_way_resumes_to_the_same_files(tmp_path, crops):
+    names = random_tree(np.random.default_rng(7), crops, tmp_path / "in", 16)
+    args = [*CLI, "synth", str(tmp_path / "in"), str(tmp_path / "out"), "--per-image", "4", "--shapes", "rough",
+            "--modes", "gray_noise", "--bins", "2.5-15%", "--workers", "2", "--no-progress"]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+    log = tmp_path / "out" / "metadata.partial.jsonl"
+    while process.poll() is None and not (log.exists() and log.read_bytes().count(b"\n") >= 3):
+        time.sleep(0.01)
+    process.kill()  # SIGKILL: no cleanup of any kind
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed; give it more work"
+    assert not (tmp_path / "out" / "metadata.jsonl").exists()
+    result = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    rows = assert_rows_match_files(tmp_path / "out", tmp_path / "in", names)
+    assert len(rows) == 4 * len(names)
+    reference = [tmp_path / "reference" if a == str(tmp_path / "out") else a for a in args]
+    assert subprocess.run(reference, capture_output=True, cwd=ROOT).returncode == 0
+    assert (tmp_path / "out" / "metadata.jsonl").read_bytes() == (tmp_path / "reference" / "metadata.jsonl").read_bytes()
+    for row in rows:
+        for key in ("file_name", "mask_file_name"):
+            assert (tmp_path / "out" / row[key]).read_bytes() == (tmp_path / "reference" / row[key]).read_bytes()
