@@ -19,7 +19,7 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "train",
-        help="train the self-supervised segmentation detector on synthetic anomalies",
+        help="train a detection pipeline (segmenter, draem, defect_map) on synthetic anomalies",
         description=train.__doc__.split("\n")[0],
     )
     train.add_arguments(p)
