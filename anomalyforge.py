@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "hub": "hub_tools.cli",
     "evaluate": "detect.cli",
     "train": "detect.cli",
+    "bench": "detect.cli",
     "diversity": "detect.cli",
     "quality": "detect.cli",
 }
