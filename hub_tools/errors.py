@@ -25,3 +25,7 @@ class PublishError(HubToolsError):
 
 class StaleParentError(PublishError):
     """The repository moved while a push was being prepared (someone else committed)."""
+
+
+class VisibilityError(HubToolsError):
+    """A push would publish with another visibility than asked (``--private`` on a public repo)."""

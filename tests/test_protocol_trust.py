@@ -105,20 +105,22 @@ def test_an_interrupted_output_folder_inside_the_input_is_not_read_as_input(tmp_
     assert {r["source_id"] for r in read_metadata(tmp_path / "out")} == {"img.png"}
 
 
-def test_hub_build_refuses_an_unfinished_synth_folder_and_skips_a_build_inside_its_input(tmp_path, crops):
+def test_hub_build_refuses_an_unfinished_synth_folder_and_synth_skips_a_build_folder(tmp_path, crops):
     _write(tmp_path / "in" / "img.png", crops[0])
     assert synth(tmp_path / "in", tmp_path / "gen", *FAST).returncode == 0
     (tmp_path / "gen" / "metadata.jsonl").unlink()
     build = subprocess.run([*CLI, "hub", "build", str(tmp_path / "gen"), str(tmp_path / "b"), "--sources", str(tmp_path / "in")],
                            capture_output=True, text=True, cwd=ROOT)
     assert build.returncode == 2 and "unfinished" in build.stderr and "Traceback" not in build.stderr
-    # a build folder inside the input folder (examples, shards) is not a source of the next build
-    for _ in range(2):
-        build = subprocess.run([*CLI, "hub", "build", str(tmp_path / "in"), str(tmp_path / "in" / "build"), *FAST],
-                               capture_output=True, text=True, cwd=ROOT)
-        assert build.returncode == 0, build.stderr
-        info = json.loads((tmp_path / "in" / "build" / "build.json").read_text())
-        assert info["counts"] == {"test": 2, "good": 1}
+    # a build folder (its generated/ images, card examples) that ends up inside an input folder
+    build = subprocess.run([*CLI, "hub", "build", str(tmp_path / "in"), str(tmp_path / "b"), *FAST],
+                           capture_output=True, text=True, cwd=ROOT)
+    assert build.returncode == 0, build.stderr
+    assert list((tmp_path / "b" / "card" / "examples").glob("*.png"))
+    (tmp_path / "b").rename(tmp_path / "in" / "b")
+    result = synth(tmp_path / "in", tmp_path / "out", *FAST)
+    assert result.returncode == 0, result.stderr
+    assert {r["source_id"] for r in read_metadata(tmp_path / "out")} == {"img.png"}
 
 
 # ------------------------------------------------------------------------------- 3. resume
