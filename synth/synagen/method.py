@@ -28,8 +28,9 @@ _COVERAGE_THRESHOLDS = (0.5, 0.3, 0.7)
 #: SYNAGEN's size search: accepted distance from the drawn target as a share of the bin's width
 #: (sizes stay spread evenly over the bin without chasing an exact pixel count); a render counts
 #: as too small only below the bin; shapes whose area jumps with scale (rough) may never get
-#: within the tolerance, so at most 2 renders refine after the first in-bin one.
-STEERING = Steering(root="sqrt", tolerance_of="bin", bracket_by="bin", refine_steps=2)
+#: within the tolerance, so at most 2 renders refine after the first in-bin one; the largest scale
+#: only clamps the knob, it does not bound the bracket.
+STEERING = Steering(root="sqrt", tolerance_of="bin", bracket_by="bin", refine_steps=2, open_bracket=True)
 _KERNEL3 = np.ones((3, 3), np.uint8)
 
 
