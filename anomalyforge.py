@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "train": "detect.cli",
     "diversity": "detect.cli",
     "quality": "detect.cli",
+    "stress": "detect.cli",
 }
 
 

@@ -1,4 +1,4 @@
-"""``anomalyforge evaluate`` and ``anomalyforge train`` (plus ``diversity`` and ``quality`` when present)."""
+"""``anomalyforge evaluate`` and ``anomalyforge train`` (plus ``diversity``, ``quality`` and ``stress`` when present)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def register(subparsers) -> None:
     train.add_arguments(p)
     p.set_defaults(func=_guarded(train.run))
 
-    for module_name in ("diversity", "quality"):
+    for module_name in ("diversity", "quality", "stress"):
         try:
             module = __import__(f"detect.{module_name}", fromlist=["register_cli"])
             register_cli = module.register_cli

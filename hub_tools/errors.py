@@ -25,3 +25,8 @@ class PublishError(HubToolsError):
 
 class StaleParentError(PublishError):
     """The repository moved while a push was being prepared (someone else committed)."""
+
+
+class DatasetNotFoundError(HubToolsError):
+    """A dataset repository (or the version asked for) does not exist or is not readable with the
+    credentials given: the Hub answers both the same way, so that private names do not leak."""
