@@ -36,6 +36,8 @@ _LAZY = {
     "DETECTORS": "detect.registry",
     "Evaluation": "detect.evaluate",
     "FeatureExtractor": "detect.backbones",
+    "read_defect_set": "detect.defect_sets",
+    "DefectSet": "detect.defect_sets",
 }
 
 

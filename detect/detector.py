@@ -18,14 +18,14 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Sequence
+from typing import Any, ClassVar, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .errors import DetectorFileError, InvalidImagesError, NotFittedError
-from .images import same_size, to_float_images
+from .images import same_size, to_float_image, to_float_images
 
 FILE_FORMAT = "anomalyforge-detector"
 FILE_VERSION = 1
@@ -73,23 +73,36 @@ class Detector(ABC):
         self.fit_size: tuple[int, int] | None = None  # (H, W) the detector works at
 
     # --- public API --------------------------------------------------------------------------
-    def fit(self, images: Iterable[Any]) -> "Detector":
-        """Fit on anomaly-free images (all gray or all RGB; one size unless ``image_size`` is set)."""
-        self._fit(self.prepare_fit(images))
+    def fit(self, images: Iterable[Any], *, progress: bool = False) -> "Detector":
+        """Fit on anomaly-free images (all gray or all RGB; one size unless ``image_size`` is set).
+
+        ``progress`` shows tqdm bars for the feature pass and the slow steps of fitting.
+        """
+        arrays = images if isinstance(images, Sequence) else list(images)
+        if self.streams_fit:
+            self._fit(self._fit_batches(arrays, progress), progress=progress)
+        else:
+            self._fit(self.prepare_fit(arrays))
         return self
 
     def prepare_fit(self, images: Iterable[Any]) -> torch.Tensor:
-        """Check fit images, fix the working size and channels; float32 ``(N, C, H, W)`` in [0, 1]."""
+        """Check fit images, fix the working size and channels; float32 ``(N, C, H, W)`` in [0, 1] on CPU."""
         arrays = to_float_images(images, "fit images")
         if self.image_size is None:
             self.fit_size = same_size(arrays, "fit images")
         else:
             self.fit_size = (self.image_size, self.image_size)
         self.channels = arrays[0].shape[2]
-        return self._to_tensor(arrays)
+        return self._to_tensor(arrays, torch.device("cpu"))
 
-    def score(self, images: Iterable[Any]) -> Detection:
-        """Image scores and anomaly maps (float32, map at each input's resolution)."""
+    def score(self, images: Iterable[Any], *, map_size: int | None = None) -> Detection:
+        """Image scores and anomaly maps (float32).
+
+        ``map_size`` None gives each map at its input's resolution; an integer ``S`` gives maps
+        whose long side is at most ``S`` (aspect kept, never enlarged), resized once from the
+        working size, for metrics that need no more (``detect.evaluate``'s ``pixel_size``).
+        Image scores do not depend on ``map_size``.
+        """
         if self.fit_size is None:
             raise NotFittedError(f"{self.name} is not fitted; call fit(images) or load_detector(path) first")
         arrays = to_float_images(images, "images")
@@ -112,13 +125,9 @@ class Detector(ABC):
             chunk = arrays[start : start + self.batch_size]
             with torch.no_grad():
                 batch_maps = self._score_batch(self._to_tensor(chunk))  # (B, h, w) at working size
-            for img, amap in zip(chunk, batch_maps):
-                full = amap
-                if tuple(amap.shape) != img.shape[:2]:
-                    full = F.interpolate(amap[None, None], size=img.shape[:2], mode="bilinear",
-                                         align_corners=False)[0, 0]
-                maps.append(full.float().cpu().numpy())
-            scores.append(self._image_scores(batch_maps).float().cpu().numpy())
+                scores.append(self._image_scores(batch_maps).float().cpu().numpy())
+                maps += resize_maps(batch_maps, [map_shape(img.shape[:2], map_size) for img in chunk],
+                                    antialias=bool(map_size))
         return Detection(scores=np.concatenate(scores).astype(np.float32), maps=maps)
 
     def to(self, device: str | torch.device) -> "Detector":
@@ -148,9 +157,14 @@ class Detector(ABC):
         return {"image_size": self.image_size, "batch_size": self.batch_size, "seed": self.seed}
 
     # --- for subclasses -----------------------------------------------------------------------
+    #: True: ``_fit(batches, progress=...)`` gets an iterator of float32 ``(B, C, H, W)`` batches
+    #: already on ``self.device`` (images are converted batch by batch, so fitting on hundreds of
+    #: large images never holds them all as float32). False: ``_fit(images)`` gets one CPU tensor.
+    streams_fit: ClassVar[bool] = False
+
     @abstractmethod
-    def _fit(self, images: torch.Tensor) -> None:
-        """``images`` float32 ``(N, C, H, W)`` in [0, 1] on CPU."""
+    def _fit(self, images, **kwargs) -> None:
+        """``images`` float32 ``(N, C, H, W)`` in [0, 1] on CPU, or batches (see ``streams_fit``)."""
 
     @abstractmethod
     def _score_batch(self, images: torch.Tensor) -> torch.Tensor:
@@ -171,16 +185,91 @@ class Detector(ABC):
         """Image score from working-size maps ``(B, H, W)``: the maximum (overridable)."""
         return maps.flatten(1).amax(dim=1)
 
-    def _to_tensor(self, arrays: Sequence[np.ndarray]) -> torch.Tensor:
-        """float32 ``(N, C, H, W)`` at the working size, on CPU."""
+    def _fit_batches(self, arrays: Sequence[Any], progress: bool) -> Iterator[torch.Tensor]:
+        """Fit images converted and checked batch by batch: float32 ``(B, C, H, W)`` on the device.
+
+        The first image fixes the channels and (without ``image_size``) the working size; a later
+        image that differs raises the same ``InvalidImagesError`` as a whole-list check would.
+        """
+        from tqdm.auto import tqdm
+
+        if len(arrays) == 0:
+            raise InvalidImagesError("no fit images given; pass at least one image")
+        self.fit_size = None if self.image_size is None else (self.image_size, self.image_size)
+        self.channels = None
+        starts = range(0, len(arrays), self.batch_size)
+        for start in tqdm(starts, desc=f"{self.name}: features", unit="batch", disable=not progress, leave=False):
+            chunk = [to_float_image(img, f"fit images[{start + i}]")
+                     for i, img in enumerate(arrays[start : start + self.batch_size])]
+            if self.channels is None:
+                self.channels = chunk[0].shape[2]
+                if self.fit_size is None:
+                    self.fit_size = chunk[0].shape[:2]
+            if any(img.shape[2] != self.channels for img in chunk):
+                raise InvalidImagesError(
+                    "fit images mix gray and RGB images; convert them all to one kind first "
+                    "(e.g. PIL Image.convert('RGB'))"
+                )
+            if self.image_size is None:
+                for i, img in enumerate(chunk):
+                    if img.shape[:2] != self.fit_size:
+                        height, width = self.fit_size
+                        raise InvalidImagesError(
+                            f"fit images[{start + i}] is {img.shape[1]}x{img.shape[0]} but fit images[0] is "
+                            f"{width}x{height}; resize or crop them to one size, or give the detector an "
+                            "image_size to resize to"
+                        )
+            yield self._to_tensor(chunk)
+
+    def _to_tensor(self, arrays: Sequence[np.ndarray], device: torch.device | None = None) -> torch.Tensor:
+        """float32 ``(N, C, H, W)`` at the working size on ``device`` (default ``self.device``).
+
+        Images move to the device once, then are resized there (antialiased bilinear).
+        """
+        device = self.device if device is None else device
+        size = tuple(self.fit_size) if self.fit_size is not None else None
+        shapes = {a.shape for a in arrays}
+        if len(shapes) == 1:
+            batch = torch.from_numpy(np.stack(arrays)).to(device).permute(0, 3, 1, 2)
+            if size is not None and tuple(batch.shape[-2:]) != size:
+                batch = F.interpolate(batch, size=size, mode="bilinear", align_corners=False, antialias=True)
+            return batch.contiguous()
         tensors = []
         for a in arrays:
-            t = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)
-            if self.fit_size is not None and tuple(t.shape[1:]) != tuple(self.fit_size):
-                t = F.interpolate(t[None], size=tuple(self.fit_size), mode="bilinear",
-                                  align_corners=False, antialias=True)[0]
-            tensors.append(t)
+            t = torch.from_numpy(np.ascontiguousarray(a)).to(device).permute(2, 0, 1)[None]
+            if size is not None and tuple(t.shape[-2:]) != size:
+                t = F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=True)
+            tensors.append(t[0])
         return torch.stack(tensors).contiguous()
+
+
+def map_shape(image_shape: tuple[int, int], map_size: int | None) -> tuple[int, int]:
+    """``(H, W)`` of a map for an image of ``image_shape``: as is, or shrunk so the long side is at
+    most ``map_size`` (aspect kept, each side at least 1 px; ``None``/0 = as is)."""
+    h, w = int(image_shape[0]), int(image_shape[1])
+    if not map_size or max(h, w) <= map_size:
+        return h, w
+    scale = map_size / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def resize_maps(maps: torch.Tensor, shapes: Sequence[tuple[int, int]], antialias: bool = False) -> list[np.ndarray]:
+    """Working-size maps ``(B, h, w)`` resized once each to ``shapes[i]``: float32 numpy arrays.
+
+    Bilinear; with ``antialias`` a shrunk pixel averages what it covers (for maps shrunk for
+    metrics). Maps already at their shape are not resampled; a batch with one common shape is
+    resized in one call.
+    """
+    def resize(m: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+        if tuple(m.shape[-2:]) == tuple(shape):
+            return m
+        return F.interpolate(m[:, None], size=shape, mode="bilinear", align_corners=False,
+                             antialias=antialias)[:, 0]
+
+    if len(set(shapes)) == 1:
+        out = resize(maps, shapes[0]).float().cpu().numpy()
+        return [np.ascontiguousarray(m) for m in out]
+    return [resize(m[None], shape)[0].float().cpu().numpy() for m, shape in zip(maps, shapes)]
 
 
 def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:

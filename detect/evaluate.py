@@ -28,6 +28,12 @@ processes); gather; compute the metrics of ``detect.metrics``; write to ``--outp
 
 ``evaluate(test_rows, good_images, detector)`` does the same on in-memory data and returns an
 ``Evaluation`` (used by the app's stress-test tab).
+
+Real defects: ``--dataset`` may be an MVTec AD, BTAD or VisA folder (``detect.defect_sets``). Then
+the detector is fitted on its ``train/good`` unless ``--fit`` says otherwise, ``test/good`` sets the
+thresholds unless ``--good DIR`` does, pixel metrics are measured at full resolution unless
+``--pixel-size`` says otherwise, and ``recall_defect.csv``/``.md`` holds recall, image AUROC, pixel
+AUROC and AUPRO per defect class. In Python: ``evaluate_defect_set(read_defect_set(root), detector)``.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -46,6 +53,8 @@ from .dataset import GOOD_SPLIT, decode, load_dataset_dict, load_evaluation_spli
 from .errors import DetectError, InvalidImagesError, MetricInputError
 
 DEFAULT_KS = (1, 2, 3, 4, 5)
+#: long side of the maps the pixel metrics use on synthetic datasets (real-defect folders: full size)
+SYNTHETIC_PIXEL_SIZE = 128
 #: the paper's Fig. 7 subset; used when present in the data and no other subset is asked for
 PAPER_BRIGHTNESS_SUBSET = {"shape": "elongated", "mode": "transparent", "size_bin": "0.02-0.1%"}
 
@@ -124,6 +133,7 @@ class Evaluation:
             "method": "Recall [%] by method",
             "brightness": "Recall [%] by |brightness delta|",
             "k": "Recall [%] against false positives k",
+            "defect": "Recall [%] and metrics by defect class",
         }
         if name in ("shape_size", "mode_size", "method_size"):
             return report.markdown(report.recall_wide(long, long.columns[0], "size_bin"), titles[name])
@@ -138,16 +148,34 @@ class Evaluation:
             f"{s['detector']} on {s['n_test']} anomalies / {s['n_good']} anomaly-free images",
             "recall at k false positives: "
             + "  ".join(f"k={k}: {v * 100:.1f}%" for k, v in s["recall_at_k"].items()),
-            "image AUROC {:.3f}  image AP {:.3f}  pixel AUROC {}  pixel AP {}  AUPRO {}".format(
-                s["image_auroc"], s["image_ap"], _fmt(s["pixel_auroc"]), _fmt(s["pixel_ap"]), _fmt(s["aupro"])),
         ]
-        if "shape_size" in self.tables and len(self.tables["shape_size"]):
-            lines += ["", self.markdown_table("shape_size")]
+        if s.get("skipped_k"):
+            lines.append(skipped_k_message(s["skipped_k"], s["n_good"]))
+        lines.append(
+            "image AUROC {:.3f}  image AP {:.3f}  pixel AUROC {}  pixel AP {}  AUPRO {}  ({})".format(
+                s["image_auroc"], s["image_ap"], _fmt(s["pixel_auroc"]), _fmt(s["pixel_ap"]), _fmt(s["aupro"]),
+                pixel_resolution_text(s.get("pixel_metrics_size", 0))))
+        for name in ("defect", "shape_size"):
+            if name in self.tables and len(self.tables[name]):
+                lines += ["", self.markdown_table(name)]
         return "\n".join(lines)
 
 
 def _fmt(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.3f}"
+
+
+def skipped_k_message(skipped: Sequence[int], n_good: int) -> str:
+    """Why some false-positive budgets were left out (k needs at least k + 1 anomaly-free images)."""
+    return (f"k = {', '.join(str(k) for k in skipped)} dropped: only {n_good} anomaly-free images "
+            f"(k needs k + 1); pass more with --good DIR")
+
+
+def pixel_resolution_text(pixel_size: int | None) -> str:
+    """How the pixel metrics were measured, for the summary line."""
+    if not pixel_size:
+        return "pixel metrics at full image resolution"
+    return f"pixel metrics on maps shrunk to a long side of at most {pixel_size} px"
 
 
 # ----------------------------------------------------------------------------------- scoring
@@ -181,15 +209,15 @@ def score_rows(
         idx = list(range(start, min(start + batch_size, n)))
         rows = [get_row(i) for i in idx]
         try:
-            result = detector.score([r[0] for r in rows])
+            # maps come back at the size the pixel metrics use: resized once, from the working size
+            result = detector.score([r[0] for r in rows], map_size=pixel_size or None)
         except InvalidImagesError as exc:
             raise InvalidImagesError(
                 f"{desc}, rows {idx[0]}-{idx[-1]} (numbered within this batch in what follows): {exc}"
             ) from None
-        for i, (_, mask), score, amap in zip(idx, rows, result.scores, result.maps):
-            mask_arr = None if mask is None else _mask_bool(mask, amap.shape)
-            small_map, small_mask = _shrink(amap, mask_arr, pixel_size)
-            out.append((i, float(score), small_map, small_mask))
+        for i, (image, mask), score, amap in zip(idx, rows, result.scores, result.maps):
+            mask_arr = None if mask is None else _shrink_mask(_mask_bool(mask, np.shape(image)[:2]), amap.shape)
+            out.append((i, float(score), amap, mask_arr))
     return out
 
 
@@ -202,20 +230,14 @@ def _mask_bool(mask: Any, shape: tuple[int, int]) -> np.ndarray:
     return arr > 0
 
 
-def _shrink(amap: np.ndarray, mask: np.ndarray | None, pixel_size: int) -> tuple[np.ndarray, np.ndarray | None]:
+def _shrink_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``mask`` at the map's ``shape``: a shrunk pixel is anomalous when at least half of what it covers is."""
     import cv2
 
-    h, w = amap.shape
-    if not pixel_size or max(h, w) <= pixel_size:
-        return amap.astype(np.float32), mask
-    scale = pixel_size / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    small = cv2.resize(amap.astype(np.float32), size, interpolation=cv2.INTER_AREA)
-    small_mask = None
-    if mask is not None:
-        # a shrunk pixel is anomalous when at least half of what it covers is
-        small_mask = cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_AREA) >= 0.5
-    return small, small_mask
+    if mask.shape == tuple(shape):
+        return mask
+    size = (shape[1], shape[0])
+    return cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_AREA) >= 0.5
 
 
 def _gather(items: list, accelerator) -> list:
@@ -262,7 +284,7 @@ def evaluate(
     ks: Sequence[int] = DEFAULT_KS,
     table_k: int = 1,
     brightness_subset: dict[str, str] | None = None,
-    pixel_size: int = 128,
+    pixel_size: int = SYNTHETIC_PIXEL_SIZE,
     batch_size: int = 8,
     accelerator=None,
     progress: bool = False,
@@ -368,6 +390,8 @@ def evaluate(
         chosen = chosen.assign(brightness_bin=report.brightness_bins(chosen["brightness_delta"].to_numpy(float)))
         tables["brightness"] = report.recall_long(chosen, detected, ["brightness_bin"])
         summary["brightness_subset"] = subset
+    if "defect" in samples and samples["defect"].notna().any():
+        tables["defect"] = _defect_table(samples, detected, good_scores, test_all, good_all)
     import pandas as pd
 
     tables["k"] = pd.DataFrame(
@@ -377,6 +401,28 @@ def evaluate(
          "recall": [recall[str(k)] for k in used_ks]}
     )
     return Evaluation(samples=samples, good=good, summary=summary, tables=tables)
+
+
+def _defect_table(samples, detected: str, good_scores: np.ndarray, test_all: list, good_all: list):
+    """Recall per defect class, and each class's image AUROC, pixel AUROC and AUPRO measured
+    against all anomaly-free images (as MVTec AD reports per category)."""
+    table = report.recall_long(samples, detected, ["defect"])
+    good_maps = [t[2] for t in good_all]
+    good_masks = [np.zeros(m.shape, bool) for m in good_maps]
+    defects = samples["defect"].to_numpy()
+    image_auroc, pixel_auroc, aupro = [], [], []
+    for name in table["defect"]:
+        rows = [t for t, d in zip(test_all, defects) if d == name]
+        image_auroc.append(metrics.image_auroc(good_scores, [t[1] for t in rows]))
+        maps = [t[2] for t in rows] + good_maps
+        masks = [t[3] if t[3] is not None else np.zeros(t[2].shape, bool) for t in rows] + good_masks
+        try:
+            pixel_auroc.append(metrics.pixel_auroc(maps, masks))
+            aupro.append(metrics.aupro(maps, masks))
+        except MetricInputError:  # a class without masks has no pixel metrics
+            pixel_auroc.append(float("nan"))
+            aupro.append(float("nan"))
+    return table.assign(image_auroc=image_auroc, pixel_auroc=pixel_auroc, aupro=aupro)
 
 
 def _brightness_subset(samples, requested: dict[str, str] | None) -> dict[str, str]:
@@ -401,14 +447,20 @@ def _brightness_subset(samples, requested: dict[str, str] | None) -> dict[str, s
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--dataset", required=True, help="Hub repo ORG/NAME or a local dataset folder")
+    parser.add_argument("--dataset", required=True,
+                        help="Hub repo ORG/NAME, a local dataset folder, or a real-defect folder in MVTec AD, "
+                             "BTAD or VisA layout")
+    parser.add_argument("--category", default=None, help="the VisA object, when --dataset is the VisA root")
+    parser.add_argument("--good", default=None, metavar="DIR",
+                        help="folder of anomaly-free images that sets the k-false-positive thresholds "
+                             "(default: the dataset's good split, or test/good of a real-defect folder)")
     parser.add_argument("--revision", default=None, help="dataset version tag, branch or commit (e.g. v1.0.0)")
     parser.add_argument("--detector", default="patchcore", help="patchcore, padim or segmenter")
     parser.add_argument("--detector-file", default=None,
                         help="a detector saved by a previous evaluation or `anomalyforge train` (skips fitting)")
     parser.add_argument("--fit", default=None,
                         help="anomaly-free images to fit on: a folder of images, or a dataset (repo or folder) "
-                             "whose --fit-split is used")
+                             "whose --fit-split is used (default for a real-defect folder: its train/good)")
     parser.add_argument("--fit-split", default="train", help="split of a --fit dataset (default: train)")
     parser.add_argument("--fit-revision", default=None, help="revision of a --fit dataset")
     parser.add_argument("--output", required=True, help="folder for scores, summary, tables and plots")
@@ -423,8 +475,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--brightness-shape", default=None)
     parser.add_argument("--brightness-mode", default=None)
     parser.add_argument("--brightness-size-bin", default=None)
-    parser.add_argument("--pixel-size", type=int, default=128,
-                        help="long side of maps for pixel metrics (0 = native resolution)")
+    parser.add_argument("--pixel-size", type=int, default=None,
+                        help="long side of maps for pixel metrics (0 = full resolution; default: full resolution "
+                             f"for real-defect folders, {SYNTHETIC_PIXEL_SIZE} for synthetic datasets)")
     parser.add_argument("--cpu", action="store_true", help="do not use GPUs even when present")
     parser.add_argument("--no-progress", action="store_true")
     return parser
@@ -465,20 +518,79 @@ def _fit_images(args) -> list[np.ndarray]:
     return [decode(split[i]["image"]) for i in range(len(split))]
 
 
+def _refuse_fitting_on_threshold_images(args, defect_set) -> None:
+    """A detector fitted on the images that set its thresholds reports inflated recall."""
+    fit = Path(args.fit).resolve()
+    threshold_dirs = [Path(args.good).resolve()] if args.good is not None else []
+    if defect_set is not None and args.good is None:
+        threshold_dirs += sorted({s.image.parent for s in defect_set.test_good})
+    for folder in threshold_dirs:
+        if fit == folder or folder in fit.parents:
+            raise DetectError(
+                f"refusing to fit on {args.fit}: those anomaly-free images set the false-positive threshold "
+                "and a detector that memorised them would report inflated recall; fit on separate images "
+                "(e.g. the folder's train/good, the default)"
+            )
+
+
+def evaluate_defect_set(defect_set, detector, *, good=None, pixel_size: int = 0, **options) -> Evaluation | None:
+    """``evaluate`` on a real-defect folder read by ``detect.defect_sets.read_defect_set``.
+
+    ``good``        anomaly-free images that set the thresholds (list of arrays/rows; default: the
+                    set's ``test_good``).
+    ``pixel_size``  0 (default) measures pixel metrics at full image resolution.
+    Other options as for ``evaluate``. The ``defect`` table holds recall, image AUROC, pixel AUROC
+    and AUPRO per defect class.
+    """
+    if good is None:
+        if not defect_set.test_good:
+            raise DetectError(f"{defect_set.root} has no anomaly-free test images; pass good=[...]")
+        good = defect_set.good_rows()
+    info = {"dataset": str(defect_set.root), "dataset_layout": defect_set.layout, **options.pop("info", {})}
+    return evaluate(defect_set.evaluation_rows(), good, detector, pixel_size=pixel_size, info=info, **options)
+
+
+def _good_folder_rows(folder: str) -> list[dict]:
+    """``--good DIR``: every image under DIR as an anomaly-free row (``source_id`` = relative path)."""
+    from .images import read_image_folder
+
+    images, paths = read_image_folder(folder)
+    return [{"image": image, "source_id": path} for image, path in zip(images, paths)]
+
+
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``anomalyforge evaluate`` / ``python -m detect.evaluate``."""
     from .cli import make_accelerator
 
+    from .defect_sets import detect_layout, read_defect_set
     from .detector import load_detector
     from .registry import build_detector
 
     accelerator = make_accelerator(args.cpu)
     out = Path(args.output)
     ks = [int(k) for k in str(args.ks).split(",") if k.strip()]
-    test, good = load_evaluation_splits(args.dataset, args.revision)
+    defect_set = None
+    if detect_layout(args.dataset) is not None:
+        defect_set = read_defect_set(args.dataset, args.category)
+        test, good = defect_set.evaluation_rows(), defect_set.good_rows()
+        good_source = f"{_short(defect_set.root)}/test/good" if defect_set.layout != "visa" else "VisA test normal"
+    else:
+        if args.category is not None:
+            raise DetectError(f"--category is for VisA folders; {args.dataset} is not one")
+        test, good = load_evaluation_splits(args.dataset, args.revision)
+        good_source = f"{args.dataset} split {GOOD_SPLIT!r}"
+    if args.good is not None:
+        good, good_source = _good_folder_rows(args.good), str(args.good)
+    elif defect_set is not None and not defect_set.test_good:
+        raise DetectError(f"{defect_set.root} has no anomaly-free test images; pass --good DIR to set the "
+                          "false-positive thresholds")
+    pixel_size = args.pixel_size
+    if pixel_size is None:
+        pixel_size = 0 if defect_set is not None else SYNTHETIC_PIXEL_SIZE
     detector_file = Path(args.detector_file) if args.detector_file else out / "detector.pt"
+    fit_seconds = None
     if args.detector_file is None:
-        if args.fit is None:
+        if args.fit is None and defect_set is None:
             raise DetectError("pass --fit (anomaly-free images to fit on) or --detector-file (a fitted detector)")
         if accelerator.is_main_process:
             # one process fits and saves; every process then loads the same file, so the scores
@@ -488,9 +600,17 @@ def run(args: argparse.Namespace) -> int:
                 options.setdefault("backbone", args.backbone)
             detector = build_detector(args.detector, image_size=args.image_size, batch_size=args.batch_size,
                                       seed=args.seed, device=str(accelerator.device), **options)
-            images = _fit_images(args)
-            print(f"fitting {args.detector} on {len(images)} anomaly-free images", file=sys.stderr)
-            detector.fit(images)
+            if args.fit is None:
+                images = defect_set.load_images(defect_set.train_good)
+                fit_source = f"{_short(defect_set.root)}/train/good"
+            else:
+                _refuse_fitting_on_threshold_images(args, defect_set)
+                images, fit_source = _fit_images(args), str(args.fit)
+            print(f"fitting {args.detector} on {len(images)} anomaly-free images ({fit_source})", file=sys.stderr)
+            started = time.perf_counter()
+            detector.fit(images, progress=not args.no_progress)
+            fit_seconds = time.perf_counter() - started
+            print(f"fitted in {fit_seconds:.1f} s", file=sys.stderr)
             out.mkdir(parents=True, exist_ok=True)
             detector.save(detector_file)
         accelerator.wait_for_everyone()
@@ -499,17 +619,26 @@ def run(args: argparse.Namespace) -> int:
                                 ("size_bin", args.brightness_size_bin)) if v is not None} or None
     evaluation = evaluate(
         test, good, detector, ks=ks, table_k=args.table_k, brightness_subset=subset,
-        pixel_size=args.pixel_size, batch_size=args.batch_size, accelerator=accelerator,
+        pixel_size=pixel_size, batch_size=args.batch_size, accelerator=accelerator,
         progress=not args.no_progress,
         info={"dataset": str(args.dataset), "revision": args.revision,
-              "fit": None if args.fit is None else str(args.fit), "detector_file": str(detector_file)},
+              "dataset_layout": defect_set.layout if defect_set is not None else "anomalyforge",
+              "fit": None if args.fit is None else str(args.fit), "detector_file": str(detector_file),
+              "good_source": good_source, "fit_seconds": fit_seconds},
     )
     if evaluation is not None:
+        if evaluation.summary["skipped_k"]:
+            print("warning: " + skipped_k_message(evaluation.summary["skipped_k"], evaluation.summary["n_good"]),
+                  file=sys.stderr)
         evaluation.write(out)
         print(evaluation.text())
         print(f"results in {out}")
     accelerator.wait_for_everyone()
     return 0
+
+
+def _short(path: Path) -> str:
+    return path.name or str(path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

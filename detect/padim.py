@@ -65,17 +65,19 @@ class PaDiM(Detector):
         }
 
     def _features(self, images: torch.Tensor) -> torch.Tensor:
-        f8, f16 = self.extractor(images.to(self.device))
+        f8, f16 = self.extractor(images)
         f16 = F.interpolate(f16, size=f8.shape[-2:], mode="bilinear", align_corners=False)
         feats = torch.cat([f8, f16], dim=1)
         return feats[:, self.channel_index.to(feats.device)]
 
-    def _fit(self, images: torch.Tensor) -> None:
+    streams_fit = True
+
+    def _fit(self, batches, progress: bool = False) -> None:
         # running sums in float64: the covariance of a few hundred images needs the precision
         count, total, outer = 0, None, None
         with torch.no_grad():
-            for s in range(0, images.shape[0], self.batch_size):
-                f = self._features(images[s : s + self.batch_size]).double()
+            for batch in batches:
+                f = self._features(batch).double()
                 b, d, h, w = f.shape
                 x = f.permute(2, 3, 0, 1).reshape(h * w, b, d)  # (P, B, d)
                 if total is None:
@@ -84,7 +86,6 @@ class PaDiM(Detector):
                 total += x.sum(dim=1)
                 outer += torch.einsum("pbi,pbj->pij", x, x)
                 count += b
-                self._grid = (h, w)
         mean = total / count
         denom = max(count - 1, 1)
         cov = (outer - count * torch.einsum("pi,pj->pij", mean, mean)) / denom

@@ -31,7 +31,8 @@ def patch_features(extractor: FeatureExtractor, images: torch.Tensor) -> torch.T
 
 
 def greedy_coreset(
-    features: torch.Tensor, size: int, *, projection_dim: int = 128, seed: int = 0, chunk: int = 16384
+    features: torch.Tensor, size: int, *, projection_dim: int = 128, seed: int = 0, chunk: int = 16384,
+    progress: bool = False,
 ) -> torch.Tensor:
     """Indices ``(size,)`` of a greedy k-center coreset of ``features`` ``(M, D)``.
 
@@ -54,7 +55,10 @@ def greedy_coreset(
     sq = (reduced * reduced).sum(dim=1)
     min_dist = torch.full((m,), float("inf"), device=features.device, dtype=reduced.dtype)
     last = first
-    for i in range(1, size):
+    from tqdm.auto import tqdm
+
+    for i in tqdm(range(1, size), desc="patchcore: coreset", unit="centre", disable=not progress,
+                  leave=False, mininterval=0.5):
         for s in range(0, m, chunk):
             part = sq[s : s + chunk] - 2.0 * (reduced[s : s + chunk] @ reduced[last]) + sq[last]
             min_dist[s : s + chunk] = torch.minimum(min_dist[s : s + chunk], part)
@@ -118,22 +122,26 @@ class PatchCore(Detector):
         }
 
     def _features(self, images: torch.Tensor) -> torch.Tensor:
-        return patch_features(self.extractor, images.to(self.device))
+        return patch_features(self.extractor, images)
 
-    def _fit(self, images: torch.Tensor) -> None:
-        chunks = []
+    streams_fit = True
+
+    def _fit(self, batches, progress: bool = False) -> None:
         with torch.no_grad():
-            for s in range(0, images.shape[0], self.batch_size):
-                f = self._features(images[s : s + self.batch_size])
+            chunks = []
+            for batch in batches:
+                f = self._features(batch)
                 chunks.append(f.permute(0, 2, 3, 1).reshape(-1, f.shape[1]))
             patches = torch.cat(chunks)
+            del chunks
             size = int(round(self.coreset_ratio * patches.shape[0]))
             if self.max_coreset is not None:
                 size = min(size, int(self.max_coreset))
             if size >= patches.shape[0]:
                 self.memory_bank = patches
             else:
-                idx = greedy_coreset(patches, size, projection_dim=self.projection_dim, seed=self.seed)
+                idx = greedy_coreset(patches, size, projection_dim=self.projection_dim, seed=self.seed,
+                                     progress=progress)
                 self.memory_bank = patches[idx.to(patches.device)].contiguous()
 
     def _score_batch(self, images: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,8 @@ DETECTORS: dict[str, str] = {
     "patchcore": "detect.patchcore:PatchCore",
     "padim": "detect.padim:PaDiM",
     "segmenter": "detect.segmenter:Segmenter",
+    "draem": "detect.draem:DRAEM",
+    "defect_map": "detect.defect_map:DefectMap",
 }
 
 

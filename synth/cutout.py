@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import InvalidParameterError
 from .method import Method, Rendering, Scene, Spec
-from .sizing import anchor_point, box_around, fit, measure_window
+from .sizing import anchor_point, box_around, draw_target_fraction, fit, measure_window, shifted
 
 FILLS = ("zero", "mean", "random")
 
@@ -70,7 +70,7 @@ class CutOut(Method):
             "anchor": [float(rng.random()), float(rng.random())],
         }
         if size_bin is not None:
-            params["target_fraction"] = float(size_bin.low + rng.random() * (size_bin.high - size_bin.low))
+            params["target_fraction"] = draw_target_fraction(rng, size_bin)
         return Spec(method=self.name, shape=shape, mode=mode, seed=seed, size_bin=size_bin, params=params)
 
     def render(self, scene: Scene, spec: Spec) -> Rendering:
@@ -84,8 +84,7 @@ class CutOut(Method):
 
         def render_at(scale: float, attempt: int):
             s = int(max(1, round(side * scale)))
-            shift = attempt * 0.6180339887498949
-            cy, cx = anchor_point((p["anchor"][0] + shift) % 1.0, scene, (p["anchor"][1] + shift) % 1.0)
+            cy, cx = anchor_point(shifted(p["anchor"][0], attempt), scene, shifted(p["anchor"][1], attempt))
             window = box_around(cy + 0.5, cx + 0.5, s, s, height, width)
             h, w = window[1] - window[0], window[3] - window[2]
             values = np.broadcast_to(colour, (h, w, scene.channels)).astype(np.float32)

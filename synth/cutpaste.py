@@ -28,7 +28,7 @@ from .errors import InvalidParameterError
 from .image import luminance
 from .method import Method, Rendering, Scene, Spec
 from .sizebins import SizeBin
-from .sizing import anchor_point, box_around, fit, measure_window
+from .sizing import anchor_point, box_around, draw_target_fraction, fit, measure_window, shifted
 
 
 def _range(value: Sequence[float], what: str, low: float = 0.0, high: float = math.inf) -> tuple[float, float]:
@@ -83,13 +83,12 @@ class _PasteBase(Method):
             "jitter": sample_jitter(rng, self.jitter),
         }
         if size_bin is not None:
-            params["target_fraction"] = float(size_bin.low + rng.random() * (size_bin.high - size_bin.low))
+            params["target_fraction"] = draw_target_fraction(rng, size_bin)
         return params
 
     @staticmethod
     def _anchor(scene: Scene, anchor: list[float], attempt: int) -> tuple[int, int]:
-        shift = attempt * 0.6180339887498949
-        return anchor_point((anchor[0] + shift) % 1.0, scene, (anchor[1] + shift) % 1.0)
+        return anchor_point(shifted(anchor[0], attempt), scene, shifted(anchor[1], attempt))
 
     @staticmethod
     def _source_box(scene: Scene, position: list[float], h: int, w: int) -> tuple[int, int, int, int]:

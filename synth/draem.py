@@ -30,7 +30,7 @@ from .errors import InvalidParameterError
 from .image import luminance
 from .method import Method, Rendering, Scene, Spec
 from .perlin import rotated_noise
-from .sizing import RankedMask, bbox_window, fit, measure_window
+from .sizing import RankedMask, Steering, bbox_window, draw_target_fraction, fit, measure_window
 
 #: DRAEM's augmentation list; three distinct ones are applied to every texture.
 AUGMENTATIONS = (
@@ -48,6 +48,8 @@ AUGMENTATIONS = (
 FALLBACKS = ("tiles", "noise")
 #: Share of the allowed pixels kept when the thresholded noise is empty (no size bin requested).
 EMPTY_MASK_FALLBACK = 0.01
+#: the size knob is the mask's pixel count, to which the changed area is roughly proportional
+_PIXEL_COUNT = Steering(exponent=1.0)
 
 
 def sample_augmentations(rng: np.random.Generator, count: int = 3) -> list[dict[str, Any]]:
@@ -164,6 +166,8 @@ def _shuffled_tiles(image: np.ndarray, grid: int, seed: int) -> np.ndarray:
     """The image cut into a ``grid x grid`` set of tiles, permuted (and flipped) at random."""
     height, width = image.shape[:2]
     rng = np.random.default_rng(seed)
+    # an image smaller than the grid would give empty tiles; fewer tiles keep each >= 1 px
+    grid = max(1, min(grid, height, width))
     ys = np.linspace(0, height, grid + 1).astype(int)
     xs = np.linspace(0, width, grid + 1).astype(int)
     cells = [(ys[i], ys[i + 1], xs[j], xs[j + 1]) for i in range(grid) for j in range(grid)]
@@ -249,7 +253,7 @@ class DRAEM(Method):
         params["opacity"] = float(rng.uniform(*self.opacity_range))
         params["fill"] = sample_fill(rng, scene, self.fallback)
         if size_bin is not None:
-            params["target_fraction"] = float(size_bin.low + rng.random() * (size_bin.high - size_bin.low))
+            params["target_fraction"] = draw_target_fraction(rng, size_bin)
         return Spec(method=self.name, shape=shape, mode=mode, seed=seed, size_bin=size_bin, params=params)
 
     # ---------------------------------------------------------------- render
@@ -300,7 +304,7 @@ class DRAEM(Method):
         if spec.size_bin is not None:
             start = max(1.0, p["target_fraction"] * scene.height * scene.width)
         (window, values, mask_pixels), extra = fit(
-            scene, spec, render_at, natural=-1.0, start=start, exponent=1.0, lower=1.0, upper=float(allowed),
+            scene, spec, render_at, natural=-1.0, start=start, steering=_PIXEL_COUNT, lower=1.0, upper=float(allowed),
             hint=self._hint(),
         )
         extra["mask_pixels"] = mask_pixels

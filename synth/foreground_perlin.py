@@ -28,6 +28,7 @@ from .errors import InvalidParameterError, RegionError
 from .foreground import foreground_mask
 from .method import Rendering, Scene, Spec
 from .partner import partner_choice, partner_image
+from .sizing import draw_target_fraction
 
 
 class ForegroundPerlin(DRAEM):
@@ -71,7 +72,7 @@ class ForegroundPerlin(DRAEM):
         params["background"] = self.background
         params["foreground_threshold"] = self.foreground_threshold
         if size_bin is not None:
-            params["target_fraction"] = float(size_bin.low + rng.random() * (size_bin.high - size_bin.low))
+            params["target_fraction"] = draw_target_fraction(rng, size_bin)
         return Spec(method=self.name, shape=shape, mode=mode, seed=seed, size_bin=size_bin, params=params)
 
     def _partner(self, scene: Scene, spec: Spec) -> np.ndarray:

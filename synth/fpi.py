@@ -20,7 +20,7 @@ import numpy as np
 from .errors import InvalidParameterError
 from .method import Method, Rendering, Scene, Spec
 from .partner import partner_choice, partner_image
-from .sizing import anchor_point, box_around, fit, measure_window
+from .sizing import anchor_point, box_around, draw_target_fraction, fit, measure_window, shifted
 
 
 class FPI(Method):
@@ -72,7 +72,7 @@ class FPI(Method):
             "partner_index": partner_choice(rng, scene),
         }
         if size_bin is not None:
-            params["target_fraction"] = float(size_bin.low + rng.random() * (size_bin.high - size_bin.low))
+            params["target_fraction"] = draw_target_fraction(rng, size_bin)
         return Spec(method=self.name, shape=shape, mode=mode, seed=seed, size_bin=size_bin, params=params)
 
     def render(self, scene: Scene, spec: Spec) -> Rendering:
@@ -89,8 +89,7 @@ class FPI(Method):
         def render_at(scale: float, attempt: int):
             h = int(min(max(round(h0 * scale), 1), height))
             w = int(min(max(round(w0 * scale), 1), width))
-            shift = attempt * 0.6180339887498949
-            cy, cx = anchor_point((p["anchor"][0] + shift) % 1.0, scene, (p["anchor"][1] + shift) % 1.0)
+            cy, cx = anchor_point(shifted(p["anchor"][0], attempt), scene, shifted(p["anchor"][1], attempt))
             window = y0, y1, x0, x1 = box_around(cy + 0.5, cx + 0.5, h, w, height, width)
             source = scene.image[y0:y1, x0:x1]
             values = (1.0 - alpha) * source + alpha * partner[y0:y1, x0:x1]

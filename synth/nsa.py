@@ -42,7 +42,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from .errors import InvalidParameterError, SizeBinError
+from .errors import InvalidParameterError
 from .foreground import foreground_mask
 from .method import Method, Rendering, Scene, Spec
 from .nsa_presets import NSA_PRESETS
@@ -51,10 +51,9 @@ from .sizebins import SizeBin
 from .sizing import (
     Window,
     box_around,
+    draw_target_fraction,
+    fit,
     measure_window,
-    pixel_bounds,
-    size_error,
-    steer,
     target_pixels,
     union_window,
 )
@@ -235,7 +234,7 @@ class NSA(Method):
             "label_tolerance": self.label_tolerance,
         }
         if size_bin is not None:
-            params["target_fraction"] = float(size_bin.low + rng.random() * (size_bin.high - size_bin.low))
+            params["target_fraction"] = draw_target_fraction(rng, size_bin)
         return Spec(method=self.name, shape=shape, mode=mode, seed=seed, size_bin=size_bin, params=params)
 
     # ---------------------------------------------------------------- render
@@ -247,10 +246,12 @@ class NSA(Method):
         dst_mask, src_mask = _object_masks(scene, source, p["object_masks"])
         height, width = scene.height, scene.width
         if spec.size_bin is not None:
-            lo_px, hi_px = pixel_bounds(spec.size_bin, scene)
             target_px = target_pixels(spec.size_bin, p["target_fraction"], scene)
-        best_area = -1
-        for attempt in range(_PLACEMENT_ATTEMPTS):
+        layouts: dict[int, tuple[list, float]] = {}
+
+        def layout_for(attempt: int) -> tuple[list, float]:
+            if attempt in layouts:
+                return layouts[attempt]
             # the later attempts of a size request blend only the first patch, at an aspect ratio
             # of at most 3: several minimum-size patches, or a strip a few pixels thin (whose
             # Poisson solution barely differs from its border), can jump over the small bins
@@ -264,46 +265,33 @@ class NSA(Method):
                 )
                 first_guess = math.sqrt(target_px / (_EXPECTED_CHANGE * max(drawn_area, 1.0)))
             layout = self._layout(scene, p, patches, first_guess, src_mask, dst_mask, attempt, bounded=spec.size_bin is None)
+            layouts[attempt] = (layout, first_guess)
+            return layouts[attempt]
 
-            def render_at(scale: float, layout=layout) -> tuple[int, tuple]:
-                window, values = self._clone(scene, spec.mode, source, layout, scale)
-                values, changed = measure_window(scene, window, values)
-                return int(changed.sum()), (window, values, changed)
+        def render_at(scale: float, attempt: int) -> tuple[int, tuple]:
+            layout, first_guess = layout_for(attempt)
+            window, values = self._clone(scene, spec.mode, source, layout, scale)
+            values, changed = measure_window(scene, window, values)
+            return int(changed.sum()), (window, values, changed, layout, first_guess)
 
-            if spec.size_bin is None:
-                area, payload = render_at(1.0)
-                knob, steps = 1.0, 1
-                if area == 0:
-                    continue
-            else:
-                result = steer(render_at, lo_px=lo_px, hi_px=hi_px, target_px=target_px, start=1.0, lower=1e-3, upper=64.0)
-                if best_area < 0 or abs(result.best_area - target_px) < abs(best_area - target_px):
-                    best_area = result.best_area
-                if result.payload is None:
-                    continue
-                payload, knob, steps = result.payload, result.knob, result.steps
-            window, values, changed = payload
-            extra = {
-                "source": partner_name,
-                "placement_attempt": attempt,
-                "patches_used": len(layout),
-                "scale": float(first_guess * knob),
-                "scale_steps": steps,
-                "boxes": [list(b) for b in self._dst_boxes(scene, layout, knob)],
-                "object_scores": [round(pt.object_score, 4) for pt in layout],
-            }
-            label = self._label(scene, window, values, changed, p)
-            return Rendering(image=values, label=label, extra=extra, window=window)
-        if spec.size_bin is None:
-            raise SizeBinError(
-                f"nsa: {_PLACEMENT_ATTEMPTS} placements changed no stored pixel; the source and "
-                "destination may be too similar (flat image); pass a partner image or another seed"
-            )
-        raise size_error(
-            "nsa", spec.size_bin, scene, best_area,
-            "Poisson blending of similar regions changes few pixels; try another seed, a partner "
-            "image or a larger bin",
+        (window, values, changed, layout, first_guess), fitted = fit(
+            scene, spec, render_at, upper=64.0, attempts=_PLACEMENT_ATTEMPTS,
+            hint="Poisson blending of similar regions changes few pixels; try another seed, a partner "
+            "image or a larger bin" if spec.size_bin is not None else
+            "the source and destination may be too similar (flat image); pass a partner image or another seed",
         )
+        knob = fitted["size_knob"]
+        extra = {
+            "source": partner_name,
+            "placement_attempt": fitted["placement_attempt"],
+            "patches_used": len(layout),
+            "scale": float(first_guess * knob),
+            "scale_steps": fitted.get("scale_steps", 1),
+            "boxes": [list(b) for b in self._dst_boxes(scene, layout, knob)],
+            "object_scores": [round(pt.object_score, 4) for pt in layout],
+        }
+        label = self._label(scene, window, values, changed, p)
+        return Rendering(image=values, label=label, extra=extra, window=window)
 
     # ---------------------------------------------------------------- pieces
     def _mask_setting(self, kind: str) -> str | list[float]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Callable, Generic, Literal, TypeVar
 
 import numpy as np
 
@@ -111,6 +111,132 @@ def bbox_window(mask: np.ndarray, pad: int = 0) -> Window | None:
     )
 
 
+#: Golden-ratio step of the placement draws between attempts: successive attempts visit
+#: well-spread positions (a low-discrepancy sequence) instead of retrying near the first one.
+GOLDEN = 0.6180339887498949
+
+#: Placements tried (``attempt`` 0, 1, ...) before a size request is declared impossible.
+PLACEMENT_ATTEMPTS = 4
+
+
+def target_fraction(size_bin: SizeBin, u: float) -> float:
+    """The target changed-area fraction for a uniform draw ``u`` in [0, 1): uniform over the bin."""
+    return float(size_bin.low + u * (size_bin.high - size_bin.low))
+
+
+def draw_target_fraction(rng: np.random.Generator, size_bin: SizeBin) -> float:
+    """Draw a target fraction uniformly over ``size_bin`` (one ``rng.random()`` call)."""
+    return target_fraction(size_bin, float(rng.random()))
+
+
+def shifted(u: float, attempt: int) -> float:
+    """The drawn position ``u`` in [0, 1) moved along the golden-ratio sequence for ``attempt``."""
+    return (u + attempt * GOLDEN) % 1.0
+
+
+@dataclass(frozen=True)
+class Steering:
+    """How a size knob is searched; the defaults are the patch methods', SYNAGEN sets its own.
+
+    ``exponent``      assumed law ``area ~ knob ** exponent`` (2: a linear scale, 1: a pixel count).
+    ``root``          how ``ratio ** (1 / 2)`` is computed for ``exponent`` 2: ``"pow"`` or
+                      ``"sqrt"`` (they differ in the last bit for about 0.1 % of ratios, so each
+                      method keeps the one its datasets were made with).
+    ``max_steps``     renders per placement.
+    ``tolerance``     accepted distance from the target, as a share of ``tolerance_of``:
+                      ``"target"`` (the target pixel count) or ``"bin"`` (the bin's pixel width).
+    ``bracket_by``    a render counts as "too small" (raising the bracket's low end) below the
+                      ``"target"`` or below the ``"bin"``.
+    ``refine_steps``  renders allowed after the first in-bin one (``None``: until half of
+                      ``max_steps`` have been used).
+    ``open_bracket``  the search bracket starts as ``(0, inf)`` and the bounds only clamp the
+                      knob (SYNAGEN), instead of starting as ``(lower, upper)``.
+    """
+
+    exponent: float = 2.0
+    root: Literal["pow", "sqrt"] = "pow"
+    max_steps: int = 18
+    tolerance: float = 0.1
+    tolerance_of: Literal["target", "bin"] = "target"
+    bracket_by: Literal["target", "bin"] = "target"
+    refine_steps: int | None = None
+    open_bracket: bool = False
+
+    def bracket(self, lower: Any, upper: Any) -> tuple[Any, Any]:
+        """The initial ``(k_low, k_high)`` for knob bounds ``lower``/``upper``."""
+        if not self.open_bracket:
+            return lower, upper
+        if isinstance(lower, np.ndarray):
+            return np.zeros_like(lower, np.float64), np.full_like(upper, math.inf, np.float64)
+        return 0.0, math.inf
+
+    def accept(self, area: Any, target_px: Any, lo_px: Any, hi_px: Any) -> Any:
+        """In the bin and close enough to the target to stop refining (elementwise)."""
+        ops = _ops(area)
+        width = target_px if self.tolerance_of == "target" else hi_px - lo_px
+        close = ops.abs(area - target_px) <= self.tolerance * width
+        return ops.logical_and(ops.logical_and(lo_px <= area, area <= hi_px), close)
+
+
+@dataclass(frozen=True)
+class Correction:
+    """Outcome of one ``correct`` step (scalars, or arrays of the batch's shape)."""
+
+    knob: Any
+    k_low: Any
+    k_high: Any
+    #: no further render can help: the knob is at a bound, the bracket collapsed, or unchanged
+    stuck: Any
+
+
+def correct(
+    knob: Any,
+    area: Any,
+    target_px: Any,
+    lo_px: Any,
+    hi_px: Any,
+    k_low: Any,
+    k_high: Any,
+    *,
+    lower: Any,
+    upper: Any,
+    steering: Steering = Steering(),
+) -> Correction:
+    """One measure-and-correct step of the size search, as a pure function of the measurement.
+
+    Works elementwise on Python floats, numpy arrays or torch tensors (all arguments of one kind
+    or broadcastable scalars), so a batched renderer runs the same search for all its anomalies
+    at once. ``[k_low, k_high]`` brackets the knob (start with ``lower``/``upper``, or
+    ``0``/``inf``); the new knob assumes ``area ~ knob ** exponent`` and falls back to bisecting
+    the bracket (geometrically when both ends are known) when that guess leaves it.
+    """
+    ops = _ops(knob, area)
+    boundary = target_px if steering.bracket_by == "target" else lo_px
+    too_small = area < boundary
+    k_low = ops.where(too_small, ops.maximum(k_low, knob), k_low)
+    k_high = ops.where(too_small, k_high, ops.minimum(k_high, knob))
+    at_bound = ops.logical_or(
+        ops.logical_and(area < lo_px, knob >= upper), ops.logical_and(area > hi_px, knob <= lower)
+    )
+    measured = area > 0
+    ratio = target_px / ops.where(measured, area, 1)
+    if steering.exponent == 2.0:
+        factor = ops.sqrt(ratio) if steering.root == "sqrt" else ratio ** 0.5
+    else:
+        factor = ratio ** (1.0 / steering.exponent)
+    proposal = ops.where(measured, knob * factor, knob * 2.0)
+    high_known = k_high < math.inf
+    both_known = ops.logical_and(high_known, k_low > 0)
+    bisection = ops.where(
+        both_known, ops.sqrt(k_low * k_high), ops.where(high_known, (k_low + k_high) / 2.0, knob * 2.0)
+    )
+    inside = ops.logical_and(k_low < proposal, proposal < k_high)
+    proposal = ops.minimum(ops.maximum(ops.where(inside, proposal, bisection), lower), upper)
+    collapsed = ops.logical_and(both_known, k_high / ops.where(both_known, k_low, 1) < 1.0005)
+    stuck = ops.logical_or(ops.logical_or(at_bound, collapsed), proposal == knob)
+    return Correction(proposal, k_low, k_high, stuck)
+
+
 @dataclass(frozen=True)
 class Steered(Generic[T]):
     """Outcome of ``steer``: the in-bin payload (or ``None``), its knob value and area."""
@@ -129,26 +255,24 @@ def steer(
     hi_px: int,
     target_px: float,
     start: float,
-    exponent: float = 2.0,
     lower: float = 0.0,
     upper: float = math.inf,
-    max_steps: int = 18,
-    tolerance: float = 0.1,
+    steering: Steering = Steering(),
 ) -> Steered[T]:
     """Search a knob (changed area non-decreasing in it) until ``lo_px <= area <= hi_px``.
 
-    ``render_at(knob) -> (area, payload)`` renders and measures. The first guess is ``start``;
-    each correction assumes ``area ~ knob ** exponent`` (2 for a linear patch scale, 1 for a pixel
-    count), falling back to bisection between the bracketing values. Stops early once the area is
-    in the bin and within ``tolerance`` of the target, so sizes stay spread over the bin.
+    ``render_at(knob) -> (area, payload)`` renders and measures; ``correct`` proposes the next
+    knob. Stops once the area is in the bin and ``steering.accept``s it, or when the refinement
+    budget after the first in-bin render is spent, so sizes stay spread over the bin.
     Returns the in-bin result closest to the target, or a ``Steered`` with ``payload=None``.
     """
     knob = min(max(start, lower), upper)
-    k_low, k_high = lower, upper
+    k_low, k_high = steering.bracket(lower, upper)
     best_area = -1
     found: tuple[int, float, T, int] | None = None
+    first_in_bin: int | None = None
     steps = 0
-    for step in range(max_steps):
+    for step in range(steering.max_steps):
         steps = step + 1
         area, payload = render_at(knob)
         if best_area < 0 or abs(area - target_px) < abs(best_area - target_px):
@@ -156,43 +280,30 @@ def steer(
         if lo_px <= area <= hi_px:
             if found is None or abs(area - target_px) < abs(found[0] - target_px):
                 found = (area, knob, payload, steps)
-            if abs(area - target_px) <= tolerance * target_px or step >= max_steps // 2:
-                break
-        if area < target_px:
-            k_low = max(k_low, knob)
-        else:
-            k_high = min(k_high, knob)
-        if area < lo_px and knob >= upper:
-            break  # the largest allowed knob is still too small
-        if area > hi_px and knob <= lower:
-            break
-        if area > 0:
-            proposal = knob * (target_px / area) ** (1.0 / exponent)
-        else:
-            proposal = knob * 2.0
-        if not (k_low < proposal < k_high):
-            if k_high < math.inf and k_low > 0:
-                proposal = math.sqrt(k_low * k_high)
-            elif k_high < math.inf:
-                proposal = (k_low + k_high) / 2.0
+            first_in_bin = step if first_in_bin is None else first_in_bin
+            if steering.refine_steps is None:
+                spent = step >= steering.max_steps // 2
             else:
-                proposal = knob * 2.0
-        proposal = min(max(proposal, lower), upper)
-        if k_high < math.inf and k_low > 0 and k_high / k_low < 1.0005:
-            break  # the area jumps over the bin here
-        if proposal == knob:
+                spent = step - first_in_bin >= steering.refine_steps
+            if steering.accept(area, target_px, lo_px, hi_px) or spent:
+                break
+        step_result = correct(
+            knob, area, target_px, lo_px, hi_px, k_low, k_high, lower=lower, upper=upper, steering=steering
+        )
+        k_low, k_high = step_result.k_low, step_result.k_high
+        if step_result.stuck:
             break
-        knob = proposal
+        knob = step_result.knob
     if found is None:
         return Steered(None, knob, best_area, steps, best_area)
     area, knob, payload, at_step = found
     return Steered(payload, knob, area, at_step, best_area)
 
 
-def size_error(method: str, size_bin: SizeBin, scene: Scene, best_area: int, hint: str) -> SizeBinError:
+def size_error(what: str, size_bin: SizeBin, scene: Scene, best_area: int, hint: str) -> SizeBinError:
     lo_px, hi_px = pixel_bounds(size_bin, scene)
     return SizeBinError(
-        f"could not bring a {method} anomaly into size bin {size_bin.name} ({lo_px}-{hi_px} changed "
+        f"could not bring a {what} anomaly into size bin {size_bin.name} ({lo_px}-{hi_px} changed "
         f"pixels of {scene.height * scene.width}); closest was {max(best_area, 0)} pixels. {hint}"
     )
 
@@ -208,52 +319,55 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-#: Placements tried (``attempt`` 0, 1, ...) before a size request is declared impossible.
-PLACEMENT_ATTEMPTS = 4
-
-
 def fit(
     scene: Scene,
     spec: Any,
     render_at: Callable[[float, int], tuple[int, T]],
     *,
     natural: float = 1.0,
-    start: float = 1.0,
-    exponent: float = 2.0,
+    start: float | Callable[[int], float] = 1.0,
     lower: float = 1e-3,
     upper: float = math.inf,
     hint: str = "try another seed or a larger bin",
     attempts: int = PLACEMENT_ATTEMPTS,
+    steering: Steering = Steering(),
+    size_bin: SizeBin | None = None,
+    what: str | None = None,
 ) -> tuple[T, dict[str, Any]]:
-    """Render a spec at its drawn size, or steer it into ``spec.size_bin``.
+    """Render a spec at its drawn size, or steer it into its size bin: every method's size control.
 
     ``render_at(knob, attempt) -> (changed pixels, payload)``; ``attempt`` selects another
-    placement (or noise seed) when one cannot be brought into the bin. Without a size bin the
-    knob is ``natural`` and the only requirement is that at least one pixel changes. Returns the
-    payload and the JSON values to record (``size_knob``, ``placement_attempt``, ``scale_steps``).
+    placement (or noise seed) when one cannot be brought into the bin. ``start`` is the first
+    knob, or a function of the attempt. ``size_bin`` defaults to ``spec.size_bin``; without a
+    size bin the knob is ``natural`` and the only requirement is that at least one pixel
+    changes. Returns the payload and the JSON values to record (``size_knob``,
+    ``placement_attempt``, ``scale_steps``); raises ``SizeBinError`` naming ``what`` (default
+    the method) and ``hint`` when every attempt fails.
     """
-    if spec.size_bin is None:
+    size_bin = spec.size_bin if size_bin is None else size_bin
+    what = spec.method if what is None else what
+    if size_bin is None:
         for attempt in range(attempts):
             area, payload = render_at(natural, attempt)
             if area > 0:
                 return payload, {"size_knob": float(natural), "placement_attempt": attempt}
         raise SizeBinError(
-            f"{spec.method}: {attempts} placements changed no stored pixel (the blended content "
+            f"{what}: {attempts} placements changed no stored pixel (the blended content "
             f"equals the image there); {hint}"
         )
-    lo_px, hi_px = pixel_bounds(spec.size_bin, scene)
-    target_px = target_pixels(spec.size_bin, spec.params["target_fraction"], scene)
-    best_area = 0
+    lo_px, hi_px = pixel_bounds(size_bin, scene)
+    target_px = target_pixels(size_bin, spec.params["target_fraction"], scene)
+    best_area: int | None = None
     for attempt in range(attempts):
         result = steer(
             lambda knob: render_at(knob, attempt),
             lo_px=lo_px,
             hi_px=hi_px,
             target_px=target_px,
-            start=start,
-            exponent=exponent,
+            start=start(attempt) if callable(start) else start,
             lower=lower,
             upper=upper,
+            steering=steering,
         )
         if result.payload is not None:
             return result.payload, {
@@ -261,9 +375,47 @@ def fit(
                 "placement_attempt": attempt,
                 "scale_steps": result.steps,
             }
-        if abs(result.best_area - target_px) < abs(best_area - target_px):
+        if best_area is None or abs(result.best_area - target_px) < abs(best_area - target_px):
             best_area = result.best_area
-    raise size_error(spec.method, spec.size_bin, scene, best_area, hint)
+    raise size_error(what, size_bin, scene, best_area or 0, hint)
+
+
+@dataclass(frozen=True)
+class _Ops:
+    """The few elementwise operations ``correct`` needs, for one array kind."""
+
+    where: Callable[[Any, Any, Any], Any]
+    maximum: Callable[[Any, Any], Any]
+    minimum: Callable[[Any, Any], Any]
+    sqrt: Callable[[Any], Any]
+    abs: Callable[[Any], Any]
+    logical_and: Callable[[Any, Any], Any]
+    logical_or: Callable[[Any, Any], Any]
+
+
+# Python floats keep the exact arithmetic the size search had before it was made elementwise
+# (math.sqrt and float ** are not bit-identical to numpy's or torch's vectorised versions).
+_SCALAR_OPS = _Ops(
+    where=lambda c, a, b: a if c else b,
+    maximum=max,
+    minimum=min,
+    sqrt=math.sqrt,
+    abs=abs,
+    logical_and=lambda a, b: bool(a) and bool(b),
+    logical_or=lambda a, b: bool(a) or bool(b),
+)
+_NUMPY_OPS = _Ops(np.where, np.maximum, np.minimum, np.sqrt, np.abs, np.logical_and, np.logical_or)
+
+
+def _ops(*values: Any) -> _Ops:
+    for value in values:
+        if isinstance(value, np.ndarray):
+            return _NUMPY_OPS
+        if type(value).__module__.startswith("torch"):
+            import torch  # only when the caller already works with torch tensors
+
+            return _Ops(torch.where, torch.maximum, torch.minimum, torch.sqrt, torch.abs, torch.logical_and, torch.logical_or)
+    return _SCALAR_OPS
 
 
 class RankedMask:

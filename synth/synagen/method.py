@@ -19,18 +19,18 @@ from ..anomaly import changed_pixels
 from ..errors import InvalidParameterError, SizeBinError
 from ..method import Method, Rendering, Scene, Spec
 from ..sizebins import DEFAULT_BINS, SizeBin
-from ..sizing import pixel_bounds, target_pixels
+from ..sizing import Steering, fit, shifted, target_fraction, target_pixels
 from .modes import DEFAULT_MODES, MODES, manipulate, noise_field, sample_mode, texture_field
 from .shapes import SHAPES, rotated_shape, sample_shape
 
-_GOLDEN = 0.6180339887498949
 _PLACEMENT_ATTEMPTS = 6
 _COVERAGE_THRESHOLDS = (0.5, 0.3, 0.7)
-_SCALE_STEPS = 18
-#: accepted distance from the drawn target, as a share of the bin's width: sizes stay spread
-#: evenly over the bin (to within this share) without chasing an exact pixel count
-_TARGET_TOLERANCE = 0.1
-_REFINE_STEPS = 2
+#: SYNAGEN's size search: accepted distance from the drawn target as a share of the bin's width
+#: (sizes stay spread evenly over the bin without chasing an exact pixel count); a render counts
+#: as too small only below the bin; shapes whose area jumps with scale (rough) may never get
+#: within the tolerance, so at most 2 renders refine after the first in-bin one; the largest scale
+#: only clamps the knob, it does not bound the bracket.
+STEERING = Steering(root="sqrt", tolerance_of="bin", bracket_by="bin", refine_steps=2, open_bracket=True)
 _KERNEL3 = np.ones((3, 3), np.uint8)
 
 
@@ -109,7 +109,7 @@ class Synagen(Method):
             "angle": angle,
             "position": position,
             "anchor": anchor,
-            "target_fraction": size_bin.low + size_u * (size_bin.high - size_bin.low),
+            "target_fraction": target_fraction(size_bin, size_u),
             "smooth_band": self.smooth_band,
         }
         return Spec(method=self.name, shape=shape, mode=mode, seed=seed, size_bin=size_bin, params=params)
@@ -118,9 +118,7 @@ class Synagen(Method):
     def render(self, scene: Scene, spec: Spec) -> Rendering:
         p = spec.params
         height, width = scene.height, scene.width
-        n_pixels = height * width
         size_bin = spec.size_bin or SizeBin.parse("0.02-15%")
-        lo_px, hi_px = pixel_bounds(size_bin, scene)
         target_px = target_pixels(size_bin, p["target_fraction"], scene)
 
         # rotation does not depend on the scale: rotate once at panel resolution, then only
@@ -137,71 +135,49 @@ class Synagen(Method):
             tex = scene.textures[mode_params["texture_index"] % len(scene.textures)]
             texture = texture_field(tex, mode_params["texture_offset"], height, width, scene.channels)
         region_pixels = None if scene.region is None else np.flatnonzero(scene.region)
+        max_scale = 4.0 * max(height, width) / max(shape_crop.shape)
 
-        best: tuple[int, float] | None = None
-        in_bin: tuple[int, _Window, np.ndarray, dict[str, Any]] | None = None
-        for attempt in range(_PLACEMENT_ATTEMPTS):
-            shift = attempt * _GOLDEN
+        def placement(attempt: int) -> tuple[list[float], list[float], float]:
             # Thin shapes gain or lose whole strokes at some scales, so the area can jump over a
             # narrow bin; another coverage threshold moves the jumps (recorded with the result).
             threshold = _COVERAGE_THRESHOLDS[attempt % len(_COVERAGE_THRESHOLDS)]
-            position = [(u + shift) % 1.0 for u in p["position"]]
-            anchor = [(u + shift) % 1.0 for u in p["anchor"]]
-            max_scale = 4.0 * max(height, width) / max(shape_crop.shape)
-            scale = self._predict_scale(
+            position = [shifted(u, attempt) for u in p["position"]]
+            anchor = [shifted(u, attempt) for u in p["anchor"]]
+            return position, anchor, threshold
+
+        def start(attempt: int) -> float:
+            position, anchor, threshold = placement(attempt)
+            return self._predict_scale(
                 shape_crop, math.sqrt(target_px / shape_area), target_px, max_scale,
                 position, anchor, scene, region_pixels, threshold,
             )
-            s_low, s_high = 0.0, math.inf
-            first_in_bin: int | None = None
-            for step in range(_SCALE_STEPS):
-                scale = min(scale, max_scale)
-                placed = self._place(shape_crop, scale, position, anchor, scene, region_pixels, threshold)
-                if placed is None:
-                    area, out_window = 0, None
-                else:
-                    footprint, window = placed
-                    out_window, changed = self._manipulate(scene, spec.mode, mode_params, footprint, window, noise, texture)
-                    area = int(changed.sum())
-                if best is None or abs(area - target_px) < abs(best[0] - target_px):
-                    best = (area, scale)
-                if lo_px <= area <= hi_px:
-                    extra = {"scale": scale, "placement_attempt": attempt, "coverage_threshold": threshold, "scale_steps": step + 1}
-                    if in_bin is None or abs(area - target_px) < abs(in_bin[0] - target_px):
-                        in_bin = (area, window, out_window, extra)
-                    first_in_bin = step if first_in_bin is None else first_in_bin
-                    # In the bin: a few more steps towards the drawn target keep sizes spread
-                    # evenly over the bin, but shapes whose area jumps with scale (rough) may never
-                    # get within the tolerance, so the refinement is bounded.
-                    if abs(area - target_px) <= _TARGET_TOLERANCE * (hi_px - lo_px) or step - first_in_bin >= _REFINE_STEPS:
-                        break
-                if area < lo_px:
-                    s_low = max(s_low, scale)
-                else:
-                    s_high = min(s_high, scale)
-                if scale >= max_scale and area < lo_px:
-                    break
-                proposal = scale * math.sqrt(target_px / area) if area > 0 else scale * 2.0
-                if not (s_low < proposal < s_high):
-                    proposal = math.sqrt(s_low * s_high) if (s_low > 0 and s_high < math.inf) else (
-                        scale * 2.0 if s_high == math.inf else scale / 2.0
-                    )
-                if s_high < math.inf and s_low > 0 and s_high / s_low < 1.0005:
-                    break  # the area jumps over the bin at this placement
-                scale = proposal
-            if in_bin is not None:
-                _, window, out_window, extra = in_bin
-                return Rendering(
-                    image=out_window,
-                    angle=float(p["angle"]),
-                    extra=extra,
-                    window=(window.y0, window.y1, window.x0, window.x1),
-                )
-        raise SizeBinError(
-            f"could not bring a {spec.shape}/{spec.mode} anomaly into size bin {size_bin.name} "
-            f"({lo_px}-{hi_px} changed pixels of {n_pixels}); closest was {best[0] if best else 0} pixels. "
-            "The image may be too flat for this mode (e.g. black pixels cannot be darkened) or the "
-            "region too fragmented; try another seed, mode or bin"
+
+        def render_at(scale: float, attempt: int):
+            position, anchor, threshold = placement(attempt)
+            placed = self._place(shape_crop, scale, position, anchor, scene, region_pixels, threshold)
+            if placed is None:
+                return 0, None
+            footprint, window = placed
+            out_window, changed = self._manipulate(scene, spec.mode, mode_params, footprint, window, noise, texture)
+            return int(changed.sum()), (window, out_window, threshold)
+
+        (window, out_window, threshold), fitted = fit(
+            scene, spec, render_at, start=start, lower=0.0, upper=max_scale, attempts=_PLACEMENT_ATTEMPTS,
+            steering=STEERING, size_bin=size_bin, what=f"{spec.shape}/{spec.mode}",
+            hint="The image may be too flat for this mode (e.g. black pixels cannot be darkened) or the "
+            "region too fragmented; try another seed, mode or bin",
+        )
+        extra = {
+            "scale": fitted["size_knob"],
+            "placement_attempt": fitted["placement_attempt"],
+            "coverage_threshold": threshold,
+            "scale_steps": fitted["scale_steps"],
+        }
+        return Rendering(
+            image=out_window,
+            angle=float(p["angle"]),
+            extra=extra,
+            window=(window.y0, window.y1, window.x0, window.x1),
         )
 
     # ---------------------------------------------------------------- pieces
