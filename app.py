@@ -855,7 +855,8 @@ class Space:
             anomalies, sources = [], []
             for i in range(6):
                 name = EXAMPLE_NAMES[i % len(EXAMPLE_NAMES)]
-                anomalies.append(synthesize(example_image(name), "synagen", seed=i, size_bin=DEFAULT_BINS[-2 - i % 3].name))
+                size_bin = DEFAULT_BINS[-2 - i % 3].name  # the larger bins: visible in a thumbnail
+                anomalies.append(synthesize(example_image(name), "synagen", seed=i, size_bin=size_bin))
                 sources.append(f"{name}.png")
             export_parquet(anomalies, path, sources)
         return datasets.Dataset(pq.read_table(path).slice(0, n_rows))
@@ -1034,7 +1035,7 @@ def build_demo(config: SpaceConfig | None = None) -> gr.Blocks:
                 with gr.Row():
                     with gr.Column(scale=1):
                         stress_files = gr.File(label="Anomaly-free images (optional)", file_count="multiple",
-                                               file_types=["image"], type="filepath")
+                                               file_types=["image"], type="filepath", elem_id="stress-files")
                         stress_method = checked_input(gr.Dropdown(methods, value=default_method, label="Method"),
                                                       "method", "a method name")
                         stress_detector = checked_input(

@@ -227,7 +227,8 @@ def auroc_interval(auroc: float, n_anomalous: int, n_normal: int, z: float = 1.9
     """95 % interval of an AUROC from Hanley & McNeil (1982)'s standard error."""
     a = min(max(auroc, 1e-6), 1 - 1e-6)
     q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
-    var = (a * (1 - a) + (n_anomalous - 1) * (q1 - a * a) + (n_normal - 1) * (q2 - a * a)) / max(1, n_anomalous * n_normal)
+    var = ((a * (1 - a) + (n_anomalous - 1) * (q1 - a * a) + (n_normal - 1) * (q2 - a * a))
+           / max(1, n_anomalous * n_normal))
     half = z * math.sqrt(max(var, 0.0))
     return max(0.0, auroc - half), min(1.0, auroc + half)
 
