@@ -55,6 +55,7 @@ import skimage.data
 
 from synth import (
     DEFAULT_BINS,
+    Anomaly,
     InvalidImageError,
     SynthError,
     decode_image,
@@ -500,6 +501,61 @@ def score_on_device(name: str, key: str, fit_images: Sequence[np.ndarray], batch
         detector.to("cpu")
 
 
+def render_batched(image: np.ndarray, method: str, seeds: Sequence[int], *, shape: str | None, mode: str | None,
+                   size_bin: str | None, region: np.ndarray | None, textures: Sequence[np.ndarray],
+                   device: str) -> tuple[list[Anomaly], list[str]]:
+    """(anomalies, failure messages): one anomaly per seed from ``synth.batched``'s torch renderer,
+    all seeds in one batch on ``device``. The specs are those ``synthesize`` draws for the seeds."""
+    import torch
+
+    from synth.batched import render_batch, sample_specs
+    from synth.region import normalize_region
+
+    array = image if image.ndim == 3 else image[:, :, None]
+    one = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)[None].to(device)
+    regions = None
+    if region is not None:
+        regions = torch.from_numpy(normalize_region(region, image.shape[0], image.shape[1]))[None].to(device)
+    specs = []
+    for seed in seeds:
+        specs += sample_specs(one, method, seeds=[seed], shape=shape, mode=mode, size_bin=size_bin, regions=regions,
+                              textures=textures)
+    out = render_batch(one.expand(len(specs), -1, -1, -1), specs, textures=textures, method=method, strict=False,
+                       regions=None if regions is None else regions.expand(len(specs), -1, -1))
+    images = out.images.permute(0, 2, 3, 1).cpu().numpy()
+    masks, diffs = out.masks.cpu().numpy(), out.diffs.cpu().numpy()
+    anomalies, failures = [], []
+    for k, (seed, spec) in enumerate(zip(seeds, specs)):
+        if k in out.missed:
+            failures.append(f"seed {seed}: could not bring the anomaly into its size bin; try another seed or bin")
+            continue
+        rendered = images[k] if image.ndim == 3 else images[k][:, :, 0]
+        anomalies.append(Anomaly(rendered, masks[k], diffs[k], None, out.records[k], spec))
+    return anomalies, failures
+
+
+@GPU(duration=60)
+def make_anomalies(image: np.ndarray, method: str, seeds: Sequence[int], *, shape: str | None, mode: str | None,
+                   size_bin: str | None, region: np.ndarray | None, textures: Sequence[np.ndarray]):
+    """(anomalies, failure messages, device in words). With a GPU, a method that has a batched
+    renderer renders every seed there at once; otherwise ``synth.synthesize`` per seed on the CPU."""
+    import torch
+
+    from synth.batched import BATCHED_METHODS
+
+    if torch.cuda.is_available() and method in BATCHED_METHODS:
+        return (*render_batched(image, method, seeds, shape=shape, mode=mode, size_bin=size_bin, region=region,
+                                textures=textures, device="cuda"), serving_device())
+    anomalies, failures = [], []
+    for seed in seeds:
+        try:
+            anomalies.append(synthesize(image, method, seed=seed, shape=shape, mode=mode, size_bin=size_bin,
+                                        region=region, textures=textures))
+        except SynthError as exc:
+            failures.append(f"seed {seed}: {exc}")
+    return anomalies, failures, "CPU"
+
+
 def _stress_duration(images, config) -> int:
     """ZeroGPU time to ask for: fitting plus about 0.05 s per image scored on a GPU, with margin."""
     return int(min(300, 30 + 0.1 * (config.anomalies + 8 * len(images) * config.grid**2)))
@@ -604,13 +660,13 @@ class Space:
         region, region_source = _region(image, region_drawing, region_mask_path)
         textures = tuple(example_image(name) for name in EXAMPLE_NAMES)  # for the "texture" modes
 
-        anomalies, failures = [], []
-        for i in progress.tqdm(range(count), desc="Generating anomalies"):
-            try:
-                anomalies.append(synthesize(image, method, seed=seed + i, shape=shape_arg, mode=mode_arg,
-                                            size_bin=bin_arg, region=region, textures=textures))
-            except SynthError as exc:
-                failures.append(f"seed {seed + i}: {exc}")
+        progress(0.1, desc=f"Generating {count} anomalies")
+        try:
+            anomalies, failures, device = make_anomalies(image, method, range(seed, seed + count), shape=shape_arg,
+                                                         mode=mode_arg, size_bin=bin_arg, region=region,
+                                                         textures=textures)
+        except SynthError as exc:  # a problem of every seed alike (e.g. the region is too small)
+            raise gr.Error(str(exc), title="No anomaly could be made", print_exception=False) from None
         if not anomalies:
             raise gr.Error(failures[0], title="No anomaly could be made", print_exception=False)
         if failures:
@@ -646,7 +702,7 @@ class Space:
             views[0]["mask"],
             _table(rows),
             downloads,
-            generate_status(len(anomalies), method, region_source, parquet),
+            generate_status(len(anomalies), method, region_source, parquet) + f" Served on **{device}**.",
             generated,
         )
 
