@@ -87,8 +87,6 @@ MAX_DETECT_IMAGES = 40
 PREVIEW_SIDE = 768
 #: the parquet download repeats the zip's images; above this zip size only the zip is offered
 PARQUET_MAX_BYTES = 64 * 1024 * 1024
-#: memory-bank cap of PatchCore (bounds fitting time on CPU)
-PATCHCORE_MAX_CORESET = 4000
 
 RANDOM = "random"
 DETECTORS = ("patchcore", "padim")
