@@ -40,7 +40,6 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -61,6 +60,8 @@ from synth import (
 from synth.export import export_parquet, export_rows, export_zip
 from synth.image import save_png
 from synth.preview import contour_overlay, display_rgb, heatmap_overlay, mask_preview, region_from_layers
+from synth.record import RECORD_COLUMNS, Column
+from synth.version import tool_version
 
 # ------------------------------------------------------------------------------------ limits
 #: largest upload gradio accepts (``launch(max_file_size=...)``); bigger files are refused on upload
@@ -92,10 +93,6 @@ WORK_ROOT = Path(tempfile.gettempdir()) / "anomalyforge-space"
 #: per-click output folders older than this are deleted (the browser has its own copies by then)
 WORK_TTL_S = 3600
 
-try:
-    VERSION = metadata.version("anomalyforge")
-except metadata.PackageNotFoundError:
-    VERSION = "unknown"
 
 
 # ---------------------------------------------------------------------------------- examples
@@ -299,26 +296,23 @@ def _int(value: Any, what: str, low: int, high: int | None = None) -> int:
     return number
 
 
-TABLE_COLUMNS = ["method", "shape", "mode", "size_bin", "area_%", "brightness_delta", "background_brightness",
-                 "bbox", "angle", "seed", "file_name"]
+#: the record columns of each generated anomaly (``params``, long JSON, stays in the downloads)
+_SHOWN = [c for c in RECORD_COLUMNS if c.name != "params"]
+TABLE_COLUMNS = ["area_%" if c.name == "area_fraction" else c.name for c in _SHOWN] + ["file_name"]
+
+
+def _cell(column: Column, value: Any) -> Any:
+    if column.name == "area_fraction":
+        return round(100.0 * float(value), 4)
+    if column.kind == "float32":
+        return round(float(value), 1 if column.name == "angle" else 4)
+    if column.kind == "bbox":
+        return " ".join(str(v) for v in value)
+    return int(value) if column.kind == "int64" else value
 
 
 def _table(rows: Sequence[dict]) -> pd.DataFrame:
-    records = []
-    for row in rows:
-        records.append({
-            "file_name": row["file_name"],
-            "method": row["method"],
-            "shape": row["shape"],
-            "mode": row["mode"],
-            "size_bin": row["size_bin"],
-            "area_%": round(100.0 * float(row["area_fraction"]), 4),
-            "brightness_delta": round(float(row["brightness_delta"]), 4),
-            "background_brightness": round(float(row["background_brightness"]), 4),
-            "bbox": " ".join(str(v) for v in row["bbox"]),
-            "angle": round(float(row["angle"]), 1),
-            "seed": int(row["seed"]),
-        })
+    records = [dict(zip(TABLE_COLUMNS, [*(_cell(c, row[c.name]) for c in _SHOWN), row["file_name"]])) for row in rows]
     return pd.DataFrame(records, columns=TABLE_COLUMNS)
 
 
@@ -376,7 +370,7 @@ def generate(
         gallery.append((overlay, caption))
         views.append({"before": before, "after": after, "mask": mask})
     config = {
-        "tool": f"anomalyforge {VERSION} (Space)",
+        "tool": f"anomalyforge {tool_version()} (Space)",
         "method": method, "shape": shape_arg, "mode": mode_arg, "size_bin": bin_arg,
         "count": count, "seed": seed, "source_id": source_id, "region": region_source,
     }
@@ -704,6 +698,7 @@ def _unreachable(repo: str, version: str, exc: Exception) -> str:
 def browse(repo: str, version: str, n_rows: float):
     """A few rows (image with mask outline, metadata) of one published dataset version."""
     import hub_tools
+    from hub_tools.schema import decode_labels
 
     repo, version = (repo or "").strip(), (version or "").strip()
     if repo.count("/") != 1 or not all(repo.split("/")):
@@ -729,11 +724,7 @@ def browse(repo: str, version: str, n_rows: float):
         image, mask = np.asarray(row["image"]), np.asarray(row["mask"]) > 0
         if mask.ndim == 3:
             mask = mask.any(axis=2)
-        record = {}
-        for column in BROWSE_COLUMNS:
-            value = row.get(column)
-            names = getattr(features.get(column), "names", None)
-            record[column] = names[value] if names is not None and isinstance(value, int) else value
+        record = decode_labels({column: row.get(column) for column in BROWSE_COLUMNS}, features)
         records.append(record)
         overlay = _png(folder, f"row_{i}.png", contour_overlay(image, mask, PREVIEW_SIDE))
         gallery.append((overlay, f"{record['shape']} · {record['mode']} · {record['size_bin']}"))

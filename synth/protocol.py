@@ -27,6 +27,8 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from .anomaly import Anomaly, synthesize
+from .record import metadata_row as record_row
+from .version import tool_version
 from .errors import InvalidParameterError, SynthError
 from .image import DEFAULT_PNG_LEVEL, encode_png, load_image, write_atomic
 from .registry import get_method, method_names
@@ -281,9 +283,7 @@ def run_task(task: Task, job: _Job | None = None) -> list[dict[str, Any]]:
 
 
 def metadata_row(anomaly: Anomaly, file_name: str, mask_name: str, source_id: str) -> dict[str, Any]:
-    row = {"file_name": file_name, "mask_file_name": mask_name, "source_id": source_id}
-    row.update(anomaly.record)
-    return row
+    return record_row(anomaly.record, file_name, mask_name, source_id)
 
 
 def _run_indexed(task: Task) -> tuple[int, list[dict[str, Any]]]:
@@ -394,13 +394,7 @@ class ProtocolFailures(SynthError):
 
 
 def _config_record(config: ProtocolConfig, input_dir: str | os.PathLike) -> dict[str, Any]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        tool_version = version("anomalyforge")
-    except PackageNotFoundError:
-        tool_version = "unknown"
-    return {"tool": "anomalyforge", "tool_version": tool_version, "config": config.to_dict()}
+    return {"tool": "anomalyforge", "tool_version": tool_version(), "config": config.to_dict()}
 
 
 def _check_config(out: Path, config: ProtocolConfig) -> None:
