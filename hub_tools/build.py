@@ -41,6 +41,7 @@ from datasets import Features
 from PIL import Image as PILImage
 
 from synth.image import encode_png, load_image, to_float
+from synth.layout import BUILD_RECORD, FAILURES, METADATA, layout_of
 from synth.record import LABEL_NAMES, source_record
 from synth.sizebins import DEFAULT_BINS, SizeBin, resolve_bin
 from synth.version import tool_version
@@ -69,25 +70,14 @@ class BuildResult:
 
 
 # --------------------------------------------------------------------------- input
-#: files of the generation protocol's output folder (``synth.protocol``)
-METADATA = "metadata.jsonl"
-PARTIAL = "metadata.partial.jsonl"
-FAILURES = "failures.jsonl"
-PROTOCOL_CONFIG = "config.json"
-#: written last by ``build_dataset``: a folder with it holds a complete build
-BUILD_RECORD = "build.json"
+# the files of a generated folder and the build record (written last by ``build_dataset``: a
+# folder with it holds a complete build) are named, and recognised, by ``synth.layout``
 
 
 def is_imagefolder(path: Path) -> bool:
-    """True when ``path`` is an output folder of the generation protocol."""
-    return (path / METADATA).is_file() and (path / "images").is_dir()
-
-
-def _is_generated(path: Path) -> bool:
-    """True when ``path`` holds (part of) an output of the generation protocol."""
-    return any((path / name).is_file() for name in (METADATA, PARTIAL, PROTOCOL_CONFIG)) and (
-        (path / "images").is_dir() or (path / PARTIAL).is_file()
-    )
+    """True when ``path`` is a finished output folder of the generation protocol."""
+    layout = layout_of(path)
+    return layout is not None and layout.kind == "generated" and layout.complete
 
 
 def check_input_layout(input_dir: Path, build_dir: Path) -> None:
@@ -97,14 +87,15 @@ def check_input_layout(input_dir: Path, build_dir: Path) -> None:
     anomaly-free images (its ``images/`` and ``masks/`` becoming new sources), and a build folder
     inside the input folder would have its own example images read back on a rerun.
     """
-    if (input_dir / BUILD_RECORD).is_file() or _is_generated(input_dir / "generated"):
+    layout = layout_of(input_dir)  # the project's one recogniser of what it wrote
+    if layout is not None and layout.kind == "build":
         raise BuildError(
             f"{input_dir} is a build folder of `anomalyforge hub build`, not input images; pass the images "
             f"it was built from, or its generated/ folder with --sources"
         )
-    if _is_generated(input_dir) and not (input_dir / METADATA).is_file():
+    if layout is not None and not layout.complete:
         raise BuildError(
-            f"{input_dir} is an unfinished `anomalyforge synth` output ({PARTIAL} but no {METADATA}): "
+            f"{input_dir} is an unfinished `anomalyforge synth` output (no {METADATA} yet): "
             "rerun the same synth command to finish it, then build from it"
         )
     if is_imagefolder(input_dir) and (input_dir / FAILURES).is_file():
@@ -533,7 +524,7 @@ def build_dataset(
         "format": FORMAT_VERSION,
         "fingerprint": fingerprint,
         "input": {"kind": input_kind, "name": input_dir.resolve().name},
-        "generation": generation_config({k: v for k, v in generation.items() if k != "workers"}),
+        "generation": generation_config({k: v for k, v in generation.items() if k not in ("workers", "memory_budget")}),
         "protocol": _protocol_record(generated),
         "include_diff": include_diff,
         "counts": counts,

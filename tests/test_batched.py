@@ -173,6 +173,28 @@ def test_torch_and_numpy_renderings_of_the_same_spec_agree():
     assert np.median(medians) <= 2, medians
 
 
+@pytest.mark.parametrize("size_bin", [None, 0, 3])
+@pytest.mark.parametrize("name", ["cutout", "fpi"])
+def test_box_methods_batches_are_byte_identical_to_the_numpy_path(name, size_bin):
+    """CutOut's and FPI's geometry is computed by the numpy path's own functions, so the bytes agree."""
+    region = np.zeros((SIZE, SIZE), np.uint8)
+    region[20:140, 30:150] = 255
+    seeds = [0, 1, 2, 3, 4]
+    cases = {
+        "cutout": (({}, None, ()), ({"fill": "mean"}, torch.from_numpy(region)[None].repeat(5, 1, 1), ())),
+        "fpi": (({}, None, ()), ({}, torch.from_numpy(region)[None].repeat(5, 1, 1), (skimage.data.astronaut(),))),
+    }
+    for options, regions, partners in cases[name]:
+        out = synthesize_batch(_batch(RGB, 5), name, seeds=seeds, size_bin=size_bin, regions=regions,
+                               partners=partners, **options)
+        for k, seed in enumerate(seeds):
+            cpu = synthesize(RGB, name, seed=seed, size_bin=size_bin, region=None if regions is None else region,
+                             partners=partners, **options)
+            assert out.images[k].permute(1, 2, 0).numpy().tobytes() == cpu.image.tobytes()
+            assert np.array_equal(out.masks[k].numpy(), cpu.mask)
+            assert out.records[k] == cpu.record
+
+
 # --------------------------------------------------------------------------- methods, errors
 def test_methods_without_a_batched_renderer_say_where_they_run():
     images = _batch(RGB, 2)
@@ -180,7 +202,7 @@ def test_methods_without_a_batched_renderer_say_where_they_run():
     with pytest.raises(UnsupportedMethodError, match="Poisson blending runs on the CPU path"):
         synthesize_batch(images, "nsa", seeds=[0, 1])
     with pytest.raises(UnsupportedMethodError, match="synth.synthesize"):
-        synthesize_batch(images, "cutout", seeds=[0, 1])
+        synthesize_batch(images, "fractal", seeds=[0, 1])
 
 
 def test_bad_batches_raise_clear_errors():

@@ -19,28 +19,36 @@ the region changes, the mask holds every pixel changed by more than 1/255, any d
 uint16, float in [0, 1]) and 1-4 channels (alpha untouched) in and out, and the same seed gives
 the same bytes on the same device whatever the batch size.
 
-Methods with a batched renderer: ``BATCHED_METHODS``. NSA's Poisson blending (and the other
-methods not listed) stay on the CPU path: ``synth.synthesize`` per image.
+Methods with a batched renderer: ``BATCHED_METHODS`` — SYNAGEN, and CutOut and FPI, whose
+batched outputs are byte-identical to the numpy path's (their geometry is computed by the same
+functions). NSA's Poisson blending and the noise-mask methods (DRAEM, foreground Perlin,
+fractal) and CutPaste stay on the CPU path: ``synth.synthesize`` per image.
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from ..anomaly import build_record, measure
+from ..anomaly import _as_colour, build_record, measure
 from ..errors import InvalidParameterError, RegionError, SizeBinError
+from ..image import to_float
 from ..method import Method, Rendering, Scene, Spec
 from ..registry import get_method
 from ..sizebins import DEFAULT_BINS, SizeBin, resolve_bin
 from .layout import BatchLayout, join, layout_of, split
-from .synagen import Rendered, SynagenBatch
+from .steering import Rendered
 
+#: method name -> its batch renderer (``module:Class`` under synth.batched, imported on use)
+_RENDERERS = {"synagen": "synagen:SynagenBatch", "cutout": "boxes:CutOutBatch", "fpi": "boxes:FPIBatch"}
 #: methods whose rendering runs batched on a torch device
-BATCHED_METHODS = ("synagen",)
+BATCHED_METHODS = tuple(_RENDERERS)
+#: methods whose ``sample`` looks at pixel values (the others draw from the image's size alone)
+_SAMPLES_PIXELS = ("cutout",)
 
 
 class UnsupportedMethodError(InvalidParameterError):
@@ -94,16 +102,21 @@ def _regions(regions: torch.Tensor | None, images: torch.Tensor) -> torch.Tensor
     return regions > (127 if regions.dtype == torch.uint8 else 0)
 
 
-def _scenes(images: torch.Tensor, layout: BatchLayout, regions: torch.Tensor | None, textures) -> list[Scene]:
-    """Scenes for drawing specs and sizing: the image's shape, region and textures (no pixels:
-    SYNAGEN's draws and size bounds do not look at pixel values)."""
+def _scenes(
+    images: torch.Tensor, layout: BatchLayout, regions: torch.Tensor | None, textures, pixels: bool,
+    partners: Sequence[np.ndarray] = (),
+) -> list[Scene]:
+    """CPU scenes for drawing specs and sizing: the image's size, region and textures, and its
+    pixels only when ``pixels`` (copying a GPU batch to the host is what the renderer avoids)."""
     b, _, h, w = images.shape
     blank = np.broadcast_to(np.float32(0.0), (h, w, layout.colour_channels))
     region_np = None if regions is None else regions.cpu().numpy()
+    host = images.permute(0, 2, 3, 1).cpu().numpy() if pixels else None
     return [
         Scene(
-            image=blank,
+            image=blank if host is None else to_float(host[i])[0],
             region=None if region_np is None else region_np[i],
+            partners=tuple(_as_colour(np.asarray(p), layout.colour_channels, "partner image") for p in partners),
             textures=tuple(textures),
             quantum=layout.quantum,
         )
@@ -112,8 +125,6 @@ def _scenes(images: torch.Tensor, layout: BatchLayout, regions: torch.Tensor | N
 
 
 def _textures(textures: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
-    from ..anomaly import _as_colour
-
     return tuple(_as_colour(np.asarray(t), 3, "texture") for t in textures)
 
 
@@ -127,6 +138,7 @@ def sample_specs(
     size_bin: SizeBin | str | int | None = None,
     regions: torch.Tensor | None = None,
     textures: Sequence[np.ndarray] = (),
+    partners: Sequence[np.ndarray] = (),
     bins: Sequence[SizeBin] = DEFAULT_BINS,
     **options: Any,
 ) -> list[Spec]:
@@ -136,7 +148,9 @@ def sample_specs(
     if len(seeds) != images.shape[0]:
         raise InvalidParameterError(f"got {len(seeds)} seeds for a batch of {images.shape[0]} images; pass one per image")
     requested = None if size_bin is None else resolve_bin(size_bin, tuple(bins))
-    scenes = _scenes(images, layout, _regions(regions, images), _textures(textures))
+    scenes = _scenes(
+        images, layout, _regions(regions, images), _textures(textures), method_obj.name in _SAMPLES_PIXELS, partners
+    )
     specs = []
     for scene, seed in zip(scenes, seeds):
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -152,6 +166,7 @@ def render_batch(
     *,
     regions: torch.Tensor | None = None,
     textures: Sequence[np.ndarray] = (),
+    partners: Sequence[np.ndarray] = (),
     bins: Sequence[SizeBin] = DEFAULT_BINS,
     method: Method | None = None,
 ) -> BatchAnomalies:
@@ -160,6 +175,7 @@ def render_batch(
     ``images``   ``(B, C, H, W)`` uint8, uint16 or float in [0, 1]; C = 1, 2 (gray+alpha), 3, 4.
     ``regions``  optional ``(B, H, W)`` allowed-pixel masks (bool, or uint8 with 255 = allowed).
     ``textures`` texture images for SYNAGEN's ``texture`` mode (numpy, any layout).
+    ``partners`` other normal images for FPI (numpy, any size; none: the image rotated 180°).
     Raises ``SizeBinError`` naming the anomalies no placement could bring into their bin.
     """
     colour, alpha, layout = split(images)
@@ -171,33 +187,35 @@ def render_batch(
     method_obj = _method(method if method is not None else specs[0].method, {})
     region_mask = _regions(regions, images)
     texture_arrays = _textures(textures)
-    scenes = _scenes(images, layout, region_mask, texture_arrays)
-    batch = SynagenBatch(method_obj, colour, region_mask, specs, scenes, layout.quantum, texture_arrays)
-    rendered = batch.run()
+    scenes = _scenes(images, layout, region_mask, texture_arrays, pixels=False, partners=partners)
+    module_name, class_name = _RENDERERS[method_obj.name].split(":")
+    renderer = getattr(importlib.import_module(f"{__name__}.{module_name}"), class_name)
+    rendered = renderer(method_obj, colour, region_mask, specs, scenes, layout.quantum, texture_arrays).run()
     missed = [i for i, r in enumerate(rendered) if r is None]
     if missed:
         spec = specs[missed[0]]
         raise SizeBinError(
             f"could not bring anomalies {missed} of the batch into their size bins (the first: "
-            f"{spec.shape}/{spec.mode} in {spec.size_bin.name if spec.size_bin else 'its bin'}); the "
-            "image may be too flat for the mode or the region too fragmented; try other seeds, modes or bins"
+            f"{spec.method} {spec.shape}/{spec.mode} in {spec.size_bin.name if spec.size_bin else 'any size'}); "
+            "the image may be too flat for the mode or the region too fragmented; try other seeds, modes or bins"
         )
     return _assemble(images, colour, alpha, layout, specs, rendered, bins)
 
 
 def _background_brightness(images: torch.Tensor, layout: BatchLayout) -> list[float]:
-    """Mean luminance (0-1) of each input image (``anomaly.background_brightness``, batched)."""
+    """Mean luminance (0-1) of each input image: ``anomaly.background_brightness``'s arithmetic
+    (channel means in stored units, weighted, then scaled), batched."""
     cc = layout.colour_channels
     colour = images[:, :cc]
+    n = images.shape[2] * images.shape[3]
     if layout.dtype in (torch.uint8, torch.uint16):
-        means = colour.to(torch.int64).sum(dim=(2, 3)).to(torch.float64) / (images.shape[2] * images.shape[3] * layout.scale)
+        means = (colour.to(torch.int64).sum(dim=(2, 3)).to(torch.float64) / n).cpu().numpy()
     else:
-        means = colour.to(torch.float64).mean(dim=(2, 3))
+        means = colour.to(torch.float64).mean(dim=(2, 3)).cpu().numpy()
+    scale = layout.scale
     if cc == 1:
-        luma = means[:, 0]
-    else:
-        luma = 0.299 * means[:, 0] + 0.587 * means[:, 1] + 0.114 * means[:, 2]
-    return [float(v) for v in luma.cpu()]
+        return [float(m[0] / scale) for m in means]
+    return [float((0.299 * m[0] + 0.587 * m[1] + 0.114 * m[2]) / scale) for m in means]
 
 
 def _assemble(images, colour, alpha, layout, specs, rendered: list[Rendered], bins) -> BatchAnomalies:
@@ -219,7 +237,7 @@ def _assemble(images, colour, alpha, layout, specs, rendered: list[Rendered], bi
             source.cpu().numpy(), r.output.cpu().numpy(), r.changed.cpu().numpy(),
             offset=(r.oy, r.ox), n_pixels=h * w,
         )
-        rendering = Rendering(image=np.empty((0, 0, cc), np.float32), angle=float(spec.params.get("angle", 0.0)), extra=r.extra)
+        rendering = Rendering(image=np.empty((0, 0, cc), np.float32), angle=float(spec.params.get("angle", 0.0)), extra=r.info)
         records.append(build_record(spec, rendering, measured, backgrounds[i], bins))
     return BatchAnomalies(out_images, masks, diffs, records, list(specs))
 
@@ -234,6 +252,7 @@ def synthesize_batch(
     size_bin: SizeBin | str | int | None = None,
     regions: torch.Tensor | None = None,
     textures: Sequence[np.ndarray] = (),
+    partners: Sequence[np.ndarray] = (),
     bins: Sequence[SizeBin] = DEFAULT_BINS,
     **options: Any,
 ) -> BatchAnomalies:
@@ -241,9 +260,11 @@ def synthesize_batch(
     method_obj = _method(method, options)
     specs = sample_specs(
         images, method_obj, seeds=seeds, shape=shape, mode=mode, size_bin=size_bin,
-        regions=regions, textures=textures, bins=bins,
+        regions=regions, textures=textures, partners=partners, bins=bins,
     )
-    return render_batch(images, specs, regions=regions, textures=textures, bins=bins, method=method_obj)
+    return render_batch(
+        images, specs, regions=regions, textures=textures, partners=partners, bins=bins, method=method_obj
+    )
 
 
 from .transform import BatchSynthesize, Synthesize, collate_anomalies  # noqa: E402  (uses the above)

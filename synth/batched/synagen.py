@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any, Sequence
 
@@ -33,11 +33,12 @@ import torch
 from ..errors import InvalidParameterError
 from ..method import Scene, Spec
 from ..sizebins import SizeBin
-from ..sizing import Correction, correct, pixel_bounds, shifted, target_pixels
+from ..sizing import pixel_bounds, shifted, target_pixels
 from ..synagen.method import _COVERAGE_THRESHOLDS, _PLACEMENT_ATTEMPTS, STEERING, Synagen
 from ..synagen.modes import texture_field
 from ..synagen.shapes import rotated_shape
 from .layout import changed_pixels, quantize
+from .steering import Rendered, Renders, steer_batch
 
 #: pixels kept around the placed shape: the contour band reaches 1 pixel out, its blur 1 more
 _MARGIN = 3
@@ -45,21 +46,6 @@ _MARGIN = 3
 _LEVELS = 7
 #: cv2.getGaussianKernel(3, 2.0), the contour band's blur
 _GAUSS = (0.31916777, 0.36166446, 0.31916777)
-
-
-@dataclass(frozen=True)
-class Rendered:
-    """One anomaly's final window: every change lies in ``[oy:oy+h, ox:ox+w]``.
-
-    ``output`` float32 ``(h, w, C)`` quantised values; ``changed`` bool ``(h, w)``; ``extra`` the
-    values the record adds to the spec's params.
-    """
-
-    oy: int
-    ox: int
-    output: torch.Tensor
-    changed: torch.Tensor
-    extra: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -407,81 +393,31 @@ class SynagenBatch:
     # ---------------------------------------------------------------- the size search
     def run(self) -> list[Rendered | None]:
         """Steer every anomaly into its bin together; ``None`` for one that no placement fits."""
-        b = len(self.plans)
         target = np.array([p.target_px for p in self.plans])
         lo = np.array([p.lo_px for p in self.plans], np.float64)
         hi = np.array([p.hi_px for p in self.plans], np.float64)
         upper = np.array([p.max_scale for p in self.plans])
-        attempt = np.zeros(b, np.int64)
 
-        def start(i: np.ndarray) -> np.ndarray:
-            areas = np.array([self.plans[j].shape_areas[attempt[j] % len(_COVERAGE_THRESHOLDS)] for j in i])
-            return np.minimum(np.sqrt(target[i] / np.maximum(areas, 1.0)), upper[i])
+        def start(idx: np.ndarray, attempt: np.ndarray) -> np.ndarray:
+            areas = np.array([self.plans[j].shape_areas[a % len(_COVERAGE_THRESHOLDS)] for j, a in zip(idx, attempt)])
+            return np.sqrt(target[idx] / np.maximum(areas, 1.0))
 
-        bucket = np.floor(np.log2(np.maximum(hi, 1.0)) / 2.0).astype(np.int64)
-        everyone = np.arange(b)
-        knob = start(everyone)
-        k_low, k_high = np.zeros(b), np.full(b, np.inf)
-        step = np.zeros(b, np.int64)
-        first_in_bin = np.full(b, -1, np.int64)
-        found_area = np.full(b, -1.0)
-        found: list[Rendered | None] = [None] * b
-        active = np.ones(b, bool)
-        while active.any():
-            idx = np.flatnonzero(active)
-            # anomalies of similar size share a render, so small ones do not pay for the
-            # window of the largest
-            order = np.argsort(bucket[idx], kind="stable")
-            idx = idx[order]
-            area = np.zeros(len(idx))
-            oy, ox = np.zeros(len(idx), np.int64), np.zeros(len(idx), np.int64)
-            out: list[torch.Tensor | None] = [None] * len(idx)
-            changed: list[torch.Tensor | None] = [None] * len(idx)
-            for group in np.split(np.arange(len(idx)), np.flatnonzero(np.diff(bucket[idx])) + 1):
-                g_area, g_oy, g_ox, g_out, g_changed = self.render(idx[group], knob[idx[group]], attempt[idx[group]])
-                area[group], oy[group], ox[group] = g_area, g_oy, g_ox
-                for k, j in enumerate(group):
-                    out[j], changed[j] = g_out[k], g_changed[k]
-            t, l, h = target[idx], lo[idx], hi[idx]
-            in_bin = (l <= area) & (area <= h)
-            closer = np.abs(area - t) < np.abs(found_area[idx] - t)
-            for j in np.flatnonzero(in_bin & ((found_area[idx] < 0) | closer)):
-                i = int(idx[j])
-                found_area[i] = area[j]
-                found[i] = Rendered(
-                    int(oy[j]), int(ox[j]), out[j].clone(), changed[j].clone(),
-                    {
-                        "scale": float(knob[i]),
-                        "placement_attempt": int(attempt[i]),
-                        "coverage_threshold": float(_COVERAGE_THRESHOLDS[attempt[i] % len(_COVERAGE_THRESHOLDS)]),
-                        "scale_steps": int(step[i] + 1),
-                        "renderer": "torch",
-                    },
-                )
-            first = np.where(in_bin & (first_in_bin[idx] < 0), step[idx], first_in_bin[idx])
-            first_in_bin[idx] = first
-            spent = in_bin & (step[idx] - first >= STEERING.refine_steps)
-            accepted = STEERING.accept(area, t, l, h) | spent
-            with np.errstate(invalid="ignore", divide="ignore"):
-                corr: Correction = correct(
-                    knob[idx], area, t, l, h, k_low[idx], k_high[idx],
-                    lower=np.zeros(len(idx)), upper=upper[idx], steering=STEERING,
-                )
-            step[idx] += 1
-            exhausted = (corr.stuck | (step[idx] >= STEERING.max_steps)) & ~accepted
-            has_found = found_area[idx] >= 0
-            done = accepted | (exhausted & has_found)
-            retry = exhausted & ~has_found
-            knob[idx], k_low[idx], k_high[idx] = corr.knob, corr.k_low, corr.k_high
-            retry_idx = idx[retry]
-            attempt[retry_idx] += 1
-            gave_up = retry_idx[attempt[retry_idx] >= _PLACEMENT_ATTEMPTS]
-            retry_idx = retry_idx[attempt[retry_idx] < _PLACEMENT_ATTEMPTS]
-            if len(retry_idx):
-                knob[retry_idx] = start(retry_idx)
-                k_low[retry_idx], k_high[retry_idx] = 0.0, np.inf
-                step[retry_idx] = 0
-                first_in_bin[retry_idx] = -1
-            active[idx[done]] = False
-            active[gave_up] = False
-        return found
+        def render(idx: np.ndarray, knob: np.ndarray, attempt: np.ndarray) -> Renders:
+            area, oy, ox, out, changed = self.render(idx, knob, attempt)
+            return Renders(area, oy, ox, out, changed)
+
+        found = steer_batch(
+            render, target=target, lo=lo, hi=hi, start=start, lower=np.zeros(len(target)), upper=upper,
+            steering=STEERING, attempts=_PLACEMENT_ATTEMPTS,
+            bucket=np.floor(np.log2(np.maximum(hi, 1.0)) / 2.0).astype(np.int64),
+        )
+        return [
+            None if r is None else replace(r, info={
+                "scale": r.knob,
+                "placement_attempt": r.attempt,
+                "coverage_threshold": float(_COVERAGE_THRESHOLDS[r.attempt % len(_COVERAGE_THRESHOLDS)]),
+                "scale_steps": r.steps,
+                "renderer": "torch",
+            })
+            for r in found
+        ]
