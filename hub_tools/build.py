@@ -42,7 +42,7 @@ from PIL import Image as PILImage
 
 from synth.image import encode_png, load_image, to_float
 from synth.layout import BUILD_RECORD, FAILURES, METADATA, layout_of
-from synth.record import LABEL_NAMES, source_record
+from synth.record import FILE_COLUMNS, LABEL_NAMES, source_record
 from synth.sizebins import DEFAULT_BINS, SizeBin, resolve_bin
 from synth.version import tool_version
 
@@ -129,7 +129,7 @@ def read_metadata(folder: Path) -> list[dict[str, Any]]:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise BuildError(f"{path}:{number}: not valid JSON ({exc.msg}); rerun the generation") from None
-            for column in ("file_name", "mask_file_name", "source_id"):
+            for column in FILE_COLUMNS:
                 if not isinstance(row.get(column), str) or not row[column]:
                     raise BuildError(f"{path}:{number}: row has no {column}")
             rows.append(row)

@@ -69,6 +69,6 @@ def source_record(background_brightness: float | None) -> dict[str, Any]:
 
 def metadata_row(record: Mapping[str, Any], file_name: str, mask_file_name: str, source_id: str) -> dict[str, Any]:
     """One line of ``metadata.jsonl``: where the files are, their source, then the record."""
-    row: dict[str, Any] = {"file_name": file_name, "mask_file_name": mask_file_name, "source_id": source_id}
+    row: dict[str, Any] = dict(zip(FILE_COLUMNS, (file_name, mask_file_name, source_id)))
     row.update((name, record[name]) for name in RECORD_NAMES)
     return row
