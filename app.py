@@ -513,9 +513,9 @@ def generate_status(count: int, method: str, region_source: str | None, parquet:
             + " Next: the **Detect** tab scores these anomalies.")
 
 
-DETECT_COLUMNS = ["file", "verdict", "score", "threshold", "score / threshold"]
+DETECT_COLUMNS = ["file", "verdict", "x threshold", "score", "threshold"]
 STRESS_COLUMNS = ["by", "value", "size_bin", "n", "detected", "recall", "recall_low", "recall_high"]
-BROWSE_COLUMNS = ["source_id", "method", "shape", "mode", "size_bin", "area_fraction", "brightness_delta", "seed"]
+BROWSE_COLUMNS = ["source_id", "method", "shape", "mode", "size_bin", "area_%", "brightness_delta", "seed"]
 GENERATED = "the Generate tab's image"
 #: anomalies scored by a Detect click with nothing generated and nothing uploaded
 DETECT_DEMO_COUNT = 3
@@ -551,7 +551,7 @@ def colour_bar(path: Path, detector: str) -> str:
                        ticks=[0, 1, 2])
     bar.ax.set_xticklabels(["typical anomaly-free", "threshold", "2x threshold"], fontsize=8)
     bar.ax.set_title(f"{detector} anomaly map, per image: transparent below the typical level", fontsize=8)
-    fig.subplots_adjust(left=0.04, right=0.96, top=0.62, bottom=0.38)
+    fig.subplots_adjust(left=0.16, right=0.84, top=0.62, bottom=0.38)  # room for the end labels
     fig.savefig(path)
     plt.close(fig)
     return str(path)
@@ -726,8 +726,8 @@ class Space:
             verdict = "anomalous" if score > threshold else "normal"
             ratio = float(score) / threshold if threshold > 0 else float("inf")
             gallery.append((overlay, f"{verdict.upper()} · {ratio:.2f}x threshold · {name}"))
-            rows.append({"file": name, "verdict": verdict, "score": round(float(score), 4),
-                         "threshold": round(threshold, 4), "score / threshold": round(ratio, 3)})
+            rows.append({"file": name, "verdict": verdict, "x threshold": round(ratio, 3),
+                         "score": round(float(score), 4), "threshold": round(threshold, 4)})
         status = (f"**{detector_name}** fitted on {source}; scored {what}. An image is **anomalous** when its "
                   f"score is above the threshold, the highest score of {held} ({threshold:.4g}). "
                   f"Served on **{device}**.")
@@ -785,9 +785,10 @@ class Space:
         lines = result.text().splitlines()
         facts = [line for line in lines if not line.startswith("Warning: ")]
         warnings = [line[len("Warning: "):] for line in lines if line.startswith("Warning: ")]
-        status = " ".join(facts) + f" Served on **{device}**."
+        names = ", ".join(Path(p).name for p in paths)
+        status = f"On **{names}**: " + " ".join(facts) + f" Served on **{device}**."
         if warnings:
-            status = "\n".join(f"> ⚠️ **Warning:** {w}" for w in warnings) + "\n\n" + status
+            status = "".join(f"> ⚠️ **Warning:** {w}\n\n" for w in warnings) + status
         return figures["shape"], figures["mode"], table, status
 
     # ----------------------------------------------------------------------------- datasets
@@ -863,7 +864,10 @@ class Space:
             image, mask = np.asarray(row["image"]), np.asarray(row["mask"]) > 0
             if mask.ndim == 3:
                 mask = mask.any(axis=2)
-            record = decode_labels({column: row.get(column) for column in BROWSE_COLUMNS}, features)
+            stored = {column: row.get("area_fraction" if column == "area_%" else column) for column in BROWSE_COLUMNS}
+            record = decode_labels(stored, features)
+            record["area_%"] = round(100.0 * float(record["area_%"]), 4)
+            record["brightness_delta"] = round(float(record["brightness_delta"]), 4)
             records.append(record)
             overlay = _png(folder, f"row_{i}.png", contour_overlay(image, mask, PREVIEW_SIDE))
             gallery.append((overlay, f"{record['shape']} · {record['mode']} · {record['size_bin']}"))
@@ -963,7 +967,7 @@ def build_demo(config: SpaceConfig | None = None) -> gr.Blocks:
                         generate_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
                     with gr.Column(scale=2):
                         status = gr.Markdown(elem_id="generate-status")
-                        gallery = gr.Gallery(label="Anomalies (mask outline in red)", columns=2, height=420,
+                        gallery = gr.Gallery(label="Anomalies (mask outline in red)", columns=2, height=640,
                                              object_fit="contain", format="png", elem_id="gallery")
                         with gr.Row():
                             slider = gr.ImageSlider(label="Before / after", type="filepath", height=360)
@@ -998,7 +1002,8 @@ def build_demo(config: SpaceConfig | None = None) -> gr.Blocks:
                         fit_files = gr.File(label="...or your anomaly-free images (optional; 2+ recommended)",
                                             file_count="multiple", file_types=["image"], type="filepath")
                         test_files = gr.File(label="Images to score (optional; default: the Generate tab's anomalies)",
-                                             file_count="multiple", file_types=["image"], type="filepath")
+                                             file_count="multiple", file_types=["image"], type="filepath",
+                                             elem_id="detect-test-files")
                         detect_btn = gr.Button("Detect", variant="primary", elem_id="detect-btn")
                     with gr.Column(scale=2):
                         detect_status = gr.Markdown(elem_id="detect-status")

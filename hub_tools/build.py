@@ -524,7 +524,9 @@ def build_dataset(
         "format": FORMAT_VERSION,
         "fingerprint": fingerprint,
         "input": {"kind": input_kind, "name": input_dir.resolve().name},
-        "generation": generation_config({k: v for k, v in generation.items() if k not in ("workers", "memory_budget")}),
+        # how outputs were computed, not what they are: left out (the renderer is in "protocol")
+        "generation": generation_config({k: v for k, v in generation.items()
+                                         if k not in ("workers", "memory_budget", "batch_size", "device")}),
         "protocol": _protocol_record(generated),
         "include_diff": include_diff,
         "counts": counts,

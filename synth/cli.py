@@ -56,6 +56,12 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--png-compression", type=int, default=DEFAULT_PNG_LEVEL, choices=range(10), metavar="0-9",
                    help=f"deflate level of written PNGs (default {DEFAULT_PNG_LEVEL}: fast, with files "
                         "slightly smaller than libpng's level 1)")
+    g.add_argument("--device", default=None, metavar="cpu|cuda|cuda:N",
+                   help="render with the batched torch renderer on this device (synagen, cutout, fpi); "
+                        "default: the numpy renderer. Under 'accelerate launch' each process takes its "
+                        "share of the tasks (on its own GPU with --device cuda)")
+    g.add_argument("--batch-size", type=int, default=16, metavar="N",
+                   help="outputs rendered together with --device (default 16); files do not depend on it")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -156,6 +162,8 @@ def generation_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "png_compression": args.png_compression,
         "memory_budget": args.memory_budget,
         "progress": not args.no_progress,
+        "device": args.device,
+        "batch_size": args.batch_size,
     }
     return kwargs
 
@@ -205,10 +213,16 @@ def run(args: argparse.Namespace) -> int:
         kwargs = generation_kwargs(args)
         if input_dir.startswith("skimage:"):
             input_dir = str(materialize_examples(input_dir, Path(args.output_dir) / "sources"))
+        processes = launched_processes()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", MissingRegionMasks)
             try:
-                rows = run_protocol(input_dir, args.output_dir, **kwargs)
+                if processes is None:
+                    rows = run_protocol(input_dir, args.output_dir, **kwargs)
+                else:
+                    rows = run_sharded(input_dir, args.output_dir, kwargs, processes)
+                    if rows is None:
+                        return 0  # another process writes metadata.jsonl and the summary
             finally:
                 for warning in caught:
                     print(f"anomalyforge synth: warning: {warning.message}", file=sys.stderr)
@@ -220,6 +234,41 @@ def run(args: argparse.Namespace) -> int:
         return 2
     _summary(rows, args.output_dir)
     return 0
+
+
+def launched_processes():
+    """The process group when started by ``accelerate launch`` / torchrun with several processes
+    (``accelerate.PartialState``), else ``None``."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    import torch
+    from accelerate import PartialState
+
+    # gloo on machines without GPUs (accelerate only sets up a CPU process group when asked to)
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def run_sharded(input_dir: str, output_dir: str, kwargs: dict[str, Any], state) -> list[dict[str, Any]] | None:
+    """Each process makes the tasks whose index is its rank modulo the process count (on its own
+    GPU with ``--device cuda``); then the main process writes ``metadata.jsonl`` from all shards.
+    Returns the rows in the main process, ``None`` in the others."""
+    from .protocol import ProtocolFailures, run_protocol
+
+    kwargs = dict(kwargs)
+    if kwargs.get("device") == "cuda":
+        kwargs["device"] = f"cuda:{state.local_process_index}"
+    failure: ProtocolFailures | None = None
+    try:
+        run_protocol(input_dir, output_dir, shard=(state.process_index, state.num_processes), **kwargs)
+    except ProtocolFailures as exc:  # retried (and reported) by the main process's final pass
+        failure = exc
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return None
+    # every shard's outputs are finished: this pass only collects them (and retries failures)
+    return run_protocol(input_dir, output_dir, **{**kwargs, "progress": False})
 
 
 def _summary(rows: list[dict[str, Any]], output_dir: str) -> None:

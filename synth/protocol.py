@@ -55,12 +55,17 @@ class ProtocolConfig:
     seed: int = 0
     method_options: Mapping[str, Any] = field(default_factory=dict)
     png_compression: int = DEFAULT_PNG_LEVEL
+    #: "numpy" (``synth.synthesize``) or "torch" (``synth.batched``, ``--device``): the two render
+    #: the same specs but not the same bytes, so one folder holds one renderer's outputs
+    renderer: str = "numpy"
 
     def size_bins(self) -> tuple[SizeBin, ...]:
         return tuple(SizeBin.parse(b) for b in self.bins)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        if self.renderer == "numpy":  # config.json of numpy-rendered folders stays as it was
+            del data["renderer"]
         data["mix"] = dict(self.mix) if self.mix else None
         data["method_options"] = dict(self.method_options)
         for key in ("shapes", "modes", "bins"):
@@ -431,8 +436,19 @@ def run_protocol(
     png_compression: int = DEFAULT_PNG_LEVEL,
     memory_budget: int | str | None = None,
     progress: bool = True,
+    device: str | None = None,
+    batch_size: int = 16,
+    shard: tuple[int, int] | None = None,
 ) -> list[dict[str, Any]]:
     """Generate the dataset of ``input_dir`` into ``output_dir``; return the metadata rows.
+
+    ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``) renders with the batched torch renderer
+    (``synth.batched``, ``batch_size`` outputs at a time, PNG encoding on CPU threads overlapped
+    with rendering) instead of ``synth.synthesize``; same seed and device -> same files for any
+    batch size. ``shard=(index, count)`` makes only the tasks whose index is ``index`` modulo
+    ``count`` (one of ``count`` processes, e.g. under ``accelerate launch``) and returns their
+    rows without writing ``metadata.jsonl``; a run without ``shard`` afterwards finds every
+    shard's outputs finished and writes ``metadata.jsonl``, identical to a one-process run's.
 
     Raises ``SynthError`` subclasses for an impossible configuration before any work starts.
     Outputs that fail (e.g. a region too small for a bin, an image above ``memory_budget``) are
@@ -452,6 +468,18 @@ def run_protocol(
                 raise InvalidParameterError(f"mix weight of {name!r} must be > 0, got {weight}")
     if workers < 1:
         raise InvalidParameterError(f"workers must be >= 1, got {workers}")
+    if batch_size < 1:
+        raise InvalidParameterError(f"batch_size must be >= 1, got {batch_size}")
+    if shard is not None and not (0 <= shard[0] < shard[1]):
+        raise InvalidParameterError(f"shard must be (index, count) with 0 <= index < count, got {shard}")
+    if device is not None:
+        from .batched import BATCHED_METHODS
+
+        if mix or method not in BATCHED_METHODS:
+            raise InvalidParameterError(
+                f"--device renders with the batched torch renderer, which covers {', '.join(BATCHED_METHODS)}; "
+                f"{'a mix' if mix else repr(method)} renders on the CPU path: leave out --device"
+            )
     bin_names = tuple(b.name if isinstance(b, SizeBin) else SizeBin.parse(b).name for b in bins)
     if not bin_names:
         raise InvalidParameterError("at least one size bin is needed")
@@ -465,6 +493,7 @@ def run_protocol(
         seed=int(seed),
         method_options=dict(method_options or {}),
         png_compression=int(png_compression),
+        renderer="numpy" if device is None else "torch",
     )
     memory = MemoryBudget.resolve(memory_budget, workers)
     # an output folder inside the input folder holds outputs, not inputs (but inputs may live
@@ -489,15 +518,25 @@ def run_protocol(
     (out / METADATA).unlink(missing_ok=True)
 
     results = _finished(out, tasks)
+    if shard is not None:
+        tasks = [t for t in tasks if t.index % shard[1] == shard[0]]
+        results = {t.index: results[t.index] for t in tasks if t.index in results}
     todo = [t for t in tasks if t.index not in results]
     job = Job(str(input_dir), str(out), config, None if region_masks is None else str(region_masks),
               texture_paths, memory)
-    with open(out / PARTIAL, "a", encoding="utf-8") as log:
-        for index, result in _execute(todo, job, workers, progress, len(tasks), len(tasks) - len(todo)):
+    by_index = {t.index: t for t in tasks}
+    with open(out / _log_name(shard), "a", encoding="utf-8") as log:
+        for index, result in _execute(todo, job, workers, progress, len(tasks), len(tasks) - len(todo), device, batch_size):
             results[index] = result
             # logged after both files were renamed into place: a logged task is complete on disk
-            log.write(_log_line(tasks[index], result))
+            log.write(_log_line(by_index[index], result))
             log.flush()
+    if shard is not None:  # the run without a shard writes metadata.jsonl for all shards
+        good = [row for t in tasks for row in results[t.index].rows]
+        failed = [row for t in tasks for row in results[t.index].failed]
+        if failed:
+            raise ProtocolFailures(failed, good)
+        return good
     good = [row for t in tasks for row in results[t.index].rows]
     failed = [row for t in tasks for row in results[t.index].failed]
     broken = verify_outputs(out, good)
@@ -514,9 +553,29 @@ def run_protocol(
         kept = [_log_line(t, results[t.index]) for t in tasks
                 if not results[t.index].failed and failed_files.isdisjoint(r["file_name"] for r in results[t.index].rows)]
         write_atomic(out / PARTIAL, "".join(kept).encode())
+        _drop_shard_logs(out)
         raise ProtocolFailures(failed, good)
     (out / FAILURES).unlink(missing_ok=True)
+    if _shard_logs(out):  # one log again, as a one-process run leaves it
+        write_atomic(out / PARTIAL, "".join(_log_line(t, results[t.index]) for t in tasks).encode())
+        _drop_shard_logs(out)
     return good
+
+
+def _log_name(shard: tuple[int, int] | None) -> str:
+    """The resume log a run appends to: one per shard, so processes never share a file."""
+    if shard is None:
+        return PARTIAL
+    return PARTIAL.replace(".jsonl", f".{shard[0]}-of-{shard[1]}.jsonl")
+
+
+def _shard_logs(out: Path) -> list[Path]:
+    return sorted(out.glob(PARTIAL.replace(".jsonl", ".*-of-*.jsonl")))
+
+
+def _drop_shard_logs(out: Path) -> None:
+    for path in _shard_logs(out):
+        path.unlink(missing_ok=True)
 
 
 class ProtocolFailures(SynthError):
@@ -577,12 +636,13 @@ def _finished(out: Path, tasks: Sequence[Task]) -> dict[int, TaskResult]:
     Every file's size and CRC-32 recorded at write time are checked, so a file cut by a power loss
     or a kill (empty or short) is made again instead of being trusted.
     """
-    path = out / PARTIAL
-    if not path.exists():
+    logs = [p for p in [out / PARTIAL, *_shard_logs(out)] if p.exists()]
+    if not logs:
         return {}
     by_key = {json.dumps(_task_key(t)): t for t in tasks}
     done: dict[int, TaskResult] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
+    lines = [line for path in logs for line in path.read_text(encoding="utf-8").splitlines()]
+    for line in lines:
         try:
             entry = json.loads(line)
             task = by_key.get(json.dumps(entry["task"]))
@@ -632,13 +692,20 @@ def verify_outputs(output_dir: str | os.PathLike, rows: Sequence[Mapping[str, An
 
 
 def _execute(
-    tasks: list[Task], job: Job, workers: int, progress: bool, total: int, initial: int
+    tasks: list[Task], job: Job, workers: int, progress: bool, total: int, initial: int,
+    device: str | None = None, batch_size: int = 16,
 ) -> Iterator[tuple[int, TaskResult]]:
     from tqdm.auto import tqdm
 
     bar = tqdm(total=total, initial=initial, unit="task", disable=not progress, desc="synth")
     try:
-        if workers == 1 or len(tasks) <= 1:
+        if device is not None:
+            from .batched.runner import DeviceRunner
+
+            for item in DeviceRunner(job, device, batch_size, encoders=workers).run_all(tasks):
+                yield item
+                bar.update(1)
+        elif workers == 1 or len(tasks) <= 1:
             runner = TaskRunner(job)
             for task in tasks:
                 yield task.index, runner.run(task)
