@@ -44,7 +44,6 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -66,6 +65,8 @@ from synth import (
 from synth.export import export_parquet, export_rows, export_zip
 from synth.image import save_png
 from synth.preview import contour_overlay, display_rgb, heatmap_overlay, mask_preview, region_from_layers
+from synth.record import RECORD_COLUMNS, Column
+from synth.version import tool_version
 
 from detect.images import as_colour
 from detect.registry import FittedDetectors
@@ -136,13 +137,6 @@ class SpaceConfig:
             work_ttl_s=number("ANOMALYFORGE_WORK_TTL_S", cls.work_ttl_s),
             on_space=bool(env.get("SPACE_ID")),
         )
-
-
-def _version() -> str:
-    try:
-        return metadata.version("anomalyforge")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 # ------------------------------------------------------------------------------------- files
@@ -444,26 +438,23 @@ def _int(value: Any, what: str, low: int, high: int | None = None) -> int:
     return number
 
 
-TABLE_COLUMNS = ["method", "shape", "mode", "size_bin", "area_%", "brightness_delta", "background_brightness",
-                 "bbox", "angle", "seed", "file_name"]
+#: the record columns of each generated anomaly (``params``, long JSON, stays in the downloads)
+_SHOWN = [c for c in RECORD_COLUMNS if c.name != "params"]
+TABLE_COLUMNS = ["area_%" if c.name == "area_fraction" else c.name for c in _SHOWN] + ["file_name"]
+
+
+def _cell(column: Column, value: Any) -> Any:
+    if column.name == "area_fraction":
+        return round(100.0 * float(value), 4)
+    if column.kind == "float32":
+        return round(float(value), 1 if column.name == "angle" else 4)
+    if column.kind == "bbox":
+        return " ".join(str(v) for v in value)
+    return int(value) if column.kind == "int64" else value
 
 
 def _table(rows: Sequence[dict]) -> pd.DataFrame:
-    records = []
-    for row in rows:
-        records.append({
-            "file_name": row["file_name"],
-            "method": row["method"],
-            "shape": row["shape"],
-            "mode": row["mode"],
-            "size_bin": row["size_bin"],
-            "area_%": round(100.0 * float(row["area_fraction"]), 4),
-            "brightness_delta": round(float(row["brightness_delta"]), 4),
-            "background_brightness": round(float(row["background_brightness"]), 4),
-            "bbox": " ".join(str(v) for v in row["bbox"]),
-            "angle": round(float(row["angle"]), 1),
-            "seed": int(row["seed"]),
-        })
+    records = [dict(zip(TABLE_COLUMNS, [*(_cell(c, row[c.name]) for c in _SHOWN), row["file_name"]])) for row in rows]
     return pd.DataFrame(records, columns=TABLE_COLUMNS)
 
 
@@ -684,7 +675,7 @@ class Space:
             views.append({"before": before, "after": after, "mask": mask, "source": str(image_path),
                           "name": Path(row["file_name"]).name})
         config = {
-            "tool": f"anomalyforge {_version()} (Space)",
+            "tool": f"anomalyforge {tool_version()} (Space)",
             "method": method, "shape": shape_arg, "mode": mode_arg, "size_bin": bin_arg,
             "count": count, "seed": seed, "source_id": source_id, "region": region_source,
         }
@@ -917,6 +908,8 @@ class Space:
         return datasets.Dataset(pq.read_table(path).slice(0, n_rows))
 
     def _rows_view(self, rows, request: gr.Request | None):
+        from hub_tools.schema import decode_labels
+
         folder = self.work.folder(getattr(request, "session_hash", None), "browse")
         features = rows.features
         gallery, records = [], []
@@ -925,12 +918,8 @@ class Space:
             image, mask = np.asarray(row["image"]), np.asarray(row["mask"]) > 0
             if mask.ndim == 3:
                 mask = mask.any(axis=2)
-            record = {}
-            for column in BROWSE_COLUMNS:
-                source = "area_fraction" if column == "area_%" else column
-                value = row.get(source)
-                names = getattr(features.get(source), "names", None)
-                record[column] = names[value] if names is not None and isinstance(value, int) else value
+            stored = {column: row.get("area_fraction" if column == "area_%" else column) for column in BROWSE_COLUMNS}
+            record = decode_labels(stored, features)
             record["area_%"] = round(100.0 * float(record["area_%"]), 4)
             record["brightness_delta"] = round(float(record["brightness_delta"]), 4)
             records.append(record)

@@ -149,20 +149,37 @@ def _taps(coords: torch.Tensor, size: torch.Tensor, border: bool) -> tuple[torch
     return i0, i1, w1, v0, v1
 
 
-def _bilinear(flat: torch.Tensor, cols: int, ys: tuple, xs: tuple) -> torch.Tensor:
-    """Sample ``(n, rows * cols)`` data at the separable positions given by ``_taps``: ``(n, h, w)``."""
+def _bilinear(flat: torch.Tensor, cols: int, samples: torch.Tensor, ys: tuple, xs: tuple) -> torch.Tensor:
+    """Sample rows ``samples`` of ``(B, rows * cols)`` data at the separable positions given by
+    ``_taps``: ``(n, h, w)`` (only the taps are read, not the samples' whole canvases)."""
     y0, y1, wy, vy0, vy1 = ys
     x0, x1, wx, vx0, vx1 = xs
     wy0, wy1 = (1.0 - wy) * vy0, wy * vy1
     wx0, wx1 = (1.0 - wx) * vx0, wx * vx1
+    base = (samples * flat.shape[1])[:, None]
 
     def tap(yi, xi):
-        index = (yi * cols)[:, :, None] + xi[:, None, :]
-        return torch.gather(flat, 1, index.reshape(len(flat), -1)).reshape(index.shape)
+        return torch.take(flat, (base + yi * cols)[:, :, None] + xi[:, None, :])
 
     top = tap(y0, x0) * wx0[:, None, :] + tap(y0, x1) * wx1[:, None, :]
     bottom = tap(y1, x0) * wx0[:, None, :] + tap(y1, x1) * wx1[:, None, :]
     return top * wy0[:, :, None] + bottom * wy1[:, :, None]
+
+
+def _windows(data: torch.Tensor, idx: np.ndarray, oy: np.ndarray, ox: np.ndarray, h: int, w: int) -> torch.Tensor:
+    """``data[i, oy:oy+h, ox:ox+w]`` for each anomaly ``i`` of ``idx`` (windows inside the image)."""
+    return torch.stack([data[i, y : y + h, x : x + w] for i, y, x in zip(idx.tolist(), oy.tolist(), ox.tolist())])
+
+
+def _shifted_windows(canvas: torch.Tensor, dy: np.ndarray, dx: np.ndarray, h: int, w: int) -> torch.Tensor:
+    """``(n, h, w)`` windows of the ``(n, hc, wc)`` canvases starting at ``(dy, dx)``, zero outside."""
+    n, hc, wc = canvas.shape
+    out = torch.zeros((n, h, w), dtype=canvas.dtype, device=canvas.device)
+    for k, (y, x) in enumerate(zip(dy.tolist(), dx.tolist())):
+        y0, y1, x0, x1 = max(y, 0), min(y + h, hc), max(x, 0), min(x + w, wc)
+        if y1 > y0 and x1 > x0:
+            out[k, y0 - y : y1 - y, x0 - x : x1 - x] = canvas[k, y0:y1, x0:x1]
+    return out
 
 
 def _dilate(mask: torch.Tensor, iterations: int) -> torch.Tensor:
@@ -269,7 +286,7 @@ class SynagenBatch:
             size_h = torch.as_tensor(-(-ch[sel] // int(step)), device=dev)
             size_w = torch.as_tensor(-(-cw[sel] // int(step)), device=dev)
             coverage = _bilinear(
-                flat[torch.as_tensor(idx[sel], device=dev)], lcols,
+                flat, lcols, torch.as_tensor(idx[sel], device=dev),
                 _taps(cy, size_h, border=False), _taps(cx, size_w, border=False),
             )
             inside = (ly < torch.as_tensor(new_h[sel], device=dev)[:, None])[:, :, None] & (
@@ -326,17 +343,13 @@ class SynagenBatch:
         t_idx = torch.as_tensor(idx, device=dev)
         rows = torch.as_tensor(oy, device=dev)[:, None] + torch.arange(wh, device=dev)[None]  # (n, wh)
         cols = torch.as_tensor(ox, device=dev)[:, None] + torch.arange(ww, device=dev)[None]  # (n, ww)
-        source = self.colour[t_idx[:, None, None], rows[:, :, None], cols[:, None, :]]  # (n, wh, ww, C)
+        source = _windows(self.colour, idx, oy, ox, wh, ww)  # (n, wh, ww, C)
         # the shape moved onto the window (an integer shift of the local canvas)
-        sy = rows - torch.as_tensor(oy0, device=dev)[:, None]
-        sx = cols - torch.as_tensor(ox0, device=dev)[:, None]
-        valid = ((sy >= 0) & (sy < shapes.shape[1]))[:, :, None] & ((sx >= 0) & (sx < shapes.shape[2]))[:, None, :]
-        sy, sx = sy.clamp(0, shapes.shape[1] - 1), sx.clamp(0, shapes.shape[2] - 1)
-        footprint = shapes[torch.arange(len(idx), device=dev)[:, None, None], sy[:, :, None], sx[:, None, :]] & valid
+        footprint = _shifted_windows(shapes, oy - oy0, ox - ox0, wh, ww)
         footprint &= torch.as_tensor(placed, device=dev)[:, None, None]
         region = None
         if self.regions is not None:
-            region = self.regions[t_idx[:, None, None], rows[:, :, None], cols[:, None, :]]
+            region = _windows(self.regions, idx, oy, ox, wh, ww)
             footprint &= region
 
         # the mode's manipulation (synagen.modes.manipulate, per anomaly)
@@ -348,7 +361,7 @@ class SynagenBatch:
             side = self.noise_side[t_idx]
             fy = ((rows.to(torch.float64) + 0.5) * (side[:, None] / H)) - 0.5
             fx = ((cols.to(torch.float64) + 0.5) * (side[:, None] / W)) - 0.5
-            noise = _bilinear(flat[t_idx], ncols, _taps(fy, side, border=True), _taps(fx, side, border=True))[..., None]
+            noise = _bilinear(flat, ncols, t_idx, _taps(fy, side, border=True), _taps(fx, side, border=True))[..., None]
         manip = torch.empty_like(source)
         for mode in set(modes):
             sel = torch.as_tensor([j for j, m in enumerate(modes) if m == mode], device=dev)
@@ -372,7 +385,8 @@ class SynagenBatch:
             elif mode == "gray_noise":
                 out = noise[sel].expand_as(src)
             elif mode == "texture":
-                out = self.texture[t_idx[sel][:, None, None], rows[sel][:, :, None], cols[sel][:, None, :]]
+                picked = sel.cpu().numpy()
+                out = _windows(self.texture, idx[picked], oy[picked], ox[picked], wh, ww)
             else:
                 raise InvalidParameterError(f"unknown SYNAGEN mode {mode!r}")
             manip[sel] = out.clamp(0.0, 1.0)
