@@ -420,9 +420,9 @@ _FITTED_MAX = 4
 
 
 def _device() -> str:
-    import torch
+    from detect.device import choose_device
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(choose_device())
 
 
 def _new_detector(name: str, size: int):
