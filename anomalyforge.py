@@ -16,8 +16,10 @@ SUBCOMMANDS = {
     "hub": "hub_tools.cli",
     "evaluate": "detect.cli",
     "train": "detect.cli",
+    "bench": "detect.cli",
     "diversity": "detect.cli",
     "quality": "detect.cli",
+    "stress": "detect.cli",
 }
 
 
@@ -59,9 +61,15 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # import only the package the subcommand needs (keeps `anomalyforge synth` light)
     only = argv[0] if argv and argv[0] in SUBCOMMANDS else None
-    parser = build_parser(only)
-    args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        parser = build_parser(only)
+        args = parser.parse_args(argv)
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        # Ctrl-C is a request, not a failure to explain: one line, the shell's 128 + SIGINT code.
+        # What was finished stays on disk; synth and hub build resume from it on the next run.
+        print(f"\nanomalyforge{' ' + only if only else ''}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

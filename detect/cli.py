@@ -1,4 +1,4 @@
-"""``anomalyforge evaluate`` and ``anomalyforge train`` (plus ``diversity`` and ``quality`` when present)."""
+"""``anomalyforge evaluate``, ``train`` and ``bench`` (plus ``diversity``, ``quality`` and ``stress`` when present)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 
 def register(subparsers) -> None:
     """Add the detect subcommands to the ``anomalyforge`` parser."""
-    from . import evaluate, train
+    from . import bench, evaluate, train
 
     p = subparsers.add_parser(
         "evaluate",
@@ -19,13 +19,21 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "train",
-        help="train the self-supervised segmentation detector on synthetic anomalies",
+        help="train a detection pipeline (segmenter, draem, defect_map) on synthetic anomalies",
         description=train.__doc__.split("\n")[0],
     )
     train.add_arguments(p)
     p.set_defaults(func=_guarded(train.run))
 
-    for module_name in ("diversity", "quality"):
+    p = subparsers.add_parser(
+        "bench",
+        help="ASBench grid: syntheses x pipelines x anomaly ratios x seeds on real-defect sets, with reports",
+        description=bench.__doc__.split("\n")[0],
+    )
+    bench.add_arguments(p)
+    p.set_defaults(func=_guarded(bench.run))
+
+    for module_name in ("diversity", "quality", "stress"):
         try:
             module = __import__(f"detect.{module_name}", fromlist=["register_cli"])
             register_cli = module.register_cli
@@ -35,7 +43,7 @@ def register(subparsers) -> None:
 
 
 def script_main(module, argv=None) -> int:
-    """``python -m detect.evaluate`` / ``detect.train`` (also under ``accelerate launch``)."""
+    """``python -m detect.evaluate`` / ``detect.train`` / ``detect.bench`` (also under ``accelerate launch``)."""
     parser = argparse.ArgumentParser(prog=module.__name__, description=module.__doc__.split("\n")[0])
     args = module.add_arguments(parser).parse_args(argv)
     args.command = module.__name__.split(".")[-1]

@@ -14,21 +14,25 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from PIL import Image
 
-from .errors import InvalidImagesError
+from synth.errors import SynthError
+from synth.image import exif_orientation, load_image, upright
+from synth.layout import IMAGE_SUFFIXES
 
-#: file suffixes ``read_image_folder`` picks up
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+from .errors import InvalidImagesError
 
 
 def pil_to_array(image: Image.Image) -> np.ndarray:
-    """A PIL image as stored: uint8 gray/RGB(A), uint16 for 16-bit modes, other modes as RGB."""
+    """A PIL image as shown: uint8 gray/RGB(A), uint16 for 16-bit modes, other modes as RGB; the
+    EXIF orientation applied (``synth.image.upright``)."""
     if image.mode in ("L", "RGB", "RGBA", "LA"):
-        return np.asarray(image)
-    if image.mode.startswith("I"):
-        return np.asarray(image).astype(np.uint16)
-    if image.mode == "1":
-        return np.asarray(image.convert("L"))
-    return np.asarray(image.convert("RGB"))
+        array = np.asarray(image)
+    elif image.mode.startswith("I"):
+        array = np.asarray(image).astype(np.uint16)
+    elif image.mode == "1":
+        array = np.asarray(image.convert("L"))
+    else:
+        array = np.asarray(image.convert("RGB"))
+    return upright(array, exif_orientation(image))
 
 
 def to_float_image(image: Any, what: str = "image") -> np.ndarray:
@@ -114,6 +118,21 @@ def read_image_folder(folder: str | Path) -> tuple[list[np.ndarray], list[str]]:
         )
     images = []
     for p in paths:
-        with Image.open(p) as im:
-            images.append(pil_to_array(im))
+        try:  # the project's one file loader: same layouts, EXIF orientation and size guard
+            images.append(load_image(p))
+        except SynthError as exc:
+            raise InvalidImagesError(str(exc)) from None
     return images, [str(p.relative_to(root)) for p in paths]
+
+
+def as_colour(image: np.ndarray) -> np.ndarray:
+    """``image`` with three colour channels, same dtype: gray repeated, alpha dropped.
+
+    For comparing images of mixed kinds with one detector (which refuses gray after colour).
+    """
+    image = np.asarray(image)
+    if image.ndim == 2:
+        return np.repeat(image[:, :, None], 3, axis=2)
+    if image.shape[2] in (1, 2):
+        return np.repeat(image[:, :, :1], 3, axis=2)
+    return image[:, :, :3]

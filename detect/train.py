@@ -1,8 +1,9 @@
-"""Train the self-supervised segmentation detector on synthetic anomalies (the NSA recipe).
+"""Train a detection pipeline on synthetic anomalies: the segmenter (NSA recipe), DRAEM or defect-map prediction.
 
 Command line (any of)::
 
     anomalyforge train --fit path/to/train/good --output runs/seg --methods synagen --steps 2000
+    anomalyforge train --pipeline draem --anomaly-ratio 0.5 --methods draem:0.5,cutpaste:0.5 ...
     python -m detect.train ...
     accelerate launch --multi_gpu --num_processes 4 -m detect.train ... --mixed-precision bf16
 
@@ -19,23 +20,35 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+#: the detectors that train on synthetic anomalies (names in detect.registry)
+PIPELINES = ("segmenter", "draem", "defect_map")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--fit", required=True, help="folder of anomaly-free images (searched recursively)")
     parser.add_argument("--output", required=True, help="folder for checkpoints/ and detector.pt")
-    parser.add_argument("--methods", default="synagen",
-                        help="synth methods that make the training anomalies, comma separated (a mix is drawn uniformly)")
+    parser.add_argument("--pipeline", default="segmenter", choices=PIPELINES,
+                        help="segmenter (NSA recipe, default), draem, or defect_map")
+    parser.add_argument("--methods", default=None,
+                        help="synth methods that make the training anomalies, comma separated (a mix is drawn "
+                             "uniformly) or with weights, e.g. draem:0.7,cutpaste:0.3 (a hybrid); default: the "
+                             "pipeline's own (segmenter synagen, draem draem, defect_map foreground_perlin)")
+    parser.add_argument("--anomaly-ratio", type=float, default=None,
+                        help="share of training samples that carry an anomaly, 0..1 (default: the pipeline's, "
+                             "segmenter 1.0, draem and defect_map 0.5)")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=8, help="images per step and process")
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the pipeline's)")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="pipeline option, e.g. rec_width=128 (repeatable; JSON values)")
     parser.add_argument("--image-size", type=int, default=None, help="resize images to SIZE x SIZE (default: native)")
     parser.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no")
     parser.add_argument("--checkpoint-every", type=int, default=500)
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUTPUT/checkpoints")
     parser.add_argument("--workers", type=int, default=0, help="data-loader processes making anomalies")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-pretrained", action="store_true", help="random encoder instead of ImageNet weights")
+    parser.add_argument("--no-pretrained", action="store_true",
+                        help="random encoder instead of ImageNet weights (segmenter, defect_map)")
     parser.add_argument("--cpu", action="store_true", help="do not use GPUs even when present")
     parser.add_argument("--no-progress", action="store_true")
     return parser
@@ -43,20 +56,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from .cli import make_accelerator
+    from .evaluate import _options
     from .images import read_image_folder
-    from .segmenter import Segmenter, train_segmenter
+    from .registry import build_detector
+    from .synthetic_training import train_on_synthetic
 
     accelerator = make_accelerator(args.cpu, mixed_precision=args.mixed_precision)
     images, _ = read_image_folder(args.fit)
-    detector = Segmenter(
-        methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
-        steps=args.steps, train_batch_size=args.batch_size, lr=args.lr, image_size=args.image_size,
-        mixed_precision=args.mixed_precision, pretrained=not args.no_pretrained, seed=args.seed,
-        num_workers=args.workers, device=str(accelerator.device),
+    options = _options(args.option)
+    if args.methods is not None:
+        options["methods"] = parse_methods(args.methods)
+    if args.anomaly_ratio is not None:
+        options["anomaly_ratio"] = args.anomaly_ratio
+    if args.lr is not None:
+        options["lr"] = args.lr
+    if args.no_pretrained:
+        options["pretrained"] = False
+    detector = build_detector(
+        args.pipeline, steps=args.steps, train_batch_size=args.batch_size, image_size=args.image_size,
+        mixed_precision=args.mixed_precision, seed=args.seed, num_workers=args.workers,
+        device=str(accelerator.device), **options,
     )
     out = Path(args.output)
     # the detector's own fit() trains in-process; here the loop runs under the accelerator instead
-    train_segmenter(
+    train_on_synthetic(
         detector, detector.prepare_fit(images), accelerator=accelerator,
         checkpoint_dir=out / "checkpoints", checkpoint_every=args.checkpoint_every,
         resume=args.resume, progress=not args.no_progress,
@@ -66,6 +89,25 @@ def run(args: argparse.Namespace) -> int:
         print(f"trained {detector.trained_steps} steps; detector saved to {path}")
     accelerator.wait_for_everyone()
     return 0
+
+
+def parse_methods(text: str) -> tuple[str, ...] | dict[str, float]:
+    """``"a,b"`` -> ``("a", "b")`` (uniform mix); ``"a:0.7,b:0.3"`` -> ``{"a": 0.7, "b": 0.3}`` (weights)."""
+    from .errors import DetectError
+
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise DetectError("--methods is empty; name at least one synth method")
+    if not any(":" in p for p in parts):
+        return tuple(parts)
+    weights = {}
+    for part in parts:
+        name, _, weight = part.partition(":")
+        try:
+            weights[name.strip()] = float(weight) if weight else 1.0
+        except ValueError:
+            raise DetectError(f"--methods {part!r}: write NAME:WEIGHT with a number, e.g. draem:0.5") from None
+    return weights
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,8 +16,9 @@ so that ``datasets.load_dataset(BUILD_DIR)`` returns the ``DatasetDict``.
 Memory stays flat: rows are read from disk one at a time and written in row groups of bounded
 size; shards close at a byte budget. Output is deterministic: the same inputs, configuration and
 seed give byte-identical parquet shards (rows are ordered by file name, never by completion order,
-and no timestamps go into the shards). Shard writing is resumable: finished shards are recorded in
-``data/.partial/`` and skipped when the build runs again after an interruption.
+and no timestamps go into the shards). A build killed at any point is finished by running it again:
+finished shards are recorded in ``data/.partial/`` and skipped, and ``build.json`` -- the marker of
+a complete build -- is removed when a build starts and written last, after the card and examples.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import pyarrow.parquet as pq
 from PIL import Image as PILImage
 
 from synth.image import encode_png, load_image, to_float
+from synth.layout import BUILD_RECORD, FAILURES, METADATA, layout_of
 from synth.sizebins import DEFAULT_BINS, SizeBin, resolve_bin
 from synth.vocabulary import METHOD_NAMES, MODE_NAMES, SHAPE_NAMES
 
@@ -76,19 +78,57 @@ class BuildResult:
 
 
 # --------------------------------------------------------------------------- input
+# the files of a generated folder and the build record (written last by ``build_dataset``: a
+# folder with it holds a complete build) are named, and recognised, by ``synth.layout``
+
+
 def is_imagefolder(path: Path) -> bool:
-    """True when ``path`` is an output folder of the generation protocol."""
-    return (path / "metadata.jsonl").is_file() and (path / "images").is_dir()
+    """True when ``path`` is a finished output folder of the generation protocol."""
+    layout = layout_of(path)
+    return layout is not None and layout.kind == "generated" and layout.complete
+
+
+def check_input_layout(input_dir: Path, build_dir: Path) -> None:
+    """Refuse inputs that are outputs of this project rather than images or a finished synth run.
+
+    A build folder or an interrupted ``anomalyforge synth`` folder would otherwise be read as
+    anomaly-free images (its ``images/`` and ``masks/`` becoming new sources), and a build folder
+    inside the input folder would have its own example images read back on a rerun.
+    """
+    layout = layout_of(input_dir)  # the project's one recogniser of what it wrote
+    if layout is not None and layout.kind == "build":
+        raise BuildError(
+            f"{input_dir} is a build folder of `anomalyforge hub build`, not input images; pass the images "
+            f"it was built from, or its generated/ folder with --sources"
+        )
+    if layout is not None and not layout.complete:
+        raise BuildError(
+            f"{input_dir} is an unfinished `anomalyforge synth` output (no {METADATA} yet): "
+            "rerun the same synth command to finish it, then build from it"
+        )
+    if is_imagefolder(input_dir) and (input_dir / FAILURES).is_file():
+        failed = sum(1 for line in (input_dir / FAILURES).read_text(encoding="utf-8").splitlines() if line.strip())
+        raise BuildError(
+            f"{input_dir} is an incomplete `anomalyforge synth` output: {failed} output(s) failed "
+            f"(see {input_dir / FAILURES}); rerun the same synth command (failed outputs are retried) "
+            "or generate with settings that fit the images"
+        )
+    if not is_imagefolder(input_dir) and build_dir.resolve().is_relative_to(input_dir.resolve()):
+        raise BuildError(
+            f"build folder {build_dir} lies inside the input folder {input_dir}: its images would be read "
+            "back as inputs when the build is rerun; choose a build folder outside the input folder"
+        )
 
 
 def read_metadata(folder: Path) -> list[dict[str, Any]]:
     """Rows of ``folder/metadata.jsonl``, one per anomaly, sorted by ``file_name``.
 
-    Sorting (and keeping the last row for a repeated file name, as an interrupted and resumed
-    run may append one twice) makes the row order independent of worker completion order.
+    Sorting makes the row order independent of worker completion order. Each row must name its
+    own image and mask file, present in ``folder``: two rows naming one file (as colliding
+    output names would write) or a missing file is a ``BuildError``, never a dropped row.
     """
-    path = folder / "metadata.jsonl"
-    rows: dict[str, dict[str, Any]] = {}
+    path = folder / METADATA
+    rows: list[dict[str, Any]] = []
     with path.open("r", encoding="utf-8") as fh:
         for number, line in enumerate(fh, 1):
             if not line.strip():
@@ -97,10 +137,34 @@ def read_metadata(folder: Path) -> list[dict[str, Any]]:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise BuildError(f"{path}:{number}: not valid JSON ({exc.msg}); rerun the generation") from None
-            if "file_name" not in row:
-                raise BuildError(f"{path}:{number}: row has no file_name")
-            rows[row["file_name"]] = row
-    return [rows[name] for name in sorted(rows)]
+            for column in ("file_name", "mask_file_name", "source_id"):
+                if not isinstance(row.get(column), str) or not row[column]:
+                    raise BuildError(f"{path}:{number}: row has no {column}")
+            rows.append(row)
+    _check_files(folder, rows)
+    return sorted(rows, key=lambda r: r["file_name"])
+
+
+def _check_files(folder: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """Every image and mask file is named by exactly one row, lies inside ``folder`` and exists."""
+    users: dict[str, list[str]] = {}
+    for row in rows:
+        for column in ("file_name", "mask_file_name"):
+            users.setdefault(row[column], []).append(f"{column} of {row['source_id']!r}")
+    shared = {name: who for name, who in users.items() if len(who) > 1}
+    if shared:
+        name, who = min(shared.items())
+        raise BuildError(
+            f"{folder / METADATA}: {len(shared)} file(s) are named by more than one row, e.g. {name} "
+            f"({'; '.join(who)}): the labels cannot be told apart; regenerate into a new folder"
+        )
+    root = folder.resolve()
+    missing = [name for name in users if not (root / name).resolve().is_relative_to(root) or not (folder / name).is_file()]
+    if missing:
+        raise BuildError(
+            f"{folder / METADATA}: {len(missing)} listed file(s) are missing or outside the folder, "
+            f"first {sorted(missing)[0]}; rerun the generation to restore them"
+        )
 
 
 def generation_config(generation: dict[str, Any]) -> dict[str, Any]:
@@ -428,6 +492,7 @@ def build_dataset(
     progress = bool(generation.pop("progress", progress))
     if not input_dir.is_dir():
         raise BuildError(f"input folder {input_dir} does not exist")
+    check_input_layout(input_dir, build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
     bins = tuple(resolve_bin(b) for b in generation.get("bins") or DEFAULT_BINS)
     if "bins" in generation:
@@ -482,15 +547,13 @@ def build_dataset(
         digest.update(json.dumps(r, sort_keys=True, default=str).encode())
     fingerprint = digest.hexdigest()
 
-    info_path = build_dir / "build.json"
-    if info_path.is_file():
-        previous = json.loads(info_path.read_text())
-        if previous.get("fingerprint") == fingerprint and all(
-            (build_dir / s["file"]).is_file() and _sha256(build_dir / s["file"]) == s["sha256"]
-            for split in SPLITS
-            for s in previous["shards"][split]
-        ):
-            return BuildResult(build_dir, dict(previous["counts"]), previous)
+    info_path = build_dir / BUILD_RECORD
+    previous = _finished_build(build_dir, fingerprint)
+    if previous is not None:
+        return BuildResult(build_dir, dict(previous["counts"]), previous)
+    # the completion marker goes first and comes back last: a folder killed anywhere in between
+    # never claims to hold a complete build, and the next run finishes it
+    info_path.unlink(missing_ok=True)
 
     data_dir = build_dir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -516,7 +579,9 @@ def build_dataset(
         "format": FORMAT_VERSION,
         "fingerprint": fingerprint,
         "input": {"kind": input_kind, "name": input_dir.resolve().name},
-        "generation": generation_config({k: v for k, v in generation.items() if k != "workers"}),
+        # how outputs were computed, not what they are: left out (the renderer is in "protocol")
+        "generation": generation_config({k: v for k, v in generation.items()
+                                         if k not in ("workers", "memory_budget", "batch_size", "device")}),
         "protocol": _protocol_record(generated),
         "include_diff": include_diff,
         "counts": counts,
@@ -528,14 +593,37 @@ def build_dataset(
         "shards": shards,
         "features": features.to_dict(),
     }
-    tmp = info_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(info, indent=1, sort_keys=True))
-    os.replace(tmp, info_path)
-
     from .card import render_card
 
-    (build_dir / "README.md").write_text(render_card(info, version=None), encoding="utf-8")
+    _write_atomic(build_dir / "README.md", render_card(info, version=None).encode("utf-8"))
+    _write_atomic(info_path, json.dumps(info, indent=1, sort_keys=True).encode())
     return BuildResult(build_dir, counts, info)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename: all of it or none."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _finished_build(build_dir: Path, fingerprint: str) -> dict[str, Any] | None:
+    """The ``build.json`` content when ``build_dir`` already holds this build, complete and intact."""
+    try:
+        previous = json.loads((build_dir / BUILD_RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+    if previous.get("fingerprint") != fingerprint or not (build_dir / "README.md").is_file():
+        return None
+    for split in SPLITS:
+        for shard in previous.get("shards", {}).get(split, []):
+            path = build_dir / shard["file"]
+            if not path.is_file() or _sha256(path) != shard["sha256"]:
+                return None
+    for example in previous.get("examples", []):
+        if not all((build_dir / example[key]).is_file() for key in ("image", "mask")):
+            return None
+    return previous
 
 
 def _protocol_record(generated: Path) -> dict[str, Any] | None:
@@ -615,6 +703,7 @@ def _validate_split(build_dir: Path, split: str, info: dict[str, Any], reference
     if not shards:
         raise ValidationError(f"split {split!r} has no parquet shards in {build_dir / 'data'}")
     rows = 0
+    seen: dict[str, str] = {}  # file path stored with a row's image or mask -> the shard holding it
     for shard in shards:
         pf = pq.ParquetFile(shard)
         try:
@@ -640,6 +729,9 @@ def _validate_split(build_dir: Path, split: str, info: dict[str, Any], reference
             table = pf.read_row_group(group, columns=["image", "mask", "source_id"])
             pairs = [(image, mask, f"{shard.name} ({source_id})")
                      for image, mask, source_id in zip(*(table.column(c).to_pylist() for c in table.column_names))]
+            for image, mask, where in pairs:
+                _check_unique(seen, image, where)
+                _check_unique(seen, mask, where)
             # PNG decoding releases the GIL: threads use every core; map() re-raises the
             # first failing row in row order
             for _ in pool.map(lambda args: _check_pair(*args), pairs):
@@ -659,6 +751,19 @@ def _validate_split(build_dir: Path, split: str, info: dict[str, Any], reference
     for name, digest in recorded.items():
         if _sha256(build_dir / name) != digest:
             raise ValidationError(f"{name} changed after the build (checksum differs); rerun the build")
+
+
+def _check_unique(seen: dict[str, str], value: dict | None, where: str) -> None:
+    """Refuse a second row carrying the same image or mask file (generated masks of good rows have none)."""
+    path = (value or {}).get("path")
+    if path is None:
+        return
+    if path in seen:
+        raise ValidationError(
+            f"{where}: file {path} is also used by {seen[path]}: every row needs its own image and mask; "
+            "rebuild from a generation without colliding file names"
+        )
+    seen[path] = where
 
 
 def _check_pair(image: dict | None, mask: dict | None, where: str) -> None:

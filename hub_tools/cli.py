@@ -6,16 +6,19 @@
     anomalyforge hub load ORG/NAME --version 1.1.0 [--offline] [--save-to DIR]
 
 Exit codes: 0 success, 1 a push/load that failed on the way (network, server; run it again),
-2 bad input (invalid build, refused version, bad options).
+2 bad input (invalid build, refused version, bad options). Nothing any of them prints carries the
+value of the Hugging Face token.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
-from typing import Any
+from typing import Any, Callable
 
 from .errors import HubToolsError, PublishError
+from .tokens import redact, redacted_output, resolve_token
 
 
 def _generation_options() -> tuple[Any, Any]:
@@ -54,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="close a parquet shard after about this many MB of images (default 500)")
     add_generation_options, _ = _generation_options()
     add_generation_options(build)
-    build.set_defaults(func=run_build)
+    build.set_defaults(func=_redacting(run_build))
 
     push = sub.add_parser(
         "push",
@@ -76,23 +79,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="where the anomaly-free source images come from and their license (shown in the card)")
     push.add_argument("--diversity", default=None, metavar="FILE",
                       help="JSON mapping score name -> value (from `anomalyforge diversity`) for the card")
-    push.set_defaults(func=run_push)
+    push.set_defaults(func=_redacting(run_push))
 
     versions = sub.add_parser("versions", help="list published versions with dates and row counts")
     versions.add_argument("repo", metavar="ORG/NAME")
-    versions.set_defaults(func=run_versions)
+    versions.set_defaults(func=_redacting(run_versions))
 
     load = sub.add_parser("load", help="load one published version (prints its splits)")
     load.add_argument("repo", metavar="ORG/NAME")
     load.add_argument("--version", required=True, metavar="X.Y.Z")
     load.add_argument("--offline", action="store_true", help="read the version from the local cache only")
     load.add_argument("--save-to", default=None, metavar="DIR", help="also save the DatasetDict to DIR (save_to_disk)")
-    load.set_defaults(func=run_load)
+    load.set_defaults(func=_redacting(run_load))
+
+
+def _redacting(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Run ``command`` with the token's value scrubbed from all it prints (messages, warnings, logs)."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        with redacted_output(resolve_token()):
+            return command(args)
+
+    return run
 
 
 def _fail(exc: Exception) -> int:
     code = 1 if isinstance(exc, PublishError) else 2
-    print(f"anomalyforge hub: error: {exc}", file=sys.stderr)
+    print(f"anomalyforge hub: error: {redact(str(exc), resolve_token())}", file=sys.stderr)
     return code
 
 
@@ -142,6 +156,10 @@ def run_push(args: argparse.Namespace) -> int:
         )
     except HubToolsError as exc:
         return _fail(exc)
+    if result.existed:
+        print(f"{result.repo_id} {result.tag} is already published with this build at commit "
+              f"{result.commit[:12]}; nothing to do: {result.url}")
+        return 0
     what = "published" if result.created_commit else "finished"
     print(f"{what} {result.repo_id} {result.tag} at commit {result.commit[:12]}: {result.url}")
     return 0

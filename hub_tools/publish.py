@@ -14,8 +14,12 @@ on exactly that commit. ``push_build``:
 Failure modes: an upload or commit that fails leaves the branch as it was (the Hub applies a
 commit atomically) and no tag. A push whose commit landed but whose tag was not created is
 finished by running the same command again: the head commit already holds this build for this
-version, so only the tag is created. Tokens come from ``huggingface_hub.get_token()`` (``HF_TOKEN``
-or the ``hf auth login`` file) and are scrubbed from every message this module raises.
+version, so only the tag is created. A push whose tag was created but whose answer was lost is
+recognised the same way: the tag points at a commit whose ``build.json`` has this build's
+fingerprint, so the rerun reports the version as published instead of refusing it. ``--private``
+never silently publishes into an existing public repo: that is refused. Tokens come from
+``huggingface_hub.get_token()`` (``HF_TOKEN`` or the ``hf auth login`` file) and their value is
+scrubbed from every message this module raises (``hub_tools.tokens``).
 """
 
 from __future__ import annotations
@@ -30,9 +34,10 @@ from typing import Any
 
 from .build import validate_build
 from .card import add_changelog_entry, read_changelog, render_card
-from .errors import HubToolsError, PublishError, StaleParentError, ValidationError, VersionError
+from .errors import HubToolsError, PublishError, StaleParentError, ValidationError, VersionError, VisibilityError
 from .loading import load_dataset
 from .schema import SPLITS
+from .tokens import redact, resolve_token
 
 REPO_TYPE = "dataset"
 BRANCH = "main"
@@ -53,19 +58,11 @@ def version_tag(version: str | tuple[int, int, int]) -> str:
     return "v" + ".".join(map(str, parts))
 
 
-def _scrub(text: str, token: str | None) -> str:
-    if token:
-        text = text.replace(token, "***")
-    # tokens of other users or sessions should not leak either
-    return re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", text)
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """What the Hub client raises when the server answers an error or cannot be reached."""
+    from huggingface_hub.errors import HfHubHTTPError, HTTPError  # HTTPError: the client's transport errors
 
-
-def _resolve_token(token: str | None) -> str | None:
-    if token:
-        return token
-    from huggingface_hub import get_token
-
-    return get_token()
+    return (HfHubHTTPError, HTTPError, OSError)
 
 
 def _api(token: str | None, endpoint: str | None = None):
@@ -80,7 +77,10 @@ def _describe_http_error(exc: Exception, token: str | None) -> str:
     first_line = str(exc).splitlines()[0] if str(exc) else ""
     if status is None:  # a transport error (connection dropped, refused, timed out): name its kind
         first_line = f"{type(exc).__name__}: {first_line}".rstrip(": ")
-    return _scrub(first_line, token)
+    server_message = getattr(exc, "server_message", None)
+    if server_message:  # what the Hub says is wrong ("Invalid credentials", "Repository not found")
+        first_line = f"{first_line} ({' '.join(str(server_message).split())})"
+    return redact(first_line, token)
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,8 @@ class PushResult:
     commit: str
     url: str
     created_commit: bool
+    #: the version was already published with this very build (nothing was changed)
+    existed: bool = False
 
 
 def _tags(api, repo_id: str) -> dict[str, str]:
@@ -167,7 +169,7 @@ def push_build(
     if not (build_dir / "build.json").is_file():
         raise ValidationError(f"{build_dir} is not a build folder (no build.json); run `anomalyforge hub build` first")
     scores = _read_diversity(diversity)
-    token = _resolve_token(token)
+    token = resolve_token(token)
     if not token:
         raise HubToolsError("no Hugging Face token: set HF_TOKEN or run `hf auth login`")
     api = _api(token, endpoint)
@@ -181,6 +183,9 @@ def push_build(
         versions = _semver_tags(tags)
         if tag in tags or numbers in versions:
             existing = versions.get(numbers, tag)
+            done = _already_published(api, repo_id, build_dir, plain, existing, tags[existing])
+            if done is not None:
+                return done
             raise VersionError(
                 f"{repo_id} already has version {existing} (commit {tags[existing][:12]}); versions are "
                 "immutable: publish the changes as a higher version"
@@ -190,6 +195,7 @@ def push_build(
                 f"version {tag} is not above the latest published version {versions[max(versions)]} of {repo_id}"
             )
         info = validate_build(build_dir, progress=progress)
+        _check_visibility(api, repo_id, private)
         api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=True)
         head = api.repo_info(repo_id, repo_type=REPO_TYPE, revision=BRANCH).sha
 
@@ -251,7 +257,7 @@ def push_build(
                 f"({_describe_http_error(exc, token)}); run the same push again to finish the version"
             ) from None
         return PushResult(repo_id, plain, tag, commit.oid, _url(api, repo_id, tag), created_commit=True)
-    except (VersionError, StaleParentError, PublishError, ValidationError):
+    except (VersionError, StaleParentError, PublishError, ValidationError, VisibilityError):
         raise
     except Exception as exc:  # noqa: BLE001 -- any failure on the way means "no version made"
         # HTTP errors, the HTTP client's transport errors (a dropped connection), RuntimeError
@@ -260,6 +266,41 @@ def push_build(
             f"push of {tag} to {repo_id} failed: {_describe_http_error(exc, token)}; "
             "no version was created: run the same push again"
         ) from None
+
+
+def _already_published(api, repo_id: str, build_dir: Path, plain: str, tag: str, commit: str) -> PushResult | None:
+    """A ``PushResult`` when ``tag`` already holds exactly this build (a rerun after the answer to
+    the tag request was lost), else ``None``."""
+    try:
+        local = json.loads((build_dir / "build.json").read_text())
+    except (OSError, ValueError):
+        return None
+    text = _download_text(api, repo_id, "build.json", commit)
+    try:
+        record = json.loads(text) if text is not None else {}
+    except ValueError:
+        return None
+    if record.get("fingerprint") != local.get("fingerprint") or record.get("published", {}).get("version") != plain:
+        return None
+    return PushResult(repo_id, plain, tag, commit, _url(api, repo_id, tag), created_commit=False, existed=True)
+
+
+def _check_visibility(api, repo_id: str, private: bool) -> None:
+    """Refuse ``private=True`` for a repo that exists and is public (the Hub keeps its visibility)."""
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    if not private:
+        return
+    try:
+        repo = api.repo_info(repo_id, repo_type=REPO_TYPE)
+    except RepositoryNotFoundError:
+        return
+    if not repo.private:
+        raise VisibilityError(
+            f"{repo_id} exists and is public: --private applies only when the repo is created, so this "
+            "version would be published publicly; nothing was pushed. Make the repo private on the Hub "
+            "first (its Settings page), or push without --private to publish publicly"
+        )
 
 
 def _url(api, repo_id: str, tag: str) -> str:
@@ -301,9 +342,7 @@ def _read_diversity(diversity: dict | str | os.PathLike | None) -> dict[str, dic
 
 def list_versions(repo_id: str, *, token: str | None = None, endpoint: str | None = None) -> list[VersionInfo]:
     """Published versions of ``repo_id``, oldest first, with commit date and rows per split."""
-    from huggingface_hub.errors import HfHubHTTPError
-
-    token = _resolve_token(token)
+    token = resolve_token(token)
     api = _api(token, endpoint)
     try:
         tags = _tags(api, repo_id)
@@ -316,7 +355,7 @@ def list_versions(repo_id: str, *, token: str | None = None, endpoint: str | Non
             rows = dict(json.loads(text).get("counts", {})) if text else {}
             out.append(VersionInfo(".".join(map(str, numbers)), name, commit, date, rows))
         return out
-    except (HfHubHTTPError, OSError) as exc:
+    except _network_errors() as exc:
         raise PublishError(f"cannot list versions of {repo_id}: {_describe_http_error(exc, token)}") from None
 
 
@@ -341,6 +380,7 @@ def load_version(
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     tag = version_tag(version)
+    token = resolve_token(token)
     if not offline:
         try:
             # the snapshot records tag -> commit in the Hub cache (load_dataset only stores files
@@ -350,7 +390,7 @@ def load_version(
                               allow_patterns=["data/*", "README.md", "build.json"])
             return datasets.load_dataset(repo_id, revision=tag, token=token)
         except Exception as exc:  # datasets/huggingface_hub raise many types for a missing repo or revision
-            raise PublishError(f"cannot load {repo_id} {tag}: {_scrub(str(exc), token)}") from None
+            raise PublishError(f"cannot load {repo_id} {tag}: {redact(str(exc), token)}") from None
 
     try:
         folder = Path(snapshot_download(repo_id, repo_type=REPO_TYPE, revision=tag, local_files_only=True,

@@ -173,11 +173,25 @@ def finish(
         label = np.zeros((height, width), np.float32)
         label[win] = np.where(mask_w, rendering.label, 0.0)
     measured = measure(source, output, mask_w, offset=(y0, x0), n_pixels=height * width)
+    record = build_record(spec, rendering, measured, background_brightness(original, layout), bins)
+    image = original.copy()
+    image[win] = from_float(output, None if alpha is None else alpha[win], layout)
+    return Anomaly(image=image, mask=mask, diff=diff, label=label, record=record, spec=spec)
+
+
+def build_record(
+    spec: Spec,
+    rendering: Rendering,
+    measured: dict[str, Any],
+    background: float,
+    bins: Sequence[SizeBin] = DEFAULT_BINS,
+) -> dict[str, Any]:
+    """The schema columns of one anomaly from its spec, rendering and ``measure``d ground truth."""
     params = dict(spec.params)
     params.update(rendering.extra)
     if spec.size_bin is not None:
         params["requested_size_bin"] = spec.size_bin.name
-    record = {
+    return {
         "method": spec.method,
         "shape": spec.shape,
         "mode": spec.mode,
@@ -186,15 +200,12 @@ def finish(
         ),
         "area_fraction": measured["area_fraction"],
         "brightness_delta": measured["brightness_delta"],
-        "background_brightness": background_brightness(original, layout),
+        "background_brightness": background,
         "bbox": measured["bbox"],
         "angle": float(rendering.angle),
         "seed": int(spec.seed),
         "params": json.dumps(params, sort_keys=True),
     }
-    image = original.copy()
-    image[win] = from_float(output, None if alpha is None else alpha[win], layout)
-    return Anomaly(image=image, mask=mask, diff=diff, label=label, record=record, spec=spec)
 
 
 def background_brightness(image: np.ndarray, layout: Any) -> float:

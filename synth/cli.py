@@ -49,9 +49,19 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
                    help="folder of texture images for SYNAGEN's texture mode and DRAEM")
     g.add_argument("--workers", type=int, default=1, metavar="N",
                    help="worker processes (default 1); output is identical for any N")
+    g.add_argument("--memory-budget", default=None, metavar="SIZE",
+                   help="working memory one worker may use for one image, e.g. 8GB (default: "
+                        "$ANOMALYFORGE_MEMORY_BUDGET, else half of this machine's memory over the workers); "
+                        "larger images are refused from their header, before decoding")
     g.add_argument("--png-compression", type=int, default=DEFAULT_PNG_LEVEL, choices=range(10), metavar="0-9",
                    help=f"deflate level of written PNGs (default {DEFAULT_PNG_LEVEL}: fast, with files "
                         "slightly smaller than libpng's level 1)")
+    g.add_argument("--device", default=None, metavar="cpu|cuda|cuda:N",
+                   help="render with the batched torch renderer on this device (synagen, cutout, fpi); "
+                        "default: the numpy renderer. Under 'accelerate launch' each process takes its "
+                        "share of the tasks (on its own GPU with --device cuda)")
+    g.add_argument("--batch-size", type=int, default=16, metavar="N",
+                   help="outputs rendered together with --device (default 16); files do not depend on it")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -68,13 +78,51 @@ def load_config_file(path: str) -> dict[str, Any]:
         raise InvalidParameterError(f"cannot read config file {path}: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidParameterError(f"config file {path} must hold a mapping of options")
-    known = {"method", "mix", "preset", "per_image", "shapes", "modes", "bins", "seed", "method_options"}
-    unknown = set(data) - known
+    unknown = set(data) - set(_CONFIG_TYPES)
     if unknown:
         raise InvalidParameterError(
-            f"config file {path}: unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}"
+            f"config file {path}: unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_CONFIG_TYPES))}"
         )
+    for key, value in data.items():
+        _check_config_type(path, key, value)
     return data
+
+
+#: option -> what a config file may give for it
+_CONFIG_TYPES = {
+    "method": "a method name", "mix": "a mapping NAME: WEIGHT or 'NAME=W,...'", "preset": "a preset name",
+    "per_image": "an integer", "shapes": "a list of names", "modes": "a list of names",
+    "bins": "a list of bins like '0.5-1.5%'", "seed": "an integer", "method_options": "a mapping",
+}
+
+
+def _check_config_type(path: str, key: str, value: Any) -> None:
+    """Refuse a config value of the wrong type with a message naming the file, key and value."""
+    if value is None:
+        return
+    if key in ("per_image", "seed"):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif key in ("method", "preset"):
+        ok = isinstance(value, str)
+    elif key in ("shapes", "modes", "bins"):
+        ok = isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+    elif key == "mix":
+        ok = isinstance(value, str) or (isinstance(value, dict) and all(
+            isinstance(w, (int, float)) and not isinstance(w, bool) for w in value.values()))
+    else:
+        ok = isinstance(value, dict)
+    if not ok:
+        raise InvalidParameterError(f"config file {path}: {key} must be {_CONFIG_TYPES[key]}, got {value!r}")
+
+
+def parse_names(values: str | list[str] | None) -> list[str] | None:
+    """One syntax for every list option: ``a b``, ``a,b`` and ``a, b`` all give ``['a', 'b']``."""
+    if values is None:
+        return None
+    if isinstance(values, str):
+        values = [values]
+    names = [name.strip() for value in values for name in value.split(",") if name.strip()]
+    return names or None
 
 
 def parse_mix(text: str) -> dict[str, float]:
@@ -93,7 +141,8 @@ def parse_mix(text: str) -> dict[str, float]:
 def generation_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """Keyword arguments of ``run_protocol`` from parsed options (config file, then the command line)."""
     cfg = load_config_file(args.config) if args.config else {}
-    mix = parse_mix(args.mix) if args.mix else cfg.get("mix")
+    mix = args.mix or cfg.get("mix")
+    mix = parse_mix(mix) if isinstance(mix, str) else mix
     options = dict(cfg.get("method_options") or {})
     preset = args.preset or cfg.get("preset")
     if preset:
@@ -102,16 +151,19 @@ def generation_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "method": args.method or cfg.get("method", "synagen"),
         "mix": mix,
         "per_image": args.per_image if args.per_image is not None else cfg.get("per_image", 3),
-        "shapes": args.shapes or cfg.get("shapes"),
-        "modes": args.modes or cfg.get("modes"),
-        "bins": args.bins or cfg.get("bins") or DEFAULT_BINS,
+        "shapes": parse_names(args.shapes or cfg.get("shapes")),
+        "modes": parse_names(args.modes or cfg.get("modes")),
+        "bins": parse_names(args.bins or cfg.get("bins")) or DEFAULT_BINS,
         "seed": args.seed if args.seed is not None else cfg.get("seed", 0),
         "workers": args.workers,
         "region_masks": args.region_masks,
         "textures": args.textures,
         "method_options": options,
         "png_compression": args.png_compression,
+        "memory_budget": args.memory_budget,
         "progress": not args.no_progress,
+        "device": args.device,
+        "batch_size": args.batch_size,
     }
     return kwargs
 
@@ -152,14 +204,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .protocol import ProtocolFailures, run_protocol
+    import warnings
+
+    from .protocol import MissingRegionMasks, ProtocolFailures, run_protocol
 
     try:
         input_dir = args.input_dir
+        kwargs = generation_kwargs(args)
         if input_dir.startswith("skimage:"):
             input_dir = str(materialize_examples(input_dir, Path(args.output_dir) / "sources"))
-        kwargs = generation_kwargs(args)
-        rows = run_protocol(input_dir, args.output_dir, **kwargs)
+        processes = launched_processes()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", MissingRegionMasks)
+            try:
+                if processes is None:
+                    rows = run_protocol(input_dir, args.output_dir, **kwargs)
+                else:
+                    rows = run_sharded(input_dir, args.output_dir, kwargs, processes)
+                    if rows is None:
+                        return 0  # another process writes metadata.jsonl and the summary
+            finally:
+                for warning in caught:
+                    print(f"anomalyforge synth: warning: {warning.message}", file=sys.stderr)
     except ProtocolFailures as exc:
         print(f"anomalyforge synth: {len(exc.rows)} outputs written; {exc}", file=sys.stderr)
         return 1
@@ -168,6 +234,41 @@ def run(args: argparse.Namespace) -> int:
         return 2
     _summary(rows, args.output_dir)
     return 0
+
+
+def launched_processes():
+    """The process group when started by ``accelerate launch`` / torchrun with several processes
+    (``accelerate.PartialState``), else ``None``."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    import torch
+    from accelerate import PartialState
+
+    # gloo on machines without GPUs (accelerate only sets up a CPU process group when asked to)
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def run_sharded(input_dir: str, output_dir: str, kwargs: dict[str, Any], state) -> list[dict[str, Any]] | None:
+    """Each process makes the tasks whose index is its rank modulo the process count (on its own
+    GPU with ``--device cuda``); then the main process writes ``metadata.jsonl`` from all shards.
+    Returns the rows in the main process, ``None`` in the others."""
+    from .protocol import ProtocolFailures, run_protocol
+
+    kwargs = dict(kwargs)
+    if kwargs.get("device") == "cuda":
+        kwargs["device"] = f"cuda:{state.local_process_index}"
+    failure: ProtocolFailures | None = None
+    try:
+        run_protocol(input_dir, output_dir, shard=(state.process_index, state.num_processes), **kwargs)
+    except ProtocolFailures as exc:  # retried (and reported) by the main process's final pass
+        failure = exc
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return None
+    # every shard's outputs are finished: this pass only collects them (and retries failures)
+    return run_protocol(input_dir, output_dir, **{**kwargs, "progress": False})
 
 
 def _summary(rows: list[dict[str, Any]], output_dir: str) -> None:

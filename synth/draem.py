@@ -166,6 +166,8 @@ def _shuffled_tiles(image: np.ndarray, grid: int, seed: int) -> np.ndarray:
     """The image cut into a ``grid x grid`` set of tiles, permuted (and flipped) at random."""
     height, width = image.shape[:2]
     rng = np.random.default_rng(seed)
+    # an image smaller than the grid would give empty tiles; fewer tiles keep each >= 1 px
+    grid = max(1, min(grid, height, width))
     ys = np.linspace(0, height, grid + 1).astype(int)
     xs = np.linspace(0, width, grid + 1).astype(int)
     cells = [(ys[i], ys[i + 1], xs[j], xs[j + 1]) for i in range(grid) for j in range(grid)]

@@ -145,12 +145,52 @@ def _png_header(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+#: the EXIF/TIFF tag that says how a camera held the sensor (1 = as stored, 2..8 = flips/turns)
+EXIF_ORIENTATION_TAG = 0x0112
+
+
+def exif_orientation(image: Image.Image) -> int:
+    """The EXIF orientation (1..8) of an opened PIL image; 1 when absent or unreadable."""
+    try:
+        value = int(image.getexif().get(EXIF_ORIENTATION_TAG, 1))
+    except (ValueError, TypeError, OSError, SyntaxError, struct.error):  # a damaged EXIF block
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def upright(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn/flip a decoded ``(H, W[, C])`` array (any dtype) so it shows as its EXIF ``orientation`` says.
+
+    This is the one place the project applies orientation: ``decode_image``/``load_image`` call it,
+    and code holding pixels decoded elsewhere (e.g. by Pillow) passes ``exif_orientation(img)``.
+    Same result as ``PIL.ImageOps.exif_transpose``; 1 returns ``array`` unchanged.
+    """
+    if orientation == 2:
+        out = array[:, ::-1]
+    elif orientation == 3:
+        out = array[::-1, ::-1]
+    elif orientation == 4:
+        out = array[::-1]
+    elif orientation == 5:
+        out = np.swapaxes(array, 0, 1)
+    elif orientation == 6:
+        out = np.rot90(array, -1)
+    elif orientation == 7:
+        out = np.rot90(array, -1)[::-1]
+    elif orientation == 8:
+        out = np.rot90(array, 1)
+    else:
+        return array
+    return np.ascontiguousarray(out)
+
+
 def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode image bytes to a numpy array: gray ``(H, W)``, gray+alpha, RGB or RGBA; uint8/uint16/float32.
 
     Palette images become RGB (RGBA when they carry transparency), CMYK and other colour spaces
-    become RGB, 16-bit files stay 16-bit. Raises ``InvalidImageError`` naming ``name`` for corrupt
-    data, unsupported modes and images larger than ``max_pixels``.
+    become RGB, 16-bit files stay 16-bit, and the EXIF orientation is applied (``upright``), so a
+    phone photo stored sideways comes out as it is shown. Raises ``InvalidImageError`` naming
+    ``name`` for corrupt data, unsupported modes and images larger than ``max_pixels``.
     """
     if not data:
         raise InvalidImageError(f"{name}: file is empty")
@@ -164,11 +204,12 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS)
                 )
             if width == 0 or height == 0:
                 raise InvalidImageError(f"{name}: image has zero size ({width}x{height})")
+            orientation = exif_orientation(img)
             header = _png_header(data)
             if header is not None and header[0] == 16 and header[1] in (2, 6):
-                return _decode_png16_colour(data, name)
+                return upright(_decode_png16_colour(data, name), orientation)
             img.load()
-            return _pil_to_array(img, name)
+            return upright(_pil_to_array(img, name), orientation)
     except InvalidImageError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error) as exc:

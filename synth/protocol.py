@@ -18,7 +18,9 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
-import re
+import signal
+import warnings
+import zlib
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -29,15 +31,13 @@ import numpy as np
 from .anomaly import Anomaly, synthesize
 from .errors import InvalidParameterError, SynthError
 from .image import DEFAULT_PNG_LEVEL, encode_png, load_image, write_atomic
+from .layout import CONFIG, FAILURES, IMAGE_SUFFIXES, METADATA, PARTIAL, TOOL, generated_parts
+from .memory import MemoryBudget, check_image_memory
+from .method import Method
 from .registry import get_method, method_names
 from .sizebins import DEFAULT_BINS, SizeBin
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 MASK_SUFFIX = "_mask"  # "<name>_mask.png" beside an image is its region mask
-METADATA = "metadata.jsonl"
-PARTIAL = "metadata.partial.jsonl"
-FAILURES = "failures.jsonl"
-CONFIG = "config.json"
 
 
 @dataclass(frozen=True)
@@ -53,12 +53,17 @@ class ProtocolConfig:
     seed: int = 0
     method_options: Mapping[str, Any] = field(default_factory=dict)
     png_compression: int = DEFAULT_PNG_LEVEL
+    #: "numpy" (``synth.synthesize``) or "torch" (``synth.batched``, ``--device``): the two render
+    #: the same specs but not the same bytes, so one folder holds one renderer's outputs
+    renderer: str = "numpy"
 
     def size_bins(self) -> tuple[SizeBin, ...]:
         return tuple(SizeBin.parse(b) for b in self.bins)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        if self.renderer == "numpy":  # config.json of numpy-rendered folders stays as it was
+            del data["renderer"]
         data["mix"] = dict(self.mix) if self.mix else None
         data["method_options"] = dict(self.method_options)
         for key in ("shapes", "modes", "bins"):
@@ -80,20 +85,27 @@ class Task:
 def list_images(input_dir: str | os.PathLike, exclude: Sequence[str | os.PathLike | None] = ()) -> list[str]:
     """Image files under ``input_dir`` (recursive, sorted), as paths relative to it.
 
-    Left out: ``<name>_mask.*`` region masks, hidden folders, and anything under the folders in
-    ``exclude`` (e.g. a region-mask or output folder that lies inside ``input_dir``).
+    Left out: ``<name>_mask.*`` region masks, hidden files and folders, the output parts of every
+    folder the project wrote (``synth.layout.generated_parts``: a generated or build folder, finished
+    or interrupted, including ``input_dir`` itself), and anything under the folders in ``exclude``
+    (e.g. a region-mask or output folder that lies inside ``input_dir``).
     """
     root = Path(input_dir)
     if not root.is_dir():
         raise InvalidParameterError(f"input folder {root} does not exist or is not a folder")
-    skipped = [Path(e).resolve() for e in exclude if e is not None]
+    skipped = {Path(e).resolve() for e in exclude if e is not None}
     found = []
-    for path in root.rglob("*"):
-        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.stem.endswith(MASK_SUFFIX):
-            if any(part.startswith(".") for part in path.relative_to(root).parts):
-                continue
-            resolved = path.resolve()
-            if any(resolved.is_relative_to(folder) for folder in skipped):
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder)
+        outputs = {p.name for p in generated_parts(here)}
+        # pruning in place stops os.walk from descending into outputs, hidden and excluded folders
+        dirs[:] = sorted(
+            d for d in dirs
+            if not d.startswith(".") and d not in outputs and (here / d).resolve() not in skipped
+        )
+        for name in files:
+            path = here / name
+            if name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES or path.stem.endswith(MASK_SUFFIX):
                 continue
             found.append(path.relative_to(root).as_posix())
     return sorted(found)
@@ -147,137 +159,209 @@ def plan(sources: Sequence[str], config: ProtocolConfig) -> list[Task]:
     return tasks
 
 
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
+_KEPT = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+#: encoded source names longer than this are shortened (file names are limited to 255 bytes)
+_MAX_STEM = 150
+
+
+def source_stem(source_id: str) -> str:
+    """A file-name-safe form of a source path that no other source path has.
+
+    Letters, digits, ``.``, ``_`` and ``-`` are kept, ``/`` becomes ``~~`` and every other character
+    ``~<hex code point>~`` (``"x y.png"`` -> ``"x~20~y.png"``, ``"sub/b.png"`` -> ``"sub~~b.png"``).
+    The extension is kept, so ``a.png`` and ``a.jpg`` differ. Reading left to right, a ``~``
+    followed by ``~`` is a slash and one followed by a hex digit opens an escape, so two paths
+    never share a stem (also not when compared case-insensitively, as on macOS and Windows).
+    Very long stems are cut and end in a hash of the path instead.
+    """
+    parts = []
+    for char in source_id:
+        if char in _KEPT:
+            parts.append(char)
+        elif char == "/":
+            parts.append("~~")
+        else:
+            parts.append(f"~{ord(char):x}~")
+    stem = "".join(parts)
+    if len(stem) > _MAX_STEM:
+        digest = hashlib.sha256(source_id.encode("utf-8")).hexdigest()[:16]
+        stem = f"{stem[:_MAX_STEM - 20]}~h{digest}~"
+    return stem
 
 
 def output_names(task: Task, method: str, bin_index: int | None) -> tuple[str, str]:
-    """(file_name, mask_file_name) of one output, relative to the output folder."""
-    stem = _safe(str(Path(task.source_id).with_suffix("")).replace("/", "__"))
-    parts = [stem, f"k{task.k}", method if task.shape is None else task.shape]
+    """(file_name, mask_file_name) of one output, relative to the output folder.
+
+    ``images/<source stem>_k<k>_<shape or method>[_<mode>][_b<bin>].png`` (the same under
+    ``masks/``). The source stem ends in the source's image suffix (``.png``, ``.jpg``, ...), which
+    no part after it contains, so outputs of different sources never share a name;
+    ``_check_unique_names`` checks a whole plan before anything is written.
+    """
+    parts = [source_stem(task.source_id), f"k{task.k}", method if task.shape is None else task.shape]
     if task.mode is not None:
         parts.append(task.mode)
     if bin_index is not None:
         parts.append(f"b{bin_index}")
-    name = "_".join(_safe(p) for p in parts) + ".png"
+    name = "_".join(parts) + ".png"
     return f"images/{name}", f"masks/{name}"
+
+
+def _check_unique_names(tasks: Sequence[Task], config: ProtocolConfig) -> None:
+    """Refuse a plan in which two outputs would share a file (one would overwrite the other)."""
+    method = config.method if not config.mix else "mix"
+    _, _, targets = _method_axes(config)
+    bins: list[int | None] = list(range(len(config.bins))) if targets or config.mix else [None]
+    seen: dict[str, Task] = {}
+    for task in tasks:
+        for b in bins:
+            name = output_names(task, method, b)[0]
+            other = seen.setdefault(name, task)
+            if other is not task:
+                raise InvalidParameterError(
+                    f"outputs of {other.source_id!r} and {task.source_id!r} would both be written to "
+                    f"{name}; rename one of the inputs"
+                )
 
 
 # ------------------------------------------------------------------------------------- worker
 @dataclass(frozen=True)
-class _Job:
+class Job:
+    """What every task of one run shares (picklable: sent once to each worker process).
+
+    ``region_dir`` is the ``--region-masks`` folder or None; ``texture_paths`` the texture images;
+    ``memory`` the per-worker working-memory budget checked before an image is decoded.
+    """
+
     input_dir: str
     output_dir: str
     config: ProtocolConfig
     region_dir: str | None
     texture_paths: tuple[str, ...]
+    memory: MemoryBudget
 
 
-_JOB: _Job | None = None
+@dataclass(frozen=True)
+class TaskResult:
+    """One task's outcome: metadata rows of the outputs written, failure rows (``failed: True``,
+    ``error``), and ``[size, crc32]`` of every file written, which a resume checks before it
+    trusts the file."""
+
+    rows: list[dict[str, Any]]
+    failed: list[dict[str, Any]]
+    files: dict[str, list[int]]
 
 
-def _init_worker(job: _Job) -> None:
-    global _JOB
-    _JOB = job
-    if mp.current_process().name != "MainProcess":
-        import cv2
-
-        cv2.setNumThreads(1)  # N worker processes already use N cores
-    _load.cache_clear()
-    _png_base.cache_clear()
-
-
-@lru_cache(maxsize=4)
-def _load(path: str) -> np.ndarray:
-    return load_image(path)
-
-
-def _region_for(job: _Job, source_id: str) -> np.ndarray | None:
+def region_path(input_dir: str | os.PathLike, region_dir: str | os.PathLike | None, source_id: str) -> Path | None:
+    """The region mask of a source, or None: in ``region_dir`` at the image's relative path (same
+    name, ``.png``, or ``<stem>_mask.png``), else ``<stem>_mask.png`` beside the image."""
     rel = Path(source_id)
     candidates = []
-    if job.region_dir:
-        base = Path(job.region_dir) / rel
+    if region_dir is not None:
+        base = Path(region_dir) / rel
         candidates += [base, base.with_suffix(".png"), base.with_name(rel.stem + MASK_SUFFIX + ".png")]
-    beside = Path(job.input_dir) / rel
-    candidates.append(beside.with_name(rel.stem + MASK_SUFFIX + ".png"))
-    for path in candidates:
-        if path.is_file():
-            return _load(str(path))
-    return None
+    candidates.append((Path(input_dir) / rel).with_name(rel.stem + MASK_SUFFIX + ".png"))
+    return next((path for path in candidates if path.is_file()), None)
 
 
-@lru_cache(maxsize=2)
-def _png_base(path: str, level: int):
-    """PNG bands of a source image: outputs re-encode only the bands their anomaly touched."""
-    from .png import Base
-
-    return Base.of(_load(path), level)
-
-
-@lru_cache(maxsize=2)
-def _mask_base(height: int, width: int, level: int):
-    from .png import Base
-
-    return Base.of(np.zeros((height, width), np.uint8), level)
-
-
-@lru_cache(maxsize=1)
-def _textures(paths: tuple[str, ...]) -> tuple[np.ndarray, ...]:
-    return tuple(load_image(p) for p in paths)
-
-
-def _method_obj(config: ProtocolConfig):
+def method_object(config: ProtocolConfig) -> Method:
+    """The configured method (a ``hybrid`` of the mix's methods for a mix)."""
     if config.mix:
         return get_method("hybrid", weights=dict(config.mix), **dict(config.method_options))
     return get_method(config.method, **dict(config.method_options))
 
 
-def run_task(task: Task, job: _Job | None = None) -> list[dict[str, Any]]:
-    """Render and write every output of one task; return their metadata rows (or failure rows)."""
-    job = job or _JOB
-    assert job is not None
-    config = job.config
-    method = _method_obj(config)
-    bins = config.size_bins()
-    try:
-        image = _load(str(Path(job.input_dir) / task.source_id))
-        region = _region_for(job, task.source_id)
-        needs_partner = method.needs_partner or bool(config.mix)
-        partners = (_load(str(Path(job.input_dir) / task.partner_id)),) if (needs_partner and task.partner_id) else ()
-        textures = _textures(job.texture_paths)
-    except SynthError as exc:
-        return [{"failed": True, "source_id": task.source_id, "k": task.k, "error": str(exc)}]
-    rows = []
-    targets = method.targets_size or bool(config.mix)
-    bin_choices: list[int | None] = list(range(len(bins))) if targets else [None]
-    for b in bin_choices:
-        file_name, mask_name = output_names(task, config.method if not config.mix else "mix", b)
+class TaskRunner:
+    """Renders and writes the tasks of one job.
+
+    Built once per process: the method object and the decoded images, PNG bases and textures it
+    caches serve every task that process runs.
+    """
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.config = job.config
+        self.method = method_object(job.config)
+        self.bins = job.config.size_bins()
+        self.label = "mix" if job.config.mix else job.config.method
+        self.targets_size = self.method.targets_size or bool(job.config.mix)
+        self.needs_partner = self.method.needs_partner or bool(job.config.mix)
+        self.out = Path(job.output_dir)
+        self._load = lru_cache(maxsize=4)(self._read)
+        self._png_base = lru_cache(maxsize=2)(self._source_base)
+        self._mask_base = lru_cache(maxsize=2)(self._zero_base)
+        self._textures: tuple[np.ndarray, ...] | None = None
+
+    def _read(self, path: str) -> np.ndarray:
+        check_image_memory(path, self.job.memory)  # from the header, before decoding
+        return load_image(path)
+
+    def _source_base(self, path: str):
+        """PNG bands of a source image: outputs re-encode only the bands their anomaly touched."""
+        from .png import Base
+
+        return Base.of(self._load(path), self.config.png_compression)
+
+    def _zero_base(self, height: int, width: int):
+        from .png import Base
+
+        return Base.of(np.zeros((height, width), np.uint8), self.config.png_compression)
+
+    def textures(self) -> tuple[np.ndarray, ...]:
+        if self._textures is None:
+            self._textures = tuple(load_image(p) for p in self.job.texture_paths)
+        return self._textures
+
+    def run(self, task: Task) -> TaskResult:
+        """Render and write every output of one task (one per size bin when the method targets sizes).
+
+        Nothing raised by one image ends the run: problems become failure rows with the reason.
+        """
+        job = self.job
+        source = str(Path(job.input_dir) / task.source_id)
         try:
-            anomaly = synthesize(
-                image,
-                method,
-                seed=task.seed,
-                shape=task.shape,
-                mode=task.mode,
-                size_bin=None if b is None else bins[b],
-                region=region,
-                partners=partners,
-                textures=textures,
-                bins=bins,
-            )
+            image = self._load(source)
+            region_file = region_path(job.input_dir, job.region_dir, task.source_id)
+            region = None if region_file is None else self._load(str(region_file))
+            partners = ()
+            if self.needs_partner and task.partner_id:
+                partners = (self._load(str(Path(job.input_dir) / task.partner_id)),)
+            textures = self.textures()
         except SynthError as exc:
-            rows.append({"failed": True, "file_name": file_name, "source_id": task.source_id, "error": str(exc)})
-            continue
-        out = Path(job.output_dir)
-        level = config.png_compression
-        if anomaly.image.dtype.kind == "f":  # written as 16-bit; no base for float sources
-            image_png = encode_png(anomaly.image, level)
-        else:
-            image_png = encode_png(anomaly.image, level, _png_base(str(Path(job.input_dir) / task.source_id), level))
-        write_atomic(out / file_name, image_png)
-        write_atomic(out / mask_name, encode_png(anomaly.mask_u8, level, _mask_base(*anomaly.mask.shape, level)))
-        rows.append(metadata_row(anomaly, file_name, mask_name, task.source_id))
-    return rows
+            return TaskResult([], [{"failed": True, "source_id": task.source_id, "k": task.k, "error": str(exc)}], {})
+        rows, failed, files = [], [], {}
+        for b in (range(len(self.bins)) if self.targets_size else [None]):
+            file_name, mask_name = output_names(task, self.label, b)
+            try:
+                anomaly = synthesize(
+                    image,
+                    self.method,
+                    seed=task.seed,
+                    shape=task.shape,
+                    mode=task.mode,
+                    size_bin=None if b is None else self.bins[b],
+                    region=region,
+                    partners=partners,
+                    textures=textures,
+                    bins=self.bins,
+                )
+            except SynthError as exc:
+                failed.append({"failed": True, "file_name": file_name, "source_id": task.source_id, "error": str(exc)})
+                continue
+            except Exception as exc:  # a defect met by one image must not cost the others their outputs
+                failed.append({"failed": True, "file_name": file_name, "source_id": task.source_id,
+                               "error": f"unexpected {type(exc).__name__} ({exc}); please report it with this image"})
+                continue
+            level = self.config.png_compression
+            if anomaly.image.dtype.kind == "f":  # written as 16-bit; no base for float sources
+                image_png = encode_png(anomaly.image, level)
+            else:
+                image_png = encode_png(anomaly.image, level, self._png_base(source))
+            mask_png = encode_png(anomaly.mask_u8, level, self._mask_base(*anomaly.mask.shape))
+            for name, data in ((file_name, image_png), (mask_name, mask_png)):
+                write_atomic(self.out / name, data)
+                files[name] = [len(data), zlib.crc32(data)]
+            rows.append(metadata_row(anomaly, file_name, mask_name, task.source_id))
+        return TaskResult(rows, failed, files)
 
 
 def metadata_row(anomaly: Anomaly, file_name: str, mask_name: str, source_id: str) -> dict[str, Any]:
@@ -286,11 +370,54 @@ def metadata_row(anomaly: Anomaly, file_name: str, mask_name: str, source_id: st
     return row
 
 
-def _run_indexed(task: Task) -> tuple[int, list[dict[str, Any]]]:
-    return task.index, run_task(task)
+#: the runner of a pool worker process, set once by the pool's initializer (``_start_worker``)
+_PROCESS_RUNNER: TaskRunner | None = None
+
+
+def _start_worker(job: Job) -> None:
+    global _PROCESS_RUNNER
+    import cv2
+
+    cv2.setNumThreads(1)  # N worker processes already use N cores
+    # Ctrl-C is the parent's to handle: it stops the pool; workers printing their own
+    # KeyboardInterrupt tracebacks would bury its one-line message
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _PROCESS_RUNNER = TaskRunner(job)
+
+
+def _run_in_worker(task: Task) -> tuple[int, TaskResult]:
+    if _PROCESS_RUNNER is None:
+        raise RuntimeError("_run_in_worker runs only in processes started by _start_worker")
+    return task.index, _PROCESS_RUNNER.run(task)
 
 
 # ------------------------------------------------------------------------------------- driver
+class MissingRegionMasks(UserWarning):
+    """Some images have no region mask: anomalies may land anywhere on them."""
+
+
+def _check_region_masks(input_dir: str | os.PathLike, region_masks: str | os.PathLike | None,
+                        sources: Sequence[str]) -> None:
+    """A ``--region-masks`` folder must exist and match images; images without a mask are reported."""
+    if region_masks is None:
+        return
+    folder = Path(region_masks)
+    if not folder.is_dir():
+        raise InvalidParameterError(f"region-mask folder {folder} does not exist or is not a folder")
+    missing = [s for s in sources if region_path(input_dir, folder, s) is None]
+    if len(missing) == len(sources):
+        raise InvalidParameterError(
+            f"region-mask folder {folder} holds no mask for any of the {len(sources)} image(s); masks are "
+            f"named like the images (e.g. {folder / sources[0]} or {folder / Path(sources[0]).stem}{MASK_SUFFIX}.png)"
+        )
+    if missing:
+        examples = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+        warnings.warn(MissingRegionMasks(
+            f"{len(missing)} of {len(sources)} image(s) have no region mask in {folder} ({examples}); "
+            "anomalies on them may land anywhere"
+        ), stacklevel=3)
+
+
 def run_protocol(
     input_dir: str | os.PathLike,
     output_dir: str | os.PathLike,
@@ -307,13 +434,29 @@ def run_protocol(
     textures: str | os.PathLike | None = None,
     method_options: Mapping[str, Any] | None = None,
     png_compression: int = DEFAULT_PNG_LEVEL,
+    memory_budget: int | str | None = None,
     progress: bool = True,
+    device: str | None = None,
+    batch_size: int = 16,
+    shard: tuple[int, int] | None = None,
 ) -> list[dict[str, Any]]:
     """Generate the dataset of ``input_dir`` into ``output_dir``; return the metadata rows.
 
+    ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``) renders with the batched torch renderer
+    (``synth.batched``, ``batch_size`` outputs at a time, PNG encoding on CPU threads overlapped
+    with rendering) instead of ``synth.synthesize``; same seed and device -> same files for any
+    batch size. ``shard=(index, count)`` makes only the tasks whose index is ``index`` modulo
+    ``count`` (one of ``count`` processes, e.g. under ``accelerate launch``) and returns their
+    rows without writing ``metadata.jsonl``; a run without ``shard`` afterwards finds every
+    shard's outputs finished and writes ``metadata.jsonl``, identical to a one-process run's.
+
     Raises ``SynthError`` subclasses for an impossible configuration before any work starts.
-    Outputs that fail (e.g. a region too small for a bin) are listed in ``failures.jsonl``, the
-    rest is still written; ``ProtocolFailures`` is raised at the end when there were any.
+    Outputs that fail (e.g. a region too small for a bin, an image above ``memory_budget``) are
+    listed in ``failures.jsonl``, the rest is still written; ``ProtocolFailures`` is raised at the
+    end when there were any. Every run ends by checking that each row's image and mask exist, are
+    distinct files and decode. ``memory_budget`` (bytes or e.g. ``"8GB"``, per worker) defaults
+    to ``ANOMALYFORGE_MEMORY_BUDGET`` or half of the machine's memory over the workers.
+    Images without a mask in ``region_masks`` are reported with a ``MissingRegionMasks`` warning.
     """
     if method not in method_names() and not mix:
         raise InvalidParameterError(f"unknown method {method!r}; choose from {', '.join(method_names())}")
@@ -325,6 +468,18 @@ def run_protocol(
                 raise InvalidParameterError(f"mix weight of {name!r} must be > 0, got {weight}")
     if workers < 1:
         raise InvalidParameterError(f"workers must be >= 1, got {workers}")
+    if batch_size < 1:
+        raise InvalidParameterError(f"batch_size must be >= 1, got {batch_size}")
+    if shard is not None and not (0 <= shard[0] < shard[1]):
+        raise InvalidParameterError(f"shard must be (index, count) with 0 <= index < count, got {shard}")
+    if device is not None:
+        from .batched import BATCHED_METHODS
+
+        if mix or method not in BATCHED_METHODS:
+            raise InvalidParameterError(
+                f"--device renders with the batched torch renderer, which covers {', '.join(BATCHED_METHODS)}; "
+                f"{'a mix' if mix else repr(method)} renders on the CPU path: leave out --device"
+            )
     bin_names = tuple(b.name if isinstance(b, SizeBin) else SizeBin.parse(b).name for b in bins)
     if not bin_names:
         raise InvalidParameterError("at least one size bin is needed")
@@ -338,46 +493,89 @@ def run_protocol(
         seed=int(seed),
         method_options=dict(method_options or {}),
         png_compression=int(png_compression),
+        renderer="numpy" if device is None else "torch",
     )
+    memory = MemoryBudget.resolve(memory_budget, workers)
     # an output folder inside the input folder holds outputs, not inputs (but inputs may live
     # inside the output folder, as with the built-in examples)
     inputs_inside_output = Path(input_dir).resolve().is_relative_to(Path(output_dir).resolve())
     sources = list_images(input_dir, exclude=[region_masks, None if inputs_inside_output else output_dir])
     if not sources:
         raise InvalidParameterError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {input_dir}")
+    _check_region_masks(input_dir, region_masks, sources)
     texture_paths: tuple[str, ...] = ()
     if textures is not None:
         texture_paths = tuple(str(Path(textures) / t) for t in list_images(textures))
         if not texture_paths:
             raise InvalidParameterError(f"no texture images found in {textures}")
     tasks = plan(sources, config)
+    _check_unique_names(tasks, config)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     _check_config(out, config)
     write_atomic(out / CONFIG, json.dumps(_config_record(config, input_dir), indent=2, sort_keys=True).encode())
+    # until this run ends the folder is incomplete (and ``synth.layout`` says so)
+    (out / METADATA).unlink(missing_ok=True)
 
-    done = _finished(out)
-    todo = [t for t in tasks if t.index not in done]
-    job = _Job(str(input_dir), str(out), config, None if region_masks is None else str(region_masks), texture_paths)
-    results: dict[int, list[dict[str, Any]]] = dict(done)
-    with open(out / PARTIAL, "a", encoding="utf-8") as log:
-        for index, rows in _execute(todo, job, workers, progress, len(tasks), len(tasks) - len(todo)):
-            results[index] = rows
-            log.write(json.dumps({"task": index, "rows": rows}, sort_keys=True) + "\n")
+    results = _finished(out, tasks)
+    if shard is not None:
+        tasks = [t for t in tasks if t.index % shard[1] == shard[0]]
+        results = {t.index: results[t.index] for t in tasks if t.index in results}
+    todo = [t for t in tasks if t.index not in results]
+    job = Job(str(input_dir), str(out), config, None if region_masks is None else str(region_masks),
+              texture_paths, memory)
+    by_index = {t.index: t for t in tasks}
+    with open(out / _log_name(shard), "a", encoding="utf-8") as log:
+        for index, result in _execute(todo, job, workers, progress, len(tasks), len(tasks) - len(todo), device, batch_size):
+            results[index] = result
+            # logged after both files were renamed into place: a logged task is complete on disk
+            log.write(_log_line(by_index[index], result))
             log.flush()
-    rows = [row for t in tasks for row in results[t.index]]
-    good = [r for r in rows if not r.get("failed")]
-    failed = [r for r in rows if r.get("failed")]
+    if shard is not None:  # the run without a shard writes metadata.jsonl for all shards
+        good = [row for t in tasks for row in results[t.index].rows]
+        failed = [row for t in tasks for row in results[t.index].failed]
+        if failed:
+            raise ProtocolFailures(failed, good)
+        return good
+    good = [row for t in tasks for row in results[t.index].rows]
+    failed = [row for t in tasks for row in results[t.index].failed]
+    broken = verify_outputs(out, good)
+    if broken:
+        failed += [{"failed": True, "file_name": r["file_name"], "source_id": r["source_id"], "error": error}
+                   for r, error in broken]
+        bad = {r["file_name"] for r, _ in broken}
+        good = [r for r in good if r["file_name"] not in bad]
     write_atomic(out / METADATA, "".join(json.dumps(r, sort_keys=True) + "\n" for r in good).encode())
     if failed:
         write_atomic(out / FAILURES, "".join(json.dumps(r, sort_keys=True) + "\n" for r in failed).encode())
         # failed tasks are retried on the next run
-        kept = [json.dumps({"task": t.index, "rows": results[t.index]}, sort_keys=True) + "\n"
-                for t in tasks if not any(r.get("failed") for r in results[t.index])]
+        failed_files = {r.get("file_name") for r in failed}
+        kept = [_log_line(t, results[t.index]) for t in tasks
+                if not results[t.index].failed and failed_files.isdisjoint(r["file_name"] for r in results[t.index].rows)]
         write_atomic(out / PARTIAL, "".join(kept).encode())
+        _drop_shard_logs(out)
         raise ProtocolFailures(failed, good)
     (out / FAILURES).unlink(missing_ok=True)
+    if _shard_logs(out):  # one log again, as a one-process run leaves it
+        write_atomic(out / PARTIAL, "".join(_log_line(t, results[t.index]) for t in tasks).encode())
+        _drop_shard_logs(out)
     return good
+
+
+def _log_name(shard: tuple[int, int] | None) -> str:
+    """The resume log a run appends to: one per shard, so processes never share a file."""
+    if shard is None:
+        return PARTIAL
+    return PARTIAL.replace(".jsonl", f".{shard[0]}-of-{shard[1]}.jsonl")
+
+
+def _shard_logs(out: Path) -> list[Path]:
+    return sorted(out.glob(PARTIAL.replace(".jsonl", ".*-of-*.jsonl")))
+
+
+def _drop_shard_logs(out: Path) -> None:
+    for path in _shard_logs(out):
+        path.unlink(missing_ok=True)
 
 
 class ProtocolFailures(SynthError):
@@ -400,7 +598,7 @@ def _config_record(config: ProtocolConfig, input_dir: str | os.PathLike) -> dict
         tool_version = version("anomalyforge")
     except PackageNotFoundError:
         tool_version = "unknown"
-    return {"tool": "anomalyforge", "tool_version": tool_version, "config": config.to_dict()}
+    return {"tool": TOOL, "tool_version": tool_version, "config": config.to_dict()}
 
 
 def _check_config(out: Path, config: ProtocolConfig) -> None:
@@ -419,41 +617,109 @@ def _check_config(out: Path, config: ProtocolConfig) -> None:
         )
 
 
-def _finished(out: Path) -> dict[int, list[dict[str, Any]]]:
-    """Tasks completed by an earlier run whose files are all present."""
-    path = out / PARTIAL
-    done: dict[int, list[dict[str, Any]]] = {}
-    if not path.exists():
-        return done
-    for line in path.read_text(encoding="utf-8").splitlines():
+def _task_key(task: Task) -> list[Any]:
+    """A task's identity in the resume log (its index shifts when images are added or removed)."""
+    return [task.source_id, task.k, task.shape, task.mode, str(task.seed)]
+
+
+def _log_line(task: Task, result: TaskResult) -> str:
+    entry = {"task": _task_key(task), "rows": result.rows, "failed": result.failed, "files": result.files}
+    return json.dumps(entry, sort_keys=True) + "\n"
+
+
+def _intact(path: Path, size: int, crc: int) -> bool:
+    try:
+        if path.stat().st_size != size:  # cheap first: a power loss leaves 0-byte or short files
+            return False
+        return zlib.crc32(path.read_bytes()) == crc
+    except OSError:
+        return False
+
+
+def _finished(out: Path, tasks: Sequence[Task]) -> dict[int, TaskResult]:
+    """Tasks an earlier run completed without failures whose files are all intact on disk.
+
+    Every file's size and CRC-32 recorded at write time are checked, so a file cut by a power loss
+    or a kill (empty or short) is made again instead of being trusted.
+    """
+    logs = [p for p in [out / PARTIAL, *_shard_logs(out)] if p.exists()]
+    if not logs:
+        return {}
+    by_key = {json.dumps(_task_key(t)): t for t in tasks}
+    done: dict[int, TaskResult] = {}
+    lines = [line for path in logs for line in path.read_text(encoding="utf-8").splitlines()]
+    for line in lines:
         try:
             entry = json.loads(line)
-        except ValueError:  # a line cut by an interruption
+            task = by_key.get(json.dumps(entry["task"]))
+            rows, files = entry["rows"], entry["files"]
+        except (ValueError, KeyError, TypeError):  # a line cut by an interruption, or an older format
             continue
-        rows = entry.get("rows", [])
-        if any(r.get("failed") for r in rows):
+        if task is None or entry.get("failed"):
             continue
-        if all((out / r["file_name"]).exists() and (out / r["mask_file_name"]).exists() for r in rows):
-            done[int(entry["task"])] = rows
+        named = {name for r in rows for name in (r["file_name"], r["mask_file_name"])}
+        if named == set(files) and all(_intact(out / name, *files[name]) for name in files):
+            done[task.index] = TaskResult(rows, [], files)
     return done
 
 
+def verify_outputs(output_dir: str | os.PathLike, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Mapping[str, Any], str]]:
+    """Check that each row's image and mask exist, are files no other row names, and decode.
+
+    Returns ``(row, problem)`` for every row that fails (empty when all is well). Decoding means
+    reading the PNG header (the image and mask sizes must agree) and every chunk's checksum.
+    """
+    from PIL import Image
+
+    root = Path(output_dir)
+    problems = []
+    owners: dict[str, int] = {}
+    for row in rows:
+        for name in (row["file_name"], row["mask_file_name"]):
+            owners[name] = owners.get(name, 0) + 1
+    for row in rows:
+        image_name, mask_name = row["file_name"], row["mask_file_name"]
+        if image_name == mask_name or owners[image_name] > 1 or owners[mask_name] > 1:
+            problems.append((row, f"{image_name} / {mask_name}: the file is named by more than one row"))
+            continue
+        sizes = []
+        for name in (image_name, mask_name):
+            try:
+                with Image.open(root / name) as img:
+                    sizes.append(img.size)
+                    img.verify()
+            except Exception as exc:  # Pillow raises many unrelated types for damaged files
+                problems.append((row, f"{name}: written file does not decode ({exc})"))
+                break
+        else:
+            if sizes[0] != sizes[1]:
+                problems.append((row, f"{mask_name}: mask is {sizes[1]} but its image is {sizes[0]}"))
+    return problems
+
+
 def _execute(
-    tasks: list[Task], job: _Job, workers: int, progress: bool, total: int, initial: int
-) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+    tasks: list[Task], job: Job, workers: int, progress: bool, total: int, initial: int,
+    device: str | None = None, batch_size: int = 16,
+) -> Iterator[tuple[int, TaskResult]]:
     from tqdm.auto import tqdm
 
     bar = tqdm(total=total, initial=initial, unit="task", disable=not progress, desc="synth")
     try:
-        if workers == 1 or len(tasks) <= 1:
-            _init_worker(job)
+        if device is not None:
+            from .batched.runner import DeviceRunner
+
+            for item in DeviceRunner(job, device, batch_size, encoders=workers).run_all(tasks):
+                yield item
+                bar.update(1)
+        elif workers == 1 or len(tasks) <= 1:
+            runner = TaskRunner(job)
             for task in tasks:
-                yield _run_indexed(task)
+                yield task.index, runner.run(task)
                 bar.update(1)
         else:
             ctx = mp.get_context("spawn" if os.name == "nt" else "forkserver")
-            with ctx.Pool(workers, initializer=_init_worker, initargs=(job,)) as pool:
-                for item in pool.imap_unordered(_run_indexed, tasks, chunksize=1):
+            with ctx.Pool(workers, initializer=_start_worker, initargs=(job,)) as pool:
+                for item in pool.imap_unordered(_run_in_worker, tasks, chunksize=1):
                     yield item
                     bar.update(1)
     finally:

@@ -149,6 +149,8 @@ class Steering:
                       ``"target"`` or below the ``"bin"``.
     ``refine_steps``  renders allowed after the first in-bin one (``None``: until half of
                       ``max_steps`` have been used).
+    ``open_bracket``  the search bracket starts as ``(0, inf)`` and the bounds only clamp the
+                      knob (SYNAGEN), instead of starting as ``(lower, upper)``.
     """
 
     exponent: float = 2.0
@@ -158,6 +160,15 @@ class Steering:
     tolerance_of: Literal["target", "bin"] = "target"
     bracket_by: Literal["target", "bin"] = "target"
     refine_steps: int | None = None
+    open_bracket: bool = False
+
+    def bracket(self, lower: Any, upper: Any) -> tuple[Any, Any]:
+        """The initial ``(k_low, k_high)`` for knob bounds ``lower``/``upper``."""
+        if not self.open_bracket:
+            return lower, upper
+        if isinstance(lower, np.ndarray):
+            return np.zeros_like(lower, np.float64), np.full_like(upper, math.inf, np.float64)
+        return 0.0, math.inf
 
     def accept(self, area: Any, target_px: Any, lo_px: Any, hi_px: Any) -> Any:
         """In the bin and close enough to the target to stop refining (elementwise)."""
@@ -256,7 +267,7 @@ def steer(
     Returns the in-bin result closest to the target, or a ``Steered`` with ``payload=None``.
     """
     knob = min(max(start, lower), upper)
-    k_low, k_high = lower, upper
+    k_low, k_high = steering.bracket(lower, upper)
     best_area = -1
     found: tuple[int, float, T, int] | None = None
     first_in_bin: int | None = None

@@ -7,8 +7,9 @@ use, so that publishing code runs its real client path against it. Content is st
 git-style blob ids (sha1 of ``"blob {len}\\0" + content``) for regular files, sha256 objects for LFS,
 commits with parents, branches and immutable tags.
 
-Failure injection (``HubServer.fail``) makes chosen requests fail -- an HTTP status, or a dropped
-connection -- to test what a push leaves behind when the network breaks halfway.
+Failure injection (``HubServer.fail``) makes chosen requests fail -- an HTTP status, a dropped
+connection, a request carried out whose answer is lost, or an error that echoes the request's
+``Authorization`` header -- to test what a push leaves behind when the network breaks halfway.
 
 Usage::
 
@@ -106,6 +107,8 @@ class Failure:
     status: int = 500
     drop: bool = False
     before: Callable[[], None] | None = None
+    lose_answer: bool = False
+    echo_auth: bool = False
 
 
 def _now() -> str:
@@ -164,17 +167,26 @@ class _Handler(BaseHTTPRequestHandler):
                     failure = candidate
                     break
         body = self._read_body()
+        if failure is not None and failure.lose_answer:
+            # the request is carried out, then the network breaks before the answer arrives
+            try:
+                self.server.app.route(method, path, query, body, self.headers)
+            except HubError:
+                pass
+            self._drop()
+            return
+        if failure is not None and failure.echo_auth:
+            # a misbehaving server or proxy that quotes the credentials it was sent
+            echoed = f"rejected credentials: {self.headers.get('Authorization', '')}"
+            self._send_json({"error": echoed}, status=failure.status, headers={"X-Error-Message": echoed})
+            return
         if failure is not None:
             if failure.before is not None:
                 failure.before()
             else:
                 if failure.drop:
                     # the network broke: no answer at all
-                    self.close_connection = True
-                    try:
-                        self.connection.shutdown(2)
-                    except OSError:
-                        pass
+                    self._drop()
                     return
                 self._send_json({"error": "injected failure"}, status=failure.status)
                 return
@@ -187,6 +199,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         status, headers, payload = result
         self._send(status, headers, payload)
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        try:
+            self.connection.shutdown(2)
+        except OSError:
+            pass
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -578,14 +597,17 @@ class HubServer:
         self._thread.start()
 
     def fail(self, method: str, path_pattern: str, *, times: int = 1, status: int = 500,
-             drop: bool = False, before: Callable[[], None] | None = None) -> Failure:
+             drop: bool = False, before: Callable[[], None] | None = None,
+             lose_answer: bool = False, echo_auth: bool = False) -> Failure:
         """Make the next ``times`` requests matching ``method`` and the ``path_pattern`` regex fail.
 
         ``drop=True`` closes the connection without an answer; otherwise the server answers
         ``status``. ``before`` instead runs a callback (e.g. a concurrent commit) and then serves
-        the request normally.
+        the request normally. ``lose_answer=True`` carries the request out and then closes the
+        connection without an answer; ``echo_auth=True`` answers ``status`` with an error message
+        that quotes the request's ``Authorization`` header.
         """
-        failure = Failure(method, re.compile(path_pattern), times, status, drop, before)
+        failure = Failure(method, re.compile(path_pattern), times, status, drop, before, lose_answer, echo_auth)
         with self.state.lock:
             self.state.failures.append(failure)
         return failure

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from synth import InvalidImageError, InvalidParameterError, decode_image, load_image, save_png
-from synth.protocol import ProtocolFailures, read_metadata, run_protocol
+from synth.protocol import MissingRegionMasks, ProtocolFailures, read_metadata, run_protocol
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,7 +95,8 @@ def test_region_masks_folder_and_beside_images(input_dir, tmp_path):
     region[40:120, 50:150] = 255
     masks = tmp_path / "regions"
     save_png(masks / "brick.png", region)
-    rows = run_protocol(input_dir, tmp_path / "out", per_image=1, shapes=["complex"], modes=["gray_noise"], bins=["0.1-0.5%", "1.5-2.5%"], region_masks=masks, progress=False)
+    with pytest.warns(MissingRegionMasks, match="1 of 2 image"):  # sub/grass.png has none
+        rows = run_protocol(input_dir, tmp_path / "out", per_image=1, shapes=["complex"], modes=["gray_noise"], bins=["0.1-0.5%", "1.5-2.5%"], region_masks=masks, progress=False)
     for row in rows:
         if row["source_id"] == "brick.png":
             mask = load_image(tmp_path / "out" / row["mask_file_name"]) > 0
@@ -103,7 +104,8 @@ def test_region_masks_folder_and_beside_images(input_dir, tmp_path):
     # a mask folder inside the input folder is not read as input images
     inside = input_dir / "regions"
     save_png(inside / "brick.png", region)
-    rows = run_protocol(input_dir, tmp_path / "out1", per_image=1, shapes=["complex"], modes=["gray_noise"], bins=["0.1-0.5%"], region_masks=inside, progress=False)
+    with pytest.warns(MissingRegionMasks):
+        rows = run_protocol(input_dir, tmp_path / "out1", per_image=1, shapes=["complex"], modes=["gray_noise"], bins=["0.1-0.5%"], region_masks=inside, progress=False)
     assert {r["source_id"] for r in rows} == {"brick.png", "sub/grass.png"}
     (inside / "brick.png").unlink()
     inside.rmdir()

@@ -1,0 +1,131 @@
+"""SYNAGEN throughput of the numpy path and the batched torch renderer, 256² and 1024² RGB.
+
+    python benchmarks/batched_speed.py [--seeds 8] [--sizes 256 1024] [--batch 40]
+
+Each drawn anomaly is rendered in all five default bins (the protocol's pattern), so a run makes
+``seeds x 5`` anomalies per path and size. Rows:
+
+* ``numpy``: ``synth.synthesize`` one anomaly at a time, one process (OpenCV single-threaded);
+* ``torch cpu`` / ``torch cuda``: ``synth.batched.render_batch`` on batches of ``--batch``
+  (the CUDA row only when a GPU is present; its timing synchronises before reading the clock).
+
+"in memory" counts rendering with masks and records; "to parquet" adds PNG encoding of image and
+mask and writing one parquet file (pyarrow), the encoding on a thread pool that overlaps the
+next batch's rendering for the torch rows. "in bin" is the share of outputs whose measured
+changed area lies in the requested bin. Wall-clock seconds: run it on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import skimage.data
+import torch
+
+from synth import DEFAULT_BINS, synthesize
+from synth.batched import render_batch, sample_specs
+from synth.image import encode_png
+
+
+def _image(size: int) -> np.ndarray:
+    return cv2.resize(skimage.data.astronaut(), (size, size), interpolation=cv2.INTER_LINEAR)
+
+
+def _write(rows: list[tuple[bytes, bytes, str]]) -> None:
+    table = pa.table({
+        "image": [r[0] for r in rows], "mask": [r[1] for r in rows], "record": [r[2] for r in rows],
+    })
+    with tempfile.TemporaryDirectory() as tmp:
+        pq.write_table(table, f"{tmp}/part.parquet")
+
+
+def _encode(image: np.ndarray, mask: np.ndarray, record: dict) -> tuple[bytes, bytes, str]:
+    return encode_png(image), encode_png(mask.astype(np.uint8) * 255), str(record)
+
+
+def numpy_path(size: int, seeds: int, parquet: bool) -> tuple[float, float]:
+    image = _image(size)
+    rows, hits, total = [], 0, 0
+    t0 = time.perf_counter()
+    for seed in range(seeds):
+        for b, size_bin in enumerate(DEFAULT_BINS):
+            a = synthesize(image, seed=seed, size_bin=b)
+            hits += size_bin.contains(a.record["area_fraction"])
+            total += 1
+            if parquet:
+                rows.append(_encode(a.image, a.mask, a.record))
+    if parquet:
+        _write(rows)
+    return total / (time.perf_counter() - t0), hits / total
+
+
+def torch_path(size: int, seeds: int, batch: int, device: str, parquet: bool) -> tuple[float, float]:
+    image = _image(size)
+    images_all = torch.from_numpy(image).permute(2, 0, 1)[None].to(device)
+    # the protocol's jobs: every seed in every bin
+    jobs = [(seed, b) for seed in range(seeds) for b in range(len(DEFAULT_BINS))]
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    rows, futures, hits = [], [], 0
+    pool = ThreadPoolExecutor(max_workers=2)
+    sync()
+    t0 = time.perf_counter()
+    for start in range(0, len(jobs), batch):
+        chunk = jobs[start : start + batch]
+        images = images_all.expand(len(chunk), -1, -1, -1).contiguous()
+        specs = []
+        for seed, b in chunk:
+            specs += sample_specs(images[:1], seeds=[seed], size_bin=b)
+        out = render_batch(images, specs)
+        masks = out.masks
+        for k, (seed, b) in enumerate(chunk):
+            hits += DEFAULT_BINS[b].contains(out.records[k]["area_fraction"])
+        if parquet:
+            host_images = out.images.permute(0, 2, 3, 1).cpu().numpy()
+            host_masks = masks.cpu().numpy()
+            futures += [pool.submit(_encode, host_images[k], host_masks[k], out.records[k]) for k in range(len(chunk))]
+    sync()
+    if parquet:
+        rows = [f.result() for f in futures]
+        _write(rows)
+    elapsed = time.perf_counter() - t0
+    pool.shutdown()
+    return len(jobs) / elapsed, hits / len(jobs)
+
+
+def main() -> None:
+    cv2.setNumThreads(1)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=8, help="drawn anomalies per size (each in 5 bins)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 1024])
+    parser.add_argument("--batch", type=int, default=40, help="anomalies per torch batch")
+    args = parser.parse_args()
+    paths = [("numpy (1 process)", None), ("torch cpu", "cpu")]
+    if torch.cuda.is_available():
+        paths.append((f"torch cuda ({torch.cuda.get_device_name(0)})", "cuda"))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; {args.seeds} seeds x 5 bins per row")
+    print("| size | path | in memory: anomalies/s | in bin | to parquet: anomalies/s | in bin |")
+    print("|---|---|---:|---:|---:|---:|")
+    for size in args.sizes:
+        for name, device in paths:
+            if device is not None:  # warm-up: first-call allocations and kernel selection
+                torch_path(size, 1, args.batch, device, parquet=False)
+            results = []
+            for parquet in (False, True):
+                if device is None:
+                    results.append(numpy_path(size, args.seeds, parquet))
+                else:
+                    results.append(torch_path(size, args.seeds, args.batch, device, parquet))
+            (mem, mem_rate), (pq_speed, pq_rate) = results
+            print(f"| {size}² | {name} | {mem:.1f} | {100 * mem_rate:.0f} % | {pq_speed:.1f} | {100 * pq_rate:.0f} % |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,550 @@
+"""``anomalyforge bench CONFIG.yaml``: which synthesis trains the best detector for *real* defects?
+
+The experiment of ASBench (anomaly synthesis benchmark): a grid of
+
+    datasets × syntheses (single methods and weighted hybrids) × pipelines × anomaly ratios × seeds
+
+where every **cell** trains a pipeline (``segmenter``, ``draem``, ``defect_map``, see
+``detect.synthetic_training``) on a real-defect set's ``train/good`` images with that synthesis and
+ratio, then evaluates it on the set's real test images (``detect.defect_sets``, MVTec AD / BTAD /
+VisA layouts): image AUROC and AP, pixel AUROC and AP, AUPRO. Beside the cells, one **quality job**
+per dataset × synthesis makes ``quality.images`` anomalies from the training images and measures
+SSIM, PSNR, LPIPS (against their sources) and FID, KID, IS (against the real defect images) with
+``detect.quality``.
+
+Resumable: a finished cell writes ``OUTPUT/cells/<cell>/result.json`` (atomically) and is never
+recomputed; an interrupted cell resumes its training from its last checkpoint. Distributed:
+under ``accelerate launch --multi_gpu --num_processes N -m detect.bench CONFIG.yaml`` process ``r``
+runs jobs ``r, r + N, ...`` on its own device (on a machine without GPUs the same command runs N
+CPU processes over gloo); the main process then writes the reports. A cell's result does not
+depend on which process ran it, given the same threads per process: on CPU set ``OMP_NUM_THREADS``
+alike (accelerate sets 1 per process), because float sums depend on the thread count.
+
+Outputs (``OUTPUT/``): ``results.parquet`` and ``results.csv`` (one tidy row per cell),
+``quality.parquet``/``.csv`` (one row per dataset × synthesis), and ``report.md`` with the tables
+and ``*.png`` plots:
+
+* ``cells``    every cell's metrics;
+* ``methods``  mean metrics per synthesis and per pipeline, and synthesis × pipeline (ASBench
+               Table 5, Fig. 5);
+* ``ratios``   metric per anomaly ratio, best–worst gap, Pearson r (and p) of ratio against the
+               metric (Tables 7–8, Fig. 10);
+* ``hybrids``  each hybrid against each of its methods and the weighted (theoretical) mean of
+               its methods (Fig. 13);
+* ``quality``  per synthesis metrics, and Pearson r and p of each against detection metrics
+               (Table 9, Fig. 11); metrics whose network weights are not available offline are
+               listed as skipped with the reason;
+* ``findings`` whether ASBench's three findings hold on this grid.
+
+Config (YAML; paths relative to the config file)::
+
+    output: runs/bench                # default: next to the config, <config name>/
+    image_size: 128                   # every image is resized to this square for training and scoring
+    pixel_size: 0                     # long side of maps for pixel metrics (0 = full resolution)
+    datasets: {hazelnut: data/mvtec/hazelnut}
+    methods: [cutpaste, draem, nsa]   # single synthesis methods (names from synth.registry)
+    hybrids: {cutpaste+draem: {cutpaste: 0.5, draem: 0.5}}
+    pipelines:                        # name: detector options (steps, lr, widths, ...)
+      draem: {steps: 200, lr: 0.001}
+      segmenter: {steps: 200}
+    ratios: [0.5, 1.0]
+    seeds: [0]
+    quality: {images: 32, features: [inception, efficientnet-lite0], lpips: alex}   # or quality: false
+    keep_detectors: false             # also save each cell's fitted detector (detector.pt)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .errors import DetectError
+
+RESULT_FILE = "result.json"
+DETECTION_METRICS = ("image_auroc", "image_ap", "pixel_auroc", "pixel_ap", "aupro")
+QUALITY_METRICS = ("SSIM", "PSNR", "LPIPS", "FID", "KID", "IS")
+
+
+class BenchConfigError(DetectError):
+    """A bench config that cannot be run (missing key, unknown method or pipeline, bad value)."""
+
+
+# ------------------------------------------------------------------------------------ config
+
+
+@dataclass(frozen=True)
+class Synthesis:
+    """A training synthesis: one method (``weights == {name: 1}``) or a weighted hybrid."""
+
+    name: str
+    weights: Mapping[str, float]
+
+    @property
+    def is_hybrid(self) -> bool:
+        return len(self.weights) > 1
+
+    def detector_methods(self) -> tuple[str, ...] | dict[str, float]:
+        """The ``methods`` option of a pipeline: a name tuple for one method, weights for a hybrid."""
+        return dict(self.weights) if self.is_hybrid else tuple(self.weights)
+
+
+@dataclass(frozen=True)
+class QualitySettings:
+    """``images`` anomalies per dataset × synthesis; FID/KID/IS feature networks tried in order
+    (each one missing offline is skipped with its reason); LPIPS trunk or ``None``."""
+
+    images: int = 32
+    features: tuple[str, ...] = ("inception", "efficientnet-lite0")
+    lpips: str | None = "alex"
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    output: Path
+    datasets: Mapping[str, Path]
+    syntheses: tuple[Synthesis, ...]
+    pipelines: Mapping[str, Mapping[str, Any]]
+    ratios: tuple[float, ...]
+    seeds: tuple[int, ...]
+    image_size: int = 128
+    pixel_size: int = 0
+    quality: QualitySettings | None = field(default_factory=QualitySettings)
+    keep_detectors: bool = False
+
+
+@dataclass(frozen=True)
+class Cell:
+    dataset: str
+    synthesis: Synthesis
+    pipeline: str
+    ratio: float
+    seed: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.dataset}__{self.synthesis.name}__{self.pipeline}__r{self.ratio:g}__s{self.seed}"
+
+
+@dataclass(frozen=True)
+class QualityJob:
+    dataset: str
+    synthesis: Synthesis
+
+    @property
+    def id(self) -> str:
+        return f"{self.dataset}__{self.synthesis.name}"
+
+
+def load_config(path: str | Path, output: str | Path | None = None) -> BenchConfig:
+    """Read and check a bench YAML config (see the module doc)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise BenchConfigError(f"bench config {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise BenchConfigError(f"{path} is not YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise BenchConfigError(f"{path}: the config must be a mapping with datasets, methods, pipelines, ratios")
+    return config_from_dict(raw, base=path.parent, default_output=path.with_suffix(""), output=output)
+
+
+def config_from_dict(raw: Mapping[str, Any], *, base: Path = Path("."), default_output: Path | None = None,
+                     output: str | Path | None = None) -> BenchConfig:
+    """A ``BenchConfig`` from the parsed YAML mapping (paths relative to ``base``)."""
+    from synth.registry import METHODS
+
+    from .registry import DETECTORS
+    from .synthetic_training import check_anomaly_ratio, method_weights
+    from .train import PIPELINES
+
+    known = {"output", "datasets", "methods", "hybrids", "pipelines", "ratios", "seeds", "image_size",
+             "pixel_size", "quality", "keep_detectors"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise BenchConfigError(f"unknown config key(s) {unknown}; known: {', '.join(sorted(known))}")
+    for key in ("datasets", "pipelines", "ratios"):
+        if not raw.get(key):
+            raise BenchConfigError(f"the config needs {key!r} (see `anomalyforge bench --help`)")
+    datasets_raw = raw["datasets"]
+    if isinstance(datasets_raw, list):
+        datasets_raw = {Path(p).name: p for p in datasets_raw}
+    datasets = {str(k): (base / str(v)).resolve() if not Path(str(v)).is_absolute() else Path(str(v))
+                for k, v in datasets_raw.items()}
+    for name, folder in datasets.items():
+        if not folder.is_dir():
+            raise BenchConfigError(f"dataset {name!r}: {folder} is not a folder")
+
+    syntheses: list[Synthesis] = []
+    for name in raw.get("methods") or []:
+        if name not in METHODS or name == "hybrid":
+            raise BenchConfigError(f"unknown synth method {name!r}; choose from {', '.join(m for m in METHODS if m != 'hybrid')}")
+        syntheses.append(Synthesis(str(name), {str(name): 1.0}))
+    for name, weights in (raw.get("hybrids") or {}).items():
+        if not isinstance(weights, Mapping) or len(weights) < 2:
+            raise BenchConfigError(f"hybrid {name!r}: give at least two methods with weights, e.g. {{draem: 0.5, cutpaste: 0.5}}")
+        try:
+            normalised = method_weights(weights)
+        except DetectError as exc:
+            raise BenchConfigError(f"hybrid {name!r}: {exc}") from None
+        syntheses.append(Synthesis(str(name), normalised))
+    if not syntheses:
+        raise BenchConfigError("the config needs at least one of 'methods' or 'hybrids'")
+    if len({s.name for s in syntheses}) != len(syntheses):
+        raise BenchConfigError("synthesis names must be unique (a hybrid named like a method?)")
+
+    pipelines_raw = raw["pipelines"]
+    if isinstance(pipelines_raw, list):
+        pipelines_raw = {str(p): {} for p in pipelines_raw}
+    pipelines = {}
+    for name, options in pipelines_raw.items():
+        if name not in PIPELINES or name not in DETECTORS:
+            raise BenchConfigError(f"unknown pipeline {name!r}; choose from {', '.join(PIPELINES)}")
+        options = dict(options or {})
+        clash = sorted(set(options) & {"methods", "anomaly_ratio", "seed", "image_size"})
+        if clash:
+            raise BenchConfigError(f"pipeline {name!r}: {clash} are set by the grid, not per pipeline")
+        pipelines[str(name)] = options
+
+    try:
+        ratios = tuple(check_anomaly_ratio(r) for r in raw["ratios"])
+    except DetectError as exc:
+        raise BenchConfigError(f"ratios: {exc}") from None
+    seeds = tuple(int(s) for s in (raw.get("seeds") or [0]))
+
+    quality_raw = raw.get("quality", {})
+    quality = None
+    if quality_raw is not False and quality_raw is not None:
+        if not isinstance(quality_raw, Mapping):
+            raise BenchConfigError("quality: give a mapping {images, features, lpips} or false")
+        features = quality_raw.get("features", QualitySettings.features)
+        features = (features,) if isinstance(features, str) else tuple(features or ())
+        quality = QualitySettings(images=int(quality_raw.get("images", QualitySettings.images)),
+                                  features=features, lpips=quality_raw.get("lpips", QualitySettings.lpips) or None)
+        if quality.images < 2:
+            raise BenchConfigError("quality.images must be >= 2 (FID/KID need two images)")
+
+    out = output if output is not None else raw.get("output")
+    if out is None:
+        if default_output is None:
+            raise BenchConfigError("give an output folder (config key 'output' or --output)")
+        out_path = default_output
+    else:
+        out_path = Path(out) if Path(out).is_absolute() or output is not None else (base / str(out))
+    image_size = int(raw.get("image_size", 128))
+    if image_size < 32:
+        raise BenchConfigError(f"image_size must be >= 32, got {image_size}")
+    return BenchConfig(output=out_path, datasets=datasets, syntheses=tuple(syntheses), pipelines=pipelines,
+                       ratios=ratios, seeds=seeds, image_size=image_size, pixel_size=int(raw.get("pixel_size", 0)),
+                       quality=quality, keep_detectors=bool(raw.get("keep_detectors", False)))
+
+
+def cells(config: BenchConfig) -> list[Cell]:
+    """Every cell of the grid, in a fixed order (dataset, synthesis, pipeline, ratio, seed)."""
+    return [Cell(d, s, p, r, seed) for d in config.datasets for s in config.syntheses
+            for p in config.pipelines for r in config.ratios for seed in config.seeds]
+
+
+def quality_jobs(config: BenchConfig) -> list[QualityJob]:
+    if config.quality is None:
+        return []
+    return [QualityJob(d, s) for d in config.datasets for s in config.syntheses]
+
+
+# ------------------------------------------------------------------------------------ running
+
+
+class _Datasets:
+    """Real-defect sets read once per process, with their training images decoded once."""
+
+    def __init__(self, config: BenchConfig) -> None:
+        self.config = config
+        self._sets: dict[str, Any] = {}
+        self._train: dict[str, list[np.ndarray]] = {}
+
+    def defect_set(self, name: str):
+        from .defect_sets import read_defect_set
+
+        if name not in self._sets:
+            self._sets[name] = read_defect_set(self.config.datasets[name])
+        return self._sets[name]
+
+    def train_images(self, name: str) -> list[np.ndarray]:
+        if name not in self._train:
+            ds = self.defect_set(name)
+            # as stored (gray stays gray): the test images are scored as stored too
+            self._train[name] = ds.load_images(ds.train_good)
+        return self._train[name]
+
+
+def run_bench(config: BenchConfig, *, cpu: bool = False, progress: bool = True) -> dict[str, Path] | None:
+    """Run (or finish) every job of the grid on this process's share, then write the reports.
+
+    Returns the written report files on the main process, ``None`` on the others.
+    """
+    from accelerate import PartialState
+
+    state = PartialState(cpu=cpu)
+    jobs: list[Cell | QualityJob] = [*cells(config), *quality_jobs(config)]
+    mine = jobs[state.process_index :: state.num_processes]
+    data = _Datasets(config)
+    for number, job in enumerate(mine, 1):
+        folder = _job_folder(config, job)
+        if (folder / RESULT_FILE).is_file():
+            continue  # finished earlier: never recomputed
+        if progress:
+            print(f"[bench {state.process_index}] {number}/{len(mine)} {job.id}", file=sys.stderr, flush=True)
+        result = run_cell(config, job, data, state.device) if isinstance(job, Cell) else \
+            run_quality(config, job, data, state.device)
+        _write_json_atomically(folder / RESULT_FILE, result)
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return None
+    return write_reports(config)
+
+
+def _job_folder(config: BenchConfig, job: Cell | QualityJob) -> Path:
+    return config.output / ("cells" if isinstance(job, Cell) else "quality") / job.id
+
+
+def run_cell(config: BenchConfig, cell: Cell, data: _Datasets, device: Any = "cpu") -> dict[str, Any]:
+    """Train the cell's pipeline on the dataset's ``train/good`` and evaluate it on its real test set."""
+    import shutil
+
+    from .evaluate import evaluate_defect_set
+    from .registry import build_detector
+    from .synthetic_training import train_on_synthetic
+
+    folder = _job_folder(config, cell)
+    options = dict(config.pipelines[cell.pipeline])
+    detector = build_detector(
+        cell.pipeline, methods=cell.synthesis.detector_methods(), anomaly_ratio=cell.ratio, seed=cell.seed,
+        image_size=config.image_size, device=str(device), **options,
+    )
+    ds = data.defect_set(cell.dataset)
+    started = time.perf_counter()
+    fit = detector.prepare_fit(data.train_images(cell.dataset))
+    checkpoints = folder / "checkpoints"
+    every = max(1, detector.steps // 4)
+    train_on_synthetic(detector, fit, checkpoint_dir=checkpoints, checkpoint_every=every, resume=True, progress=False)
+    train_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    evaluation = evaluate_defect_set(ds, detector, pixel_size=config.pixel_size, ks=(1,))
+    eval_seconds = time.perf_counter() - started
+    if config.keep_detectors:
+        detector.to("cpu").save(folder / "detector.pt")
+    shutil.rmtree(checkpoints, ignore_errors=True)  # the result is what a finished cell keeps
+    s = evaluation.summary
+    per_defect = {}
+    if "defect" in evaluation.tables:
+        table = evaluation.tables["defect"]
+        for _, row in table.iterrows():
+            per_defect[str(row["defect"])] = {k: _float(row[k]) for k in ("image_auroc", "pixel_auroc", "aupro") if k in row}
+    return {
+        "dataset": cell.dataset, "synthesis": cell.synthesis.name, "hybrid": cell.synthesis.is_hybrid,
+        "weights": dict(cell.synthesis.weights), "pipeline": cell.pipeline, "ratio": cell.ratio, "seed": cell.seed,
+        **{k: _float(s.get(k)) for k in DETECTION_METRICS},
+        "recall_at_1": _float(s["recall_at_k"].get("1")) if s.get("recall_at_k") else None,
+        "n_test": s["n_test"], "n_good": s["n_good"], "steps": detector.trained_steps,
+        "train_seconds": round(train_seconds, 2), "eval_seconds": round(eval_seconds, 2),
+        "image_size": config.image_size, "pixel_size": config.pixel_size, "device": str(device),
+        "per_defect": per_defect,
+    }
+
+
+def quality_anomalies(images: Sequence[np.ndarray], synthesis: Synthesis, n: int, size: int,
+                      seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``n`` anomalies of ``synthesis`` in ``images`` resized to ``size²``: (anomalous images, sources), uint8 RGB."""
+    import cv2
+
+    from synth import SynthError, get_method, synthesize
+
+    method = get_method("hybrid", weights=dict(synthesis.weights)) if synthesis.is_hybrid else next(iter(synthesis.weights))
+    small = [cv2.resize(_rgb(img), (size, size), interpolation=cv2.INTER_AREA) for img in images]
+    rng = np.random.default_rng(seed)
+    made, sources = [], []
+    attempts = 0
+    while len(made) < n:
+        attempts += 1
+        if attempts > 8 * n:
+            raise DetectError(f"{synthesis.name}: made only {len(made)} of {n} anomalies in {8 * n} attempts")
+        i, j = (int(v) for v in rng.integers(len(small), size=2))
+        try:
+            a = synthesize(small[i], method, seed=int(rng.integers(2**31)), partners=(small[j],))
+        except SynthError:
+            continue
+        if not a.mask.any():
+            continue
+        made.append(_rgb(a.image))
+        sources.append(small[i])
+    return made, sources
+
+
+def run_quality(config: BenchConfig, job: QualityJob, data: _Datasets, device: Any = "cpu") -> dict[str, Any]:
+    """SSIM, PSNR, LPIPS (vs sources) and FID, KID, IS (vs the real defects) of one synthesis's anomalies.
+
+    A metric whose network weights are not available is recorded in ``skipped`` with the reason.
+    """
+    import cv2
+
+    from .diversity import LpipsScorer
+    from .errors import BackboneWeightsMissingError
+    from .quality import distribution_quality, paired_quality
+    from .quality_features import FeatureExtractor
+
+    q = config.quality
+    size = config.image_size
+    images, sources = quality_anomalies(data.train_images(job.dataset), job.synthesis, q.images, size)
+    ds = data.defect_set(job.dataset)
+    real = [cv2.resize(_rgb(s.load_image()), (size, size), interpolation=cv2.INTER_AREA) for s in ds.test_defects]
+    values: dict[str, float] = {}
+    skipped: dict[str, str] = {}
+    scorer = None
+    if q.lpips:
+        try:
+            scorer = LpipsScorer(q.lpips, device=device)
+        except BackboneWeightsMissingError as exc:
+            skipped["LPIPS"] = str(exc)
+    else:
+        skipped["LPIPS"] = "not asked for (quality.lpips is empty)"
+    values.update(paired_quality(images, sources, scorer=scorer, with_lpips=scorer is not None).means())
+    for kind in q.features:
+        try:
+            extractor = FeatureExtractor(kind, device=device)  # type: ignore[arg-type]
+        except BackboneWeightsMissingError as exc:
+            skipped[f"FID, KID, IS ({kind})"] = str(exc)
+            continue
+        dist = distribution_quality(images, real, extractor=extractor, kid_subset_size=min(len(images), len(real)),
+                                    is_splits=min(4, len(images)))
+        values.update({k: v for k, v in dist.as_dict().items() if "_std" not in k})
+    if len(real) < 2:
+        skipped["FID/KID"] = f"{len(real)} real defect image(s); FID/KID need 2"
+    return {"dataset": job.dataset, "synthesis": job.synthesis.name, "hybrid": job.synthesis.is_hybrid,
+            "n_images": len(images), "n_real": len(real), "image_size": size, "metrics": values, "skipped": skipped}
+
+
+# ------------------------------------------------------------------------------------ results
+
+
+def collect(config: BenchConfig):
+    """(cells DataFrame, quality DataFrame, skipped {metric: reason}) from the finished jobs."""
+    import pandas as pd
+
+    rows = []
+    for cell in cells(config):
+        path = _job_folder(config, cell) / RESULT_FILE
+        if path.is_file():
+            r = json.loads(path.read_text(encoding="utf-8"))
+            r = {k: v for k, v in r.items() if k not in ("per_defect",)}
+            r["weights"] = json.dumps(r["weights"], sort_keys=True)
+            rows.append(r)
+    frame = pd.DataFrame(rows)
+    qrows, skipped = [], {}
+    for job in quality_jobs(config):
+        path = _job_folder(config, job) / RESULT_FILE
+        if path.is_file():
+            r = json.loads(path.read_text(encoding="utf-8"))
+            qrows.append({"dataset": r["dataset"], "synthesis": r["synthesis"], "hybrid": r["hybrid"],
+                          "n_images": r["n_images"], **r["metrics"]})
+            skipped.update(r["skipped"])
+    return frame, pd.DataFrame(qrows), skipped
+
+
+def write_reports(config: BenchConfig) -> dict[str, Path]:
+    """Write the tidy tables and ``report.md`` (with plots) from every finished job."""
+    from . import bench_report
+
+    frame, quality, skipped = collect(config)
+    if frame.empty:
+        raise DetectError(f"no finished cells in {config.output}; run the grid first")
+    out = config.output
+    out.mkdir(parents=True, exist_ok=True)
+    written = {"results_parquet": out / "results.parquet", "results_csv": out / "results.csv"}
+    frame.to_parquet(written["results_parquet"], index=False)
+    frame.to_csv(written["results_csv"], index=False)
+    if not quality.empty:
+        written["quality_parquet"] = out / "quality.parquet"
+        written["quality_csv"] = out / "quality.csv"
+        quality.to_parquet(written["quality_parquet"], index=False)
+        quality.to_csv(written["quality_csv"], index=False)
+    hybrids = {s.name: dict(s.weights) for s in config.syntheses if s.is_hybrid}
+    written.update(bench_report.write(frame, quality, skipped, hybrids, out))
+    return written
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def _rgb(image: np.ndarray) -> np.ndarray:
+    """uint8 ``(H, W, 3)`` from a stored image (gray, RGB, RGBA; uint8 or uint16)."""
+    a = np.asarray(image)
+    if a.dtype == np.uint16:
+        a = (a // 257).astype(np.uint8)
+    elif a.dtype != np.uint8:
+        a = (np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8) if a.dtype.kind == "f" else a.astype(np.uint8)
+    if a.ndim == 2:
+        a = np.stack([a] * 3, axis=2)
+    elif a.shape[2] == 1:
+        a = np.repeat(a, 3, axis=2)
+    return np.ascontiguousarray(a[:, :, :3])
+
+
+def _float(v: Any) -> float | None:
+    if v is None:
+        return None
+    v = float(v)
+    return None if math.isnan(v) else v
+
+
+def _write_json_atomically(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.replace(path)  # a crash mid-write never leaves a half result that would be taken as finished
+
+
+# ------------------------------------------------------------------------------------ command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("config", help="bench config YAML (datasets, methods, hybrids, pipelines, ratios, seeds)")
+    parser.add_argument("--output", default=None, help="results folder (default: the config's 'output')")
+    parser.add_argument("--cpu", action="store_true", help="do not use GPUs even when present")
+    parser.add_argument("--report-only", action="store_true", help="only rewrite the reports from finished cells")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``anomalyforge bench`` / ``python -m detect.bench`` (also under ``accelerate launch``)."""
+    from .device import choose_device
+
+    config = load_config(args.config, args.output)
+    if args.report_only:
+        written = write_reports(config)
+    else:
+        written = run_bench(config, cpu=choose_device(cpu=args.cpu).type == "cpu", progress=not args.no_progress)
+    if written:
+        print((config.output / "report.md").read_text(encoding="utf-8"))
+        print(f"results in {config.output}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .cli import script_main
+
+    return script_main(sys.modules[__name__], argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,292 @@
+"""Batched anomaly synthesis in torch: a batch of images on any device in, anomalous images,
+exact masks, |difference| maps and records out, on the same device.
+
+>>> import torch, skimage.data
+>>> from synth.batched import synthesize_batch
+>>> images = torch.from_numpy(skimage.data.astronaut()).permute(2, 0, 1)[None].repeat(4, 1, 1, 1)
+>>> out = synthesize_batch(images, "synagen", seeds=[0, 1, 2, 3], size_bin="0.5-1.5%")
+>>> out.images.shape, out.masks.dtype, [r["size_bin"] for r in out.records]
+(torch.Size([4, 3, 512, 512]), torch.bool, ['0.5-1.5%', '0.5-1.5%', '0.5-1.5%', '0.5-1.5%'])
+
+Specs are drawn by the method's own ``Method.sample`` from ``numpy.random.default_rng(seed)``,
+exactly as ``synth.synthesize`` draws them: for one seed both paths render the *same spec*, so
+parameter distributions are identical. The renderings agree up to resampling details (the
+shape is scaled by a bilinear pyramid instead of OpenCV's area filter; see
+tests/test_batched.py for the measured agreement) and carry ``"renderer": "torch"`` in their
+params. The guarantees are the numpy path's: the measured changed area of every output lies in
+its size bin (or ``SizeBinError`` names the anomalies that could not be placed), nothing outside
+the region changes, the mask holds every pixel changed by more than 1/255, any dtype (uint8,
+uint16, float in [0, 1]) and 1-4 channels (alpha untouched) in and out, and the same seed gives
+the same bytes on the same device whatever the batch size.
+
+Methods with a batched renderer: ``BATCHED_METHODS`` — SYNAGEN, and CutOut and FPI, whose
+batched outputs are byte-identical to the numpy path's (their geometry is computed by the same
+functions). NSA's Poisson blending and the noise-mask methods (DRAEM, foreground Perlin,
+fractal) and CutPaste stay on the CPU path: ``synth.synthesize`` per image.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..anomaly import _as_colour, build_record, measure
+from ..errors import InvalidParameterError, RegionError, SizeBinError
+from ..image import ImageLayout, to_float
+from ..method import Method, Rendering, Scene, Spec
+from ..registry import get_method
+from ..sizebins import DEFAULT_BINS, SizeBin, resolve_bin
+from .layout import join, layout_of, split
+from .steering import Rendered
+
+#: method name -> its batch renderer (``module:Class`` under synth.batched, imported on use)
+_RENDERERS = {"synagen": "synagen:SynagenBatch", "cutout": "boxes:CutOutBatch", "fpi": "boxes:FPIBatch"}
+#: methods whose rendering runs batched on a torch device
+BATCHED_METHODS = tuple(_RENDERERS)
+#: methods whose ``sample`` looks at pixel values (the others draw from the image's size alone)
+_SAMPLES_PIXELS = ("cutout",)
+
+
+class UnsupportedMethodError(InvalidParameterError):
+    """The method has no batched renderer; it runs on the CPU path (``synth.synthesize``)."""
+
+
+@dataclass(frozen=True)
+class BatchAnomalies:
+    """A batch of anomalies, on the device of the input.
+
+    ``images``  same shape, dtype and device as the input batch ``(B, C, H, W)``; alpha untouched.
+    ``masks``   bool ``(B, H, W)``: every pixel whose stored value changed by more than 1/255.
+    ``diffs``   float32 ``(B, H, W)`` in [0, 1]: ``max_c |output - source|``.
+    ``records`` one dict of schema columns per anomaly (as ``Anomaly.record``); ``None`` for an
+                anomaly listed in ``missed``.
+    ``specs``   the drawn specs; ``render_batch`` with them reproduces the bytes.
+    ``missed``  indices no placement brought into their bin (only with ``strict=False``; their
+                images are unchanged and their masks empty).
+    """
+
+    images: torch.Tensor
+    masks: torch.Tensor
+    diffs: torch.Tensor
+    records: list[dict[str, Any] | None]
+    specs: list[Spec]
+    missed: tuple[int, ...] = ()
+
+
+def _method(method: str | Method, options: dict[str, Any]) -> Method:
+    obj = get_method(method, **options) if isinstance(method, str) else method
+    if obj.name not in BATCHED_METHODS:
+        where = (
+            "its Poisson blending runs on the CPU path"
+            if obj.name == "nsa"
+            else "it has no batched renderer yet"
+        )
+        raise UnsupportedMethodError(
+            f"method {obj.name!r} cannot render in a batch on a torch device: {where}. "
+            f"Batched methods: {', '.join(BATCHED_METHODS)}; render {obj.name!r} per image with "
+            "synth.synthesize (or anomalyforge synth without --device)"
+        )
+    return obj
+
+
+def _regions(regions: torch.Tensor | None, images: torch.Tensor) -> torch.Tensor | None:
+    if regions is None:
+        return None
+    b, _, h, w = images.shape
+    if not isinstance(regions, torch.Tensor) or tuple(regions.shape) != (b, h, w):
+        raise RegionError(
+            f"regions must be a tensor of shape {(b, h, w)} (one allowed-pixel mask per image), "
+            f"got {tuple(getattr(regions, 'shape', ()))}"
+        )
+    regions = regions.to(images.device)
+    return regions > (127 if regions.dtype == torch.uint8 else 0)
+
+
+def _scenes(
+    images: torch.Tensor, layout: ImageLayout, regions: torch.Tensor | None, textures, pixels: bool,
+    partners: Sequence[np.ndarray] = (),
+) -> list[Scene]:
+    """CPU scenes for drawing specs and sizing: the image's size, region and textures, and its
+    pixels only when ``pixels`` (copying a GPU batch to the host is what the renderer avoids)."""
+    b, _, h, w = images.shape
+    blank = np.broadcast_to(np.float32(0.0), (h, w, layout.colour_channels))
+    region_np = None if regions is None else regions.cpu().numpy()
+    host = images.permute(0, 2, 3, 1).cpu().numpy() if pixels else None
+    return [
+        Scene(
+            image=blank if host is None else to_float(host[i])[0],
+            region=None if region_np is None else region_np[i],
+            partners=tuple(_as_colour(np.asarray(p), layout.colour_channels, "partner image") for p in partners),
+            textures=tuple(textures),
+            quantum=layout.quantum,
+        )
+        for i in range(b)
+    ]
+
+
+def _textures(textures: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
+    return tuple(_as_colour(np.asarray(t), 3, "texture") for t in textures)
+
+
+def sample_specs(
+    images: torch.Tensor,
+    method: str | Method = "synagen",
+    *,
+    seeds: Sequence[int],
+    shape: str | None = None,
+    mode: str | None = None,
+    size_bin: SizeBin | str | int | None = None,
+    regions: torch.Tensor | None = None,
+    textures: Sequence[np.ndarray] = (),
+    partners: Sequence[np.ndarray] = (),
+    bins: Sequence[SizeBin] = DEFAULT_BINS,
+    **options: Any,
+) -> list[Spec]:
+    """Draw one spec per image with ``Method.sample`` and ``numpy.random.default_rng(seed)``."""
+    method_obj = _method(method, options)
+    layout = layout_of(images)
+    if len(seeds) != images.shape[0]:
+        raise InvalidParameterError(f"got {len(seeds)} seeds for a batch of {images.shape[0]} images; pass one per image")
+    requested = None if size_bin is None else resolve_bin(size_bin, tuple(bins))
+    scenes = _scenes(
+        images, layout, _regions(regions, images), _textures(textures), method_obj.name in _SAMPLES_PIXELS, partners
+    )
+    specs = []
+    for scene, seed in zip(scenes, seeds):
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise InvalidParameterError(f"seeds must be non-negative integers, got {seed!r}")
+        rng = np.random.default_rng(int(seed))
+        specs.append(method_obj.sample(rng, scene, shape=shape, mode=mode, size_bin=requested, seed=int(seed)))
+    return specs
+
+
+def render_batch(
+    images: torch.Tensor,
+    specs: Sequence[Spec],
+    *,
+    regions: torch.Tensor | None = None,
+    textures: Sequence[np.ndarray] = (),
+    partners: Sequence[np.ndarray] = (),
+    bins: Sequence[SizeBin] = DEFAULT_BINS,
+    method: Method | None = None,
+    strict: bool = True,
+) -> BatchAnomalies:
+    """Render ``specs[i]`` into ``images[i]`` for the whole batch on the images' device.
+
+    ``images``   ``(B, C, H, W)`` uint8, uint16 or float in [0, 1]; C = 1, 2 (gray+alpha), 3, 4.
+    ``regions``  optional ``(B, H, W)`` allowed-pixel masks (bool, or uint8 with 255 = allowed).
+    ``textures`` texture images for SYNAGEN's ``texture`` mode (numpy, any layout).
+    ``partners`` other normal images for FPI (numpy, any size; none: the image rotated 180°).
+    Raises ``SizeBinError`` naming the anomalies no placement could bring into their bin, or
+    with ``strict=False`` lists them in ``BatchAnomalies.missed``.
+    """
+    colour, alpha, layout = split(images)
+    if len(specs) != images.shape[0]:
+        raise InvalidParameterError(f"got {len(specs)} specs for a batch of {images.shape[0]} images; pass one per image")
+    names = {spec.method for spec in specs}
+    if len(names) != 1:
+        raise InvalidParameterError(f"a batch renders one method at a time, got {sorted(names)}; split the batch by method")
+    method_obj = _method(method if method is not None else specs[0].method, {})
+    region_mask = _regions(regions, images)
+    texture_arrays = _textures(textures)
+    scenes = _scenes(images, layout, region_mask, texture_arrays, pixels=False, partners=partners)
+    module_name, class_name = _RENDERERS[method_obj.name].split(":")
+    renderer = getattr(importlib.import_module(f"{__name__}.{module_name}"), class_name)
+    rendered = renderer(method_obj, colour, region_mask, specs, scenes, layout.quantum, texture_arrays).run()
+    missed = [i for i, r in enumerate(rendered) if r is None]
+    if missed and strict:
+        spec = specs[missed[0]]
+        raise SizeBinError(
+            f"could not bring anomalies {missed} of the batch into their size bins (the first: "
+            f"{spec.method} {spec.shape}/{spec.mode} in {spec.size_bin.name if spec.size_bin else 'any size'}); "
+            "the image may be too flat for the mode or the region too fragmented; try other seeds, modes or bins"
+        )
+    return _assemble(images, colour, alpha, layout, specs, rendered, bins)
+
+
+def _background_brightness(images: torch.Tensor, layout: ImageLayout) -> list[float]:
+    """Mean luminance (0-1) of each input image: ``anomaly.background_brightness``'s arithmetic
+    (channel means in stored units, weighted, then scaled), batched."""
+    cc = layout.colour_channels
+    colour = images[:, :cc]
+    n = images.shape[2] * images.shape[3]
+    if layout.quantum:
+        means = (colour.to(torch.int64).sum(dim=(2, 3)).to(torch.float64) / n).cpu().numpy()
+    else:
+        means = colour.to(torch.float64).mean(dim=(2, 3)).cpu().numpy()
+    scale = 1.0 / layout.quantum if layout.quantum else 1.0
+    if cc == 1:
+        return [float(m[0] / scale) for m in means]
+    return [float((0.299 * m[0] + 0.587 * m[1] + 0.114 * m[2]) / scale) for m in means]
+
+
+def _assemble(images, colour, alpha, layout, specs, rendered: list[Rendered], bins) -> BatchAnomalies:
+    b, _, h, w = images.shape
+    out_images = images.clone()
+    masks = torch.zeros((b, h, w), dtype=torch.bool, device=images.device)
+    diffs = torch.zeros((b, h, w), dtype=torch.float32, device=images.device)
+    backgrounds = _background_brightness(images, layout)
+    records = []
+    cc = layout.colour_channels
+    for i, (spec, r) in enumerate(zip(specs, rendered)):
+        if r is None:  # missed (strict=False): the image stays as it was
+            records.append(None)
+            continue
+        wh, ww = r.changed.shape
+        ys, xs = slice(r.oy, r.oy + wh), slice(r.ox, r.ox + ww)
+        source = colour[i, :, ys, xs].permute(1, 2, 0)
+        out_images[i, :cc, ys, xs] = join(r.output.permute(2, 0, 1)[None], None, layout, images.dtype)[0]
+        masks[i, ys, xs] = r.changed
+        diffs[i, ys, xs] = (r.output - source).abs().amax(dim=-1)
+        measured = measure(
+            source.cpu().numpy(), r.output.cpu().numpy(), r.changed.cpu().numpy(),
+            offset=(r.oy, r.ox), n_pixels=h * w,
+        )
+        rendering = Rendering(image=np.empty((0, 0, cc), np.float32), angle=float(spec.params.get("angle", 0.0)), extra=r.info)
+        records.append(build_record(spec, rendering, measured, backgrounds[i], bins))
+    missed = tuple(i for i, r in enumerate(rendered) if r is None)
+    return BatchAnomalies(out_images, masks, diffs, records, list(specs), missed)
+
+
+def synthesize_batch(
+    images: torch.Tensor,
+    method: str | Method = "synagen",
+    *,
+    seeds: Sequence[int],
+    shape: str | None = None,
+    mode: str | None = None,
+    size_bin: SizeBin | str | int | None = None,
+    regions: torch.Tensor | None = None,
+    textures: Sequence[np.ndarray] = (),
+    partners: Sequence[np.ndarray] = (),
+    bins: Sequence[SizeBin] = DEFAULT_BINS,
+    **options: Any,
+) -> BatchAnomalies:
+    """One anomaly per image of the batch: ``sample_specs`` then ``render_batch``."""
+    method_obj = _method(method, options)
+    specs = sample_specs(
+        images, method_obj, seeds=seeds, shape=shape, mode=mode, size_bin=size_bin,
+        regions=regions, textures=textures, partners=partners, bins=bins,
+    )
+    return render_batch(
+        images, specs, regions=regions, textures=textures, partners=partners, bins=bins, method=method_obj
+    )
+
+
+from .transform import BatchSynthesize, Synthesize, collate_anomalies  # noqa: E402  (uses the above)
+
+__all__ = [
+    "BATCHED_METHODS",
+    "BatchAnomalies",
+    "BatchSynthesize",
+    "Synthesize",
+    "collate_anomalies",
+    "UnsupportedMethodError",
+    "render_batch",
+    "sample_specs",
+    "synthesize_batch",
+]

@@ -1,0 +1,189 @@
+"""The box methods, CutOut and FPI, rendered for a whole batch on any torch device.
+
+A box's geometry (anchor pixel, golden-ratio retries, box kept inside the image) is computed by
+``synth.sizing``'s own functions on the CPU, the fill or blend, region, quantisation and
+measurement on the device, and the size search is ``sizing.fit``'s, batched: the outputs are
+byte-identical to the numpy path's (``tests/test_batched.py`` checks it).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..method import Method, Scene, Spec
+from ..partner import partner_image
+from ..sizing import PLACEMENT_ATTEMPTS, Steering, anchor_point, box_around, pixel_bounds, shifted, target_pixels
+from .layout import changed_pixels, quantize
+from .steering import Rendered, Renders, steer_batch
+
+
+class _BoxBatch:
+    """The device state of one batch of a box method; subclasses define the box and its values."""
+
+    def __init__(
+        self,
+        method: Method,
+        colour: torch.Tensor,
+        regions: torch.Tensor | None,
+        specs: Sequence[Spec],
+        scenes: Sequence[Scene],
+        quantum: float,
+        textures: Sequence[np.ndarray] = (),
+    ) -> None:
+        self.device = colour.device
+        self.colour = colour.permute(0, 2, 3, 1).contiguous()  # (B, H, W, C)
+        self.regions = regions
+        self.quantum = quantum
+        self.specs, self.scenes = list(specs), list(scenes)
+        self.height, self.width = int(colour.shape[2]), int(colour.shape[3])
+        self.channels = int(colour.shape[1])
+        self.prepare()
+
+    def prepare(self) -> None:
+        """Per-spec constants (sizes, fills, partners)."""
+
+    def box(self, i: int, scale: float, attempt: int) -> tuple[int, int, int, int]:
+        """The window ``(y0, y1, x0, x1)`` of anomaly ``i`` at ``scale``, as the method places it."""
+        raise NotImplementedError
+
+    def values(self, t_idx: torch.Tensor, source: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """The box's new values ``(n, h, w, C)`` (before the region and quantisation)."""
+        raise NotImplementedError
+
+    def limits(self) -> tuple[np.ndarray, np.ndarray]:
+        """First knob and largest knob of each anomaly's size search (the method's ``fit`` call)."""
+        raise NotImplementedError
+
+    def extra(self, i: int, rendered: Rendered) -> dict:
+        return {}
+
+    def render(self, idx: np.ndarray, knob: np.ndarray, attempt: np.ndarray) -> Renders:
+        dev = self.device
+        boxes = np.array(
+            [self.box(int(i), float(k), int(a)) for i, k, a in zip(idx, knob, attempt)], np.int64
+        ).reshape(-1, 4)
+        h, w = boxes[:, 1] - boxes[:, 0], boxes[:, 3] - boxes[:, 2]
+        wh, ww = int(h.max()), int(w.max())
+        t_idx = torch.as_tensor(idx, device=dev)
+        rows = torch.as_tensor(boxes[:, 0], device=dev)[:, None] + torch.arange(wh, device=dev)[None]
+        cols = torch.as_tensor(boxes[:, 2], device=dev)[:, None] + torch.arange(ww, device=dev)[None]
+        valid = (rows < torch.as_tensor(boxes[:, 1], device=dev)[:, None])[:, :, None] & (
+            cols < torch.as_tensor(boxes[:, 3], device=dev)[:, None]
+        )[:, None, :]
+        rows, cols = rows.clamp(max=self.height - 1), cols.clamp(max=self.width - 1)
+        source = self.colour[t_idx[:, None, None], rows[:, :, None], cols[:, None, :]]
+        inside = valid
+        if self.regions is not None:
+            inside = inside & self.regions[t_idx[:, None, None], rows[:, :, None], cols[:, None, :]]
+        values = self.values(t_idx, source, rows, cols).clamp(0.0, 1.0)
+        out = quantize(torch.where(inside[..., None], values, source), self.quantum)
+        changed = changed_pixels(source, out) & valid
+        area = changed.sum(dim=(1, 2)).cpu().numpy()
+        outputs = [out[k, : h[k], : w[k]] for k in range(len(idx))]
+        masks = [changed[k, : h[k], : w[k]] for k in range(len(idx))]
+        return Renders(area, boxes[:, 0], boxes[:, 2], outputs, masks, [{"box": b.tolist()} for b in boxes])
+
+    def run(self) -> list[Rendered | None]:
+        b = len(self.specs)
+        sized = np.array([s.size_bin is not None for s in self.specs])
+        target, lo, hi = np.ones(b), np.zeros(b), np.zeros(b)
+        for i, (spec, scene) in enumerate(zip(self.specs, self.scenes)):
+            if spec.size_bin is not None:
+                lo[i], hi[i] = pixel_bounds(spec.size_bin, scene)
+                target[i] = target_pixels(spec.size_bin, spec.params["target_fraction"], scene)
+        starts, upper = self.limits()
+        found = steer_batch(
+            self.render, target=target, lo=lo, hi=hi, start=lambda idx, attempt: starts[idx],
+            lower=np.full(b, 1e-3), upper=upper,
+            steering=Steering(), attempts=PLACEMENT_ATTEMPTS, sized=sized, natural=np.ones(b),
+        )
+        results = []
+        for i, (r, is_sized) in enumerate(zip(found, sized)):
+            if r is None:
+                results.append(None)
+                continue
+            info = {"size_knob": float(r.knob), "placement_attempt": r.attempt}
+            if is_sized:
+                info["scale_steps"] = r.steps
+            info.update(self.extra(i, r))
+            info.update(r.info)
+            results.append(Rendered(r.oy, r.ox, r.output, r.changed, r.knob, r.attempt, r.steps, info))
+        return results
+
+
+def _anchored_box(batch: _BoxBatch, i: int, attempt: int, h: int, w: int) -> tuple[int, int, int, int]:
+    """An ``h x w`` box around the spec's anchor pixel for ``attempt``, inside the image."""
+    p, scene = batch.specs[i].params, batch.scenes[i]
+    cy, cx = anchor_point(shifted(p["anchor"][0], attempt), scene, shifted(p["anchor"][1], attempt))
+    return box_around(cy + 0.5, cx + 0.5, h, w, batch.height, batch.width)
+
+
+class CutOutBatch(_BoxBatch):
+    """CutOut (``synth.cutout``): a square of constant colour."""
+
+    def prepare(self) -> None:
+        self.sides = np.array(
+            [s.params["side"] * min(self.height, self.width) / float(s.params["reference_side"]) for s in self.specs]
+        )
+        self.fill = torch.tensor(
+            np.array([np.asarray(s.params["colour"][: self.channels], np.float32) for s in self.specs]), device=self.device
+        )
+
+    def box(self, i, scale, attempt):
+        s = int(max(1, round(self.sides[i] * scale)))
+        return _anchored_box(self, i, attempt, s, s)
+
+    def values(self, t_idx, source, rows, cols):
+        return self.fill[t_idx][:, None, None, :].expand_as(source)
+
+    def limits(self):
+        # CutOut.render's arithmetic, in its order
+        starts = np.array([
+            math.sqrt(s.params.get("target_fraction", 0.0) * self.height * self.width) for s in self.specs
+        ]) / self.sides
+        return starts, max(self.height, self.width) / self.sides
+
+
+class FPIBatch(_BoxBatch):
+    """FPI (``synth.fpi``): a box linearly interpolated towards the same box of a partner image
+    (the image rotated by 180 degrees when the scenes hold no partner)."""
+
+    def prepare(self) -> None:
+        self.h0 = np.array([2.0 * s.params["half_size"][0] * self.height for s in self.specs])
+        self.w0 = np.array([2.0 * s.params["half_size"][1] * self.width for s in self.specs])
+        self.alpha = torch.tensor([np.float32(s.params["alpha"]) for s in self.specs], device=self.device)
+        self.sources: list[str] = []
+        partners = []
+        for i, (spec, scene) in enumerate(zip(self.specs, self.scenes)):
+            if scene.partners and int(spec.params["partner_index"]) >= 0:
+                partner, name = partner_image(scene, int(spec.params["partner_index"]), "rotate180")
+                partners.append(torch.from_numpy(partner).to(self.device))
+            else:
+                name = "self_rotated_180"
+                partners.append(self.colour[i].flip(0).flip(1))
+            self.sources.append(name)
+        self.partners = torch.stack(partners)
+
+    def box(self, i, scale, attempt):
+        h = int(min(max(round(self.h0[i] * scale), 1), self.height))
+        w = int(min(max(round(self.w0[i] * scale), 1), self.width))
+        return _anchored_box(self, i, attempt, h, w)
+
+    def values(self, t_idx, source, rows, cols):
+        alpha = self.alpha[t_idx][:, None, None, None]
+        partner = self.partners[t_idx[:, None, None], rows[:, :, None], cols[:, None, :]]
+        return (1.0 - alpha) * source + alpha * partner
+
+    def limits(self):
+        starts = np.array([
+            math.sqrt(s.params.get("target_fraction", 0.0) * self.height * self.width / (h0 * w0))
+            for s, h0, w0 in zip(self.specs, self.h0, self.w0)
+        ])
+        return starts, np.maximum(self.height / self.h0, self.width / self.w0)
+
+    def extra(self, i, rendered):
+        return {"source": self.sources[i]}

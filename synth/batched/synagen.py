@@ -1,0 +1,437 @@
+"""SYNAGEN rendered for a whole batch at once, on any torch device.
+
+The specs are the ones ``Synagen.sample`` draws, so parameter distributions are those of the
+numpy path. What runs where:
+
+* on the CPU, once per spec: the shape panel and its rotation (``rotated_shape``, shared with the
+  numpy path and cached, so the five sizes of one drawn shape cost one panel), a 2x2 average
+  pyramid of it, the noise grid from the spec's ``noise_seed`` and the texture crop;
+* on the device, for every render of the size search: scaling and placing the shape (bilinear
+  taps into the pyramid level nearest the scale, thresholded at the coverage threshold), the
+  mode's manipulation, the contour band's 3x3 Gaussian blur, the region, quantisation and the
+  measured changed area — all anomalies of the batch in one set of tensor operations;
+* on the CPU between renders: the size search itself (``sizing.correct`` on float64 numpy
+  vectors of the batch, the same policy as the numpy path), so every device takes the same steps
+  for the same measured areas.
+
+Per-pixel work is written with separate elementwise operations and gathers (no convolutions, no
+``grid_sample`` with batch-dependent normalisation, no transcendental functions), so one anomaly's
+bytes do not depend on which other anomalies share its batch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import InvalidParameterError
+from ..method import Scene, Spec
+from ..sizebins import SizeBin
+from ..sizing import pixel_bounds, shifted, target_pixels
+from ..synagen.method import _COVERAGE_THRESHOLDS, _PLACEMENT_ATTEMPTS, STEERING, Synagen
+from ..synagen.modes import texture_field
+from ..synagen.shapes import rotated_shape
+from .layout import changed_pixels, quantize
+from .steering import Rendered, Renders, steer_batch
+
+#: pixels kept around the placed shape: the contour band reaches 1 pixel out, its blur 1 more
+_MARGIN = 3
+#: pyramid levels (2x2 averages) of the rotated shape: scales down to 1/64 keep an area filter
+_LEVELS = 7
+#: cv2.getGaussianKernel(3, 2.0), the contour band's blur
+_GAUSS = (0.31916777, 0.36166446, 0.31916777)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Everything about one spec that the device loop needs, prepared on the CPU."""
+
+    spec: Spec
+    pyramid: tuple[np.ndarray, ...]
+    crop_hw: tuple[int, int]
+    shape_areas: tuple[float, ...]
+    target_px: float
+    lo_px: int
+    hi_px: int
+    max_scale: float
+    factors: tuple[float, ...]
+    noise_range: tuple[float, float]
+    noise: np.ndarray | None
+    texture: np.ndarray | None
+
+
+@lru_cache(maxsize=16)
+def _pyramid(shape: str, params_json: str, angle: float) -> tuple[np.ndarray, ...]:
+    """The rotated shape and its 2x2 averages, each zero-padded to a multiple of ``2**_LEVELS``."""
+    crop = rotated_shape(shape, json.loads(params_json), angle)
+    step = 2**_LEVELS
+    h, w = crop.shape
+    level = np.zeros((-(-h // step) * step, -(-w // step) * step), np.float32)
+    level[:h, :w] = crop
+    levels = [level]
+    for _ in range(_LEVELS - 1):
+        level = (level[0::2, 0::2] + level[1::2, 0::2] + level[0::2, 1::2] + level[1::2, 1::2]) * np.float32(0.25)
+        levels.append(level)
+    return tuple(levels)
+
+
+def _plan(method: Synagen, spec: Spec, scene: Scene, textures: Sequence[np.ndarray]) -> _Plan:
+    if spec.method != "synagen":
+        raise InvalidParameterError(f"the SYNAGEN batch renderer got a {spec.method!r} spec")
+    p = spec.params
+    size_bin = spec.size_bin or SizeBin.parse("0.02-15%")
+    lo_px, hi_px = pixel_bounds(size_bin, scene)
+    target_px = target_pixels(size_bin, p["target_fraction"], scene)
+    pyramid = _pyramid(spec.shape, json.dumps(p["shape_params"], sort_keys=True), float(p["angle"]))
+    crop = rotated_shape(spec.shape, p["shape_params"], float(p["angle"]))
+    mode_params = p["mode_params"]
+    noise = None
+    if spec.mode not in ("transparent", "texture"):
+        side = mode_params["noise_grid"]
+        noise = np.random.default_rng(mode_params["noise_seed"]).random((side, side), dtype=np.float32)
+    texture = None
+    if spec.mode == "texture":
+        if not textures:
+            raise InvalidParameterError("this spec uses mode 'texture' but no textures were given")
+        tex = textures[mode_params["texture_index"] % len(textures)]
+        texture = texture_field(tex, mode_params["texture_offset"], scene.height, scene.width, scene.channels)
+    channels = scene.channels
+    factors = mode_params["factors"][:channels] if channels == 3 else mode_params["factors"][:1]
+    return _Plan(
+        spec=spec,
+        pyramid=pyramid,
+        crop_hw=crop.shape,
+        shape_areas=tuple(float((crop > t).sum()) for t in _COVERAGE_THRESHOLDS),
+        target_px=float(target_px),
+        lo_px=int(lo_px),
+        hi_px=int(hi_px),
+        max_scale=4.0 * max(scene.height, scene.width) / max(crop.shape),
+        factors=tuple(float(f) for f in factors),
+        noise_range=(float(mode_params["noise_range"][0]), float(mode_params["noise_range"][1])),
+        noise=noise,
+        texture=texture,
+    )
+
+
+def _canvas(arrays: Sequence[np.ndarray | None], device: torch.device) -> tuple[torch.Tensor, int]:
+    """Stack 2-D arrays zero-padded to a common size; return ``(n, rows * cols)`` and ``cols``."""
+    rows = max((a.shape[0] for a in arrays if a is not None), default=1)
+    cols = max((a.shape[1] for a in arrays if a is not None), default=1)
+    out = np.zeros((len(arrays), rows, cols), np.float32)
+    for i, a in enumerate(arrays):
+        if a is not None:
+            out[i, : a.shape[0], : a.shape[1]] = a
+    return torch.from_numpy(out.reshape(len(arrays), -1)).to(device), cols
+
+
+def _taps(coords: torch.Tensor, size: torch.Tensor, border: bool) -> tuple[torch.Tensor, ...]:
+    """Bilinear taps along one axis: ``(i0, i1, w1, valid0, valid1)`` for sample positions.
+
+    ``border``: positions are clamped into ``[0, size - 1]`` (cv2's replicated border); else taps
+    outside the data get weight 0 (the shape is 0 beyond its crop).
+    """
+    last = (size - 1).clamp(min=0).to(coords.dtype)[:, None]
+    if border:
+        coords = torch.minimum(torch.clamp(coords, min=0.0), last)
+    i0 = torch.floor(coords)
+    w1 = (coords - i0).to(torch.float32)
+    i1 = i0 + 1
+    v0 = ((i0 >= 0) & (i0 <= last)).to(torch.float32)
+    v1 = ((i1 >= 0) & (i1 <= last)).to(torch.float32)
+    i0 = torch.minimum(torch.clamp(i0, min=0.0), last).to(torch.int64)
+    i1 = torch.minimum(torch.clamp(i1, min=0.0), last).to(torch.int64)
+    return i0, i1, w1, v0, v1
+
+
+def _bilinear(flat: torch.Tensor, cols: int, samples: torch.Tensor, ys: tuple, xs: tuple) -> torch.Tensor:
+    """Sample rows ``samples`` of ``(B, rows * cols)`` data at the separable positions given by
+    ``_taps``: ``(n, h, w)`` (only the taps are read, not the samples' whole canvases)."""
+    y0, y1, wy, vy0, vy1 = ys
+    x0, x1, wx, vx0, vx1 = xs
+    wy0, wy1 = (1.0 - wy) * vy0, wy * vy1
+    wx0, wx1 = (1.0 - wx) * vx0, wx * vx1
+    base = (samples * flat.shape[1])[:, None]
+
+    def tap(yi, xi):
+        return torch.take(flat, (base + yi * cols)[:, :, None] + xi[:, None, :])
+
+    top = tap(y0, x0) * wx0[:, None, :] + tap(y0, x1) * wx1[:, None, :]
+    bottom = tap(y1, x0) * wx0[:, None, :] + tap(y1, x1) * wx1[:, None, :]
+    return top * wy0[:, :, None] + bottom * wy1[:, :, None]
+
+
+def _windows(data: torch.Tensor, idx: np.ndarray, oy: np.ndarray, ox: np.ndarray, h: int, w: int) -> torch.Tensor:
+    """``data[i, oy:oy+h, ox:ox+w]`` for each anomaly ``i`` of ``idx`` (windows inside the image)."""
+    return torch.stack([data[i, y : y + h, x : x + w] for i, y, x in zip(idx.tolist(), oy.tolist(), ox.tolist())])
+
+
+def _shifted_windows(canvas: torch.Tensor, dy: np.ndarray, dx: np.ndarray, h: int, w: int) -> torch.Tensor:
+    """``(n, h, w)`` windows of the ``(n, hc, wc)`` canvases starting at ``(dy, dx)``, zero outside."""
+    n, hc, wc = canvas.shape
+    out = torch.zeros((n, h, w), dtype=canvas.dtype, device=canvas.device)
+    for k, (y, x) in enumerate(zip(dy.tolist(), dx.tolist())):
+        y0, y1, x0, x1 = max(y, 0), min(y + h, hc), max(x, 0), min(x + w, wc)
+        if y1 > y0 and x1 > x0:
+            out[k, y0 - y : y1 - y, x0 - x : x1 - x] = canvas[k, y0:y1, x0:x1]
+    return out
+
+
+def _dilate(mask: torch.Tensor, iterations: int) -> torch.Tensor:
+    out = mask[:, None].to(torch.float32)
+    for _ in range(iterations):
+        out = torch.nn.functional.max_pool2d(out, 3, stride=1, padding=1)
+    return out[:, 0] > 0
+
+
+def _erode(mask: torch.Tensor, iterations: int) -> torch.Tensor:
+    # outside the window counts as inside the shape (cv2's border value 1 for the erosion)
+    out = 1.0 - mask[:, None].to(torch.float32)
+    for _ in range(iterations):
+        out = torch.nn.functional.max_pool2d(out, 3, stride=1, padding=1)
+    return out[:, 0] == 0
+
+
+def _blur3(values: torch.Tensor) -> torch.Tensor:
+    """cv2.GaussianBlur(values, (3, 3), 2.0, BORDER_REFLECT) for ``(n, h, w, C)`` (separable)."""
+    a, b, c = _GAUSS
+    padded = torch.cat([values[:, :, :1], values, values[:, :, -1:]], dim=2)
+    rows = padded[:, :, :-2] * a + padded[:, :, 1:-1] * b + padded[:, :, 2:] * c
+    padded = torch.cat([rows[:, :1], rows, rows[:, -1:]], dim=1)
+    return padded[:, :-2] * a + padded[:, 1:-1] * b + padded[:, 2:] * c
+
+
+class SynagenBatch:
+    """The device state of one batch: images, regions, shape pyramids, noise, textures."""
+
+    def __init__(
+        self,
+        method: Synagen,
+        colour: torch.Tensor,
+        regions: torch.Tensor | None,
+        specs: Sequence[Spec],
+        scenes: Sequence[Scene],
+        quantum: float,
+        textures: Sequence[np.ndarray],
+    ) -> None:
+        self.method = method
+        self.device = colour.device
+        self.colour = colour.permute(0, 2, 3, 1).contiguous()  # (B, H, W, C): the numpy layout
+        self.regions = regions
+        self.quantum = quantum
+        self.height, self.width = int(colour.shape[2]), int(colour.shape[3])
+        self.plans = [_plan(method, spec, scene, textures) for spec, scene in zip(specs, scenes)]
+        b = len(self.plans)
+        # the finest pyramid level any anomaly of this batch can need (scales above 1.5x the
+        # one reaching the bin's top take the level that scale would)
+        finest = _LEVELS - 1
+        for plan in self.plans:
+            scale = 1.5 * math.sqrt(plan.hi_px / max(min(plan.shape_areas), 1.0))
+            finest = min(finest, max(0, int(math.floor(math.log2(max(1.0 / scale, 1.0))))))
+        self.finest = finest
+        self.levels = {}
+        for level in range(finest, _LEVELS):
+            self.levels[level] = _canvas([plan.pyramid[level] for plan in self.plans], self.device)
+        self.crop_hw = np.array([plan.crop_hw for plan in self.plans], np.int64)
+        noise_flat, noise_cols = _canvas([plan.noise for plan in self.plans], self.device)
+        self.noise = (noise_flat, noise_cols)
+        self.noise_side = torch.tensor(
+            [0 if plan.noise is None else plan.noise.shape[0] for plan in self.plans], device=self.device
+        )
+        self.texture = None
+        if any(plan.texture is not None for plan in self.plans):
+            tex = np.zeros((b, self.height, self.width, self.colour.shape[3]), np.float32)
+            for i, plan in enumerate(self.plans):
+                if plan.texture is not None:
+                    tex[i] = plan.texture
+            self.texture = torch.from_numpy(tex).to(self.device)
+        self.factors = torch.tensor([plan.factors for plan in self.plans], dtype=torch.float32, device=self.device)
+        self.noise_lo = torch.tensor([plan.noise_range[0] for plan in self.plans], dtype=torch.float32, device=self.device)
+        self.noise_hi = torch.tensor([plan.noise_range[1] for plan in self.plans], dtype=torch.float32, device=self.device)
+        self.modes = [plan.spec.mode for plan in self.plans]
+        self.region_cumsum = None
+        if regions is not None:
+            self.region_cumsum = regions.reshape(b, -1).to(torch.int64).cumsum(dim=1)
+            self.region_count = self.region_cumsum[:, -1].cpu().numpy()
+
+    # ---------------------------------------------------------------- placement
+    def _shape_at(self, idx: np.ndarray, scale: np.ndarray, attempt: np.ndarray):
+        """The scaled, thresholded shapes on local canvases ``(n, hn, wn)`` (origin = the resized
+        crop's top-left, as ``cv2.resize`` would make it) and their bounding boxes."""
+        dev = self.device
+        ch, cw = self.crop_hw[idx, 0], self.crop_hw[idx, 1]
+        new_h = np.maximum(1, np.round(ch * scale)).astype(np.int64)
+        new_w = np.maximum(1, np.round(cw * scale)).astype(np.int64)
+        factor = np.maximum(ch / new_h, cw / new_w)
+        level = np.clip(np.floor(np.log2(np.maximum(factor, 1.0))).astype(np.int64), self.finest, _LEVELS - 1)
+        threshold = np.array(_COVERAGE_THRESHOLDS, np.float32)[attempt % len(_COVERAGE_THRESHOLDS)]
+        hn, wn = int(new_h.max()), int(new_w.max())
+        shapes = torch.zeros((len(idx), hn, wn), dtype=torch.bool, device=dev)
+        ly = torch.arange(hn, device=dev, dtype=torch.float64)[None]
+        lx = torch.arange(wn, device=dev, dtype=torch.float64)[None]
+        for lv in np.unique(level):
+            sel = np.flatnonzero(level == lv)
+            flat, lcols = self.levels[int(lv)]
+            step = float(2**lv)
+            # cv2.resize's pixel-centre mapping into the crop, then into the pyramid level
+            sy = torch.as_tensor(ch[sel] / new_h[sel], device=dev)[:, None]
+            sx = torch.as_tensor(cw[sel] / new_w[sel], device=dev)[:, None]
+            cy = ((ly + 0.5) * sy) / step - 0.5
+            cx = ((lx + 0.5) * sx) / step - 0.5
+            size_h = torch.as_tensor(-(-ch[sel] // int(step)), device=dev)
+            size_w = torch.as_tensor(-(-cw[sel] // int(step)), device=dev)
+            coverage = _bilinear(
+                flat, lcols, torch.as_tensor(idx[sel], device=dev),
+                _taps(cy, size_h, border=False), _taps(cx, size_w, border=False),
+            )
+            inside = (ly < torch.as_tensor(new_h[sel], device=dev)[:, None])[:, :, None] & (
+                lx < torch.as_tensor(new_w[sel], device=dev)[:, None]
+            )[:, None, :]
+            thr = torch.as_tensor(threshold[sel], device=dev)[:, None, None]
+            shapes[torch.as_tensor(sel, device=dev)] = (coverage > thr) & inside
+        rows_any, cols_any = shapes.any(dim=2), shapes.any(dim=1)
+        first = lambda a: a.to(torch.int8).argmax(dim=1)  # noqa: E731
+        last = lambda a: a.shape[1] - 1 - a.flip(1).to(torch.int8).argmax(dim=1)  # noqa: E731
+        box = torch.stack([first(rows_any), last(rows_any), first(cols_any), last(cols_any), rows_any.any(dim=1)], 1)
+        box = box.cpu().numpy()
+        return shapes, box[:, 0], box[:, 1] + 1, box[:, 2], box[:, 3] + 1, box[:, 4].astype(bool)
+
+    def _origin(self, idx, attempt, shapes, by0, by1, bx0, bx1) -> tuple[np.ndarray, np.ndarray]:
+        """Image position of each local canvas's origin, as ``Synagen._place`` positions the
+        footprint: uniform offsets without a region, else a footprint pixel on a region pixel."""
+        if self.regions is None:
+            def offset(u, size, extent):
+                lo, hi = np.minimum(0, size - extent), np.maximum(0, size - extent)
+                return lo + np.minimum((u * (hi - lo + 1)).astype(np.int64), hi - lo)
+
+            pos = shifted(np.array([self.plans[i].spec.params["position"] for i in idx], np.float64).reshape(-1, 2), attempt[:, None])
+            return offset(pos[:, 1], self.height, by1 - by0) - by0, offset(pos[:, 0], self.width, bx1 - bx0) - bx0
+        dev = self.device
+        anchors = np.array([self.plans[i].spec.params["anchor"] for i in idx], np.float64).reshape(-1, 2)
+        u = shifted(anchors, attempt[:, None])
+        count = self.region_count[idx]
+        k = np.minimum((u[:, 0] * count).astype(np.int64), count - 1)
+        cumsum = self.region_cumsum[torch.as_tensor(idx, device=dev)]
+        flat = torch.searchsorted(cumsum, torch.as_tensor(k + 1, device=dev)[:, None]).cpu().numpy()[:, 0]
+        ty, tx = np.divmod(flat, self.width)
+        local = shapes.reshape(len(idx), -1).to(torch.int64).cumsum(dim=1)
+        n_fp = local[:, -1].cpu().numpy()
+        kf = np.minimum((u[:, 1] * n_fp).astype(np.int64), np.maximum(n_fp - 1, 0))
+        at = torch.searchsorted(local, torch.as_tensor(kf + 1, device=dev)[:, None]).cpu().numpy()[:, 0]
+        fy, fx = np.divmod(at, shapes.shape[2])
+        return ty - fy, tx - fx
+
+    # ---------------------------------------------------------------- render (device)
+    def render(self, idx: np.ndarray, scale: np.ndarray, attempt: np.ndarray):
+        """Render the anomalies ``idx`` at ``scale``; return areas and the window tensors."""
+        H, W, dev = self.height, self.width, self.device
+        shapes, by0, by1, bx0, bx1, placed = self._shape_at(idx, scale, attempt)
+        oy0, ox0 = self._origin(idx, attempt, shapes, by0, by1, bx0, bx1)
+        top = np.clip(oy0 + by0 - _MARGIN, 0, H)
+        left = np.clip(ox0 + bx0 - _MARGIN, 0, W)
+        bottom = np.clip(oy0 + by1 + _MARGIN, 0, H)
+        right = np.clip(ox0 + bx1 + _MARGIN, 0, W)
+        wh = int(min(H, max(1, (bottom - top).max())))
+        ww = int(min(W, max(1, (right - left).max())))
+        oy = np.minimum(top, H - wh)
+        ox = np.minimum(left, W - ww)
+        t_idx = torch.as_tensor(idx, device=dev)
+        rows = torch.as_tensor(oy, device=dev)[:, None] + torch.arange(wh, device=dev)[None]  # (n, wh)
+        cols = torch.as_tensor(ox, device=dev)[:, None] + torch.arange(ww, device=dev)[None]  # (n, ww)
+        source = _windows(self.colour, idx, oy, ox, wh, ww)  # (n, wh, ww, C)
+        # the shape moved onto the window (an integer shift of the local canvas)
+        footprint = _shifted_windows(shapes, oy - oy0, ox - ox0, wh, ww)
+        footprint &= torch.as_tensor(placed, device=dev)[:, None, None]
+        region = None
+        if self.regions is not None:
+            region = _windows(self.regions, idx, oy, ox, wh, ww)
+            footprint &= region
+
+        # the mode's manipulation (synagen.modes.manipulate, per anomaly)
+        modes = [self.modes[i] for i in idx]
+        factors = self.factors[t_idx][:, None, None, :]
+        noise = None
+        if any(m not in ("transparent", "texture") for m in modes):
+            flat, ncols = self.noise
+            side = self.noise_side[t_idx]
+            fy = ((rows.to(torch.float64) + 0.5) * (side[:, None] / H)) - 0.5
+            fx = ((cols.to(torch.float64) + 0.5) * (side[:, None] / W)) - 0.5
+            noise = _bilinear(flat, ncols, t_idx, _taps(fy, side, border=True), _taps(fx, side, border=True))[..., None]
+        manip = torch.empty_like(source)
+        for mode in set(modes):
+            sel = torch.as_tensor([j for j, m in enumerate(modes) if m == mode], device=dev)
+            src, f = source[sel], factors[sel]
+            if mode == "transparent":
+                out = src * f
+            elif mode in ("transparent_noise", "transparent_color_noise"):
+                lo = self.noise_lo[t_idx[sel]][:, None, None, None]
+                hi = self.noise_hi[t_idx[sel]][:, None, None, None]
+                out = src * f * (lo + (hi - lo) * noise[sel])
+            elif mode == "mean_noise":
+                fp = footprint[sel][..., None]
+                count = fp.sum(dim=(1, 2)).clamp(min=1)
+                if self.quantum > 0:
+                    # sums of the stored integers are exact: the mean does not depend on the batch
+                    levels = torch.round(src * (1.0 / self.quantum)).to(torch.int64)
+                    mean = ((levels * fp).sum(dim=(1, 2)).to(torch.float64) * self.quantum / count).to(torch.float32)
+                else:
+                    mean = ((src * fp).to(torch.float64).sum(dim=(1, 2)) / count).to(torch.float32)
+                out = (mean[:, None, None, :] * f) + 0.2 * noise[sel]
+            elif mode == "gray_noise":
+                out = noise[sel].expand_as(src)
+            elif mode == "texture":
+                picked = sel.cpu().numpy()
+                out = _windows(self.texture, idx[picked], oy[picked], ox[picked], wh, ww)
+            else:
+                raise InvalidParameterError(f"unknown SYNAGEN mode {mode!r}")
+            manip[sel] = out.clamp(0.0, 1.0)
+        out = torch.where(footprint[..., None], manip, source)
+        band_width = self.method.smooth_band
+        if band_width > 0:
+            outer = max(1, band_width // 3)
+            inner = max(1, band_width - outer)
+            band = _dilate(footprint, outer) & ~_erode(footprint, inner)
+            out = torch.where(band[..., None], _blur3(out), out)
+        if region is not None:
+            out = torch.where(region[..., None], out, source)
+        out = quantize(out, self.quantum)
+        changed = changed_pixels(source, out)
+        area = changed.sum(dim=(1, 2)).cpu().numpy()
+        return area, oy, ox, out, changed
+
+    # ---------------------------------------------------------------- the size search
+    def run(self) -> list[Rendered | None]:
+        """Steer every anomaly into its bin together; ``None`` for one that no placement fits."""
+        target = np.array([p.target_px for p in self.plans])
+        lo = np.array([p.lo_px for p in self.plans], np.float64)
+        hi = np.array([p.hi_px for p in self.plans], np.float64)
+        upper = np.array([p.max_scale for p in self.plans])
+
+        def start(idx: np.ndarray, attempt: np.ndarray) -> np.ndarray:
+            areas = np.array([self.plans[j].shape_areas[a % len(_COVERAGE_THRESHOLDS)] for j, a in zip(idx, attempt)])
+            return np.sqrt(target[idx] / np.maximum(areas, 1.0))
+
+        def render(idx: np.ndarray, knob: np.ndarray, attempt: np.ndarray) -> Renders:
+            area, oy, ox, out, changed = self.render(idx, knob, attempt)
+            return Renders(area, oy, ox, out, changed)
+
+        found = steer_batch(
+            render, target=target, lo=lo, hi=hi, start=start, lower=np.zeros(len(target)), upper=upper,
+            steering=STEERING, attempts=_PLACEMENT_ATTEMPTS,
+            bucket=np.floor(np.log2(np.maximum(hi, 1.0)) / 2.0).astype(np.int64),
+        )
+        return [
+            None if r is None else replace(r, info={
+                "scale": r.knob,
+                "placement_attempt": r.attempt,
+                "coverage_threshold": float(_COVERAGE_THRESHOLDS[r.attempt % len(_COVERAGE_THRESHOLDS)]),
+                "scale_steps": r.steps,
+                "renderer": "torch",
+            })
+            for r in found
+        ]
