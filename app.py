@@ -1062,7 +1062,7 @@ def build_demo(config: SpaceConfig | None = None) -> gr.Blocks:
                     with gr.Column(scale=2):
                         detect_status = gr.Markdown(elem_id="detect-status")
                         heatmaps = gr.Gallery(label="Anomaly heatmaps (verdict · score / threshold · image)",
-                                              columns=2, height=460, object_fit="contain", format="png",
+                                              columns=3, height=560, object_fit="contain", format="png",
                                               elem_id="heatmaps")
                         bar = gr.Image(label="Heatmap colour scale", show_label=False, height=90, interactive=False,
                                        elem_id="colour-bar", buttons=[])
