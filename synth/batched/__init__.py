@@ -10,10 +10,10 @@ exact masks, |difference| maps and records out, on the same device.
 
 Specs are drawn by the method's own ``Method.sample`` from ``numpy.random.default_rng(seed)``,
 exactly as ``synth.synthesize`` draws them: for one seed both paths render the *same spec*, so
-parameter distributions are identical. The renderings agree up to resampling details (the
-shape is scaled by a bilinear pyramid instead of OpenCV's area filter; see
-tests/test_batched.py for the measured agreement) and carry ``"renderer": "torch"`` in their
-params. The guarantees are the numpy path's: the measured changed area of every output lies in
+parameter distributions are identical. The renderings follow the numpy path step by step (the
+same size search, ``cv2.resize``'s area and bilinear filters, the same placement), and agree
+with it byte for byte for most anomalies (tests/test_batched.py states and measures the
+tolerance); they carry ``"renderer": "torch"`` in their params. The guarantees are the numpy path's: the measured changed area of every output lies in
 its size bin (or ``SizeBinError`` names the anomalies that could not be placed), nothing outside
 the region changes, the mask holds every pixel changed by more than 1/255, any dtype (uint8,
 uint16, float in [0, 1]) and 1-4 channels (alpha untouched) in and out, and the same seed gives
