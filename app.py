@@ -469,9 +469,9 @@ def serving_device() -> str:
 
 
 def _torch_device() -> str:
-    import torch
+    from detect.device import choose_device
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(choose_device())
 
 
 #: fitted detectors shared by every visitor (a few kept; fitting is the slow part)
