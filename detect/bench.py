@@ -67,6 +67,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .errors import DetectError
+from .runtime import make_process_state, script_main
 
 RESULT_FILE = "result.json"
 DETECTION_METRICS = ("image_auroc", "image_ap", "pixel_auroc", "pixel_ap", "aupro")
@@ -292,9 +293,7 @@ def run_bench(config: BenchConfig, *, cpu: bool = False, progress: bool = True) 
 
     Returns the written report files on the main process, ``None`` on the others.
     """
-    from accelerate import PartialState
-
-    state = PartialState(cpu=cpu)
+    state = make_process_state(cpu)
     jobs: list[Cell | QualityJob] = [*cells(config), *quality_jobs(config)]
     mine = jobs[state.process_index :: state.num_processes]
     data = _Datasets(config)
@@ -527,13 +526,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``anomalyforge bench`` / ``python -m detect.bench`` (also under ``accelerate launch``)."""
-    from .device import choose_device
-
     config = load_config(args.config, args.output)
     if args.report_only:
         written = write_reports(config)
     else:
-        written = run_bench(config, cpu=choose_device(cpu=args.cpu).type == "cpu", progress=not args.no_progress)
+        written = run_bench(config, cpu=args.cpu, progress=not args.no_progress)
     if written:
         print((config.output / "report.md").read_text(encoding="utf-8"))
         print(f"results in {config.output}")
@@ -541,8 +538,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .cli import script_main
-
     return script_main(sys.modules[__name__], argv)
 
 

@@ -28,18 +28,15 @@ import cv2
 import numpy as np
 import torch
 
-from detect.errors import DetectError
-from detect.lpips_backbones import LPIPS_NETS, LpipsNet, load_lpips, pick_device, to_lpips_batch
+from detect.errors import DiversityInputError
+from detect.lpips_backbones import LPIPS_NETS, LpipsNet, load_lpips, to_lpips_batch
+from detect.runtime import choose_device, guarded
 
 #: score names exactly as in SYNAGEN table 1 (the JSON keys)
 SCORE_NAMES: tuple[str, ...] = ("LPIPS", "LPIPS□", "LPIPS_AbsDiff", "LPIPS□_AbsDiff")
 CROP_SIZE = 256
 # half a uint8 step: difference pixels above it count as changed (robust to float round-off)
 _CHANGED = 0.5 / 255.0
-
-
-class DiversityInputError(DetectError):
-    """Images, masks, differences or sources given to the diversity scores do not fit together."""
 
 
 # --------------------------------------------------------------------------- image conversion
@@ -184,7 +181,7 @@ class LpipsScorer:
         if batch_size < 1:
             raise DiversityInputError(f"batch_size must be at least 1, got {batch_size}")
         self.net = net
-        self.device = pick_device(device)
+        self.device = choose_device(device)
         self.batch_size = batch_size
         self.random_backbone = random_backbone
         self.model = load_lpips(net, device=self.device, random_backbone=random_backbone)
@@ -360,10 +357,10 @@ def diversity_by_group(
         if len(idx) < 2:
             continue
         result[name] = diversity(
-            _Subset(images, idx),
-            _Subset(masks, idx),
-            diffs=None if diffs is None else _Subset(diffs, idx),
-            originals=None if originals is None else _Subset(originals, idx),
+            Subset(images, idx),
+            Subset(masks, idx),
+            diffs=None if diffs is None else Subset(diffs, idx),
+            originals=None if originals is None else Subset(originals, idx),
             n_pairs=n_pairs,
             seed=seed,
             scorer=scorer,
@@ -372,7 +369,7 @@ def diversity_by_group(
     return result
 
 
-class _Subset(Sequence):
+class Subset(Sequence):
     """View of ``items`` at ``indices`` without loading them (keeps lazy sequences lazy)."""
 
     def __init__(self, items: Sequence, indices: Sequence[int]) -> None:
@@ -437,20 +434,6 @@ def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
     parser.add_argument("--output", type=Path, default=None, metavar="JSON", help="write the scores to this JSON file")
     parser.set_defaults(func=guarded(run_cli))
     return parser
-
-
-def guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Report the project's errors (bad input, missing weights) as one line and exit code 2."""
-
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return func(args)
-        except DetectError as exc:
-            print(f"anomalyforge {getattr(args, 'command', '')}: error: {exc}".replace("  ", " "), file=sys.stderr)
-            return 2
-
-    run.__doc__ = func.__doc__
-    return run
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:

@@ -20,13 +20,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from detect.errors import DatasetLayoutError, DetectError
+from detect.errors import DatasetLayoutError, DatasetUnavailableError
 from hub_tools.loading import load_dataset
 from hub_tools.schema import decode_label
-
-
-class DatasetUnavailableError(DetectError):
-    """A dataset (or the requested revision or split of it) cannot be opened."""
 
 
 @dataclass(frozen=True)

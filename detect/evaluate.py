@@ -51,6 +51,7 @@ import numpy as np
 from . import metrics, report
 from .dataset import GOOD_SPLIT, decode, load_dataset_dict, load_evaluation_splits, metadata_frame
 from .errors import DetectError, InvalidImagesError, MetricInputError
+from .runtime import make_accelerator, script_main
 
 DEFAULT_KS = (1, 2, 3, 4, 5)
 #: long side of the maps the pixel metrics use on synthetic datasets (real-defect folders: full size)
@@ -560,8 +561,6 @@ def _good_folder_rows(folder: str) -> list[dict]:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``anomalyforge evaluate`` / ``python -m detect.evaluate``."""
-    from .cli import make_accelerator
-
     from .defect_sets import detect_layout, read_defect_set
     from .detector import load_detector
     from .registry import build_detector
@@ -642,8 +641,6 @@ def _short(path: Path) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .cli import script_main
-
     return script_main(sys.modules[__name__], argv)
 
 

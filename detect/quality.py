@@ -30,14 +30,11 @@ import numpy as np
 import scipy.linalg
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from detect.diversity import LpipsScorer, add_dataset_arguments, as_float_rgb, guarded
-from detect.errors import DetectError, MetricInputError
+from detect.diversity import LpipsScorer, Subset, add_dataset_arguments, as_float_rgb
+from detect.errors import MetricInputError, QualityInputError
 from detect.lpips_backbones import LPIPS_NETS
 from detect.quality_features import FEATURE_KINDS, FeatureExtractor
-
-
-class QualityInputError(DetectError):
-    """Images given to a quality metric do not fit together (counts, sizes, too few)."""
+from detect.runtime import guarded
 
 
 # --------------------------------------------------------------------------- paired metrics
@@ -361,8 +358,8 @@ def run_cli(args: argparse.Namespace) -> int:
         groups = dict(sorted(groups.items()))
     table: dict[str, dict[str, float]] = {}
     for name, idx in groups.items():
-        images = _LazyIndex(rows.images, idx)
-        originals = _LazyIndex(rows.originals, idx)
+        images = Subset(rows.images, idx)
+        originals = Subset(rows.originals, idx)
         metrics = paired_quality(images, originals, scorer=scorer, with_lpips=scorer is not None).means()
         if extractor is not None and len(idx) >= 2:
             metrics.update(distribution_quality(images, reference, extractor=extractor,
@@ -392,18 +389,7 @@ def _reference_images(args: argparse.Namespace, rows) -> tuple[Sequence[np.ndarr
     ids = rows.columns.get("source_id") or [str(i) for i in range(len(rows))]
     for i, sid in enumerate(ids):
         seen.setdefault(str(sid), i)
-    return _LazyIndex(rows.originals, list(seen.values())), f"anomaly-free sources ({len(seen)} images)"
-
-
-class _LazyIndex(Sequence):
-    def __init__(self, items: Sequence, indices: list[int]) -> None:
-        self.items, self.indices = items, indices
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, k):  # type: ignore[override]
-        return self.items[self.indices[k]]
+    return Subset(rows.originals, list(seen.values())), f"anomaly-free sources ({len(seen)} images)"
 
 
 def format_metrics_table(table: dict[str, dict[str, float]], *, by: str) -> str:

@@ -27,7 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from detect.errors import DetectError
-from detect.lpips_backbones import WeightsFileError, pick_device, require_hub_checkpoint
+from detect.errors import WeightsFileError
+from detect.lpips_backbones import require_hub_checkpoint
+from detect.runtime import choose_device
 
 FeatureKind = Literal["inception", "fid-inception", "efficientnet-lite0"]
 FEATURE_KINDS: tuple[str, ...] = get_args(FeatureKind)
@@ -59,7 +61,7 @@ class FeatureExtractor:
         if kind not in FEATURE_KINDS:
             raise DetectError(f"unknown feature network {kind!r}; choose one of {', '.join(FEATURE_KINDS)}")
         self.kind = kind
-        self.device = pick_device(device)
+        self.device = choose_device(device)
         self.batch_size = batch_size
         self.comparable = kind != "efficientnet-lite0"
         self.suffix = "" if self.comparable else "_EfficientNetLite0"

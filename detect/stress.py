@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -29,6 +28,7 @@ import numpy as np
 
 from .errors import DetectError
 from .images import as_colour
+from .runtime import choose_device, guarded
 
 #: modes left out: "texture" pastes from a texture collection the protocol does not have
 _NEEDS_TEXTURES = ("texture",)
@@ -322,8 +322,6 @@ def run_stress(images: Sequence[np.ndarray], config: StressConfig = StressConfig
     digest = hashlib.sha256()
     for tile in fit:
         digest.update(np.ascontiguousarray(tile).tobytes())
-    from .device import choose_device
-
     device = str(choose_device(device))
     cache = detectors if detectors is not None else FittedDetectors(capacity=1)
     detector = cache.get(config.detector, digest.hexdigest()[:16], fit, device=device, image_size=size)
@@ -417,7 +415,7 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
     parser.add_argument("--output", type=Path, default=None, metavar="DIR",
                         help="write summary.json, recall tables (CSV) and plots (PNG) here")
-    parser.set_defaults(func=_run_cli)
+    parser.set_defaults(func=guarded(_run_cli))
     return parser
 
 
@@ -429,9 +427,8 @@ def _run_cli(args: argparse.Namespace) -> int:
         config = StressConfig(method=args.method, detector=args.detector, anomalies=args.anomalies, k=args.k,
                               seed=args.seed, grid=args.grid, image_size=args.image_size)
         result = run_stress(images, config, device=args.device)
-    except (InvalidImageError, DetectError) as exc:
-        print(f"anomalyforge stress: error: {exc}", file=sys.stderr)
-        return 2
+    except InvalidImageError as exc:  # reported like every other bad input of the command
+        raise StressInputError(str(exc)) from None
     print(result.text())
     for name, table in result.tables.items():
         print(f"\n{name}:\n" + table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))

@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from .runtime import make_accelerator, script_main
+
 #: the detectors that train on synthetic anomalies (names in detect.registry)
 PIPELINES = ("segmenter", "draem", "defect_map")
 
@@ -55,7 +57,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .cli import make_accelerator
     from .evaluate import _options
     from .images import read_image_folder
     from .registry import build_detector
@@ -111,8 +112,6 @@ def parse_methods(text: str) -> tuple[str, ...] | dict[str, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .cli import script_main
-
     return script_main(sys.modules[__name__], argv)
 
 
