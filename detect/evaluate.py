@@ -51,7 +51,7 @@ import numpy as np
 from . import metrics, report
 from .dataset import GOOD_SPLIT, decode, load_dataset_dict, load_evaluation_splits, metadata_frame
 from .errors import DetectError, InvalidImagesError, MetricInputError
-from .runtime import make_accelerator, script_main
+from .runtime import make_accelerator, parse_options, script_main
 
 DEFAULT_KS = (1, 2, 3, 4, 5)
 #: long side of the maps the pixel metrics use on synthetic datasets (real-defect folders: full size)
@@ -484,19 +484,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def _options(pairs: Sequence[str]) -> dict[str, Any]:
-    options = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise DetectError(f"--option {pair!r}: write KEY=VALUE (e.g. coreset_ratio=0.05)")
-        key, value = pair.split("=", 1)
-        try:
-            options[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key.strip()] = value
-    return options
-
-
 def _fit_images(args) -> list[np.ndarray]:
     from .images import read_image_folder
 
@@ -594,7 +581,7 @@ def run(args: argparse.Namespace) -> int:
         if accelerator.is_main_process:
             # one process fits and saves; every process then loads the same file, so the scores
             # cannot depend on how many processes run
-            options = _options(args.option)
+            options = parse_options(args.option)
             if args.backbone and args.detector in ("patchcore", "padim"):
                 options.setdefault("backbone", args.backbone)
             detector = build_detector(args.detector, image_size=args.image_size, batch_size=args.batch_size,

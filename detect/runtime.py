@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import sys
 from types import ModuleType
 from typing import Any, Callable, Sequence
@@ -71,6 +72,21 @@ def guarded(func: Command) -> Command:
             return 2
 
     return run
+
+
+def parse_options(pairs: Sequence[str]) -> dict[str, Any]:
+    """The commands' ``--option KEY=VALUE`` pairs as detector options; a VALUE that parses as JSON
+    (``0.05``, ``true``, ``[1, 2]``) is taken as such, any other as the string it is."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise DetectError(f"--option {pair!r}: write KEY=VALUE (e.g. coreset_ratio=0.05)")
+        key, value = pair.split("=", 1)
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return options
 
 
 def script_main(module: ModuleType, argv: Sequence[str] | None = None) -> int:

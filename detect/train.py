@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .runtime import make_accelerator, script_main
+from .runtime import make_accelerator, parse_options, script_main
 
 #: the detectors that train on synthetic anomalies (names in detect.registry)
 PIPELINES = ("segmenter", "draem", "defect_map")
@@ -57,14 +57,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .evaluate import _options
     from .images import read_image_folder
     from .registry import build_detector
     from .synthetic_training import train_on_synthetic
 
     accelerator = make_accelerator(args.cpu, mixed_precision=args.mixed_precision)
     images, _ = read_image_folder(args.fit)
-    options = _options(args.option)
+    options = parse_options(args.option)
     if args.methods is not None:
         options["methods"] = parse_methods(args.methods)
     if args.anomaly_ratio is not None:

@@ -77,10 +77,22 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+def parts_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The graph between detect's parts: each sub-package (``detect.x.*``) or top-level module (``detect.x``)."""
+    part = lambda name: ".".join(name.split(".")[:2])  # noqa: E731
+    parts: dict[str, set[str]] = {part(name): set() for name in graph}
+    for name, targets in graph.items():
+        parts[part(name)] |= {part(t) for t in targets if part(t) != part(name)}
+    return parts
+
+
 def test_detect_imports_form_no_circle():
     graph = import_graph(PACKAGE_DIR, "detect")
     assert len(graph) > 20, sorted(graph)  # the walk found the package's modules
     assert find_cycle(graph) is None, "import circle: " + " -> ".join(find_cycle(graph) or [])
+    # nor do its parts: a sub-package that needs another needs nothing back from it
+    parts = parts_graph(graph)
+    assert find_cycle(parts) is None, "circle between parts: " + " -> ".join(find_cycle(parts) or [])
 
 
 def test_commands_get_their_runtime_from_one_module_and_nothing_imports_the_cli():
@@ -104,5 +116,11 @@ def test_a_circle_through_an_import_inside_a_function_is_found(tmp_path):
     assert graph["pkg.cli"] == {"pkg.sub.work"}
     assert graph["pkg.sub.work"] == {"pkg.cli"}
     assert find_cycle(graph) == ["pkg.cli", "pkg.sub.work", "pkg.cli"]
+    # no module circle (cli -> sub.work, sub.tool -> cli), but sub-package and cli need each other
+    (pkg / "sub" / "work.py").write_text("")
+    (pkg / "sub" / "tool.py").write_text("def run():\n    import pkg.cli\n")
+    graph = import_graph(pkg, "pkg")
+    assert find_cycle(graph) is None
+    assert find_cycle(parts_graph(graph)) == ["pkg.cli", "pkg.sub", "pkg.cli"]
     (pkg / "sub" / "work.py").write_text("def main():\n    from .. import errors\n")
     assert find_cycle(import_graph(pkg, "pkg")) is None
