@@ -113,18 +113,16 @@ def task_seed(seed: int, *parts: object) -> int:
 
 
 def _method_axes(config: ProtocolConfig) -> tuple[list[str | None], list[str | None], bool]:
-    """Shapes, modes and whether bins apply, for the configured method (or mix)."""
+    """Shapes, modes and whether bins apply, for the configured method (or mix).
+
+    Unasked shapes / modes are the method's ``default_shapes`` / ``default_modes`` (each its own
+    outputs), or ``None``: drawn per anomaly by the method.
+    """
     if config.mix:
         return list(config.shapes or [None]), list(config.modes or [None]), True
-    method = get_method(config.method, **dict(config.method_options))
-    if config.method == "synagen":
-        from .synagen.modes import DEFAULT_MODES
-
-        shapes = list(config.shapes or method.shapes)
-        modes = list(config.modes or DEFAULT_MODES)
-    else:
-        shapes = list(config.shapes or [None])
-        modes = list(config.modes or [None])
+    method = method_object(config)  # also checks the method's options before any work
+    shapes = list(config.shapes or method.default_shapes or [None])
+    modes = list(config.modes or method.default_modes or [None])
     for s in shapes:
         if s is not None and s not in method.shapes:
             raise InvalidParameterError(f"unknown shape {s!r} for {config.method}; choose from {', '.join(method.shapes)}")
