@@ -21,7 +21,7 @@ import os
 import signal
 import warnings
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -29,41 +29,15 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from .anomaly import Anomaly, synthesize
+from .config import ProtocolConfig, RunOptions, resolve_generation
 from .errors import InvalidParameterError, SynthError
-from .image import DEFAULT_PNG_LEVEL, encode_png, load_image, write_atomic
-from .layout import CONFIG, FAILURES, IMAGE_SUFFIXES, METADATA, PARTIAL, TOOL, generated_parts
+from .image import IMAGE_SUFFIXES, encode_png, load_image, write_atomic
+from .layout import CONFIG, FAILURES, METADATA, PARTIAL, TOOL, generated_parts
 from .memory import MemoryBudget, check_image_memory
 from .method import Method
 from .registry import get_method, method_names
-from .sizebins import DEFAULT_BINS, SizeBin
 
 MASK_SUFFIX = "_mask"  # "<name>_mask.png" beside an image is its region mask
-
-
-@dataclass(frozen=True)
-class ProtocolConfig:
-    """Everything that determines a generated dataset (written to ``config.json``)."""
-
-    method: str = "synagen"
-    mix: Mapping[str, float] | None = None
-    per_image: int = 3
-    shapes: tuple[str, ...] | None = None
-    modes: tuple[str, ...] | None = None
-    bins: tuple[str, ...] = tuple(b.name for b in DEFAULT_BINS)
-    seed: int = 0
-    method_options: Mapping[str, Any] = field(default_factory=dict)
-    png_compression: int = DEFAULT_PNG_LEVEL
-
-    def size_bins(self) -> tuple[SizeBin, ...]:
-        return tuple(SizeBin.parse(b) for b in self.bins)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["mix"] = dict(self.mix) if self.mix else None
-        data["method_options"] = dict(self.method_options)
-        for key in ("shapes", "modes", "bins"):
-            data[key] = None if data[key] is None else list(data[key])
-        return data
 
 
 @dataclass(frozen=True)
@@ -414,57 +388,30 @@ def _check_region_masks(input_dir: str | os.PathLike, region_masks: str | os.Pat
 def run_protocol(
     input_dir: str | os.PathLike,
     output_dir: str | os.PathLike,
-    *,
-    method: str = "synagen",
-    mix: Mapping[str, float] | None = None,
-    per_image: int = 3,
-    shapes: Sequence[str] | None = None,
-    modes: Sequence[str] | None = None,
-    bins: Sequence[SizeBin | str] = DEFAULT_BINS,
-    seed: int = 0,
-    workers: int = 1,
-    region_masks: str | os.PathLike | None = None,
-    textures: str | os.PathLike | None = None,
-    method_options: Mapping[str, Any] | None = None,
-    png_compression: int = DEFAULT_PNG_LEVEL,
-    memory_budget: int | str | None = None,
-    progress: bool = True,
+    config: ProtocolConfig | None = None,
+    run: RunOptions | None = None,
+    **options: Any,
 ) -> list[dict[str, Any]]:
     """Generate the dataset of ``input_dir`` into ``output_dir``; return the metadata rows.
 
+    ``config`` (what is generated) and ``run`` (extra inputs, workers, memory, progress) come as
+    objects or as keyword ``options`` parsed by ``synth.config.parse_generation`` -- method, mix,
+    per_image, shapes, modes, bins, seed, method_options (preset), png_compression; workers,
+    region_masks, textures, memory_budget, progress.
+
     Raises ``SynthError`` subclasses for an impossible configuration before any work starts.
-    Outputs that fail (e.g. a region too small for a bin, an image above ``memory_budget``) are
+    Outputs that fail (e.g. a region too small for a bin, an image above the memory budget) are
     listed in ``failures.jsonl``, the rest is still written; ``ProtocolFailures`` is raised at the
     end when there were any. Every run ends by checking that each row's image and mask exist, are
-    distinct files and decode. ``memory_budget`` (bytes or e.g. ``"8GB"``, per worker) defaults
+    distinct files and decode. The memory budget (bytes or e.g. ``"8GB"``, per worker) defaults
     to ``ANOMALYFORGE_MEMORY_BUDGET`` or half of the machine's memory over the workers.
     Images without a mask in ``region_masks`` are reported with a ``MissingRegionMasks`` warning.
     """
-    if method not in method_names() and not mix:
-        raise InvalidParameterError(f"unknown method {method!r}; choose from {', '.join(method_names())}")
-    if mix:
-        for name, weight in mix.items():
-            if name not in method_names():
-                raise InvalidParameterError(f"unknown method {name!r} in mix; choose from {', '.join(method_names())}")
-            if not weight > 0:
-                raise InvalidParameterError(f"mix weight of {name!r} must be > 0, got {weight}")
-    if workers < 1:
-        raise InvalidParameterError(f"workers must be >= 1, got {workers}")
-    bin_names = tuple(b.name if isinstance(b, SizeBin) else SizeBin.parse(b).name for b in bins)
-    if not bin_names:
+    config, run = resolve_generation(config, run, options)
+    if not config.bins:
         raise InvalidParameterError("at least one size bin is needed")
-    config = ProtocolConfig(
-        method="mix" if mix else method,
-        mix=dict(mix) if mix else None,
-        per_image=int(per_image),
-        shapes=tuple(shapes) if shapes else None,
-        modes=tuple(modes) if modes else None,
-        bins=bin_names,
-        seed=int(seed),
-        method_options=dict(method_options or {}),
-        png_compression=int(png_compression),
-    )
-    memory = MemoryBudget.resolve(memory_budget, workers)
+    workers, region_masks, textures, progress = run.workers, run.region_masks, run.textures, run.progress
+    memory = MemoryBudget.resolve(run.memory_budget, workers)
     # an output folder inside the input folder holds outputs, not inputs (but inputs may live
     # inside the output folder, as with the built-in examples)
     inputs_inside_output = Path(input_dir).resolve().is_relative_to(Path(output_dir).resolve())
@@ -482,7 +429,7 @@ def run_protocol(
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     _check_config(out, config)
-    write_atomic(out / CONFIG, json.dumps(_config_record(config, input_dir), indent=2, sort_keys=True).encode())
+    write_atomic(out / CONFIG, json.dumps(_config_record(config), indent=2, sort_keys=True).encode())
     # until this run ends the folder is incomplete (and ``synth.layout`` says so)
     (out / METADATA).unlink(missing_ok=True)
 
@@ -530,7 +477,7 @@ class ProtocolFailures(SynthError):
         )
 
 
-def _config_record(config: ProtocolConfig, input_dir: str | os.PathLike) -> dict[str, Any]:
+def _config_record(config: ProtocolConfig) -> dict[str, Any]:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
