@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "bench": "detect.cli",
     "diversity": "detect.cli",
     "quality": "detect.cli",
+    "stress": "detect.cli",
 }
 
 

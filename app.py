@@ -2,22 +2,26 @@
 
 ``python app.py`` serves the app on http://127.0.0.1:7860 (CPU is enough). Gradio's own variables
 move it: ``GRADIO_SERVER_NAME=0.0.0.0`` to listen on every interface, ``GRADIO_SERVER_PORT=8080``
-for another port (a Hugging Face Space sets both itself). It starts on three CC0 example textures
-from scikit-image (brick, grass, gravel), so it is useful before anything is uploaded.
+for another port (a Hugging Face Space sets both itself); the app's own settings are read once,
+at start, by ``SpaceConfig.from_environment``. It starts on three CC0 example textures from
+scikit-image (brick, grass, gravel), and every tab's main button works before anything is uploaded.
 
 Tabs: **Generate** (anomalies with masks and metadata, downloadable in the ``imagefolder`` layout),
-**Detect** (PatchCore or PaDiM fitted on your anomaly-free images, or on the example texture),
-**Stress test** (recall at 1 false positive per shape and mode against size bin, on your images),
-**Datasets** (a few rows of a published dataset version).
+**Detect** (PatchCore or PaDiM fitted on the same kind of image it scores), **Stress test**
+(``detect.stress``: recall at k false positives per shape and mode against size bin, with 95 %
+intervals), **Datasets** (rows of the dataset made here, or of a published version on the Hub,
+read anonymously or as the signed-in visitor -- never with the Space's own token).
 
-This file holds widgets and calls only: anomalies come from ``synth``, detectors and metrics from
-``detect``, published datasets from ``hub_tools``. GPU work runs in functions decorated with
-``spaces.GPU`` (a ZeroGPU Space lends a GPU for their duration; elsewhere the decorator is absent
-or does nothing, and the same code runs on a GPU Space or on CPU).
+This file holds widgets and calls only: anomalies come from ``synth``, detectors, the stress test
+and metrics from ``detect``, published datasets from ``hub_tools``. GPU work runs in functions
+decorated with ``spaces.GPU`` (a ZeroGPU Space lends a GPU for their duration; elsewhere the
+decorator is absent or does nothing, and the same code runs on a GPU Space or on CPU).
 
-Limits (see ``MAX_FILE_SIZE`` and below): uploads up to 20 MB and 16.7 megapixels (decompression
-bombs are refused before decoding), at least 32x32 pixels; 16 anomalies per Generate click; 40
-images per Detect click; the queue runs 2 jobs at once (1 detector job) and holds 64 waiting.
+Limits: uploads up to 20 MB and 16.7 megapixels (decompression bombs are refused before decoding),
+at least 32x32 pixels; 16 anomalies per Generate click; 40 images per Detect click; the queue runs
+2 jobs at once (1 detector job) and holds 64 waiting. Disk: each session keeps only its newest
+click per tab; a session's files go when its page closes or 15 minutes after its last click, and
+all sessions together stay under ``SpaceConfig.disk_budget`` (2 GB; the oldest sessions go first).
 """
 
 from __future__ import annotations
@@ -36,13 +40,13 @@ import functools
 import hashlib
 import os
 import shutil
-import tempfile
 import threading
 import time
-from collections import OrderedDict
+import uuid
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import gradio as gr
 import numpy as np
@@ -62,6 +66,10 @@ from synth.export import export_parquet, export_rows, export_zip
 from synth.image import save_png
 from synth.preview import contour_overlay, display_rgb, heatmap_overlay, mask_preview, region_from_layers
 
+from detect.images import as_colour
+from detect.registry import FittedDetectors
+from detect.stress import StressConfig, mirror_split, run_stress
+
 # ------------------------------------------------------------------------------------ limits
 #: largest upload gradio accepts (``launch(max_file_size=...)``); bigger files are refused on upload
 MAX_FILE_SIZE = "20mb"
@@ -76,38 +84,195 @@ MAX_COUNT = 16
 MAX_DETECT_IMAGES = 40
 #: longer side of the previews shown in the browser (downloads keep full size)
 PREVIEW_SIDE = 768
-#: jobs that run at once, and how many may wait in the queue before new ones are turned away
-CONCURRENCY = int(os.environ.get("ANOMALYFORGE_CONCURRENCY", "2"))
-QUEUE_SIZE = int(os.environ.get("ANOMALYFORGE_QUEUE_SIZE", "64"))
-#: dataset proposed in the Datasets tab (ORG/NAME of any published anomalyforge dataset)
-DEFAULT_DATASET = os.environ.get("ANOMALYFORGE_DATASET", "")
-#: side the detectors work at (images are resized to it on the way in, maps back)
-DETECT_SIZE = int(os.environ.get("ANOMALYFORGE_DETECT_SIZE", "256"))
+#: the parquet download repeats the zip's images; above this zip size only the zip is offered
+PARQUET_MAX_BYTES = 64 * 1024 * 1024
 #: memory-bank cap of PatchCore (bounds fitting time on CPU)
 PATCHCORE_MAX_CORESET = 4000
 
 RANDOM = "random"
 DETECTORS = ("patchcore", "padim")
-WORK_ROOT = Path(tempfile.gettempdir()) / "anomalyforge-space"
-#: per-click output folders older than this are deleted (the browser has its own copies by then)
-WORK_TTL_S = 3600
 
-try:
-    VERSION = metadata.version("anomalyforge")
-except metadata.PackageNotFoundError:
-    VERSION = "unknown"
+
+@dataclass(frozen=True)
+class SpaceConfig:
+    """Settings of one running app. ``from_environment`` reads them once, at start.
+
+    ``work_root``     where per-click files go (``None``: a folder inside gradio's own cache, so
+                      gradio serves them without a second copy).
+    ``disk_budget``   bytes all sessions' files may take together; the oldest go first.
+    ``work_ttl_s``    seconds a session's files are kept after its last click.
+    ``on_space``      running on a Hugging Face Space: offers "Sign in with Hugging Face".
+    """
+
+    concurrency: int = 2
+    queue_size: int = 64
+    dataset: str = ""
+    detect_size: int = 256
+    work_root: Path | None = None
+    disk_budget: int = 2 * 1024**3
+    work_ttl_s: int = 900
+    on_space: bool = False
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> "SpaceConfig":
+        """``ANOMALYFORGE_CONCURRENCY``, ``_QUEUE_SIZE``, ``_DATASET``, ``_DETECT_SIZE``,
+        ``_WORK_DIR``, ``_DISK_BUDGET_MB``, ``_WORK_TTL_S``; ``SPACE_ID`` (set by Spaces)."""
+        env = os.environ if environ is None else environ
+
+        def number(name: str, default: int) -> int:
+            text = env.get(name, "")
+            try:
+                return int(text) if text else default
+            except ValueError:
+                raise SystemExit(f"{name}={text!r} is not a whole number") from None
+
+        work = env.get("ANOMALYFORGE_WORK_DIR", "")
+        return cls(
+            concurrency=number("ANOMALYFORGE_CONCURRENCY", cls.concurrency),
+            queue_size=number("ANOMALYFORGE_QUEUE_SIZE", cls.queue_size),
+            dataset=env.get("ANOMALYFORGE_DATASET", ""),
+            detect_size=number("ANOMALYFORGE_DETECT_SIZE", cls.detect_size),
+            work_root=Path(work) if work else None,
+            disk_budget=number("ANOMALYFORGE_DISK_BUDGET_MB", cls.disk_budget // 1024**2) * 1024**2,
+            work_ttl_s=number("ANOMALYFORGE_WORK_TTL_S", cls.work_ttl_s),
+            on_space=bool(env.get("SPACE_ID")),
+        )
+
+
+def _version() -> str:
+    try:
+        return metadata.version("anomalyforge")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+# ------------------------------------------------------------------------------------- files
+class WorkArea:
+    """Per-session folders for the files a click writes, with bounded disk use.
+
+    Layout: ``root/<session>/<tab>-<id>/``. A click replaces the previous folder of the same tab
+    and session (the page shows only the newest results), a closed tab removes its session's
+    folders (``Blocks.unload``), folders untouched for ``ttl_s`` are removed on the next click,
+    and while all folders together exceed ``budget`` bytes the least recently used sessions are
+    removed first. ``root/examples`` holds the example textures and is never removed.
+    """
+
+    def __init__(self, root: Path, budget: int, ttl_s: int) -> None:
+        self.root, self.budget, self.ttl_s = Path(root), int(budget), int(ttl_s)
+        self._lock = threading.Lock()
+
+    def folder(self, session: str | None, tab: str) -> Path:
+        """A fresh empty folder for one click of ``tab`` in ``session``."""
+        session_dir = self.root / _session_name(session)
+        with self._lock:
+            for old in session_dir.glob(f"{tab}-*"):
+                shutil.rmtree(old, ignore_errors=True)
+            self._expire(keep=session_dir)
+            folder = session_dir / f"{tab}-{uuid.uuid4().hex[:12]}"
+            folder.mkdir(parents=True)
+            os.utime(session_dir)
+        return folder
+
+    def release(self, session: str | None) -> None:
+        """Remove every file of ``session`` (its browser tab closed)."""
+        with self._lock:
+            shutil.rmtree(self.root / _session_name(session), ignore_errors=True)
+
+    def usage(self) -> int:
+        """Bytes under the root, example textures included."""
+        return sum(f.stat().st_size for f in self.root.rglob("*") if f.is_file())
+
+    def _expire(self, keep: Path) -> None:
+        now = time.time()
+        sessions = []
+        for path in self.root.glob("s-*"):
+            try:
+                mtime = path.stat().st_mtime
+            except OSError:
+                continue  # removed meanwhile
+            if path != keep and now - mtime > self.ttl_s:
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                sessions.append((mtime, path))
+        total = self.usage()
+        for _, path in sorted(sessions):
+            if total <= self.budget:
+                break
+            if path == keep:
+                continue
+            size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+            shutil.rmtree(path, ignore_errors=True)
+            total -= size
+
+
+def _session_name(session: str | None) -> str:
+    # gradio's session hashes are short alphanumerics; anything else is hashed to stay a plain name
+    text = session or "anonymous"
+    return "s-" + (text if text.isalnum() and len(text) <= 64 else hashlib.sha256(text.encode()).hexdigest()[:24])
+
+
+def _png(folder: Path, name: str, image: np.ndarray) -> str:
+    path = folder / name
+    save_png(path, image)
+    return str(path)
+
+
+# ------------------------------------------------------------------------------------ inputs
+def checked_input(component: gr.components.Component, what: str, expected: str) -> gr.components.Component:
+    """Answer a value the component cannot read with a message naming the input, not ``{"error": null}``.
+
+    gradio validates and converts each input (``data_model``, ``preprocess``) before the app's
+    function runs, and a failure there reaches an API caller as a bare error. Both steps are
+    wrapped here, on the instance (a subclass would make gradio write a ``.pyi`` stub).
+    """
+
+    def refuse(value: Any) -> gr.Error:
+        shown = repr(value)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        return gr.Error(f"{what}: expected {expected}, got {shown}", title="Invalid input", print_exception=False)
+
+    preprocess = component.preprocess
+
+    def checked_preprocess(payload: Any) -> Any:
+        try:
+            return preprocess(payload)
+        except gr.Error:
+            raise
+        except Exception:  # noqa: BLE001 -- any failure to read the value means the same to the caller
+            raise refuse(getattr(payload, "model_dump", lambda: payload)()) from None
+
+    component.preprocess = checked_preprocess
+    model = getattr(component, "data_model", None)
+    if model is not None:
+        component.data_model = _CheckedModel(model, refuse)
+    return component
+
+
+class _CheckedModel:
+    """A component's pydantic ``data_model`` whose validation failure becomes a ``gr.Error``."""
+
+    def __init__(self, model: Any, refuse: Callable[[Any], gr.Error]) -> None:
+        self._model, self._refuse = model, refuse
+
+    def model_validate(self, value: Any, **options: Any) -> Any:
+        try:
+            return self._model.model_validate(value, **options)
+        except Exception:  # noqa: BLE001 -- pydantic raises ValidationError, TypeError or ValueError
+            raise self._refuse(value) from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
 
 
 # ---------------------------------------------------------------------------------- examples
 EXAMPLE_NAMES = ("brick", "grass", "gravel")
 
 
-def example_paths() -> dict[str, str]:
-    """The example textures as PNG files (written once per machine), name -> path."""
-    folder = WORK_ROOT / "examples"
+def example_paths(folder: Path) -> dict[str, str]:
+    """The example textures as PNG files in ``folder`` (written once), name -> path."""
     paths = {}
     for name in EXAMPLE_NAMES:
-        path = folder / f"{name}.png"
+        path = Path(folder) / f"{name}.png"
         if not path.is_file():
             save_png(path, getattr(skimage.data, name)())
         paths[name] = str(path)
@@ -198,25 +363,6 @@ def upload_notes(path: str, image: np.ndarray) -> list[str]:
 def _warn(notes: Sequence[str]) -> None:
     for note in notes:
         gr.Warning(note)
-
-
-def _work_dir() -> Path:
-    """A fresh folder for one click's files; folders older than an hour are removed on the way."""
-    WORK_ROOT.mkdir(parents=True, exist_ok=True)
-    now = time.time()
-    for old in WORK_ROOT.glob("call-*"):
-        try:
-            if now - old.stat().st_mtime > WORK_TTL_S:
-                shutil.rmtree(old, ignore_errors=True)
-        except OSError:
-            pass  # another worker removed it first
-    return Path(tempfile.mkdtemp(prefix="call-", dir=WORK_ROOT))
-
-
-def _png(folder: Path, name: str, image: np.ndarray) -> str:
-    path = folder / name
-    save_png(path, image)
-    return str(path)
 
 
 # ---------------------------------------------------------------------------------- generate
@@ -322,157 +468,66 @@ def _table(rows: Sequence[dict]) -> pd.DataFrame:
     return pd.DataFrame(records, columns=TABLE_COLUMNS)
 
 
-def generate(
-    image_path: str | None,
-    method: str,
-    shape: str,
-    mode: str,
-    size_bin: str,
-    count: float,
-    seed: float,
-    region_drawing: dict | None,
-    region_mask_path: str | None,
-    progress: gr.Progress = gr.Progress(),
-):
-    """Make ``count`` anomalies (seeds ``seed``, ``seed + 1``, ...) in the image; previews, table, files."""
-    image = read_upload(image_path)
-    _warn(upload_notes(image_path, image))
-    if method not in available_methods():
-        raise gr.Error(f"unknown method {method!r}; choose from {', '.join(available_methods())}",
-                       print_exception=False)
-    shapes, modes, sized = method_options(method)
-    shape_arg = _choice(shape, shapes[1:], "shape")
-    mode_arg = _choice(mode, modes[1:], "mode")
-    bin_names = [b.name for b in DEFAULT_BINS]
-    bin_arg = _choice(size_bin, bin_names, "size bin") if sized else None
-    count = _int(count, "count", 1, MAX_COUNT)
-    seed = _int(seed, "seed", 0, 2**62)
-    region, region_source = _region(image, region_drawing, region_mask_path)
-    textures = tuple(example_image(name) for name in EXAMPLE_NAMES)  # for the "texture" modes
+# ------------------------------------------------------------------------------------ device
+def serving_device() -> str:
+    """Where detectors run in this process, in words: "GPU (name)" or "CPU"."""
+    import torch
 
-    anomalies, failures = [], []
-    for i in progress.tqdm(range(count), desc="Generating anomalies"):
-        try:
-            anomalies.append(synthesize(image, method, seed=seed + i, shape=shape_arg, mode=mode_arg,
-                                        size_bin=bin_arg, region=region, textures=textures))
-        except SynthError as exc:
-            failures.append(f"seed {seed + i}: {exc}")
-    if not anomalies:
-        raise gr.Error(failures[0], title="No anomaly could be made", print_exception=False)
-    if failures:
-        gr.Warning(f"{len(failures)} of {count} anomalies could not be made ({failures[0]}).")
-
-    folder = _work_dir()
-    source_id = Path(image_path).name
-    rows = export_rows(anomalies, source_id)
-    before = _png(folder, "before.png", display_rgb(image, PREVIEW_SIDE))
-    gallery, views = [], []
-    for i, (anomaly, row) in enumerate(zip(anomalies, rows)):
-        overlay = _png(folder, f"overlay_{i}.png", contour_overlay(anomaly.image, anomaly.mask, PREVIEW_SIDE))
-        after = _png(folder, f"after_{i}.png", display_rgb(anomaly.image, PREVIEW_SIDE))
-        mask = _png(folder, f"mask_{i}.png", mask_preview(anomaly.mask, PREVIEW_SIDE))
-        caption = (f"{row['shape']} · {row['mode']} · {row['size_bin']} "
-                   f"({100 * row['area_fraction']:.3g} %) · seed {row['seed']}")
-        gallery.append((overlay, caption))
-        views.append({"before": before, "after": after, "mask": mask})
-    config = {
-        "tool": f"anomalyforge {VERSION} (Space)",
-        "method": method, "shape": shape_arg, "mode": mode_arg, "size_bin": bin_arg,
-        "count": count, "seed": seed, "source_id": source_id, "region": region_source,
-    }
-    stem = Path(source_id).stem or "image"
-    zip_path = export_zip(anomalies, folder / f"{stem}_{method}_seed{seed}.zip", source_id, config=config)
-    parquet_path = export_parquet(anomalies, folder / f"{stem}_{method}_seed{seed}.parquet", source_id)
-    status = (f"Made {len(anomalies)} anomal{'y' if len(anomalies) == 1 else 'ies'} with **{method}**"
-              f"{' inside the ' + region_source + ' region' if region_source else ''}. "
-              "The zip holds `images/`, `masks/` and `metadata.jsonl` "
-              "(`datasets.load_dataset(\"imagefolder\", data_dir=...)` reads it).")
-    return (
-        gallery,
-        (views[0]["before"], views[0]["after"]),
-        views[0]["mask"],
-        _table(rows),
-        [str(zip_path), str(parquet_path)],
-        status,
-        views,
-    )
+    if torch.cuda.is_available():
+        return f"GPU ({torch.cuda.get_device_name(0)})"
+    return "CPU"
 
 
-def show_selected(views: list[dict] | None, evt: gr.SelectData):
-    """Gallery click: show that anomaly in the before/after slider and the mask view."""
-    if not views or evt.index is None or not 0 <= int(evt.index) < len(views):
-        return gr.ImageSlider(), gr.Image()
-    view = views[int(evt.index)]
-    return (view["before"], view["after"]), view["mask"]
-
-
-def generated_files(views: list[dict] | None) -> list[str]:
-    """The previews of the last Generate click, as test images for the Detect tab."""
-    if not views:
-        raise gr.Error("Nothing generated yet: make anomalies in the Generate tab first.", print_exception=False)
-    return [view["after"] for view in views]
-
-
-# ------------------------------------------------------------------------------------ detect
-_FITTED: "OrderedDict[str, Any]" = OrderedDict()
-_FIT_LOCK = threading.Lock()
-_FITTED_MAX = 4
-
-
-def _device() -> str:
+def _torch_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _new_detector(name: str, size: int):
-    from detect.registry import build_detector
-
-    if name == "patchcore":
-        return build_detector(name, image_size=size, coreset_ratio=0.1, max_coreset=PATCHCORE_MAX_CORESET)
-    return build_detector(name, image_size=size)
+#: fitted detectors shared by every visitor (a few kept; fitting is the slow part)
+FITTED = FittedDetectors(capacity=4)
 
 
-def example_detector_images(name: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """(fit images, held-out anomaly-free images) for the detector of one example texture.
-
-    One texture is one image, so the detector is fitted on it and its two mirror images and the
-    normal range is measured on the image turned by 180 degrees: the same kind of texture, not
-    the same pixels (the features are not mirror-invariant).
-    """
-    image = as_rgb(example_image(name))
-    return [image, image[:, ::-1], image[::-1, :]], [image[::-1, ::-1]]
-
-
-def fitted_detector(name: str, key: str, images: Sequence[np.ndarray], size: int = DETECT_SIZE):
-    """The detector ``name`` fitted on ``images`` at ``size``, cached under ``key`` (a few kept).
-
-    Fitting holds a lock so that two users asking for the same detector fit it once.
-    """
-    if name not in DETECTORS:
-        raise gr.Error(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}", print_exception=False)
-    key = f"{key}@{size}"
-    with _FIT_LOCK:
-        if key in _FITTED:
-            _FITTED.move_to_end(key)
-            return _FITTED[key]
-        detector = _new_detector(name, size)
-        detector.to(_device())
-        try:
-            detector.fit(list(images))
-        finally:
-            detector.to("cpu")
-        _FITTED[key] = detector
-        while len(_FITTED) > _FITTED_MAX:
-            _FITTED.popitem(last=False)
-        return detector
+@GPU(duration=60)
+def score_on_device(name: str, key: str, fit_images: Sequence[np.ndarray], batches: Sequence[Sequence[np.ndarray]],
+                    size: int):
+    """Fit (or reuse) a detector and score each batch of images, on the GPU when there is one."""
+    detector = FITTED.get(name, key, fit_images, device=_torch_device(), image_size=size)
+    detector.to(_torch_device())
+    try:
+        return [detector.score(list(batch)) for batch in batches], serving_device()
+    finally:
+        detector.to("cpu")
 
 
-def _files_key(paths: Sequence[str]) -> str:
-    digest = hashlib.sha256()
-    for p in paths:
-        digest.update(hashlib.sha256(Path(p).read_bytes()).digest())
-    return digest.hexdigest()[:16]
+def _stress_duration(images, config) -> int:
+    """ZeroGPU time to ask for: fitting plus about 0.05 s per image scored on a GPU, with margin."""
+    return int(min(300, 30 + 0.1 * (config.anomalies + 8 * len(images) * config.grid**2)))
+
+
+@GPU(duration=_stress_duration)
+def stress_on_device(images: Sequence[np.ndarray], config: StressConfig):
+    """``detect.stress.run_stress`` on the GPU when there is one (detectors shared through ``FITTED``)."""
+    return run_stress(images, config, detectors=FITTED, device=_torch_device(), progress=True), serving_device()
+
+
+# ---------------------------------------------------------------------------------- generate
+def generate_status(count: int, method: str, region_source: str | None, parquet: bool) -> str:
+    return (f"Made {count} anomal{'y' if count == 1 else 'ies'} with **{method}**"
+            f"{' inside the ' + region_source + ' region' if region_source else ''}. "
+            "The zip holds `images/`, `masks/` and `metadata.jsonl` "
+            "(`datasets.load_dataset(\"imagefolder\", data_dir=...)` reads it)"
+            + ("; the parquet holds the same rows." if parquet else
+               f"; the parquet is left out above {PARQUET_MAX_BYTES // 1024**2} MB (it would repeat the zip).")
+            + " Next: the **Detect** tab scores these anomalies.")
+
+
+DETECT_COLUMNS = ["file", "verdict", "score", "threshold", "score / threshold"]
+STRESS_COLUMNS = ["by", "value", "size_bin", "n", "detected", "recall", "recall_low", "recall_high"]
+BROWSE_COLUMNS = ["source_id", "method", "shape", "mode", "size_bin", "area_fraction", "brightness_delta", "seed"]
+GENERATED = "the Generate tab's image"
+#: anomalies scored by a Detect click with nothing generated and nothing uploaded
+DETECT_DEMO_COUNT = 3
 
 
 def _paths(files: Any) -> list[str]:
@@ -483,284 +538,404 @@ def _paths(files: Any) -> list[str]:
     return [str(getattr(f, "name", f)) for f in files]
 
 
-def as_rgb(image: np.ndarray) -> np.ndarray:
-    """Detectors here work on colour: gray images become three equal channels, alpha is dropped."""
-    if image.ndim == 2:
-        return np.repeat(image[:, :, None], 3, axis=2)
-    if image.shape[2] in (1, 2):
-        return np.repeat(image[:, :, :1], 3, axis=2)
-    return image[:, :, :3]
+def _files_key(paths: Sequence[str]) -> str:
+    digest = hashlib.sha256()
+    for p in paths:
+        digest.update(hashlib.sha256(Path(p).read_bytes()).digest())
+    return digest.hexdigest()[:16]
 
 
-@GPU(duration=60)
-def fit_and_score(name: str, key: str, fit_images: Sequence[np.ndarray], batches: Sequence[Sequence[np.ndarray]],
-                  size: int = DETECT_SIZE):
-    """Fit (or reuse) a detector and score each batch of images, on the GPU when there is one."""
-    detector = fitted_detector(name, key, fit_images, size)
-    detector.to(_device())
-    try:
-        return [detector.score(list(batch)) for batch in batches]
-    finally:
-        detector.to("cpu")
+def colour_bar(path: Path, detector: str) -> str:
+    """A horizontal colour bar for the heatmaps: typical anomaly-free level, threshold, twice as far."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from matplotlib import colormaps
+    from matplotlib.colors import Normalize
+    from matplotlib.cm import ScalarMappable
+
+    fig, ax = plt.subplots(figsize=(6.0, 0.9), dpi=110)
+    bar = fig.colorbar(ScalarMappable(Normalize(0, 2), colormaps["inferno"]), cax=ax, orientation="horizontal",
+                       ticks=[0, 1, 2])
+    bar.ax.set_xticklabels(["typical anomaly-free", "threshold", "2x threshold"], fontsize=8)
+    bar.ax.set_title(f"{detector} anomaly map, per image: transparent below the typical level", fontsize=8)
+    fig.subplots_adjust(left=0.04, right=0.96, top=0.62, bottom=0.38)
+    fig.savefig(path)
+    plt.close(fig)
+    return str(path)
 
 
-DETECT_COLUMNS = ["file", "score", "normal_max", "verdict"]
+class Space:
+    """The app's event handlers, with the state they share made explicit: the settings, the per-
+    session file area, and the example textures. ``build_demo`` wires them to the widgets."""
 
+    def __init__(self, config: SpaceConfig, work: WorkArea) -> None:
+        self.config, self.work = config, work
+        self.examples = example_paths(work.root / "examples")
 
-def detect(
-    detector_name: str,
-    fit_files: Any,
-    example: str,
-    test_files: Any,
-    progress: gr.Progress = gr.Progress(),
-):
-    """Score test images with a detector fitted on the user's anomaly-free images (or the example)."""
-    from detect.errors import DetectError
-
-    fit_paths, test_paths = _paths(fit_files), _paths(test_files)
-    if not test_paths:
-        raise gr.Error("Upload one or more images to score.", print_exception=False)
-    if len(fit_paths) + len(test_paths) > MAX_DETECT_IMAGES:
-        raise gr.Error(f"at most {MAX_DETECT_IMAGES} images per run (fit + test); got "
-                       f"{len(fit_paths) + len(test_paths)}", print_exception=False)
-    progress(0.05, desc="Reading images")
-    tests = [as_rgb(read_upload(p, "test image")) for p in test_paths]
-    if fit_paths:
-        goods = [as_rgb(read_upload(p, "anomaly-free image")) for p in fit_paths]
-        # with two or more, the last one is held out to measure the normal range honestly
-        fits, held_out = (goods[:-1], goods[-1:]) if len(goods) > 1 else (goods, goods)
-        key = f"{detector_name}:{_files_key(fit_paths)}"
-        source = f"{len(fits)} uploaded anomaly-free image(s)"
-        reference = ("the held-out last anomaly-free image" if len(goods) > 1
-                     else "the fit image itself (upload 2+ for a held-out reference)")
-    else:
-        if example not in EXAMPLE_NAMES:
-            raise gr.Error(f"unknown example {example!r}; choose from {', '.join(EXAMPLE_NAMES)}",
+    # ----------------------------------------------------------------------------- generate
+    def generate(
+        self,
+        image_path: str | None,
+        method: str,
+        shape: str,
+        mode: str,
+        size_bin: str,
+        count: float,
+        seed: float,
+        region_drawing: dict | None,
+        region_mask_path: str | None,
+        request: gr.Request,
+        progress: gr.Progress = gr.Progress(),
+    ):
+        """Make ``count`` anomalies (seeds ``seed``, ``seed + 1``, ...) in the image; previews, table, files."""
+        image = read_upload(image_path)
+        _warn(upload_notes(image_path, image))
+        if method not in available_methods():
+            raise gr.Error(f"unknown method {method!r}; choose from {', '.join(available_methods())}",
                            print_exception=False)
-        fits, held_out = example_detector_images(example)
-        key, source = f"{detector_name}:example:{example}", f"the example texture '{example}'"
-        reference = "the example turned by 180 degrees"
-    progress(0.2, desc=f"Fitting {detector_name} on {source} (once, then cached)")
-    try:
-        normal, result = fit_and_score(detector_name, key, fits, [held_out, tests])
-    except DetectError as exc:
-        raise gr.Error(str(exc), print_exception=False) from None
-    progress(0.9, desc="Drawing heatmaps")
-    normal_max = float(np.max(normal.scores))
-    low = float(np.median([np.median(m) for m in normal.maps]))
-    high = max(normal_max, float(np.max(result.scores)))
-    folder = _work_dir()
-    gallery, rows = [], []
-    for i, (path, image, score, amap) in enumerate(zip(test_paths, tests, result.scores, result.maps)):
-        overlay = _png(folder, f"heatmap_{i}.png", heatmap_overlay(image, amap, low, high, max_side=PREVIEW_SIDE))
-        verdict = "anomalous" if score > normal_max else "normal"
-        gallery.append((overlay, f"{Path(path).name}: score {score:.3g} ({verdict})"))
-        rows.append({"file": Path(path).name, "score": round(float(score), 4),
-                     "normal_max": round(normal_max, 4), "verdict": verdict})
-    status = (f"**{detector_name}** fitted on {source}. An image is called anomalous when it scores above "
-              f"the anomaly-free reference ({reference}: {normal_max:.4g}). Heatmaps share one colour scale.")
-    return gallery, pd.DataFrame(rows, columns=DETECT_COLUMNS), status
+        shapes, modes, sized = method_options(method)
+        shape_arg = _choice(shape, shapes[1:], "shape")
+        mode_arg = _choice(mode, modes[1:], "mode")
+        bin_arg = _choice(size_bin, [b.name for b in DEFAULT_BINS], "size bin") if sized else None
+        count = _int(count, "count", 1, MAX_COUNT)
+        seed = _int(seed, "seed", 0, 2**62)
+        region, region_source = _region(image, region_drawing, region_mask_path)
+        textures = tuple(example_image(name) for name in EXAMPLE_NAMES)  # for the "texture" modes
+
+        anomalies, failures = [], []
+        for i in progress.tqdm(range(count), desc="Generating anomalies"):
+            try:
+                anomalies.append(synthesize(image, method, seed=seed + i, shape=shape_arg, mode=mode_arg,
+                                            size_bin=bin_arg, region=region, textures=textures))
+            except SynthError as exc:
+                failures.append(f"seed {seed + i}: {exc}")
+        if not anomalies:
+            raise gr.Error(failures[0], title="No anomaly could be made", print_exception=False)
+        if failures:
+            gr.Warning(f"{len(failures)} of {count} anomalies could not be made ({failures[0]}).")
+
+        folder = self.work.folder(request.session_hash, "generate")
+        source_id = Path(image_path).name
+        rows = export_rows(anomalies, source_id)
+        before = _png(folder, "before.png", display_rgb(image, PREVIEW_SIDE))
+        gallery, views = [], []
+        for i, (anomaly, row) in enumerate(zip(anomalies, rows)):
+            overlay = _png(folder, f"overlay_{i}.png", contour_overlay(anomaly.image, anomaly.mask, PREVIEW_SIDE))
+            after = _png(folder, f"after_{i}.png", display_rgb(anomaly.image, PREVIEW_SIDE))
+            mask = _png(folder, f"mask_{i}.png", mask_preview(anomaly.mask, PREVIEW_SIDE))
+            caption = f"{row['shape']} · {row['mode']} · {row['size_bin']} · seed {row['seed']}"
+            gallery.append((overlay, caption))
+            views.append({"before": before, "after": after, "mask": mask, "source": str(image_path),
+                          "name": Path(row["file_name"]).name})
+        config = {
+            "tool": f"anomalyforge {_version()} (Space)",
+            "method": method, "shape": shape_arg, "mode": mode_arg, "size_bin": bin_arg,
+            "count": count, "seed": seed, "source_id": source_id, "region": region_source,
+        }
+        stem = Path(source_id).stem or "image"
+        downloads = [str(export_zip(anomalies, folder / f"{stem}_{method}_seed{seed}.zip", source_id, config=config))]
+        parquet = Path(downloads[0]).stat().st_size <= PARQUET_MAX_BYTES
+        if parquet:
+            downloads.append(str(export_parquet(anomalies, folder / f"{stem}_{method}_seed{seed}.parquet", source_id)))
+        generated = {"views": views, "parquet": downloads[1] if parquet else None}
+        return (
+            gallery,
+            (views[0]["before"], views[0]["after"]),
+            views[0]["mask"],
+            _table(rows),
+            downloads,
+            generate_status(len(anomalies), method, region_source, parquet),
+            generated,
+        )
+
+    # ------------------------------------------------------------------------------- detect
+    def detect(
+        self,
+        detector_name: str,
+        fit_files: Any,
+        reference: str,
+        test_files: Any,
+        image_path: str | None,
+        generated: dict | None,
+        request: gr.Request,
+        progress: gr.Progress = gr.Progress(),
+    ):
+        """Score images with a detector fitted on the same kind of image.
+
+        Test images: the uploads, else the anomalies made in Generate (with their clean source),
+        else a few anomalies made here on the Generate tab's image. Fit images: the anomaly-free
+        uploads, else the Generate tab's image (or an example texture) and its mirror images.
+        """
+        from detect.errors import DetectError
+
+        if detector_name not in DETECTORS:
+            raise gr.Error(f"unknown detector {detector_name!r}; choose from {', '.join(DETECTORS)}",
+                           print_exception=False)
+        choices = (GENERATED, *EXAMPLE_NAMES)
+        if reference not in choices:
+            raise gr.Error(f"unknown reference {reference!r}; choose from {', '.join(choices)}", print_exception=False)
+        fit_paths, test_paths = _paths(fit_files), _paths(test_files)
+        if len(fit_paths) + len(test_paths) > MAX_DETECT_IMAGES:
+            raise gr.Error(f"at most {MAX_DETECT_IMAGES} images per run (fit + test); got "
+                           f"{len(fit_paths) + len(test_paths)}", print_exception=False)
+        progress(0.05, desc="Reading images")
+        source_path = image_path or self.examples["brick"]
+        views = (generated or {}).get("views") or []
+        if test_paths:
+            tests = [(Path(p).name, as_colour(read_upload(p, "test image"))) for p in test_paths]
+            what = f"{len(tests)} uploaded image(s)"
+        elif views and (reference != GENERATED or views[0]["source"] == source_path):
+            tests = [("clean source", as_colour(read_upload(views[0]["before"], "clean image")))]
+            tests += [(v["name"], as_colour(read_upload(v["after"], "generated image"))) for v in views]
+            what = f"the {len(views)} anomalies made in Generate and their clean source"
+        else:
+            source = read_upload(source_path)
+            method = "synagen" if "synagen" in available_methods() else available_methods()[0]
+            tests = [("clean source", as_colour(display_rgb(source, PREVIEW_SIDE)))]
+            for seed in range(DETECT_DEMO_COUNT):
+                anomaly = synthesize(source, method, seed=seed, size_bin=DEFAULT_BINS[-1].name)
+                tests.append((f"{method} seed {seed} ({anomaly.record['shape']}, {anomaly.record['mode']})",
+                              as_colour(display_rgb(anomaly.image, PREVIEW_SIDE))))
+            what = (f"{DETECT_DEMO_COUNT} large {method} anomalies made now on {Path(source_path).name} "
+                    "and the clean image (generate or upload to score your own)")
+        if fit_paths:
+            goods = [as_colour(read_upload(p, "anomaly-free image")) for p in fit_paths]
+            # with two or more, the last one is held out to measure the normal range honestly
+            fits, held_out = (goods[:-1], goods[-1:]) if len(goods) > 1 else (goods, goods)
+            key = f"uploads:{_files_key(fit_paths)}"
+            source = f"{len(fits)} uploaded anomaly-free image(s)"
+            held = ("the held-out last anomaly-free image" if len(goods) > 1
+                    else "the fit image itself (upload 2+ for a held-out reference)")
+        else:
+            path = source_path if reference == GENERATED else self.examples[reference]
+            base = read_upload(path, "reference image")
+            fits, held_out = mirror_split(display_rgb(base, PREVIEW_SIDE))
+            key = f"mirror:{_files_key([path])}"
+            source = (f"**{Path(path).name}** ({'the Generate tab' if reference == GENERATED else 'example'} image) "
+                      "and its two mirror images")
+            held = "the same image turned by 180 degrees"
+        progress(0.2, desc=f"Fitting {detector_name} (once, then cached) and scoring")
+        try:
+            (normal, result), device = score_on_device(detector_name, key, fits, [held_out, [t for _, t in tests]],
+                                                       self.config.detect_size)
+        except DetectError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        progress(0.9, desc="Drawing heatmaps")
+        threshold = float(np.max(normal.scores))
+        typical = float(np.median([np.median(m) for m in normal.maps]))
+        top = typical + 2.0 * max(threshold - typical, 1e-9)
+        folder = self.work.folder(request.session_hash, "detect")
+        gallery, rows = [], []
+        for i, ((name, image), score, amap) in enumerate(zip(tests, result.scores, result.maps)):
+            # one scale for every image, anchored on the reference: the threshold is mid-scale
+            overlay = _png(folder, f"heatmap_{i}.png",
+                           heatmap_overlay(image, amap, typical, top, opacity=0.6, max_side=PREVIEW_SIDE))
+            verdict = "anomalous" if score > threshold else "normal"
+            ratio = float(score) / threshold if threshold > 0 else float("inf")
+            gallery.append((overlay, f"{verdict.upper()} · {ratio:.2f}x threshold · {name}"))
+            rows.append({"file": name, "verdict": verdict, "score": round(float(score), 4),
+                         "threshold": round(threshold, 4), "score / threshold": round(ratio, 3)})
+        status = (f"**{detector_name}** fitted on {source}; scored {what}. An image is **anomalous** when its "
+                  f"score is above the threshold, the highest score of {held} ({threshold:.4g}). "
+                  f"Served on **{device}**.")
+        return gallery, pd.DataFrame(rows, columns=DETECT_COLUMNS), colour_bar(folder / "colour_bar.png",
+                                                                                 detector_name), status
+
+    # -------------------------------------------------------------------------- stress test
+    def stress_test(
+        self,
+        files: Any,
+        image_path: str | None,
+        method: str,
+        detector_name: str,
+        total: float,
+        k: float,
+        seed: float,
+        progress: gr.Progress = gr.Progress(track_tqdm=True),
+    ):
+        """The paper's analysis on the user's images: recall at k false positives per shape and mode vs size bin."""
+        import matplotlib.pyplot as plt
+
+        from detect.errors import DetectError
+
+        paths = _paths(files) or [image_path or self.examples["brick"]]
+        if len(paths) > STRESS_MAX_IMAGES:
+            raise gr.Error(f"at most {STRESS_MAX_IMAGES} images per stress test; got {len(paths)}",
+                           print_exception=False)
+        if method not in available_methods():
+            raise gr.Error(f"unknown method {method!r}; choose from {', '.join(available_methods())}",
+                           print_exception=False)
+        if detector_name not in DETECTORS:
+            raise gr.Error(f"unknown detector {detector_name!r}; choose from {', '.join(DETECTORS)}",
+                           print_exception=False)
+        config = StressConfig(method=method, detector=detector_name, anomalies=_int(total, "number of anomalies", 1,
+                                                                                     STRESS_MAX),
+                              k=_int(k, "k (false positives)", 1, 5), seed=_int(seed, "seed", 0, 2**62),
+                              grid=STRESS_GRID, image_size=min(STRESS_SIZE, self.config.detect_size), min_side=MIN_SIDE)
+        progress(0.0, desc="Reading images")
+        images = [read_upload(p) for p in paths]
+        try:
+            result, device = stress_on_device(images, config)
+        except DetectError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        parts = []
+        for by, name in (("shape", "shape_size"), ("mode", "mode_size")):
+            part = result.tables[name].rename(columns={by: "value"})
+            part.insert(0, "by", by)
+            parts.append(part)
+        table = pd.concat(parts, ignore_index=True)[STRESS_COLUMNS]
+        for column in ("recall", "recall_low", "recall_high"):
+            table[column] = table[column].astype(float).round(3)
+        figures = result.figures()
+        for fig in figures.values():
+            plt.close(fig)  # gradio draws the figure object itself; pyplot need not keep it
+        lines = result.text().splitlines()
+        facts = [line for line in lines if not line.startswith("Warning: ")]
+        warnings = [line[len("Warning: "):] for line in lines if line.startswith("Warning: ")]
+        status = " ".join(facts) + f" Served on **{device}**."
+        if warnings:
+            status = "\n".join(f"> ⚠️ **Warning:** {w}" for w in warnings) + "\n\n" + status
+        return figures["shape"], figures["mode"], table, status
+
+    # ----------------------------------------------------------------------------- datasets
+    def browse(self, repo: str, version: str, n_rows: float, generated: dict | None,
+               oauth_token: gr.OAuthToken | None = None, request: gr.Request = None):
+        """A few rows (image with mask outline, metadata): of a published version on the Hub
+        (read anonymously, or as the signed-in visitor -- never with the app's own token), or,
+        with no name given, of the dataset made in the Generate tab (or a small example one)."""
+        repo, version = (repo or "").strip(), (version or "").strip()
+        n_rows = _int(n_rows, "rows", 1, 24)
+        empty = pd.DataFrame(columns=BROWSE_COLUMNS)
+        if not repo:
+            return self._browse_local(generated, n_rows, request)
+        if repo.count("/") != 1 or not all(repo.split("/")):
+            raise gr.Error(f"give the dataset as ORG/NAME, got {repo!r}", print_exception=False)
+        from hub_tools.errors import DatasetNotFoundError, HubToolsError
+        from hub_tools.preview import read_rows
+
+        token = oauth_token.token if oauth_token is not None else False
+        try:
+            rows, version, total = read_rows(repo, version or None, n_rows, token=token)
+        except DatasetNotFoundError as exc:
+            signed = "" if oauth_token is not None else " Sign in with Hugging Face to read your own private datasets."
+            return [], empty, f"### `{repo}`: not found or private\n{exc}.{signed}"
+        except HubToolsError as exc:
+            return [], empty, (f"### Could not load `{repo}` {version or '(latest)'}\n{exc}\n\nThe Hugging Face "
+                               "Hub may be unreachable from this machine. Leave the name empty to browse the dataset "
+                               "made in the Generate tab.")
+        gallery, table = self._rows_view(rows, request)
+        return gallery, table, f"`{repo}` version {version}: showing {len(table)} of {total} rows of the `test` split."
+
+    def _browse_local(self, generated: dict | None, n_rows: int, request: gr.Request | None):
+        parquet = (generated or {}).get("parquet")
+        if parquet and Path(parquet).is_file():
+            import datasets
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(parquet)
+            rows = datasets.Dataset(table.slice(0, n_rows))
+            what = f"the dataset made in the Generate tab ({Path(parquet).name})"
+            total = table.num_rows
+        else:
+            rows = self._example_dataset(n_rows)
+            what = ("a small example dataset (SYNAGEN anomalies on the three example textures); make your own in "
+                    "the Generate tab")
+            total = len(rows)
+        gallery, table = self._rows_view(rows, request)
+        return gallery, table, f"Showing {len(table)} of {total} rows of {what}. Name an ORG/NAME to browse the Hub."
+
+    def _example_dataset(self, n_rows: int):
+        import datasets
+        import pyarrow.parquet as pq
+
+        path = self.work.root / "examples" / "example_dataset.parquet"
+        if not path.is_file():
+            anomalies, sources = [], []
+            for i in range(6):
+                name = EXAMPLE_NAMES[i % len(EXAMPLE_NAMES)]
+                size_bin = DEFAULT_BINS[-2 - i % 3].name  # the larger bins: visible in a thumbnail
+                anomalies.append(synthesize(example_image(name), "synagen", seed=i, size_bin=size_bin))
+                sources.append(f"{name}.png")
+            export_parquet(anomalies, path, sources)
+        return datasets.Dataset(pq.read_table(path).slice(0, n_rows))
+
+    def _rows_view(self, rows, request: gr.Request | None):
+        folder = self.work.folder(getattr(request, "session_hash", None), "browse")
+        features = rows.features
+        gallery, records = [], []
+        for i in range(len(rows)):
+            row = rows[i]
+            image, mask = np.asarray(row["image"]), np.asarray(row["mask"]) > 0
+            if mask.ndim == 3:
+                mask = mask.any(axis=2)
+            record = {}
+            for column in BROWSE_COLUMNS:
+                value = row.get(column)
+                names = getattr(features.get(column), "names", None)
+                record[column] = names[value] if names is not None and isinstance(value, int) else value
+            records.append(record)
+            overlay = _png(folder, f"row_{i}.png", contour_overlay(image, mask, PREVIEW_SIDE))
+            gallery.append((overlay, f"{record['shape']} · {record['mode']} · {record['size_bin']}"))
+        return gallery, pd.DataFrame(records, columns=BROWSE_COLUMNS)
+
+    def release(self, request: gr.Request) -> None:
+        """The visitor closed the page: their files go now, not at the next expiry."""
+        self.work.release(request.session_hash)
+
+
+def show_selected(generated: dict | None, evt: gr.SelectData):
+    """Gallery click: show that anomaly in the before/after slider and the mask view."""
+    views = (generated or {}).get("views") or []
+    if not views or evt.index is None or not 0 <= int(evt.index) < len(views):
+        return gr.ImageSlider(), gr.Image()
+    view = views[int(evt.index)]
+    return (view["before"], view["after"]), view["mask"]
 
 
 # ------------------------------------------------------------------------------- stress test
 #: anomalies per stress test, at most
 STRESS_MAX = 400
-#: each image is cut into GRID x GRID tiles: alternate tiles fit the detector, the others are the
-#: anomaly-free test images that set the threshold and receive the synthetic anomalies
+#: tiles per side of each stress-test image
 STRESS_GRID = 4
 #: images per stress test, at most
 STRESS_MAX_IMAGES = 8
-
-
-def tiles(image: np.ndarray, grid: int) -> list[np.ndarray]:
-    """``grid x grid`` equal tiles of ``image`` (the remainder at the right and bottom is dropped)."""
-    height, width = image.shape[0] // grid, image.shape[1] // grid
-    return [np.ascontiguousarray(image[r * height:(r + 1) * height, c * width:(c + 1) * width])
-            for r in range(grid) for c in range(grid)]
-
-
-def _stress_axes(method: str) -> tuple[list[str | None], list[str | None], list[str | None]]:
-    """Shapes, modes and size bins the stress test cycles through (``None`` = the method draws)."""
-    obj = get_method(method)
-    bins = [b.name for b in DEFAULT_BINS] if getattr(obj, "targets_size", False) else [None]
-    if method == "hybrid":  # a mixture: most shape x mode pairs belong to no single method
-        return [None], [None], bins
-    # the paper's modes; "texture" needs a texture collection and is not part of its analysis
-    return list(obj.shapes), [m for m in obj.modes if m != "texture"], bins
-
-
-def _stress_duration(detector_name, key, fit, test_rows, good, k, size) -> int:
-    """ZeroGPU time to ask for: fitting plus about 0.05 s per image scored on a GPU, with margin."""
-    return int(min(300, 30 + 0.1 * (len(test_rows) + len(good) + len(fit))))
-
-
-@GPU(duration=_stress_duration)
-def evaluate_on_device(detector_name: str, key: str, fit: Sequence[np.ndarray], test_rows: list[dict],
-                       good: Sequence[np.ndarray], k: int, size: int):
-    """Fit (or reuse) the detector and run ``detect.evaluate`` on the GPU when there is one."""
-    from detect.evaluate import evaluate
-
-    detector = fitted_detector(detector_name, key, fit, size)
-    detector.to(_device())
-    try:
-        return evaluate(test_rows, list(good), detector, ks=(k,), table_k=k, pixel_size=64, progress=True)
-    finally:
-        detector.to("cpu")
-
-
-STRESS_COLUMNS = ["by", "value", "size_bin", "n", "detected", "recall"]
-
-
-def stress_test(
-    files: Any,
-    image_path: str | None,
-    method: str,
-    detector_name: str,
-    total: float,
-    k: float,
-    seed: float,
-    progress: gr.Progress = gr.Progress(track_tqdm=True),
-):
-    """The paper's analysis on the user's images: recall at k false positives per shape and mode vs size bin."""
-    import matplotlib.pyplot as plt
-
-    from detect.errors import DetectError
-    from detect.report import plot_recall_by_size
-
-    paths = _paths(files) or ([image_path] if image_path else [example_paths()["brick"]])
-    if len(paths) > STRESS_MAX_IMAGES:
-        raise gr.Error(f"at most {STRESS_MAX_IMAGES} images per stress test; got {len(paths)}", print_exception=False)
-    if method not in available_methods():
-        raise gr.Error(f"unknown method {method!r}; choose from {', '.join(available_methods())}",
-                       print_exception=False)
-    total = _int(total, "number of anomalies", 1, STRESS_MAX)
-    k = _int(k, "k (false positives)", 1, 5)
-    seed = _int(seed, "seed", 0, 2**62)
-    progress(0.0, desc="Reading images")
-    images = [as_rgb(read_upload(p)) for p in paths]
-    pool = [t for image in images for t in tiles(image, STRESS_GRID)]
-    fit, good = pool[0::2], pool[1::2]
-    side = min(min(t.shape[:2]) for t in pool)
-    if side < MIN_SIDE or len(good) <= k:
-        raise gr.Error(
-            f"the images give {len(good)} anomaly-free test tiles of {side} px; k = {k} needs more than {k} "
-            f"tiles of at least {MIN_SIDE} px: upload more or larger images",
-            print_exception=False,
-        )
-    size = min(DETECT_SIZE, side)
-    shapes, modes, bins = _stress_axes(method)
-    cells = [(s, m, b) for b in bins for s in shapes for m in modes]
-    test_rows, failures = [], []
-    for j in progress.tqdm(range(total), desc=f"Generating {total} anomalies"):
-        shape, mode, size_bin = cells[j % len(cells)]
-        try:
-            anomaly = synthesize(good[(j // len(cells) + j) % len(good)], method, seed=seed + j,
-                                 shape=shape, mode=mode, size_bin=size_bin)
-        except SynthError as exc:
-            failures.append(str(exc))
-            continue
-        test_rows.append({"image": anomaly.image, "mask": anomaly.mask, **anomaly.record})
-    if not test_rows:
-        raise gr.Error(f"no anomaly could be made: {failures[0]}", print_exception=False)
-    progress(0.5, desc=f"Fitting {detector_name} on {len(fit)} tiles (once, then cached) and scoring")
-    try:
-        result = evaluate_on_device(detector_name, f"stress:{detector_name}:{_files_key(paths)}", fit, test_rows,
-                                    good, k, size)
-    except DetectError as exc:
-        raise gr.Error(str(exc), print_exception=False) from None
-    parts = []
-    for by, name in (("shape", "shape_size"), ("mode", "mode_size")):
-        part = result.tables[name].rename(columns={by: "value"})
-        part.insert(0, "by", by)
-        parts.append(part)
-    table = pd.concat(parts, ignore_index=True)[STRESS_COLUMNS]
-    table["recall"] = table["recall"].astype(float).round(3)
-    budget = f"{k} false positive{'s' if k > 1 else ''}"
-    figures = [plot_recall_by_size(result.tables[name], by, f"{detector_name}, {method}: per {by}, {budget}")
-               for by, name in (("shape", "shape_size"), ("mode", "mode_size"))]
-    for fig in figures:
-        plt.close(fig)  # gradio draws the figure object itself; pyplot need not keep it
-    summary = result.summary
-    status = (f"{len(test_rows)} anomalies on {len(good)} anomaly-free tiles ({len(fit)} other tiles fitted "
-              f"{detector_name} at {size} px). The threshold lets {summary['false_positives_at_k'][str(k)]} of "
-              f"{len(good)} anomaly-free tiles through; overall recall **{summary['recall_at_k'][str(k)]:.1%}**, "
-              f"image AUROC {summary['image_auroc']:.3f}."
-              + (f" {len(failures)} anomalies could not be made (e.g. {failures[0]})." if failures else ""))
-    return figures[0], figures[1], table, status
-
-
-# ---------------------------------------------------------------------------------- datasets
-BROWSE_COLUMNS = ["source_id", "method", "shape", "mode", "size_bin", "area_fraction", "brightness_delta",
-                  "seed"]
-
-
-def _unreachable(repo: str, version: str, exc: Exception) -> str:
-    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-    return (f"### Could not load `{repo}` {version or '(latest)'}\n{reason}\n\n"
-            "The Hugging Face Hub may be unreachable from this machine, or the dataset or version does "
-            "not exist. Generate, Detect and Stress test work without it.")
-
-
-def browse(repo: str, version: str, n_rows: float):
-    """A few rows (image with mask outline, metadata) of one published dataset version."""
-    import hub_tools
-
-    repo, version = (repo or "").strip(), (version or "").strip()
-    if repo.count("/") != 1 or not all(repo.split("/")):
-        raise gr.Error(f"give the dataset as ORG/NAME, got {repo!r}", print_exception=False)
-    n_rows = _int(n_rows, "rows", 1, 24)
-    try:
-        if not version:
-            versions = hub_tools.list_versions(repo)
-            if not versions:
-                return [], pd.DataFrame(columns=BROWSE_COLUMNS), f"`{repo}` has no published version yet."
-            version = versions[-1].version
-        data = hub_tools.load_version(repo, version)
-    except Exception as exc:  # noqa: BLE001 -- network and Hub client errors come in many types; all mean "cannot load"
-        return [], pd.DataFrame(columns=BROWSE_COLUMNS), _unreachable(repo, version, exc)
-    if "test" not in data:
-        return [], pd.DataFrame(columns=BROWSE_COLUMNS), f"`{repo}` {version} has no `test` split."
-    split = data["test"]
-    features = split.features
-    folder = _work_dir()
-    gallery, records = [], []
-    for i in range(min(n_rows, len(split))):
-        row = split[i]
-        image, mask = np.asarray(row["image"]), np.asarray(row["mask"]) > 0
-        if mask.ndim == 3:
-            mask = mask.any(axis=2)
-        record = {}
-        for column in BROWSE_COLUMNS:
-            value = row.get(column)
-            names = getattr(features.get(column), "names", None)
-            record[column] = names[value] if names is not None and isinstance(value, int) else value
-        records.append(record)
-        overlay = _png(folder, f"row_{i}.png", contour_overlay(image, mask, PREVIEW_SIDE))
-        gallery.append((overlay, f"{record['shape']} · {record['mode']} · {record['size_bin']}"))
-    status = f"`{repo}` version {version}: showing {len(records)} of {len(split)} rows of the `test` split."
-    return gallery, pd.DataFrame(records, columns=BROWSE_COLUMNS), status
+#: side the stress test's detector works at (tiles are small; 128 px keeps a run near 10 s on CPU)
+STRESS_SIZE = 128
 
 
 # -------------------------------------------------------------------------------------- page
 INTRO = """# anomalyforge
 Make synthetic anomalies with exact masks in **your own images** (SYNAGEN and other methods), then see
 **where a detector is blind**: which shapes, modes and sizes it misses at one false positive.
-Runs on CPU; uploads up to {max_file}, {max_mp:.1f} MP, at least {min_side}x{min_side} px.
-Jobs wait in a queue when the app is busy; the position in the queue shows on the outputs.
+Every tab works with its defaults: press its main button first, then bring your own images.
+Uploads up to {max_file}, {max_mp:.1f} MP, at least {min_side}x{min_side} px. Jobs wait in a queue when
+the app is busy. This app runs on **{device}**.
 """
 
 
-def build_demo() -> gr.Blocks:
+def build_demo(config: SpaceConfig | None = None) -> gr.Blocks:
     """The whole app as ``gr.Blocks`` (not launched). Endpoints: ``/generate``, ``/detect``,
-    ``/stress_test``, ``/browse``."""
-    examples = example_paths()
+    ``/stress_test``, ``/browse``. ``config`` defaults to ``SpaceConfig()`` (no environment read)."""
+    config = config or SpaceConfig()
     methods = available_methods()
     default_method = "synagen" if "synagen" in methods else methods[0]
     shapes, modes, sized = method_options(default_method)
     bin_choices = [RANDOM, *(b.name for b in DEFAULT_BINS)]
+    stress_defaults = StressConfig()
 
-    with gr.Blocks(title="anomalyforge", delete_cache=(3600, 3600)) as demo:
-        gr.Markdown(INTRO.format(max_file=MAX_FILE_SIZE.upper(), max_mp=MAX_UPLOAD_PIXELS / 1e6, min_side=MIN_SIDE))
+    # files live inside gradio's cache folder, which gradio serves without copying them again
+    with gr.Blocks(title="anomalyforge", delete_cache=(600, config.work_ttl_s)) as demo:
+        root = config.work_root or Path(demo.GRADIO_CACHE) / "anomalyforge"
+        space = Space(config, WorkArea(root, config.disk_budget, config.work_ttl_s))
+        examples = space.examples
+        demo.space = space  # for tests and scripts that measure the app
+        gr.Markdown(INTRO.format(max_file=MAX_FILE_SIZE.upper(), max_mp=MAX_UPLOAD_PIXELS / 1e6, min_side=MIN_SIDE,
+                                 device=serving_device()))
+        if config.on_space:
+            gr.LoginButton(value="Sign in with Hugging Face (to browse your private datasets)", size="sm")
+        generated = gr.State({})
         with gr.Tabs():
             # ---------------------------------------------------------------- Generate
             with gr.Tab("Generate", id="generate"):
@@ -770,29 +945,36 @@ def build_demo() -> gr.Blocks:
                                                sources=["upload", "clipboard"], height=320, elem_id="image-in")
                         gr.Examples(examples=[[p] for p in examples.values()], inputs=[image],
                                     label="Examples (CC0 textures from scikit-image)")
-                        method = gr.Dropdown(methods, value=default_method, label="Method")
+                        method = checked_input(gr.Dropdown(methods, value=default_method, label="Method"),
+                                               "method", "a method name")
                         with gr.Row():
                             # choices follow the method; the API may name any, generate() checks them
-                            shape = gr.Dropdown(shapes, value=RANDOM, label="Shape", allow_custom_value=True)
-                            mode = gr.Dropdown(modes, value=RANDOM, label="Mode", allow_custom_value=True)
+                            shape = checked_input(gr.Dropdown(shapes, value=RANDOM, label="Shape",
+                                                              allow_custom_value=True), "shape", "a shape name")
+                            mode = checked_input(gr.Dropdown(modes, value=RANDOM, label="Mode",
+                                                             allow_custom_value=True), "mode", "a mode name")
                         with gr.Row():
-                            size_bin = gr.Dropdown(bin_choices, value=RANDOM, label="Size bin", allow_custom_value=True,
-                                                   info="share of image pixels the anomaly changes")
-                            count = gr.Slider(1, MAX_COUNT, value=4, step=1, label="Count")
-                            seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
+                            size_bin = checked_input(gr.Dropdown(bin_choices, value=RANDOM, label="Size bin",
+                                                                 allow_custom_value=True,
+                                                                 info="share of image pixels the anomaly changes"),
+                                                     "size bin", "a size-bin name")
+                            count = checked_input(gr.Slider(1, MAX_COUNT, value=4, step=1, label="Count"),
+                                                  "count", f"a whole number from 1 to {MAX_COUNT}")
+                            seed = checked_input(gr.Number(value=0, precision=0, minimum=0, label="Seed"),
+                                                 "seed", "a whole number of at least 0")
                         with gr.Accordion("Region where anomalies may appear (optional)", open=False):
-                            region_drawing = gr.ImageEditor(
+                            region_drawing = checked_input(gr.ImageEditor(
                                 label="Paint the allowed region", type="numpy", image_mode="RGBA",
                                 sources=[], transforms=[], layers=False,
                                 brush=gr.Brush(colors=["#ff0000"], default_size=24, color_mode="fixed"),
                                 height=360, value={"background": examples["brick"], "layers": [], "composite": None},
-                            )
+                            ), "region drawing", "an editor value {background, layers: [RGBA images], composite}")
                             region_mask = uploaded_image(label="...or upload a mask (white = allowed, same size)",
                                                          sources=["upload"], height=200)
                         generate_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
                     with gr.Column(scale=2):
-                        status = gr.Markdown()
-                        gallery = gr.Gallery(label="Anomalies (mask outline in red)", columns=4, height=360,
+                        status = gr.Markdown(elem_id="generate-status")
+                        gallery = gr.Gallery(label="Anomalies (mask outline in red)", columns=2, height=420,
                                              object_fit="contain", format="png", elem_id="gallery")
                         with gr.Row():
                             slider = gr.ImageSlider(label="Before / after", type="filepath", height=360)
@@ -801,64 +983,83 @@ def build_demo() -> gr.Blocks:
                                              label="Metadata (one row per anomaly)", elem_id="metadata")
                         files = gr.File(label="Download: zip (imagefolder layout) and parquet", file_count="multiple",
                                         interactive=False, height=120)
-                views = gr.State([])
                 method.change(on_method_change, method, [shape, mode, size_bin], api_visibility="private")
                 image.change(on_image_change, image, region_drawing, api_visibility="private")
                 generate_btn.click(
-                    generate,
+                    space.generate,
                     [image, method, shape, mode, size_bin, count, seed, region_drawing, region_mask],
-                    [gallery, slider, mask_view, table, files, status, views],
+                    [gallery, slider, mask_view, table, files, status, generated],
                     api_name="generate",
                 )
-                gallery.select(show_selected, views, [slider, mask_view], api_visibility="private")
+                gallery.select(show_selected, generated, [slider, mask_view], api_visibility="private")
 
             # ---------------------------------------------------------------- Detect
             with gr.Tab("Detect", id="detect"):
+                gr.Markdown("Scores images with a detector fitted on anomaly-free images of **the same kind**. "
+                            "With nothing uploaded it scores the anomalies made in Generate (or makes a few) "
+                            "against a detector fitted on the Generate tab's image.")
                 with gr.Row():
                     with gr.Column(scale=1):
-                        detector = gr.Dropdown(list(DETECTORS), value="patchcore", label="Detector")
-                        fit_files = gr.File(label="Anomaly-free images to fit on (optional; 2+ recommended)",
+                        detector = checked_input(gr.Dropdown(list(DETECTORS), value="patchcore", label="Detector"),
+                                                 "detector", "a detector name")
+                        reference = checked_input(
+                            gr.Dropdown([GENERATED, *EXAMPLE_NAMES], value=GENERATED, label="Fit the detector on",
+                                        info="the image's mirror images fit it; uploads below replace it"),
+                            "reference", "a reference name")
+                        fit_files = gr.File(label="...or your anomaly-free images (optional; 2+ recommended)",
                                             file_count="multiple", file_types=["image"], type="filepath")
-                        example = gr.Dropdown(list(EXAMPLE_NAMES), value="brick",
-                                              label="...or use the detector fitted on an example texture")
-                        test_files = gr.File(label="Images to score", file_count="multiple", file_types=["image"],
-                                             type="filepath")
-                        use_generated = gr.Button("Score the anomalies made in Generate", size="sm")
-                        detect_btn = gr.Button("Detect", variant="primary")
+                        test_files = gr.File(label="Images to score (optional; default: the Generate tab's anomalies)",
+                                             file_count="multiple", file_types=["image"], type="filepath")
+                        detect_btn = gr.Button("Detect", variant="primary", elem_id="detect-btn")
                     with gr.Column(scale=2):
-                        detect_status = gr.Markdown()
-                        heatmaps = gr.Gallery(label="Anomaly heatmaps", columns=3, height=420, format="png")
+                        detect_status = gr.Markdown(elem_id="detect-status")
+                        heatmaps = gr.Gallery(label="Anomaly heatmaps (verdict · score / threshold · image)",
+                                              columns=2, height=460, object_fit="contain", format="png",
+                                              elem_id="heatmaps")
+                        bar = gr.Image(label="Heatmap colour scale", show_label=False, height=90, interactive=False,
+                                       elem_id="colour-bar", buttons=[])
                         scores = gr.Dataframe(value=pd.DataFrame(columns=DETECT_COLUMNS), label="Image scores",
-                                              interactive=False)
-                use_generated.click(generated_files, views, test_files, api_visibility="private")
-                detect_btn.click(detect, [detector, fit_files, example, test_files],
-                                 [heatmaps, scores, detect_status], api_name="detect",
+                                              interactive=False, elem_id="scores")
+                detect_btn.click(space.detect, [detector, fit_files, reference, test_files, image, generated],
+                                 [heatmaps, scores, bar, detect_status], api_name="detect",
                                  concurrency_id="detector", concurrency_limit=1)
 
             # ---------------------------------------------------------------- Stress test
             with gr.Tab("Stress test", id="stress"):
                 gr.Markdown(
-                    "Each image is cut into 4x4 tiles: alternate tiles fit the detector, the others are "
-                    "the anomaly-free test tiles. Anomalies cycle through every shape x mode x size bin of "
-                    "the method on those tiles; the threshold lets exactly *k* anomaly-free tiles through. "
-                    "Without uploads it runs on the Generate tab's image.")
+                    f"Each image is cut into {STRESS_GRID}x{STRESS_GRID} tiles: alternate tiles fit the detector, "
+                    "the others are the anomaly-free test tiles. Anomalies cycle through every shape x mode x size "
+                    "bin of the method on those tiles; the threshold lets exactly *k* anomaly-free tiles through. "
+                    "Shaded bands are 95 % intervals. Use a **repetitive texture** (fabric, wood, a wall); "
+                    "without uploads it runs on the Generate tab's image.")
                 with gr.Row():
                     with gr.Column(scale=1):
                         stress_files = gr.File(label="Anomaly-free images (optional)", file_count="multiple",
-                                               file_types=["image"], type="filepath")
-                        stress_method = gr.Dropdown(methods, value=default_method, label="Method")
-                        stress_detector = gr.Dropdown(list(DETECTORS), value="patchcore", label="Detector")
-                        stress_total = gr.Slider(10, STRESS_MAX, value=100, step=10, label="Anomalies")
-                        stress_k = gr.Slider(1, 5, value=1, step=1, label="k (false positives allowed)")
-                        stress_seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
-                        stress_btn = gr.Button("Run stress test", variant="primary")
+                                               file_types=["image"], type="filepath", elem_id="stress-files")
+                        stress_method = checked_input(gr.Dropdown(methods, value=default_method, label="Method"),
+                                                      "method", "a method name")
+                        stress_detector = checked_input(
+                            gr.Dropdown(list(DETECTORS), value=stress_defaults.detector, label="Detector"),
+                            "detector", "a detector name")
+                        stress_total = checked_input(
+                            gr.Slider(10, STRESS_MAX, value=stress_defaults.anomalies, step=10, label="Anomalies",
+                                      info="more gives narrower intervals and takes longer"),
+                            "anomalies", f"a whole number from 10 to {STRESS_MAX}")
+                        stress_k = checked_input(gr.Slider(1, 5, value=1, step=1, label="k (false positives allowed)"),
+                                                 "k", "a whole number from 1 to 5")
+                        stress_seed = checked_input(gr.Number(value=0, precision=0, minimum=0, label="Seed"),
+                                                    "seed", "a whole number of at least 0")
+                        stress_btn = gr.Button("Run stress test", variant="primary", elem_id="stress-btn")
                     with gr.Column(scale=2):
-                        stress_status = gr.Markdown()
+                        stress_status = gr.Markdown(elem_id="stress-status")
+                        gr.Markdown("**Recall per shape** and **per mode** against size bin")
                         with gr.Row():
-                            shape_plot = gr.Plot(label="Recall per shape against size bin")
-                            mode_plot = gr.Plot(label="Recall per mode against size bin")
-                        stress_table = gr.Dataframe(label="Recall per group", interactive=False)
-                stress_btn.click(stress_test,
+                            shape_plot = gr.Plot(show_label=False, elem_id="shape-plot")
+                            mode_plot = gr.Plot(show_label=False, elem_id="mode-plot")
+                        stress_table = gr.Dataframe(value=pd.DataFrame(columns=STRESS_COLUMNS),
+                                                    label="Recall per group (n anomalies per cell, 95 % interval)",
+                                                    interactive=False, elem_id="stress-table")
+                stress_btn.click(space.stress_test,
                                  [stress_files, image, stress_method, stress_detector, stress_total, stress_k,
                                   stress_seed],
                                  [shape_plot, mode_plot, stress_table, stress_status], api_name="stress_test",
@@ -866,28 +1067,35 @@ def build_demo() -> gr.Blocks:
 
             # ---------------------------------------------------------------- Datasets
             with gr.Tab("Datasets", id="datasets"):
-                gr.Markdown("Browse a published synthetic dataset version (needs the Hugging Face Hub).")
+                gr.Markdown("Browse a dataset: leave the name empty for the one made in the Generate tab (or a "
+                            "small example), or name a published version on the Hugging Face Hub (ORG/NAME). "
+                            "The Hub is read anonymously"
+                            + (", or as you when you sign in above." if config.on_space else "."))
                 with gr.Row():
-                    repo = gr.Textbox(value=DEFAULT_DATASET, label="Dataset (ORG/NAME)", placeholder="ORG/NAME")
+                    repo = gr.Textbox(value=config.dataset, label="Dataset (ORG/NAME; empty = made here)",
+                                      placeholder="empty: the dataset made in the Generate tab")
                     version = gr.Textbox(value="", label="Version (e.g. 1.0.0; empty = latest)")
-                    n_rows = gr.Slider(1, 24, value=8, step=1, label="Rows")
-                browse_btn = gr.Button("Load rows")
-                browse_status = gr.Markdown()
-                browse_gallery = gr.Gallery(label="Rows (mask outline in red)", columns=4, height=360, format="png")
-                browse_table = gr.Dataframe(label="Metadata", interactive=False)
-                browse_btn.click(browse, [repo, version, n_rows], [browse_gallery, browse_table, browse_status],
-                                 api_name="browse")
-    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
+                    n_rows = checked_input(gr.Slider(1, 24, value=8, step=1, label="Rows"), "rows",
+                                           "a whole number from 1 to 24")
+                browse_btn = gr.Button("Load rows", variant="primary", elem_id="browse-btn")
+                browse_status = gr.Markdown(elem_id="browse-status")
+                browse_gallery = gr.Gallery(label="Rows (mask outline in red)", columns=4, height=360, format="png",
+                                            elem_id="browse-gallery")
+                browse_table = gr.Dataframe(value=pd.DataFrame(columns=BROWSE_COLUMNS), label="Metadata",
+                                            interactive=False)
+                browse_btn.click(space.browse, [repo, version, n_rows, generated],
+                                 [browse_gallery, browse_table, browse_status], api_name="browse")
+        demo.unload(space.release)
+    demo.queue(default_concurrency_limit=config.concurrency, max_size=config.queue_size)
     return demo
 
 
 def launch(demo: gr.Blocks, **options: Any):
-    """Launch with the app's limits (upload size, allowed example folder); ``options`` go to ``launch``."""
+    """Launch with the app's limits (upload size, no tracebacks to visitors); ``options`` go to ``launch``."""
     options.setdefault("max_file_size", MAX_FILE_SIZE)
-    options.setdefault("allowed_paths", [str(WORK_ROOT)])
     options.setdefault("show_error", False)
     return demo.launch(**options)
 
 
 if __name__ == "__main__":
-    launch(build_demo())
+    launch(build_demo(SpaceConfig.from_environment()))

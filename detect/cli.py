@@ -1,4 +1,4 @@
-"""``anomalyforge evaluate``, ``train`` and ``bench`` (plus ``diversity`` and ``quality`` when present)."""
+"""``anomalyforge evaluate``, ``train`` and ``bench`` (plus ``diversity``, ``quality`` and ``stress`` when present)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def register(subparsers) -> None:
     bench.add_arguments(p)
     p.set_defaults(func=_guarded(bench.run))
 
-    for module_name in ("diversity", "quality"):
+    for module_name in ("diversity", "quality", "stress"):
         try:
             module = __import__(f"detect.{module_name}", fromlist=["register_cli"])
             register_cli = module.register_cli

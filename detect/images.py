@@ -89,3 +89,16 @@ def read_image_folder(folder: str | Path) -> tuple[list[np.ndarray], list[str]]:
         except SynthError as exc:
             raise InvalidImagesError(str(exc)) from None
     return images, [str(p.relative_to(root)) for p in paths]
+
+
+def as_colour(image: np.ndarray) -> np.ndarray:
+    """``image`` with three colour channels, same dtype: gray repeated, alpha dropped.
+
+    For comparing images of mixed kinds with one detector (which refuses gray after colour).
+    """
+    image = np.asarray(image)
+    if image.ndim == 2:
+        return np.repeat(image[:, :, None], 3, axis=2)
+    if image.shape[2] in (1, 2):
+        return np.repeat(image[:, :, :1], 3, axis=2)
+    return image[:, :, :3]

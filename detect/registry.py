@@ -33,3 +33,51 @@ def build_detector(name: str, **options: Any):
         return cls(**options)
     except TypeError as exc:
         raise DetectError(f"bad options for detector {name!r}: {exc}") from None
+
+
+#: options for interactive use (a web page, a quick CLI run): fitting takes seconds on a CPU
+INTERACTIVE_OPTIONS: dict[str, dict[str, Any]] = {
+    "patchcore": {"coreset_ratio": 0.1, "max_coreset": 4000},
+}
+
+
+class FittedDetectors:
+    """Fitted detectors kept under a caller's key, the least recently used dropped beyond ``capacity``.
+
+    Several threads may ask at once (a web app's workers); fitting holds a lock, so a key is fitted
+    once and the others wait for it. Detectors are kept on the CPU and moved to ``device`` only
+    for fitting; the caller moves a returned detector where it scores.
+    """
+
+    def __init__(self, capacity: int = 4) -> None:
+        import threading
+        from collections import OrderedDict
+
+        if capacity < 1:
+            raise DetectError(f"capacity must be at least 1, got {capacity}")
+        self.capacity = capacity
+        self._fitted: "OrderedDict[str, Any]" = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, name: str, key: str, images, *, device: str = "cpu", **options: Any):
+        """The detector ``name`` (``INTERACTIVE_OPTIONS`` updated by ``options``) fitted on
+        ``images``; ``key`` must change whenever the images or options do."""
+        settings = {**INTERACTIVE_OPTIONS.get(name, {}), **options}
+        key = f"{name}:{key}:{sorted(settings.items())}"
+        with self._lock:
+            if key in self._fitted:
+                self._fitted.move_to_end(key)
+                return self._fitted[key]
+            detector = build_detector(name, **settings)
+            detector.to(device)
+            try:
+                detector.fit(list(images))
+            finally:
+                detector.to("cpu")
+            self._fitted[key] = detector
+            while len(self._fitted) > self.capacity:
+                self._fitted.popitem(last=False)
+            return detector
+
+    def __len__(self) -> int:
+        return len(self._fitted)

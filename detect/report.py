@@ -132,7 +132,10 @@ def plot_recall_by_size(long, group: str, title: str):
     x = np.arange(len(bins))
     for value in _ordered(long[group], group):
         part = long[long[group] == value].set_index("size_bin").reindex(bins)
-        ax.plot(x, part["recall"].to_numpy(dtype=float) * 100.0, marker="o", label=str(value))
+        line, = ax.plot(x, part["recall"].to_numpy(dtype=float) * 100.0, marker="o", label=str(value))
+        if "recall_low" in part:  # a confidence interval per cell, when the caller computed one
+            ax.fill_between(x, part["recall_low"].to_numpy(dtype=float) * 100.0,
+                            part["recall_high"].to_numpy(dtype=float) * 100.0, color=line.get_color(), alpha=0.12)
     ax.set_xticks(x, bins, rotation=30, ha="right")
     ax.set_xlabel("relative anomaly size")
     ax.set_ylabel("recall [%]")

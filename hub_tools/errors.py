@@ -27,5 +27,10 @@ class StaleParentError(PublishError):
     """The repository moved while a push was being prepared (someone else committed)."""
 
 
+class DatasetNotFoundError(HubToolsError):
+    """A dataset repository (or the version asked for) does not exist or is not readable with the
+    credentials given: the Hub answers both the same way, so that private names do not leak."""
+
+
 class VisibilityError(HubToolsError):
     """A push would publish with another visibility than asked (``--private`` on a public repo)."""

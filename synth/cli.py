@@ -57,6 +57,12 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--png-compression", type=int, default=DEFAULT_PNG_LEVEL, choices=range(10), metavar="0-9",
                    help=f"deflate level of written PNGs (default {DEFAULT_PNG_LEVEL}: fast, with files "
                         "slightly smaller than libpng's level 1)")
+    g.add_argument("--device", default=None, metavar="cpu|cuda|cuda:N",
+                   help="render with the batched torch renderer on this device (synagen, cutout, fpi); "
+                        "default: the numpy renderer. Under 'accelerate launch' each process takes its "
+                        "share of the tasks (on its own GPU with --device cuda)")
+    g.add_argument("--batch-size", type=int, default=16, metavar="N",
+                   help="outputs rendered together with --device (default 16); files do not depend on it")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -99,7 +105,7 @@ def generation_from_args(args: argparse.Namespace) -> tuple[ProtocolConfig, RunO
             options[key] = value
     options.update(workers=args.workers, region_masks=args.region_masks, textures=args.textures,
                    memory_budget=args.memory_budget, png_compression=args.png_compression,
-                   progress=not args.no_progress)
+                   progress=not args.no_progress, device=args.device, batch_size=args.batch_size)
     return parse_generation(options)
 
 
@@ -151,7 +157,13 @@ def run(args: argparse.Namespace) -> int:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", MissingRegionMasks)
             try:
-                rows = run_protocol(input_dir, args.output_dir, config, run_options)
+                processes = launched_processes()
+                if processes is None:
+                    rows = run_protocol(input_dir, args.output_dir, config, run_options)
+                else:
+                    rows = run_sharded(input_dir, args.output_dir, config, run_options, processes)
+                    if rows is None:
+                        return 0  # another process writes metadata.jsonl and the summary
             finally:
                 for warning in caught:
                     print(f"anomalyforge synth: warning: {warning.message}", file=sys.stderr)
@@ -163,6 +175,44 @@ def run(args: argparse.Namespace) -> int:
         return 2
     _summary(rows, args.output_dir)
     return 0
+
+
+def launched_processes():
+    """The process group when started by ``accelerate launch`` / torchrun with several processes
+    (``accelerate.PartialState``), else ``None``."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    import torch
+    from accelerate import PartialState
+
+    # gloo on machines without GPUs (accelerate only sets up a CPU process group when asked to)
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def run_sharded(input_dir: str, output_dir: str, config: ProtocolConfig, run_options: RunOptions,
+                state) -> list[dict[str, Any]] | None:
+    """Each process makes the tasks whose index is its rank modulo the process count (on its own
+    GPU with ``--device cuda``); then the main process writes ``metadata.jsonl`` from all shards.
+    Returns the rows in the main process, ``None`` in the others."""
+    from dataclasses import replace
+
+    from .protocol import ProtocolFailures, run_protocol
+
+    device = run_options.device
+    if device == "cuda":
+        device = f"cuda:{state.local_process_index}"
+    mine = replace(run_options, device=device, shard=(state.process_index, state.num_processes))
+    try:
+        run_protocol(input_dir, output_dir, config, mine)
+    except ProtocolFailures:  # retried (and reported) by the main process's final pass
+        pass
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return None
+    # every shard's outputs are finished: this pass only collects them (and retries failures)
+    return run_protocol(input_dir, output_dir, config, replace(mine, shard=None, progress=False))
 
 
 def _summary(rows: list[dict[str, Any]], output_dir: str) -> None:

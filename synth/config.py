@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numbers
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Mapping
 
 from .errors import InvalidParameterError
@@ -79,7 +79,8 @@ class ProtocolConfig:
 
     ``method`` a registered name (``"mix"`` with ``mix``: {name: weight > 0}); ``per_image`` K >= 1;
     ``shapes``/``modes`` None = the method's defaults; ``bins`` size-bin names; ``seed`` the run
-    seed; ``method_options`` keyword arguments of the method; ``png_compression`` 0-9.
+    seed; ``method_options`` keyword arguments of the method; ``png_compression`` 0-9;
+    ``renderer`` "numpy" or "torch" (set by ``RunOptions.device``).
     """
 
     method: str = "synagen"
@@ -91,12 +92,17 @@ class ProtocolConfig:
     seed: int = 0
     method_options: Mapping[str, Any] = field(default_factory=dict)
     png_compression: int = DEFAULT_PNG_LEVEL
+    #: "numpy" (``synth.synthesize``) or "torch" (``synth.batched``, ``--device``): the two render
+    #: the same specs but not the same bytes, so one folder holds one renderer's outputs
+    renderer: str = "numpy"
 
     def size_bins(self) -> tuple[SizeBin, ...]:
         return tuple(SizeBin.parse(b) for b in self.bins)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        if self.renderer == "numpy":  # config.json of numpy-rendered folders stays as it was
+            del data["renderer"]
         data["mix"] = dict(self.mix) if self.mix else None
         data["method_options"] = dict(self.method_options)
         for key in ("shapes", "modes", "bins"):
@@ -114,6 +120,12 @@ class RunOptions:
     textures: str | None = None
     memory_budget: int | str | None = None
     progress: bool = True
+    #: render with the batched torch renderer on this device ("cpu", "cuda", "cuda:1"); None: numpy
+    device: str | None = None
+    #: outputs rendered together with ``device`` (files do not depend on it)
+    batch_size: int = 16
+    #: ``(index, count)``: make only the tasks whose index is ``index`` modulo ``count``
+    shard: tuple[int, int] | None = None
 
 
 #: option names ``parse_generation`` reads (``preset`` is NSA's, stored in ``method_options``)
@@ -165,6 +177,7 @@ def parse_generation(options: Mapping[str, Any]) -> tuple[ProtocolConfig, RunOpt
         seed=_integer(given.get("seed", 0), "seed"),
         method_options=method_options,
         png_compression=png_compression,
+        renderer="torch" if given.get("device") is not None else given.get("renderer", "numpy"),
     )
     if config.per_image < 1:
         raise InvalidParameterError(f"per_image must be >= 1, got {config.per_image}")
@@ -175,10 +188,29 @@ def parse_generation(options: Mapping[str, Any]) -> tuple[ProtocolConfig, RunOpt
         textures=None if given.get("textures") is None else os.fspath(given["textures"]),
         memory_budget=given.get("memory_budget"),
         progress=bool(given.get("progress", True)),
+        device=given.get("device"),
+        batch_size=_integer(given.get("batch_size", 16), "batch_size"),
+        shard=None if given.get("shard") is None else tuple(given["shard"]),
     )
     if run.workers < 1:
         raise InvalidParameterError(f"workers must be >= 1, got {run.workers}")
+    _check_run(run, config)
     return config, run
+
+
+def _check_run(run: RunOptions, config: ProtocolConfig) -> None:
+    if run.batch_size < 1:
+        raise InvalidParameterError(f"batch_size must be >= 1, got {run.batch_size}")
+    if run.shard is not None and not (len(run.shard) == 2 and 0 <= run.shard[0] < run.shard[1]):
+        raise InvalidParameterError(f"shard must be (index, count) with 0 <= index < count, got {run.shard}")
+    if run.device is not None:
+        from .batched import BATCHED_METHODS
+
+        if config.mix or config.method not in BATCHED_METHODS:
+            raise InvalidParameterError(
+                f"--device renders with the batched torch renderer, which covers {', '.join(BATCHED_METHODS)}; "
+                f"{'a mix' if config.mix else repr(config.method)} renders on the CPU path: leave out --device"
+            )
 
 
 def _check_methods(config: ProtocolConfig) -> None:
@@ -208,6 +240,9 @@ def resolve_generation(config: ProtocolConfig | None, run: RunOptions | None,
             "keyword arguments, not both"
         )
     parsed_config, parsed_run = parse_generation(options)
-    if config is not None:
-        _check_methods(config)
-    return config or parsed_config, run or parsed_run
+    config, run = config or parsed_config, run or parsed_run
+    if (run.device is not None) != (config.renderer == "torch"):
+        config = replace(config, renderer="numpy" if run.device is None else "torch")
+    _check_methods(config)
+    _check_run(run, config)
+    return config, run

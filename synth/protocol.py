@@ -406,11 +406,19 @@ def run_protocol(
     distinct files and decode. The memory budget (bytes or e.g. ``"8GB"``, per worker) defaults
     to ``ANOMALYFORGE_MEMORY_BUDGET`` or half of the machine's memory over the workers.
     Images without a mask in ``region_masks`` are reported with a ``MissingRegionMasks`` warning.
+
+    ``run.device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``) renders with the batched torch renderer
+    (``synth.batched``, ``run.batch_size`` outputs at a time, PNG encoding on CPU threads overlapped
+    with rendering) instead of ``synth.synthesize``; same seed and device -> same files for any
+    batch size. ``run.shard=(index, count)`` makes only the tasks whose index is ``index`` modulo
+    ``count`` (one of ``count`` processes, e.g. under ``accelerate launch``) and returns their
+    rows without writing ``metadata.jsonl``; a run without ``shard`` afterwards finds every
+    shard's outputs finished and writes ``metadata.jsonl``, identical to a one-process run's.
     """
     config, run = resolve_generation(config, run, options)
     if not config.bins:
         raise InvalidParameterError("at least one size bin is needed")
-    workers, region_masks, textures, progress = run.workers, run.region_masks, run.textures, run.progress
+    workers, region_masks, textures, shard = run.workers, run.region_masks, run.textures, run.shard
     memory = MemoryBudget.resolve(run.memory_budget, workers)
     # an output folder inside the input folder holds outputs, not inputs (but inputs may live
     # inside the output folder, as with the built-in examples)
@@ -434,15 +442,25 @@ def run_protocol(
     (out / METADATA).unlink(missing_ok=True)
 
     results = _finished(out, tasks)
+    if shard is not None:
+        tasks = [t for t in tasks if t.index % shard[1] == shard[0]]
+        results = {t.index: results[t.index] for t in tasks if t.index in results}
     todo = [t for t in tasks if t.index not in results]
     job = Job(str(input_dir), str(out), config, None if region_masks is None else str(region_masks),
               texture_paths, memory)
-    with open(out / PARTIAL, "a", encoding="utf-8") as log:
-        for index, result in _execute(todo, job, workers, progress, len(tasks), len(tasks) - len(todo)):
+    by_index = {t.index: t for t in tasks}
+    with open(out / _log_name(shard), "a", encoding="utf-8") as log:
+        for index, result in _execute(todo, job, run, len(tasks), len(tasks) - len(todo)):
             results[index] = result
             # logged after both files were renamed into place: a logged task is complete on disk
-            log.write(_log_line(tasks[index], result))
+            log.write(_log_line(by_index[index], result))
             log.flush()
+    if shard is not None:  # the run without a shard writes metadata.jsonl for all shards
+        good = [row for t in tasks for row in results[t.index].rows]
+        failed = [row for t in tasks for row in results[t.index].failed]
+        if failed:
+            raise ProtocolFailures(failed, good)
+        return good
     good = [row for t in tasks for row in results[t.index].rows]
     failed = [row for t in tasks for row in results[t.index].failed]
     broken = verify_outputs(out, good)
@@ -459,9 +477,29 @@ def run_protocol(
         kept = [_log_line(t, results[t.index]) for t in tasks
                 if not results[t.index].failed and failed_files.isdisjoint(r["file_name"] for r in results[t.index].rows)]
         write_atomic(out / PARTIAL, "".join(kept).encode())
+        _drop_shard_logs(out)
         raise ProtocolFailures(failed, good)
     (out / FAILURES).unlink(missing_ok=True)
+    if _shard_logs(out):  # one log again, as a one-process run leaves it
+        write_atomic(out / PARTIAL, "".join(_log_line(t, results[t.index]) for t in tasks).encode())
+        _drop_shard_logs(out)
     return good
+
+
+def _log_name(shard: tuple[int, int] | None) -> str:
+    """The resume log a run appends to: one per shard, so processes never share a file."""
+    if shard is None:
+        return PARTIAL
+    return PARTIAL.replace(".jsonl", f".{shard[0]}-of-{shard[1]}.jsonl")
+
+
+def _shard_logs(out: Path) -> list[Path]:
+    return sorted(out.glob(PARTIAL.replace(".jsonl", ".*-of-*.jsonl")))
+
+
+def _drop_shard_logs(out: Path) -> None:
+    for path in _shard_logs(out):
+        path.unlink(missing_ok=True)
 
 
 class ProtocolFailures(SynthError):
@@ -528,12 +566,13 @@ def _finished(out: Path, tasks: Sequence[Task]) -> dict[int, TaskResult]:
     Every file's size and CRC-32 recorded at write time are checked, so a file cut by a power loss
     or a kill (empty or short) is made again instead of being trusted.
     """
-    path = out / PARTIAL
-    if not path.exists():
+    logs = [p for p in [out / PARTIAL, *_shard_logs(out)] if p.exists()]
+    if not logs:
         return {}
     by_key = {json.dumps(_task_key(t)): t for t in tasks}
     done: dict[int, TaskResult] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
+    lines = [line for path in logs for line in path.read_text(encoding="utf-8").splitlines()]
+    for line in lines:
         try:
             entry = json.loads(line)
             task = by_key.get(json.dumps(entry["task"]))
@@ -583,13 +622,20 @@ def verify_outputs(output_dir: str | os.PathLike, rows: Sequence[Mapping[str, An
 
 
 def _execute(
-    tasks: list[Task], job: Job, workers: int, progress: bool, total: int, initial: int
+    tasks: list[Task], job: Job, run: RunOptions, total: int, initial: int
 ) -> Iterator[tuple[int, TaskResult]]:
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, initial=initial, unit="task", disable=not progress, desc="synth")
+    workers = run.workers
+    bar = tqdm(total=total, initial=initial, unit="task", disable=not run.progress, desc="synth")
     try:
-        if workers == 1 or len(tasks) <= 1:
+        if run.device is not None:
+            from .batched.runner import DeviceRunner
+
+            for item in DeviceRunner(job, run.device, run.batch_size, encoders=workers).run_all(tasks):
+                yield item
+                bar.update(1)
+        elif workers == 1 or len(tasks) <= 1:
             runner = TaskRunner(job)
             for task in tasks:
                 yield task.index, runner.run(task)

@@ -62,15 +62,19 @@ class BatchAnomalies:
     ``images``  same shape, dtype and device as the input batch ``(B, C, H, W)``; alpha untouched.
     ``masks``   bool ``(B, H, W)``: every pixel whose stored value changed by more than 1/255.
     ``diffs``   float32 ``(B, H, W)`` in [0, 1]: ``max_c |output - source|``.
-    ``records`` one dict of schema columns per anomaly (as ``Anomaly.record``).
+    ``records`` one dict of schema columns per anomaly (as ``Anomaly.record``); ``None`` for an
+                anomaly listed in ``missed``.
     ``specs``   the drawn specs; ``render_batch`` with them reproduces the bytes.
+    ``missed``  indices no placement brought into their bin (only with ``strict=False``; their
+                images are unchanged and their masks empty).
     """
 
     images: torch.Tensor
     masks: torch.Tensor
     diffs: torch.Tensor
-    records: list[dict[str, Any]]
+    records: list[dict[str, Any] | None]
     specs: list[Spec]
+    missed: tuple[int, ...] = ()
 
 
 def _method(method: str | Method, options: dict[str, Any]) -> Method:
@@ -169,6 +173,7 @@ def render_batch(
     partners: Sequence[np.ndarray] = (),
     bins: Sequence[SizeBin] = DEFAULT_BINS,
     method: Method | None = None,
+    strict: bool = True,
 ) -> BatchAnomalies:
     """Render ``specs[i]`` into ``images[i]`` for the whole batch on the images' device.
 
@@ -176,7 +181,8 @@ def render_batch(
     ``regions``  optional ``(B, H, W)`` allowed-pixel masks (bool, or uint8 with 255 = allowed).
     ``textures`` texture images for SYNAGEN's ``texture`` mode (numpy, any layout).
     ``partners`` other normal images for FPI (numpy, any size; none: the image rotated 180°).
-    Raises ``SizeBinError`` naming the anomalies no placement could bring into their bin.
+    Raises ``SizeBinError`` naming the anomalies no placement could bring into their bin, or
+    with ``strict=False`` lists them in ``BatchAnomalies.missed``.
     """
     colour, alpha, layout = split(images)
     if len(specs) != images.shape[0]:
@@ -192,7 +198,7 @@ def render_batch(
     renderer = getattr(importlib.import_module(f"{__name__}.{module_name}"), class_name)
     rendered = renderer(method_obj, colour, region_mask, specs, scenes, layout.quantum, texture_arrays).run()
     missed = [i for i, r in enumerate(rendered) if r is None]
-    if missed:
+    if missed and strict:
         spec = specs[missed[0]]
         raise SizeBinError(
             f"could not bring anomalies {missed} of the batch into their size bins (the first: "
@@ -227,6 +233,9 @@ def _assemble(images, colour, alpha, layout, specs, rendered: list[Rendered], bi
     records = []
     cc = layout.colour_channels
     for i, (spec, r) in enumerate(zip(specs, rendered)):
+        if r is None:  # missed (strict=False): the image stays as it was
+            records.append(None)
+            continue
         wh, ww = r.changed.shape
         ys, xs = slice(r.oy, r.oy + wh), slice(r.ox, r.ox + ww)
         source = colour[i, :, ys, xs].permute(1, 2, 0)
@@ -239,7 +248,8 @@ def _assemble(images, colour, alpha, layout, specs, rendered: list[Rendered], bi
         )
         rendering = Rendering(image=np.empty((0, 0, cc), np.float32), angle=float(spec.params.get("angle", 0.0)), extra=r.info)
         records.append(build_record(spec, rendering, measured, backgrounds[i], bins))
-    return BatchAnomalies(out_images, masks, diffs, records, list(specs))
+    missed = tuple(i for i, r in enumerate(rendered) if r is None)
+    return BatchAnomalies(out_images, masks, diffs, records, list(specs), missed)
 
 
 def synthesize_batch(

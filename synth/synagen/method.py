@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import cv2
 import numpy as np
@@ -147,21 +147,39 @@ class Synagen(Method):
             anchor = [shifted(u, attempt) for u in p["anchor"]]
             return position, anchor, threshold
 
+        # A placement depends on the scale only through the resized shape's size (and whether it
+        # shrinks): the size search revisits sizes (the prediction's last one is the measured
+        # loop's first), so each is placed and rendered once.
+        placements: dict[tuple, Any] = {}
+        renders: dict[tuple, Any] = {}
+
+        def size_key(scale: float, attempt: int) -> tuple:
+            h, w = shape_crop.shape
+            return attempt, max(1, int(round(w * scale))), max(1, int(round(h * scale))), scale < 1.0
+
+        def place_at(scale: float, attempt: int):
+            key = size_key(scale, attempt)
+            if key not in placements:
+                position, anchor, threshold = placement(attempt)
+                placements[key] = self._place(shape_crop, scale, position, anchor, scene, region_pixels, threshold)
+            return placements[key]
+
         def start(attempt: int) -> float:
-            position, anchor, threshold = placement(attempt)
             return self._predict_scale(
-                shape_crop, math.sqrt(target_px / shape_area), target_px, max_scale,
-                position, anchor, scene, region_pixels, threshold,
+                lambda scale: place_at(scale, attempt), math.sqrt(target_px / shape_area), target_px, max_scale, scene,
             )
 
         def render_at(scale: float, attempt: int):
-            position, anchor, threshold = placement(attempt)
-            placed = self._place(shape_crop, scale, position, anchor, scene, region_pixels, threshold)
-            if placed is None:
-                return 0, None
-            footprint, window = placed
-            out_window, changed = self._manipulate(scene, spec.mode, mode_params, footprint, window, noise, texture)
-            return int(changed.sum()), (window, out_window, threshold)
+            key = size_key(scale, attempt)
+            if key not in renders:
+                placed = place_at(scale, attempt)
+                if placed is None:
+                    renders[key] = (0, None)
+                else:
+                    footprint, window = placed
+                    out_window, changed = self._manipulate(scene, spec.mode, mode_params, footprint, window, noise, texture)
+                    renders[key] = (int(changed.sum()), (window, out_window, placement(attempt)[2]))
+            return renders[key]
 
         (window, out_window, threshold), fitted = fit(
             scene, spec, render_at, start=start, lower=0.0, upper=max_scale, attempts=_PLACEMENT_ATTEMPTS,
@@ -234,17 +252,14 @@ class Synagen(Method):
 
     def _predict_scale(
         self,
-        shape_crop: np.ndarray,
+        place_at: Callable[[float], tuple[np.ndarray, _Window] | None],
         scale: float,
         target_px: float,
         max_scale: float,
-        position: list[float],
-        anchor: list[float],
         scene: Scene,
-        region_pixels: np.ndarray | None,
-        threshold: float,
     ) -> float:
-        """A starting scale from the placed footprint plus its outer smoothing band.
+        """A starting scale from the placed footprint (``place_at(scale)``) plus its outer
+        smoothing band.
 
         Placing is much cheaper than manipulating, so a few placement-only steps get the scale
         close before the measured loop starts; the loop still decides on the measured area.
@@ -252,7 +267,7 @@ class Synagen(Method):
         outer = max(1, self.smooth_band // 3) if self.smooth_band > 0 else 0
         for _ in range(4):
             scale = min(scale, max_scale)
-            placed = self._place(shape_crop, scale, position, anchor, scene, region_pixels, threshold)
+            placed = place_at(scale)
             if placed is None:
                 return scale
             footprint, window = placed
