@@ -69,7 +69,11 @@ def main(argv: list[str] | None = None) -> int:
                     before()
                 start = time.perf_counter()
                 page.locator(button).click()
-                page.locator(done).first.wait_for(state="visible", timeout=180_000)
+                try:
+                    page.locator(done).first.wait_for(state="visible", timeout=180_000)
+                except Exception:  # noqa: BLE001 -- keep what the page shows, then stop
+                    page.screenshot(path=str(args.output / f"failed_{shot}"), full_page=True)
+                    raise
                 page.wait_for_timeout(1500)
                 timings.append((name, time.perf_counter() - start))
                 page.screenshot(path=str(args.output / shot), full_page=True)
@@ -81,11 +85,10 @@ def main(argv: list[str] | None = None) -> int:
             act("Datasets (defaults)", "Datasets", "#browse-btn", "#browse-gallery img", "4_datasets.png")
 
             def upload_photo() -> None:
-                page.locator("#stress-status").evaluate("e => e.innerHTML = ''")
                 page.locator("#stress-files input[type=file]").set_input_files(str(upload))
                 page.wait_for_timeout(1000)
 
-            act(f"Stress test ({upload.name})", "Stress test", "#stress-btn", "#stress-status :text('Recall')",
+            act(f"Stress test ({upload.name})", "Stress test", "#stress-btn", f"#stress-status :text('{upload.name}')",
                 "5_stress_upload.png", before=upload_photo)
             browser.close()
     finally:

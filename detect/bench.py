@@ -14,8 +14,11 @@ SSIM, PSNR, LPIPS (against their sources) and FID, KID, IS (against the real def
 
 Resumable: a finished cell writes ``OUTPUT/cells/<cell>/result.json`` (atomically) and is never
 recomputed; an interrupted cell resumes its training from its last checkpoint. Distributed:
-under ``accelerate launch --num_processes N -m detect.bench CONFIG.yaml`` process ``r`` runs jobs
-``r, r + N, ...`` on its own device; the main process then writes the reports.
+under ``accelerate launch --multi_gpu --num_processes N -m detect.bench CONFIG.yaml`` process ``r``
+runs jobs ``r, r + N, ...`` on its own device (on a machine without GPUs the same command runs N
+CPU processes over gloo); the main process then writes the reports. A cell's result does not
+depend on which process ran it, given the same threads per process: on CPU set ``OMP_NUM_THREADS``
+alike (accelerate sets 1 per process), because float sums depend on the thread count.
 
 Outputs (``OUTPUT/``): ``results.parquet`` and ``results.csv`` (one tidy row per cell),
 ``quality.parquet``/``.csv`` (one row per dataset × synthesis), and ``report.md`` with the tables

@@ -160,18 +160,28 @@ def findings(means, hybrid, correlations, metric: str = "image_auroc") -> list[s
     """ASBench's three findings, checked on this grid: lines of Markdown."""
     lines = []
     singles = means[~means["hybrid"].astype(bool)]
-    winners = {}
+    winners: dict[Any, list[str]] = {}  # context -> the methods sharing the best value
+    ties = 0
     for key, part in singles.groupby(CONTEXT):
-        if part[metric].notna().any() and len(part) > 1:
-            winners[key] = str(part.loc[part[metric].idxmax(), "synthesis"])
-    distinct = sorted(set(winners.values()))
+        values = part.dropna(subset=[metric])
+        if len(values) < 2:
+            continue
+        best = values[values[metric] == values[metric].max()]["synthesis"].astype(str).tolist()
+        if len(best) == len(values):
+            ties += 1  # every method equal: no winner in this context
+            continue
+        winners[key] = best
+    distinct = sorted({m for best in winners.values() for m in best})
     if not winners:
-        lines.append("1. *No method universally best*: not testable (fewer than two single methods per context).")
+        lines.append("1. *No method universally best*: not testable (fewer than two single methods that differ per "
+                     f"context; {ties} context(s) where all tie).")
     else:
-        holds = len(distinct) > 1
-        counts = ", ".join(f"{m} {sum(v == m for v in winners.values())}" for m in distinct)
-        lines.append(f"1. *No method universally best* — {'holds' if holds else 'does not hold'}: the best single "
-                     f"method by {metric} over {len(winners)} dataset × pipeline × ratio contexts: {counts}.")
+        universal = [m for m in distinct if all(m in best for best in winners.values())]
+        counts = ", ".join(f"{m} {sum(m in best for best in winners.values())}" for m in distinct)
+        tie_note = f"; {ties} context(s) where all methods tie are left out" if ties else ""
+        lines.append(f"1. *No method universally best* — {'does not hold' if universal else 'holds'}: best single "
+                     f"method by {metric} (ties count for each) in {len(winners)} dataset × pipeline × ratio "
+                     f"contexts: {counts}{tie_note}.")
     if hybrid is None or hybrid.empty:
         lines.append("2. *Hybrids ≥ best single method*: not testable (no hybrid whose methods are all in the grid).")
     else:

@@ -307,7 +307,7 @@ class DefectMap(SyntheticTrainedDetector):
         rec, logits = rec[..., :h, :w].float(), logits[..., :h, :w]
         l1, l2, l3 = self.lambdas
         vision = l1 * ssim_loss(rec, source) + F.mse_loss(rec, source)
-        extractor = model.feature_extractor
+        extractor = getattr(model, "module", model).feature_extractor  # under DDP the network is model.module
         deep = F.l1_loss(extractor(self.pad(rec)).float(), extractor(self.pad(source)).float())
         return l2 * vision + l3 * deep + focal_loss(logits, mask, gamma=self.focal_gamma, alpha=self.focal_alpha)
 

@@ -56,3 +56,82 @@ def test_upload_generate_and_see_results_in_chromium(app_url, tmp_path):
             assert shot.stat().st_size > 10_000
         finally:
             browser.close()
+
+
+def _no_error_shown(page) -> None:
+    """Neither an error toast nor a red "Error" badge on an output pane."""
+    assert page.locator(".toast-body.error").count() == 0
+    badges = page.get_by_text("Error", exact=True)
+    assert not any(badges.nth(i).is_visible() for i in range(badges.count()))
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no `chromium` executable on PATH (apt-get install chromium)")
+def test_a_first_visitor_gets_results_on_every_tab_with_defaults_and_with_uploads(app_url, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    gravel = tmp_path / "my_gravel.png"
+    save_png(gravel, np.ascontiguousarray(skimage.data.gravel()[:256, :256]))
+    photo = tmp_path / "astronaut.png"
+    save_png(photo, np.ascontiguousarray(skimage.data.astronaut()))
+
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1300})
+            page.goto(app_url, wait_until="domcontentloaded", timeout=60_000)
+            page.get_by_role("button", name="Generate", exact=True).wait_for(timeout=60_000)
+
+            # Generate, defaults: four anomalies on the brick example
+            page.locator("#generate-btn").click()
+            page.locator("#gallery img").first.wait_for(state="visible", timeout=90_000)
+            assert "Made 4 anomalies" in page.locator("#generate-status").inner_text()
+            _no_error_shown(page)
+
+            # Detect, defaults: the generated anomalies against a detector fitted on brick itself
+            page.get_by_role("tab", name="Detect").click()
+            page.locator("#detect-btn").click()
+            page.locator("#heatmaps img").first.wait_for(state="visible", timeout=120_000)
+            status = page.locator("#detect-status").inner_text()
+            assert "fitted on brick.png" in status and "Served on" in status
+            caption = page.get_by_text("x threshold · clean source").first
+            assert caption.is_visible() and caption.inner_text().startswith("NORMAL")
+            assert page.get_by_text("ANOMALOUS ·").first.is_visible()  # a verdict and a score, not cut off
+            bar = page.locator("#colour-bar img")
+            assert bar.is_visible() and bar.bounding_box()["width"] > 200
+            _no_error_shown(page)
+
+            # Detect, upload: the visitor's own image is scored and named
+            page.locator("#detect-test-files input[type=file]").set_input_files(str(gravel))
+            page.wait_for_timeout(1000)
+            page.locator("#detect-btn").click()
+            page.get_by_text("x threshold · my_gravel.png").first.wait_for(state="visible", timeout=120_000)
+            _no_error_shown(page)
+
+            # Stress test, defaults: a readable result on the brick example, no chance-level warning
+            page.get_by_role("tab", name="Stress test").click()
+            page.locator("#stress-btn").click()
+            page.locator("#stress-status").get_by_text("Recall").wait_for(state="visible", timeout=180_000)
+            for plot in ("#shape-plot img", "#mode-plot img"):
+                page.locator(plot).wait_for(state="visible", timeout=30_000)
+            assert "chance level" not in page.locator("#stress-status").inner_text()
+            _no_error_shown(page)
+
+            # Stress test, upload of a photo: the chance-level warning is shown
+            page.locator("#stress-files input[type=file]").set_input_files(str(photo))
+            page.wait_for_timeout(1000)
+            page.locator("#stress-btn").click()
+            page.locator("#stress-status").get_by_text("astronaut.png").wait_for(state="visible", timeout=180_000)
+            warning = page.locator("#stress-status").get_by_text("chance level")
+            assert warning.is_visible()
+            _no_error_shown(page)
+
+            # Datasets, defaults: the rows made in Generate, without the Hub
+            page.get_by_role("tab", name="Datasets").click()
+            page.locator("#browse-btn").click()
+            page.locator("#browse-gallery img").first.wait_for(state="visible", timeout=60_000)
+            assert "made in the Generate tab" in page.locator("#browse-status").inner_text()
+            _no_error_shown(page)
+        finally:
+            browser.close()

@@ -182,3 +182,8 @@ def test_findings_name_the_winning_methods():
     assert "holds" in lines[0] and "a 1, b 1" in lines[0]
     frame = _frame([("a", "draem", 0.5, 0, 0.9), ("b", "draem", 0.5, 0, 0.7)])
     assert "does not hold" in findings(seed_means(frame), None, [])[0]
+    # a context where every method ties names no winner
+    frame = _frame([("a", "draem", 0.5, 0, 0.9), ("b", "draem", 0.5, 0, 0.7),
+                    ("a", "draem", 1.0, 0, 0.0), ("b", "draem", 1.0, 0, 0.0)])
+    line = findings(seed_means(frame), None, [])[0]
+    assert "does not hold" in line and "a 1" in line and "1 context(s) where all methods tie" in line
