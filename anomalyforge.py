@@ -24,11 +24,13 @@ SUBCOMMANDS = {
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    from synth.version import tool_version
+
     parser = argparse.ArgumentParser(
         prog="anomalyforge",
         description="Synthetic image anomalies, versioned datasets and detector sensitivity analysis.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {tool_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     registered: set[str] = set()
@@ -46,15 +48,6 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         module.register(sub)
         registered.add(module_name)
     return parser
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("anomalyforge")
-    except Exception:  # not installed, running from a checkout
-        return "0.1.0"
 
 
 def main(argv: list[str] | None = None) -> int:

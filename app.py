@@ -44,7 +44,6 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -55,6 +54,7 @@ import skimage.data
 
 from synth import (
     DEFAULT_BINS,
+    Anomaly,
     InvalidImageError,
     SynthError,
     decode_image,
@@ -65,6 +65,8 @@ from synth import (
 from synth.export import export_parquet, export_rows, export_zip
 from synth.image import save_png
 from synth.preview import contour_overlay, display_rgb, heatmap_overlay, mask_preview, region_from_layers
+from synth.record import RECORD_COLUMNS, Column
+from synth.version import tool_version
 
 from detect.images import as_colour
 from detect.registry import FittedDetectors
@@ -86,8 +88,6 @@ MAX_DETECT_IMAGES = 40
 PREVIEW_SIDE = 768
 #: the parquet download repeats the zip's images; above this zip size only the zip is offered
 PARQUET_MAX_BYTES = 64 * 1024 * 1024
-#: memory-bank cap of PatchCore (bounds fitting time on CPU)
-PATCHCORE_MAX_CORESET = 4000
 
 RANDOM = "random"
 DETECTORS = ("patchcore", "padim")
@@ -137,13 +137,6 @@ class SpaceConfig:
             work_ttl_s=number("ANOMALYFORGE_WORK_TTL_S", cls.work_ttl_s),
             on_space=bool(env.get("SPACE_ID")),
         )
-
-
-def _version() -> str:
-    try:
-        return metadata.version("anomalyforge")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 # ------------------------------------------------------------------------------------- files
@@ -445,26 +438,23 @@ def _int(value: Any, what: str, low: int, high: int | None = None) -> int:
     return number
 
 
-TABLE_COLUMNS = ["method", "shape", "mode", "size_bin", "area_%", "brightness_delta", "background_brightness",
-                 "bbox", "angle", "seed", "file_name"]
+#: the record columns of each generated anomaly (``params``, long JSON, stays in the downloads)
+_SHOWN = [c for c in RECORD_COLUMNS if c.name != "params"]
+TABLE_COLUMNS = ["area_%" if c.name == "area_fraction" else c.name for c in _SHOWN] + ["file_name"]
+
+
+def _cell(column: Column, value: Any) -> Any:
+    if column.name == "area_fraction":
+        return round(100.0 * float(value), 4)
+    if column.kind == "float32":
+        return round(float(value), 1 if column.name == "angle" else 4)
+    if column.kind == "bbox":
+        return " ".join(str(v) for v in value)
+    return int(value) if column.kind == "int64" else value
 
 
 def _table(rows: Sequence[dict]) -> pd.DataFrame:
-    records = []
-    for row in rows:
-        records.append({
-            "file_name": row["file_name"],
-            "method": row["method"],
-            "shape": row["shape"],
-            "mode": row["mode"],
-            "size_bin": row["size_bin"],
-            "area_%": round(100.0 * float(row["area_fraction"]), 4),
-            "brightness_delta": round(float(row["brightness_delta"]), 4),
-            "background_brightness": round(float(row["background_brightness"]), 4),
-            "bbox": " ".join(str(v) for v in row["bbox"]),
-            "angle": round(float(row["angle"]), 1),
-            "seed": int(row["seed"]),
-        })
+    records = [dict(zip(TABLE_COLUMNS, [*(_cell(c, row[c.name]) for c in _SHOWN), row["file_name"]])) for row in rows]
     return pd.DataFrame(records, columns=TABLE_COLUMNS)
 
 
@@ -479,9 +469,9 @@ def serving_device() -> str:
 
 
 def _torch_device() -> str:
-    import torch
+    from detect.device import choose_device
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(choose_device())
 
 
 #: fitted detectors shared by every visitor (a few kept; fitting is the slow part)
@@ -498,6 +488,61 @@ def score_on_device(name: str, key: str, fit_images: Sequence[np.ndarray], batch
         return [detector.score(list(batch)) for batch in batches], serving_device()
     finally:
         detector.to("cpu")
+
+
+def render_batched(image: np.ndarray, method: str, seeds: Sequence[int], *, shape: str | None, mode: str | None,
+                   size_bin: str | None, region: np.ndarray | None, textures: Sequence[np.ndarray],
+                   device: str) -> tuple[list[Anomaly], list[str]]:
+    """(anomalies, failure messages): one anomaly per seed from ``synth.batched``'s torch renderer,
+    all seeds in one batch on ``device``. The specs are those ``synthesize`` draws for the seeds."""
+    import torch
+
+    from synth.batched import render_batch, sample_specs
+    from synth.region import normalize_region
+
+    array = image if image.ndim == 3 else image[:, :, None]
+    one = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)[None].to(device)
+    regions = None
+    if region is not None:
+        regions = torch.from_numpy(normalize_region(region, image.shape[0], image.shape[1]))[None].to(device)
+    specs = []
+    for seed in seeds:
+        specs += sample_specs(one, method, seeds=[seed], shape=shape, mode=mode, size_bin=size_bin, regions=regions,
+                              textures=textures)
+    out = render_batch(one.expand(len(specs), -1, -1, -1), specs, textures=textures, method=method, strict=False,
+                       regions=None if regions is None else regions.expand(len(specs), -1, -1))
+    images = out.images.permute(0, 2, 3, 1).cpu().numpy()
+    masks, diffs = out.masks.cpu().numpy(), out.diffs.cpu().numpy()
+    anomalies, failures = [], []
+    for k, (seed, spec) in enumerate(zip(seeds, specs)):
+        if k in out.missed:
+            failures.append(f"seed {seed}: could not bring the anomaly into its size bin; try another seed or bin")
+            continue
+        rendered = images[k] if image.ndim == 3 else images[k][:, :, 0]
+        anomalies.append(Anomaly(rendered, masks[k], diffs[k], None, out.records[k], spec))
+    return anomalies, failures
+
+
+@GPU(duration=60)
+def make_anomalies(image: np.ndarray, method: str, seeds: Sequence[int], *, shape: str | None, mode: str | None,
+                   size_bin: str | None, region: np.ndarray | None, textures: Sequence[np.ndarray]):
+    """(anomalies, failure messages, device in words). With a GPU, a method that has a batched
+    renderer renders every seed there at once; otherwise ``synth.synthesize`` per seed on the CPU."""
+    import torch
+
+    from synth.batched import BATCHED_METHODS
+
+    if torch.cuda.is_available() and method in BATCHED_METHODS:
+        return (*render_batched(image, method, seeds, shape=shape, mode=mode, size_bin=size_bin, region=region,
+                                textures=textures, device="cuda"), serving_device())
+    anomalies, failures = [], []
+    for seed in seeds:
+        try:
+            anomalies.append(synthesize(image, method, seed=seed, shape=shape, mode=mode, size_bin=size_bin,
+                                        region=region, textures=textures))
+        except SynthError as exc:
+            failures.append(f"seed {seed}: {exc}")
+    return anomalies, failures, "CPU"
 
 
 def _stress_duration(images, config) -> int:
@@ -604,13 +649,13 @@ class Space:
         region, region_source = _region(image, region_drawing, region_mask_path)
         textures = tuple(example_image(name) for name in EXAMPLE_NAMES)  # for the "texture" modes
 
-        anomalies, failures = [], []
-        for i in progress.tqdm(range(count), desc="Generating anomalies"):
-            try:
-                anomalies.append(synthesize(image, method, seed=seed + i, shape=shape_arg, mode=mode_arg,
-                                            size_bin=bin_arg, region=region, textures=textures))
-            except SynthError as exc:
-                failures.append(f"seed {seed + i}: {exc}")
+        progress(0.1, desc=f"Generating {count} anomalies")
+        try:
+            anomalies, failures, device = make_anomalies(image, method, range(seed, seed + count), shape=shape_arg,
+                                                         mode=mode_arg, size_bin=bin_arg, region=region,
+                                                         textures=textures)
+        except SynthError as exc:  # a problem of every seed alike (e.g. the region is too small)
+            raise gr.Error(str(exc), title="No anomaly could be made", print_exception=False) from None
         if not anomalies:
             raise gr.Error(failures[0], title="No anomaly could be made", print_exception=False)
         if failures:
@@ -630,7 +675,7 @@ class Space:
             views.append({"before": before, "after": after, "mask": mask, "source": str(image_path),
                           "name": Path(row["file_name"]).name})
         config = {
-            "tool": f"anomalyforge {_version()} (Space)",
+            "tool": f"anomalyforge {tool_version()} (Space)",
             "method": method, "shape": shape_arg, "mode": mode_arg, "size_bin": bin_arg,
             "count": count, "seed": seed, "source_id": source_id, "region": region_source,
         }
@@ -646,7 +691,7 @@ class Space:
             views[0]["mask"],
             _table(rows),
             downloads,
-            generate_status(len(anomalies), method, region_source, parquet),
+            generate_status(len(anomalies), method, region_source, parquet) + f" Served on **{device}**.",
             generated,
         )
 
@@ -863,6 +908,8 @@ class Space:
         return datasets.Dataset(pq.read_table(path).slice(0, n_rows))
 
     def _rows_view(self, rows, request: gr.Request | None):
+        from hub_tools.schema import decode_labels
+
         folder = self.work.folder(getattr(request, "session_hash", None), "browse")
         features = rows.features
         gallery, records = [], []
@@ -871,12 +918,8 @@ class Space:
             image, mask = np.asarray(row["image"]), np.asarray(row["mask"]) > 0
             if mask.ndim == 3:
                 mask = mask.any(axis=2)
-            record = {}
-            for column in BROWSE_COLUMNS:
-                source = "area_fraction" if column == "area_%" else column
-                value = row.get(source)
-                names = getattr(features.get(source), "names", None)
-                record[column] = names[value] if names is not None and isinstance(value, int) else value
+            stored = {column: row.get("area_fraction" if column == "area_%" else column) for column in BROWSE_COLUMNS}
+            record = decode_labels(stored, features)
             record["area_%"] = round(100.0 * float(record["area_%"]), 4)
             record["brightness_delta"] = round(float(record["brightness_delta"]), 4)
             records.append(record)
@@ -1019,7 +1062,7 @@ def build_demo(config: SpaceConfig | None = None) -> gr.Blocks:
                     with gr.Column(scale=2):
                         detect_status = gr.Markdown(elem_id="detect-status")
                         heatmaps = gr.Gallery(label="Anomaly heatmaps (verdict · score / threshold · image)",
-                                              columns=2, height=460, object_fit="contain", format="png",
+                                              columns=3, height=560, object_fit="contain", format="png",
                                               elem_id="heatmaps")
                         bar = gr.Image(label="Heatmap colour scale", show_label=False, height=90, interactive=False,
                                        elem_id="colour-bar", buttons=[])

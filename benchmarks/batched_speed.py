@@ -11,8 +11,11 @@ Each drawn anomaly is rendered in all five default bins (the protocol's pattern)
 
 "in memory" counts rendering with masks and records; "to parquet" adds PNG encoding of image and
 mask and writing one parquet file (pyarrow), the encoding on a thread pool that overlaps the
-next batch's rendering for the torch rows. "in bin" is the share of outputs whose measured
-changed area lies in the requested bin. Wall-clock seconds: run it on an otherwise idle machine.
+next batch's rendering for the torch rows; "protocol" is ``run_protocol`` end to end into an
+imagefolder (one source image, 4 shapes x 1 mode x 5 bins = 20 outputs; ``--device`` for the
+torch rows, PNG bands reused from the source's encoding as the protocol does). "in bin" is the
+share of outputs whose measured changed area lies in the requested bin. Wall-clock seconds: run
+it on an otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ import torch
 
 from synth import DEFAULT_BINS, synthesize
 from synth.batched import render_batch, sample_specs
-from synth.image import encode_png
+from synth.image import encode_png, save_png
+from synth.protocol import run_protocol
 
 
 def _image(size: int) -> np.ndarray:
@@ -100,6 +104,15 @@ def torch_path(size: int, seeds: int, batch: int, device: str, parquet: bool) ->
     return len(jobs) / elapsed, hits / len(jobs)
 
 
+def protocol(size: int, device: str | None, batch: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        save_png(f"{tmp}/astronaut.png", _image(size))
+        extra = {} if device is None else {"device": device, "batch_size": batch}
+        t0 = time.perf_counter()
+        rows = run_protocol(tmp, f"{tmp}/out", per_image=1, modes=["gray_noise"], progress=False, **extra)
+        return len(rows) / (time.perf_counter() - t0)
+
+
 def main() -> None:
     cv2.setNumThreads(1)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -111,8 +124,8 @@ def main() -> None:
     if torch.cuda.is_available():
         paths.append((f"torch cuda ({torch.cuda.get_device_name(0)})", "cuda"))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; {args.seeds} seeds x 5 bins per row")
-    print("| size | path | in memory: anomalies/s | in bin | to parquet: anomalies/s | in bin |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| size | path | in memory: anomalies/s | in bin | to parquet: anomalies/s | in bin | protocol: anomalies/s |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for size in args.sizes:
         for name, device in paths:
             if device is not None:  # warm-up: first-call allocations and kernel selection
@@ -124,7 +137,9 @@ def main() -> None:
                 else:
                     results.append(torch_path(size, args.seeds, args.batch, device, parquet))
             (mem, mem_rate), (pq_speed, pq_rate) = results
-            print(f"| {size}² | {name} | {mem:.1f} | {100 * mem_rate:.0f} % | {pq_speed:.1f} | {100 * pq_rate:.0f} % |")
+            folder = protocol(size, device, args.batch)
+            print(f"| {size}² | {name} | {mem:.1f} | {100 * mem_rate:.0f} % | {pq_speed:.1f} | {100 * pq_rate:.0f} % "
+                  f"| {folder:.1f} |")
 
 
 if __name__ == "__main__":

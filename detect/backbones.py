@@ -213,15 +213,37 @@ class _TorchvisionFeatures(nn.Module):
         return [f8, self.layer3(f8)]
 
 
+def fold_batchnorm(model: EfficientNetLite0) -> EfficientNetLite0:
+    """Fold every BatchNorm of a frozen (eval) EfficientNet-Lite0 into the convolution before it.
+
+    Same function up to float rounding (measured: relative change of the features <= 2e-6), one
+    pass over the activations fewer per layer. Only for inference: the BatchNorms are gone.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    pairs = [(model, "_conv_stem", "_bn0")]
+    for block in model._blocks:
+        if block.expand:
+            pairs.append((block, "_expand_conv", "_bn0"))
+        pairs += [(block, "_depthwise_conv", "_bn1"), (block, "_project_conv", "_bn2")]
+    for owner, conv, bn in pairs:
+        setattr(owner, conv, fuse_conv_bn_eval(getattr(owner, conv), getattr(owner, bn)))
+        setattr(owner, bn, nn.Identity())
+    return model
+
+
 class _LiteFeatures(nn.Module):
     def __init__(self, pretrained: bool) -> None:
         super().__init__()
         self.model = efficientnet_lite0(pretrained)
         # only what the two feature stages need: drop the head so it never runs
         del self.model._conv_head, self.model._bn1, self.model._fc
+        # frozen feature extractor: BatchNorms folded away, and channels-last layout, which the
+        # CPU's depthwise convolutions run about 1.3x faster (identical results)
+        fold_batchnorm(self.model.eval()).to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        outs = self.model.stage_outputs(x, last_stage=4)
+        outs = self.model.stage_outputs(x.contiguous(memory_format=torch.channels_last), last_stage=4)
         return [outs[2], outs[4]]  # 40 channels at stride 8, 112 at stride 16
 
 

@@ -527,13 +527,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``anomalyforge bench`` / ``python -m detect.bench`` (also under ``accelerate launch``)."""
-    import torch
+    from .device import choose_device
 
     config = load_config(args.config, args.output)
     if args.report_only:
         written = write_reports(config)
     else:
-        written = run_bench(config, cpu=args.cpu or not torch.cuda.is_available(), progress=not args.no_progress)
+        written = run_bench(config, cpu=choose_device(cpu=args.cpu).type == "cpu", progress=not args.no_progress)
     if written:
         print((config.output / "report.md").read_text(encoding="utf-8"))
         print(f"results in {config.output}")

@@ -56,10 +56,11 @@ def make_accelerator(cpu: bool = False, **options):
     accelerate only sets up a CPU process group (gloo) when asked for the CPU, so on a machine
     without GPUs ``accelerate launch --multi_gpu --num_processes N`` / torchrun need ``cpu=True``.
     """
-    import torch
     from accelerate import Accelerator
 
-    return Accelerator(cpu=cpu or not torch.cuda.is_available(), **options)
+    from .device import choose_device
+
+    return Accelerator(cpu=choose_device(cpu=cpu).type == "cpu", **options)
 
 
 def _guarded(func):

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from hub_tools.loading import load_dataset
-from hub_tools.schema import REQUIRED_COLUMNS
+from hub_tools.schema import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, decode_label
 
 from .errors import DatasetLayoutError
 from .images import pil_to_array
@@ -29,7 +29,7 @@ from .images import pil_to_array
 TEST_SPLIT = "test"
 GOOD_SPLIT = "good"
 #: metadata columns copied into ``scores.parquet`` when present (the schema's, minus images)
-METADATA_COLUMNS = tuple(c for c in REQUIRED_COLUMNS if c not in ("image", "mask")) + ("angle",)
+METADATA_COLUMNS = tuple(c for c in REQUIRED_COLUMNS if c not in ("image", "mask")) + OPTIONAL_COLUMNS
 
 
 def load_dataset_dict(path_or_repo: str, revision: str | None = None):
@@ -71,23 +71,17 @@ def load_evaluation_splits(path_or_repo: str, revision: str | None = None):
     return test, good
 
 
-def label_names(split) -> dict[str, list[str]]:
-    """``{column: names}`` for every ClassLabel column of a ``datasets.Dataset``."""
-    from datasets import ClassLabel
-
-    return {name: list(f.names) for name, f in split.features.items() if isinstance(f, ClassLabel)}
-
-
 def metadata_frame(split):
     """The split's metadata columns (no images) as a pandas DataFrame, labels as strings."""
     import pandas as pd
+    from datasets import ClassLabel
 
     columns = [c for c in METADATA_COLUMNS if c in split.column_names]
     frame = split.select_columns(columns).to_pandas() if columns else pd.DataFrame(index=range(len(split)))
-    for column, names in label_names(split).items():
-        if column in frame:
-            frame[column] = [None if v is None or (isinstance(v, float) and np.isnan(v)) or v < 0 else names[int(v)]
-                             for v in frame[column]]
+    for column in frame.columns:
+        feature = split.features.get(column)
+        if isinstance(feature, ClassLabel):
+            frame[column] = [decode_label(feature, v) for v in frame[column]]
     return frame
 
 

@@ -22,6 +22,7 @@ from PIL import Image
 
 from detect.errors import DatasetLayoutError, DetectError
 from hub_tools.loading import load_dataset
+from hub_tools.schema import decode_label
 
 
 class DatasetUnavailableError(DetectError):
@@ -146,7 +147,7 @@ def _rows_from_splits(ds: Any, good: Any | None, source: str, split: str, good_s
         values = ds[name]
         values = list(values) if not isinstance(values, list) else values
         if isinstance(feature, datasets.ClassLabel):
-            values = [feature.int2str(v) for v in values]
+            values = [decode_label(feature, v) for v in values]
         columns[name] = values
     diffs = _Column(ds, "diff") if "diff" in ds.column_names else None
     originals = None

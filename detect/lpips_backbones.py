@@ -113,10 +113,10 @@ def load_lpips(
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """``device`` as a torch.device; ``None`` means CUDA when present, else CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    """``device`` as a torch.device; ``None`` means CUDA when present, else CPU (``choose_device``)."""
+    from .device import choose_device
+
+    return choose_device(device)
 
 
 def to_lpips_batch(images: Sequence[np.ndarray], device: torch.device) -> torch.Tensor:

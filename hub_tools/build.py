@@ -37,15 +37,17 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from datasets import Features
 from PIL import Image as PILImage
 
 from synth.image import encode_png, load_image, to_float
 from synth.layout import BUILD_RECORD, FAILURES, METADATA, layout_of
+from synth.record import FILE_COLUMNS, LABEL_NAMES, source_record
 from synth.sizebins import DEFAULT_BINS, SizeBin, resolve_bin
-from synth.vocabulary import METHOD_NAMES, MODE_NAMES, SHAPE_NAMES
+from synth.version import tool_version
 
 from .errors import BuildError, ValidationError
-from .schema import GOOD_SPLIT, SPLITS, TEST_SPLIT, dataset_features
+from .schema import GOOD_SPLIT, SPLITS, TEST_SPLIT, dataset_features, encode_record, size_bin_names
 
 #: bump when the layout of the shards changes (part of the resume fingerprint)
 FORMAT_VERSION = 1
@@ -56,16 +58,6 @@ DEFAULT_GROUP_ROWS = 100
 DEFAULT_GROUP_BYTES = 64 * 1024 * 1024
 #: number of example image/mask pairs copied into card/examples
 N_EXAMPLES = 4
-
-
-def tool_version() -> str:
-    """Version of the installed ``anomalyforge`` distribution (``0.1.0`` from a checkout)."""
-    try:
-        from importlib.metadata import version
-
-        return version("anomalyforge")
-    except Exception:  # running from a source checkout without installation
-        return "0.1.0"
 
 
 @dataclass(frozen=True)
@@ -137,7 +129,7 @@ def read_metadata(folder: Path) -> list[dict[str, Any]]:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise BuildError(f"{path}:{number}: not valid JSON ({exc.msg}); rerun the generation") from None
-            for column in ("file_name", "mask_file_name", "source_id"):
+            for column in FILE_COLUMNS:
                 if not isinstance(row.get(column), str) or not row[column]:
                     raise BuildError(f"{path}:{number}: row has no {column}")
             rows.append(row)
@@ -185,14 +177,8 @@ def generation_config(generation: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_generation(input_dir: Path, out_dir: Path, generation: dict[str, Any], progress: bool) -> None:
-    try:
-        from synth.protocol import run_protocol
-    except ImportError as exc:  # an older synth without the folder protocol
-        raise BuildError(
-            f"cannot generate anomalies: synth.protocol is not available ({exc}); "
-            "pass an imagefolder written by `anomalyforge synth` instead"
-        ) from None
     from synth.errors import SynthError
+    from synth.protocol import run_protocol
 
     try:
         run_protocol(input_dir, out_dir, progress=progress, **generation)
@@ -209,14 +195,9 @@ def _png_size(data: bytes, what: str) -> tuple[int, int]:
         raise ValidationError(f"{what}: cannot read the image header ({exc})") from None
 
 
-_ZERO_MASKS: dict[tuple[int, int], bytes] = {}
-
-
 def _zero_mask(size: tuple[int, int]) -> bytes:
     """All-zero ``L`` PNG of ``size`` (width, height): the mask of an anomaly-free image."""
-    if size not in _ZERO_MASKS:
-        _ZERO_MASKS[size] = encode_png(np.zeros((size[1], size[0]), np.uint8), compression=9)
-    return _ZERO_MASKS[size]
+    return encode_png(np.zeros((size[1], size[0]), np.uint8), compression=9)
 
 
 def _diff_png(source_path: Path, image_path: Path) -> bytes:
@@ -229,26 +210,21 @@ def _diff_png(source_path: Path, image_path: Path) -> bytes:
     return encode_png(np.rint(diff * 255.0).astype(np.uint8))
 
 
-def _label(value: Any, names: Sequence[str], column: str, where: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        return list(names).index(value)
-    except ValueError:
-        raise BuildError(
-            f"{where}: {column} {value!r} is not in the published vocabulary "
-            f"({', '.join(names)}); add it to synth.vocabulary first"
-        ) from None
-
-
 class _Rows:
     """Turns metadata rows into column dicts of the published features (one row at a time)."""
 
-    def __init__(self, generated: Path, sources: Path, size_bins: Sequence[str], include_diff: bool) -> None:
+    def __init__(self, generated: Path, sources: Path, features: Features, include_diff: bool) -> None:
         self.generated = generated
         self.sources = sources
-        self.size_bins = list(size_bins)
+        self.features = features
         self.include_diff = include_diff
+        # the all-zero masks of the good split, one PNG per image size, made once per build
+        self.zero_masks: dict[tuple[int, int], bytes] = {}
+
+    def zero_mask(self, size: tuple[int, int]) -> bytes:
+        if size not in self.zero_masks:
+            self.zero_masks[size] = _zero_mask(size)
+        return self.zero_masks[size]
 
     def test_row(self, meta: dict[str, Any]) -> dict[str, Any]:
         where = f"{self.generated / 'metadata.jsonl'} ({meta['file_name']})"
@@ -272,23 +248,8 @@ class _Rows:
         }
         if self.include_diff:
             row["diff"] = {"bytes": _diff_png(self.sources / meta["source_id"], image_path), "path": None}
-        bbox = meta.get("bbox")
-        row.update(
-            {
-                "source_id": meta["source_id"],
-                "method": _label(meta.get("method"), METHOD_NAMES, "method", where),
-                "shape": _label(meta.get("shape"), SHAPE_NAMES, "shape", where),
-                "mode": _label(meta.get("mode"), MODE_NAMES, "mode", where),
-                "size_bin": _label(meta.get("size_bin"), self.size_bins, "size_bin", where),
-                "area_fraction": meta.get("area_fraction"),
-                "brightness_delta": meta.get("brightness_delta"),
-                "background_brightness": meta.get("background_brightness"),
-                "bbox": None if bbox is None else [int(v) for v in bbox],
-                "angle": meta.get("angle"),
-                "seed": meta.get("seed"),
-                "params": meta.get("params"),
-            }
-        )
+        row["source_id"] = meta["source_id"]
+        row.update(encode_record(meta, self.features, where))
         return row
 
     def good_row(self, source_id: str, background: float | None) -> dict[str, Any]:
@@ -303,26 +264,12 @@ class _Rows:
         size = _png_size(image, str(path))
         row = {
             "image": {"bytes": image, "path": source_id},
-            "mask": {"bytes": _zero_mask(size), "path": None},
+            "mask": {"bytes": self.zero_mask(size), "path": None},
         }
         if self.include_diff:
-            row["diff"] = {"bytes": _zero_mask(size), "path": None}
-        row.update(
-            {
-                "source_id": source_id,
-                "method": None,
-                "shape": None,
-                "mode": None,
-                "size_bin": None,
-                "area_fraction": 0.0,
-                "brightness_delta": 0.0,
-                "background_brightness": background,
-                "bbox": None,
-                "angle": None,
-                "seed": None,
-                "params": None,
-            }
-        )
+            row["diff"] = {"bytes": self.zero_mask(size), "path": None}
+        row["source_id"] = source_id
+        row.update(encode_record(source_record(background), self.features, str(path)))
         return row
 
 
@@ -434,10 +381,10 @@ def _write_split(
 # --------------------------------------------------------------------------- counts
 def label_counts(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Counts per method x shape x mode x size bin, sorted, as [{method, shape, mode, size_bin, count}]."""
-    counter = Counter((r.get("method"), r.get("shape"), r.get("mode"), r.get("size_bin")) for r in rows)
+    counter = Counter(tuple(r.get(name) for name in LABEL_NAMES) for r in rows)
     return [
-        {"method": m, "shape": s, "mode": mo, "size_bin": b, "count": n}
-        for (m, s, mo, b), n in sorted(counter.items(), key=lambda kv: tuple(str(x) for x in kv[0]))
+        {**dict(zip(LABEL_NAMES, labels)), "count": n}
+        for labels, n in sorted(counter.items(), key=lambda kv: tuple(str(x) for x in kv[0]))
     ]
 
 
@@ -526,8 +473,6 @@ def build_dataset(
     meta = read_metadata(generated)
     if not meta:
         raise ValidationError(f"{generated / 'metadata.jsonl'} lists no anomalies: the test split would be empty")
-    from .schema import size_bin_names
-
     extra_bins = sorted({r["size_bin"] for r in meta if r.get("size_bin")} - set(size_bin_names(bins)))
     features = dataset_features(bins, include_diff=include_diff, extra_size_bins=extra_bins)
     schema = features.arrow_schema
@@ -561,7 +506,7 @@ def build_dataset(
     for old in data_dir.glob("*.parquet"):
         old.unlink()
 
-    rows = _Rows(generated, sources, size_bins, include_diff)
+    rows = _Rows(generated, sources, features, include_diff)
     shards = {
         TEST_SPLIT: _write_split(TEST_SPLIT, len(meta), lambda i: rows.test_row(meta[i]), data_dir, schema,
                                  fingerprint, shard_bytes, group_rows, group_bytes, progress),
@@ -696,7 +641,6 @@ def validate_build(build_dir: str | os.PathLike, progress: bool = False) -> dict
 
 def _validate_split(build_dir: Path, split: str, info: dict[str, Any], reference: Any,
                     pool: ThreadPoolExecutor, progress: bool) -> None:
-    from datasets import Features
     from tqdm.auto import tqdm
 
     shards = _shards_of(build_dir, split)

@@ -19,6 +19,7 @@ from .errors import InvalidImageError, InvalidParameterError
 from .image import channel_max, from_float, luminance, quantize, to_float
 from .method import Method, Rendering, Scene, Spec
 from .region import normalize_region
+from .record import make_record
 from .sizebins import DEFAULT_BINS, SizeBin, bin_of, resolve_bin
 
 #: A pixel counts as changed when some channel moved by more than this (in [0, 1] units).
@@ -33,7 +34,7 @@ class Anomaly:
     ``mask``   bool ``(H, W)``: every pixel whose value changed by more than 1/255.
     ``diff``   float32 ``(H, W)`` in [0, 1]: ``max_c |output - source|``.
     ``label``  float32 ``(H, W)`` soft label when the method defines one (NSA, FPI), else ``None``.
-    ``record`` the schema columns (method, shape, mode, size_bin, area_fraction, ...).
+    ``record`` the record columns (``synth.record.RECORD_COLUMNS``: method, shape, mode, ...).
     ``spec``   the drawn spec; ``render(scene, spec)`` reproduces the image.
     """
 
@@ -186,26 +187,24 @@ def build_record(
     background: float,
     bins: Sequence[SizeBin] = DEFAULT_BINS,
 ) -> dict[str, Any]:
-    """The schema columns of one anomaly from its spec, rendering and ``measure``d ground truth."""
+    """The record (``synth.record``) of one anomaly from its spec, rendering and ``measure``d ground truth."""
     params = dict(spec.params)
     params.update(rendering.extra)
     if spec.size_bin is not None:
         params["requested_size_bin"] = spec.size_bin.name
-    return {
-        "method": spec.method,
-        "shape": spec.shape,
-        "mode": spec.mode,
-        "size_bin": size_bin_name(
-            measured["area_fraction"], bins if spec.size_bin is None else (spec.size_bin, *bins)
-        ),
-        "area_fraction": measured["area_fraction"],
-        "brightness_delta": measured["brightness_delta"],
-        "background_brightness": background,
-        "bbox": measured["bbox"],
-        "angle": float(rendering.angle),
-        "seed": int(spec.seed),
-        "params": json.dumps(params, sort_keys=True),
-    }
+    return make_record(
+        method=spec.method,
+        shape=spec.shape,
+        mode=spec.mode,
+        size_bin=size_bin_name(measured["area_fraction"], bins if spec.size_bin is None else (spec.size_bin, *bins)),
+        area_fraction=measured["area_fraction"],
+        brightness_delta=measured["brightness_delta"],
+        background_brightness=background,
+        bbox=measured["bbox"],
+        angle=float(rendering.angle),
+        seed=int(spec.seed),
+        params=json.dumps(params, sort_keys=True),
+    )
 
 
 def background_brightness(image: np.ndarray, layout: Any) -> float:

@@ -27,6 +27,7 @@ from .anomaly import Anomaly
 from .errors import InvalidParameterError
 from .image import DEFAULT_PNG_LEVEL, encode_png, write_atomic
 from .protocol import CONFIG, METADATA, metadata_row
+from .record import RECORD_COLUMNS
 
 
 def _safe(text: str) -> str:
@@ -103,23 +104,31 @@ def _add(zf: zipfile.ZipFile, name: str, data: bytes, deflate: bool = False) -> 
     zf.writestr(info, data)
 
 
-#: ``datasets`` feature types of the parquet columns (stored in the file's schema metadata)
-_PARQUET_FEATURES = {
-    "image": {"_type": "Image"},
-    "mask": {"_type": "Image", "mode": "L"},
-    "source_id": {"dtype": "string", "_type": "Value"},
-    "method": {"dtype": "string", "_type": "Value"},
-    "shape": {"dtype": "string", "_type": "Value"},
-    "mode": {"dtype": "string", "_type": "Value"},
-    "size_bin": {"dtype": "string", "_type": "Value"},
-    "area_fraction": {"dtype": "float32", "_type": "Value"},
-    "brightness_delta": {"dtype": "float32", "_type": "Value"},
-    "background_brightness": {"dtype": "float32", "_type": "Value"},
-    "bbox": {"feature": {"dtype": "int32", "_type": "Value"}, "length": 4, "_type": "List"},
-    "angle": {"dtype": "float32", "_type": "Value"},
-    "seed": {"dtype": "int64", "_type": "Value"},
-    "params": {"dtype": "string", "_type": "Value"},
+def _value(dtype: str) -> dict[str, Any]:
+    return {"dtype": dtype, "_type": "Value"}
+
+
+#: ``datasets`` feature JSON (stored in the file's schema metadata) of each record column kind;
+#: labels are plain strings here (a download of a few anomalies has no published vocabulary)
+_KIND_FEATURES: dict[str, dict[str, Any]] = {
+    "label": _value("string"),
+    "string": _value("string"),
+    "float32": _value("float32"),
+    "int64": _value("int64"),
+    "bbox": {"feature": _value("int32"), "length": 4, "_type": "List"},
 }
+
+
+def _arrow_column(kind: str, values: list[Any]) -> Any:
+    import pyarrow as pa
+
+    if kind in ("label", "string"):
+        return pa.array([str(v) for v in values], pa.string())
+    if kind == "float32":
+        return pa.array([float(v) for v in values], pa.float32())
+    if kind == "int64":
+        return pa.array([int(v) for v in values], pa.int64())
+    return pa.array([[int(x) for x in v] for v in values], pa.list_(pa.int32(), 4))  # bbox
 
 
 def export_parquet(
@@ -132,7 +141,7 @@ def export_parquet(
     """Write ``anomalies`` as one parquet file (one row each, PNG bytes inline); return the path.
 
     Columns: ``image``, ``mask`` (``datasets`` ``Image`` features), ``source_id`` and the record
-    columns (``method``, ``shape``, ``mode``, ``size_bin`` as strings; ``bbox`` int32 x 4).
+    columns in ``synth.record.RECORD_COLUMNS`` order (labels as strings; ``bbox`` int32 x 4).
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -149,13 +158,11 @@ def export_parquet(
              for a, r in zip(anomalies, rows)], type=image_type),
         "source_id": pa.array([r["source_id"] for r in rows], pa.string()),
     }
-    for name in ("method", "shape", "mode", "size_bin", "params"):
-        columns[name] = pa.array([str(r[name]) for r in rows], pa.string())
-    for name in ("area_fraction", "brightness_delta", "background_brightness", "angle"):
-        columns[name] = pa.array([float(r[name]) for r in rows], pa.float32())
-    columns["bbox"] = pa.array([[int(v) for v in r["bbox"]] for r in rows], pa.list_(pa.int32(), 4))
-    columns["seed"] = pa.array([int(r["seed"]) for r in rows], pa.int64())
-    features = {k: _PARQUET_FEATURES[k] for k in columns}
+    features: dict[str, Any] = {"image": {"_type": "Image"}, "mask": {"_type": "Image", "mode": "L"},
+                                "source_id": _value("string")}
+    for column in RECORD_COLUMNS:
+        columns[column.name] = _arrow_column(column.kind, [r[column.name] for r in rows])
+        features[column.name] = _KIND_FEATURES[column.kind]
     table = pa.table(columns).replace_schema_metadata(
         {"huggingface": json.dumps({"info": {"features": features}})}
     )

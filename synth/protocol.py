@@ -34,8 +34,10 @@ from .image import DEFAULT_PNG_LEVEL, encode_png, load_image, write_atomic
 from .layout import CONFIG, FAILURES, IMAGE_SUFFIXES, METADATA, PARTIAL, TOOL, generated_parts
 from .memory import MemoryBudget, check_image_memory
 from .method import Method
+from .record import metadata_row as record_row
 from .registry import get_method, method_names
 from .sizebins import DEFAULT_BINS, SizeBin
+from .version import tool_version
 
 MASK_SUFFIX = "_mask"  # "<name>_mask.png" beside an image is its region mask
 
@@ -365,9 +367,7 @@ class TaskRunner:
 
 
 def metadata_row(anomaly: Anomaly, file_name: str, mask_name: str, source_id: str) -> dict[str, Any]:
-    row = {"file_name": file_name, "mask_file_name": mask_name, "source_id": source_id}
-    row.update(anomaly.record)
-    return row
+    return record_row(anomaly.record, file_name, mask_name, source_id)
 
 
 #: the runner of a pool worker process, set once by the pool's initializer (``_start_worker``)
@@ -592,13 +592,7 @@ class ProtocolFailures(SynthError):
 
 
 def _config_record(config: ProtocolConfig, input_dir: str | os.PathLike) -> dict[str, Any]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        tool_version = version("anomalyforge")
-    except PackageNotFoundError:
-        tool_version = "unknown"
-    return {"tool": TOOL, "tool_version": tool_version, "config": config.to_dict()}
+    return {"tool": TOOL, "tool_version": tool_version(), "config": config.to_dict()}
 
 
 def _check_config(out: Path, config: ProtocolConfig) -> None:

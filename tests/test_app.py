@@ -386,3 +386,18 @@ def test_api_can_name_the_shapes_and_modes_of_any_method(client, files):
     zf = _zip_of(_generate(client, files["astronaut"], method="nsa", shape="patch", mode="mixed_clone", count=1))
     row = _rows(zf)[0]
     assert (row["method"], row["shape"], row["mode"]) == ("nsa", "patch", "mixed_clone")
+
+
+def test_batched_renderer_used_on_a_gpu_draws_what_the_cpu_path_draws(files):
+    # what make_anomalies runs on a GPU, here on the CPU: same seeds -> same specs, exact masks
+    grass = decode_image(files["grass"].read_bytes())
+    anomalies, failures = app.render_batched(grass, "synagen", [3, 4, 5], shape="rough", mode="gray_noise",
+                                             size_bin="1.5-2.5%", region=None, textures=(), device="cpu")
+    assert failures == [] and len(anomalies) == 3
+    for seed, anomaly in zip((3, 4, 5), anomalies):
+        reference = synthesize(grass, "synagen", seed=seed, shape="rough", mode="gray_noise", size_bin="1.5-2.5%")
+        assert anomaly.image.shape == grass.shape and anomaly.image.dtype == grass.dtype
+        assert anomaly.record["size_bin"] == "1.5-2.5%" and anomaly.record["seed"] == seed
+        assert anomaly.spec.shape == reference.spec.shape and anomaly.spec.mode == reference.spec.mode
+        changed = np.abs(anomaly.image.astype(int) - grass) > 1
+        assert changed.any() and not changed[~anomaly.mask].any()

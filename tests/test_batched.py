@@ -152,25 +152,20 @@ def test_the_spec_is_the_numpy_paths_spec_for_the_same_seed():
 
 
 def test_torch_and_numpy_renderings_of_the_same_spec_agree():
-    """Stated tolerance: the same 20 specs land in the same bins on both paths; the changed
-    regions overlap with median IoU >= 0.75 (measured 0.83 on these 160x160 images, whose
-    smallest bin holds 5-25 pixels, and 0.92 at 256x256: the shape is resampled by a bilinear
-    pyramid on torch and OpenCV's area filter on numpy, so thin strokes shift by a pixel and the
-    size search takes other steps); on pixels both paths change, the median |difference| of the
-    stored values is at most 2/255."""
+    """Stated tolerance: for the same 20 specs, at least 18 outputs are byte-identical to the
+    numpy path's and every changed region overlaps it at IoU >= 0.95, in the same bin (measured:
+    39 of 40 identical on these images, 38 of 40 on 256x256 RGB, all masks identical; the rest
+    differ where float rounding of the resampled shape or the blur flips a pixel)."""
     seeds = list(range(100, 120))
     out = synthesize_batch(_batch(RGB, len(seeds)), seeds=seeds)
-    ious, medians = [], []
+    identical = 0
     for k, seed in enumerate(seeds):
         cpu = synthesize(RGB, "synagen", seed=seed)
         assert out.records[k]["size_bin"] == cpu.record["size_bin"]
         mask, cpu_mask = out.masks[k].numpy(), cpu.mask
-        ious.append((mask & cpu_mask).sum() / (mask | cpu_mask).sum())
-        both = mask & cpu_mask
-        values = out.images[k].permute(1, 2, 0).numpy().astype(int)
-        medians.append(np.median(np.abs(values - cpu.image.astype(int)).max(axis=2)[both]) if both.any() else 255)
-    assert np.median(ious) >= 0.75, ious
-    assert np.median(medians) <= 2, medians
+        assert (mask & cpu_mask).sum() / (mask | cpu_mask).sum() >= 0.95, seed
+        identical += out.images[k].permute(1, 2, 0).numpy().tobytes() == cpu.image.tobytes()
+    assert identical >= 18
 
 
 @pytest.mark.parametrize("size_bin", [None, 0, 3])
@@ -307,3 +302,26 @@ def test_the_batched_transform_does_not_depend_on_how_images_are_batched():
             assert torch.equal(whole[0][k], images[k]) and not whole[1][k].any()
         else:
             assert DEFAULT_BINS[1].contains(whole[1][k].double().mean().item())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_and_cpu_renderings_of_the_same_spec_agree():
+    """Stated tolerance: the same specs on CUDA and on the CPU land in the same bins, with masks
+    overlapping at IoU >= 0.99 on average and stored values within 1/255 on pixels both change
+    (per-pixel work is elementwise, so the devices differ at most by rounding)."""
+    seeds = list(range(30, 42))
+    images = _batch(RGB, len(seeds))
+    cpu = synthesize_batch(images, seeds=seeds)
+    gpu = synthesize_batch(images.cuda(), seeds=seeds)
+    assert gpu.images.device.type == "cuda" and gpu.masks.device.type == "cuda"
+    ious = []
+    for k in range(len(seeds)):
+        assert gpu.records[k]["size_bin"] == cpu.records[k]["size_bin"]
+        a, b = gpu.masks[k].cpu(), cpu.masks[k]
+        ious.append(((a & b).sum() / (a | b).sum()).item())
+        both = a & b
+        delta = (gpu.images[k].cpu().int() - cpu.images[k].int()).abs().amax(dim=0)[both]
+        assert delta.numel() == 0 or delta.max() <= 1
+    assert np.mean(ious) >= 0.99, ious
+    again = synthesize_batch(images.cuda()[:5], seeds=seeds[:5])  # same seed, other batch: same bytes
+    assert torch.equal(again.images, gpu.images[:5])

@@ -112,6 +112,56 @@ def test_greedy_coreset_picks_far_apart_points():
     assert {int(i) // 50 for i in idx} == {0, 1}
 
 
+def test_partitioned_coreset_covers_every_part_and_is_exact_for_one_part():
+    import torch
+
+    from detect.patchcore import partitioned_coreset
+
+    # four tight clusters far apart, one per part: a 4-point coreset by parts takes one from each
+    gen = torch.Generator().manual_seed(0)
+    points = torch.cat([torch.randn(100, 8, generator=gen) * 0.01 + 10 * c for c in range(4)])
+    idx = partitioned_coreset(points, 4, part=100, projection_dim=0, seed=0)
+    assert sorted(int(i) // 100 for i in idx) == [0, 1, 2, 3]
+    spread = torch.randn(300, 16, generator=gen)
+    assert torch.equal(partitioned_coreset(spread, 30, part=300, seed=5), greedy_coreset(spread, 30, seed=5))
+    # the same selection whatever the thread count
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = partitioned_coreset(spread, 30, part=64, seed=5)
+        torch.set_num_threads(2)
+        assert torch.equal(single, partitioned_coreset(spread, 30, part=64, seed=5))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_nearest_distance_equals_the_brute_force_minimum():
+    import torch
+
+    from detect.patchcore import nearest_distance
+
+    gen = torch.Generator().manual_seed(0)
+    queries, bank = torch.randn(500, 24, generator=gen) * 5, torch.randn(700, 24, generator=gen) * 5
+    expected = torch.cdist(queries.double(), bank.double()).min(dim=1).values.float()
+    for max_elements in (1 << 22, 1000):  # one block, and many small ones
+        got = nearest_distance(queries, bank, max_elements=max_elements)
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_map_size_shrinks_maps_once_and_keeps_image_scores(brick):
+    detector = PatchCore(image_size=64, coreset_ratio=0.2).fit(brick[0][:4])
+    anomaly = brick[2][-1]["image"]  # the largest size bin
+    images = [np.pad(anomaly, ((0, SIZE // 2), (0, 0)), mode="reflect"), anomaly]  # 1.5 SIZE x SIZE, SIZE x SIZE
+    full, small = detector.score(images), detector.score(images, map_size=48)
+    assert np.array_equal(full.scores, small.scores)
+    assert [m.shape for m in small.maps] == [(48, 32), (48, 48)]
+    assert [m.shape for m in full.maps] == [(SIZE * 3 // 2, SIZE), (SIZE, SIZE)]
+    # the small map is the full one at lower resolution: its maximum sits in the same place
+    y, x = np.unravel_index(np.argmax(small.maps[1]), small.maps[1].shape)
+    fy, fx = np.unravel_index(np.argmax(full.maps[1]), full.maps[1].shape)
+    assert abs(y * SIZE / 48 - fy) <= SIZE / 16 and abs(x * SIZE / 48 - fx) <= SIZE / 16
+
+
 def test_image_size_resizes_in_and_maps_come_back_at_input_size(brick):
     fit = brick[0][:4]
     detector = PatchCore(image_size=64, coreset_ratio=0.2).fit(fit)

@@ -293,3 +293,57 @@ def test_an_unreachable_hub_gives_one_clear_line_for_every_command(reference, tm
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("anomalyforge hub: error: ") and "org/none" in result.stderr
 
+
+
+# --------------------------------------------------------------------------- property: rows <-> files 1:1
+# name parts that collide under naive flattening: case, spaces vs underscores, sub-folders vs "__",
+# extensions, non-ASCII letters
+_PARTS = ["a", "A", "x y", "x_y", "sub__b", "é", "ü", "日本", "b.c"]
+_FOLDERS = ["", "", "sub/", "Sub/", "sub/deeper/", "dir with space/"]
+_SUFFIXES = [".png", ".PNG", ".jpg", ".jpeg", ".bmp"]
+
+
+def _random_tree(rng, folder: Path, textures: list) -> list[str]:
+    names: set[str] = set()
+    while len(names) < rng.randint(3, 5):
+        names.add(rng.choice(_FOLDERS) + rng.choice(_PARTS) + rng.choice(_SUFFIXES))
+    for number, name in enumerate(sorted(names)):
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        crop = textures[number % len(textures)][number * 7:number * 7 + 48, :48]
+        from PIL import Image
+
+        Image.fromarray(crop).save(path, format={".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG",
+                                                 ".bmp": "BMP"}[path.suffix.lower()])
+    return sorted(names)
+
+
+@pytest.mark.parametrize("tree_seed", [0, 1, 2, 3, 4])
+def test_build_rows_and_files_are_one_to_one_for_randomly_named_trees(tmp_path, tree_seed):
+    import random
+
+    rng = random.Random(tree_seed)
+    textures = [getattr(skimage.data, n)() for n in ("brick", "grass", "gravel")]
+    inputs = tmp_path / "in"
+    names = _random_tree(rng, inputs, textures)
+    result = build_dataset(inputs, tmp_path / "build", progress=False, per_image=1, shapes=["rough"],
+                           modes=["gray_noise"], bins=["2.5-15%"], seed=tree_seed)
+    generated = result.build_dir / "generated"
+    meta = {r["file_name"]: r for r in _read_rows(generated)}
+    assert len(meta) == len(_read_rows(generated)) == len(names)
+    files = {p.relative_to(generated).as_posix() for p in (generated / "images").rglob("*") if p.is_file()}
+    masks = {p.relative_to(generated).as_posix() for p in (generated / "masks").rglob("*") if p.is_file()}
+    assert files == set(meta) and masks == {r["mask_file_name"] for r in meta.values()}
+
+    test_rows = pq.read_table(result.build_dir / "data" / "test-00000-of-00001.parquet").to_pylist()
+    assert sorted(r["image"]["path"] for r in test_rows) == sorted(meta)
+    for row in test_rows:
+        expected = meta[row["image"]["path"]]
+        assert row["source_id"] == expected["source_id"]
+        assert row["mask"]["path"] == expected["mask_file_name"]
+        assert row["image"]["bytes"] == (generated / expected["file_name"]).read_bytes()
+        assert row["mask"]["bytes"] == (generated / expected["mask_file_name"]).read_bytes()
+    good_rows = pq.read_table(result.build_dir / "data" / "good-00000-of-00001.parquet").to_pylist()
+    assert [r["source_id"] for r in good_rows] == names
+    for row in good_rows:
+        assert row["image"]["bytes"] == (inputs / row["source_id"]).read_bytes()

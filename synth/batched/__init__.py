@@ -10,10 +10,10 @@ exact masks, |difference| maps and records out, on the same device.
 
 Specs are drawn by the method's own ``Method.sample`` from ``numpy.random.default_rng(seed)``,
 exactly as ``synth.synthesize`` draws them: for one seed both paths render the *same spec*, so
-parameter distributions are identical. The renderings agree up to resampling details (the
-shape is scaled by a bilinear pyramid instead of OpenCV's area filter; see
-tests/test_batched.py for the measured agreement) and carry ``"renderer": "torch"`` in their
-params. The guarantees are the numpy path's: the measured changed area of every output lies in
+parameter distributions are identical. The renderings follow the numpy path step by step (the
+same size search, ``cv2.resize``'s area and bilinear filters, the same placement), and agree
+with it byte for byte for most anomalies (tests/test_batched.py states and measures the
+tolerance); they carry ``"renderer": "torch"`` in their params. The guarantees are the numpy path's: the measured changed area of every output lies in
 its size bin (or ``SizeBinError`` names the anomalies that could not be placed), nothing outside
 the region changes, the mask holds every pixel changed by more than 1/255, any dtype (uint8,
 uint16, float in [0, 1]) and 1-4 channels (alpha untouched) in and out, and the same seed gives
@@ -36,11 +36,11 @@ import torch
 
 from ..anomaly import _as_colour, build_record, measure
 from ..errors import InvalidParameterError, RegionError, SizeBinError
-from ..image import to_float
+from ..image import ImageLayout, to_float
 from ..method import Method, Rendering, Scene, Spec
 from ..registry import get_method
 from ..sizebins import DEFAULT_BINS, SizeBin, resolve_bin
-from .layout import BatchLayout, join, layout_of, split
+from .layout import join, layout_of, split
 from .steering import Rendered
 
 #: method name -> its batch renderer (``module:Class`` under synth.batched, imported on use)
@@ -107,7 +107,7 @@ def _regions(regions: torch.Tensor | None, images: torch.Tensor) -> torch.Tensor
 
 
 def _scenes(
-    images: torch.Tensor, layout: BatchLayout, regions: torch.Tensor | None, textures, pixels: bool,
+    images: torch.Tensor, layout: ImageLayout, regions: torch.Tensor | None, textures, pixels: bool,
     partners: Sequence[np.ndarray] = (),
 ) -> list[Scene]:
     """CPU scenes for drawing specs and sizing: the image's size, region and textures, and its
@@ -208,17 +208,17 @@ def render_batch(
     return _assemble(images, colour, alpha, layout, specs, rendered, bins)
 
 
-def _background_brightness(images: torch.Tensor, layout: BatchLayout) -> list[float]:
+def _background_brightness(images: torch.Tensor, layout: ImageLayout) -> list[float]:
     """Mean luminance (0-1) of each input image: ``anomaly.background_brightness``'s arithmetic
     (channel means in stored units, weighted, then scaled), batched."""
     cc = layout.colour_channels
     colour = images[:, :cc]
     n = images.shape[2] * images.shape[3]
-    if layout.dtype in (torch.uint8, torch.uint16):
+    if layout.quantum:
         means = (colour.to(torch.int64).sum(dim=(2, 3)).to(torch.float64) / n).cpu().numpy()
     else:
         means = colour.to(torch.float64).mean(dim=(2, 3)).cpu().numpy()
-    scale = layout.scale
+    scale = 1.0 / layout.quantum if layout.quantum else 1.0
     if cc == 1:
         return [float(m[0] / scale) for m in means]
     return [float((0.299 * m[0] + 0.587 * m[1] + 0.114 * m[2]) / scale) for m in means]
@@ -239,7 +239,7 @@ def _assemble(images, colour, alpha, layout, specs, rendered: list[Rendered], bi
         wh, ww = r.changed.shape
         ys, xs = slice(r.oy, r.oy + wh), slice(r.ox, r.ox + ww)
         source = colour[i, :, ys, xs].permute(1, 2, 0)
-        out_images[i, :cc, ys, xs] = join(r.output.permute(2, 0, 1)[None], None, layout)[0]
+        out_images[i, :cc, ys, xs] = join(r.output.permute(2, 0, 1)[None], None, layout, images.dtype)[0]
         masks[i, ys, xs] = r.changed
         diffs[i, ys, xs] = (r.output - source).abs().amax(dim=-1)
         measured = measure(

@@ -5,43 +5,26 @@ round half to even, alpha passed through untouched).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from ..anomaly import CHANGE_TOLERANCE
 from ..errors import InvalidImageError
+from ..image import ImageLayout
 
-_SCALES = {torch.uint8: 255.0, torch.uint16: 65535.0}
+#: torch dtype -> the numpy dtype name ``ImageLayout`` speaks of (one layout rule for both paths)
+_DTYPES = {
+    torch.uint8: "uint8", torch.uint16: "uint16", torch.float16: "float16", torch.bfloat16: "float32",
+    torch.float32: "float32", torch.float64: "float64",
+}
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-@dataclass(frozen=True)
-class BatchLayout:
-    """How a batch was stored: dtype and total channels (1 gray, 2 gray+alpha, 3 RGB, 4 RGBA)."""
-
-    dtype: torch.dtype
-    channels: int
-
-    @property
-    def colour_channels(self) -> int:
-        return 1 if self.channels in (1, 2) else 3
-
-    @property
-    def has_alpha(self) -> bool:
-        return self.channels in (2, 4)
-
-    @property
-    def scale(self) -> float:
-        return _SCALES.get(self.dtype, 1.0)
-
-    @property
-    def quantum(self) -> float:
-        """Smallest stored step in [0, 1] units (0 for floats)."""
-        return 1.0 / self.scale if self.dtype in _SCALES else 0.0
+def _scale(layout: ImageLayout) -> float:
+    """Stored units per 1.0 (255, 65535; 1 for floats)."""
+    return 1.0 / layout.quantum if layout.quantum else 1.0
 
 
-def layout_of(images: torch.Tensor) -> BatchLayout:
+def layout_of(images: torch.Tensor) -> ImageLayout:
     """Check a batch and describe it; raise ``InvalidImageError`` with the fix when unusable."""
     if not isinstance(images, torch.Tensor):
         raise InvalidImageError(f"expected a torch tensor (B, C, H, W), got {type(images).__name__}")
@@ -58,7 +41,7 @@ def layout_of(images: torch.Tensor) -> BatchLayout:
             f"images have {channels} channels in dimension 1; supported are 1 (gray), 2 (gray+alpha), "
             "3 (RGB), 4 (RGBA) — channels-last batches need images.permute(0, 3, 1, 2)"
         )
-    if images.dtype not in _SCALES and images.dtype not in _FLOATS:
+    if images.dtype not in _DTYPES:
         raise InvalidImageError(f"dtype {images.dtype} is not supported; use uint8, uint16 or float in [0, 1]")
     if images.dtype in _FLOATS:
         if not bool(torch.isfinite(images).all()):
@@ -69,27 +52,27 @@ def layout_of(images: torch.Tensor) -> BatchLayout:
                 f"float image values must lie in [0, 1], found [{lo:.4g}, {hi:.4g}]; "
                 "divide by the maximum of your data range first"
             )
-    return BatchLayout(images.dtype, int(channels))
+    return ImageLayout(dtype=_DTYPES[images.dtype], ndim=3, channels=int(channels))
 
 
-def split(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, BatchLayout]:
+def split(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, ImageLayout]:
     """float32 colour ``(B, Cc, H, W)`` in [0, 1], the alpha channel (or ``None``) and the layout."""
     layout = layout_of(images)
     cc = layout.colour_channels
     colour = images[:, :cc].to(torch.float32)
-    if layout.dtype in _SCALES:
-        colour = colour * (1.0 / layout.scale)
+    if layout.quantum:
+        colour = colour * (1.0 / _scale(layout))
     alpha = images[:, cc:] if layout.has_alpha else None
     return colour.contiguous(), alpha, layout
 
 
-def join(colour: torch.Tensor, alpha: torch.Tensor | None, layout: BatchLayout) -> torch.Tensor:
-    """Inverse of ``split``: round to the stored dtype and re-attach alpha."""
+def join(colour: torch.Tensor, alpha: torch.Tensor, layout: ImageLayout, dtype: torch.dtype) -> torch.Tensor:
+    """Inverse of ``split``: round to the stored ``dtype`` and re-attach ``alpha`` (or ``None``)."""
     colour = colour.clamp(0.0, 1.0)
-    if layout.dtype in _SCALES:
-        out = torch.round(colour * layout.scale).to(torch.int32).to(layout.dtype)
+    if layout.quantum:
+        out = torch.round(colour * _scale(layout)).to(torch.int32).to(dtype)
     else:
-        out = colour.to(layout.dtype)
+        out = colour.to(dtype)
     if alpha is not None:
         out = torch.cat([out, alpha], dim=1)
     return out

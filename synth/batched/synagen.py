@@ -4,12 +4,14 @@ The specs are the ones ``Synagen.sample`` draws, so parameter distributions are 
 numpy path. What runs where:
 
 * on the CPU, once per spec: the shape panel and its rotation (``rotated_shape``, shared with the
-  numpy path and cached, so the five sizes of one drawn shape cost one panel), a 2x2 average
-  pyramid of it, the noise grid from the spec's ``noise_seed`` and the texture crop;
-* on the device, for every render of the size search: scaling and placing the shape (bilinear
-  taps into the pyramid level nearest the scale, thresholded at the coverage threshold), the
-  mode's manipulation, the contour band's 3x3 Gaussian blur, the region, quantisation and the
-  measured changed area — all anomalies of the batch in one set of tensor operations;
+  numpy path and cached, so the five sizes of one drawn shape cost one panel), its summed-area
+  table, the noise grid from the spec's ``noise_seed`` and the texture crop;
+* on the device, for every render of the size search: scaling and placing the shape as
+  ``cv2.resize`` does (shrinking: the exact box average of ``INTER_AREA``, read from the
+  summed-area table with four bilinear taps; enlarging: ``INTER_LINEAR``), thresholded at the
+  coverage threshold, the mode's manipulation, the contour band's 3x3 Gaussian blur, the region,
+  quantisation and the measured changed area — all anomalies of the batch in one set of tensor
+  operations;
 * on the CPU between renders: the size search itself (``sizing.correct`` on float64 numpy
   vectors of the batch, the same policy as the numpy path), so every device takes the same steps
   for the same measured areas.
@@ -42,8 +44,6 @@ from .steering import Rendered, Renders, steer_batch
 
 #: pixels kept around the placed shape: the contour band reaches 1 pixel out, its blur 1 more
 _MARGIN = 3
-#: pyramid levels (2x2 averages) of the rotated shape: scales down to 1/64 keep an area filter
-_LEVELS = 7
 #: cv2.getGaussianKernel(3, 2.0), the contour band's blur
 _GAUSS = (0.31916777, 0.36166446, 0.31916777)
 
@@ -53,7 +53,8 @@ class _Plan:
     """Everything about one spec that the device loop needs, prepared on the CPU."""
 
     spec: Spec
-    pyramid: tuple[np.ndarray, ...]
+    crop: np.ndarray
+    table: np.ndarray
     crop_hw: tuple[int, int]
     shape_areas: tuple[float, ...]
     target_px: float
@@ -67,18 +68,14 @@ class _Plan:
 
 
 @lru_cache(maxsize=16)
-def _pyramid(shape: str, params_json: str, angle: float) -> tuple[np.ndarray, ...]:
-    """The rotated shape and its 2x2 averages, each zero-padded to a multiple of ``2**_LEVELS``."""
+def _table(shape: str, params_json: str, angle: float) -> np.ndarray:
+    """Summed-area table ``(h + 1, w + 1)`` float64 of the rotated shape: ``T[i, j]`` is the sum
+    of ``crop[:i, :j]``, so any box average (also over fractional pixels) is four bilinear reads."""
     crop = rotated_shape(shape, json.loads(params_json), angle)
-    step = 2**_LEVELS
-    h, w = crop.shape
-    level = np.zeros((-(-h // step) * step, -(-w // step) * step), np.float32)
-    level[:h, :w] = crop
-    levels = [level]
-    for _ in range(_LEVELS - 1):
-        level = (level[0::2, 0::2] + level[1::2, 0::2] + level[0::2, 1::2] + level[1::2, 1::2]) * np.float32(0.25)
-        levels.append(level)
-    return tuple(levels)
+    table = np.zeros((crop.shape[0] + 1, crop.shape[1] + 1), np.float64)
+    table[1:, 1:] = crop.astype(np.float64).cumsum(axis=0).cumsum(axis=1)
+    table.setflags(write=False)
+    return table
 
 
 def _plan(method: Synagen, spec: Spec, scene: Scene, textures: Sequence[np.ndarray]) -> _Plan:
@@ -88,7 +85,7 @@ def _plan(method: Synagen, spec: Spec, scene: Scene, textures: Sequence[np.ndarr
     size_bin = spec.size_bin or SizeBin.parse("0.02-15%")
     lo_px, hi_px = pixel_bounds(size_bin, scene)
     target_px = target_pixels(size_bin, p["target_fraction"], scene)
-    pyramid = _pyramid(spec.shape, json.dumps(p["shape_params"], sort_keys=True), float(p["angle"]))
+    table = _table(spec.shape, json.dumps(p["shape_params"], sort_keys=True), float(p["angle"]))
     crop = rotated_shape(spec.shape, p["shape_params"], float(p["angle"]))
     mode_params = p["mode_params"]
     noise = None
@@ -105,9 +102,10 @@ def _plan(method: Synagen, spec: Spec, scene: Scene, textures: Sequence[np.ndarr
     factors = mode_params["factors"][:channels] if channels == 3 else mode_params["factors"][:1]
     return _Plan(
         spec=spec,
-        pyramid=pyramid,
+        crop=crop,
+        table=table,
         crop_hw=crop.shape,
-        shape_areas=tuple(float((crop > t).sum()) for t in _COVERAGE_THRESHOLDS),
+        shape_areas=(float((crop > 0.5).sum()),),
         target_px=float(target_px),
         lo_px=int(lo_px),
         hi_px=int(hi_px),
@@ -119,11 +117,11 @@ def _plan(method: Synagen, spec: Spec, scene: Scene, textures: Sequence[np.ndarr
     )
 
 
-def _canvas(arrays: Sequence[np.ndarray | None], device: torch.device) -> tuple[torch.Tensor, int]:
+def _canvas(arrays: Sequence[np.ndarray | None], device: torch.device, dtype=np.float32) -> tuple[torch.Tensor, int]:
     """Stack 2-D arrays zero-padded to a common size; return ``(n, rows * cols)`` and ``cols``."""
     rows = max((a.shape[0] for a in arrays if a is not None), default=1)
     cols = max((a.shape[1] for a in arrays if a is not None), default=1)
-    out = np.zeros((len(arrays), rows, cols), np.float32)
+    out = np.zeros((len(arrays), rows, cols), dtype)
     for i, a in enumerate(arrays):
         if a is not None:
             out[i, : a.shape[0], : a.shape[1]] = a
@@ -140,29 +138,47 @@ def _taps(coords: torch.Tensor, size: torch.Tensor, border: bool) -> tuple[torch
     if border:
         coords = torch.minimum(torch.clamp(coords, min=0.0), last)
     i0 = torch.floor(coords)
-    w1 = (coords - i0).to(torch.float32)
+    w1 = coords - i0
     i1 = i0 + 1
-    v0 = ((i0 >= 0) & (i0 <= last)).to(torch.float32)
-    v1 = ((i1 >= 0) & (i1 <= last)).to(torch.float32)
+    v0 = ((i0 >= 0) & (i0 <= last)).to(coords.dtype)
+    v1 = ((i1 >= 0) & (i1 <= last)).to(coords.dtype)
     i0 = torch.minimum(torch.clamp(i0, min=0.0), last).to(torch.int64)
     i1 = torch.minimum(torch.clamp(i1, min=0.0), last).to(torch.int64)
     return i0, i1, w1, v0, v1
 
 
-def _bilinear(flat: torch.Tensor, cols: int, ys: tuple, xs: tuple) -> torch.Tensor:
-    """Sample ``(n, rows * cols)`` data at the separable positions given by ``_taps``: ``(n, h, w)``."""
+def _bilinear(flat: torch.Tensor, cols: int, samples: torch.Tensor, ys: tuple, xs: tuple) -> torch.Tensor:
+    """Sample rows ``samples`` of ``(B, rows * cols)`` data at the separable positions given by
+    ``_taps``: ``(n, h, w)`` (only the taps are read, not the samples' whole canvases)."""
     y0, y1, wy, vy0, vy1 = ys
     x0, x1, wx, vx0, vx1 = xs
-    wy0, wy1 = (1.0 - wy) * vy0, wy * vy1
-    wx0, wx1 = (1.0 - wx) * vx0, wx * vx1
+    # weights in the data's precision (float64 for summed-area tables, whose values are large)
+    wy0, wy1 = ((1.0 - wy) * vy0).to(flat.dtype), (wy * vy1).to(flat.dtype)
+    wx0, wx1 = ((1.0 - wx) * vx0).to(flat.dtype), (wx * vx1).to(flat.dtype)
+    base = (samples * flat.shape[1])[:, None]
 
     def tap(yi, xi):
-        index = (yi * cols)[:, :, None] + xi[:, None, :]
-        return torch.gather(flat, 1, index.reshape(len(flat), -1)).reshape(index.shape)
+        return torch.take(flat, (base + yi * cols)[:, :, None] + xi[:, None, :])
 
     top = tap(y0, x0) * wx0[:, None, :] + tap(y0, x1) * wx1[:, None, :]
     bottom = tap(y1, x0) * wx0[:, None, :] + tap(y1, x1) * wx1[:, None, :]
     return top * wy0[:, :, None] + bottom * wy1[:, :, None]
+
+
+def _windows(data: torch.Tensor, idx: np.ndarray, oy: np.ndarray, ox: np.ndarray, h: int, w: int) -> torch.Tensor:
+    """``data[i, oy:oy+h, ox:ox+w]`` for each anomaly ``i`` of ``idx`` (windows inside the image)."""
+    return torch.stack([data[i, y : y + h, x : x + w] for i, y, x in zip(idx.tolist(), oy.tolist(), ox.tolist())])
+
+
+def _shifted_windows(canvas: torch.Tensor, dy: np.ndarray, dx: np.ndarray, h: int, w: int) -> torch.Tensor:
+    """``(n, h, w)`` windows of the ``(n, hc, wc)`` canvases starting at ``(dy, dx)``, zero outside."""
+    n, hc, wc = canvas.shape
+    out = torch.zeros((n, h, w), dtype=canvas.dtype, device=canvas.device)
+    for k, (y, x) in enumerate(zip(dy.tolist(), dx.tolist())):
+        y0, y1, x0, x1 = max(y, 0), min(y + h, hc), max(x, 0), min(x + w, wc)
+        if y1 > y0 and x1 > x0:
+            out[k, y0 - y : y1 - y, x0 - x : x1 - x] = canvas[k, y0:y1, x0:x1]
+    return out
 
 
 def _dilate(mask: torch.Tensor, iterations: int) -> torch.Tensor:
@@ -210,16 +226,8 @@ class SynagenBatch:
         self.height, self.width = int(colour.shape[2]), int(colour.shape[3])
         self.plans = [_plan(method, spec, scene, textures) for spec, scene in zip(specs, scenes)]
         b = len(self.plans)
-        # the finest pyramid level any anomaly of this batch can need (scales above 1.5x the
-        # one reaching the bin's top take the level that scale would)
-        finest = _LEVELS - 1
-        for plan in self.plans:
-            scale = 1.5 * math.sqrt(plan.hi_px / max(min(plan.shape_areas), 1.0))
-            finest = min(finest, max(0, int(math.floor(math.log2(max(1.0 / scale, 1.0))))))
-        self.finest = finest
-        self.levels = {}
-        for level in range(finest, _LEVELS):
-            self.levels[level] = _canvas([plan.pyramid[level] for plan in self.plans], self.device)
+        self.crops = _canvas([plan.crop for plan in self.plans], self.device)
+        self.tables = _canvas([plan.table for plan in self.plans], self.device, np.float64)
         self.crop_hw = np.array([plan.crop_hw for plan in self.plans], np.int64)
         noise_flat, noise_cols = _canvas([plan.noise for plan in self.plans], self.device)
         self.noise = (noise_flat, noise_cols)
@@ -250,33 +258,39 @@ class SynagenBatch:
         ch, cw = self.crop_hw[idx, 0], self.crop_hw[idx, 1]
         new_h = np.maximum(1, np.round(ch * scale)).astype(np.int64)
         new_w = np.maximum(1, np.round(cw * scale)).astype(np.int64)
-        factor = np.maximum(ch / new_h, cw / new_w)
-        level = np.clip(np.floor(np.log2(np.maximum(factor, 1.0))).astype(np.int64), self.finest, _LEVELS - 1)
         threshold = np.array(_COVERAGE_THRESHOLDS, np.float32)[attempt % len(_COVERAGE_THRESHOLDS)]
         hn, wn = int(new_h.max()), int(new_w.max())
-        shapes = torch.zeros((len(idx), hn, wn), dtype=torch.bool, device=dev)
         ly = torch.arange(hn, device=dev, dtype=torch.float64)[None]
         lx = torch.arange(wn, device=dev, dtype=torch.float64)[None]
-        for lv in np.unique(level):
-            sel = np.flatnonzero(level == lv)
-            flat, lcols = self.levels[int(lv)]
-            step = float(2**lv)
-            # cv2.resize's pixel-centre mapping into the crop, then into the pyramid level
-            sy = torch.as_tensor(ch[sel] / new_h[sel], device=dev)[:, None]
-            sx = torch.as_tensor(cw[sel] / new_w[sel], device=dev)[:, None]
-            cy = ((ly + 0.5) * sy) / step - 0.5
-            cx = ((lx + 0.5) * sx) / step - 0.5
-            size_h = torch.as_tensor(-(-ch[sel] // int(step)), device=dev)
-            size_w = torch.as_tensor(-(-cw[sel] // int(step)), device=dev)
-            coverage = _bilinear(
-                flat[torch.as_tensor(idx[sel], device=dev)], lcols,
-                _taps(cy, size_h, border=False), _taps(cx, size_w, border=False),
-            )
-            inside = (ly < torch.as_tensor(new_h[sel], device=dev)[:, None])[:, :, None] & (
-                lx < torch.as_tensor(new_w[sel], device=dev)[:, None]
-            )[:, None, :]
-            thr = torch.as_tensor(threshold[sel], device=dev)[:, None, None]
-            shapes[torch.as_tensor(sel, device=dev)] = (coverage > thr) & inside
+        samples = torch.as_tensor(idx, device=dev)
+        sy = torch.as_tensor(ch / new_h, device=dev)[:, None]
+        sx = torch.as_tensor(cw / new_w, device=dev)[:, None]
+        t_ch, t_cw = torch.as_tensor(ch, device=dev), torch.as_tensor(cw, device=dev)
+        coverage = torch.empty((len(idx), hn, wn), dtype=torch.float32, device=dev)
+        shrink = scale < 1.0  # cv2.resize's choice between INTER_AREA and INTER_LINEAR
+        for group, is_area in ((np.flatnonzero(shrink), True), (np.flatnonzero(~shrink), False)):
+            if not len(group):
+                continue
+            g = torch.as_tensor(group, device=dev)
+            if is_area:
+                # the box [l * s, (l + 1) * s) of crop pixels behind each resized pixel
+                flat, cols = self.tables
+                y0, y1, x0, x1 = ly * sy[g], (ly + 1) * sy[g], lx * sx[g], (lx + 1) * sx[g]
+                hs, ws = t_ch[g], t_cw[g]
+
+                def integral(y, x):
+                    return _bilinear(flat, cols, samples[g], _taps(y, hs + 1, border=True), _taps(x, ws + 1, border=True))
+
+                total = integral(y1, x1) - integral(y0, x1) - integral(y1, x0) + integral(y0, x0)
+                coverage[g] = (total / (sy[g][:, :, None] * sx[g][:, None, :])).to(torch.float32)
+            else:
+                flat, cols = self.crops
+                cy, cx = (ly + 0.5) * sy[g] - 0.5, (lx + 0.5) * sx[g] - 0.5
+                coverage[g] = _bilinear(flat, cols, samples[g], _taps(cy, t_ch[g], border=True), _taps(cx, t_cw[g], border=True))
+        inside = (ly < torch.as_tensor(new_h, device=dev)[:, None])[:, :, None] & (
+            lx < torch.as_tensor(new_w, device=dev)[:, None]
+        )[:, None, :]
+        shapes = (coverage > torch.as_tensor(threshold, device=dev)[:, None, None]) & inside
         rows_any, cols_any = shapes.any(dim=2), shapes.any(dim=1)
         first = lambda a: a.to(torch.int8).argmax(dim=1)  # noqa: E731
         last = lambda a: a.shape[1] - 1 - a.flip(1).to(torch.int8).argmax(dim=1)  # noqa: E731
@@ -310,8 +324,9 @@ class SynagenBatch:
         return ty - fy, tx - fx
 
     # ---------------------------------------------------------------- render (device)
-    def render(self, idx: np.ndarray, scale: np.ndarray, attempt: np.ndarray):
-        """Render the anomalies ``idx`` at ``scale``; return areas and the window tensors."""
+    def _placed(self, idx: np.ndarray, scale: np.ndarray, attempt: np.ndarray):
+        """The placed shapes on windows of the image: ``(footprint, region, oy, ox, wh, ww)``
+        (``region`` ``None`` without regions; an empty footprint = ``Synagen._place``'s None)."""
         H, W, dev = self.height, self.width, self.device
         shapes, by0, by1, bx0, bx1, placed = self._shape_at(idx, scale, attempt)
         oy0, ox0 = self._origin(idx, attempt, shapes, by0, by1, bx0, bx1)
@@ -323,21 +338,50 @@ class SynagenBatch:
         ww = int(min(W, max(1, (right - left).max())))
         oy = np.minimum(top, H - wh)
         ox = np.minimum(left, W - ww)
-        t_idx = torch.as_tensor(idx, device=dev)
-        rows = torch.as_tensor(oy, device=dev)[:, None] + torch.arange(wh, device=dev)[None]  # (n, wh)
-        cols = torch.as_tensor(ox, device=dev)[:, None] + torch.arange(ww, device=dev)[None]  # (n, ww)
-        source = self.colour[t_idx[:, None, None], rows[:, :, None], cols[:, None, :]]  # (n, wh, ww, C)
         # the shape moved onto the window (an integer shift of the local canvas)
-        sy = rows - torch.as_tensor(oy0, device=dev)[:, None]
-        sx = cols - torch.as_tensor(ox0, device=dev)[:, None]
-        valid = ((sy >= 0) & (sy < shapes.shape[1]))[:, :, None] & ((sx >= 0) & (sx < shapes.shape[2]))[:, None, :]
-        sy, sx = sy.clamp(0, shapes.shape[1] - 1), sx.clamp(0, shapes.shape[2] - 1)
-        footprint = shapes[torch.arange(len(idx), device=dev)[:, None, None], sy[:, :, None], sx[:, None, :]] & valid
+        footprint = _shifted_windows(shapes, oy - oy0, ox - ox0, wh, ww)
         footprint &= torch.as_tensor(placed, device=dev)[:, None, None]
         region = None
         if self.regions is not None:
-            region = self.regions[t_idx[:, None, None], rows[:, :, None], cols[:, None, :]]
+            region = _windows(self.regions, idx, oy, ox, wh, ww)
             footprint &= region
+        return footprint, region, oy, ox, wh, ww
+
+    def predict(self, idx: np.ndarray, attempt: np.ndarray) -> np.ndarray:
+        """First scales of the size search, as ``Synagen._predict_scale``: up to 4 placement-only
+        corrections of the footprint grown by the band's outer width."""
+        band = self.method.smooth_band
+        outer = max(1, band // 3) if band > 0 else 0
+        target = np.array([self.plans[i].target_px for i in idx])
+        upper = np.array([self.plans[i].max_scale for i in idx])
+        scale = np.sqrt(target / np.array([max(self.plans[i].shape_areas[0], 1.0) for i in idx]))
+        active = np.ones(len(idx), bool)
+        for _ in range(4):
+            scale = np.where(active, np.minimum(scale, upper), scale)
+            rows = np.flatnonzero(active)
+            if not len(rows):
+                break
+            footprint, region, *_ = self._placed(idx[rows], scale[rows], attempt[rows])
+            grown = _dilate(footprint, outer) if outer else footprint
+            if outer and region is not None:
+                grown &= region
+            predicted = grown.sum(dim=(1, 2)).cpu().numpy().astype(np.float64)
+            placed = footprint.any(dim=2).any(dim=1).cpu().numpy()
+            t = target[rows]
+            done = ~placed | (predicted == 0) | (np.abs(predicted - t) <= 0.05 * t)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                scale[rows[~done]] = scale[rows[~done]] * np.sqrt(t[~done] / predicted[~done])
+            active[rows[done]] = False
+        return np.where(active, np.minimum(scale, upper), scale)
+
+    def render(self, idx: np.ndarray, scale: np.ndarray, attempt: np.ndarray):
+        """Render the anomalies ``idx`` at ``scale``; return areas and the window tensors."""
+        H, W, dev = self.height, self.width, self.device
+        footprint, region, oy, ox, wh, ww = self._placed(idx, scale, attempt)
+        t_idx = torch.as_tensor(idx, device=dev)
+        rows = torch.as_tensor(oy, device=dev)[:, None] + torch.arange(wh, device=dev)[None]  # (n, wh)
+        cols = torch.as_tensor(ox, device=dev)[:, None] + torch.arange(ww, device=dev)[None]  # (n, ww)
+        source = _windows(self.colour, idx, oy, ox, wh, ww)  # (n, wh, ww, C)
 
         # the mode's manipulation (synagen.modes.manipulate, per anomaly)
         modes = [self.modes[i] for i in idx]
@@ -348,7 +392,7 @@ class SynagenBatch:
             side = self.noise_side[t_idx]
             fy = ((rows.to(torch.float64) + 0.5) * (side[:, None] / H)) - 0.5
             fx = ((cols.to(torch.float64) + 0.5) * (side[:, None] / W)) - 0.5
-            noise = _bilinear(flat[t_idx], ncols, _taps(fy, side, border=True), _taps(fx, side, border=True))[..., None]
+            noise = _bilinear(flat, ncols, t_idx, _taps(fy, side, border=True), _taps(fx, side, border=True))[..., None]
         manip = torch.empty_like(source)
         for mode in set(modes):
             sel = torch.as_tensor([j for j, m in enumerate(modes) if m == mode], device=dev)
@@ -372,7 +416,8 @@ class SynagenBatch:
             elif mode == "gray_noise":
                 out = noise[sel].expand_as(src)
             elif mode == "texture":
-                out = self.texture[t_idx[sel][:, None, None], rows[sel][:, :, None], cols[sel][:, None, :]]
+                picked = sel.cpu().numpy()
+                out = _windows(self.texture, idx[picked], oy[picked], ox[picked], wh, ww)
             else:
                 raise InvalidParameterError(f"unknown SYNAGEN mode {mode!r}")
             manip[sel] = out.clamp(0.0, 1.0)
@@ -398,9 +443,13 @@ class SynagenBatch:
         hi = np.array([p.hi_px for p in self.plans], np.float64)
         upper = np.array([p.max_scale for p in self.plans])
 
+        bucket = np.floor(np.log2(np.maximum(hi, 1.0)) / 2.0).astype(np.int64)
+
         def start(idx: np.ndarray, attempt: np.ndarray) -> np.ndarray:
-            areas = np.array([self.plans[j].shape_areas[a % len(_COVERAGE_THRESHOLDS)] for j, a in zip(idx, attempt)])
-            return np.sqrt(target[idx] / np.maximum(areas, 1.0))
+            scale = np.zeros(len(idx))
+            for group in np.split(np.arange(len(idx)), np.flatnonzero(np.diff(bucket[idx])) + 1):
+                scale[group] = self.predict(idx[group], attempt[group])
+            return scale
 
         def render(idx: np.ndarray, knob: np.ndarray, attempt: np.ndarray) -> Renders:
             area, oy, ox, out, changed = self.render(idx, knob, attempt)
@@ -409,7 +458,7 @@ class SynagenBatch:
         found = steer_batch(
             render, target=target, lo=lo, hi=hi, start=start, lower=np.zeros(len(target)), upper=upper,
             steering=STEERING, attempts=_PLACEMENT_ATTEMPTS,
-            bucket=np.floor(np.log2(np.maximum(hi, 1.0)) / 2.0).astype(np.int64),
+            bucket=bucket,
         )
         return [
             None if r is None else replace(r, info={
