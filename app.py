@@ -463,9 +463,8 @@ def serving_device() -> str:
     """Where detectors run in this process, in words: "GPU (name)" or "CPU"."""
     import torch
 
-    if torch.cuda.is_available():
-        return f"GPU ({torch.cuda.get_device_name(0)})"
-    return "CPU"
+    device = torch.device(_torch_device())
+    return f"GPU ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "CPU"
 
 
 def _torch_device() -> str:
@@ -528,13 +527,12 @@ def make_anomalies(image: np.ndarray, method: str, seeds: Sequence[int], *, shap
                    size_bin: str | None, region: np.ndarray | None, textures: Sequence[np.ndarray]):
     """(anomalies, failure messages, device in words). With a GPU, a method that has a batched
     renderer renders every seed there at once; otherwise ``synth.synthesize`` per seed on the CPU."""
-    import torch
-
     from synth.batched import BATCHED_METHODS
 
-    if torch.cuda.is_available() and method in BATCHED_METHODS:
+    device = _torch_device()
+    if device.startswith("cuda") and method in BATCHED_METHODS:
         return (*render_batched(image, method, seeds, shape=shape, mode=mode, size_bin=size_bin, region=region,
-                                textures=textures, device="cuda"), serving_device())
+                                textures=textures, device=device), serving_device())
     anomalies, failures = [], []
     for seed in seeds:
         try:
