@@ -455,7 +455,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="folder of anomaly-free images that sets the k-false-positive thresholds "
                              "(default: the dataset's good split, or test/good of a real-defect folder)")
     parser.add_argument("--revision", default=None, help="dataset version tag, branch or commit (e.g. v1.0.0)")
-    parser.add_argument("--detector", default="patchcore", help="patchcore, padim or segmenter")
+    parser.add_argument("--detector", default="patchcore", help="patchcore, padim, segmenter, draem or defect_map (the last three train on synthetic anomalies: --option steps=...)")
     parser.add_argument("--detector-file", default=None,
                         help="a detector saved by a previous evaluation or `anomalyforge train` (skips fitting)")
     parser.add_argument("--fit", default=None,
