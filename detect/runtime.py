@@ -92,7 +92,9 @@ def parse_options(pairs: Sequence[str]) -> dict[str, Any]:
 def script_main(module: ModuleType, argv: Sequence[str] | None = None) -> int:
     """``python -m detect.evaluate`` / ``detect.train`` / ``detect.bench`` (also under ``accelerate launch``):
     ``module``'s ``add_arguments`` parser, then its ``run`` through ``guarded``."""
-    parser = argparse.ArgumentParser(prog=module.__name__, description=module.__doc__.split("\n")[0])
+    # under ``python -m`` the module is ``__main__``; its spec still has the dotted name
+    name = getattr(module.__spec__, "name", None) or module.__name__
+    parser = argparse.ArgumentParser(prog=name, description=module.__doc__.split("\n")[0])
     args = module.add_arguments(parser).parse_args(argv)
-    args.command = module.__name__.split(".")[-1]
+    args.command = name.split(".")[-1]
     return guarded(module.run)(args)
