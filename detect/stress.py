@@ -323,9 +323,9 @@ def run_stress(images: Sequence[np.ndarray], config: StressConfig = StressConfig
     for tile in fit:
         digest.update(np.ascontiguousarray(tile).tobytes())
     if device is None:
-        import torch
+        from .device import choose_device
 
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = str(choose_device())
     cache = detectors if detectors is not None else FittedDetectors(capacity=1)
     detector = cache.get(config.detector, digest.hexdigest()[:16], fit, device=device, image_size=size)
     detector.to(device)
