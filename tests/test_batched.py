@@ -194,7 +194,7 @@ def test_box_methods_batches_are_byte_identical_to_the_numpy_path(name, size_bin
 
 # --------------------------------------------------------------------------- the other array methods
 #: batched methods besides SYNAGEN, each held to the same guarantees
-OTHER_METHODS = ("cutout", "fpi", "cutpaste", "cutpaste_scar")
+OTHER_METHODS = ("cutout", "fpi", "cutpaste", "cutpaste_scar", "fractal", "foreground_perlin", "draem")
 
 
 @pytest.mark.parametrize("name", OTHER_METHODS)
@@ -244,6 +244,28 @@ def test_other_methods_give_the_same_bytes_whatever_the_batch(name):
     assert whole.records == [r for p in parts for r in p.records]
 
 
+@pytest.mark.parametrize("size_bin", [None, 0, 3])
+@pytest.mark.parametrize("name", ["draem", "fractal", "foreground_perlin"])
+def test_noise_mask_methods_batches_are_byte_identical_to_the_numpy_path(name, size_bin):
+    """The noise fields and fills come from the numpy path's own functions, the ranking, blend and
+    measurement are the same float32 operations: the bytes and records agree, also with a
+    region, texture images (DRAEM, fractal) or a partner image (foreground Perlin)."""
+    region = np.zeros((SIZE, SIZE), np.uint8)
+    region[10:150, 40:140] = 255
+    regions = torch.from_numpy(region)[None].repeat(4, 1, 1)
+    extra = {"partners": (skimage.data.astronaut(),)} if name == "foreground_perlin" else {"textures": (skimage.data.coffee(),)}
+    seeds = [0, 1, 2, 3]
+    for image in (RGB, RGB[:, :, 1]):
+        for regs, inputs in ((None, {}), (regions, extra)):
+            out = synthesize_batch(_batch(image, 4), name, seeds=seeds, size_bin=size_bin, regions=regs, **inputs)
+            for k, seed in enumerate(seeds):
+                cpu = synthesize(image, name, seed=seed, size_bin=size_bin, region=None if regs is None else region,
+                                 **inputs)
+                assert out.images[k].permute(1, 2, 0).numpy().reshape(cpu.image.shape).tobytes() == cpu.image.tobytes()
+                assert np.array_equal(out.masks[k].numpy(), cpu.mask)
+                assert out.records[k] == cpu.record
+
+
 def test_cutpaste_scar_agrees_with_the_numpy_path():
     """Stated tolerance: the scar's rotation is cv2.warpAffine's bilinear sampling written out
     (values within ~1e-5 of OpenCV's before quantisation), so of 40 outputs (20 seeds, gray and
@@ -268,11 +290,11 @@ def test_cutpaste_scar_agrees_with_the_numpy_path():
 # --------------------------------------------------------------------------- methods, errors
 def test_methods_without_a_batched_renderer_say_where_they_run():
     images = _batch(RGB, 2)
-    assert "nsa" not in BATCHED_METHODS
+    assert "nsa" not in BATCHED_METHODS and "hybrid" not in BATCHED_METHODS
     with pytest.raises(UnsupportedMethodError, match="Poisson blending runs on the CPU path"):
         synthesize_batch(images, "nsa", seeds=[0, 1])
     with pytest.raises(UnsupportedMethodError, match="synth.synthesize"):
-        synthesize_batch(images, "fractal", seeds=[0, 1])
+        synthesize_batch(images, "hybrid", seeds=[0, 1])
 
 
 def test_bad_batches_raise_clear_errors():

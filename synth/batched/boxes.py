@@ -24,6 +24,9 @@ from .steering import Rendered, Renders, steer_batch
 class _BoxBatch:
     """The device state of one batch of a box method; subclasses define the box and its values."""
 
+    #: the renderer reads the images' pixels on the CPU (``Scene.image``), not only on the device
+    needs_pixels = False
+
     def __init__(
         self,
         method: Method,
@@ -70,6 +73,12 @@ class _BoxBatch:
     def extra(self, i: int, rendered: Rendered) -> dict:
         return {}
 
+    def search(self) -> tuple[Steering, np.ndarray, np.ndarray]:
+        """The size search's policy, smallest knobs and knobs without a size bin (``fit``'s
+        ``steering``, ``lower`` and ``natural``)."""
+        b = len(self.specs)
+        return Steering(), np.full(b, 1e-3), np.ones(b)
+
     def render(self, idx: np.ndarray, knob: np.ndarray, attempt: np.ndarray) -> Renders:
         dev = self.device
         boxes = np.array(
@@ -106,10 +115,11 @@ class _BoxBatch:
                 lo[i], hi[i] = pixel_bounds(spec.size_bin, scene)
                 target[i] = target_pixels(spec.size_bin, spec.params["target_fraction"], scene)
         starts, upper = self.limits()
+        steering, lower, natural = self.search()
         found = steer_batch(
             self.render, target=target, lo=lo, hi=hi, start=lambda idx, attempt: starts[idx],
-            lower=np.full(b, 1e-3), upper=upper,
-            steering=Steering(), attempts=PLACEMENT_ATTEMPTS, sized=sized, natural=np.ones(b),
+            lower=lower, upper=upper,
+            steering=steering, attempts=PLACEMENT_ATTEMPTS, sized=sized, natural=natural,
         )
         results = []
         for i, (r, is_sized) in enumerate(zip(found, sized)):
