@@ -19,10 +19,12 @@ the region changes, the mask holds every pixel changed by more than 1/255, any d
 uint16, float in [0, 1]) and 1-4 channels (alpha untouched) in and out, and the same seed gives
 the same bytes on the same device whatever the batch size.
 
-Methods with a batched renderer: ``BATCHED_METHODS`` — SYNAGEN, and CutOut and FPI, whose
+Methods with a batched renderer: ``BATCHED_METHODS`` — SYNAGEN; CutOut, FPI and CutPaste, whose
 batched outputs are byte-identical to the numpy path's (their geometry is computed by the same
-functions). NSA's Poisson blending and the noise-mask methods (DRAEM, foreground Perlin,
-fractal) and CutPaste stay on the CPU path: ``synth.synthesize`` per image.
+functions, their values by the same float32 operations); CutPaste-Scar, whose rotation is
+OpenCV's bilinear warp written out (byte-identical for most anomalies, the others within one
+quantum; tests/test_batched.py measures it). NSA's Poisson blending and the noise-mask methods
+not listed stay on the CPU path: ``synth.synthesize`` per image.
 """
 
 from __future__ import annotations
@@ -44,7 +46,13 @@ from .layout import join, layout_of, split
 from .steering import Rendered
 
 #: method name -> its batch renderer (``module:Class`` under synth.batched, imported on use)
-_RENDERERS = {"synagen": "synagen:SynagenBatch", "cutout": "boxes:CutOutBatch", "fpi": "boxes:FPIBatch"}
+_RENDERERS = {
+    "synagen": "synagen:SynagenBatch",
+    "cutout": "boxes:CutOutBatch",
+    "fpi": "boxes:FPIBatch",
+    "cutpaste": "paste:CutPasteBatch",
+    "cutpaste_scar": "paste:CutPasteScarBatch",
+}
 #: methods whose rendering runs batched on a torch device
 BATCHED_METHODS = tuple(_RENDERERS)
 #: methods whose ``sample`` looks at pixel values (the others draw from the image's size alone)
