@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # subcommand -> module that implements it (``register`` adds the parser, which sets ``func``)
@@ -63,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         # What was finished stays on disk; synth and hub build resume from it on the next run.
         print(f"\nanomalyforge{' ' + only if only else ''}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader of our output went away (e.g. `| head`): nothing left to say, no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -70,7 +70,7 @@ from synth.version import tool_version
 
 from detect.images import as_colour
 from detect.registry import FittedDetectors
-from detect.stress import StressConfig, mirror_split, run_stress
+from detect.stress import TEXTURE_SPREAD_LIMIT, StressConfig, mirror_split, run_stress, texture_spread
 
 # ------------------------------------------------------------------------------------ limits
 #: largest upload gradio accepts (``launch(max_file_size=...)``); bigger files are refused on upload
@@ -463,9 +463,8 @@ def serving_device() -> str:
     """Where detectors run in this process, in words: "GPU (name)" or "CPU"."""
     import torch
 
-    if torch.cuda.is_available():
-        return f"GPU ({torch.cuda.get_device_name(0)})"
-    return "CPU"
+    device = torch.device(_torch_device())
+    return f"GPU ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "CPU"
 
 
 def _torch_device() -> str:
@@ -528,13 +527,12 @@ def make_anomalies(image: np.ndarray, method: str, seeds: Sequence[int], *, shap
                    size_bin: str | None, region: np.ndarray | None, textures: Sequence[np.ndarray]):
     """(anomalies, failure messages, device in words). With a GPU, a method that has a batched
     renderer renders every seed there at once; otherwise ``synth.synthesize`` per seed on the CPU."""
-    import torch
-
     from synth.batched import BATCHED_METHODS
 
-    if torch.cuda.is_available() and method in BATCHED_METHODS:
+    device = _torch_device()
+    if device.startswith("cuda") and method in BATCHED_METHODS:
         return (*render_batched(image, method, seeds, shape=shape, mode=mode, size_bin=size_bin, region=region,
-                                textures=textures, device="cuda"), serving_device())
+                                textures=textures, device=device), serving_device())
     anomalies, failures = [], []
     for seed in seeds:
         try:
@@ -761,6 +759,11 @@ class Space:
             source = (f"**{Path(path).name}** ({'the Generate tab' if reference == GENERATED else 'example'} image) "
                       "and its two mirror images")
             held = "the same image turned by 180 degrees"
+        unlike = [name for name, image in tests if texture_spread([fits[0], image]) > TEXTURE_SPREAD_LIMIT]
+        if unlike:
+            gr.Warning(f"{', '.join(unlike[:3])}{' ...' if len(unlike) > 3 else ''} look unlike the images the "
+                       "detector is fitted on, so they will score high whatever they show: upload anomaly-free "
+                       "images of their kind (or choose another image to fit on).")
         progress(0.2, desc=f"Fitting {detector_name} (once, then cached) and scoring")
         try:
             (normal, result), device = score_on_device(detector_name, key, fits, [held_out, [t for _, t in tests]],
@@ -1062,7 +1065,7 @@ def build_demo(config: SpaceConfig | None = None) -> gr.Blocks:
                     with gr.Column(scale=2):
                         detect_status = gr.Markdown(elem_id="detect-status")
                         heatmaps = gr.Gallery(label="Anomaly heatmaps (verdict · score / threshold · image)",
-                                              columns=2, height=460, object_fit="contain", format="png",
+                                              columns=3, height=560, object_fit="contain", format="png",
                                               elem_id="heatmaps")
                         bar = gr.Image(label="Heatmap colour scale", show_label=False, height=90, interactive=False,
                                        elem_id="colour-bar", buttons=[])

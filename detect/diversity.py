@@ -29,6 +29,8 @@ import numpy as np
 import torch
 
 from detect.errors import DetectError
+from synth.errors import SynthError
+from synth.image import as_float
 from detect.lpips_backbones import LPIPS_NETS, LpipsNet, load_lpips, pick_device, to_lpips_batch
 
 #: score names exactly as in SYNAGEN table 1 (the JSON keys)
@@ -44,33 +46,15 @@ class DiversityInputError(DetectError):
 
 # --------------------------------------------------------------------------- image conversion
 def as_float_rgb(image: np.ndarray) -> np.ndarray:
-    """Convert an image to float32 HxWx3 in [0, 1].
+    """An image as float32 HxWx3 in [0, 1] (``synth.image.as_float``, the project's one rule).
 
-    Accepts uint8, uint16, bool or float (assumed in [0, 1], clipped) arrays, gray (HxW or HxWx1),
-    RGB or RGBA (alpha dropped: LPIPS trunks see colour only). Gray is replicated to 3 channels.
+    Accepts uint8, uint16, bool or float in [0, 1] arrays, gray (HxW or HxWx1), RGB or RGBA (alpha
+    dropped: LPIPS trunks see colour only). Gray is replicated to 3 channels.
     """
-    arr = np.asarray(image)
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[..., 0]
-    if arr.ndim == 3 and arr.shape[2] == 4:
-        arr = arr[..., :3]
-    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
-        raise DiversityInputError(
-            f"expected a gray (HxW) or colour (HxWx3/4) image, got an array of shape {arr.shape}"
-        )
-    if arr.dtype == np.uint8:
-        out = arr.astype(np.float32) / 255.0
-    elif arr.dtype == np.uint16:
-        out = arr.astype(np.float32) / 65535.0
-    elif arr.dtype == np.bool_:
-        out = arr.astype(np.float32)
-    elif np.issubdtype(arr.dtype, np.floating):
-        out = np.clip(arr.astype(np.float32), 0.0, 1.0)
-    else:
-        raise DiversityInputError(f"unsupported image dtype {arr.dtype}; use uint8, uint16 or float in [0, 1]")
-    if out.ndim == 2:
-        out = np.repeat(out[..., None], 3, axis=2)
-    return np.ascontiguousarray(out)
+    try:
+        return as_float(np.asarray(image), channels=3)
+    except SynthError as exc:
+        raise DiversityInputError(str(exc)) from None
 
 
 def as_bool_mask(mask: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ from PIL import Image
 
 from detect.errors import DatasetLayoutError, DetectError
 from hub_tools.loading import load_dataset
+from synth.image import IMAGE_SUFFIXES, pil_to_array
 from hub_tools.schema import decode_label
 
 
@@ -164,7 +165,6 @@ def _rows_from_splits(ds: Any, good: Any | None, source: str, split: str, good_s
     return AnomalyRows(_Column(ds, "image"), _Column(ds, "mask"), diffs, originals, columns)
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def load_reference_images(source: str | Path, *, revision: str | None = None, split: str = "test") -> Sequence[np.ndarray]:
@@ -271,9 +271,7 @@ def _rows_from_synth_folder(folder: Path, sources_dir: str | Path | None) -> Ano
 
 def _to_array(value: Any) -> np.ndarray:
     if isinstance(value, Image.Image):
-        if value.mode in ("P", "LA", "PA", "CMYK", "YCbCr", "HSV", "1"):
-            value = value.convert("RGBA" if "A" in value.mode else ("L" if value.mode == "1" else "RGB"))
-        return np.asarray(value)
+        return pil_to_array(value)
     if isinstance(value, dict) and "path" in value:  # undecoded Image feature
         with Image.open(value["path"]) as im:
             return _to_array(im)

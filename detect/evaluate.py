@@ -455,7 +455,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="folder of anomaly-free images that sets the k-false-positive thresholds "
                              "(default: the dataset's good split, or test/good of a real-defect folder)")
     parser.add_argument("--revision", default=None, help="dataset version tag, branch or commit (e.g. v1.0.0)")
-    parser.add_argument("--detector", default="patchcore", help="patchcore, padim or segmenter")
+    parser.add_argument("--detector", default="patchcore", help="patchcore, padim, segmenter, draem or defect_map (the last three train on synthetic anomalies: --option steps=...)")
     parser.add_argument("--detector-file", default=None,
                         help="a detector saved by a previous evaluation or `anomalyforge train` (skips fitting)")
     parser.add_argument("--fit", default=None,
@@ -470,7 +470,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="detector option, e.g. coreset_ratio=0.05 or steps=500 (repeatable; JSON values)")
-    parser.add_argument("--ks", default="1,2,3,4,5", help="false-positive budgets (comma separated)")
+    parser.add_argument("--ks", nargs="+", default="1,2,3,4,5",
+                        help="false-positive budgets, space- or comma-separated (default 1,2,3,4,5)")
     parser.add_argument("--table-k", type=int, default=1, help="budget used by the recall tables and plots")
     parser.add_argument("--brightness-shape", default=None)
     parser.add_argument("--brightness-mode", default=None)
@@ -568,7 +569,12 @@ def run(args: argparse.Namespace) -> int:
 
     accelerator = make_accelerator(args.cpu)
     out = Path(args.output)
-    ks = [int(k) for k in str(args.ks).split(",") if k.strip()]
+    from synth.config import parse_names  # the one list syntax of every command
+
+    try:
+        ks = [int(k) for k in parse_names(args.ks, "--ks") or []]
+    except ValueError:
+        raise DetectError(f"--ks takes whole numbers, e.g. 1 2 3 or 1,2,3; got {args.ks!r}") from None
     defect_set = None
     if detect_layout(args.dataset) is not None:
         defect_set = read_defect_set(args.dataset, args.category)

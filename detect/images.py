@@ -15,62 +15,28 @@ import numpy as np
 from PIL import Image
 
 from synth.errors import SynthError
-from synth.image import exif_orientation, load_image, upright
-from synth.layout import IMAGE_SUFFIXES
+# pil_to_array is re-exported: detect's readers of dataset cells take it from here
+from synth.image import IMAGE_SUFFIXES, as_float, load_image, pil_to_array  # noqa: F401
 
 from .errors import InvalidImagesError
-
-
-def pil_to_array(image: Image.Image) -> np.ndarray:
-    """A PIL image as shown: uint8 gray/RGB(A), uint16 for 16-bit modes, other modes as RGB; the
-    EXIF orientation applied (``synth.image.upright``)."""
-    if image.mode in ("L", "RGB", "RGBA", "LA"):
-        array = np.asarray(image)
-    elif image.mode.startswith("I"):
-        array = np.asarray(image).astype(np.uint16)
-    elif image.mode == "1":
-        array = np.asarray(image.convert("L"))
-    else:
-        array = np.asarray(image.convert("RGB"))
-    return upright(array, exif_orientation(image))
 
 
 def to_float_image(image: Any, what: str = "image") -> np.ndarray:
     """One image as float32 ``(H, W, C)`` in [0, 1] with C = 1 (gray) or 3 (colour).
 
     ``image``: numpy array (uint8, uint16, bool or float in [0, 1]; ``(H, W)``, ``(H, W, 1..4)``)
-    or a PIL image. Alpha channels are dropped.
+    or a PIL image, converted by the project's one rule (``synth.image.as_float``). Alpha channels
+    are dropped; images under 8x8 pixels are refused (detectors need a receptive field).
     """
-    if isinstance(image, Image.Image):
-        image = pil_to_array(image)
-    if not isinstance(image, np.ndarray):
+    if not isinstance(image, (np.ndarray, Image.Image)):
         raise InvalidImagesError(f"{what}: expected a numpy array or PIL image, got {type(image).__name__}")
-    if image.ndim == 3 and image.shape[2] in (2, 4):
-        image = image[:, :, : image.shape[2] - 1]
-    if image.ndim == 2:
-        image = image[:, :, None]
-    if image.ndim != 3 or image.shape[2] not in (1, 3):
-        raise InvalidImagesError(
-            f"{what}: shape {image.shape} is not an image; use (H, W) gray or (H, W, 3) RGB"
-        )
-    if image.shape[0] < 8 or image.shape[1] < 8:
-        raise InvalidImagesError(f"{what}: {image.shape[1]}x{image.shape[0]} pixels is too small (need 8x8)")
-    if image.dtype == np.uint8:
-        return image.astype(np.float32) / 255.0
-    if image.dtype == np.uint16:
-        return image.astype(np.float32) / 65535.0
-    if image.dtype == bool:
-        return image.astype(np.float32)
-    if image.dtype.kind == "f":
-        if not np.all(np.isfinite(image)):
-            raise InvalidImagesError(f"{what}: contains NaN or infinite values")
-        lo, hi = float(image.min()), float(image.max())
-        if lo < 0.0 or hi > 1.0:
-            raise InvalidImagesError(
-                f"{what}: float values must lie in [0, 1], found [{lo:.4g}, {hi:.4g}]"
-            )
-        return image.astype(np.float32)
-    raise InvalidImagesError(f"{what}: dtype {image.dtype} is not supported; use uint8, uint16 or float in [0, 1]")
+    try:
+        out = as_float(image, what=what)
+    except SynthError as exc:
+        raise InvalidImagesError(str(exc)) from None
+    if out.shape[0] < 8 or out.shape[1] < 8:
+        raise InvalidImagesError(f"{what}: {out.shape[1]}x{out.shape[0]} pixels is too small (need 8x8)")
+    return out
 
 
 def to_float_images(images: Iterable[Any], what: str = "images") -> list[np.ndarray]:

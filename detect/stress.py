@@ -236,13 +236,13 @@ def auroc_interval(auroc: float, n_anomalous: int, n_normal: int, z: float = 1.9
 def stress_axes(method: Any) -> tuple[list[str | None], list[str | None], list[str | None]]:
     """Shapes, modes and size bins a stress test cycles through (``None``: the method draws).
 
-    A mixture of methods (one with ``methods``) draws its own shape and mode: most shape x mode
-    pairs belong to none of its members.
+    A mixture of methods (``composite``) draws its own shape and mode: most shape x mode pairs
+    belong to none of its members.
     """
     from synth import DEFAULT_BINS
 
     bins: list[str | None] = [b.name for b in DEFAULT_BINS] if getattr(method, "targets_size", False) else [None]
-    if getattr(method, "methods", None):
+    if method.composite:
         return [None], [None], bins
     return list(method.shapes), [m for m in method.modes if m not in _NEEDS_TEXTURES], bins
 
@@ -322,10 +322,9 @@ def run_stress(images: Sequence[np.ndarray], config: StressConfig = StressConfig
     digest = hashlib.sha256()
     for tile in fit:
         digest.update(np.ascontiguousarray(tile).tobytes())
-    if device is None:
-        from .device import choose_device
+    from .device import choose_device
 
-        device = str(choose_device())
+    device = str(choose_device(device))
     cache = detectors if detectors is not None else FittedDetectors(capacity=1)
     detector = cache.get(config.detector, digest.hexdigest()[:16], fit, device=device, image_size=size)
     detector.to(device)

@@ -29,9 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--output", required=True, help="folder for checkpoints/ and detector.pt")
     parser.add_argument("--pipeline", default="segmenter", choices=PIPELINES,
                         help="segmenter (NSA recipe, default), draem, or defect_map")
-    parser.add_argument("--methods", default=None,
-                        help="synth methods that make the training anomalies, comma separated (a mix is drawn "
-                             "uniformly) or with weights, e.g. draem:0.7,cutpaste:0.3 (a hybrid); default: the "
+    parser.add_argument("--methods", nargs="+", default=None,
+                        help="synth methods that make the training anomalies, space- or comma-separated (a mix is "
+                             "drawn uniformly) or with weights, e.g. draem:0.7,cutpaste:0.3 or draem=0.7 cutpaste=0.3 "
+                             "(a hybrid); default: the "
                              "pipeline's own (segmenter synagen, draem draem, defect_map foreground_perlin)")
     parser.add_argument("--anomaly-ratio", type=float, default=None,
                         help="share of training samples that carry an anomaly, 0..1 (default: the pipeline's, "
@@ -91,11 +92,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_methods(text: str) -> tuple[str, ...] | dict[str, float]:
-    """``"a,b"`` -> ``("a", "b")`` (uniform mix); ``"a:0.7,b:0.3"`` -> ``{"a": 0.7, "b": 0.3}`` (weights)."""
+def parse_methods(text: str | Sequence[str]) -> tuple[str, ...] | dict[str, float]:
+    """``"a,b"`` or ``["a", "b"]`` -> ``("a", "b")`` (uniform mix); ``"a:0.7,b:0.3"`` (or ``a=0.7``)
+    -> ``{"a": 0.7, "b": 0.3}`` (weights). The list syntax is ``anomalyforge synth``'s."""
+    from synth.config import parse_names
+
     from .errors import DetectError
 
-    parts = [p.strip() for p in text.split(",") if p.strip()]
+    parts = [p.replace("=", ":") for p in parse_names(text, "--methods") or []]
     if not parts:
         raise DetectError("--methods is empty; name at least one synth method")
     if not any(":" in p for p in parts):

@@ -1,6 +1,6 @@
 """Build a publishable dataset folder from anomaly-free images.
 
-``build_dataset(INPUT_DIR, BUILD_DIR, **generation)`` runs the generation protocol
+``build_dataset(INPUT_DIR, BUILD_DIR, config=..., run=...)`` runs the generation protocol
 (``synth.protocol.run_protocol``) into ``BUILD_DIR/generated`` -- or reads an existing imagefolder
 written by it -- and streams the rows into parquet shards::
 
@@ -42,8 +42,9 @@ from PIL import Image as PILImage
 
 from synth.image import encode_png, load_image, to_float
 from synth.layout import BUILD_RECORD, FAILURES, METADATA, layout_of
+from synth.config import GENERATION_KEYS, ProtocolConfig, RunOptions, parse_generation, resolve_generation
 from synth.record import FILE_COLUMNS, LABEL_NAMES, source_record
-from synth.sizebins import DEFAULT_BINS, SizeBin, resolve_bin
+from synth.sizebins import SizeBin
 from synth.version import tool_version
 
 from .errors import BuildError, ValidationError
@@ -159,29 +160,21 @@ def _check_files(folder: Path, rows: Sequence[dict[str, Any]]) -> None:
         )
 
 
-def generation_config(generation: dict[str, Any]) -> dict[str, Any]:
-    """The generation options as JSON (bins as names, paths as strings), for build.json and the card."""
-    out: dict[str, Any] = {}
-    for key in sorted(generation):
-        value = generation[key]
-        if key == "bins":
-            value = [resolve_bin(b).name for b in value]
-        elif isinstance(value, os.PathLike):
-            value = os.fspath(value)
-        elif isinstance(value, (tuple, list)):
-            value = [v.name if isinstance(v, SizeBin) else v for v in value]
-        elif isinstance(value, dict):
-            value = json.loads(json.dumps(value, default=str, sort_keys=True))
-        out[key] = value
-    return out
+def generation_record(config: ProtocolConfig, run: RunOptions) -> dict[str, Any]:
+    """The generation as JSON for build.json and the card: the config, and the extra inputs' paths."""
+    record = config.to_dict()
+    for key in ("region_masks", "textures"):
+        if getattr(run, key) is not None:
+            record[key] = getattr(run, key)
+    return record
 
 
-def _run_generation(input_dir: Path, out_dir: Path, generation: dict[str, Any], progress: bool) -> None:
+def _run_generation(input_dir: Path, out_dir: Path, config: ProtocolConfig, run: RunOptions) -> None:
     from synth.errors import SynthError
     from synth.protocol import run_protocol
 
     try:
-        run_protocol(input_dir, out_dir, progress=progress, **generation)
+        run_protocol(input_dir, out_dir, config, run)
     except SynthError as exc:
         raise BuildError(f"generation failed: {exc}") from exc
 
@@ -411,6 +404,8 @@ def build_dataset(
     input_dir: str | os.PathLike,
     build_dir: str | os.PathLike,
     *,
+    config: ProtocolConfig | None = None,
+    run: RunOptions | None = None,
     sources_dir: str | os.PathLike | None = None,
     include_diff: bool = False,
     shard_bytes: int = DEFAULT_SHARD_BYTES,
@@ -427,31 +422,34 @@ def build_dataset(
                     anomaly-free images it was made from (they become the ``good`` split).
     ``build_dir``   output folder (see the module docstring); rerunning resumes.
     ``include_diff`` add the ``diff`` column (|synthetic - source|, max over channels, 0..255).
-    ``generation``  options of ``synth.protocol.run_protocol``: method, mix, per_image, shapes,
-                    modes, bins, seed, workers, region_masks, method_options.
+    ``config``, ``run``  the generation (``synth.config.ProtocolConfig``, ``RunOptions``), or
+                    their fields as keyword ``generation`` options (method, mix, per_image, shapes,
+                    modes, bins, seed, method_options; workers, region_masks, textures, ...),
+                    parsed by ``synth.config.parse_generation``. ``progress`` applies without ``run``.
 
     Raises ``BuildError`` (bad input) or ``ValidationError`` (e.g. a mask whose size differs
     from its image). Returns the folder, rows per split and the content of ``build.json``.
     """
     input_dir = Path(input_dir)
     build_dir = Path(build_dir)
-    # the progress flag of `anomalyforge synth`'s options is this function's own argument
-    progress = bool(generation.pop("progress", progress))
+    if run is None:
+        generation.setdefault("progress", progress)
+    config, run = resolve_generation(config, run, generation)
+    progress = run.progress
     if not input_dir.is_dir():
         raise BuildError(f"input folder {input_dir} does not exist")
     check_input_layout(input_dir, build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
-    bins = tuple(resolve_bin(b) for b in generation.get("bins") or DEFAULT_BINS)
-    if "bins" in generation:
-        generation = {**generation, "bins": bins}
+    bins = config.size_bins()
 
     if is_imagefolder(input_dir):
         generated = input_dir
         # the anomalies exist already: their generator's record (config.json) is the configuration;
         # generation options given here do not apply
         recorded = (_protocol_record(generated) or {}).get("config") or {}
-        generation = {k: v for k, v in recorded.items() if v is not None}
-        bins = tuple(resolve_bin(b) for b in recorded.get("bins") or DEFAULT_BINS)
+        config, _ = parse_generation({k: v for k, v in recorded.items() if k in GENERATION_KEYS})
+        run = RunOptions(progress=progress)
+        bins = config.size_bins()
         if sources_dir is None and (input_dir / "sources").is_dir():
             # `anomalyforge synth skimage:...` keeps its materialised inputs there
             sources_dir = input_dir / "sources"
@@ -465,7 +463,7 @@ def build_dataset(
     else:
         generated = build_dir / "generated"
         sources = Path(sources_dir) if sources_dir is not None else input_dir
-        _run_generation(input_dir, generated, generation, progress)
+        _run_generation(input_dir, generated, config, run)
         input_kind = "images"
     if not sources.is_dir():
         raise BuildError(f"source folder {sources} does not exist")
@@ -524,9 +522,7 @@ def build_dataset(
         "format": FORMAT_VERSION,
         "fingerprint": fingerprint,
         "input": {"kind": input_kind, "name": input_dir.resolve().name},
-        # how outputs were computed, not what they are: left out (the renderer is in "protocol")
-        "generation": generation_config({k: v for k, v in generation.items()
-                                         if k not in ("workers", "memory_budget", "batch_size", "device")}),
+        "generation": generation_record(config, run),
         "protocol": _protocol_record(generated),
         "include_diff": include_diff,
         "counts": counts,

@@ -22,10 +22,10 @@ from .tokens import redact, redacted_output, resolve_token
 
 
 def _generation_options() -> tuple[Any, Any]:
-    """``(add_generation_options, generation_kwargs)`` of ``anomalyforge synth``."""
-    from synth.cli import add_generation_options, generation_kwargs
+    """``(add_generation_options, generation_from_args)`` of ``anomalyforge synth``."""
+    from synth.cli import add_generation_options, generation_from_args
 
-    return add_generation_options, generation_kwargs
+    return add_generation_options, generation_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -113,9 +113,9 @@ def _fail(exc: Exception) -> int:
 def run_build(args: argparse.Namespace) -> int:
     from .build import build_dataset
 
-    _, generation_kwargs = _generation_options()
+    _, generation_from_args = _generation_options()
     try:
-        kwargs = generation_kwargs(args)
+        config, run = generation_from_args(args)
         input_dir = args.input_dir
         if input_dir.startswith("skimage:"):  # scikit-image's CC0 textures, as `anomalyforge synth` accepts
             from pathlib import Path
@@ -129,7 +129,8 @@ def run_build(args: argparse.Namespace) -> int:
             sources_dir=args.sources,
             include_diff=args.diff,
             shard_bytes=args.shard_mb * 1024 * 1024,
-            **kwargs,
+            config=config,
+            run=run,
         )
     except (HubToolsError, ValueError, OSError) as exc:
         return _fail(exc)

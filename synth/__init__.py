@@ -18,7 +18,7 @@ from .errors import (
 )
 from .image import decode_image, load_image, save_png
 from .method import Method, Rendering, Scene, Spec
-from .registry import METHODS, get_method, method_names
+from .registry import METHODS, get_method, method_names, register
 from .sizebins import DEFAULT_BINS, SizeBin
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "get_method",
     "load_image",
     "method_names",
+    "register",
     "replay",
     "save_png",
     "synthesize",

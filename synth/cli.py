@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .config import ProtocolConfig, RunOptions, parse_generation
 from .errors import InvalidParameterError, SynthError
 from .image import DEFAULT_PNG_LEVEL
 from .sizebins import DEFAULT_BINS
@@ -22,8 +23,8 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--method", default=None,
                    help="synthesis method: synagen (default), nsa, cutpaste, cutpaste_scar, cutout, fpi, "
                         "draem, foreground_perlin, fractal")
-    g.add_argument("--mix", default=None, metavar="NAME=W,...",
-                   help="weighted mixture of methods, e.g. nsa=0.5,synagen=0.5 (each output is "
+    g.add_argument("--mix", nargs="+", default=None, metavar="NAME=W",
+                   help="weighted mixture of methods, e.g. nsa=0.5,synagen=0.5 or nsa=0.5 synagen=0.5 (each output is "
                         "labelled with the method that made it)")
     g.add_argument("--preset", default=None,
                    help="method preset, e.g. an MVTec AD class for NSA (--method nsa --preset wood)")
@@ -34,7 +35,7 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--per-image", type=int, default=None, metavar="K",
                    help="unique anomalies per image and shape x mode (default 3)")
     g.add_argument("--shapes", nargs="+", default=None,
-                   help="shapes to generate (SYNAGEN: spattered elongated rough complex; default all)")
+                   help="shapes to generate, space- or comma-separated (SYNAGEN: spattered elongated rough complex; default all)")
     g.add_argument("--modes", nargs="+", default=None,
                    help="pixel manipulations (SYNAGEN: transparent transparent_noise "
                         "transparent_color_noise mean_noise gray_noise [texture]; default the first five)")
@@ -65,7 +66,12 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+#: options a ``--config`` file may set (the rest are about running, given on the command line)
+CONFIG_FILE_KEYS = ("method", "mix", "preset", "per_image", "shapes", "modes", "bins", "seed", "method_options")
+
+
 def load_config_file(path: str) -> dict[str, Any]:
+    """The options of a YAML or JSON ``--config`` file, checked by the one parser (names, types)."""
     text = Path(path).read_text(encoding="utf-8")
     try:
         if path.endswith((".yaml", ".yml")):
@@ -78,94 +84,29 @@ def load_config_file(path: str) -> dict[str, Any]:
         raise InvalidParameterError(f"cannot read config file {path}: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidParameterError(f"config file {path} must hold a mapping of options")
-    unknown = set(data) - set(_CONFIG_TYPES)
+    unknown = set(data) - set(CONFIG_FILE_KEYS)
     if unknown:
         raise InvalidParameterError(
-            f"config file {path}: unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_CONFIG_TYPES))}"
+            f"config file {path}: unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(CONFIG_FILE_KEYS)}"
         )
-    for key, value in data.items():
-        _check_config_type(path, key, value)
+    try:
+        parse_generation(data)
+    except InvalidParameterError as exc:
+        raise InvalidParameterError(f"config file {path}: {exc}") from None
     return data
 
 
-#: option -> what a config file may give for it
-_CONFIG_TYPES = {
-    "method": "a method name", "mix": "a mapping NAME: WEIGHT or 'NAME=W,...'", "preset": "a preset name",
-    "per_image": "an integer", "shapes": "a list of names", "modes": "a list of names",
-    "bins": "a list of bins like '0.5-1.5%'", "seed": "an integer", "method_options": "a mapping",
-}
-
-
-def _check_config_type(path: str, key: str, value: Any) -> None:
-    """Refuse a config value of the wrong type with a message naming the file, key and value."""
-    if value is None:
-        return
-    if key in ("per_image", "seed"):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif key in ("method", "preset"):
-        ok = isinstance(value, str)
-    elif key in ("shapes", "modes", "bins"):
-        ok = isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
-    elif key == "mix":
-        ok = isinstance(value, str) or (isinstance(value, dict) and all(
-            isinstance(w, (int, float)) and not isinstance(w, bool) for w in value.values()))
-    else:
-        ok = isinstance(value, dict)
-    if not ok:
-        raise InvalidParameterError(f"config file {path}: {key} must be {_CONFIG_TYPES[key]}, got {value!r}")
-
-
-def parse_names(values: str | list[str] | None) -> list[str] | None:
-    """One syntax for every list option: ``a b``, ``a,b`` and ``a, b`` all give ``['a', 'b']``."""
-    if values is None:
-        return None
-    if isinstance(values, str):
-        values = [values]
-    names = [name.strip() for value in values for name in value.split(",") if name.strip()]
-    return names or None
-
-
-def parse_mix(text: str) -> dict[str, float]:
-    mix = {}
-    for part in text.split(","):
-        name, sep, weight = part.partition("=")
-        if not sep:
-            raise InvalidParameterError(f"cannot read mix entry {part!r}: write NAME=WEIGHT, e.g. nsa=0.5")
-        try:
-            mix[name.strip()] = float(weight)
-        except ValueError:
-            raise InvalidParameterError(f"mix weight {weight!r} of {name!r} is not a number") from None
-    return mix
-
-
-def generation_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """Keyword arguments of ``run_protocol`` from parsed options (config file, then the command line)."""
-    cfg = load_config_file(args.config) if args.config else {}
-    mix = args.mix or cfg.get("mix")
-    mix = parse_mix(mix) if isinstance(mix, str) else mix
-    options = dict(cfg.get("method_options") or {})
-    preset = args.preset or cfg.get("preset")
-    if preset:
-        options["preset"] = preset
-    kwargs: dict[str, Any] = {
-        "method": args.method or cfg.get("method", "synagen"),
-        "mix": mix,
-        "per_image": args.per_image if args.per_image is not None else cfg.get("per_image", 3),
-        "shapes": parse_names(args.shapes or cfg.get("shapes")),
-        "modes": parse_names(args.modes or cfg.get("modes")),
-        "bins": parse_names(args.bins or cfg.get("bins")) or DEFAULT_BINS,
-        "seed": args.seed if args.seed is not None else cfg.get("seed", 0),
-        "workers": args.workers,
-        "region_masks": args.region_masks,
-        "textures": args.textures,
-        "method_options": options,
-        "png_compression": args.png_compression,
-        "memory_budget": args.memory_budget,
-        "progress": not args.no_progress,
-        "device": args.device,
-        "batch_size": args.batch_size,
-    }
-    return kwargs
+def generation_from_args(args: argparse.Namespace) -> tuple[ProtocolConfig, RunOptions]:
+    """The generation config and run options of parsed options: the config file, then the command line."""
+    options = load_config_file(args.config) if args.config else {}
+    for key in CONFIG_FILE_KEYS:
+        value = getattr(args, key, None)
+        if value is not None:
+            options[key] = value
+    options.update(workers=args.workers, region_masks=args.region_masks, textures=args.textures,
+                   memory_budget=args.memory_budget, png_compression=args.png_compression,
+                   progress=not args.no_progress, device=args.device, batch_size=args.batch_size)
+    return parse_generation(options)
 
 
 def materialize_examples(spec: str, folder: Path) -> Path:
@@ -210,17 +151,17 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         input_dir = args.input_dir
-        kwargs = generation_kwargs(args)
+        config, run_options = generation_from_args(args)
         if input_dir.startswith("skimage:"):
             input_dir = str(materialize_examples(input_dir, Path(args.output_dir) / "sources"))
-        processes = launched_processes()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", MissingRegionMasks)
             try:
+                processes = launched_processes()
                 if processes is None:
-                    rows = run_protocol(input_dir, args.output_dir, **kwargs)
+                    rows = run_protocol(input_dir, args.output_dir, config, run_options)
                 else:
-                    rows = run_sharded(input_dir, args.output_dir, kwargs, processes)
+                    rows = run_sharded(input_dir, args.output_dir, config, run_options, processes)
                     if rows is None:
                         return 0  # another process writes metadata.jsonl and the summary
             finally:
@@ -250,25 +191,28 @@ def launched_processes():
     return PartialState(cpu=not torch.cuda.is_available())
 
 
-def run_sharded(input_dir: str, output_dir: str, kwargs: dict[str, Any], state) -> list[dict[str, Any]] | None:
+def run_sharded(input_dir: str, output_dir: str, config: ProtocolConfig, run_options: RunOptions,
+                state) -> list[dict[str, Any]] | None:
     """Each process makes the tasks whose index is its rank modulo the process count (on its own
     GPU with ``--device cuda``); then the main process writes ``metadata.jsonl`` from all shards.
     Returns the rows in the main process, ``None`` in the others."""
+    from dataclasses import replace
+
     from .protocol import ProtocolFailures, run_protocol
 
-    kwargs = dict(kwargs)
-    if kwargs.get("device") == "cuda":
-        kwargs["device"] = f"cuda:{state.local_process_index}"
-    failure: ProtocolFailures | None = None
+    device = run_options.device
+    if device == "cuda":
+        device = f"cuda:{state.local_process_index}"
+    mine = replace(run_options, device=device, shard=(state.process_index, state.num_processes))
     try:
-        run_protocol(input_dir, output_dir, shard=(state.process_index, state.num_processes), **kwargs)
-    except ProtocolFailures as exc:  # retried (and reported) by the main process's final pass
-        failure = exc
+        run_protocol(input_dir, output_dir, config, mine)
+    except ProtocolFailures:  # retried (and reported) by the main process's final pass
+        pass
     state.wait_for_everyone()
     if not state.is_main_process:
         return None
     # every shard's outputs are finished: this pass only collects them (and retries failures)
-    return run_protocol(input_dir, output_dir, **{**kwargs, "progress": False})
+    return run_protocol(input_dir, output_dir, config, replace(mine, shard=None, progress=False))
 
 
 def _summary(rows: list[dict[str, Any]], output_dir: str) -> None:

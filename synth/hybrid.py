@@ -30,6 +30,9 @@ class Hybrid(Method):
     """
 
     name = "hybrid"
+    shapes = ()
+    modes = ()
+    composite = True
 
     def __init__(self, weights: Mapping[str, float] | None = None, options: Mapping[str, Mapping[str, Any]] | None = None, **method_options: Any) -> None:
         from .registry import METHODS, get_method

@@ -19,6 +19,9 @@ from PIL import Image, UnidentifiedImageError
 from .errors import InvalidImageError
 from .png import DEFAULT_LEVEL as DEFAULT_PNG_LEVEL
 
+#: file suffixes read as images (compared in lower case), everywhere in the project
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
 #: Largest image (in pixels) that ``load_image`` accepts; a guard against decompression bombs.
 MAX_PIXELS = 100_000_000
 
@@ -92,6 +95,31 @@ def to_float(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, ImageLay
         colour = arr[:, :, :colour_count].astype(np.float32)
     alpha = arr[:, :, colour_count:].copy() if layout.has_alpha else None
     return np.ascontiguousarray(colour), alpha, layout
+
+
+def as_float(image: "np.ndarray | Image.Image", *, channels: int | None = None, what: str = "image") -> np.ndarray:
+    """Any image the project accepts as float32 ``(H, W, C)`` in [0, 1], alpha dropped: the one
+    conversion at the edges of ``detect`` and the app (``synth`` itself keeps alpha: ``to_float``).
+
+    ``image``: a numpy array -- uint8, uint16, bool, or float in [0, 1] (outside is an error, not
+    clipped: it means the data was scaled wrongly); ``(H, W)``, ``(H, W, 1)``, gray+alpha, RGB or
+    RGBA -- or a PIL image (decoded as ``decode_image`` does, EXIF orientation applied).
+    ``channels``: ``None`` keeps gray as 1 channel and colour as 3; ``3`` repeats gray into RGB;
+    ``1`` makes colour gray (Rec. 601 luma). Raises ``InvalidImageError`` starting with ``what``.
+    """
+    if isinstance(image, Image.Image):
+        image = pil_to_array(image, what)
+    if isinstance(image, np.ndarray) and image.dtype == np.bool_:
+        image = image.astype(np.float32)
+    try:
+        colour, _, _ = to_float(image)
+    except InvalidImageError as exc:
+        raise InvalidImageError(f"{what}: {exc}") from None
+    if channels == 3 and colour.shape[2] == 1:
+        colour = np.repeat(colour, 3, axis=2)
+    elif channels == 1 and colour.shape[2] == 3:
+        colour = luminance(colour)[:, :, None]
+    return np.ascontiguousarray(colour, dtype=np.float32)
 
 
 def from_float(colour: np.ndarray, alpha: np.ndarray | None, layout: ImageLayout) -> np.ndarray:
@@ -204,12 +232,11 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS)
                 )
             if width == 0 or height == 0:
                 raise InvalidImageError(f"{name}: image has zero size ({width}x{height})")
-            orientation = exif_orientation(img)
             header = _png_header(data)
             if header is not None and header[0] == 16 and header[1] in (2, 6):
-                return upright(_decode_png16_colour(data, name), orientation)
+                return upright(_decode_png16_colour(data, name), exif_orientation(img))
             img.load()
-            return upright(_pil_to_array(img, name), orientation)
+            return pil_to_array(img, name)
     except InvalidImageError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error) as exc:
@@ -225,6 +252,11 @@ def _decode_png16_colour(data: bytes, name: str) -> np.ndarray:
         raise InvalidImageError(f"{name}: corrupt 16-bit PNG")
     code = cv2.COLOR_BGRA2RGBA if arr.shape[2] == 4 else cv2.COLOR_BGR2RGB
     return cv2.cvtColor(arr, code)
+
+
+def pil_to_array(img: Image.Image, name: str = "image") -> np.ndarray:
+    """A PIL image as the project holds images: the layouts and dtypes of ``decode_image``, upright."""
+    return upright(_pil_to_array(img, name), exif_orientation(img))
 
 
 def _pil_to_array(img: Image.Image, name: str) -> np.ndarray:

@@ -20,9 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-#: file suffixes read as images (lower case)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-
 METADATA = "metadata.jsonl"
 PARTIAL = "metadata.partial.jsonl"
 FAILURES = "failures.jsonl"

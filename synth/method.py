@@ -126,6 +126,13 @@ class Method(ABC):
     targets_size: ClassVar[bool] = False
     #: True when the method blends a second anomaly-free image (``Scene.partners``).
     needs_partner: ClassVar[bool] = False
+    #: shapes / modes the folder protocol enumerates (each gets its own outputs) when none are
+    #: asked for; ``None``: one output per anomaly, its shape / mode drawn by ``sample``.
+    default_shapes: ClassVar[tuple[str, ...] | None] = None
+    default_modes: ClassVar[tuple[str, ...] | None] = None
+    #: True for a mixture of other methods (its outputs carry the drawn method's labels, so its
+    #: own name, shapes and modes are not part of the published vocabulary).
+    composite: ClassVar[bool] = False
 
     @abstractmethod
     def sample(

@@ -21,7 +21,7 @@ import os
 import signal
 import warnings
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -29,48 +29,17 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from .anomaly import Anomaly, synthesize
+from .config import ProtocolConfig, RunOptions, resolve_generation
 from .errors import InvalidParameterError, SynthError
-from .image import DEFAULT_PNG_LEVEL, encode_png, load_image, write_atomic
-from .layout import CONFIG, FAILURES, IMAGE_SUFFIXES, METADATA, PARTIAL, TOOL, generated_parts
+from .image import IMAGE_SUFFIXES, encode_png, load_image, write_atomic
+from .layout import CONFIG, FAILURES, METADATA, PARTIAL, TOOL, generated_parts
 from .memory import MemoryBudget, check_image_memory
 from .method import Method
 from .record import metadata_row as record_row
 from .registry import get_method, method_names
-from .sizebins import DEFAULT_BINS, SizeBin
 from .version import tool_version
 
 MASK_SUFFIX = "_mask"  # "<name>_mask.png" beside an image is its region mask
-
-
-@dataclass(frozen=True)
-class ProtocolConfig:
-    """Everything that determines a generated dataset (written to ``config.json``)."""
-
-    method: str = "synagen"
-    mix: Mapping[str, float] | None = None
-    per_image: int = 3
-    shapes: tuple[str, ...] | None = None
-    modes: tuple[str, ...] | None = None
-    bins: tuple[str, ...] = tuple(b.name for b in DEFAULT_BINS)
-    seed: int = 0
-    method_options: Mapping[str, Any] = field(default_factory=dict)
-    png_compression: int = DEFAULT_PNG_LEVEL
-    #: "numpy" (``synth.synthesize``) or "torch" (``synth.batched``, ``--device``): the two render
-    #: the same specs but not the same bytes, so one folder holds one renderer's outputs
-    renderer: str = "numpy"
-
-    def size_bins(self) -> tuple[SizeBin, ...]:
-        return tuple(SizeBin.parse(b) for b in self.bins)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        if self.renderer == "numpy":  # config.json of numpy-rendered folders stays as it was
-            del data["renderer"]
-        data["mix"] = dict(self.mix) if self.mix else None
-        data["method_options"] = dict(self.method_options)
-        for key in ("shapes", "modes", "bins"):
-            data[key] = None if data[key] is None else list(data[key])
-        return data
 
 
 @dataclass(frozen=True)
@@ -120,18 +89,16 @@ def task_seed(seed: int, *parts: object) -> int:
 
 
 def _method_axes(config: ProtocolConfig) -> tuple[list[str | None], list[str | None], bool]:
-    """Shapes, modes and whether bins apply, for the configured method (or mix)."""
+    """Shapes, modes and whether bins apply, for the configured method (or mix).
+
+    Unasked shapes / modes are the method's ``default_shapes`` / ``default_modes`` (each its own
+    outputs), or ``None``: drawn per anomaly by the method.
+    """
     if config.mix:
         return list(config.shapes or [None]), list(config.modes or [None]), True
-    method = get_method(config.method, **dict(config.method_options))
-    if config.method == "synagen":
-        from .synagen.modes import DEFAULT_MODES
-
-        shapes = list(config.shapes or method.shapes)
-        modes = list(config.modes or DEFAULT_MODES)
-    else:
-        shapes = list(config.shapes or [None])
-        modes = list(config.modes or [None])
+    method = method_object(config)  # also checks the method's options before any work
+    shapes = list(config.shapes or method.default_shapes or [None])
+    modes = list(config.modes or method.default_modes or [None])
     for s in shapes:
         if s is not None and s not in method.shapes:
             raise InvalidParameterError(f"unknown shape {s!r} for {config.method}; choose from {', '.join(method.shapes)}")
@@ -421,81 +388,38 @@ def _check_region_masks(input_dir: str | os.PathLike, region_masks: str | os.Pat
 def run_protocol(
     input_dir: str | os.PathLike,
     output_dir: str | os.PathLike,
-    *,
-    method: str = "synagen",
-    mix: Mapping[str, float] | None = None,
-    per_image: int = 3,
-    shapes: Sequence[str] | None = None,
-    modes: Sequence[str] | None = None,
-    bins: Sequence[SizeBin | str] = DEFAULT_BINS,
-    seed: int = 0,
-    workers: int = 1,
-    region_masks: str | os.PathLike | None = None,
-    textures: str | os.PathLike | None = None,
-    method_options: Mapping[str, Any] | None = None,
-    png_compression: int = DEFAULT_PNG_LEVEL,
-    memory_budget: int | str | None = None,
-    progress: bool = True,
-    device: str | None = None,
-    batch_size: int = 16,
-    shard: tuple[int, int] | None = None,
+    config: ProtocolConfig | None = None,
+    run: RunOptions | None = None,
+    **options: Any,
 ) -> list[dict[str, Any]]:
     """Generate the dataset of ``input_dir`` into ``output_dir``; return the metadata rows.
 
-    ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``) renders with the batched torch renderer
-    (``synth.batched``, ``batch_size`` outputs at a time, PNG encoding on CPU threads overlapped
+    ``config`` (what is generated) and ``run`` (extra inputs, workers, memory, progress) come as
+    objects or as keyword ``options`` parsed by ``synth.config.parse_generation`` -- method, mix,
+    per_image, shapes, modes, bins, seed, method_options (preset), png_compression; workers,
+    region_masks, textures, memory_budget, progress.
+
+    Raises ``SynthError`` subclasses for an impossible configuration before any work starts.
+    Outputs that fail (e.g. a region too small for a bin, an image above the memory budget) are
+    listed in ``failures.jsonl``, the rest is still written; ``ProtocolFailures`` is raised at the
+    end when there were any. Every run ends by checking that each row's image and mask exist, are
+    distinct files and decode. The memory budget (bytes or e.g. ``"8GB"``, per worker) defaults
+    to ``ANOMALYFORGE_MEMORY_BUDGET`` or half of the machine's memory over the workers.
+    Images without a mask in ``region_masks`` are reported with a ``MissingRegionMasks`` warning.
+
+    ``run.device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``) renders with the batched torch renderer
+    (``synth.batched``, ``run.batch_size`` outputs at a time, PNG encoding on CPU threads overlapped
     with rendering) instead of ``synth.synthesize``; same seed and device -> same files for any
-    batch size. ``shard=(index, count)`` makes only the tasks whose index is ``index`` modulo
+    batch size. ``run.shard=(index, count)`` makes only the tasks whose index is ``index`` modulo
     ``count`` (one of ``count`` processes, e.g. under ``accelerate launch``) and returns their
     rows without writing ``metadata.jsonl``; a run without ``shard`` afterwards finds every
     shard's outputs finished and writes ``metadata.jsonl``, identical to a one-process run's.
-
-    Raises ``SynthError`` subclasses for an impossible configuration before any work starts.
-    Outputs that fail (e.g. a region too small for a bin, an image above ``memory_budget``) are
-    listed in ``failures.jsonl``, the rest is still written; ``ProtocolFailures`` is raised at the
-    end when there were any. Every run ends by checking that each row's image and mask exist, are
-    distinct files and decode. ``memory_budget`` (bytes or e.g. ``"8GB"``, per worker) defaults
-    to ``ANOMALYFORGE_MEMORY_BUDGET`` or half of the machine's memory over the workers.
-    Images without a mask in ``region_masks`` are reported with a ``MissingRegionMasks`` warning.
     """
-    if method not in method_names() and not mix:
-        raise InvalidParameterError(f"unknown method {method!r}; choose from {', '.join(method_names())}")
-    if mix:
-        for name, weight in mix.items():
-            if name not in method_names():
-                raise InvalidParameterError(f"unknown method {name!r} in mix; choose from {', '.join(method_names())}")
-            if not weight > 0:
-                raise InvalidParameterError(f"mix weight of {name!r} must be > 0, got {weight}")
-    if workers < 1:
-        raise InvalidParameterError(f"workers must be >= 1, got {workers}")
-    if batch_size < 1:
-        raise InvalidParameterError(f"batch_size must be >= 1, got {batch_size}")
-    if shard is not None and not (0 <= shard[0] < shard[1]):
-        raise InvalidParameterError(f"shard must be (index, count) with 0 <= index < count, got {shard}")
-    if device is not None:
-        from .batched import BATCHED_METHODS
-
-        if mix or method not in BATCHED_METHODS:
-            raise InvalidParameterError(
-                f"--device renders with the batched torch renderer, which covers {', '.join(BATCHED_METHODS)}; "
-                f"{'a mix' if mix else repr(method)} renders on the CPU path: leave out --device"
-            )
-    bin_names = tuple(b.name if isinstance(b, SizeBin) else SizeBin.parse(b).name for b in bins)
-    if not bin_names:
+    config, run = resolve_generation(config, run, options)
+    if not config.bins:
         raise InvalidParameterError("at least one size bin is needed")
-    config = ProtocolConfig(
-        method="mix" if mix else method,
-        mix=dict(mix) if mix else None,
-        per_image=int(per_image),
-        shapes=tuple(shapes) if shapes else None,
-        modes=tuple(modes) if modes else None,
-        bins=bin_names,
-        seed=int(seed),
-        method_options=dict(method_options or {}),
-        png_compression=int(png_compression),
-        renderer="numpy" if device is None else "torch",
-    )
-    memory = MemoryBudget.resolve(memory_budget, workers)
+    workers, region_masks, textures, shard = run.workers, run.region_masks, run.textures, run.shard
+    memory = MemoryBudget.resolve(run.memory_budget, workers)
     # an output folder inside the input folder holds outputs, not inputs (but inputs may live
     # inside the output folder, as with the built-in examples)
     inputs_inside_output = Path(input_dir).resolve().is_relative_to(Path(output_dir).resolve())
@@ -513,7 +437,7 @@ def run_protocol(
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     _check_config(out, config)
-    write_atomic(out / CONFIG, json.dumps(_config_record(config, input_dir), indent=2, sort_keys=True).encode())
+    write_atomic(out / CONFIG, json.dumps(_config_record(config), indent=2, sort_keys=True).encode())
     # until this run ends the folder is incomplete (and ``synth.layout`` says so)
     (out / METADATA).unlink(missing_ok=True)
 
@@ -526,7 +450,7 @@ def run_protocol(
               texture_paths, memory)
     by_index = {t.index: t for t in tasks}
     with open(out / _log_name(shard), "a", encoding="utf-8") as log:
-        for index, result in _execute(todo, job, workers, progress, len(tasks), len(tasks) - len(todo), device, batch_size):
+        for index, result in _execute(todo, job, run, len(tasks), len(tasks) - len(todo)):
             results[index] = result
             # logged after both files were renamed into place: a logged task is complete on disk
             log.write(_log_line(by_index[index], result))
@@ -591,7 +515,7 @@ class ProtocolFailures(SynthError):
         )
 
 
-def _config_record(config: ProtocolConfig, input_dir: str | os.PathLike) -> dict[str, Any]:
+def _config_record(config: ProtocolConfig) -> dict[str, Any]:
     return {"tool": TOOL, "tool_version": tool_version(), "config": config.to_dict()}
 
 
@@ -692,17 +616,17 @@ def verify_outputs(output_dir: str | os.PathLike, rows: Sequence[Mapping[str, An
 
 
 def _execute(
-    tasks: list[Task], job: Job, workers: int, progress: bool, total: int, initial: int,
-    device: str | None = None, batch_size: int = 16,
+    tasks: list[Task], job: Job, run: RunOptions, total: int, initial: int
 ) -> Iterator[tuple[int, TaskResult]]:
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, initial=initial, unit="task", disable=not progress, desc="synth")
+    workers = run.workers
+    bar = tqdm(total=total, initial=initial, unit="task", disable=not run.progress, desc="synth")
     try:
-        if device is not None:
+        if run.device is not None:
             from .batched.runner import DeviceRunner
 
-            for item in DeviceRunner(job, device, batch_size, encoders=workers).run_all(tasks):
+            for item in DeviceRunner(job, run.device, run.batch_size, encoders=workers).run_all(tasks):
                 yield item
                 bar.update(1)
         elif workers == 1 or len(tasks) <= 1:

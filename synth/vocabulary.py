@@ -1,42 +1,31 @@
-"""Closed vocabularies of the published schema (ClassLabel names). Append only: never reorder."""
+"""Closed vocabularies of the published schema (ClassLabel names), read off the registered methods.
 
-METHOD_NAMES: tuple[str, ...] = (
-    "synagen",
-    "nsa",
-    "cutpaste",
-    "cutpaste_scar",
-    "cutout",
-    "fpi",
-    "draem",
-    "foreground_perlin",
-    "fractal",
-)
+Each name is the label a method declares (``Method.name``, ``.shapes``, ``.modes``), in the order
+the methods are listed in ``synth.registry.METHODS``, each name at its first appearance; composite
+methods (mixtures) label outputs with the drawn method's names and add none of their own.
+Published datasets store labels as indices, so these lists are append-only: a new method goes at
+the end of ``METHODS``, and tests pin the published prefix.
+"""
 
-SHAPE_NAMES: tuple[str, ...] = (
-    "spattered",
-    "elongated",
-    "rough",
-    "complex",
-    "patch",  # nsa, fpi
-    "rectangle",  # cutpaste
-    "scar",  # cutpaste_scar
-    "square",  # cutout
-    "perlin",  # draem, foreground_perlin
-    "fractal",  # fractal
-)
+from __future__ import annotations
 
-MODE_NAMES: tuple[str, ...] = (
-    "transparent",
-    "transparent_noise",
-    "transparent_color_noise",
-    "mean_noise",
-    "gray_noise",
-    "texture",
-    "normal_clone",  # nsa objects
-    "mixed_clone",  # nsa textures
-    "paste",  # cutpaste, cutpaste_scar
-    "constant",  # cutout
-    "interpolation",  # fpi
-    "texture_blend",  # draem, fractal
-    "cut_blend",  # foreground_perlin
-)
+from .registry import METHODS, method_class
+
+
+def _vocabularies() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    methods: dict[str, None] = {}
+    shapes: dict[str, None] = {}
+    modes: dict[str, None] = {}
+    for name, target in METHODS.items():
+        if not isinstance(target, str):  # registered at run time: not part of the published schema
+            continue
+        cls = method_class(name)
+        if cls.composite:
+            continue
+        methods[name] = None
+        shapes.update(dict.fromkeys(cls.shapes))
+        modes.update(dict.fromkeys(cls.modes))
+    return tuple(methods), tuple(shapes), tuple(modes)
+
+
+METHOD_NAMES, SHAPE_NAMES, MODE_NAMES = _vocabularies()

@@ -108,14 +108,19 @@ def test_a_signed_in_visitor_reads_with_their_own_token(space, private):
     assert gallery == [] and "not found or private" in status
 
 
-def test_browsing_writes_no_dataset_cache(space, published, hub):
-    import datasets.config
+def test_browsing_writes_no_dataset_or_hub_cache(space, published, hub):
+    import os
+    from pathlib import Path
 
-    cache = datasets.config.HF_DATASETS_CACHE
-    before = sorted(p for p in cache.rglob("*")) if cache.exists() else []
-    space.browse(published, "1.0.0", 1, None)
-    after = sorted(p for p in cache.rglob("*")) if cache.exists() else []
-    assert after == before
+    home = Path(os.environ["HF_HOME"])  # the Hub cache and the datasets cache both live under it
+
+    def files() -> list[tuple[str, int]]:
+        return sorted((str(p), p.stat().st_size) for p in home.rglob("*") if p.is_file())
+
+    before = files()
+    gallery, _, _ = space.browse(published, "1.0.0", 1, None)
+    assert len(gallery) == 1
+    assert files() == before
 
 
 def test_empty_name_browses_the_dataset_made_in_the_generate_tab(client, tmp_path):

@@ -7,6 +7,10 @@ never trains with."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -144,6 +148,26 @@ def test_ratio_zero_cells_train_without_anomalies_whatever_the_method(tmp_path, 
 def test_bad_configs_are_refused_with_the_reason(tmp_path, mvtec_folder, change, message):
     with pytest.raises(BenchConfigError, match=message):
         load_config(_config(tmp_path, mvtec_folder, **change))
+
+
+@pytest.mark.slow
+def test_two_processes_share_the_cells_and_give_the_single_process_results(tmp_path, mvtec_folder):
+    root = Path(__file__).resolve().parents[1]
+    config = _config(tmp_path, mvtec_folder, hybrids={}, quality=False)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    common = ["-m", "detect.bench", str(config), "--cpu"]
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    frames = {}
+    for name, prefix in (("one", [sys.executable]), ("two", launch)):
+        proc = subprocess.run([*prefix, *common, "--output", str(tmp_path / name)], cwd=root, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        frames[name] = pd.read_parquet(tmp_path / name / "results.parquet")
+        ran = {line.split("]")[0] for line in proc.stderr.splitlines() if line.startswith("[bench ")}
+        assert ran == ({"[bench 0"} if name == "one" else {"[bench 0", "[bench 1"})
+    metrics = ["synthesis", "ratio", "image_auroc", "image_ap", "pixel_auroc", "pixel_ap", "aupro"]
+    pd.testing.assert_frame_equal(frames["one"][metrics], frames["two"][metrics])
 
 
 # --------------------------------------------------------------------------- report arithmetic

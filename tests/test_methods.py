@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import skimage.data
 
-from synth import DEFAULT_BINS, METHODS, InvalidParameterError, SizeBinError, get_method, replay, synthesize
+from synth import DEFAULT_BINS, METHODS, InvalidParameterError, SizeBinError, get_method, replay, save_png, synthesize
 from synth.vocabulary import METHOD_NAMES, MODE_NAMES, SHAPE_NAMES
 
 METHODS_UNDER_TEST = ("nsa", "cutpaste", "cutpaste_scar", "cutout", "fpi", "draem", "foreground_perlin", "fractal")
@@ -457,3 +457,46 @@ def test_in_bin_rate_on_an_object_image_is_at_least_95_percent():
                 assert a.record["size_bin"] == size_bin.name or not size_bin.contains(a.mask.mean())
                 hits += size_bin.contains(a.mask.mean())
     assert hits / total >= 0.95
+
+
+def test_the_readme_example_method_registers_and_runs_like_a_built_in_one(tmp_path, brick_rgb):
+    """The README's example is real: its one block defines, registers and runs a method."""
+    import re
+    from pathlib import Path
+
+    from synth.protocol import read_metadata, run_protocol
+    from synth.registry import METHODS
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"<!-- example-method[^>]*-->\s*```python\n(.*?)```", readme, re.S).group(1)
+    assert len(block.splitlines()) <= 25
+    namespace: dict = {}
+    try:
+        exec(compile(block, "README.md", "exec"), namespace)
+        a = namespace["a"]
+        assert a.record["method"] == "stripe" and a.record["shape"] == "band" and a.record["mode"] == "darken"
+        rows = np.flatnonzero(a.mask.any(axis=1))
+        assert rows.size and a.mask[rows].all() and not a.mask[~np.isin(np.arange(a.mask.shape[0]), rows)].any()
+        assert a.record["area_fraction"] == pytest.approx(a.mask.mean())
+        assert np.array_equal(synthesize(skimage.data.brick(), "stripe", seed=3).image, a.image)
+        region = np.zeros(brick_rgb.shape[:2], bool)
+        region[:, :100] = True
+        inside = synthesize(brick_rgb, "stripe", seed=3, region=region)
+        assert not inside.mask[:, 100:].any()
+        save_png(tmp_path / "in" / "brick.png", brick_rgb)
+        rows = run_protocol(tmp_path / "in", tmp_path / "out", method="stripe", per_image=2, progress=False)
+        assert [r["method"] for r in read_metadata(tmp_path / "out")] == ["stripe", "stripe"] and len(rows) == 2
+    finally:
+        METHODS.pop("stripe", None)
+
+
+def test_published_label_vocabularies_only_grow_at_the_end():
+    """Published datasets store labels as indices: the names read off the methods keep the order of v1."""
+    published = {
+        "method": ("synagen", "nsa", "cutpaste", "cutpaste_scar", "cutout", "fpi", "draem", "foreground_perlin", "fractal"),
+        "shape": ("spattered", "elongated", "rough", "complex", "patch", "rectangle", "scar", "square", "perlin", "fractal"),
+        "mode": ("transparent", "transparent_noise", "transparent_color_noise", "mean_noise", "gray_noise", "texture",
+                 "normal_clone", "mixed_clone", "paste", "constant", "interpolation", "texture_blend", "cut_blend"),
+    }
+    for column, names in zip(("method", "shape", "mode"), (METHOD_NAMES, SHAPE_NAMES, MODE_NAMES)):
+        assert names[: len(published[column])] == published[column], column

@@ -226,3 +226,39 @@ def test_adler32_combine_matches_zlib():
     for _ in range(100):
         a, b = rng.bytes(int(rng.integers(0, 5000))), rng.bytes(int(rng.integers(0, 70000)))
         assert adler32_combine(zlib.adler32(a), zlib.adler32(b), len(b)) == zlib.adler32(a + b)
+
+
+def test_list_options_take_spaces_or_commas_and_give_the_same_files(tmp_path, input_dir):
+    cmd = [sys.executable, str(ROOT / "anomalyforge.py"), "synth", str(input_dir)]
+    common = ["--per-image", "1", "--bins", "0.5-1.5%", "--no-progress"]
+    spaced = subprocess.run(cmd + [str(tmp_path / "a"), "--shapes", "rough", "complex", "--modes", "gray_noise", "mean_noise", *common],
+                            capture_output=True, text=True, cwd=ROOT)
+    commas = subprocess.run(cmd + [str(tmp_path / "b"), "--shapes", "rough,complex", "--modes", "gray_noise, mean_noise", *common],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert spaced.returncode == 0 and commas.returncode == 0, spaced.stderr + commas.stderr
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+    assert len(read_metadata(tmp_path / "a")) == 2 * 2 * 2
+    mixes = [subprocess.run(cmd + [str(tmp_path / name), "--mix", *spelling, *common], capture_output=True, text=True, cwd=ROOT)
+             for name, spelling in (("m1", ["cutout=1,synagen=2"]), ("m2", ["cutout=1", "synagen=2"]))]
+    assert all(m.returncode == 0 for m in mixes), [m.stderr for m in mixes]
+    assert _digest(tmp_path / "m1") == _digest(tmp_path / "m2")
+
+
+def test_the_generation_config_is_given_once(input_dir, tmp_path):
+    from synth.config import ProtocolConfig, parse_generation
+
+    config, run = parse_generation({"per_image": 1, "shapes": "rough", "modes": ["gray_noise"], "bins": ["0.5-1.5%"], "progress": False})
+    assert config == ProtocolConfig(per_image=1, shapes=("rough",), modes=("gray_noise",), bins=("0.5-1.5%",))
+    rows = run_protocol(input_dir, tmp_path / "o", config, run)
+    assert rows == run_protocol(input_dir, tmp_path / "o2", per_image=1, shapes=["rough"], modes=["gray_noise"], bins=["0.5-1.5%"], progress=False)
+    with pytest.raises(InvalidParameterError, match="not both"):
+        run_protocol(input_dir, tmp_path / "o3", config, per_image=2)
+    with pytest.raises(InvalidParameterError, match="per_image must be an integer"):
+        run_protocol(input_dir, tmp_path / "o4", per_image="abc")
+
+
+def test_train_methods_take_the_same_list_syntax():
+    from detect.train import parse_methods
+
+    assert parse_methods(["cutout", "draem"]) == parse_methods("cutout,draem") == ("cutout", "draem")
+    assert parse_methods(["cutout=0.5", "draem=0.5"]) == parse_methods("cutout:0.5,draem:0.5") == {"cutout": 0.5, "draem": 0.5}

@@ -58,6 +58,8 @@ class Synagen(Method):
     shapes = SHAPES
     modes = MODES
     targets_size = True
+    default_shapes = SHAPES
+    default_modes = DEFAULT_MODES  # texture mode needs --textures: asked for by name
 
     def __init__(
         self,

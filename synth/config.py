@@ -1,0 +1,248 @@
+"""The generation configuration: parsed once, from keyword arguments, a config file or the command line.
+
+``ProtocolConfig`` is everything that determines the generated files (it is written to a generated
+folder's ``config.json`` and a build's ``build.json``); ``RunOptions`` is where the extra inputs are
+and how the work runs (workers, memory, progress bar), which never changes a file's bytes.
+``parse_generation(options)`` is the one parser: ``run_protocol``'s keyword arguments,
+``anomalyforge synth``/``hub build`` options and ``--config`` files all go through it.
+
+List options have one syntax everywhere: ``["a", "b"]``, ``"a,b"`` and ``["a,b"]`` are the same.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Mapping
+
+from .errors import InvalidParameterError
+from .png import DEFAULT_LEVEL as DEFAULT_PNG_LEVEL
+from .sizebins import DEFAULT_BINS, SizeBin
+
+
+def parse_names(values: str | SizeBin | list | tuple | None, what: str = "names") -> list[str] | None:
+    """``a b`` / ``a,b`` / ``a, b`` (a string or a list of strings) -> ``['a', 'b']``; None stays None."""
+    if values is None:
+        return None
+    if isinstance(values, (str, SizeBin)):
+        values = [values]
+    if not isinstance(values, (list, tuple)):
+        raise InvalidParameterError(f"{what} must be a list of names or 'a,b', got {values!r}")
+    names = []
+    for value in values:
+        if isinstance(value, SizeBin):
+            names.append(value.name)
+        elif isinstance(value, str):
+            names += [name.strip() for name in value.split(",") if name.strip()]
+        else:
+            raise InvalidParameterError(f"{what} must be a list of names or 'a,b', got {values!r}")
+    return names or None
+
+
+def parse_mix(value: str | list | Mapping[str, Any] | None) -> dict[str, float] | None:
+    """``nsa=0.5,synagen=0.5`` (or ``["nsa=0.5", "synagen=0.5"]``, or a mapping) -> ``{name: weight}``."""
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        items = list(value.items())
+    else:
+        items = []
+        for part in parse_names(value, "mix") or []:
+            name, sep, weight = part.partition("=")
+            if not sep:
+                raise InvalidParameterError(f"cannot read mix entry {part!r}: write NAME=WEIGHT, e.g. nsa=0.5")
+            items.append((name.strip(), weight))
+    mix = {}
+    for name, weight in items:
+        if isinstance(weight, bool):
+            raise InvalidParameterError(f"mix weight {weight!r} of {name!r} is not a number")
+        try:
+            mix[str(name)] = float(weight)
+        except (TypeError, ValueError):
+            raise InvalidParameterError(f"mix weight {weight!r} of {name!r} is not a number") from None
+    return mix or None
+
+
+def _integer(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, str)):
+        raise InvalidParameterError(f"{key} must be an integer, got {value!r}")
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidParameterError(f"{key} must be an integer, got {value!r}") from None
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    """Everything that determines a generated dataset (written to ``config.json``).
+
+    ``method`` a registered name (``"mix"`` with ``mix``: {name: weight > 0}); ``per_image`` K >= 1;
+    ``shapes``/``modes`` None = the method's defaults; ``bins`` size-bin names; ``seed`` the run
+    seed; ``method_options`` keyword arguments of the method; ``png_compression`` 0-9;
+    ``renderer`` "numpy" or "torch" (set by ``RunOptions.device``).
+    """
+
+    method: str = "synagen"
+    mix: Mapping[str, float] | None = None
+    per_image: int = 3
+    shapes: tuple[str, ...] | None = None
+    modes: tuple[str, ...] | None = None
+    bins: tuple[str, ...] = tuple(b.name for b in DEFAULT_BINS)
+    seed: int = 0
+    method_options: Mapping[str, Any] = field(default_factory=dict)
+    png_compression: int = DEFAULT_PNG_LEVEL
+    #: "numpy" (``synth.synthesize``) or "torch" (``synth.batched``, ``--device``): the two render
+    #: the same specs but not the same bytes, so one folder holds one renderer's outputs
+    renderer: str = "numpy"
+
+    def size_bins(self) -> tuple[SizeBin, ...]:
+        return tuple(SizeBin.parse(b) for b in self.bins)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        if self.renderer == "numpy":  # config.json of numpy-rendered folders stays as it was
+            del data["renderer"]
+        data["mix"] = dict(self.mix) if self.mix else None
+        data["method_options"] = dict(self.method_options)
+        for key in ("shapes", "modes", "bins"):
+            data[key] = None if data[key] is None else list(data[key])
+        return data
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Where the extra inputs are and how a generation runs; none of it changes a file's bytes
+    for the same inputs (``region_masks``/``textures`` are inputs, like the image folder)."""
+
+    workers: int = 1
+    region_masks: str | None = None
+    textures: str | None = None
+    memory_budget: int | str | None = None
+    progress: bool = True
+    #: render with the batched torch renderer on this device ("cpu", "cuda", "cuda:1"); None: numpy
+    device: str | None = None
+    #: outputs rendered together with ``device`` (files do not depend on it)
+    batch_size: int = 16
+    #: ``(index, count)``: make only the tasks whose index is ``index`` modulo ``count``
+    shard: tuple[int, int] | None = None
+
+
+#: option names ``parse_generation`` reads (``preset`` is NSA's, stored in ``method_options``)
+GENERATION_KEYS = frozenset(f.name for f in fields(ProtocolConfig)) | {"preset"}
+RUN_KEYS = frozenset(f.name for f in fields(RunOptions))
+
+
+def parse_generation(options: Mapping[str, Any]) -> tuple[ProtocolConfig, RunOptions]:
+    """The one parser of generation options: names, types and ranges checked, defaults filled in.
+
+    ``options`` may hold any ``ProtocolConfig`` and ``RunOptions`` field plus ``preset``; ``None``
+    values mean "default". Raises ``InvalidParameterError`` naming the option for an unknown key
+    or a value of the wrong type, e.g. ``per_image must be an integer, got 'abc'``.
+    """
+    unknown = set(options) - GENERATION_KEYS - RUN_KEYS
+    if unknown:
+        raise InvalidParameterError(
+            f"unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(GENERATION_KEYS | RUN_KEYS))}"
+        )
+    given = {k: v for k, v in options.items() if v is not None}
+    mix = parse_mix(given.get("mix"))
+    method = given.get("method", "synagen")
+    if not isinstance(method, str):
+        raise InvalidParameterError(f"method must be a method name, got {method!r}")
+    method_options = given.get("method_options", {})
+    if not isinstance(method_options, Mapping):
+        raise InvalidParameterError(f"method_options must be a mapping of option: value, got {method_options!r}")
+    method_options = dict(method_options)
+    if "preset" in given:
+        if not isinstance(given["preset"], str):
+            raise InvalidParameterError(f"preset must be a preset name, got {given['preset']!r}")
+        method_options["preset"] = given["preset"]
+    bins = parse_names(given.get("bins"), "bins")
+    if bins is None and "bins" in given:
+        raise InvalidParameterError("at least one size bin is needed")
+    bins = bins or [b.name for b in DEFAULT_BINS]
+    shapes = parse_names(given.get("shapes"), "shapes")
+    modes = parse_names(given.get("modes"), "modes")
+    png_compression = _integer(given.get("png_compression", DEFAULT_PNG_LEVEL), "png_compression")
+    if not 0 <= png_compression <= 9:
+        raise InvalidParameterError(f"png_compression must lie in 0..9, got {png_compression}")
+    config = ProtocolConfig(
+        method="mix" if mix else method,
+        mix=mix,
+        per_image=_integer(given.get("per_image", 3), "per_image"),
+        shapes=tuple(shapes) if shapes else None,
+        modes=tuple(modes) if modes else None,
+        bins=tuple(SizeBin.parse(b).name for b in bins),
+        seed=_integer(given.get("seed", 0), "seed"),
+        method_options=method_options,
+        png_compression=png_compression,
+        renderer="torch" if given.get("device") is not None else given.get("renderer", "numpy"),
+    )
+    if config.per_image < 1:
+        raise InvalidParameterError(f"per_image must be >= 1, got {config.per_image}")
+    _check_methods(config)
+    run = RunOptions(
+        workers=_integer(given.get("workers", 1), "workers"),
+        region_masks=None if given.get("region_masks") is None else os.fspath(given["region_masks"]),
+        textures=None if given.get("textures") is None else os.fspath(given["textures"]),
+        memory_budget=given.get("memory_budget"),
+        progress=bool(given.get("progress", True)),
+        device=given.get("device"),
+        batch_size=_integer(given.get("batch_size", 16), "batch_size"),
+        shard=None if given.get("shard") is None else tuple(given["shard"]),
+    )
+    if run.workers < 1:
+        raise InvalidParameterError(f"workers must be >= 1, got {run.workers}")
+    _check_run(run, config)
+    return config, run
+
+
+def _check_run(run: RunOptions, config: ProtocolConfig) -> None:
+    if run.batch_size < 1:
+        raise InvalidParameterError(f"batch_size must be >= 1, got {run.batch_size}")
+    if run.shard is not None and not (len(run.shard) == 2 and 0 <= run.shard[0] < run.shard[1]):
+        raise InvalidParameterError(f"shard must be (index, count) with 0 <= index < count, got {run.shard}")
+    if run.device is not None:
+        from .batched import BATCHED_METHODS
+
+        if config.mix or config.method not in BATCHED_METHODS:
+            raise InvalidParameterError(
+                f"--device renders with the batched torch renderer, which covers {', '.join(BATCHED_METHODS)}; "
+                f"{'a mix' if config.mix else repr(config.method)} renders on the CPU path: leave out --device"
+            )
+
+
+def _check_methods(config: ProtocolConfig) -> None:
+    from .registry import method_names
+
+    names = [n for n in method_names() if n != "hybrid"]
+    if not config.mix and config.method not in method_names():
+        raise InvalidParameterError(f"unknown method {config.method!r}; choose from {', '.join(method_names())}")
+    for name, weight in (config.mix or {}).items():
+        if name not in names:
+            raise InvalidParameterError(f"unknown method {name!r} in mix; choose from {', '.join(names)}")
+        if not weight > 0:
+            raise InvalidParameterError(f"mix weight of {name!r} must be > 0, got {weight}")
+
+
+def resolve_generation(config: ProtocolConfig | None, run: RunOptions | None,
+                       options: Mapping[str, Any]) -> tuple[ProtocolConfig, RunOptions]:
+    """``(config, run)`` from objects, keyword options, or both for different halves (never the same half twice)."""
+    if config is not None and set(options) & GENERATION_KEYS:
+        raise InvalidParameterError(
+            f"pass the generation options ({', '.join(sorted(set(options) & GENERATION_KEYS))}) in the "
+            "ProtocolConfig or as keyword arguments, not both"
+        )
+    if run is not None and set(options) & RUN_KEYS:
+        raise InvalidParameterError(
+            f"pass the run options ({', '.join(sorted(set(options) & RUN_KEYS))}) in the RunOptions or as "
+            "keyword arguments, not both"
+        )
+    parsed_config, parsed_run = parse_generation(options)
+    config, run = config or parsed_config, run or parsed_run
+    if (run.device is not None) != (config.renderer == "torch"):
+        config = replace(config, renderer="numpy" if run.device is None else "torch")
+    _check_methods(config)
+    _check_run(run, config)
+    return config, run
