@@ -120,6 +120,9 @@ class _BoxBatch:
             self.render, target=target, lo=lo, hi=hi, start=lambda idx, attempt: starts[idx],
             lower=lower, upper=upper,
             steering=steering, attempts=PLACEMENT_ATTEMPTS, sized=sized, natural=natural,
+            # anomalies of similar target size share a render, so a small box is not padded to
+            # the window of the largest one in the batch
+            bucket=np.floor(np.log2(np.maximum(target, 1.0))).astype(np.int64),
         )
         results = []
         for i, (r, is_sized) in enumerate(zip(found, sized)):
