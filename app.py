@@ -70,7 +70,7 @@ from synth.version import tool_version
 
 from detect.images import as_colour
 from detect.registry import FittedDetectors
-from detect.stress import StressConfig, mirror_split, run_stress
+from detect.stress import TEXTURE_SPREAD_LIMIT, StressConfig, mirror_split, run_stress, texture_spread
 
 # ------------------------------------------------------------------------------------ limits
 #: largest upload gradio accepts (``launch(max_file_size=...)``); bigger files are refused on upload
@@ -759,6 +759,11 @@ class Space:
             source = (f"**{Path(path).name}** ({'the Generate tab' if reference == GENERATED else 'example'} image) "
                       "and its two mirror images")
             held = "the same image turned by 180 degrees"
+        unlike = [name for name, image in tests if texture_spread([fits[0], image]) > TEXTURE_SPREAD_LIMIT]
+        if unlike:
+            gr.Warning(f"{', '.join(unlike[:3])}{' ...' if len(unlike) > 3 else ''} look unlike the images the "
+                       "detector is fitted on, so they will score high whatever they show: upload anomaly-free "
+                       "images of their kind (or choose another image to fit on).")
         progress(0.2, desc=f"Fitting {detector_name} (once, then cached) and scoring")
         try:
             (normal, result), device = score_on_device(detector_name, key, fits, [held_out, [t for _, t in tests]],

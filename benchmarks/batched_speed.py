@@ -1,6 +1,9 @@
-"""SYNAGEN throughput of the numpy path and the batched torch renderer, 256² and 1024² RGB.
+"""Throughput of the numpy path and the batched torch renderer, 256² and 1024² RGB.
 
-    python benchmarks/batched_speed.py [--seeds 8] [--sizes 256 1024] [--batch 40]
+    python benchmarks/batched_speed.py [--seeds 8] [--sizes 256 1024] [--batch 40] [--methods synagen cutpaste ...]
+
+``--methods`` (default: synagen) takes any of ``synth.batched.BATCHED_METHODS``; each gets its
+rows.
 
 Each drawn anomaly is rendered in all five default bins (the protocol's pattern), so a run makes
 ``seeds x 5`` anomalies per path and size. Rows:
@@ -12,7 +15,8 @@ Each drawn anomaly is rendered in all five default bins (the protocol's pattern)
 "in memory" counts rendering with masks and records; "to parquet" adds PNG encoding of image and
 mask and writing one parquet file (pyarrow), the encoding on a thread pool that overlaps the
 next batch's rendering for the torch rows; "protocol" is ``run_protocol`` end to end into an
-imagefolder (one source image, 4 shapes x 1 mode x 5 bins = 20 outputs; ``--device`` for the
+imagefolder (one source image; SYNAGEN: 4 shapes x 1 mode x 5 bins = 20 outputs, the other
+methods their shapes and modes x 5 bins; ``--device`` for the
 torch rows, PNG bands reused from the source's encoding as the protocol does). "in bin" is the
 share of outputs whose measured changed area lies in the requested bin. Wall-clock seconds: run
 it on an otherwise idle machine.
@@ -34,7 +38,7 @@ import skimage.data
 import torch
 
 from synth import DEFAULT_BINS, synthesize
-from synth.batched import render_batch, sample_specs
+from synth.batched import BATCHED_METHODS, render_batch, sample_specs
 from synth.image import encode_png, save_png
 from synth.protocol import run_protocol
 
@@ -55,13 +59,13 @@ def _encode(image: np.ndarray, mask: np.ndarray, record: dict) -> tuple[bytes, b
     return encode_png(image), encode_png(mask.astype(np.uint8) * 255), str(record)
 
 
-def numpy_path(size: int, seeds: int, parquet: bool) -> tuple[float, float]:
+def numpy_path(size: int, seeds: int, parquet: bool, method: str = "synagen") -> tuple[float, float]:
     image = _image(size)
     rows, hits, total = [], 0, 0
     t0 = time.perf_counter()
     for seed in range(seeds):
         for b, size_bin in enumerate(DEFAULT_BINS):
-            a = synthesize(image, seed=seed, size_bin=b)
+            a = synthesize(image, method, seed=seed, size_bin=b)
             hits += size_bin.contains(a.record["area_fraction"])
             total += 1
             if parquet:
@@ -71,7 +75,7 @@ def numpy_path(size: int, seeds: int, parquet: bool) -> tuple[float, float]:
     return total / (time.perf_counter() - t0), hits / total
 
 
-def torch_path(size: int, seeds: int, batch: int, device: str, parquet: bool) -> tuple[float, float]:
+def torch_path(size: int, seeds: int, batch: int, device: str, parquet: bool, method: str = "synagen") -> tuple[float, float]:
     image = _image(size)
     images_all = torch.from_numpy(image).permute(2, 0, 1)[None].to(device)
     # the protocol's jobs: every seed in every bin
@@ -86,7 +90,7 @@ def torch_path(size: int, seeds: int, batch: int, device: str, parquet: bool) ->
         images = images_all.expand(len(chunk), -1, -1, -1).contiguous()
         specs = []
         for seed, b in chunk:
-            specs += sample_specs(images[:1], seeds=[seed], size_bin=b)
+            specs += sample_specs(images[:1], method, seeds=[seed], size_bin=b)
         out = render_batch(images, specs)
         masks = out.masks
         for k, (seed, b) in enumerate(chunk):
@@ -104,12 +108,14 @@ def torch_path(size: int, seeds: int, batch: int, device: str, parquet: bool) ->
     return len(jobs) / elapsed, hits / len(jobs)
 
 
-def protocol(size: int, device: str | None, batch: int) -> float:
+def protocol(size: int, device: str | None, batch: int, method: str = "synagen") -> float:
     with tempfile.TemporaryDirectory() as tmp:
         save_png(f"{tmp}/astronaut.png", _image(size))
         extra = {} if device is None else {"device": device, "batch_size": batch}
         t0 = time.perf_counter()
-        rows = run_protocol(tmp, f"{tmp}/out", per_image=1, modes=["gray_noise"], progress=False, **extra)
+        if method == "synagen":
+            extra["modes"] = ["gray_noise"]
+        rows = run_protocol(tmp, f"{tmp}/out", method=method, per_image=1, progress=False, **extra)
         return len(rows) / (time.perf_counter() - t0)
 
 
@@ -119,27 +125,31 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=8, help="drawn anomalies per size (each in 5 bins)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 1024])
     parser.add_argument("--batch", type=int, default=40, help="anomalies per torch batch")
+    parser.add_argument("--methods", nargs="+", default=["synagen"], choices=BATCHED_METHODS,
+                        help="methods to measure (default: synagen)")
     args = parser.parse_args()
     paths = [("numpy (1 process)", None), ("torch cpu", "cpu")]
     if torch.cuda.is_available():
         paths.append((f"torch cuda ({torch.cuda.get_device_name(0)})", "cuda"))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; {args.seeds} seeds x 5 bins per row")
-    print("| size | path | in memory: anomalies/s | in bin | to parquet: anomalies/s | in bin | protocol: anomalies/s |")
-    print("|---|---|---:|---:|---:|---:|---:|")
-    for size in args.sizes:
-        for name, device in paths:
-            if device is not None:  # warm-up: first-call allocations and kernel selection
-                torch_path(size, 1, args.batch, device, parquet=False)
-            results = []
-            for parquet in (False, True):
-                if device is None:
-                    results.append(numpy_path(size, args.seeds, parquet))
-                else:
-                    results.append(torch_path(size, args.seeds, args.batch, device, parquet))
-            (mem, mem_rate), (pq_speed, pq_rate) = results
-            folder = protocol(size, device, args.batch)
-            print(f"| {size}² | {name} | {mem:.1f} | {100 * mem_rate:.0f} % | {pq_speed:.1f} | {100 * pq_rate:.0f} % "
-                  f"| {folder:.1f} |")
+    print("| method | size | path | in memory: anomalies/s | in bin | to parquet: anomalies/s | in bin "
+          "| protocol: anomalies/s |")
+    print("|---|---|---|---:|---:|---:|---:|---:|")
+    for method in args.methods:
+        for size in args.sizes:
+            for name, device in paths:
+                if device is not None:  # warm-up: first-call allocations and kernel selection
+                    torch_path(size, 1, args.batch, device, parquet=False, method=method)
+                results = []
+                for parquet in (False, True):
+                    if device is None:
+                        results.append(numpy_path(size, args.seeds, parquet, method))
+                    else:
+                        results.append(torch_path(size, args.seeds, args.batch, device, parquet, method))
+                (mem, mem_rate), (pq_speed, pq_rate) = results
+                folder = protocol(size, device, args.batch, method)
+                print(f"| {method} | {size}² | {name} | {mem:.1f} | {100 * mem_rate:.0f} % | {pq_speed:.1f} "
+                      f"| {100 * pq_rate:.0f} % | {folder:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -236,13 +236,13 @@ def auroc_interval(auroc: float, n_anomalous: int, n_normal: int, z: float = 1.9
 def stress_axes(method: Any) -> tuple[list[str | None], list[str | None], list[str | None]]:
     """Shapes, modes and size bins a stress test cycles through (``None``: the method draws).
 
-    A mixture of methods (one with ``methods``) draws its own shape and mode: most shape x mode
-    pairs belong to none of its members.
+    A mixture of methods (``composite``) draws its own shape and mode: most shape x mode pairs
+    belong to none of its members.
     """
     from synth import DEFAULT_BINS
 
     bins: list[str | None] = [b.name for b in DEFAULT_BINS] if getattr(method, "targets_size", False) else [None]
-    if getattr(method, "methods", None):
+    if method.composite:
         return [None], [None], bins
     return list(method.shapes), [m for m in method.modes if m not in _NEEDS_TEXTURES], bins
 

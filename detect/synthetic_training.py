@@ -170,38 +170,191 @@ class SyntheticAnomalies(torch.utils.data.Dataset):
             return x, y, torch.from_numpy(source.astype(np.float32) / 255.0).permute(2, 0, 1).contiguous()
         return x, y
 
-    def _draw_source(self, rng: np.random.Generator) -> np.ndarray:
-        source = self.images[int(rng.integers(len(self.images)))]
-        if rng.random() < 0.5:
+    def draw_source(self, rng: np.random.Generator) -> tuple[int, bool, bool]:
+        """Which fit image a sample starts from and its flips ``(index, left-right, up-down)``."""
+        index = int(rng.integers(len(self.images)))
+        return index, bool(rng.random() < 0.5), bool(rng.random() < 0.5)
+
+    def draw_attempt(self, rng: np.random.Generator) -> tuple[tuple[int, bool, bool], int, str, int]:
+        """One attempt at an anomaly: the source draw, the partner image's index, the method and
+        its seed (the draws every path makes, in this order)."""
+        source = self.draw_source(rng)
+        partner = int(rng.integers(len(self.images)))
+        if self.probabilities is None:
+            method = self.methods[int(rng.integers(len(self.methods)))]
+        else:
+            method = self.methods[int(rng.choice(len(self.methods), p=self.probabilities))]
+        return source, partner, method, int(rng.integers(2**31))
+
+    def partner(self, index: int) -> np.ndarray:
+        """Fit image ``index`` as a partner image for the synth methods (2-D when gray)."""
+        image = self.images[index]
+        return image[:, :, 0] if image.shape[2] == 1 else image
+
+    def _source(self, draw: tuple[int, bool, bool]) -> np.ndarray:
+        index, flip_lr, flip_ud = draw
+        source = self.images[index]
+        if flip_lr:
             source = source[:, ::-1]
-        if rng.random() < 0.5:
+        if flip_ud:
             source = source[::-1]
         return np.ascontiguousarray(source)
+
+    def _draw_source(self, rng: np.random.Generator) -> np.ndarray:
+        return self._source(self.draw_source(rng))
 
     def _draw_anomaly(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         from synth import SynthError, synthesize
 
-        for _attempt in range(8):
-            source = self._draw_source(rng)
-            partner = self.images[int(rng.integers(len(self.images)))]
-            if self.probabilities is None:
-                method = self.methods[int(rng.integers(len(self.methods)))]
-            else:
-                method = self.methods[int(rng.choice(len(self.methods), p=self.probabilities))]
+        for _attempt in range(ANOMALY_ATTEMPTS):
+            draw, partner, method, seed = self.draw_attempt(rng)
+            source = self._source(draw)
             image = source[:, :, 0] if source.shape[2] == 1 else source
             try:
-                anomaly = synthesize(
-                    image, method, seed=int(rng.integers(2**31)),
-                    partners=(partner[:, :, 0] if partner.shape[2] == 1 else partner,),
-                )
+                anomaly = synthesize(image, method, seed=seed, partners=(self.partner(partner),))
             except SynthError:
                 continue  # an anomaly that does not fit this image: draw another
             if anomaly.mask.any():
                 return source, anomaly.image.reshape(source.shape).astype(np.float32), anomaly.mask
-        raise DetectError(
-            f"could not make a synthetic anomaly with {self.methods} in 8 attempts; "
-            "are the fit images large enough (>= 32 px) and not constant?"
-        )
+        raise no_anomaly_error(self.methods)
+
+
+#: attempts (source, partner, method, seed) at one sample's anomaly before giving up
+ANOMALY_ATTEMPTS = 8
+
+
+def no_anomaly_error(methods: Sequence[str]) -> DetectError:
+    return DetectError(
+        f"could not make a synthetic anomaly with {methods} in {ANOMALY_ATTEMPTS} attempts; "
+        "are the fit images large enough (>= 32 px) and not constant?"
+    )
+
+
+def synth_device_check(name: str | None) -> torch.device | None:
+    """The torch device for ``synth_device`` (``None``: the CPU data loader), or ``DetectError``."""
+    if name is None:
+        return None
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise DetectError(f"unknown synth device {name!r}; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DetectError(f"synth device {name!r}: torch sees no CUDA GPU here; use cpu or leave it out")
+    return device
+
+
+class DeviceSyntheticBatches:
+    """The samples of a :class:`SyntheticAnomalies` made a batch at a time on a torch device.
+
+    ``batch(indices)`` returns what stacking ``dataset[i]`` for ``indices`` returns, on
+    ``device``: the same draws (anomaly or not, source image and flips, partner, method, seed,
+    retries) per sample, the anomalies rendered by ``synth.batched.render_batch`` (one call per
+    method and partner image), so the anomalies are the CPU loader's, up to the batched
+    renderer's stated agreement with the numpy path (byte-identical for CutOut, FPI, CutPaste,
+    DRAEM, fractal and foreground Perlin), and the logistic label up to float32 rounding of
+    ``exp``. Samples whose drawn method has no batched renderer (NSA) are made by the CPU path,
+    ``dataset[i]``, and moved to the device.
+    """
+
+    def __init__(self, dataset: SyntheticAnomalies, device: str | torch.device) -> None:
+        from synth.batched import BATCHED_METHODS
+
+        self.dataset = dataset
+        self.device = torch.device(device)
+        self.batched = set(BATCHED_METHODS)
+        # the fit images on the device, (N, C, H, W) uint8
+        self.images = torch.from_numpy(np.ascontiguousarray(dataset.images)).permute(0, 3, 1, 2).to(self.device)
+
+    def _source(self, draw: tuple[int, bool, bool]) -> torch.Tensor:
+        index, flip_lr, flip_ud = draw
+        image = self.images[index]
+        if flip_lr:
+            image = image.flip(-1)
+        if flip_ud:
+            image = image.flip(-2)
+        return image
+
+    def batch(self, indices: Sequence[int]) -> tuple[torch.Tensor, ...]:
+        data = self.dataset
+        n = len(indices)
+        sources: list[torch.Tensor | None] = [None] * n
+        outputs: list[torch.Tensor | None] = [None] * n
+        masks: list[torch.Tensor | None] = [None] * n
+        cpu_samples: dict[int, tuple[torch.Tensor, ...]] = {}
+        pending: dict[int, np.random.Generator] = {}
+        for k, index in enumerate(indices):
+            rng = np.random.default_rng([data.seed, int(index)])
+            if data.has_anomaly(index):
+                pending[k] = rng
+            else:
+                sources[k] = self._source(data.draw_source(rng))
+        for _attempt in range(ANOMALY_ATTEMPTS):
+            if not pending:
+                break
+            groups: dict[tuple[str, int | None], list[tuple[int, torch.Tensor, int]]] = {}
+            for k, rng in list(pending.items()):
+                draw, partner, method, seed = data.draw_attempt(rng)
+                if method not in self.batched:
+                    cpu_samples[k] = tuple(t.to(self.device) for t in data[indices[k]])
+                    del pending[k]
+                    continue
+                groups.setdefault((method, partner), []).append((k, self._source(draw), seed))
+            for (method, partner), members in groups.items():
+                for (k, source, _), result in zip(members, self._render(method, partner, members)):
+                    if result is not None:
+                        sources[k], outputs[k], masks[k] = source, *result
+                        del pending[k]
+        if pending:
+            raise no_anomaly_error(data.methods)
+        return self._assemble(sources, outputs, masks, cpu_samples)
+
+    def _render(self, method: str, partner: int, members: list[tuple[int, torch.Tensor, int]]):
+        """``(output, mask)`` per member, ``None`` where the anomaly did not fit (as the CPU path
+        skips a ``SynthError`` or an empty mask and draws again)."""
+        from synth import SynthError
+        from synth.batched import render_batch, sample_specs
+
+        partners = (self.dataset.partner(partner),)
+        images = torch.stack([source for _, source, _ in members])
+        try:
+            specs = sample_specs(images, method, seeds=[seed for _, _, seed in members], partners=partners)
+            out = render_batch(images, specs, partners=partners, strict=False)
+        except SynthError:
+            if len(members) == 1:
+                return [None]
+            # one anomaly's problem (e.g. foregrounds that do not overlap) costs only that one
+            return [r for member in members for r in self._render(method, partner, [member])]
+        return [
+            None if k in out.missed or not bool(out.masks[k].any()) else (out.images[k], out.masks[k])
+            for k in range(len(members))
+        ]
+
+    def _assemble(self, sources, outputs, masks, cpu_samples) -> tuple[torch.Tensor, ...]:
+        data = self.dataset
+        xs, ys, srcs = [], [], []
+        for k, source in enumerate(sources):
+            if k in cpu_samples:
+                sample = cpu_samples[k]
+                xs.append(sample[0])
+                ys.append(sample[1])
+                srcs.append(sample[2] if data.with_source else None)
+                continue
+            plain = source.to(torch.float32) / 255.0
+            if outputs[k] is None:
+                xs.append(plain)
+                ys.append(torch.zeros((1, *plain.shape[1:]), dtype=torch.float32, device=self.device))
+            else:
+                out = outputs[k].to(torch.float32)
+                if data.label == "logistic":
+                    change = (out - source.to(torch.float32)).abs().mean(dim=0)  # 0..255 units
+                    label = masks[k].to(torch.float32) / (1.0 + torch.exp(-LOGISTIC_K * (change - LOGISTIC_X0)))
+                else:
+                    label = masks[k].to(torch.float32)
+                xs.append(out / 255.0)
+                ys.append(label[None])
+            srcs.append(plain)
+        batch = (torch.stack(xs), torch.stack(ys))
+        return (*batch, torch.stack(srcs)) if data.with_source else batch
 
 
 class SyntheticTrainedDetector(Detector):
@@ -215,6 +368,9 @@ class SyntheticTrainedDetector(Detector):
     ``score_kernel``   side of the mean filter applied before taking the image-score maximum.
     ``mixed_precision`` "no", "fp16" or "bf16" (training only).
     ``num_workers``    data-loader processes making anomalies (results do not depend on it).
+    ``synth_device``   make the training anomalies batched on this torch device (e.g. ``"cuda"``)
+                       with :class:`DeviceSyntheticBatches` instead of in CPU loader processes;
+                       ``None`` (default): the CPU loader.
 
     Subclasses set ``label_kind``/``needs_source`` and implement ``build_model``, ``training_loss``
     and ``anomaly_maps``; they may override ``make_optimizer``, ``lr_factor`` and ``before_step``.
@@ -236,6 +392,7 @@ class SyntheticTrainedDetector(Detector):
         score_kernel: int = 9,
         mixed_precision: str = "no",
         num_workers: int = 0,
+        synth_device: str | None = None,
         **common: Any,
     ) -> None:
         super().__init__(**common)
@@ -257,6 +414,8 @@ class SyntheticTrainedDetector(Detector):
         self.score_kernel = int(score_kernel)
         self.mixed_precision = mixed_precision
         self.num_workers = int(num_workers)
+        self.synth_device = None if synth_device is None else str(synth_device)
+        synth_device_check(self.synth_device)
         self.trained_steps = 0
         self.model: nn.Module | None = None  # built by init_model() once the subclass set its options
 
@@ -405,14 +564,19 @@ def train_on_synthetic(
 
     end = detector.steps if stop_at is None else max(start, min(int(stop_at), detector.steps))
 
-    def indices():
+    def step_indices():
         for step in range(start, end):
             base = (step * world + rank) * batch
-            yield from range(base, base + batch)
+            yield list(range(base, base + batch))
 
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch, sampler=list(indices()), num_workers=detector.num_workers
-    )
+    if detector.synth_device is None:
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=batch, sampler=[i for step in step_indices() for i in step],
+            num_workers=detector.num_workers,
+        )
+    else:  # the same samples, made batched on the device (no loader processes)
+        make = DeviceSyntheticBatches(dataset, detector.synth_device)
+        loader = (make.batch(indices) for indices in step_indices())
     autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(detector.mixed_precision)
     # without an accelerator, fp16 needs its own loss scaling (the accelerator does it otherwise)
     scaler = torch.amp.GradScaler(device.type, enabled=accelerator is None and autocast_dtype is torch.float16)

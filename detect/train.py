@@ -49,6 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint-every", type=int, default=500)
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUTPUT/checkpoints")
     parser.add_argument("--workers", type=int, default=0, help="data-loader processes making anomalies")
+    parser.add_argument("--synth-device", default=None, metavar="DEVICE",
+                        help="make the training anomalies batched on this torch device (cuda, cuda:N, cpu) instead of "
+                             "in CPU loader processes; methods without a batched renderer (nsa) still use the CPU "
+                             "(default: the CPU loader)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-pretrained", action="store_true",
                         help="random encoder instead of ImageNet weights (segmenter, defect_map)")
@@ -76,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     detector = build_detector(
         args.pipeline, steps=args.steps, train_batch_size=args.batch_size, image_size=args.image_size,
         mixed_precision=args.mixed_precision, seed=args.seed, num_workers=args.workers,
+        synth_device=args.synth_device,
         device=str(accelerator.device), **options,
     )
     out = Path(args.output)

@@ -107,6 +107,8 @@ def test_a_first_visitor_gets_results_on_every_tab_with_defaults_and_with_upload
             page.wait_for_timeout(1000)
             page.locator("#detect-btn").click()
             page.get_by_text("x threshold · my_gravel.png").first.wait_for(state="visible", timeout=120_000)
+            # gravel scored by a detector fitted on brick: the visitor is told why it will look anomalous
+            page.get_by_text("look unlike the images the detector is fitted on").first.wait_for(timeout=10_000)
             _no_error_shown(page)
 
             # Stress test, defaults: a readable result on the brick example, no chance-level warning

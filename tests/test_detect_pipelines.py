@@ -197,3 +197,69 @@ def test_a_short_cpu_draem_training_separates_large_anomalies():
     # measured: image AUROC 0.93 after 100 steps (0.80 after 60), pixel AUROC 0.69; chance is 0.5
     assert image_auroc(good_scores, found.scores) >= 0.7
     assert pixel_auroc(found.maps, [a.mask for a in anomalies]) > 0.6
+
+
+# --------------------------------------------------------------------------- batched synthesis on a device
+from detect.synthetic_training import DeviceSyntheticBatches  # noqa: E402
+
+
+def _stacked(data: SyntheticAnomalies, indices) -> tuple[torch.Tensor, ...]:
+    samples = [data[i] for i in indices]
+    return tuple(torch.stack(parts) for parts in zip(*samples))
+
+
+@pytest.mark.parametrize("label", ["mask", "logistic"])
+def test_device_batches_are_the_cpu_loaders_samples(label):
+    """Same draws per sample, anomalies from the batched renderer: for byte-identical methods the
+    images, sources and mask labels equal the CPU loader's; the logistic label agrees to 1e-6
+    (float32 exp on another implementation)."""
+    images = np.stack(_crops(4, 64, 3, "gravel"))[:, :, :, None].repeat(3, axis=3)
+    images[..., 1] = np.stack(_crops(4, 64, 4, "brick"))
+    data = SyntheticAnomalies(images, ("cutout", "fpi", "cutpaste", "draem"), seed=4, length=100, ratio=0.75,
+                              label=label, with_source=True)
+    indices = list(range(10, 22))
+    x, y, source = DeviceSyntheticBatches(data, "cpu").batch(indices)
+    cx, cy, csource = _stacked(data, indices)
+    assert torch.equal(x, cx) and torch.equal(source, csource)
+    if label == "mask":
+        assert torch.equal(y, cy)
+    else:
+        np.testing.assert_allclose(y.numpy(), cy.numpy(), atol=1e-6)
+    # any batching gives the same samples
+    halves = [DeviceSyntheticBatches(data, "cpu").batch(indices[:5]), DeviceSyntheticBatches(data, "cpu").batch(indices[5:])]
+    assert torch.equal(torch.cat([h[0] for h in halves]), x)
+
+
+def test_device_batches_keep_the_anomaly_ratio():
+    images = np.stack(_crops(3, 48, 0))[:, :, :, None]
+    never = SyntheticAnomalies(images, ("cutout",), seed=1, length=40, ratio=0.0, label="mask", with_source=True)
+    x, y, source = DeviceSyntheticBatches(never, "cpu").batch(range(16))
+    assert float(y.max()) == 0.0 and torch.equal(x, source)
+    half = SyntheticAnomalies(images, ("cutout", "synagen"), seed=3, length=400, ratio=0.5, label="mask")
+    x, y = DeviceSyntheticBatches(half, "cpu").batch(range(40))
+    carries = [bool(y[k].max() > 0) for k in range(40)]
+    assert carries == [half.has_anomaly(i) for i in range(40)]
+    assert 10 < sum(carries) < 30
+
+
+def test_device_batches_make_methods_without_a_batched_renderer_on_the_cpu():
+    images = np.stack(_crops(2, 64, 5))[:, :, :, None]
+    data = SyntheticAnomalies(images, ("nsa", "cutout"), seed=6, length=20, label="mask")
+    x, y = DeviceSyntheticBatches(data, "cpu").batch(range(6))
+    cx, cy = _stacked(data, range(6))
+    assert torch.equal(x, cx) and torch.equal(y, cy)
+
+
+def test_a_segmenter_trains_on_device_made_anomalies():
+    from detect.segmenter import Segmenter
+
+    fit = _crops(4, 64, 7)
+    options = dict(methods=("cutout", "cutpaste"), steps=3, train_batch_size=2, pretrained=False, width=8, seed=0)
+    on_device = Segmenter(synth_device="cpu", **options).fit(fit)
+    assert on_device.trained_steps == 3
+    # the CPU loader's samples (the logistic labels up to float32 rounding), so the same weights
+    loader = Segmenter(**options).fit(fit)
+    for a, b in zip(on_device.model.state_dict().values(), loader.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    with pytest.raises(DetectError, match="synth device"):
+        Segmenter(synth_device="gpu0", **options)

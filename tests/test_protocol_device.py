@@ -87,9 +87,10 @@ def test_two_accelerate_processes_write_exactly_the_one_process_files(inputs, tm
     assert len(read_metadata(tmp_path / "two")) == 3 * 2 * 2 * len(DEFAULT_BINS)
 
 
-@pytest.mark.parametrize("method", ["fpi", "cutout"])
-def test_box_methods_on_a_device_write_the_numpy_runs_files(inputs, tmp_path, method):
-    """FPI (blending each task's partner image) and CutOut render byte-identically on a device."""
+@pytest.mark.parametrize("method", ["fpi", "cutout", "cutpaste", "fractal", "foreground_perlin"])
+def test_batched_methods_on_a_device_write_the_numpy_runs_files(inputs, tmp_path, method):
+    """FPI and foreground Perlin (blending each task's partner image), CutOut, CutPaste and fractal
+    render byte-identically on a device."""
     numpy_rows = run_protocol(inputs, tmp_path / "numpy", method=method, per_image=2, progress=False)
     torch_rows = run_protocol(inputs, tmp_path / "torch", method=method, per_image=2, progress=False,
                               device="cpu", batch_size=4)

@@ -19,10 +19,14 @@ the region changes, the mask holds every pixel changed by more than 1/255, any d
 uint16, float in [0, 1]) and 1-4 channels (alpha untouched) in and out, and the same seed gives
 the same bytes on the same device whatever the batch size.
 
-Methods with a batched renderer: ``BATCHED_METHODS`` — SYNAGEN, and CutOut and FPI, whose
+Methods with a batched renderer: ``BATCHED_METHODS`` — SYNAGEN; CutOut, FPI and CutPaste, whose
 batched outputs are byte-identical to the numpy path's (their geometry is computed by the same
-functions). NSA's Poisson blending and the noise-mask methods (DRAEM, foreground Perlin,
-fractal) and CutPaste stay on the CPU path: ``synth.synthesize`` per image.
+functions, their values by the same float32 operations); CutPaste-Scar, whose rotation is
+OpenCV's bilinear warp written out (byte-identical for most anomalies, the others within one
+quantum; tests/test_batched.py measures it); DRAEM, fractal and foreground Perlin, byte-identical:
+their noise fields, fills and foreground masks are made on the CPU by the numpy path's own
+functions from the spec's seeds (``noise_masks``), the ranking, blend and size search on the
+device. NSA's Poisson blending and Hybrid stay on the CPU path: ``synth.synthesize`` per image.
 """
 
 from __future__ import annotations
@@ -44,9 +48,20 @@ from .layout import join, layout_of, split
 from .steering import Rendered
 
 #: method name -> its batch renderer (``module:Class`` under synth.batched, imported on use)
-_RENDERERS = {"synagen": "synagen:SynagenBatch", "cutout": "boxes:CutOutBatch", "fpi": "boxes:FPIBatch"}
+_RENDERERS = {
+    "synagen": "synagen:SynagenBatch",
+    "cutout": "boxes:CutOutBatch",
+    "fpi": "boxes:FPIBatch",
+    "cutpaste": "paste:CutPasteBatch",
+    "cutpaste_scar": "paste:CutPasteScarBatch",
+    "fractal": "noise_masks:NoiseMaskBatch",
+    "foreground_perlin": "noise_masks:NoiseMaskBatch",
+    "draem": "noise_masks:NoiseMaskBatch",
+}
 #: methods whose rendering runs batched on a torch device
 BATCHED_METHODS = tuple(_RENDERERS)
+#: methods whose record's ``angle`` is the spec's (DRAEM's noise angle is not the anomaly's)
+_ANGLE_IS_RECORDED = ("synagen", "cutpaste_scar")
 #: methods whose ``sample`` looks at pixel values (the others draw from the image's size alone)
 _SAMPLES_PIXELS = ("cutout",)
 
@@ -193,9 +208,11 @@ def render_batch(
     method_obj = _method(method if method is not None else specs[0].method, {})
     region_mask = _regions(regions, images)
     texture_arrays = _textures(textures)
-    scenes = _scenes(images, layout, region_mask, texture_arrays, pixels=False, partners=partners)
     module_name, class_name = _RENDERERS[method_obj.name].split(":")
     renderer = getattr(importlib.import_module(f"{__name__}.{module_name}"), class_name)
+    scenes = _scenes(
+        images, layout, region_mask, texture_arrays, pixels=getattr(renderer, "needs_pixels", False), partners=partners
+    )
     rendered = renderer(method_obj, colour, region_mask, specs, scenes, layout.quantum, texture_arrays).run()
     missed = [i for i, r in enumerate(rendered) if r is None]
     if missed and strict:
@@ -246,7 +263,8 @@ def _assemble(images, colour, alpha, layout, specs, rendered: list[Rendered], bi
             source.cpu().numpy(), r.output.cpu().numpy(), r.changed.cpu().numpy(),
             offset=(r.oy, r.ox), n_pixels=h * w,
         )
-        rendering = Rendering(image=np.empty((0, 0, cc), np.float32), angle=float(spec.params.get("angle", 0.0)), extra=r.info)
+        angle = float(spec.params.get("angle", 0.0)) if spec.method in _ANGLE_IS_RECORDED else 0.0
+        rendering = Rendering(image=np.empty((0, 0, cc), np.float32), angle=angle, extra=r.info)
         records.append(build_record(spec, rendering, measured, backgrounds[i], bins))
     missed = tuple(i for i, r in enumerate(rendered) if r is None)
     return BatchAnomalies(out_images, masks, diffs, records, list(specs), missed)

@@ -24,6 +24,9 @@ from .steering import Rendered, Renders, steer_batch
 class _BoxBatch:
     """The device state of one batch of a box method; subclasses define the box and its values."""
 
+    #: the renderer reads the images' pixels on the CPU (``Scene.image``), not only on the device
+    needs_pixels = False
+
     def __init__(
         self,
         method: Method,
@@ -50,9 +53,18 @@ class _BoxBatch:
         """The window ``(y0, y1, x0, x1)`` of anomaly ``i`` at ``scale``, as the method places it."""
         raise NotImplementedError
 
-    def values(self, t_idx: torch.Tensor, source: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        """The box's new values ``(n, h, w, C)`` (before the region and quantisation)."""
+    def values(
+        self, t_idx: torch.Tensor, source: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+        boxes: np.ndarray, knob: np.ndarray,
+    ) -> torch.Tensor:
+        """The box's new values ``(n, h, w, C)`` (before the region and quantisation); ``boxes``
+        ``(n, 4)`` the windows ``box`` gave for the anomalies' knobs ``knob``; pixels outside a
+        window (the batch's padding) may hold anything, they are never stored."""
         raise NotImplementedError
+
+    def describe(self, i: int, box: list[int], knob: float) -> dict:
+        """What the record says about one render (the numpy method's ``extra`` keys)."""
+        return {"box": box}
 
     def limits(self) -> tuple[np.ndarray, np.ndarray]:
         """First knob and largest knob of each anomaly's size search (the method's ``fit`` call)."""
@@ -60,6 +72,12 @@ class _BoxBatch:
 
     def extra(self, i: int, rendered: Rendered) -> dict:
         return {}
+
+    def search(self) -> tuple[Steering, np.ndarray, np.ndarray]:
+        """The size search's policy, smallest knobs and knobs without a size bin (``fit``'s
+        ``steering``, ``lower`` and ``natural``)."""
+        b = len(self.specs)
+        return Steering(), np.full(b, 1e-3), np.ones(b)
 
     def render(self, idx: np.ndarray, knob: np.ndarray, attempt: np.ndarray) -> Renders:
         dev = self.device
@@ -79,13 +97,14 @@ class _BoxBatch:
         inside = valid
         if self.regions is not None:
             inside = inside & self.regions[t_idx[:, None, None], rows[:, :, None], cols[:, None, :]]
-        values = self.values(t_idx, source, rows, cols).clamp(0.0, 1.0)
+        values = self.values(t_idx, source, rows, cols, boxes, knob).clamp(0.0, 1.0)
         out = quantize(torch.where(inside[..., None], values, source), self.quantum)
         changed = changed_pixels(source, out) & valid
         area = changed.sum(dim=(1, 2)).cpu().numpy()
         outputs = [out[k, : h[k], : w[k]] for k in range(len(idx))]
         masks = [changed[k, : h[k], : w[k]] for k in range(len(idx))]
-        return Renders(area, boxes[:, 0], boxes[:, 2], outputs, masks, [{"box": b.tolist()} for b in boxes])
+        infos = [self.describe(int(i), b.tolist(), float(k)) for i, b, k in zip(idx, boxes, knob)]
+        return Renders(area, boxes[:, 0], boxes[:, 2], outputs, masks, infos)
 
     def run(self) -> list[Rendered | None]:
         b = len(self.specs)
@@ -96,10 +115,14 @@ class _BoxBatch:
                 lo[i], hi[i] = pixel_bounds(spec.size_bin, scene)
                 target[i] = target_pixels(spec.size_bin, spec.params["target_fraction"], scene)
         starts, upper = self.limits()
+        steering, lower, natural = self.search()
         found = steer_batch(
             self.render, target=target, lo=lo, hi=hi, start=lambda idx, attempt: starts[idx],
-            lower=np.full(b, 1e-3), upper=upper,
-            steering=Steering(), attempts=PLACEMENT_ATTEMPTS, sized=sized, natural=np.ones(b),
+            lower=lower, upper=upper,
+            steering=steering, attempts=PLACEMENT_ATTEMPTS, sized=sized, natural=natural,
+            # anomalies of similar target size share a render, so a small box is not padded to
+            # the window of the largest one in the batch
+            bucket=np.floor(np.log2(np.maximum(target, 1.0))).astype(np.int64),
         )
         results = []
         for i, (r, is_sized) in enumerate(zip(found, sized)):
@@ -137,7 +160,7 @@ class CutOutBatch(_BoxBatch):
         s = int(max(1, round(self.sides[i] * scale)))
         return _anchored_box(self, i, attempt, s, s)
 
-    def values(self, t_idx, source, rows, cols):
+    def values(self, t_idx, source, rows, cols, boxes, knob):
         return self.fill[t_idx][:, None, None, :].expand_as(source)
 
     def limits(self):
@@ -173,7 +196,7 @@ class FPIBatch(_BoxBatch):
         w = int(min(max(round(self.w0[i] * scale), 1), self.width))
         return _anchored_box(self, i, attempt, h, w)
 
-    def values(self, t_idx, source, rows, cols):
+    def values(self, t_idx, source, rows, cols, boxes, knob):
         alpha = self.alpha[t_idx][:, None, None, None]
         partner = self.partners[t_idx[:, None, None], rows[:, :, None], cols[:, None, :]]
         return (1.0 - alpha) * source + alpha * partner

@@ -118,9 +118,12 @@ def steer_batch(
         accepted = np.where(s, steering.accept(area, t, l, h) | spent, ok)
         # one anomaly at a time on Python floats: numpy's vectorised power is not bit-identical
         # to the scalar one, and the numpy path's steps must be reproduced exactly
+        # (anomalies without a size bin keep their natural knob, which may lie outside the
+        # bracket, e.g. DRAEM's -1 for "the thresholded noise": no step is taken for them)
         steps = [
             correct(float(knob[i]), float(a), float(target[i]), float(lo[i]), float(hi[i]), float(k_low[i]),
                     float(k_high[i]), lower=float(lower[i]), upper=float(upper[i]), steering=steering)
+            if sized[i] else Correction(float(knob[i]), float(k_low[i]), float(k_high[i]), False)
             for i, a in zip(idx, area)
         ]
         corr = Correction(
