@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from . import bench, diversity, evaluate, quality, stress, train
-from .runtime import guarded
+from detect.evaluation import bench, evaluate, stress
+from detect.quality import diversity, metrics as quality
+from detect.runtime import guarded
+from detect.training import train
 
 
 def register(subparsers) -> None:

@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .errors import DetectError
+from detect.errors import DetectError
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -90,7 +90,7 @@ def parse_options(pairs: Sequence[str]) -> dict[str, Any]:
 
 
 def script_main(module: ModuleType, argv: Sequence[str] | None = None) -> int:
-    """``python -m detect.evaluate`` / ``detect.train`` / ``detect.bench`` (also under ``accelerate launch``):
+    """``python -m detect.evaluation.evaluate`` / ``detect.training.train`` / ``detect.evaluation.bench`` (also under ``accelerate launch``):
     ``module``'s ``add_arguments`` parser, then its ``run`` through ``guarded``."""
     # under ``python -m`` the module is ``__main__``; its spec still has the dotted name
     name = getattr(module.__spec__, "name", None) or module.__name__

@@ -97,7 +97,7 @@ def test_detect_imports_form_no_circle():
 
 def test_commands_get_their_runtime_from_one_module_and_nothing_imports_the_cli():
     graph = import_graph(PACKAGE_DIR, "detect")
-    for command in ("detect.evaluate", "detect.train", "detect.bench", "detect.stress", "detect.diversity"):
+    for command in ("detect.evaluation.evaluate", "detect.training.train", "detect.evaluation.bench", "detect.evaluation.stress", "detect.quality.diversity"):
         assert "detect.runtime" in graph[command], command
     assert [name for name, deps in graph.items() if "detect.cli" in deps] == []
     # the runtime leans on nothing in detect but its errors, so anything may import it

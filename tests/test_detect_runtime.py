@@ -28,7 +28,7 @@ def test_python_dash_m_names_the_command_in_its_one_line_error(tmp_path):
     empty = tmp_path / "no_images"
     empty.mkdir()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    run = subprocess.run([sys.executable, "-m", "detect.train", "--fit", str(empty), "--output", str(tmp_path / "out")],
+    run = subprocess.run([sys.executable, "-m", "detect.training.train", "--fit", str(empty), "--output", str(tmp_path / "out")],
                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert run.returncode == 2, run.stderr
     assert run.stderr.startswith("anomalyforge train: error: "), run.stderr

@@ -28,7 +28,7 @@ from torch import nn
 
 from detect.errors import DetectError
 from detect.errors import WeightsFileError
-from detect.lpips_backbones import require_hub_checkpoint
+from detect.quality.lpips_backbones import require_hub_checkpoint
 from detect.runtime import choose_device
 
 FeatureKind = Literal["inception", "fid-inception", "efficientnet-lite0"]
@@ -201,7 +201,7 @@ class _LitePooled(nn.Module):
 
 
 def _efficientnet_lite0():
-    from detect.backbones import efficientnet_lite0
+    from detect.detectors.backbones import efficientnet_lite0
 
     mean = torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1)

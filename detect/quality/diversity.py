@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from detect.errors import DiversityInputError
-from detect.lpips_backbones import LPIPS_NETS, LpipsNet, load_lpips, to_lpips_batch
+from detect.quality.lpips_backbones import LPIPS_NETS, LpipsNet, load_lpips, to_lpips_batch
 from detect.runtime import choose_device, guarded
 from synth.errors import SynthError
 from synth.image import as_float
@@ -435,7 +435,7 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, *, required: bool = T
 
 def run_cli(args: argparse.Namespace) -> int:
     """Entry point of ``anomalyforge diversity``; returns the exit code."""
-    from detect.diversity_dataset import load_anomaly_rows
+    from detect.quality.anomaly_rows import load_anomaly_rows
 
     rows = load_anomaly_rows(
         args.dataset, revision=args.revision, split=args.split, good_split=args.good_split, sources_dir=args.sources
@@ -473,7 +473,7 @@ def format_table(table: dict[str, dict[str, float | None]], counts: dict[str, in
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``diversity`` on its own (``python -m detect.diversity --dataset ...``)."""
+    """Run ``diversity`` on its own (``python -m detect.quality.diversity --dataset ...``)."""
     parser = argparse.ArgumentParser(prog="anomalyforge")
     register_cli(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["diversity", *(sys.argv[1:] if argv is None else argv)])
