@@ -496,7 +496,7 @@ def render_batched(image: np.ndarray, method: str, seeds: Sequence[int], *, shap
     all seeds in one batch on ``device``. The specs are those ``synthesize`` draws for the seeds."""
     import torch
 
-    from synth.batched import render_batch, sample_specs
+    from synth.batched import render_batch, sample_specs, to_anomalies
     from synth.region import normalize_region
 
     array = image if image.ndim == 3 else image[:, :, None]
@@ -510,15 +510,12 @@ def render_batched(image: np.ndarray, method: str, seeds: Sequence[int], *, shap
                               textures=textures)
     out = render_batch(one.expand(len(specs), -1, -1, -1), specs, textures=textures, method=method, strict=False,
                        regions=None if regions is None else regions.expand(len(specs), -1, -1))
-    images = out.images.permute(0, 2, 3, 1).cpu().numpy()
-    masks, diffs = out.masks.cpu().numpy(), out.diffs.cpu().numpy()
     anomalies, failures = [], []
-    for k, (seed, spec) in enumerate(zip(seeds, specs)):
-        if k in out.missed:
+    for seed, anomaly in zip(seeds, to_anomalies(out, gray=image.ndim == 2)):
+        if anomaly is None:
             failures.append(f"seed {seed}: could not bring the anomaly into its size bin; try another seed or bin")
-            continue
-        rendered = images[k] if image.ndim == 3 else images[k][:, :, 0]
-        anomalies.append(Anomaly(rendered, masks[k], diffs[k], None, out.records[k], spec))
+        else:
+            anomalies.append(anomaly)
     return anomalies, failures
 
 

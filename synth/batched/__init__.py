@@ -38,7 +38,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..anomaly import _as_colour, build_record, measure
+from ..anomaly import Anomaly, _as_colour, build_record, measure
 from ..errors import InvalidParameterError, RegionError, SizeBinError
 from ..image import ImageLayout, to_float
 from ..method import Method, Rendering, Scene, Spec
@@ -295,6 +295,23 @@ def synthesize_batch(
     )
 
 
+def to_anomalies(batch: BatchAnomalies, *, gray: bool = False) -> list[Anomaly | None]:
+    """``batch`` as numpy ``Anomaly`` objects on the host, one per image (``None`` for an index in
+    ``batch.missed``), as ``synth.synthesize`` returns them: ``image`` ``(H, W, C)`` in the input's
+    dtype, or ``(H, W)`` with ``gray`` (a single-channel input given as a 2-D array); ``mask`` bool
+    ``(H, W)``; ``diff`` float32 ``(H, W)`` in [0, 1]; ``label`` ``None``.
+    """
+    # one copy per tensor for the whole batch: per-anomaly copies from a GPU cost a sync each
+    images = batch.images.permute(0, 2, 3, 1).cpu().numpy()
+    masks, diffs = batch.masks.cpu().numpy(), batch.diffs.cpu().numpy()
+    missed = set(batch.missed)
+    return [
+        None if k in missed
+        else Anomaly(images[k][:, :, 0] if gray else images[k], masks[k], diffs[k], None, batch.records[k], spec)
+        for k, spec in enumerate(batch.specs)
+    ]
+
+
 from .transform import BatchSynthesize, Synthesize, collate_anomalies  # noqa: E402  (uses the above)
 
 __all__ = [
@@ -307,4 +324,5 @@ __all__ = [
     "render_batch",
     "sample_specs",
     "synthesize_batch",
+    "to_anomalies",
 ]

@@ -24,7 +24,7 @@ from ..errors import InvalidParameterError, SynthError
 from ..image import encode_png, write_atomic
 from ..protocol import Job, Task, TaskResult, TaskRunner, metadata_row, output_names, region_path
 from ..region import normalize_region
-from . import render_batch, sample_specs
+from . import render_batch, sample_specs, to_anomalies
 
 
 def _device(name: str) -> torch.device:
@@ -95,21 +95,19 @@ class DeviceRunner(TaskRunner):
         level = self.config.png_compression
         base = None if image.dtype.kind == "f" else self._png_base(source)  # built once, before the threads
         mask_base = self._mask_base(image.shape[0], image.shape[1])
+        gray = image.ndim == 2
         done = 0
         for start in range(0, len(jobs), self.batch_size):
             chunk = jobs[start : start + self.batch_size]
-            for (task, b), result in zip(chunk, self._render_chunk(chunk, one, regions, textures, partners)):
+            for (task, b), result in zip(chunk, self._render_chunk(chunk, one, regions, textures, partners, gray)):
                 file_name, mask_name = output_names(task, self.label, b)
                 if isinstance(result, str):
                     outputs[task.index].append(
                         {"failed": True, "file_name": file_name, "source_id": task.source_id, "error": result}
                     )
                     continue
-                anomaly = result if image.ndim == 3 else Anomaly(
-                    result.image[:, :, 0], result.mask, result.diff, None, result.record, result.spec
-                )
                 outputs[task.index].append(
-                    pool.submit(self._write, anomaly, file_name, mask_name, task.source_id, level, base, mask_base)
+                    pool.submit(self._write, result, file_name, mask_name, task.source_id, level, base, mask_base)
                 )
             # tasks whose every output is rendered can be handed on
             rendered = start + len(chunk)
@@ -119,24 +117,24 @@ class DeviceRunner(TaskRunner):
         for task in tasks[done:]:
             yield task, outputs[task.index]
 
-    def _render_chunk(self, chunk, one, regions, textures, partners) -> list[Anomaly | str]:
+    def _render_chunk(self, chunk, one, regions, textures, partners, gray) -> list[Anomaly | str]:
         """Anomalies (or failure messages) for ``chunk``'s ``(task, bin)`` jobs in one batch; a
         problem with one job (e.g. a region too small for its bin) costs only that job, since
         each anomaly's bytes do not depend on the batch it was rendered in."""
         try:
-            return self._render_specs(chunk, one, regions, textures, partners)
+            return self._render_specs(chunk, one, regions, textures, partners, gray)
         except SynthError:
             if len(chunk) == 1:
                 raise
         results: list[Anomaly | str] = []
         for job in chunk:
             try:
-                results += self._render_specs([job], one, regions, textures, partners)
+                results += self._render_specs([job], one, regions, textures, partners, gray)
             except SynthError as exc:
                 results.append(str(exc))
         return results
 
-    def _render_specs(self, chunk, one, regions, textures, partners) -> list[Anomaly | str]:
+    def _render_specs(self, chunk, one, regions, textures, partners, gray) -> list[Anomaly | str]:
         n = len(chunk)
         images = one.expand(n, -1, -1, -1)
         region_batch = None if regions is None else regions.expand(n, -1, -1)
@@ -151,19 +149,16 @@ class DeviceRunner(TaskRunner):
             images, specs, regions=region_batch, textures=textures, partners=partners, bins=self.bins,
             method=self.method, strict=False,
         )
-        host_images = out.images.permute(0, 2, 3, 1).cpu().numpy()
-        host_masks = out.masks.cpu().numpy()
-        host_diffs = out.diffs.cpu().numpy()
         results: list[Anomaly | str] = []
-        for k, spec in enumerate(specs):
-            if k in out.missed:
+        for spec, anomaly in zip(specs, to_anomalies(out, gray=gray)):
+            if anomaly is None:
                 results.append(
                     f"could not bring a {spec.shape}/{spec.mode} anomaly into size bin "
                     f"{spec.size_bin.name if spec.size_bin else '(any)'} with the torch renderer; the image may be "
                     "too flat for this mode or the region too fragmented; try another seed, mode or bin"
                 )
             else:
-                results.append(Anomaly(host_images[k], host_masks[k], host_diffs[k], None, out.records[k], spec))
+                results.append(anomaly)
         return results
 
     def _write(self, anomaly: Anomaly, file_name: str, mask_name: str, source_id: str, level: int, base, mask_base):
