@@ -8,7 +8,7 @@ scikit-image (brick, grass, gravel), and every tab's main button works before an
 
 Tabs: **Generate** (anomalies with masks and metadata, downloadable in the ``imagefolder`` layout),
 **Detect** (PatchCore or PaDiM fitted on the same kind of image it scores), **Stress test**
-(``detect.stress``: recall at k false positives per shape and mode against size bin, with 95 %
+(``detect.evaluation.stress``: recall at k false positives per shape and mode against size bin, with 95 %
 intervals), **Datasets** (rows of the dataset made here, or of a published version on the Hub,
 read anonymously or as the signed-in visitor -- never with the Space's own token).
 
@@ -68,9 +68,9 @@ from synth.preview import contour_overlay, display_rgb, heatmap_overlay, mask_pr
 from synth.record import RECORD_COLUMNS, Column
 from synth.version import tool_version
 
+from detect.evaluation.stress import TEXTURE_SPREAD_LIMIT, StressConfig, mirror_split, run_stress, texture_spread
 from detect.images import as_colour
 from detect.registry import FittedDetectors
-from detect.stress import TEXTURE_SPREAD_LIMIT, StressConfig, mirror_split, run_stress, texture_spread
 
 # ------------------------------------------------------------------------------------ limits
 #: largest upload gradio accepts (``launch(max_file_size=...)``); bigger files are refused on upload
@@ -468,7 +468,7 @@ def serving_device() -> str:
 
 
 def _torch_device() -> str:
-    from detect.device import choose_device
+    from detect.runtime import choose_device
 
     return str(choose_device())
 
@@ -550,7 +550,7 @@ def _stress_duration(images, config) -> int:
 
 @GPU(duration=_stress_duration)
 def stress_on_device(images: Sequence[np.ndarray], config: StressConfig):
-    """``detect.stress.run_stress`` on the GPU when there is one (detectors shared through ``FITTED``)."""
+    """``detect.evaluation.stress.run_stress`` on the GPU when there is one (detectors shared through ``FITTED``)."""
     return run_stress(images, config, detectors=FITTED, device=_torch_device(), progress=True), serving_device()
 
 

@@ -41,7 +41,7 @@ def _peak_mib() -> float:
 
 def _images(dataset: str):
     sys.path.insert(0, str(_ROOT))
-    from detect.defect_sets import read_defect_set
+    from detect.evaluation.defect_sets import read_defect_set
 
     ds = read_defect_set(dataset)
     fit = ds.load_images(ds.train_good)
@@ -74,8 +74,8 @@ def worker_ours(model: str, dataset: str, size: int, rounds: int) -> dict:
     import torch
 
     fit, test, masks, labels = _images(dataset)
-    from detect.padim import PaDiM
-    from detect.patchcore import PatchCore, nearest_distance
+    from detect.detectors.padim import PaDiM
+    from detect.detectors.patchcore import PatchCore, nearest_distance
 
     # built before the baseline, like anomalib's model below: memory and time count the fit only
     if model == "patchcore":
@@ -123,7 +123,7 @@ def _lite0_state_for_timm(model) -> dict:
     import torch
 
     sys.path.insert(0, str(_ROOT))
-    from detect.backbones import efficientnet_lite0_weights_path
+    from detect.detectors.backbones import efficientnet_lite0_weights_path
 
     ours = torch.load(efficientnet_lite0_weights_path(), map_location="cpu", weights_only=True)
     theirs = model.state_dict()

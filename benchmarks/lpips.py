@@ -22,8 +22,8 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
-from detect.diversity import LpipsScorer, as_float_rgb  # noqa: E402
-from detect.lpips_backbones import LPIPS_NETS, MissingWeightsError, backbone_path  # noqa: E402
+from detect.quality.diversity import LpipsScorer, as_float_rgb  # noqa: E402
+from detect.quality.lpips_backbones import LPIPS_NETS, MissingWeightsError, backbone_path  # noqa: E402
 
 
 def texture_pairs(n: int, size: int = 256) -> tuple[list[np.ndarray], list[np.ndarray]]:

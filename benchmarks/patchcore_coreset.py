@@ -27,9 +27,9 @@ sys.path.insert(0, str(_HERE.parent))
 import numpy as np
 import torch
 
-from detect import metrics
-from detect.defect_sets import read_defect_set
-from detect.patchcore import PatchCore, greedy_coreset, partitioned_coreset
+from detect.detectors.patchcore import PatchCore, greedy_coreset, partitioned_coreset
+from detect.evaluation import metrics
+from detect.evaluation.defect_sets import read_defect_set
 
 
 def grown(images: list[np.ndarray], n: int) -> list[np.ndarray]:

@@ -1,7 +1,7 @@
 """detect: anomaly detectors, detection metrics and the sensitivity evaluation.
 
 >>> from detect import PatchCore, load_detector                     # doctest: +SKIP
->>> from detect.evaluate import evaluate
+>>> from detect.evaluation.evaluate import evaluate
 >>> detector = PatchCore().fit(good_images)                          # anomaly-free images
 >>> result = detector.score(images)                                  # .scores (N,), .maps [(H, W)]
 >>> ev = evaluate(test_rows, good_images, detector)                  # recall at k false positives
@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .errors import (
+from detect.errors import (
     BackboneWeightsMissingError,
     DatasetLayoutError,
     DetectError,
@@ -26,18 +26,18 @@ from .errors import (
 )
 
 _LAZY = {
-    "PatchCore": "detect.patchcore",
-    "PaDiM": "detect.padim",
-    "Segmenter": "detect.segmenter",
-    "Detector": "detect.detector",
-    "Detection": "detect.detector",
-    "load_detector": "detect.detector",
+    "PatchCore": "detect.detectors.patchcore",
+    "PaDiM": "detect.detectors.padim",
+    "Segmenter": "detect.training.segmenter",
+    "Detector": "detect.detectors.detector",
+    "Detection": "detect.detectors.detector",
+    "load_detector": "detect.detectors.detector",
     "build_detector": "detect.registry",
     "DETECTORS": "detect.registry",
-    "Evaluation": "detect.evaluate",
-    "FeatureExtractor": "detect.backbones",
-    "read_defect_set": "detect.defect_sets",
-    "DefectSet": "detect.defect_sets",
+    "Evaluation": "detect.evaluation.evaluate",
+    "FeatureExtractor": "detect.detectors.backbones",
+    "read_defect_set": "detect.evaluation.defect_sets",
+    "DefectSet": "detect.evaluation.defect_sets",
 }
 
 

@@ -29,3 +29,28 @@ class DatasetLayoutError(DetectError):
 
 class MetricInputError(DetectError):
     """Scores or labels that no metric can be computed from (empty, one class only, too few)."""
+
+
+class MissingWeightsError(BackboneWeightsMissingError, FileNotFoundError):
+    """A pretrained weights file is not in the torch hub cache and cannot be downloaded here."""
+
+
+class WeightsFileError(DetectError):
+    """A weights file exists but does not hold the expected network's parameters."""
+
+
+# --------------------------------------------------------------------------- dataset quality commands
+class DatasetUnavailableError(DetectError):
+    """A dataset (or the requested revision or split of it) cannot be opened."""
+
+
+class DiversityInputError(DetectError):
+    """Images, masks, differences or sources given to the diversity scores do not fit together."""
+
+
+class QualityInputError(DetectError):
+    """Images given to a quality metric do not fit together (counts, sizes, too few)."""
+
+
+class CorrelationInputError(DetectError):
+    """Metric or detection-result files that cannot be related (missing key, unknown method)."""

@@ -18,7 +18,7 @@ from synth.errors import SynthError
 # pil_to_array is re-exported: detect's readers of dataset cells take it from here
 from synth.image import IMAGE_SUFFIXES, as_float, load_image, pil_to_array  # noqa: F401
 
-from .errors import InvalidImagesError
+from detect.errors import InvalidImagesError
 
 
 def to_float_image(image: Any, what: str = "image") -> np.ndarray:

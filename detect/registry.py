@@ -5,15 +5,15 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .errors import DetectError
+from detect.errors import DetectError
 
 #: name -> "module:Class" (imported on first use; the segmenter pulls in synth and accelerate)
 DETECTORS: dict[str, str] = {
-    "patchcore": "detect.patchcore:PatchCore",
-    "padim": "detect.padim:PaDiM",
-    "segmenter": "detect.segmenter:Segmenter",
-    "draem": "detect.draem:DRAEM",
-    "defect_map": "detect.defect_map:DefectMap",
+    "patchcore": "detect.detectors.patchcore:PatchCore",
+    "padim": "detect.detectors.padim:PaDiM",
+    "segmenter": "detect.training.segmenter:Segmenter",
+    "draem": "detect.training.draem:DRAEM",
+    "defect_map": "detect.training.defect_map:DefectMap",
 }
 
 

@@ -9,7 +9,7 @@ import pytest
 import skimage.data
 import torch
 
-from detect.backbones import (
+from detect.detectors.backbones import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     FeatureExtractor,

@@ -18,8 +18,8 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from detect.bench import BenchConfigError, load_config
-from detect.bench_report import findings, hybrid_table, ratio_table, seed_means
+from detect.evaluation.bench import BenchConfigError, load_config
+from detect.evaluation.bench_report import findings, hybrid_table, ratio_table, seed_means
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -155,7 +155,7 @@ def test_two_processes_share_the_cells_and_give_the_single_process_results(tmp_p
     root = Path(__file__).resolve().parents[1]
     config = _config(tmp_path, mvtec_folder, hybrids={}, quality=False)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
-    common = ["-m", "detect.bench", str(config), "--cpu"]
+    common = ["-m", "detect.evaluation.bench", str(config), "--cpu"]
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     frames = {}

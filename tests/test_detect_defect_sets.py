@@ -11,8 +11,8 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from detect.defect_sets import detect_layout, read_btad, read_defect_set, read_mvtec, read_visa
 from detect.errors import DatasetLayoutError
+from detect.evaluation.defect_sets import detect_layout, read_btad, read_defect_set, read_mvtec, read_visa
 from synth import synthesize
 
 SIZE = 64

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import skimage.data
 
-from detect.detector import load_detector
+from detect.detectors.detector import load_detector
+from detect.detectors.padim import PaDiM
+from detect.detectors.patchcore import PatchCore, greedy_coreset
 from detect.errors import DetectError, InvalidImagesError, NotFittedError
-from detect.evaluate import evaluate
-from detect.padim import PaDiM
-from detect.patchcore import PatchCore, greedy_coreset
+from detect.evaluation.evaluate import evaluate
 from synth import synthesize
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -115,7 +115,7 @@ def test_greedy_coreset_picks_far_apart_points():
 def test_partitioned_coreset_covers_every_part_and_is_exact_for_one_part():
     import torch
 
-    from detect.patchcore import partitioned_coreset
+    from detect.detectors.patchcore import partitioned_coreset
 
     # four tight clusters far apart, one per part: a 4-point coreset by parts takes one from each
     gen = torch.Generator().manual_seed(0)
@@ -138,7 +138,7 @@ def test_partitioned_coreset_covers_every_part_and_is_exact_for_one_part():
 def test_nearest_distance_equals_the_brute_force_minimum():
     import torch
 
-    from detect.patchcore import nearest_distance
+    from detect.detectors.patchcore import nearest_distance
 
     gen = torch.Generator().manual_seed(0)
     queries, bank = torch.randn(500, 24, generator=gen) * 5, torch.randn(700, 24, generator=gen) * 5

@@ -14,10 +14,10 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from detect.dataset import load_evaluation_splits
+from detect.detectors.patchcore import PatchCore
 from detect.errors import DatasetLayoutError, DetectError
-from detect.evaluate import evaluate, main
-from detect.patchcore import PatchCore
+from detect.evaluation.dataset import load_evaluation_splits
+from detect.evaluation.evaluate import evaluate, main
 from synth import DEFAULT_BINS, synthesize
 from synth.vocabulary import METHOD_NAMES, MODE_NAMES, SHAPE_NAMES
 
@@ -126,7 +126,7 @@ def test_evaluate_command_writes_scores_summary_tables_and_plots(layout, tmp_pat
 
 
 def test_string_label_columns_give_the_same_results_as_classlabels(layout, tmp_path):
-    from detect.detector import load_detector
+    from detect.detectors.detector import load_detector
 
     detector = load_detector(layout / "patchcore.pt")
     results = []
@@ -148,7 +148,7 @@ def _run(args: list[str], out: Path) -> tuple[dict, pd.DataFrame]:
 
 
 def test_two_processes_give_exactly_the_single_process_results(layout, tmp_path):
-    common = ["-m", "detect.evaluate", "--dataset", str(layout / "parquet"),
+    common = ["-m", "detect.evaluation.evaluate", "--dataset", str(layout / "parquet"),
               "--detector-file", str(layout / "patchcore.pt"), "--batch-size", "4", "--cpu"]
     single, single_scores = _run([sys.executable, *common], tmp_path / "one")
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
@@ -178,7 +178,7 @@ def test_a_dataset_without_a_good_split_is_refused(tmp_path):
 
 
 def test_in_memory_evaluation_without_metadata_gives_image_and_pixel_metrics(layout):
-    from detect.detector import load_detector
+    from detect.detectors.detector import load_detector
 
     detector = load_detector(layout / "patchcore.pt")
     brick = skimage.data.brick()
@@ -196,7 +196,7 @@ def test_in_memory_evaluation_without_metadata_gives_image_and_pixel_metrics(lay
 
 
 def test_brightness_subset_must_exist(layout):
-    from detect.detector import load_detector
+    from detect.detectors.detector import load_detector
 
     test, good = load_evaluation_splits(str(layout / "disk"))
     with pytest.raises(DetectError, match="no test row has shape='scar'"):

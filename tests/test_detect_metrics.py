@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from detect import metrics, report
 from detect.errors import MetricInputError
+from detect.evaluation import metrics, report
 
 
 GOOD = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]

@@ -9,12 +9,12 @@ import skimage.data
 import torch
 from PIL import Image
 
-from detect.defect_map import DefectMap, LargeKernelConv
-from detect.detector import load_detector
-from detect.draem import DRAEM
+from detect.detectors.detector import load_detector
 from detect.errors import DetectError
 from detect.registry import build_detector
-from detect.synthetic_training import (
+from detect.training.defect_map import DefectMap, LargeKernelConv
+from detect.training.draem import DRAEM
+from detect.training.synthetic_training import (
     SyntheticAnomalies,
     focal_loss,
     latest_checkpoint,
@@ -137,7 +137,7 @@ def test_defect_map_feature_extractor_is_a_copy_not_trained():
 # --------------------------------------------------------------------------- training, saving, resume
 @pytest.mark.parametrize("pipeline", ["draem", "defect_map"])
 def test_train_command_writes_a_pipeline_that_reloads_to_identical_scores(tmp_path, pipeline):
-    from detect.train import main
+    from detect.training.train import main
 
     fit_dir = tmp_path / "good"
     fit_dir.mkdir()
@@ -185,7 +185,7 @@ def test_pipelines_are_built_by_name_with_their_paper_defaults():
 
 @pytest.mark.slow
 def test_a_short_cpu_draem_training_separates_large_anomalies():
-    from detect.metrics import image_auroc, pixel_auroc
+    from detect.evaluation.metrics import image_auroc, pixel_auroc
     from synth import synthesize
 
     crops = _crops(36, 64, 0)
@@ -200,7 +200,7 @@ def test_a_short_cpu_draem_training_separates_large_anomalies():
 
 
 # --------------------------------------------------------------------------- batched synthesis on a device
-from detect.synthetic_training import DeviceSyntheticBatches  # noqa: E402
+from detect.training.synthetic_training import DeviceSyntheticBatches  # noqa: E402
 
 
 def _stacked(data: SyntheticAnomalies, indices) -> tuple[torch.Tensor, ...]:
@@ -251,7 +251,7 @@ def test_device_batches_make_methods_without_a_batched_renderer_on_the_cpu():
 
 
 def test_a_segmenter_trains_on_device_made_anomalies():
-    from detect.segmenter import Segmenter
+    from detect.training.segmenter import Segmenter
 
     fit = _crops(4, 64, 7)
     options = dict(methods=("cutout", "cutpaste"), steps=3, train_batch_size=2, pretrained=False, width=8, seed=0)

@@ -10,9 +10,9 @@ import skimage.data
 import torch
 from PIL import Image
 
-from detect.detector import load_detector
+from detect.detectors.detector import load_detector
 from detect.errors import DetectError
-from detect.segmenter import Segmenter, SyntheticAnomalies, latest_checkpoint, logistic_label, train_segmenter
+from detect.training.segmenter import Segmenter, SyntheticAnomalies, latest_checkpoint, logistic_label, train_segmenter
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -66,7 +66,7 @@ def test_resumed_training_equals_uninterrupted_training(tmp_path):
 
 
 def test_train_command_writes_a_detector_that_reloads_to_identical_scores(tmp_path):
-    from detect.train import main
+    from detect.training.train import main
 
     fit_dir = tmp_path / "good"
     fit_dir.mkdir()
@@ -88,7 +88,7 @@ def test_train_command_writes_a_detector_that_reloads_to_identical_scores(tmp_pa
 
 @pytest.mark.slow
 def test_a_short_cpu_training_finds_large_anomalies():
-    from detect.evaluate import evaluate
+    from detect.evaluation.evaluate import evaluate
     from synth import synthesize
 
     rng = np.random.default_rng(0)

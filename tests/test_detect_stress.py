@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import skimage.data
 
+from detect.evaluation.stress import StressConfig, StressInputError, run_stress, texture_spread, tiles, wilson_interval
 from detect.registry import FittedDetectors
-from detect.stress import StressConfig, StressInputError, run_stress, texture_spread, tiles, wilson_interval
 from synth import save_png
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -17,7 +17,7 @@ import torch
 import torchvision
 from PIL import Image
 
-from detect.diversity import (
+from detect.quality.diversity import (
     SCORE_NAMES,
     DiversityInputError,
     LpipsScorer,
@@ -30,8 +30,8 @@ from detect.diversity import (
     random_pairs,
     square_crop,
 )
-from detect.diversity_dataset import load_anomaly_rows
-from detect.lpips_backbones import MissingWeightsError, WeightsFileError, load_lpips
+from detect.quality.anomaly_rows import load_anomaly_rows
+from detect.quality.lpips_backbones import MissingWeightsError, WeightsFileError, load_lpips
 
 SIZE = 128
 

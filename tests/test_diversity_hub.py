@@ -9,8 +9,8 @@ from conftest import torch_home_with_alexnet
 import skimage.data
 import torch
 
-from detect.diversity import SCORE_NAMES, LpipsScorer, diversity, main
-from detect.diversity_dataset import load_anomaly_rows
+from detect.quality.anomaly_rows import load_anomaly_rows
+from detect.quality.diversity import SCORE_NAMES, LpipsScorer, diversity, main
 from hub_server import hub_environment
 from hub_tools.build import build_dataset
 from hub_tools.publish import push_build

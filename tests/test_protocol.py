@@ -258,7 +258,7 @@ def test_the_generation_config_is_given_once(input_dir, tmp_path):
 
 
 def test_train_methods_take_the_same_list_syntax():
-    from detect.train import parse_methods
+    from detect.training.train import parse_methods
 
     assert parse_methods(["cutout", "draem"]) == parse_methods("cutout,draem") == ("cutout", "draem")
     assert parse_methods(["cutout=0.5", "draem=0.5"]) == parse_methods("cutout:0.5,draem:0.5") == {"cutout": 0.5, "draem": 0.5}

@@ -16,9 +16,9 @@ import torch
 import torchvision
 from PIL import Image
 
-from detect.diversity import as_float_rgb
-from detect.lpips_backbones import MissingWeightsError
-from detect.quality import (
+from detect.quality.diversity import as_float_rgb
+from detect.quality.lpips_backbones import MissingWeightsError
+from detect.quality.metrics import (
     QualityInputError,
     distribution_quality,
     feature_statistics,
@@ -30,7 +30,7 @@ from detect.quality import (
     paired_quality,
     ssim_psnr,
 )
-from detect.quality_features import FeatureExtractor, build_fid_inception
+from detect.quality.features import FeatureExtractor, build_fid_inception
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -257,7 +257,7 @@ def test_quality_cli_without_sources_explains_what_is_missing(tmp_path, textures
 
 
 def test_real_anomaly_folder_in_mvtec_layout_is_the_reference(tmp_path, textures):
-    from detect.diversity_dataset import load_reference_images
+    from detect.quality.anomaly_rows import load_reference_images
 
     real = tmp_path / "wood"
     for defect in ("crack", "hole"):

@@ -12,8 +12,8 @@ import pytest
 import scipy.stats
 from PIL import Image
 
-from detect.quality import main
-from detect.quality_correlation import (
+from detect.quality.metrics import main
+from detect.quality.correlation import (
     CorrelationInputError,
     correlate,
     csv_table,

@@ -20,14 +20,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from detect.errors import DatasetLayoutError, DetectError
+from detect.errors import DatasetLayoutError, DatasetUnavailableError
 from hub_tools.loading import load_dataset
 from synth.image import IMAGE_SUFFIXES, pil_to_array
 from hub_tools.schema import decode_label
-
-
-class DatasetUnavailableError(DetectError):
-    """A dataset (or the requested revision or split of it) cannot be opened."""
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import DetectorFileError, InvalidImagesError, NotFittedError
-from .images import same_size, to_float_image, to_float_images
+from detect.errors import DetectorFileError, InvalidImagesError, NotFittedError
+from detect.images import same_size, to_float_image, to_float_images
 
 FILE_FORMAT = "anomalyforge-detector"
 FILE_VERSION = 1
@@ -100,7 +100,7 @@ class Detector(ABC):
 
         ``map_size`` None gives each map at its input's resolution; an integer ``S`` gives maps
         whose long side is at most ``S`` (aspect kept, never enlarged), resized once from the
-        working size, for metrics that need no more (``detect.evaluate``'s ``pixel_size``).
+        working size, for metrics that need no more (``detect.evaluation.evaluate``'s ``pixel_size``).
         Image scores do not depend on ``map_size``.
         """
         if self.fit_size is None:
@@ -289,7 +289,7 @@ def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def load_detector(path: str | Path, device: str | torch.device = "cpu") -> Detector:
     """Read a detector written by ``Detector.save``; it scores exactly like the one saved."""
-    from .registry import detector_class
+    from detect.registry import detector_class
 
     path = Path(path)
     if not path.is_file():

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .synthetic_training import SyntheticTrainedDetector, focal_loss, ssim_loss
+from detect.training.synthetic_training import SyntheticTrainedDetector, focal_loss, ssim_loss
 
 
 def _block(in_ch: int, out_ch: int) -> nn.Sequential:

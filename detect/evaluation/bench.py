@@ -5,16 +5,16 @@ The experiment of ASBench (anomaly synthesis benchmark): a grid of
     datasets × syntheses (single methods and weighted hybrids) × pipelines × anomaly ratios × seeds
 
 where every **cell** trains a pipeline (``segmenter``, ``draem``, ``defect_map``, see
-``detect.synthetic_training``) on a real-defect set's ``train/good`` images with that synthesis and
-ratio, then evaluates it on the set's real test images (``detect.defect_sets``, MVTec AD / BTAD /
+``detect.training.synthetic_training``) on a real-defect set's ``train/good`` images with that synthesis and
+ratio, then evaluates it on the set's real test images (``detect.evaluation.defect_sets``, MVTec AD / BTAD /
 VisA layouts): image AUROC and AP, pixel AUROC and AP, AUPRO. Beside the cells, one **quality job**
 per dataset × synthesis makes ``quality.images`` anomalies from the training images and measures
 SSIM, PSNR, LPIPS (against their sources) and FID, KID, IS (against the real defect images) with
-``detect.quality``.
+``detect.quality.metrics``.
 
 Resumable: a finished cell writes ``OUTPUT/cells/<cell>/result.json`` (atomically) and is never
 recomputed; an interrupted cell resumes its training from its last checkpoint. Distributed:
-under ``accelerate launch --multi_gpu --num_processes N -m detect.bench CONFIG.yaml`` process ``r``
+under ``accelerate launch --multi_gpu --num_processes N -m detect.evaluation.bench CONFIG.yaml`` process ``r``
 runs jobs ``r, r + N, ...`` on its own device (on a machine without GPUs the same command runs N
 CPU processes over gloo); the main process then writes the reports. A cell's result does not
 depend on which process ran it, given the same threads per process: on CPU set ``OMP_NUM_THREADS``
@@ -66,7 +66,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .errors import DetectError
+from detect.errors import DetectError
+from detect.runtime import make_process_state, script_main
 
 RESULT_FILE = "result.json"
 DETECTION_METRICS = ("image_auroc", "image_ap", "pixel_auroc", "pixel_ap", "aupro")
@@ -164,9 +165,9 @@ def config_from_dict(raw: Mapping[str, Any], *, base: Path = Path("."), default_
     """A ``BenchConfig`` from the parsed YAML mapping (paths relative to ``base``)."""
     from synth.registry import METHODS
 
-    from .registry import DETECTORS
-    from .synthetic_training import check_anomaly_ratio, method_weights
-    from .train import PIPELINES
+    from detect.registry import DETECTORS
+    from detect.training.synthetic_training import check_anomaly_ratio, method_weights
+    from detect.training.train import PIPELINES
 
     known = {"output", "datasets", "methods", "hybrids", "pipelines", "ratios", "seeds", "image_size",
              "pixel_size", "quality", "keep_detectors"}
@@ -273,7 +274,7 @@ class _Datasets:
         self._train: dict[str, list[np.ndarray]] = {}
 
     def defect_set(self, name: str):
-        from .defect_sets import read_defect_set
+        from detect.evaluation.defect_sets import read_defect_set
 
         if name not in self._sets:
             self._sets[name] = read_defect_set(self.config.datasets[name])
@@ -292,9 +293,7 @@ def run_bench(config: BenchConfig, *, cpu: bool = False, progress: bool = True) 
 
     Returns the written report files on the main process, ``None`` on the others.
     """
-    from accelerate import PartialState
-
-    state = PartialState(cpu=cpu)
+    state = make_process_state(cpu)
     jobs: list[Cell | QualityJob] = [*cells(config), *quality_jobs(config)]
     mine = jobs[state.process_index :: state.num_processes]
     data = _Datasets(config)
@@ -321,9 +320,9 @@ def run_cell(config: BenchConfig, cell: Cell, data: _Datasets, device: Any = "cp
     """Train the cell's pipeline on the dataset's ``train/good`` and evaluate it on its real test set."""
     import shutil
 
-    from .evaluate import evaluate_defect_set
-    from .registry import build_detector
-    from .synthetic_training import train_on_synthetic
+    from detect.evaluation.evaluate import evaluate_defect_set
+    from detect.registry import build_detector
+    from detect.training.synthetic_training import train_on_synthetic
 
     folder = _job_folder(config, cell)
     options = dict(config.pipelines[cell.pipeline])
@@ -397,10 +396,10 @@ def run_quality(config: BenchConfig, job: QualityJob, data: _Datasets, device: A
     """
     import cv2
 
-    from .diversity import LpipsScorer
-    from .errors import BackboneWeightsMissingError
-    from .quality import distribution_quality, paired_quality
-    from .quality_features import FeatureExtractor
+    from detect.errors import BackboneWeightsMissingError
+    from detect.quality.diversity import LpipsScorer
+    from detect.quality.features import FeatureExtractor
+    from detect.quality.metrics import distribution_quality, paired_quality
 
     q = config.quality
     size = config.image_size
@@ -462,7 +461,7 @@ def collect(config: BenchConfig):
 
 def write_reports(config: BenchConfig) -> dict[str, Path]:
     """Write the tidy tables and ``report.md`` (with plots) from every finished job."""
-    from . import bench_report
+    from detect.evaluation import bench_report
 
     frame, quality, skipped = collect(config)
     if frame.empty:
@@ -526,14 +525,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Entry point of ``anomalyforge bench`` / ``python -m detect.bench`` (also under ``accelerate launch``)."""
-    from .device import choose_device
-
+    """Entry point of ``anomalyforge bench`` / ``python -m detect.evaluation.bench`` (also under ``accelerate launch``)."""
     config = load_config(args.config, args.output)
     if args.report_only:
         written = write_reports(config)
     else:
-        written = run_bench(config, cpu=choose_device(cpu=args.cpu).type == "cpu", progress=not args.no_progress)
+        written = run_bench(config, cpu=args.cpu, progress=not args.no_progress)
     if written:
         print((config.output / "report.md").read_text(encoding="utf-8"))
         print(f"results in {config.output}")
@@ -541,8 +538,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .cli import script_main
-
     return script_main(sys.modules[__name__], argv)
 
 

@@ -1,13 +1,13 @@
 """Real-defect datasets on disk: MVTec AD, VisA and BTAD folders read as they are published.
 
->>> from detect.defect_sets import read_defect_set                      # doctest: +SKIP
+>>> from detect.evaluation.defect_sets import read_defect_set                      # doctest: +SKIP
 >>> ds = read_defect_set("mvtec_anomaly_detection/hazelnut")
 >>> ds.layout, ds.name, ds.defect_classes
 ('mvtec', 'hazelnut', ('crack', 'cut', 'hole', 'print'))
 >>> fit_images = ds.load_images(ds.train_good)         # list of uint8 (H, W, 3) arrays
 >>> row = ds.test_defects[0]                           # Sample(image=Path, defect='crack', mask=Path)
 >>> row.load_image().shape, row.load_mask().dtype      # ((1024, 1024, 3), dtype('bool'))
->>> rows = ds.evaluation_rows()                        # for detect.evaluate.evaluate(rows, good, detector)
+>>> rows = ds.evaluation_rows()                        # for detect.evaluation.evaluate.evaluate(rows, good, detector)
 
 Layouts (``detect_layout`` tells them apart; ``read_defect_set`` dispatches):
 
@@ -39,8 +39,8 @@ from typing import Literal
 
 import numpy as np
 
-from .errors import DatasetLayoutError
-from .images import IMAGE_SUFFIXES, pil_to_array
+from detect.errors import DatasetLayoutError
+from detect.images import IMAGE_SUFFIXES, pil_to_array
 
 Layout = Literal["mvtec", "btad", "visa"]
 #: the defect class of anomaly-free samples, whatever the layout calls them
@@ -120,7 +120,7 @@ class DefectSet:
         return [s.load_image() for s in samples]
 
     def evaluation_rows(self) -> list[dict]:
-        """``test_defects`` as rows for ``detect.evaluate.evaluate``: lazy ``image``/``mask``
+        """``test_defects`` as rows for ``detect.evaluation.evaluate.evaluate``: lazy ``image``/``mask``
         (``{"path": ...}``, decoded when scored), ``defect`` (the class) and ``image_path``
         (relative to ``root``)."""
         return [

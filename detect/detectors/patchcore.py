@@ -17,9 +17,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .backbones import FeatureExtractor
-from .detector import Detector, gaussian_blur
-from .errors import DetectError, NotFittedError
+from detect.detectors.backbones import FeatureExtractor
+from detect.detectors.detector import Detector, gaussian_blur
+from detect.errors import DetectError, NotFittedError
 
 
 def patch_features(extractor: FeatureExtractor, images: torch.Tensor) -> torch.Tensor:

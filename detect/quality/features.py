@@ -27,7 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from detect.errors import DetectError
-from detect.lpips_backbones import WeightsFileError, pick_device, require_hub_checkpoint
+from detect.errors import WeightsFileError
+from detect.quality.lpips_backbones import require_hub_checkpoint
+from detect.runtime import choose_device
 
 FeatureKind = Literal["inception", "fid-inception", "efficientnet-lite0"]
 FEATURE_KINDS: tuple[str, ...] = get_args(FeatureKind)
@@ -59,7 +61,7 @@ class FeatureExtractor:
         if kind not in FEATURE_KINDS:
             raise DetectError(f"unknown feature network {kind!r}; choose one of {', '.join(FEATURE_KINDS)}")
         self.kind = kind
-        self.device = pick_device(device)
+        self.device = choose_device(device)
         self.batch_size = batch_size
         self.comparable = kind != "efficientnet-lite0"
         self.suffix = "" if self.comparable else "_EfficientNetLite0"
@@ -199,7 +201,7 @@ class _LitePooled(nn.Module):
 
 
 def _efficientnet_lite0():
-    from detect.backbones import efficientnet_lite0
+    from detect.detectors.backbones import efficientnet_lite0
 
     mean = torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1)

@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import MetricInputError
+from detect.errors import MetricInputError
 
 
 def _scores(values: Sequence[float] | np.ndarray, what: str) -> np.ndarray:

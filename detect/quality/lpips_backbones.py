@@ -21,7 +21,8 @@ from typing import Literal, get_args
 import numpy as np
 import torch
 
-from detect.errors import BackboneWeightsMissingError, DetectError
+from detect.errors import DetectError, MissingWeightsError, WeightsFileError
+from detect.runtime import choose_device
 
 LpipsNet = Literal["alex", "vgg", "squeeze"]
 LPIPS_NETS: tuple[str, ...] = get_args(LpipsNet)
@@ -40,14 +41,6 @@ _SLICES: dict[str, tuple[int, ...]] = {
     "vgg": (0, 4, 9, 16, 23, 30),
     "squeeze": (0, 2, 5, 8, 10, 11, 12, 13),
 }
-
-
-class MissingWeightsError(BackboneWeightsMissingError, FileNotFoundError):
-    """A pretrained weights file is not in the torch hub cache and cannot be downloaded here."""
-
-
-class WeightsFileError(DetectError):
-    """A weights file exists but does not hold the expected network's parameters."""
 
 
 def hub_checkpoint_dir() -> Path:
@@ -109,14 +102,7 @@ def load_lpips(
     if path is not None:
         _load_trunk(model.net, net, path)
     model.eval().requires_grad_(False)
-    return model.to(pick_device(device))
-
-
-def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """``device`` as a torch.device; ``None`` means CUDA when present, else CPU (``choose_device``)."""
-    from .device import choose_device
-
-    return choose_device(device)
+    return model.to(choose_device(device))
 
 
 def to_lpips_batch(images: Sequence[np.ndarray], device: torch.device) -> torch.Tensor:

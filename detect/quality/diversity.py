@@ -28,20 +28,17 @@ import cv2
 import numpy as np
 import torch
 
-from detect.errors import DetectError
+from detect.errors import DiversityInputError
+from detect.quality.lpips_backbones import LPIPS_NETS, LpipsNet, load_lpips, to_lpips_batch
+from detect.runtime import choose_device, guarded
 from synth.errors import SynthError
 from synth.image import as_float
-from detect.lpips_backbones import LPIPS_NETS, LpipsNet, load_lpips, pick_device, to_lpips_batch
 
 #: score names exactly as in SYNAGEN table 1 (the JSON keys)
 SCORE_NAMES: tuple[str, ...] = ("LPIPS", "LPIPS□", "LPIPS_AbsDiff", "LPIPS□_AbsDiff")
 CROP_SIZE = 256
 # half a uint8 step: difference pixels above it count as changed (robust to float round-off)
 _CHANGED = 0.5 / 255.0
-
-
-class DiversityInputError(DetectError):
-    """Images, masks, differences or sources given to the diversity scores do not fit together."""
 
 
 # --------------------------------------------------------------------------- image conversion
@@ -168,7 +165,7 @@ class LpipsScorer:
         if batch_size < 1:
             raise DiversityInputError(f"batch_size must be at least 1, got {batch_size}")
         self.net = net
-        self.device = pick_device(device)
+        self.device = choose_device(device)
         self.batch_size = batch_size
         self.random_backbone = random_backbone
         self.model = load_lpips(net, device=self.device, random_backbone=random_backbone)
@@ -344,10 +341,10 @@ def diversity_by_group(
         if len(idx) < 2:
             continue
         result[name] = diversity(
-            _Subset(images, idx),
-            _Subset(masks, idx),
-            diffs=None if diffs is None else _Subset(diffs, idx),
-            originals=None if originals is None else _Subset(originals, idx),
+            Subset(images, idx),
+            Subset(masks, idx),
+            diffs=None if diffs is None else Subset(diffs, idx),
+            originals=None if originals is None else Subset(originals, idx),
             n_pairs=n_pairs,
             seed=seed,
             scorer=scorer,
@@ -356,7 +353,7 @@ def diversity_by_group(
     return result
 
 
-class _Subset(Sequence):
+class Subset(Sequence):
     """View of ``items`` at ``indices`` without loading them (keeps lazy sequences lazy)."""
 
     def __init__(self, items: Sequence, indices: Sequence[int]) -> None:
@@ -423,20 +420,6 @@ def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
     return parser
 
 
-def guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Report the project's errors (bad input, missing weights) as one line and exit code 2."""
-
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return func(args)
-        except DetectError as exc:
-            print(f"anomalyforge {getattr(args, 'command', '')}: error: {exc}".replace("  ", " "), file=sys.stderr)
-            return 2
-
-    run.__doc__ = func.__doc__
-    return run
-
-
 def add_dataset_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
     """The dataset options shared by ``diversity`` and ``quality``."""
     parser.add_argument("--dataset", required=required, metavar="REPO_OR_DIR",
@@ -452,7 +435,7 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, *, required: bool = T
 
 def run_cli(args: argparse.Namespace) -> int:
     """Entry point of ``anomalyforge diversity``; returns the exit code."""
-    from detect.diversity_dataset import load_anomaly_rows
+    from detect.quality.anomaly_rows import load_anomaly_rows
 
     rows = load_anomaly_rows(
         args.dataset, revision=args.revision, split=args.split, good_split=args.good_split, sources_dir=args.sources
@@ -490,7 +473,7 @@ def format_table(table: dict[str, dict[str, float | None]], counts: dict[str, in
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``diversity`` on its own (``python -m detect.diversity --dataset ...``)."""
+    """Run ``diversity`` on its own (``python -m detect.quality.diversity --dataset ...``)."""
     parser = argparse.ArgumentParser(prog="anomalyforge")
     register_cli(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["diversity", *(sys.argv[1:] if argv is None else argv)])

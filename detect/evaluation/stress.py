@@ -7,7 +7,7 @@ bin) needs a labelled dataset; this protocol makes one from a few images of a re
    the anomaly-free test tiles (the threshold lets exactly ``k`` of them through);
 2. ``anomalies`` synthetic anomalies cycle through every shape x mode x size bin of the method on
    the test tiles (seeds ``seed``, ``seed + 1``, ...);
-3. ``detect.evaluate`` scores both and computes the recall tables, to which this module adds a
+3. ``detect.evaluation.evaluate`` scores both and computes the recall tables, to which this module adds a
    95 % Wilson interval per cell and a Hanley-McNeil interval for the image AUROC, and warnings
    when the numbers mean little (the detector separates nothing; the image is not a texture).
 
@@ -20,15 +20,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import DetectError
-from .images import as_colour
+from detect.errors import DetectError
+from detect.images import as_colour
+from detect.runtime import choose_device, guarded
 
 #: modes left out: "texture" pastes from a texture collection the protocol does not have
 _NEEDS_TEXTURES = ("texture",)
@@ -132,7 +132,7 @@ class StressResult:
 
     def figures(self) -> dict[str, Any]:
         """``"shape"`` / ``"mode"`` -> matplotlib Figure: recall against size bin with intervals."""
-        from .report import plot_recall_by_size
+        from detect.evaluation.report import plot_recall_by_size
 
         budget = f"k = {self.config.k}"
         return {by: plot_recall_by_size(self.tables[f"{by}_size"], by,
@@ -261,7 +261,7 @@ def stress_cells(method: Any) -> list[tuple[str | None, str | None, str | None]]
 
 
 def make_anomalies(good: Sequence[np.ndarray], config: StressConfig) -> tuple[list[dict], list[str]]:
-    """(test rows for ``detect.evaluate``, failure reasons): ``config.anomalies`` anomalies cycling
+    """(test rows for ``detect.evaluation.evaluate``, failure reasons): ``config.anomalies`` anomalies cycling
     through the cells, each on the next test tile."""
     from synth import SynthError, get_method, synthesize
 
@@ -299,8 +299,8 @@ def run_stress(images: Sequence[np.ndarray], config: StressConfig = StressConfig
 
     from synth import get_method, method_names
 
-    from .evaluate import evaluate
-    from .registry import DETECTORS, FittedDetectors
+    from detect.evaluation.evaluate import evaluate
+    from detect.registry import DETECTORS, FittedDetectors
 
     if not images:
         raise StressInputError("no images: give one or more anomaly-free images of a repetitive texture")
@@ -322,8 +322,6 @@ def run_stress(images: Sequence[np.ndarray], config: StressConfig = StressConfig
     digest = hashlib.sha256()
     for tile in fit:
         digest.update(np.ascontiguousarray(tile).tobytes())
-    from .device import choose_device
-
     device = str(choose_device(device))
     cache = detectors if detectors is not None else FittedDetectors(capacity=1)
     detector = cache.get(config.detector, digest.hexdigest()[:16], fit, device=device, image_size=size)
@@ -360,8 +358,8 @@ def run_stress(images: Sequence[np.ndarray], config: StressConfig = StressConfig
 
 
 def _large_auroc(evaluation) -> tuple[float, int]:
-    from . import metrics
-    from .report import size_bin_order
+    from detect.evaluation import metrics
+    from detect.evaluation.report import size_bin_order
 
     samples = evaluation.samples
     scores = samples["score"].to_numpy(dtype=float)
@@ -417,7 +415,7 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
     parser.add_argument("--output", type=Path, default=None, metavar="DIR",
                         help="write summary.json, recall tables (CSV) and plots (PNG) here")
-    parser.set_defaults(func=_run_cli)
+    parser.set_defaults(func=guarded(_run_cli))
     return parser
 
 
@@ -429,9 +427,8 @@ def _run_cli(args: argparse.Namespace) -> int:
         config = StressConfig(method=args.method, detector=args.detector, anomalies=args.anomalies, k=args.k,
                               seed=args.seed, grid=args.grid, image_size=args.image_size)
         result = run_stress(images, config, device=args.device)
-    except (InvalidImageError, DetectError) as exc:
-        print(f"anomalyforge stress: error: {exc}", file=sys.stderr)
-        return 2
+    except InvalidImageError as exc:  # reported like every other bad input of the command
+        raise StressInputError(str(exc)) from None
     print(result.text())
     for name, table in result.tables.items():
         print(f"\n{name}:\n" + table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))

@@ -1,7 +1,7 @@
 """Detectors whose network learns from synthetic anomalies: the training data and the training loop.
 
 Three detection pipelines train this way (ASBench section 3.1): the segmenter (NSA recipe,
-``detect.segmenter``), DRAEM (``detect.draem``) and defect-map prediction (``detect.defect_map``).
+``detect.training.segmenter``), DRAEM (``detect.training.draem``) and defect-map prediction (``detect.training.defect_map``).
 They share
 
 * the data (:class:`SyntheticAnomalies`): sample ``i`` is a fit image, randomly flipped, that
@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .detector import Detector
-from .errors import DetectError
+from detect.detectors.detector import Detector
+from detect.errors import DetectError
 
 LOGISTIC_K = 1.0 / 3.0
 LOGISTIC_X0 = 7.0

@@ -4,8 +4,8 @@ Command line (any of)::
 
     anomalyforge train --fit path/to/train/good --output runs/seg --methods synagen --steps 2000
     anomalyforge train --pipeline draem --anomaly-ratio 0.5 --methods draem:0.5,cutpaste:0.5 ...
-    python -m detect.train ...
-    accelerate launch --multi_gpu --num_processes 4 -m detect.train ... --mixed-precision bf16
+    python -m detect.training.train ...
+    accelerate launch --multi_gpu --num_processes 4 -m detect.training.train ... --mixed-precision bf16
 
 Writes ``OUTPUT/checkpoints/step_XXXXXXX.pt`` every ``--checkpoint-every`` steps (and at the end)
 and the fitted detector ``OUTPUT/detector.pt`` (use it with ``anomalyforge evaluate
@@ -19,6 +19,8 @@ import argparse
 import sys
 from pathlib import Path
 from typing import Sequence
+
+from detect.runtime import make_accelerator, parse_options, script_main
 
 #: the detectors that train on synthetic anomalies (names in detect.registry)
 PIPELINES = ("segmenter", "draem", "defect_map")
@@ -60,15 +62,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .cli import make_accelerator
-    from .evaluate import _options
-    from .images import read_image_folder
-    from .registry import build_detector
-    from .synthetic_training import train_on_synthetic
+    from detect.images import read_image_folder
+    from detect.registry import build_detector
+    from detect.training.synthetic_training import train_on_synthetic
 
     accelerator = make_accelerator(args.cpu, mixed_precision=args.mixed_precision)
     images, _ = read_image_folder(args.fit)
-    options = _options(args.option)
+    options = parse_options(args.option)
     if args.methods is not None:
         options["methods"] = parse_methods(args.methods)
     if args.anomaly_ratio is not None:
@@ -102,7 +102,7 @@ def parse_methods(text: str | Sequence[str]) -> tuple[str, ...] | dict[str, floa
     -> ``{"a": 0.7, "b": 0.3}`` (weights). The list syntax is ``anomalyforge synth``'s."""
     from synth.config import parse_names
 
-    from .errors import DetectError
+    from detect.errors import DetectError
 
     parts = [p.replace("=", ":") for p in parse_names(text, "--methods") or []]
     if not parts:
@@ -120,8 +120,6 @@ def parse_methods(text: str | Sequence[str]) -> tuple[str, ...] | dict[str, floa
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .cli import script_main
-
     return script_main(sys.modules[__name__], argv)
 
 

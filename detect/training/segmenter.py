@@ -17,8 +17,8 @@ anomaly-free images, so it never sees a real defect. Here:
 * anomaly map: sigmoid of the logits; image score: maximum of the map after a ``score_kernel`` mean
   filter (robust to single hot pixels).
 
-Training (``train_segmenter``, the shared loop of ``detect.synthetic_training``) runs under ``accelerate`` (CPU, one or many GPUs, mixed precision),
-writes checkpoints, resumes from the last one and shows a tqdm progress bar; see ``detect.train``
+Training (``train_segmenter``, the shared loop of ``detect.training.synthetic_training``) runs under ``accelerate`` (CPU, one or many GPUs, mixed precision),
+writes checkpoints, resumes from the last one and shows a tqdm progress bar; see ``detect.training.train``
 for the command line.
 """
 
@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbones import IMAGENET_MEAN, IMAGENET_STD, efficientnet_lite0
-from .synthetic_training import (  # noqa: F401  (re-exported: the segmenter's public names)
+from detect.detectors.backbones import IMAGENET_MEAN, IMAGENET_STD, efficientnet_lite0
+from detect.training.synthetic_training import (  # noqa: F401  (re-exported: the segmenter's public names)
     LOGISTIC_K,
     LOGISTIC_X0,
     SyntheticAnomalies,
@@ -145,5 +145,5 @@ class Segmenter(SyntheticTrainedDetector):
 
 
 def train_segmenter(detector: Segmenter, images: torch.Tensor, **options: Any) -> Segmenter:
-    """Train a segmenter; see ``detect.synthetic_training.train_on_synthetic`` for the options."""
+    """Train a segmenter; see ``detect.training.synthetic_training.train_on_synthetic`` for the options."""
     return train_on_synthetic(detector, images, **options)

@@ -16,9 +16,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .backbones import FeatureExtractor
-from .detector import Detector, gaussian_blur
-from .errors import DetectError, NotFittedError
+from detect.detectors.backbones import FeatureExtractor
+from detect.detectors.detector import Detector, gaussian_blur
+from detect.errors import DetectError, NotFittedError
 
 
 class PaDiM(Detector):

@@ -23,8 +23,8 @@ import numpy as np
 from hub_tools.loading import load_dataset
 from hub_tools.schema import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, decode_label
 
-from .errors import DatasetLayoutError
-from .images import pil_to_array
+from detect.errors import DatasetLayoutError
+from detect.images import pil_to_array
 
 TEST_SPLIT = "test"
 GOOD_SPLIT = "good"

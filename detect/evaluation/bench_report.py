@@ -1,4 +1,4 @@
-"""The ASBench-style reports of a bench grid (``detect.bench``): Markdown tables and PNG plots.
+"""The ASBench-style reports of a bench grid (``detect.evaluation.bench``): Markdown tables and PNG plots.
 
 Input: the tidy cell table (one row per dataset × synthesis × pipeline × ratio × seed with
 ``image_auroc``, ``image_ap``, ``pixel_auroc``, ``pixel_ap``, ``aupro``), the quality table (one
@@ -16,8 +16,8 @@ from typing import Any, Mapping
 import numpy as np
 import scipy.stats
 
-from . import report
-from .quality_correlation import correlate, scatter_plot
+from detect.evaluation import report
+from detect.quality.correlation import correlate, scatter_plot
 
 METRICS = ("image_auroc", "image_ap", "pixel_auroc", "pixel_ap", "aupro")
 CONTEXT = ["dataset", "pipeline", "ratio"]  # what a synthesis is compared within

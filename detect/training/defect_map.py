@@ -45,8 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbones import IMAGENET_MEAN, IMAGENET_STD, efficientnet_lite0
-from .synthetic_training import SyntheticTrainedDetector, focal_loss, ssim_loss
+from detect.detectors.backbones import IMAGENET_MEAN, IMAGENET_STD, efficientnet_lite0
+from detect.training.synthetic_training import SyntheticTrainedDetector, focal_loss, ssim_loss
 
 
 def _conv_bn(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1) -> nn.Sequential:

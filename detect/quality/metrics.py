@@ -9,10 +9,10 @@ else the anomaly-free sources): ``FID`` (Fréchet distance of Inception pool fea
 (unbiased MMD² with the cubic polynomial kernel, mean ± std over random subsets) and ``IS``
 (Inception Score of the synthetic set, mean ± std over splits). The FID/KID/IS mathematics is here
 (:func:`frechet_distance`, :func:`kernel_inception_distance`, :func:`inception_score`); features come
-from :mod:`detect.quality_features`.
+from :mod:`detect.quality.features`.
 
 References: Heusel et al. 2017 (FID), Bińkowski et al. 2018 (KID), Salimans et al. 2016 (IS);
-ASBench table 9 for the correlation with detection performance (:mod:`detect.quality_correlation`).
+ASBench table 9 for the correlation with detection performance (:mod:`detect.quality.correlation`).
 """
 
 from __future__ import annotations
@@ -30,14 +30,11 @@ import numpy as np
 import scipy.linalg
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from detect.diversity import LpipsScorer, add_dataset_arguments, as_float_rgb, guarded
-from detect.errors import DetectError, MetricInputError
-from detect.lpips_backbones import LPIPS_NETS
-from detect.quality_features import FEATURE_KINDS, FeatureExtractor
-
-
-class QualityInputError(DetectError):
-    """Images given to a quality metric do not fit together (counts, sizes, too few)."""
+from detect.errors import MetricInputError, QualityInputError
+from detect.quality.diversity import LpipsScorer, Subset, add_dataset_arguments, as_float_rgb
+from detect.quality.features import FEATURE_KINDS, FeatureExtractor
+from detect.quality.lpips_backbones import LPIPS_NETS
+from detect.runtime import guarded
 
 
 # --------------------------------------------------------------------------- paired metrics
@@ -300,7 +297,7 @@ def _embed(extractor: FeatureExtractor, images: Sequence[np.ndarray]) -> tuple[n
 # --------------------------------------------------------------------------- command line
 def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``anomalyforge quality`` (and ``anomalyforge quality correlate``) to ``subparsers``."""
-    from detect.quality_correlation import register_correlate_cli
+    from detect.quality.correlation import register_correlate_cli
 
     parser = subparsers.add_parser(
         "quality",
@@ -336,7 +333,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
 
 def run_cli(args: argparse.Namespace) -> int:
     """Entry point of ``anomalyforge quality``; returns the exit code."""
-    from detect.diversity_dataset import load_anomaly_rows
+    from detect.quality.anomaly_rows import load_anomaly_rows
 
     if not args.dataset:
         raise QualityInputError("--dataset REPO_OR_DIR is required (or use the `correlate` subcommand)")
@@ -361,8 +358,8 @@ def run_cli(args: argparse.Namespace) -> int:
         groups = dict(sorted(groups.items()))
     table: dict[str, dict[str, float]] = {}
     for name, idx in groups.items():
-        images = _LazyIndex(rows.images, idx)
-        originals = _LazyIndex(rows.originals, idx)
+        images = Subset(rows.images, idx)
+        originals = Subset(rows.originals, idx)
         metrics = paired_quality(images, originals, scorer=scorer, with_lpips=scorer is not None).means()
         if extractor is not None and len(idx) >= 2:
             metrics.update(distribution_quality(images, reference, extractor=extractor,
@@ -382,7 +379,7 @@ def run_cli(args: argparse.Namespace) -> int:
 
 
 def _reference_images(args: argparse.Namespace, rows) -> tuple[Sequence[np.ndarray], str]:
-    from detect.diversity_dataset import load_reference_images
+    from detect.quality.anomaly_rows import load_reference_images
 
     if args.real:
         real = load_reference_images(args.real, split=args.real_split)
@@ -392,18 +389,7 @@ def _reference_images(args: argparse.Namespace, rows) -> tuple[Sequence[np.ndarr
     ids = rows.columns.get("source_id") or [str(i) for i in range(len(rows))]
     for i, sid in enumerate(ids):
         seen.setdefault(str(sid), i)
-    return _LazyIndex(rows.originals, list(seen.values())), f"anomaly-free sources ({len(seen)} images)"
-
-
-class _LazyIndex(Sequence):
-    def __init__(self, items: Sequence, indices: list[int]) -> None:
-        self.items, self.indices = items, indices
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, k):  # type: ignore[override]
-        return self.items[self.indices[k]]
+    return Subset(rows.originals, list(seen.values())), f"anomaly-free sources ({len(seen)} images)"
 
 
 def format_metrics_table(table: dict[str, dict[str, float]], *, by: str) -> str:
@@ -427,7 +413,7 @@ def _fmt(v: float | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``quality`` on its own (``python -m detect.quality --dataset ...``)."""
+    """Run ``quality`` on its own (``python -m detect.quality.metrics --dataset ...``)."""
     parser = argparse.ArgumentParser(prog="anomalyforge")
     register_cli(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["quality", *(sys.argv[1:] if argv is None else argv)])

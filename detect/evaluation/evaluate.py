@@ -2,13 +2,13 @@
 
 Command line (any of)::
 
-    accelerate launch -m detect.evaluate --dataset org/name --revision v1.0.0 \\
+    accelerate launch -m detect.evaluation.evaluate --dataset org/name --revision v1.0.0 \\
         --detector patchcore --fit path/to/train/good --output results/
-    python -m detect.evaluate ...            # one process (CPU or the first GPU)
+    python -m detect.evaluation.evaluate ...            # one process (CPU or the first GPU)
     anomalyforge evaluate ...
 
-Several CPU processes: ``accelerate launch --multi_gpu --num_processes 2 -m detect.evaluate ...``
-(or ``torchrun --nproc_per_node 2 -m detect.evaluate ...``); without GPUs the processes talk over
+Several CPU processes: ``accelerate launch --multi_gpu --num_processes 2 -m detect.evaluation.evaluate ...``
+(or ``torchrun --nproc_per_node 2 -m detect.evaluation.evaluate ...``); without GPUs the processes talk over
 gloo. (``accelerate launch --cpu --num_processes N`` starts N processes only through MPI.) Scores
 are bit-identical for any number of processes given the same threads per process: on CPU, set
 ``OMP_NUM_THREADS`` the same for both runs, because float sums depend on the thread count.
@@ -18,7 +18,7 @@ detector on ``--fit`` (a folder of anomaly-free images, or a split of a dataset:
 default ``train``; fitting on the ``good`` split of the evaluated dataset is refused because those
 images set the false-positive threshold) or load one with ``--detector-file``; score every image,
 each process taking a strided share of fixed batches (so results do not depend on the number of
-processes); gather; compute the metrics of ``detect.metrics``; write to ``--output``:
+processes); gather; compute the metrics of ``detect.evaluation.metrics``; write to ``--output``:
 
 * ``scores.parquet``   one row per image (split, score, ``detected_k{K}``, all metadata columns);
 * ``summary.json``     ``recall_at_k`` (k -> recall), thresholds, image/pixel AUROC and AP, AUPRO;
@@ -29,7 +29,7 @@ processes); gather; compute the metrics of ``detect.metrics``; write to ``--outp
 ``evaluate(test_rows, good_images, detector)`` does the same on in-memory data and returns an
 ``Evaluation`` (used by the app's stress-test tab).
 
-Real defects: ``--dataset`` may be an MVTec AD, BTAD or VisA folder (``detect.defect_sets``). Then
+Real defects: ``--dataset`` may be an MVTec AD, BTAD or VisA folder (``detect.evaluation.defect_sets``). Then
 the detector is fitted on its ``train/good`` unless ``--fit`` says otherwise, ``test/good`` sets the
 thresholds unless ``--good DIR`` does, pixel metrics are measured at full resolution unless
 ``--pixel-size`` says otherwise, and ``recall_defect.csv``/``.md`` holds recall, image AUROC, pixel
@@ -48,9 +48,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import metrics, report
-from .dataset import GOOD_SPLIT, decode, load_dataset_dict, load_evaluation_splits, metadata_frame
-from .errors import DetectError, InvalidImagesError, MetricInputError
+from detect.errors import DetectError, InvalidImagesError, MetricInputError
+from detect.evaluation import metrics, report
+from detect.evaluation.dataset import GOOD_SPLIT, decode, load_dataset_dict, load_evaluation_splits, metadata_frame
+from detect.runtime import make_accelerator, parse_options, script_main
 
 DEFAULT_KS = (1, 2, 3, 4, 5)
 #: long side of the maps the pixel metrics use on synthetic datasets (real-defect folders: full size)
@@ -484,21 +485,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def _options(pairs: Sequence[str]) -> dict[str, Any]:
-    options = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise DetectError(f"--option {pair!r}: write KEY=VALUE (e.g. coreset_ratio=0.05)")
-        key, value = pair.split("=", 1)
-        try:
-            options[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key.strip()] = value
-    return options
-
-
 def _fit_images(args) -> list[np.ndarray]:
-    from .images import read_image_folder
+    from detect.images import read_image_folder
 
     fit = Path(args.fit)
     if not fit.exists() and (fit.is_absolute() or str(args.fit).startswith((".", "~"))):
@@ -535,7 +523,7 @@ def _refuse_fitting_on_threshold_images(args, defect_set) -> None:
 
 
 def evaluate_defect_set(defect_set, detector, *, good=None, pixel_size: int = 0, **options) -> Evaluation | None:
-    """``evaluate`` on a real-defect folder read by ``detect.defect_sets.read_defect_set``.
+    """``evaluate`` on a real-defect folder read by ``detect.evaluation.defect_sets.read_defect_set``.
 
     ``good``        anomaly-free images that set the thresholds (list of arrays/rows; default: the
                     set's ``test_good``).
@@ -553,19 +541,17 @@ def evaluate_defect_set(defect_set, detector, *, good=None, pixel_size: int = 0,
 
 def _good_folder_rows(folder: str) -> list[dict]:
     """``--good DIR``: every image under DIR as an anomaly-free row (``source_id`` = relative path)."""
-    from .images import read_image_folder
+    from detect.images import read_image_folder
 
     images, paths = read_image_folder(folder)
     return [{"image": image, "source_id": path} for image, path in zip(images, paths)]
 
 
 def run(args: argparse.Namespace) -> int:
-    """Entry point of ``anomalyforge evaluate`` / ``python -m detect.evaluate``."""
-    from .cli import make_accelerator
-
-    from .defect_sets import detect_layout, read_defect_set
-    from .detector import load_detector
-    from .registry import build_detector
+    """Entry point of ``anomalyforge evaluate`` / ``python -m detect.evaluation.evaluate``."""
+    from detect.detectors.detector import load_detector
+    from detect.evaluation.defect_sets import detect_layout, read_defect_set
+    from detect.registry import build_detector
 
     accelerator = make_accelerator(args.cpu)
     out = Path(args.output)
@@ -601,7 +587,7 @@ def run(args: argparse.Namespace) -> int:
         if accelerator.is_main_process:
             # one process fits and saves; every process then loads the same file, so the scores
             # cannot depend on how many processes run
-            options = _options(args.option)
+            options = parse_options(args.option)
             if args.backbone and args.detector in ("patchcore", "padim"):
                 options.setdefault("backbone", args.backbone)
             detector = build_detector(args.detector, image_size=args.image_size, batch_size=args.batch_size,
@@ -648,8 +634,6 @@ def _short(path: Path) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .cli import script_main
-
     return script_main(sys.modules[__name__], argv)
 
 

@@ -25,14 +25,11 @@ from typing import Any
 import numpy as np
 import scipy.stats
 
-from detect.errors import DetectError
+from detect.errors import CorrelationInputError
+from detect.runtime import guarded
 
 # keys in metric files that describe the computation, not a metric
 _NOT_METRICS = ("n_images", "n_pairs")
-
-
-class CorrelationInputError(DetectError):
-    """Metric or detection-result files that cannot be related (missing key, unknown method)."""
 
 
 @dataclass(frozen=True)
@@ -221,8 +218,6 @@ def register_correlate_cli(subparsers: argparse._SubParsersAction) -> argparse.A
     parser.add_argument("--target", default="image_auroc",
                         help="summary key to correlate with, dotted for nested entries (default image_auroc)")
     parser.add_argument("--output-dir", type=Path, default=Path("correlation"), help="folder for the report (default correlation/)")
-    from detect.diversity import guarded
-
     parser.set_defaults(func=guarded(run_correlate_cli))
     return parser
 

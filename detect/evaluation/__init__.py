@@ -1,0 +1,1 @@
+"""Detection metrics, reports, dataset readers and the evaluate, bench and stress protocols."""

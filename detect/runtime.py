@@ -1,0 +1,100 @@
+"""Where ``detect`` runs and how its commands start: the device rule, the accelerator, the CLI guard.
+
+Every part of ``detect`` (detectors, LPIPS and feature models, the evaluate, train, bench, stress,
+diversity and quality commands) and the app ask ``choose_device``, so "use the GPU when there is
+one" is decided in one place. The commands' processes come from ``make_accelerator`` /
+``make_process_state``, which apply the same rule, and every command runs through ``guarded``, so
+bad input ends with one line and exit code 2 instead of a traceback.
+
+This module imports only ``detect.errors`` from the package, so any module may import it at the
+top without making an import circle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+from types import ModuleType
+from typing import Any, Callable, Sequence
+
+import torch
+
+from detect.errors import DetectError
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def choose_device(device: str | torch.device | None = None, *, cpu: bool = False) -> torch.device:
+    """``device`` as a ``torch.device``; ``None`` means the first CUDA GPU when present (and not
+    ``cpu``), else the CPU."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() and not cpu else "cpu")
+
+
+def runs_on_cpu(cpu: bool = False) -> bool:
+    """Whether a command's processes use the CPU: asked to (``--cpu``), or no GPU is present.
+
+    accelerate only sets up a CPU process group (gloo) when asked for the CPU, so on a machine
+    without GPUs ``accelerate launch --multi_gpu --num_processes N`` / torchrun need ``cpu=True``.
+    """
+    return choose_device(cpu=cpu).type == "cpu"
+
+
+def make_accelerator(cpu: bool = False, **options: Any):
+    """An ``accelerate.Accelerator`` (``options`` passed on) that also works on machines without a GPU."""
+    from accelerate import Accelerator  # heavy: only the commands that run models pay for it
+
+    return Accelerator(cpu=runs_on_cpu(cpu), **options)
+
+
+def make_process_state(cpu: bool = False):
+    """An ``accelerate.PartialState`` (process index, count and device) by the same rule as
+    ``make_accelerator``, for commands that share out jobs but train no model across processes."""
+    from accelerate import PartialState  # heavy: only the commands that run models pay for it
+
+    return PartialState(cpu=runs_on_cpu(cpu))
+
+
+def guarded(func: Command) -> Command:
+    """``func`` with the project's errors (bad input, missing weights) reported as one line on
+    stderr, ``anomalyforge COMMAND: error: MESSAGE``, and exit code 2."""
+
+    @functools.wraps(func)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except DetectError as exc:
+            command = getattr(args, "command", None)
+            print(f"anomalyforge{' ' + command if command else ''}: error: {exc}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+def parse_options(pairs: Sequence[str]) -> dict[str, Any]:
+    """The commands' ``--option KEY=VALUE`` pairs as detector options; a VALUE that parses as JSON
+    (``0.05``, ``true``, ``[1, 2]``) is taken as such, any other as the string it is."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise DetectError(f"--option {pair!r}: write KEY=VALUE (e.g. coreset_ratio=0.05)")
+        key, value = pair.split("=", 1)
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return options
+
+
+def script_main(module: ModuleType, argv: Sequence[str] | None = None) -> int:
+    """``python -m detect.evaluation.evaluate`` / ``detect.training.train`` / ``detect.evaluation.bench`` (also under ``accelerate launch``):
+    ``module``'s ``add_arguments`` parser, then its ``run`` through ``guarded``."""
+    # under ``python -m`` the module is ``__main__``; its spec still has the dotted name
+    name = getattr(module.__spec__, "name", None) or module.__name__
+    parser = argparse.ArgumentParser(prog=name, description=module.__doc__.split("\n")[0])
+    args = module.add_arguments(parser).parse_args(argv)
+    args.command = name.split(".")[-1]
+    return guarded(module.run)(args)
