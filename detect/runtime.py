@@ -1,13 +1,15 @@
 """Where ``detect`` runs and how its commands start: the device rule, the accelerator, the CLI guard.
 
 Every part of ``detect`` (detectors, LPIPS and feature models, the evaluate, train, bench, stress,
-diversity and quality commands) and the app ask ``choose_device``, so "use the GPU when there is
-one" is decided in one place. The commands' processes come from ``make_accelerator`` /
-``make_process_state``, which apply the same rule, and every command runs through ``guarded``, so
-bad input ends with one line and exit code 2 instead of a traceback.
+diversity and quality commands, the synth device of training) and the app ask ``choose_device``,
+so "use the GPU when there is one" is decided in one place. The commands' processes come from
+``make_accelerator`` / ``make_process_state``, which apply the same rule, and every command runs
+through ``guarded``, so bad input ends with one line and exit code 2 instead of a traceback.
 
-This module imports only ``detect.errors`` from the package, so any module may import it at the
-top without making an import circle.
+The device rule itself is ``synth.batched.device``'s (``synth`` imports nothing of ``detect``), so
+the renderer's ``--device`` and the detectors choose alike. This module imports only
+``detect.errors`` from the package, so any module may import it at the top without making an
+import circle.
 """
 
 from __future__ import annotations
@@ -22,25 +24,22 @@ from typing import Any, Callable, Sequence
 import torch
 
 from detect.errors import DetectError
+from synth.batched.device import choose_device as _batched_choose_device
+from synth.batched.device import runs_on_cpu  # noqa: F401  (detect's commands ask it here)
+from synth.errors import SynthError
 
 Command = Callable[[argparse.Namespace], int]
 
 
-def choose_device(device: str | torch.device | None = None, *, cpu: bool = False) -> torch.device:
-    """``device`` as a ``torch.device``; ``None`` means the first CUDA GPU when present (and not
-    ``cpu``), else the CPU."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() and not cpu else "cpu")
-
-
-def runs_on_cpu(cpu: bool = False) -> bool:
-    """Whether a command's processes use the CPU: asked to (``--cpu``), or no GPU is present.
-
-    accelerate only sets up a CPU process group (gloo) when asked for the CPU, so on a machine
-    without GPUs ``accelerate launch --multi_gpu --num_processes N`` / torchrun need ``cpu=True``.
-    """
-    return choose_device(cpu=cpu).type == "cpu"
+def choose_device(device: str | torch.device | None = None, *, cpu: bool = False, what: str = "device") -> torch.device:
+    """``device`` as a checked ``torch.device``; ``None`` means the first CUDA GPU when present (and
+    not ``cpu``), else the CPU. The rule is ``synth.batched.device.choose_device``'s, so detectors and
+    the renderer agree; an unknown name or a CUDA device without a GPU is a ``DetectError`` naming
+    ``what`` (e.g. ``"synth device"``)."""
+    try:
+        return _batched_choose_device(device, cpu=cpu, what=what)
+    except SynthError as exc:
+        raise DetectError(str(exc)) from None
 
 
 def make_accelerator(cpu: bool = False, **options: Any):

@@ -184,11 +184,11 @@ def launched_processes():
 
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
-    import torch
     from accelerate import PartialState
 
-    # gloo on machines without GPUs (accelerate only sets up a CPU process group when asked to)
-    return PartialState(cpu=not torch.cuda.is_available())
+    from .batched.device import runs_on_cpu
+
+    return PartialState(cpu=runs_on_cpu())
 
 
 def run_sharded(input_dir: str, output_dir: str, config: ProtocolConfig, run_options: RunOptions,

@@ -67,6 +67,12 @@ def test_methods_without_a_batched_renderer_are_refused_on_a_device(inputs, tmp_
         run_protocol(inputs, tmp_path / "b0", device="cpu", batch_size=0, progress=False)
 
 
+
+def test_a_device_torch_does_not_know_is_refused_before_anything_is_written(inputs, tmp_path):
+    with pytest.raises(InvalidParameterError, match="unknown --device 'gpu0'; use cpu, cuda or cuda:N"):
+        run_protocol(inputs, tmp_path / "gpu0", device="gpu0", progress=False)
+    assert not list((tmp_path / "gpu0").glob("images/*.png"))
+
 def _synth(args: list[str], out: Path, inputs: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     command = [*args, "anomalyforge.py", "synth", str(inputs), str(out), "--per-image", "1", "--shapes",

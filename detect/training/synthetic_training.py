@@ -32,6 +32,7 @@ from torch import nn
 
 from detect.detectors.detector import Detector
 from detect.errors import DetectError
+from detect.runtime import choose_device
 
 LOGISTIC_K = 1.0 / 3.0
 LOGISTIC_X0 = 7.0
@@ -230,19 +231,6 @@ def no_anomaly_error(methods: Sequence[str]) -> DetectError:
     )
 
 
-def synth_device_check(name: str | None) -> torch.device | None:
-    """The torch device for ``synth_device`` (``None``: the CPU data loader), or ``DetectError``."""
-    if name is None:
-        return None
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise DetectError(f"unknown synth device {name!r}; use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DetectError(f"synth device {name!r}: torch sees no CUDA GPU here; use cpu or leave it out")
-    return device
-
-
 class DeviceSyntheticBatches:
     """The samples of a :class:`SyntheticAnomalies` made a batch at a time on a torch device.
 
@@ -415,7 +403,8 @@ class SyntheticTrainedDetector(Detector):
         self.mixed_precision = mixed_precision
         self.num_workers = int(num_workers)
         self.synth_device = None if synth_device is None else str(synth_device)
-        synth_device_check(self.synth_device)
+        if self.synth_device is not None:  # refused now rather than at the first training step
+            choose_device(self.synth_device, what="synth device")
         self.trained_steps = 0
         self.model: nn.Module | None = None  # built by init_model() once the subclass set its options
 

@@ -25,18 +25,7 @@ from ..image import encode_png, write_atomic
 from ..protocol import Job, Task, TaskResult, TaskRunner, metadata_row, output_names, region_path
 from ..region import normalize_region
 from . import render_batch, sample_specs, to_anomalies
-
-
-def _device(name: str) -> torch.device:
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise InvalidParameterError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidParameterError(
-            f"--device {name}: torch sees no CUDA GPU on this machine; use --device cpu or leave --device out"
-        )
-    return device
+from .device import choose_device
 
 
 class DeviceRunner(TaskRunner):
@@ -44,7 +33,7 @@ class DeviceRunner(TaskRunner):
 
     def __init__(self, job: Job, device: str, batch_size: int, encoders: int = 1) -> None:
         super().__init__(job)
-        self.device = _device(device)
+        self.device = choose_device(device, what="--device")
         self.batch_size = int(batch_size)
         self.encoders = max(1, int(encoders))
 
