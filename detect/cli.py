@@ -10,29 +10,17 @@ from detect.training import train
 
 def register(subparsers) -> None:
     """Add the detect subcommands to the ``anomalyforge`` parser."""
-    p = subparsers.add_parser(
-        "evaluate",
-        help="recall at k false positives (and AUROC, AP, AUPRO) of a detector on a published dataset",
-        description=evaluate.__doc__.split("\n")[0],
+    commands = (
+        ("evaluate", evaluate,
+         "recall at k false positives (and AUROC, AP, AUPRO) of a detector on a published dataset"),
+        ("train", train, "train a detection pipeline (segmenter, draem, defect_map) on synthetic anomalies"),
+        ("bench", bench,
+         "ASBench grid: syntheses x pipelines x anomaly ratios x seeds on real-defect sets, with reports"),
     )
-    evaluate.add_arguments(p)
-    p.set_defaults(func=guarded(evaluate.run))
-
-    p = subparsers.add_parser(
-        "train",
-        help="train a detection pipeline (segmenter, draem, defect_map) on synthetic anomalies",
-        description=train.__doc__.split("\n")[0],
-    )
-    train.add_arguments(p)
-    p.set_defaults(func=guarded(train.run))
-
-    p = subparsers.add_parser(
-        "bench",
-        help="ASBench grid: syntheses x pipelines x anomaly ratios x seeds on real-defect sets, with reports",
-        description=bench.__doc__.split("\n")[0],
-    )
-    bench.add_arguments(p)
-    p.set_defaults(func=guarded(bench.run))
+    for name, module, summary in commands:
+        p = subparsers.add_parser(name, help=summary, description=module.__doc__.split("\n")[0])
+        module.add_arguments(p)
+        p.set_defaults(func=guarded(module.run))
 
     for module in (diversity, quality, stress):
         module.register_cli(subparsers)

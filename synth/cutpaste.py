@@ -230,20 +230,28 @@ class CutPasteScar(_PasteBase):
         return Rendering(image=values, angle=angle, extra=extra, window=window)
 
 
-def _rotate(patch: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
-    """Rotate a patch by ``angle`` degrees into its bounding box; return (values, bool footprint)."""
-    h, w = patch.shape[:2]
+def _rotation_box(h: int, w: int, angle: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(matrix, footprint)`` of rotating an ``h x w`` patch by ``angle`` degrees into its bounding
+    box: OpenCV's float64 ``(2, 3)`` affine matrix, and the bool footprint ``(fh, fw)`` of the patch
+    in that box (never empty). The batched renderer uses it too, so both rotate alike."""
     matrix = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), angle, 1.0)
     cos, sin = abs(matrix[0, 0]), abs(matrix[0, 1])
     out_w = max(1, int(math.ceil(h * sin + w * cos)))
     out_h = max(1, int(math.ceil(h * cos + w * sin)))
     matrix[0, 2] += out_w / 2.0 - w / 2.0
     matrix[1, 2] += out_h / 2.0 - h / 2.0
-    values = cv2.warpAffine(patch, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    if values.ndim == 2:
-        values = values[:, :, None]
     ones = np.ones((h, w), np.float32)
     footprint = cv2.warpAffine(ones, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR, borderValue=0.0) >= 0.5
     if not footprint.any():  # a 1-pixel strip can vanish under interpolation
         footprint[out_h // 2, out_w // 2] = True
+    return matrix, footprint
+
+
+def _rotate(patch: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
+    """Rotate a patch by ``angle`` degrees into its bounding box; return (values, bool footprint)."""
+    matrix, footprint = _rotation_box(patch.shape[0], patch.shape[1], angle)
+    out_h, out_w = footprint.shape
+    values = cv2.warpAffine(patch, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    if values.ndim == 2:
+        values = values[:, :, None]
     return values, footprint

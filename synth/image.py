@@ -72,15 +72,20 @@ def layout_of(image: np.ndarray) -> ImageLayout:
             f"image dtype {dtype} is not supported; use uint8, uint16 or float in [0, 1]"
         )
     if dtype.kind == "f":
-        if not np.all(np.isfinite(image)):
-            raise InvalidImageError("float image contains NaN or infinite values")
-        lo, hi = float(image.min()), float(image.max())
-        if lo < 0.0 or hi > 1.0:
-            raise InvalidImageError(
-                f"float image values must lie in [0, 1], found [{lo:.4g}, {hi:.4g}]; "
-                "divide by the maximum of your data range first"
-            )
+        check_float_values(bool(np.all(np.isfinite(image))), float(image.min()), float(image.max()))
     return ImageLayout(dtype=dtype.name, ndim=image.ndim, channels=channels)
+
+
+def check_float_values(finite: bool, lo: float, hi: float) -> None:
+    """Raise ``InvalidImageError`` unless a float image's values are all finite (``finite``) and lie
+    in [0, 1] (``lo``, ``hi``: its minimum and maximum). Shared by the numpy and torch checks."""
+    if not finite:
+        raise InvalidImageError("float image contains NaN or infinite values")
+    if lo < 0.0 or hi > 1.0:
+        raise InvalidImageError(
+            f"float image values must lie in [0, 1], found [{lo:.4g}, {hi:.4g}]; "
+            "divide by the maximum of your data range first"
+        )
 
 
 def to_float(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, ImageLayout]:

@@ -9,7 +9,7 @@ import torch
 
 from ..anomaly import CHANGE_TOLERANCE
 from ..errors import InvalidImageError
-from ..image import ImageLayout
+from ..image import ImageLayout, check_float_values
 
 #: torch dtype -> the numpy dtype name ``ImageLayout`` speaks of (one layout rule for both paths)
 _DTYPES = {
@@ -44,14 +44,7 @@ def layout_of(images: torch.Tensor) -> ImageLayout:
     if images.dtype not in _DTYPES:
         raise InvalidImageError(f"dtype {images.dtype} is not supported; use uint8, uint16 or float in [0, 1]")
     if images.dtype in _FLOATS:
-        if not bool(torch.isfinite(images).all()):
-            raise InvalidImageError("float images contain NaN or infinite values")
-        lo, hi = float(images.min()), float(images.max())
-        if lo < 0.0 or hi > 1.0:
-            raise InvalidImageError(
-                f"float image values must lie in [0, 1], found [{lo:.4g}, {hi:.4g}]; "
-                "divide by the maximum of your data range first"
-            )
+        check_float_values(bool(torch.isfinite(images).all()), float(images.min()), float(images.max()))
     return ImageLayout(dtype=_DTYPES[images.dtype], ndim=3, channels=int(channels))
 
 

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..cutpaste import _PasteBase
+from ..cutpaste import _PasteBase, _rotation_box
 from .boxes import _BoxBatch, _anchored_box
 
 _FLT_EPSILON = float(np.finfo(np.float32).eps)
@@ -155,19 +155,11 @@ class CutPasteBatch(_PasteBatch):
 
 @lru_cache(maxsize=256)
 def _rotation(h: int, w: int, angle: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The scar's rotation of an ``h x w`` patch by ``angle`` degrees (``cutpaste._rotate``'s
+    """The scar's rotation of an ``h x w`` patch by ``angle`` degrees (``cutpaste._rotation_box``'s
     matrix and bounding box): the bool footprint ``(fh, fw)`` exactly as the numpy path computes
     it, and float32 source coordinates ``(fh, fw)`` (row, column) of every output pixel."""
-    matrix = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), angle, 1.0)
-    cos, sin = abs(matrix[0, 0]), abs(matrix[0, 1])
-    out_w = max(1, int(math.ceil(h * sin + w * cos)))
-    out_h = max(1, int(math.ceil(h * cos + w * sin)))
-    matrix[0, 2] += out_w / 2.0 - w / 2.0
-    matrix[1, 2] += out_h / 2.0 - h / 2.0
-    ones = np.ones((h, w), np.float32)
-    footprint = cv2.warpAffine(ones, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR, borderValue=0.0) >= 0.5
-    if not footprint.any():  # a 1-pixel strip can vanish under interpolation
-        footprint[out_h // 2, out_w // 2] = True
+    matrix, footprint = _rotation_box(h, w, angle)
+    out_h, out_w = footprint.shape
     inverse = cv2.invertAffineTransform(matrix).astype(np.float32)
     x = np.arange(out_w, dtype=np.float32)[None]
     y = np.arange(out_h, dtype=np.float32)[:, None]
