@@ -19,6 +19,38 @@ from .method import Method, Rendering, Scene, Spec
 from .sizebins import SizeBin
 
 
+def mixture_weights(weights: Mapping[str, Any]) -> dict[str, float]:
+    """``{method: probability}`` of a mixture given as ``{method name: weight}``: the names checked
+    against the registry (no ``hybrid`` inside a hybrid), the weights finite numbers >= 0 with at
+    least one > 0; methods of weight 0 are left out and the rest normalised to sum to 1.
+
+    Raises ``InvalidParameterError`` naming the unknown methods or the bad weight.
+    """
+    from .registry import METHODS
+
+    unknown = [m for m in weights if m not in METHODS or m == "hybrid"]
+    if unknown or not weights:
+        choices = ", ".join(m for m in METHODS if m != "hybrid")
+        nested = " (a hybrid cannot contain another hybrid)" if "hybrid" in unknown else ""
+        raise InvalidParameterError(f"unknown synth method(s) {unknown}{nested}; choose from {choices}")
+    kept = {}
+    for name, weight in weights.items():
+        try:
+            w = float(weight)
+        except (TypeError, ValueError):
+            raise InvalidParameterError(f"weight of synth method {name!r} must be a number, got {weight!r}") from None
+        if not np.isfinite(w) or w < 0:
+            raise InvalidParameterError(f"weight of synth method {name!r} must be finite and >= 0, got {weight!r}")
+        if w > 0:
+            kept[name] = w
+    if not kept:
+        raise InvalidParameterError(
+            f"every weight of the mix {dict(weights)} is 0; give at least one method a weight > 0"
+        )
+    total = float(sum(kept.values()))
+    return {name: w / total for name, w in kept.items()}
+
+
 class Hybrid(Method):
     """A weighted mixture of registered methods.
 
@@ -46,29 +78,12 @@ class Hybrid(Method):
             if key not in METHODS:
                 raise InvalidParameterError(f"unknown hybrid option {key!r}: per-method options are named after a method ({', '.join(METHODS)})")
             merged[key] = value
-        names, probs = [], []
-        for method_name, weight in weights.items():
-            if method_name == "hybrid":
-                raise InvalidParameterError("a hybrid cannot contain another hybrid")
-            if method_name not in METHODS:
-                raise InvalidParameterError(f"unknown method {method_name!r} in weights; choose from {', '.join(m for m in METHODS if m != 'hybrid')}")
-            try:
-                w = float(weight)
-            except (TypeError, ValueError):
-                raise InvalidParameterError(f"weight of {method_name!r} must be a number, got {weight!r}") from None
-            if not np.isfinite(w) or w < 0:
-                raise InvalidParameterError(f"weight of {method_name!r} must be finite and >= 0, got {weight!r}")
-            if w > 0:
-                names.append(method_name)
-                probs.append(w)
-        if not names:
-            raise InvalidParameterError("at least one hybrid weight must be > 0")
+        self.weights = mixture_weights(weights)
+        names = list(self.weights)
         for key in merged:
             if key not in names:
                 raise InvalidParameterError(f"options given for {key!r}, which has no weight in the mixture")
         self.methods: dict[str, Method] = {n: get_method(n, **dict(merged.get(n, {}))) for n in names}
-        total = float(sum(probs))
-        self.weights = {n: w / total for n, w in zip(names, probs)}
         self.shapes = tuple(dict.fromkeys(s for m in self.methods.values() for s in m.shapes))
         self.modes = tuple(dict.fromkeys(s for m in self.methods.values() for s in m.modes))
         self.targets_size = all(getattr(m, "targets_size", False) for m in self.methods.values())

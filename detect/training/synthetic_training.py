@@ -59,7 +59,8 @@ def method_weights(synthesis: Synthesis) -> dict[str, float]:
     Raises ``DetectError`` for unknown methods, an empty mix, or weights that are negative,
     non-finite or all zero.
     """
-    from synth.registry import METHODS
+    from synth.errors import SynthError
+    from synth.hybrid import mixture_weights
 
     if isinstance(synthesis, str):
         synthesis = (synthesis,)
@@ -68,24 +69,10 @@ def method_weights(synthesis: Synthesis) -> dict[str, float]:
     else:
         names = list(synthesis)
         raw = {name: 1.0 for name in names}
-    unknown = [m for m in raw if m not in METHODS or m == "hybrid"]
-    if unknown or not raw:
-        choices = ", ".join(m for m in METHODS if m != "hybrid")
-        raise DetectError(f"unknown synth method(s) {unknown}; choose from {choices} (a mix: several names, or {{name: weight}})")
-    weights = {}
-    for name, w in raw.items():
-        try:
-            w = float(w)
-        except (TypeError, ValueError):
-            raise DetectError(f"weight of synth method {name!r} must be a number, got {w!r}") from None
-        if not math.isfinite(w) or w < 0:
-            raise DetectError(f"weight of synth method {name!r} must be finite and >= 0, got {w}")
-        if w > 0:
-            weights[name] = w
-    if not weights:
-        raise DetectError(f"every weight of the synth mix {raw} is 0; give at least one method a weight > 0")
-    total = sum(weights.values())
-    return {name: w / total for name, w in weights.items()}
+    try:
+        return mixture_weights(raw)
+    except SynthError as exc:
+        raise DetectError(f"{exc} (a mix: several names, or {{name: weight}})") from None
 
 
 def check_anomaly_ratio(ratio: float) -> float:
