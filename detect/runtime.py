@@ -97,3 +97,13 @@ def script_main(module: ModuleType, argv: Sequence[str] | None = None) -> int:
     args = module.add_arguments(parser).parse_args(argv)
     args.command = name.split(".")[-1]
     return guarded(module.run)(args)
+
+
+def subcommand_main(register_cli: Callable[[Any], Any], command: str, argv: Sequence[str] | None = None) -> int:
+    """``python -m detect.quality.diversity`` / ``detect.quality.metrics``: the ``anomalyforge
+    COMMAND`` that ``register_cli`` adds to a parser's subcommands, run with ``argv`` (default:
+    ``sys.argv[1:]``); its exit code."""
+    parser = argparse.ArgumentParser(prog="anomalyforge")
+    register_cli(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args([command, *(sys.argv[1:] if argv is None else argv)])
+    return int(args.func(args))

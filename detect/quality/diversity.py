@@ -30,7 +30,7 @@ import torch
 
 from detect.errors import DiversityInputError
 from detect.quality.lpips_backbones import LPIPS_NETS, LpipsNet, load_lpips, to_lpips_batch
-from detect.runtime import choose_device, guarded
+from detect.runtime import choose_device, guarded, subcommand_main
 from synth.errors import SynthError
 from synth.image import as_float
 
@@ -474,10 +474,7 @@ def format_table(table: dict[str, dict[str, float | None]], counts: dict[str, in
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``diversity`` on its own (``python -m detect.quality.diversity --dataset ...``)."""
-    parser = argparse.ArgumentParser(prog="anomalyforge")
-    register_cli(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["diversity", *(sys.argv[1:] if argv is None else argv)])
-    return int(args.func(args))
+    return subcommand_main(register_cli, "diversity", argv)
 
 
 if __name__ == "__main__":

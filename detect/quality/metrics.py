@@ -34,7 +34,7 @@ from detect.errors import MetricInputError, QualityInputError
 from detect.quality.diversity import LpipsScorer, Subset, add_dataset_arguments, as_float_rgb
 from detect.quality.features import FEATURE_KINDS, FeatureExtractor
 from detect.quality.lpips_backbones import LPIPS_NETS
-from detect.runtime import guarded
+from detect.runtime import guarded, subcommand_main
 
 
 # --------------------------------------------------------------------------- paired metrics
@@ -414,10 +414,7 @@ def _fmt(v: float | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``quality`` on its own (``python -m detect.quality.metrics --dataset ...``)."""
-    parser = argparse.ArgumentParser(prog="anomalyforge")
-    register_cli(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["quality", *(sys.argv[1:] if argv is None else argv)])
-    return int(args.func(args))
+    return subcommand_main(register_cli, "quality", argv)
 
 
 if __name__ == "__main__":
