@@ -7,6 +7,7 @@ browser here) and Playwright's Python package.
 from __future__ import annotations
 
 import shutil
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -19,12 +20,10 @@ pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium")
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="no `chromium` executable on PATH (apt-get install chromium)")
-def test_upload_generate_and_see_results_in_chromium(app_url, tmp_path):
+@contextmanager
+def _space_page(app_url: str):
+    """The Space open in headless Chromium, its Generate button ready."""
     sync_api = pytest.importorskip("playwright.sync_api")
-    upload = tmp_path / "gravel_crop.png"
-    save_png(upload, np.ascontiguousarray(skimage.data.gravel()[:200, :240]))
-
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
@@ -34,28 +33,36 @@ def test_upload_generate_and_see_results_in_chromium(app_url, tmp_path):
             page = browser.new_page(viewport={"width": 1400, "height": 1300})
             page.goto(app_url, wait_until="domcontentloaded", timeout=60_000)
             page.get_by_role("button", name="Generate", exact=True).wait_for(timeout=60_000)
-
-            # replace the example image with the user's own file
-            image_box = page.locator("#image-in")
-            clear = image_box.get_by_role("button", name="Clear")
-            if clear.count():
-                clear.first.click()
-            image_box.locator("input[type=file]").first.set_input_files(str(upload))
-            page.wait_for_timeout(1000)
-
-            page.locator("#generate-btn").click()
-            thumbs = page.locator("#gallery img")
-            thumbs.first.wait_for(state="visible", timeout=90_000)
-            page.get_by_text("gravel_crop_000_", exact=False).first.wait_for(timeout=30_000)
-            assert thumbs.count() >= 4  # the default count is 4
-            table_text = page.locator("#metadata").inner_text()
-            assert "gravel_crop_000_" in table_text and "synagen" in table_text
-            page.wait_for_timeout(500)
-            shot = tmp_path / "app.png"
-            page.screenshot(path=str(shot), full_page=True)
-            assert shot.stat().st_size > 10_000
+            yield page
         finally:
             browser.close()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no `chromium` executable on PATH (apt-get install chromium)")
+def test_upload_generate_and_see_results_in_chromium(app_url, tmp_path):
+    upload = tmp_path / "gravel_crop.png"
+    save_png(upload, np.ascontiguousarray(skimage.data.gravel()[:200, :240]))
+
+    with _space_page(app_url) as page:
+        # replace the example image with the user's own file
+        image_box = page.locator("#image-in")
+        clear = image_box.get_by_role("button", name="Clear")
+        if clear.count():
+            clear.first.click()
+        image_box.locator("input[type=file]").first.set_input_files(str(upload))
+        page.wait_for_timeout(1000)
+
+        page.locator("#generate-btn").click()
+        thumbs = page.locator("#gallery img")
+        thumbs.first.wait_for(state="visible", timeout=90_000)
+        page.get_by_text("gravel_crop_000_", exact=False).first.wait_for(timeout=30_000)
+        assert thumbs.count() >= 4  # the default count is 4
+        table_text = page.locator("#metadata").inner_text()
+        assert "gravel_crop_000_" in table_text and "synagen" in table_text
+        page.wait_for_timeout(500)
+        shot = tmp_path / "app.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 10_000
 
 
 def _no_error_shown(page) -> None:
@@ -67,73 +74,61 @@ def _no_error_shown(page) -> None:
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no `chromium` executable on PATH (apt-get install chromium)")
 def test_a_first_visitor_gets_results_on_every_tab_with_defaults_and_with_uploads(app_url, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api")
     gravel = tmp_path / "my_gravel.png"
     save_png(gravel, np.ascontiguousarray(skimage.data.gravel()[:256, :256]))
     photo = tmp_path / "astronaut.png"
     save_png(photo, np.ascontiguousarray(skimage.data.astronaut()))
 
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1300})
-            page.goto(app_url, wait_until="domcontentloaded", timeout=60_000)
-            page.get_by_role("button", name="Generate", exact=True).wait_for(timeout=60_000)
+    with _space_page(app_url) as page:
+        # Generate, defaults: four anomalies on the brick example
+        page.locator("#generate-btn").click()
+        page.locator("#gallery img").first.wait_for(state="visible", timeout=90_000)
+        assert "Made 4 anomalies" in page.locator("#generate-status").inner_text()
+        _no_error_shown(page)
 
-            # Generate, defaults: four anomalies on the brick example
-            page.locator("#generate-btn").click()
-            page.locator("#gallery img").first.wait_for(state="visible", timeout=90_000)
-            assert "Made 4 anomalies" in page.locator("#generate-status").inner_text()
-            _no_error_shown(page)
+        # Detect, defaults: the generated anomalies against a detector fitted on brick itself
+        page.get_by_role("tab", name="Detect").click()
+        page.locator("#detect-btn").click()
+        page.locator("#heatmaps img").first.wait_for(state="visible", timeout=120_000)
+        status = page.locator("#detect-status").inner_text()
+        assert "fitted on brick.png" in status and "Served on" in status
+        caption = page.get_by_text("x threshold · clean source").first
+        assert caption.is_visible() and caption.inner_text().startswith("NORMAL")
+        assert page.get_by_text("ANOMALOUS ·").first.is_visible()  # a verdict and a score, not cut off
+        bar = page.locator("#colour-bar img")
+        assert bar.is_visible() and bar.bounding_box()["width"] > 200
+        _no_error_shown(page)
 
-            # Detect, defaults: the generated anomalies against a detector fitted on brick itself
-            page.get_by_role("tab", name="Detect").click()
-            page.locator("#detect-btn").click()
-            page.locator("#heatmaps img").first.wait_for(state="visible", timeout=120_000)
-            status = page.locator("#detect-status").inner_text()
-            assert "fitted on brick.png" in status and "Served on" in status
-            caption = page.get_by_text("x threshold · clean source").first
-            assert caption.is_visible() and caption.inner_text().startswith("NORMAL")
-            assert page.get_by_text("ANOMALOUS ·").first.is_visible()  # a verdict and a score, not cut off
-            bar = page.locator("#colour-bar img")
-            assert bar.is_visible() and bar.bounding_box()["width"] > 200
-            _no_error_shown(page)
+        # Detect, upload: the visitor's own image is scored and named
+        page.locator("#detect-test-files input[type=file]").set_input_files(str(gravel))
+        page.wait_for_timeout(1000)
+        page.locator("#detect-btn").click()
+        page.get_by_text("x threshold · my_gravel.png").first.wait_for(state="visible", timeout=120_000)
+        # gravel scored by a detector fitted on brick: the visitor is told why it will look anomalous
+        page.get_by_text("look unlike the images the detector is fitted on").first.wait_for(timeout=10_000)
+        _no_error_shown(page)
 
-            # Detect, upload: the visitor's own image is scored and named
-            page.locator("#detect-test-files input[type=file]").set_input_files(str(gravel))
-            page.wait_for_timeout(1000)
-            page.locator("#detect-btn").click()
-            page.get_by_text("x threshold · my_gravel.png").first.wait_for(state="visible", timeout=120_000)
-            # gravel scored by a detector fitted on brick: the visitor is told why it will look anomalous
-            page.get_by_text("look unlike the images the detector is fitted on").first.wait_for(timeout=10_000)
-            _no_error_shown(page)
+        # Stress test, defaults: a readable result on the brick example, no chance-level warning
+        page.get_by_role("tab", name="Stress test").click()
+        page.locator("#stress-btn").click()
+        page.locator("#stress-status").get_by_text("Recall").wait_for(state="visible", timeout=180_000)
+        for plot in ("#shape-plot img", "#mode-plot img"):
+            page.locator(plot).wait_for(state="visible", timeout=30_000)
+        assert "chance level" not in page.locator("#stress-status").inner_text()
+        _no_error_shown(page)
 
-            # Stress test, defaults: a readable result on the brick example, no chance-level warning
-            page.get_by_role("tab", name="Stress test").click()
-            page.locator("#stress-btn").click()
-            page.locator("#stress-status").get_by_text("Recall").wait_for(state="visible", timeout=180_000)
-            for plot in ("#shape-plot img", "#mode-plot img"):
-                page.locator(plot).wait_for(state="visible", timeout=30_000)
-            assert "chance level" not in page.locator("#stress-status").inner_text()
-            _no_error_shown(page)
+        # Stress test, upload of a photo: the chance-level warning is shown
+        page.locator("#stress-files input[type=file]").set_input_files(str(photo))
+        page.wait_for_timeout(1000)
+        page.locator("#stress-btn").click()
+        page.locator("#stress-status").get_by_text("astronaut.png").wait_for(state="visible", timeout=180_000)
+        warning = page.locator("#stress-status").get_by_text("chance level")
+        assert warning.is_visible()
+        _no_error_shown(page)
 
-            # Stress test, upload of a photo: the chance-level warning is shown
-            page.locator("#stress-files input[type=file]").set_input_files(str(photo))
-            page.wait_for_timeout(1000)
-            page.locator("#stress-btn").click()
-            page.locator("#stress-status").get_by_text("astronaut.png").wait_for(state="visible", timeout=180_000)
-            warning = page.locator("#stress-status").get_by_text("chance level")
-            assert warning.is_visible()
-            _no_error_shown(page)
-
-            # Datasets, defaults: the rows made in Generate, without the Hub
-            page.get_by_role("tab", name="Datasets").click()
-            page.locator("#browse-btn").click()
-            page.locator("#browse-gallery img").first.wait_for(state="visible", timeout=60_000)
-            assert "made in the Generate tab" in page.locator("#browse-status").inner_text()
-            _no_error_shown(page)
-        finally:
-            browser.close()
+        # Datasets, defaults: the rows made in Generate, without the Hub
+        page.get_by_role("tab", name="Datasets").click()
+        page.locator("#browse-btn").click()
+        page.locator("#browse-gallery img").first.wait_for(state="visible", timeout=60_000)
+        assert "made in the Generate tab" in page.locator("#browse-status").inner_text()
+        _no_error_shown(page)
