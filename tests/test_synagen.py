@@ -213,3 +213,38 @@ def test_bad_inputs_get_specific_errors(brick_rgb):
 
     with pytest.raises(SizeBinError, match="no whole pixel count"):
         synthesize(np.full((8, 8), 90, np.uint8), seed=0, size_bin=0)
+
+
+def test_scaled_shapes_match_opencvs_area_resize_bit_for_bit():
+    """The size search reads shrunken shapes from a summed-area table instead of calling
+    cv2.resize; the thresholded masks must be OpenCV's exactly, or seeds would change bytes."""
+    from synth.method import Scene
+    from synth.registry import get_method
+    from synth.synagen.scaling import ScaledShape
+    from synth.synagen.shapes import rotated_shape
+
+    method = get_method("synagen")
+    scene = Scene(image=np.zeros((256, 256, 3), np.float32), region=None, partners=(), textures=(), quantum=1 / 255)
+    rng = np.random.default_rng(7)
+    checked = 0
+    for seed in range(24):
+        spec = method.sample(np.random.default_rng(seed), scene, shape=SHAPES[seed % 4], mode=None, size_bin=None, seed=seed)
+        crop = rotated_shape(spec.shape, spec.params["shape_params"], spec.params["angle"])
+        scaled = ScaledShape(crop)
+        h, w = crop.shape
+        for k in range(25):
+            scale = float(np.exp(rng.uniform(np.log(0.004), np.log(0.3))))
+            threshold = (0.5, 0.4, 0.6)[k % 3]
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            reference = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+            assert np.array_equal(scaled.mask(scale, threshold), reference > threshold), (seed, scale)
+            # the table's averages themselves are OpenCV's within float32 rounding
+            np.testing.assert_allclose(scaled.values(*size), reference, atol=2e-5)
+            checked += 1
+    assert checked == 600
+    # a value exactly on the threshold is answered by cv2.resize itself
+    half = np.zeros((40, 40), np.float32)
+    half[:, :21] = 1.0  # output column 10 averages one 1 and one 0
+    scaled = ScaledShape(half)
+    assert np.array_equal(scaled.mask(0.5, 0.5), cv2.resize(half, (20, 20), interpolation=cv2.INTER_AREA) > 0.5)
+    assert scaled.fallbacks == 1

@@ -8,6 +8,7 @@ recorded ``area_fraction`` is always the measured one.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -21,7 +22,8 @@ from ..method import Method, Rendering, Scene, Spec
 from ..sizebins import DEFAULT_BINS, SizeBin
 from ..sizing import Steering, fit, shifted, target_fraction, target_pixels
 from .modes import DEFAULT_MODES, MODES, manipulate, noise_field, sample_mode, texture_field
-from .shapes import SHAPES, rotated_shape, sample_shape
+from .scaling import ScaledShape, scaled_shape
+from .shapes import SHAPES, sample_shape
 
 _PLACEMENT_ATTEMPTS = 6
 _COVERAGE_THRESHOLDS = (0.5, 0.3, 0.7)
@@ -125,7 +127,8 @@ class Synagen(Method):
 
         # rotation does not depend on the scale: rotate once at panel resolution, then only
         # resize while searching for the scale
-        shape_crop = rotated_shape(spec.shape, p["shape_params"], float(p["angle"]))
+        scaled = scaled_shape(spec.shape, json.dumps(p["shape_params"], sort_keys=True), float(p["angle"]))
+        shape_crop = scaled.crop
         shape_area = float((shape_crop > 0.5).sum())
 
         mode_params = p["mode_params"]
@@ -161,7 +164,7 @@ class Synagen(Method):
             key = size_key(scale, attempt)
             if key not in placements:
                 position, anchor, threshold = placement(attempt)
-                placements[key] = self._place(shape_crop, scale, position, anchor, scene, region_pixels, threshold)
+                placements[key] = self._place(scaled, scale, position, anchor, scene, region_pixels, threshold)
             return placements[key]
 
         def start(attempt: int) -> float:
@@ -203,7 +206,7 @@ class Synagen(Method):
     # ---------------------------------------------------------------- pieces
     @staticmethod
     def _place(
-        shape_crop: np.ndarray,
+        shape: ScaledShape,
         scale: float,
         position: list[float],
         anchor: list[float],
@@ -212,10 +215,7 @@ class Synagen(Method):
         threshold: float = 0.5,
     ) -> tuple[np.ndarray, _Window] | None:
         """Scale and position the (rotated) shape; return its bool footprint in a window of the image."""
-        h, w = shape_crop.shape
-        new_w, new_h = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
-        interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
-        rotated = cv2.resize(shape_crop, (new_w, new_h), interpolation=interp) > threshold
+        rotated = shape.mask(scale, threshold)
         bx, by, bw, bh = cv2.boundingRect(rotated.view(np.uint8))
         if bw == 0 or bh == 0:
             return None

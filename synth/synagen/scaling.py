@@ -1,0 +1,122 @@
+"""The scaled, thresholded SYNAGEN shape: ``cv2.resize(crop, size, INTER_AREA) > threshold``,
+computed from the crop's summed-area table.
+
+The size search resizes the same rotated crop (hundreds of pixels a side) to a handful of sizes.
+``cv2.resize`` reads the whole crop each time; shrinking with ``INTER_AREA`` is an area average,
+so every resized pixel is four bilinear reads of the summed-area table (built once per crop, in
+float64): the cost follows the *output* size, not the crop's.
+
+Exactness: the thresholded mask is the one ``cv2.resize`` gives, bit for bit. The box edges are
+OpenCV's (``computeResizeAreaTab``: the same cell widths, the same dropped slivers under 1e-3 of
+a pixel, the same last cell), the float64 average is within 1e-9 of the exact one, and OpenCV's
+float32 sums are within ``(terms + 4) * 2**-23`` of it; when any pixel's value lies that close
+to the threshold the comparison could go either way, so that one call is answered by
+``cv2.resize`` itself. Enlarging (``INTER_LINEAR``) is always ``cv2.resize``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+
+#: above this many output pixels ``cv2.resize`` (which reads the whole crop once) is faster than
+#: the table reads (benchmarks/synagen_profile.py measures both)
+_TABLE_MAX_PIXELS = 4096
+
+
+def _area_cells(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per output index: the start and end (source coordinates) of its area cell as OpenCV
+    weighs it, and the cell width it divides by (``computeResizeAreaTab``, in the same float64
+    arithmetic)."""
+    scale = 1.0 / (dst / src)  # OpenCV: scale_x = 1. / inv_scale_x, inv_scale_x = dst / src
+    f1 = np.arange(dst, dtype=np.float64) * scale
+    f2 = f1 + scale
+    cell = np.minimum(scale, src - f1)
+    s2 = np.minimum(np.floor(f2), src - 1)
+    s1 = np.minimum(np.ceil(f1), s2)
+    starts = np.where(s1 - f1 > 1e-3, f1, s1)
+    ends = np.where(f2 - s2 > 1e-3, s2 + np.minimum(np.minimum(f2 - s2, 1.0), cell), s2)
+    return starts, ends, cell
+
+
+@lru_cache(maxsize=1024)
+def _taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """How an area resize along one axis reads the table: ``lines`` ``(4 * dst,)`` the table
+    lines below and above each cell's start, then below and above its end; ``frac`` ``(2, dst)``
+    how far each edge lies past its lower line; ``cell`` the widths OpenCV divides by."""
+    starts, ends, cell = _area_cells(src, dst)
+    edges = np.stack([starts, ends])
+    base = np.minimum(np.floor(edges).astype(np.int64), src - 1)
+    lines = np.concatenate([base[0], base[0] + 1, base[1], base[1] + 1])
+    return lines, edges - base, cell
+
+
+class ScaledShape:
+    """One rotated shape crop (float32 ``(h, w)`` in [0, 1]) and its summed-area table."""
+
+    def __init__(self, crop: np.ndarray) -> None:
+        self.crop = crop
+        self._table: np.ndarray | None = None
+        #: calls answered by cv2.resize because a pixel sat on the threshold (for the tests)
+        self.fallbacks = 0
+
+    @property
+    def table(self) -> np.ndarray:
+        """float64 ``(h + 1, w + 1)``: ``table[i, j]`` is the sum of ``crop[:i, :j]`` (built on
+        first use: it costs about four ``cv2.resize`` calls of the crop)."""
+        if self._table is None:
+            table = cv2.integral(self.crop, sdepth=cv2.CV_64F)
+            table.setflags(write=False)
+            self._table = table
+        return self._table
+
+    def values(self, new_w: int, new_h: int) -> np.ndarray:
+        """The area averages ``cv2.resize(crop, (new_w, new_h), INTER_AREA)`` computes, in float64."""
+        h, w = self.crop.shape
+        ly, fy, ch = _taps(h, new_h)
+        lx, fx, cw = _taps(w, new_w)
+        sub = self.table[ly[:, None], lx[None, :]]  # (4 * new_h, 4 * new_w): only what is read
+        n, m = new_h, new_w
+        # the table is linear between lines: read it at each cell's row edges, then column edges
+        start = sub[:n] + fy[0][:, None] * (sub[n : 2 * n] - sub[:n])
+        end = sub[2 * n : 3 * n] + fy[1][:, None] * (sub[3 * n :] - sub[2 * n : 3 * n])
+        rows = end - start
+        left = rows[:, :m] + fx[0] * (rows[:, m : 2 * m] - rows[:, :m])
+        right = rows[:, 2 * m : 3 * m] + fx[1] * (rows[:, 3 * m :] - rows[:, 2 * m : 3 * m])
+        return (right - left) / (ch[:, None] * cw[None, :])
+
+    def mask(self, scale: float, threshold: float) -> np.ndarray:
+        """``cv2.resize(crop, (round(w * scale), round(h * scale)), ...) > threshold`` as
+        ``Synagen._place`` makes it (``INTER_AREA`` below scale 1, else ``INTER_LINEAR``)."""
+        h, w = self.crop.shape
+        new_w, new_h = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
+        if scale >= 1.0 or new_w > w or new_h > h or new_w * new_h > _TABLE_MAX_PIXELS:
+            interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+            return cv2.resize(self.crop, (new_w, new_h), interpolation=interp) > threshold
+        values = self.values(new_w, new_h)
+        # OpenCV's float32 sums: one rounding per term of either pass, each below 2**-24 of a
+        # partial sum that stays within [0, 1]
+        terms = math.ceil(w / new_w) + math.ceil(h / new_h) + 4
+        margin = terms * 2.0**-23 + 1e-9
+        if np.any(np.abs(values - threshold) <= margin):
+            self.fallbacks += 1
+            return cv2.resize(self.crop, (new_w, new_h), interpolation=cv2.INTER_AREA) > threshold
+        return values > threshold
+
+
+def scaled_shape(shape: str, params_json: str, angle: float) -> ScaledShape:
+    """The rotated crop of ``shapes.rotated_shape`` with its table, cached like the crop (the
+    protocol renders one drawn shape in five sizes)."""
+    return _scaled_cached(shape, params_json, float(angle))
+
+
+@lru_cache(maxsize=16)
+def _scaled_cached(shape: str, params_json: str, angle: float) -> ScaledShape:
+    from .shapes import rotated_shape
+
+    return ScaledShape(rotated_shape(shape, json.loads(params_json), angle))
