@@ -32,7 +32,9 @@ device. NSA's Poisson blending and Hybrid stay on the CPU path: ``synth.synthesi
 from __future__ import annotations
 
 import importlib
+from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Sequence
 
 import numpy as np
@@ -45,6 +47,7 @@ from ..method import Method, Rendering, Scene, Spec
 from ..registry import get_method
 from ..sizebins import DEFAULT_BINS, SizeBin, resolve_bin
 from .layout import join, layout_of, split
+from .prepare import plan_pool
 from .steering import Rendered
 
 #: method name -> its batch renderer (``module:Class`` under synth.batched, imported on use)
@@ -130,12 +133,21 @@ def _scenes(
     b, _, h, w = images.shape
     blank = np.broadcast_to(np.float32(0.0), (h, w, layout.colour_channels))
     region_np = None if regions is None else regions.cpu().numpy()
-    host = images.permute(0, 2, 3, 1).cpu().numpy() if pixels else None
+    partner_arrays = tuple(_as_colour(np.asarray(p), layout.colour_channels, "partner image") for p in partners)
+    pixels_of: list[np.ndarray] = [blank] * b
+    if pixels:
+        # one image repeated by ``expand`` (the protocol's batches) is copied and converted once
+        repeated = b > 1 and images.stride(0) == 0
+        host = (images[:1] if repeated else images).permute(0, 2, 3, 1).cpu().numpy()
+        floats = [to_float(one)[0] for one in host]
+        for one in floats:  # shared by the scenes and read by the plan threads: never written
+            one.setflags(write=False)
+        pixels_of = floats * b if repeated else floats
     return [
         Scene(
-            image=blank if host is None else to_float(host[i])[0],
+            image=pixels_of[i],
             region=None if region_np is None else region_np[i],
-            partners=tuple(_as_colour(np.asarray(p), layout.colour_channels, "partner image") for p in partners),
+            partners=partner_arrays,
             textures=tuple(textures),
             quantum=layout.quantum,
         )
@@ -189,6 +201,7 @@ def render_batch(
     bins: Sequence[SizeBin] = DEFAULT_BINS,
     method: Method | None = None,
     strict: bool = True,
+    prep_threads: int | None = None,
 ) -> BatchAnomalies:
     """Render ``specs[i]`` into ``images[i]`` for the whole batch on the images' device.
 
@@ -196,8 +209,67 @@ def render_batch(
     ``regions``  optional ``(B, H, W)`` allowed-pixel masks (bool, or uint8 with 255 = allowed).
     ``textures`` texture images for SYNAGEN's ``texture`` mode (numpy, any layout).
     ``partners`` other normal images for FPI (numpy, any size; none: the image rotated 180°).
+    ``prep_threads`` CPU threads that make the specs' plans (``prepare``; default: every usable
+    CPU); the bytes do not depend on it.
     Raises ``SizeBinError`` naming the anomalies no placement could bring into their bin, or
     with ``strict=False`` lists them in ``BatchAnomalies.missed``.
+    """
+    return prepare_batch(
+        images, specs, regions=regions, textures=textures, partners=partners, bins=bins, method=method,
+        prep_threads=prep_threads,
+    ).render(strict=strict)
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """A batch whose per-spec plans are being made on CPU threads (``prepare_batch``);
+    ``render()`` waits for them and renders on the device."""
+
+    images: torch.Tensor
+    colour: torch.Tensor
+    alpha: torch.Tensor | None
+    layout: ImageLayout
+    specs: tuple[Spec, ...]
+    method: Method
+    renderer: type
+    region_mask: torch.Tensor | None
+    textures: tuple[np.ndarray, ...]
+    scenes: tuple[Scene, ...]
+    plans: tuple[Future, ...]
+    bins: tuple[SizeBin, ...]
+
+    def render(self, strict: bool = True) -> BatchAnomalies:
+        """``render_batch``'s result for this batch (same errors, same bytes)."""
+        plans = [plan.result() for plan in self.plans]
+        rendered = self.renderer(
+            self.method, self.colour, self.region_mask, self.specs, self.scenes, self.layout.quantum, self.textures,
+            plans=plans,
+        ).run()
+        missed = [i for i, r in enumerate(rendered) if r is None]
+        if missed and strict:
+            spec = self.specs[missed[0]]
+            raise SizeBinError(
+                f"could not bring anomalies {missed} of the batch into their size bins (the first: "
+                f"{spec.method} {spec.shape}/{spec.mode} in {spec.size_bin.name if spec.size_bin else 'any size'}); "
+                "the image may be too flat for the mode or the region too fragmented; try other seeds, modes or bins"
+            )
+        return _assemble(self.images, self.colour, self.alpha, self.layout, self.specs, rendered, self.bins)
+
+
+def prepare_batch(
+    images: torch.Tensor,
+    specs: Sequence[Spec],
+    *,
+    regions: torch.Tensor | None = None,
+    textures: Sequence[np.ndarray] = (),
+    partners: Sequence[np.ndarray] = (),
+    bins: Sequence[SizeBin] = DEFAULT_BINS,
+    method: Method | None = None,
+    prep_threads: int | None = None,
+) -> PreparedBatch:
+    """Start making the per-spec plans of a batch on ``prep_threads`` CPU threads and return at
+    once; ``.render()`` renders it. Arguments as ``render_batch``'s. Preparing the next batch
+    before rendering this one keeps the device busy while the CPU plans.
     """
     colour, alpha, layout = split(images)
     if len(specs) != images.shape[0]:
@@ -210,19 +282,15 @@ def render_batch(
     texture_arrays = _textures(textures)
     module_name, class_name = _RENDERERS[method_obj.name].split(":")
     renderer = getattr(importlib.import_module(f"{__name__}.{module_name}"), class_name)
-    scenes = _scenes(
+    scenes = tuple(_scenes(
         images, layout, region_mask, texture_arrays, pixels=getattr(renderer, "needs_pixels", False), partners=partners
+    ))
+    plans = plan_pool(prep_threads).map(
+        partial(renderer.plan, method_obj, textures=texture_arrays), specs, scenes
     )
-    rendered = renderer(method_obj, colour, region_mask, specs, scenes, layout.quantum, texture_arrays).run()
-    missed = [i for i, r in enumerate(rendered) if r is None]
-    if missed and strict:
-        spec = specs[missed[0]]
-        raise SizeBinError(
-            f"could not bring anomalies {missed} of the batch into their size bins (the first: "
-            f"{spec.method} {spec.shape}/{spec.mode} in {spec.size_bin.name if spec.size_bin else 'any size'}); "
-            "the image may be too flat for the mode or the region too fragmented; try other seeds, modes or bins"
-        )
-    return _assemble(images, colour, alpha, layout, specs, rendered, bins)
+    return PreparedBatch(
+        images, colour, alpha, layout, tuple(specs), method_obj, renderer, region_mask, texture_arrays, scenes, tuple(plans), tuple(bins)
+    )
 
 
 def _background_brightness(images: torch.Tensor, layout: ImageLayout) -> list[float]:

@@ -78,7 +78,8 @@ def _table(shape: str, params_json: str, angle: float) -> np.ndarray:
     return table
 
 
-def _plan(method: Synagen, spec: Spec, scene: Scene, textures: Sequence[np.ndarray]) -> _Plan:
+def _plan(method: Synagen, spec: Spec, scene: Scene, textures: Sequence[np.ndarray] = ()) -> _Plan:
+    """One spec's CPU preparation (thread-safe: reads the spec and scene, writes nothing shared)."""
     if spec.method != "synagen":
         raise InvalidParameterError(f"the SYNAGEN batch renderer got a {spec.method!r} spec")
     p = spec.params
@@ -208,6 +209,9 @@ def _blur3(values: torch.Tensor) -> torch.Tensor:
 class SynagenBatch:
     """The device state of one batch: images, regions, shape pyramids, noise, textures."""
 
+    #: one spec's CPU preparation, made on ``prepare.PlanPool`` threads
+    plan = staticmethod(_plan)
+
     def __init__(
         self,
         method: Synagen,
@@ -217,6 +221,7 @@ class SynagenBatch:
         scenes: Sequence[Scene],
         quantum: float,
         textures: Sequence[np.ndarray],
+        plans: Sequence[_Plan] | None = None,
     ) -> None:
         self.method = method
         self.device = colour.device
@@ -224,7 +229,9 @@ class SynagenBatch:
         self.regions = regions
         self.quantum = quantum
         self.height, self.width = int(colour.shape[2]), int(colour.shape[3])
-        self.plans = [_plan(method, spec, scene, textures) for spec, scene in zip(specs, scenes)]
+        self.plans = list(plans) if plans is not None else [
+            _plan(method, spec, scene, textures) for spec, scene in zip(specs, scenes)
+        ]
         b = len(self.plans)
         self.crops = _canvas([plan.crop for plan in self.plans], self.device)
         self.tables = _canvas([plan.table for plan in self.plans], self.device, np.float64)
