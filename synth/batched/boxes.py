@@ -17,7 +17,7 @@ import torch
 from ..method import Method, Scene, Spec
 from ..partner import partner_image
 from ..sizing import PLACEMENT_ATTEMPTS, Steering, anchor_point, box_around, pixel_bounds, shifted, target_pixels
-from .layout import changed_pixels, quantize
+from .layout import changed_pixels, channels_last, quantize
 from .steering import Rendered, Renders, steer_batch
 
 
@@ -39,7 +39,7 @@ class _BoxBatch:
         plans: Sequence[Any] | None = None,
     ) -> None:
         self.device = colour.device
-        self.colour = colour.permute(0, 2, 3, 1).contiguous()  # (B, H, W, C)
+        self.colour = channels_last(colour)  # (B, H, W, C)
         self.regions = regions
         self.quantum = quantum
         self.specs, self.scenes = list(specs), list(scenes)
