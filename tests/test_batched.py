@@ -425,6 +425,11 @@ def test_the_batched_transform_does_not_depend_on_how_images_are_batched():
     first, second = split(images[:4]), split(images[4:])
     assert torch.equal(whole[0], torch.cat([first[0], second[0]]))
     assert torch.equal(whole[1], torch.cat([first[1], second[1]]))
+    # equal batches: each call's specs and plans were made while the previous one rendered
+    pairs = BatchSynthesize(seed=0, p=0.5, size_bin=1, prep_threads=1)
+    thirds = [pairs(images[k : k + 2]) for k in (0, 2, 4)]
+    assert torch.equal(whole[0], torch.cat([t[0] for t in thirds]))
+    assert whole[2] == [r for t in thirds for r in t[2]]
     records = whole[2]
     assert 0 < sum(r is not None for r in records) < 6  # p = 0.5 leaves some images normal
     for k, record in enumerate(records):

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import importlib
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Sequence
 
@@ -109,6 +109,16 @@ def _method(method: str | Method, options: dict[str, Any]) -> Method:
             "synth.synthesize (or anomalyforge synth without --device)"
         )
     return obj
+
+
+def _renderer(method: Method) -> type:
+    module_name, class_name = _RENDERERS[method.name].split(":")
+    return getattr(importlib.import_module(f"{__name__}.{module_name}"), class_name)
+
+
+def _reads_pixels(method: Method) -> bool:
+    """Whether drawing or planning the method's specs reads the images' pixels (not only their size)."""
+    return method.name in _SAMPLES_PIXELS or getattr(_renderer(method), "needs_pixels", False)
 
 
 def _regions(regions: torch.Tensor | None, images: torch.Tensor) -> torch.Tensor | None:
@@ -238,6 +248,22 @@ class PreparedBatch:
     plans: tuple[Future, ...]
     bins: tuple[SizeBin, ...]
 
+    def on(self, images: torch.Tensor) -> "PreparedBatch":
+        """The same specs and plans for another batch of images of the same shape and dtype
+        (on the same device), for renderers whose plans do not read pixels; lets a caller
+        prepare a batch before its images exist (``BatchSynthesize``)."""
+        if getattr(self.renderer, "needs_pixels", False):
+            raise InvalidParameterError(
+                f"{self.method.name}'s plans read the images' pixels; prepare it with its own images (prepare_batch)"
+            )
+        if images.shape != self.images.shape or images.dtype != self.images.dtype or images.device != self.images.device:
+            raise InvalidParameterError(
+                f"this batch was prepared for {tuple(self.images.shape)} {self.images.dtype} images on "
+                f"{self.images.device}, got {tuple(images.shape)} {images.dtype} on {images.device}"
+            )
+        colour, alpha, layout = split(images)
+        return replace(self, images=images, colour=colour, alpha=alpha, layout=layout)
+
     def render(self, strict: bool = True) -> BatchAnomalies:
         """``render_batch``'s result for this batch (same errors, same bytes)."""
         plans = [plan.result() for plan in self.plans]
@@ -280,8 +306,7 @@ def prepare_batch(
     method_obj = _method(method if method is not None else specs[0].method, {})
     region_mask = _regions(regions, images)
     texture_arrays = _textures(textures)
-    module_name, class_name = _RENDERERS[method_obj.name].split(":")
-    renderer = getattr(importlib.import_module(f"{__name__}.{module_name}"), class_name)
+    renderer = _renderer(method_obj)
     scenes = tuple(_scenes(
         images, layout, region_mask, texture_arrays, pixels=getattr(renderer, "needs_pixels", False), partners=partners
     ))
