@@ -8,7 +8,8 @@ the source's encoding, whose one-off cost per source image is amortised over its
 included here). Each
 cell renders one drawn anomaly in all five bins (the protocol's pattern). Single process.
 OpenCV runs single-threaded here (as in the protocol's worker processes), so a process uses one
-core; times are wall-clock seconds (``time.perf_counter``): run it on an otherwise idle machine.
+core, and times are that process's CPU seconds (``time.process_time``), which other work on the
+machine barely moves.
 
 ``--profile`` adds, per size, where a render's time goes (cProfile, cumulative time of the stages,
 milliseconds per output; profiling adds its own overhead, so read the shares, not the sum).
@@ -35,9 +36,9 @@ from synth.synagen.modes import DEFAULT_MODES
 def run(size: int, per_cell: int) -> list[tuple[str, str, float, float, float]]:
     image = cv2.resize(skimage.data.astronaut(), (size, size), interpolation=cv2.INTER_LINEAR)
     rows = []
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     base, mask_base = Base.of(image), Base.of(np.zeros(image.shape[:2], np.uint8))
-    base_s = time.perf_counter() - t0
+    base_s = time.process_time() - t0
     outputs_per_source = len(SHAPES) * len(DEFAULT_MODES) * per_cell * len(DEFAULT_BINS)
     for shape in SHAPES:
         for mode in DEFAULT_MODES:
@@ -46,12 +47,12 @@ def run(size: int, per_cell: int) -> list[tuple[str, str, float, float, float]]:
             hits = total = 0
             for seed in range(per_cell):
                 for b, size_bin in enumerate(DEFAULT_BINS):
-                    t0 = time.perf_counter()
+                    t0 = time.process_time()
                     a = synthesize(image, seed=1000 + seed, shape=shape, mode=mode, size_bin=b)
-                    t1 = time.perf_counter()
+                    t1 = time.process_time()
                     encode_png(a.image, base=base)
                     encode_png(a.mask_u8, base=mask_base)
-                    t2 = time.perf_counter()
+                    t2 = time.process_time()
                     render_s += t1 - t0
                     png_s += t2 - t1
                     hits += size_bin.contains(a.record["area_fraction"])
