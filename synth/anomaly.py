@@ -57,8 +57,13 @@ def changed_pixels(source: np.ndarray, output: np.ndarray, quantum: float) -> np
     ``source`` and ``output`` are float ``(H, W, C)``; ``output`` is quantised the way it will be
     written (``quantum`` = 1/255 for uint8), so what a method measures is what a user will see.
     """
-    delta = np.abs(quantize(output, quantum) - source)
-    return (channel_max(delta) if delta.ndim == 3 else delta) > CHANGE_TOLERANCE + 1e-6
+    return _largest_change(source, quantize(output, quantum)) > CHANGE_TOLERANCE + 1e-6
+
+
+def _largest_change(source: np.ndarray, stored: np.ndarray) -> np.ndarray:
+    """float32 ``(H, W)``: the largest per-channel ``|stored - source|`` (the ``diff`` map)."""
+    delta = np.abs(stored - source)
+    return channel_max(delta) if delta.ndim == 3 else delta
 
 
 def size_bin_name(fraction: float, bins: Sequence[SizeBin] = DEFAULT_BINS) -> str:
@@ -164,11 +169,14 @@ def finish(
         # The guarantee does not depend on each method getting it right.
         output = np.where(scene.region[win][:, :, None], output, source)
     output = quantize(output, scene.quantum)
-    mask_w = changed_pixels(source, output, scene.quantum)
+    # ``output`` holds stored values already (quantising is idempotent), so the changed pixels
+    # are read from the same largest-change map that is the ``diff``
+    change = _largest_change(source, output)
+    mask_w = change > CHANGE_TOLERANCE + 1e-6
     mask = np.zeros((height, width), bool)
     mask[win] = mask_w
     diff = np.zeros((height, width), np.float32)
-    diff[win] = channel_max(np.abs(output - source))
+    diff[win] = change
     label = None
     if rendering.label is not None:
         label = np.zeros((height, width), np.float32)

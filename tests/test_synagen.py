@@ -242,6 +242,12 @@ def test_scaled_shapes_match_opencvs_area_resize_bit_for_bit():
             np.testing.assert_allclose(scaled.values(*size), reference, atol=2e-5)
             checked += 1
     assert checked == 600
+    # cells that do not tile the source (OpenCV drops slivers under 1e-3 of a pixel, which only
+    # happens above 1000 output pixels a side) are read right too
+    big = cv2.resize(crop, (1500, 1100), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_allclose(
+        ScaledShape(big).values(1499, 1099), cv2.resize(big, (1499, 1099), interpolation=cv2.INTER_AREA), atol=2e-5
+    )
     # a value exactly on the threshold is answered by cv2.resize itself
     half = np.zeros((40, 40), np.float32)
     half[:, :21] = 1.0  # output column 10 averages one 1 and one 0

@@ -11,6 +11,7 @@ The multiplicative noise of ``transparent_noise`` / ``transparent_color_noise`` 
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import cv2
@@ -67,10 +68,17 @@ def sample_mode(
 
 
 def noise_field(params: dict[str, Any], height: int, width: int) -> np.ndarray:
-    """float32 ``(H, W)`` upscaled U[0, 1) noise for the whole image."""
-    side = params["noise_grid"]
-    grid = np.random.default_rng(params["noise_seed"]).random((side, side), dtype=np.float32)
-    return cv2.resize(grid, (width, height), interpolation=cv2.INTER_LINEAR)
+    """float32 ``(H, W)`` upscaled U[0, 1) noise for the whole image (read-only: the protocol
+    renders one drawn anomaly in five sizes, which share it)."""
+    return _noise_field(int(params["noise_grid"]), int(params["noise_seed"]), height, width)
+
+
+@lru_cache(maxsize=4)
+def _noise_field(side: int, seed: int, height: int, width: int) -> np.ndarray:
+    grid = np.random.default_rng(seed).random((side, side), dtype=np.float32)
+    field = cv2.resize(grid, (width, height), interpolation=cv2.INTER_LINEAR)
+    field.setflags(write=False)
+    return field
 
 
 def texture_field(texture: np.ndarray, offset: list[float], height: int, width: int, channels: int) -> np.ndarray:
