@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, replace
-from functools import lru_cache
 from typing import Any, Sequence
 
 import numpy as np
@@ -40,6 +39,7 @@ from ..synagen.method import _COVERAGE_THRESHOLDS, _PLACEMENT_ATTEMPTS, STEERING
 from ..synagen.modes import texture_field
 from ..synagen.shapes import rotated_shape
 from .layout import changed_pixels, channels_last, quantize
+from .prepare import made_once
 from .steering import Rendered, Renders, steer_batch
 
 #: pixels kept around the placed shape: the contour band reaches 1 pixel out, its blur 1 more
@@ -67,15 +67,17 @@ class _Plan:
     texture: np.ndarray | None
 
 
-@lru_cache(maxsize=16)
-def _table(shape: str, params_json: str, angle: float) -> np.ndarray:
-    """Summed-area table ``(h + 1, w + 1)`` float64 of the rotated shape: ``T[i, j]`` is the sum
-    of ``crop[:i, :j]``, so any box average (also over fractional pixels) is four bilinear reads."""
+@made_once(maxsize=32)
+def _shape(shape: str, params_json: str, angle: float) -> tuple[np.ndarray, np.ndarray]:
+    """The rotated shape ``(h, w)`` float32 and its summed-area table ``(h + 1, w + 1)`` float64:
+    ``T[i, j]`` is the sum of ``crop[:i, :j]``, so any box average (also over fractional pixels)
+    is four bilinear reads. Made once per drawn shape, also when the plan threads of its five
+    size bins ask for it at the same time."""
     crop = rotated_shape(shape, json.loads(params_json), angle)
     table = np.zeros((crop.shape[0] + 1, crop.shape[1] + 1), np.float64)
     table[1:, 1:] = crop.astype(np.float64).cumsum(axis=0).cumsum(axis=1)
     table.setflags(write=False)
-    return table
+    return crop, table
 
 
 def _plan(method: Synagen, spec: Spec, scene: Scene, textures: Sequence[np.ndarray] = ()) -> _Plan:
@@ -86,8 +88,7 @@ def _plan(method: Synagen, spec: Spec, scene: Scene, textures: Sequence[np.ndarr
     size_bin = spec.size_bin or SizeBin.parse("0.02-15%")
     lo_px, hi_px = pixel_bounds(size_bin, scene)
     target_px = target_pixels(size_bin, p["target_fraction"], scene)
-    table = _table(spec.shape, json.dumps(p["shape_params"], sort_keys=True), float(p["angle"]))
-    crop = rotated_shape(spec.shape, p["shape_params"], float(p["angle"]))
+    crop, table = _shape(spec.shape, json.dumps(p["shape_params"], sort_keys=True), float(p["angle"]))
     mode_params = p["mode_params"]
     noise = None
     if spec.mode not in ("transparent", "texture"):
