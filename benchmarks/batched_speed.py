@@ -1,7 +1,7 @@
 """Throughput of the numpy path and the batched torch renderer, 256² and 1024² RGB.
 
     python benchmarks/batched_speed.py [--seeds 8] [--sizes 256 1024] [--batch 40] [--methods synagen cutpaste ...]
-                                       [--prep-threads N] [--no-protocol]
+                                       [--prep-threads N] [--no-protocol] [--paths numpy cpu cuda]
 
 ``--methods`` (default: synagen) takes any of ``synth.batched.BATCHED_METHODS``; each gets its
 rows.
@@ -173,10 +173,14 @@ def main() -> None:
     parser.add_argument("--prep-threads", type=int, default=None,
                         help=f"CPU threads making the torch rows' plans (default: every usable CPU, here {usable_cpus()})")
     parser.add_argument("--no-protocol", action="store_true", help="leave out the protocol column (faster)")
+    parser.add_argument("--paths", nargs="+", default=["numpy", "cpu", "cuda"], choices=["numpy", "cpu", "cuda"],
+                        help="rows to measure (default: all; cuda only where a GPU is present)")
     args = parser.parse_args()
     threads = args.prep_threads or usable_cpus()
-    paths = [("numpy (1 process)", None), ("torch cpu", "cpu")]
-    if torch.cuda.is_available():
+    paths = [("numpy (1 process)", None)] if "numpy" in args.paths else []
+    if "cpu" in args.paths:
+        paths.append(("torch cpu", "cpu"))
+    if "cuda" in args.paths and torch.cuda.is_available():
         paths.append((f"torch cuda ({torch.cuda.get_device_name(0)})", "cuda"))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} torch CPU threads, {threads} plan threads; "
           f"{args.seeds} seeds x 5 bins per row, batches of {args.batch}")
