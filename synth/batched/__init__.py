@@ -355,9 +355,11 @@ def _assemble(images, colour, alpha, layout, specs, rendered: list[Rendered], bi
         out_images[i, :cc, ys, xs] = join(r.output.permute(2, 0, 1)[None], None, layout, images.dtype)[0]
         masks[i, ys, xs] = r.changed
         diffs[i, ys, xs] = (r.output - source).abs().amax(dim=-1)
-        windows += [source.reshape(-1), r.output.reshape(-1), r.changed.reshape(-1).to(torch.float32)]
-    # every window the records measure, copied to the host at once (one transfer, not 3 per anomaly)
-    host = iter(np.split(torch.cat(windows).cpu().numpy(), np.cumsum([t.numel() for t in windows])[:-1]) if windows else ())
+        windows += [source.reshape(-1), r.output.reshape(-1), r.changed.reshape(-1).to(source.dtype)]
+    if images.device.type == "cpu":  # the windows are host memory already: read them in place
+        host = iter([t.numpy() for t in windows])
+    else:  # every window the records measure, copied to the host at once (one transfer, not 3 per anomaly)
+        host = iter(np.split(torch.cat(windows).cpu().numpy(), np.cumsum([t.numel() for t in windows])[:-1]) if windows else ())
     for i, (spec, r) in enumerate(zip(specs, rendered)):
         if r is None:
             records.append(None)
