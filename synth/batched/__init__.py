@@ -27,6 +27,12 @@ quantum; tests/test_batched.py measures it); DRAEM, fractal and foreground Perli
 their noise fields, fills and foreground masks are made on the CPU by the numpy path's own
 functions from the spec's seeds (``noise_masks``), the ranking, blend and size search on the
 device. NSA's Poisson blending and Hybrid stay on the CPU path: ``synth.synthesize`` per image.
+
+The CPU work of a batch (each spec's *plan*: SYNAGEN's shape panels, the noise fields and
+fills) is made on a pool of threads (``prepare``; ``prep_threads``, default every usable CPU):
+``prepare_batch`` starts it and returns, ``PreparedBatch.render`` renders on the device, so a
+caller that prepares batch k+1 before rendering batch k keeps the device busy (the protocol's
+runner and ``BatchSynthesize`` do). The bytes depend on neither.
 """
 
 from __future__ import annotations

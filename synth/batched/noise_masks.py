@@ -3,16 +3,18 @@ torch device.
 
 What runs where, so that the outputs are the numpy path's bytes:
 
-* on the CPU, once per anomaly and placement attempt: the noise field, by ``synth.perlin``'s own
+* on the CPU, once per anomaly and placement attempt (the first attempt's as the spec's plan,
+  made on ``prepare.PlanPool`` threads together with the fill): the noise field, by ``synth.perlin``'s own
   ``rotated_noise`` from the spec's integer seeds (its OpenCV resampling is not reproduced on the
   device); the fill (``draem.fill_image``: the resized, augmented texture, the shuffled tiles of
   the image or the procedural noise texture, by OpenCV) or, for foreground Perlin, the partner
   image and the estimated foreground masks (``synth.foreground``). These read the image's
   pixels, so the batch is copied to the host once per ``render_batch`` for these methods;
-* on the device, for every render of the size search: ranking the noise (a sort, exact on any
-  device), the mask of the ``k`` highest-noise allowed pixels (or the thresholded noise without
-  a size bin), the blend ``(1 - opacity) * image + opacity * fill`` in float32, the region,
-  quantisation and the measured changed area;
+* on the device, for every render of the size search and all anomalies of the step together:
+  ranking the noise (a sort, exact on any device), the mask of the ``k`` highest-noise allowed
+  pixels (or the thresholded noise without a size bin), the blend
+  ``(1 - opacity) * image + opacity * fill`` in float32, the region, quantisation and the
+  measured changed area (two host reads per step: the masks' boxes, then the areas);
 * the size search is ``sizing.fit``'s, batched (``boxes._BoxBatch.run``).
 
 Every step is the numpy path's operation in the same precision, so outputs are byte-identical

@@ -3,9 +3,11 @@
 The specs are the ones ``Synagen.sample`` draws, so parameter distributions are those of the
 numpy path. What runs where:
 
-* on the CPU, once per spec: the shape panel and its rotation (``rotated_shape``, shared with the
-  numpy path and cached, so the five sizes of one drawn shape cost one panel), its summed-area
-  table, the noise grid from the spec's ``noise_seed`` and the texture crop;
+* on the CPU, once per spec, as its plan (``_plan``, made on ``prepare.PlanPool`` threads while
+  the device renders, see ``prepare``): the shape panel and its rotation (``rotated_shape``,
+  shared with the numpy path; made once per drawn shape, so its five sizes cost one panel, also
+  when their plans are made at the same time), its summed-area table, the noise grid from the
+  spec's ``noise_seed`` and the texture crop;
 * on the device, for every render of the size search: scaling and placing the shape as
   ``cv2.resize`` does (shrinking: the exact box average of ``INTER_AREA``, read from the
   summed-area table with four bilinear taps; enlarging: ``INTER_LINEAR``), thresholded at the
@@ -14,7 +16,8 @@ numpy path. What runs where:
   operations;
 * on the CPU between renders: the size search itself (``sizing.correct`` on float64 numpy
   vectors of the batch, the same policy as the numpy path), so every device takes the same steps
-  for the same measured areas.
+  for the same measured areas. Each render step reads the device twice (the placed shapes'
+  boxes, which position them, and the measured areas), whatever the batch size.
 
 Per-pixel work is written with separate elementwise operations and gathers (no convolutions, no
 ``grid_sample`` with batch-dependent normalisation, no transcendental functions), so one anomaly's
@@ -382,8 +385,9 @@ class SynagenBatch:
             grown = _dilate(footprint, outer) if outer else footprint
             if outer and region is not None:
                 grown &= region
-            predicted = grown.sum(dim=(1, 2)).cpu().numpy().astype(np.float64)
-            placed = footprint.any(dim=2).any(dim=1).cpu().numpy()
+            # one host read for both
+            counts = torch.stack([grown.sum(dim=(1, 2)), footprint.sum(dim=(1, 2))]).cpu().numpy()
+            predicted, placed = counts[0].astype(np.float64), counts[1] > 0
             t = target[rows]
             done = ~placed | (predicted == 0) | (np.abs(predicted - t) <= 0.05 * t)
             with np.errstate(divide="ignore", invalid="ignore"):
