@@ -57,6 +57,7 @@ _RENDERERS = {
     "fractal": "noise_masks:NoiseMaskBatch",
     "foreground_perlin": "noise_masks:NoiseMaskBatch",
     "draem": "noise_masks:NoiseMaskBatch",
+    "nsa": "nsa:NSABatch",
 }
 #: methods whose rendering runs batched on a torch device
 BATCHED_METHODS = tuple(_RENDERERS)
@@ -96,8 +97,8 @@ def _method(method: str | Method, options: dict[str, Any]) -> Method:
     obj = get_method(method, **options) if isinstance(method, str) else method
     if obj.name not in BATCHED_METHODS:
         where = (
-            "its Poisson blending runs on the CPU path"
-            if obj.name == "nsa"
+            "it mixes methods per image (render each drawn method's batch instead)"
+            if obj.name == "hybrid"
             else "it has no batched renderer yet"
         )
         raise UnsupportedMethodError(
