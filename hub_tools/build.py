@@ -41,7 +41,7 @@ from datasets import Features
 from PIL import Image as PILImage
 
 from synth.image import encode_png, load_image, to_float
-from synth.layout import BUILD_RECORD, FAILURES, METADATA, layout_of
+from synth.layout import BUILD_RECORD, FAILURES, METADATA, folder_layout
 from synth.config import GENERATION_KEYS, ProtocolConfig, RunOptions, parse_generation, resolve_generation
 from synth.record import FILE_COLUMNS, LABEL_NAMES, source_record
 from synth.sizebins import SizeBin
@@ -77,7 +77,7 @@ class BuildResult:
 
 def is_imagefolder(path: Path) -> bool:
     """True when ``path`` is a finished output folder of the generation protocol."""
-    layout = layout_of(path)
+    layout = folder_layout(path)
     return layout is not None and layout.kind == "generated" and layout.complete
 
 
@@ -88,7 +88,7 @@ def check_input_layout(input_dir: Path, build_dir: Path) -> None:
     anomaly-free images (its ``images/`` and ``masks/`` becoming new sources), and a build folder
     inside the input folder would have its own example images read back on a rerun.
     """
-    layout = layout_of(input_dir)  # the project's one recogniser of what it wrote
+    layout = folder_layout(input_dir)  # the project's one recogniser of what it wrote
     if layout is not None and layout.kind == "build":
         raise BuildError(
             f"{input_dir} is a build folder of `anomalyforge hub build`, not input images; pass the images "

@@ -66,7 +66,7 @@ def _build(root: Path) -> Layout | None:
     return None
 
 
-def layout_of(folder: str | os.PathLike) -> Layout | None:
+def folder_layout(folder: str | os.PathLike) -> Layout | None:
     """The project layout ``folder`` holds, or ``None`` for an ordinary folder.
 
     A generated folder is recognised by its ``config.json`` record (written before any output) or

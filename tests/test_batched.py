@@ -12,8 +12,10 @@ import pytest
 import skimage.data
 import torch
 
-from synth import DEFAULT_BINS, SizeBinError, synthesize
-from synth.batched import BATCHED_METHODS, UnsupportedMethodError, render_batch, sample_specs, synthesize_batch
+from synth import DEFAULT_BINS, InvalidParameterError, SizeBinError, synthesize
+from synth.batched import (
+    BATCHED_METHODS, UnsupportedMethodError, prepare_batch, render_batch, sample_specs, synthesize_batch,
+)
 from synth.sizing import Steering, correct
 
 SIZE = 160
@@ -142,6 +144,37 @@ def test_same_seed_gives_the_same_bytes_whatever_the_batch():
     # a replayed spec renders the same bytes
     again = render_batch(images, [type(s).from_dict(json.loads(s.to_json())) for s in whole.specs])
     assert torch.equal(again.images, whole.images)
+
+
+@pytest.mark.parametrize("name", ["synagen", "draem"])
+def test_same_bytes_whatever_the_number_of_prep_threads_and_the_batch_size(name):
+    """Plans are made on CPU threads (``prep_threads``) and batches may be prepared ahead: the
+    bytes, masks and records do not depend on either, nor on how the anomalies are batched."""
+    seeds = list(range(60, 74))
+    images = _batch(RGB, 7)
+    specs = [sample_specs(images[:1], name, seeds=[s], size_bin=k % len(DEFAULT_BINS))[0] for k, s in enumerate(seeds)]
+
+    def render(threads: int, size: int):
+        chunks = [specs[start : start + size] for start in range(0, len(specs), size)]
+        # every batch is prepared before the previous one renders, as the protocol's runner does
+        prepared = [prepare_batch(images[: len(c)], c, prep_threads=threads) for c in chunks]
+        outs = [p.render() for p in prepared]
+        return torch.cat([o.images for o in outs]), torch.cat([o.masks for o in outs]), [r for o in outs for r in o.records]
+
+    one_thread = render(1, 7)
+    for threads, size in ((4, 7), (1, 3), (4, 3)):
+        images_out, masks, records = render(threads, size)
+        assert torch.equal(images_out, one_thread[0])
+        assert torch.equal(masks, one_thread[1])
+        assert records == one_thread[2]
+    assert masks.any(dim=(1, 2)).all()
+
+
+def test_prep_threads_must_be_a_positive_count():
+    images = _batch(RGB, 1)
+    specs = sample_specs(images, seeds=[0])
+    with pytest.raises(InvalidParameterError, match="prep_threads"):
+        render_batch(images, specs, prep_threads=0)
 
 
 def test_the_spec_is_the_numpy_paths_spec_for_the_same_seed():
@@ -390,6 +423,11 @@ def test_the_batched_transform_does_not_depend_on_how_images_are_batched():
     first, second = split(images[:4]), split(images[4:])
     assert torch.equal(whole[0], torch.cat([first[0], second[0]]))
     assert torch.equal(whole[1], torch.cat([first[1], second[1]]))
+    # equal batches: each call's specs and plans were made while the previous one rendered
+    pairs = BatchSynthesize(seed=0, p=0.5, size_bin=1, prep_threads=1)
+    thirds = [pairs(images[k : k + 2]) for k in (0, 2, 4)]
+    assert torch.equal(whole[0], torch.cat([t[0] for t in thirds]))
+    assert whole[2] == [r for t in thirds for r in t[2]]
     records = whole[2]
     assert 0 < sum(r is not None for r in records) < 6  # p = 0.5 leaves some images normal
     for k, record in enumerate(records):

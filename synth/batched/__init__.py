@@ -37,7 +37,9 @@ state the measured numbers). Hybrid stays on the CPU path: ``synth.synthesize`` 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, Sequence
 
 import numpy as np
@@ -50,6 +52,7 @@ from ..method import Method, Rendering, Scene, Spec
 from ..registry import get_method
 from ..sizebins import DEFAULT_BINS, SizeBin, resolve_bin
 from .layout import join, layout_of, split
+from .prepare import plan_pool
 from .steering import Rendered
 
 #: method name -> its batch renderer (``module:Class`` under synth.batched, imported on use)
@@ -114,6 +117,16 @@ def _method(method: str | Method, options: dict[str, Any]) -> Method:
     return obj
 
 
+def _renderer(method: Method) -> type:
+    module_name, class_name = _RENDERERS[method.name].split(":")
+    return getattr(importlib.import_module(f"{__name__}.{module_name}"), class_name)
+
+
+def _reads_pixels(method: Method) -> bool:
+    """Whether drawing or planning the method's specs reads the images' pixels (not only their size)."""
+    return method.name in _SAMPLES_PIXELS or getattr(_renderer(method), "needs_pixels", False)
+
+
 def _regions(regions: torch.Tensor | None, images: torch.Tensor) -> torch.Tensor | None:
     if regions is None:
         return None
@@ -136,12 +149,21 @@ def _scenes(
     b, _, h, w = images.shape
     blank = np.broadcast_to(np.float32(0.0), (h, w, layout.colour_channels))
     region_np = None if regions is None else regions.cpu().numpy()
-    host = images.permute(0, 2, 3, 1).cpu().numpy() if pixels else None
+    partner_arrays = tuple(_as_colour(np.asarray(p), layout.colour_channels, "partner image") for p in partners)
+    pixels_of: list[np.ndarray] = [blank] * b
+    if pixels:
+        # one image repeated by ``expand`` (the protocol's batches) is copied and converted once
+        repeated = b > 1 and images.stride(0) == 0
+        host = (images[:1] if repeated else images).permute(0, 2, 3, 1).cpu().numpy()
+        floats = [to_float(one)[0] for one in host]
+        for one in floats:  # shared by the scenes and read by the plan threads: never written
+            one.setflags(write=False)
+        pixels_of = floats * b if repeated else floats
     return [
         Scene(
-            image=blank if host is None else to_float(host[i])[0],
+            image=pixels_of[i],
             region=None if region_np is None else region_np[i],
-            partners=tuple(_as_colour(np.asarray(p), layout.colour_channels, "partner image") for p in partners),
+            partners=partner_arrays,
             textures=tuple(textures),
             quantum=layout.quantum,
         )
@@ -195,6 +217,7 @@ def render_batch(
     bins: Sequence[SizeBin] = DEFAULT_BINS,
     method: Method | None = None,
     strict: bool = True,
+    prep_threads: int | None = None,
 ) -> BatchAnomalies:
     """Render ``specs[i]`` into ``images[i]`` for the whole batch on the images' device.
 
@@ -202,8 +225,83 @@ def render_batch(
     ``regions``  optional ``(B, H, W)`` allowed-pixel masks (bool, or uint8 with 255 = allowed).
     ``textures`` texture images for SYNAGEN's ``texture`` mode (numpy, any layout).
     ``partners`` other normal images for FPI (numpy, any size; none: the image rotated 180°).
+    ``prep_threads`` CPU threads that make the specs' plans (``prepare``; default: every usable
+    CPU); the bytes do not depend on it.
     Raises ``SizeBinError`` naming the anomalies no placement could bring into their bin, or
     with ``strict=False`` lists them in ``BatchAnomalies.missed``.
+    """
+    return prepare_batch(
+        images, specs, regions=regions, textures=textures, partners=partners, bins=bins, method=method,
+        prep_threads=prep_threads,
+    ).render(strict=strict)
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """A batch whose per-spec plans are being made on CPU threads (``prepare_batch``);
+    ``render()`` waits for them and renders on the device."""
+
+    images: torch.Tensor
+    colour: torch.Tensor
+    alpha: torch.Tensor | None
+    layout: ImageLayout
+    specs: tuple[Spec, ...]
+    method: Method
+    renderer: type
+    region_mask: torch.Tensor | None
+    textures: tuple[np.ndarray, ...]
+    scenes: tuple[Scene, ...]
+    plans: tuple[Future, ...]
+    bins: tuple[SizeBin, ...]
+
+    def on(self, images: torch.Tensor) -> "PreparedBatch":
+        """The same specs and plans for another batch of images of the same shape and dtype
+        (on the same device), for renderers whose plans do not read pixels; lets a caller
+        prepare a batch before its images exist (``BatchSynthesize``)."""
+        if getattr(self.renderer, "needs_pixels", False):
+            raise InvalidParameterError(
+                f"{self.method.name}'s plans read the images' pixels; prepare it with its own images (prepare_batch)"
+            )
+        if images.shape != self.images.shape or images.dtype != self.images.dtype or images.device != self.images.device:
+            raise InvalidParameterError(
+                f"this batch was prepared for {tuple(self.images.shape)} {self.images.dtype} images on "
+                f"{self.images.device}, got {tuple(images.shape)} {images.dtype} on {images.device}"
+            )
+        colour, alpha, layout = split(images)
+        return replace(self, images=images, colour=colour, alpha=alpha, layout=layout)
+
+    def render(self, strict: bool = True) -> BatchAnomalies:
+        """``render_batch``'s result for this batch (same errors, same bytes)."""
+        plans = [plan.result() for plan in self.plans]
+        rendered = self.renderer(
+            self.method, self.colour, self.region_mask, self.specs, self.scenes, self.layout.quantum, self.textures,
+            plans=plans,
+        ).run()
+        missed = [i for i, r in enumerate(rendered) if r is None]
+        if missed and strict:
+            spec = self.specs[missed[0]]
+            raise SizeBinError(
+                f"could not bring anomalies {missed} of the batch into their size bins (the first: "
+                f"{spec.method} {spec.shape}/{spec.mode} in {spec.size_bin.name if spec.size_bin else 'any size'}); "
+                "the image may be too flat for the mode or the region too fragmented; try other seeds, modes or bins"
+            )
+        return _assemble(self.images, self.colour, self.alpha, self.layout, self.specs, rendered, self.bins)
+
+
+def prepare_batch(
+    images: torch.Tensor,
+    specs: Sequence[Spec],
+    *,
+    regions: torch.Tensor | None = None,
+    textures: Sequence[np.ndarray] = (),
+    partners: Sequence[np.ndarray] = (),
+    bins: Sequence[SizeBin] = DEFAULT_BINS,
+    method: Method | None = None,
+    prep_threads: int | None = None,
+) -> PreparedBatch:
+    """Start making the per-spec plans of a batch on ``prep_threads`` CPU threads and return at
+    once; ``.render()`` renders it. Arguments as ``render_batch``'s. Preparing the next batch
+    before rendering this one keeps the device busy while the CPU plans.
     """
     colour, alpha, layout = split(images)
     if len(specs) != images.shape[0]:
@@ -214,21 +312,16 @@ def render_batch(
     method_obj = _method(method if method is not None else specs[0].method, {})
     region_mask = _regions(regions, images)
     texture_arrays = _textures(textures)
-    module_name, class_name = _RENDERERS[method_obj.name].split(":")
-    renderer = getattr(importlib.import_module(f"{__name__}.{module_name}"), class_name)
-    scenes = _scenes(
+    renderer = _renderer(method_obj)
+    scenes = tuple(_scenes(
         images, layout, region_mask, texture_arrays, pixels=getattr(renderer, "needs_pixels", False), partners=partners
+    ))
+    plans = plan_pool(prep_threads).map(
+        partial(renderer.plan, method_obj, textures=texture_arrays), specs, scenes
     )
-    rendered = renderer(method_obj, colour, region_mask, specs, scenes, layout.quantum, texture_arrays).run()
-    missed = [i for i, r in enumerate(rendered) if r is None]
-    if missed and strict:
-        spec = specs[missed[0]]
-        raise SizeBinError(
-            f"could not bring anomalies {missed} of the batch into their size bins (the first: "
-            f"{spec.method} {spec.shape}/{spec.mode} in {spec.size_bin.name if spec.size_bin else 'any size'}); "
-            "the image may be too flat for the mode or the region too fragmented; try other seeds, modes or bins"
-        )
-    return _assemble(images, colour, alpha, layout, specs, rendered, bins)
+    return PreparedBatch(
+        images, colour, alpha, layout, tuple(specs), method_obj, renderer, region_mask, texture_arrays, scenes, tuple(plans), tuple(bins)
+    )
 
 
 def _background_brightness(images: torch.Tensor, layout: ImageLayout) -> list[float]:
@@ -237,8 +330,11 @@ def _background_brightness(images: torch.Tensor, layout: ImageLayout) -> list[fl
     cc = layout.colour_channels
     colour = images[:, :cc]
     n = images.shape[2] * images.shape[3]
+    if images.shape[0] > 1 and images.stride(0) == 0:  # one image repeated: measure it once
+        return _background_brightness(images[:1], layout) * images.shape[0]
+    # integer sums are exact in any order; accumulating in the sum's dtype avoids a wide copy
     if layout.quantum:
-        means = (colour.to(torch.int64).sum(dim=(2, 3)).to(torch.float64) / n).cpu().numpy()
+        means = (colour.sum(dim=(2, 3), dtype=torch.int64).to(torch.float64) / n).cpu().numpy()
     else:
         means = colour.to(torch.float64).mean(dim=(2, 3)).cpu().numpy()
     scale = 1.0 / layout.quantum if layout.quantum else 1.0
@@ -255,9 +351,9 @@ def _assemble(images, colour, alpha, layout, specs, rendered: list[Rendered], bi
     backgrounds = _background_brightness(images, layout)
     records = []
     cc = layout.colour_channels
-    for i, (spec, r) in enumerate(zip(specs, rendered)):
+    windows = []
+    for i, r in enumerate(rendered):
         if r is None:  # missed (strict=False): the image stays as it was
-            records.append(None)
             continue
         wh, ww = r.changed.shape
         ys, xs = slice(r.oy, r.oy + wh), slice(r.ox, r.ox + ww)
@@ -265,9 +361,18 @@ def _assemble(images, colour, alpha, layout, specs, rendered: list[Rendered], bi
         out_images[i, :cc, ys, xs] = join(r.output.permute(2, 0, 1)[None], None, layout, images.dtype)[0]
         masks[i, ys, xs] = r.changed
         diffs[i, ys, xs] = (r.output - source).abs().amax(dim=-1)
+        windows += [source.reshape(-1), r.output.reshape(-1), r.changed.reshape(-1).to(torch.float32)]
+    # every window the records measure, copied to the host at once (one transfer, not 3 per anomaly)
+    host = iter(np.split(torch.cat(windows).cpu().numpy(), np.cumsum([t.numel() for t in windows])[:-1]) if windows else ())
+    for i, (spec, r) in enumerate(zip(specs, rendered)):
+        if r is None:
+            records.append(None)
+            continue
+        wh, ww = r.changed.shape
+        shape = (wh, ww, r.output.shape[-1])
+        source_np, output_np, changed_np = next(host).reshape(shape), next(host).reshape(shape), next(host)
         measured = measure(
-            source.cpu().numpy(), r.output.cpu().numpy(), r.changed.cpu().numpy(),
-            offset=(r.oy, r.ox), n_pixels=h * w,
+            source_np, output_np, changed_np.reshape(wh, ww) > 0.5, offset=(r.oy, r.ox), n_pixels=h * w,
         )
         angle = float(spec.params.get("angle", 0.0)) if spec.method in _ANGLE_IS_RECORDED else 0.0
         rendering = Rendering(image=np.empty((0, 0, cc), np.float32), angle=angle, extra=r.info)
@@ -326,7 +431,9 @@ __all__ = [
     "BatchSynthesize",
     "Synthesize",
     "collate_anomalies",
+    "PreparedBatch",
     "UnsupportedMethodError",
+    "prepare_batch",
     "render_batch",
     "sample_specs",
     "synthesize_batch",

@@ -9,7 +9,7 @@ byte-identical to the numpy path's (``tests/test_batched.py`` checks it).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ import torch
 from ..method import Method, Scene, Spec
 from ..partner import partner_image
 from ..sizing import PLACEMENT_ATTEMPTS, Steering, anchor_point, box_around, pixel_bounds, shifted, target_pixels
-from .layout import changed_pixels, quantize
+from .layout import changed_pixels, channels_last, quantize
 from .steering import Rendered, Renders, steer_batch
 
 
@@ -36,18 +36,29 @@ class _BoxBatch:
         scenes: Sequence[Scene],
         quantum: float,
         textures: Sequence[np.ndarray] = (),
+        plans: Sequence[Any] | None = None,
     ) -> None:
         self.device = colour.device
-        self.colour = colour.permute(0, 2, 3, 1).contiguous()  # (B, H, W, C)
+        self.colour = channels_last(colour)  # (B, H, W, C)
         self.regions = regions
         self.quantum = quantum
         self.specs, self.scenes = list(specs), list(scenes)
         self.height, self.width = int(colour.shape[2]), int(colour.shape[3])
         self.channels = int(colour.shape[1])
+        self.plans = list(plans) if plans is not None else [
+            self.plan(method, spec, scene, textures) for spec, scene in zip(self.specs, self.scenes)
+        ]
         self.prepare()
 
+    @staticmethod
+    def plan(method: Method, spec: Spec, scene: Scene, textures: Sequence[np.ndarray] = ()) -> Any:
+        """One spec's CPU preparation, made on ``prepare.PlanPool`` threads before the batch
+        renders (thread-safe: reads the spec and scene, writes nothing shared); ``self.plans[i]``.
+        The box methods' constants are cheap and made for the batch in ``prepare``."""
+        return None
+
     def prepare(self) -> None:
-        """Per-spec constants (sizes, fills, partners)."""
+        """Batch constants on the device (sizes, fills, partners), from the specs and plans."""
 
     def box(self, i: int, scale: float, attempt: int) -> tuple[int, int, int, int]:
         """The window ``(y0, y1, x0, x1)`` of anomaly ``i`` at ``scale``, as the method places it."""

@@ -52,11 +52,22 @@ def split(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, Imag
     """float32 colour ``(B, Cc, H, W)`` in [0, 1], the alpha channel (or ``None``) and the layout."""
     layout = layout_of(images)
     cc = layout.colour_channels
-    colour = images[:, :cc].to(torch.float32)
+    alpha = images[:, cc:] if layout.has_alpha else None
+    repeated = images.shape[0] > 1 and images.stride(0) == 0
+    # one image repeated by ``expand`` (the protocol's batches) is converted once and stays a view
+    colour = (images[:1] if repeated else images)[:, :cc].to(torch.float32)
     if layout.quantum:
         colour = colour * (1.0 / _scale(layout))
-    alpha = images[:, cc:] if layout.has_alpha else None
-    return colour.contiguous(), alpha, layout
+    colour = colour.contiguous()
+    return (colour.expand(images.shape[0], -1, -1, -1) if repeated else colour), alpha, layout
+
+
+def channels_last(colour: torch.Tensor) -> torch.Tensor:
+    """``(B, C, H, W)`` as a contiguous ``(B, H, W, C)`` (the numpy layout the renderers index);
+    a repeated image (batch stride 0) is permuted once and stays repeated."""
+    if colour.shape[0] > 1 and colour.stride(0) == 0:
+        return colour[:1].permute(0, 2, 3, 1).contiguous().expand(colour.shape[0], -1, -1, -1)
+    return colour.permute(0, 2, 3, 1).contiguous()
 
 
 def join(colour: torch.Tensor, alpha: torch.Tensor, layout: ImageLayout, dtype: torch.dtype) -> torch.Tensor:

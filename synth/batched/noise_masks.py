@@ -22,16 +22,39 @@ its bytes do not depend on the batch.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
 from ..draem import _PIXEL_COUNT, EMPTY_MASK_FALLBACK
+from ..method import Scene, Spec
 from ..partner import partner_image
 from ..perlin import rotated_noise
 from ..sizing import Steering
 from .boxes import _BoxBatch
 from .layout import changed_pixels, quantize
 from .steering import Renders
+
+
+@dataclass(frozen=True)
+class _NoisePlan:
+    """One spec's CPU preparation: the candidate pixels (``None``: all), the fill ``(H, W, C)``
+    float32 and the noise field of placement attempt 0 ``(H, W)`` float32."""
+
+    candidates: np.ndarray | None
+    blend: np.ndarray
+    noise: np.ndarray
+
+
+def _noise(spec: Spec, height: int, width: int, attempt: int) -> np.ndarray:
+    """The numpy path's noise field for one placement attempt (``DRAEM.render``'s call)."""
+    p = spec.params
+    ky, kx = p["scale_exponents"]
+    return rotated_noise(
+        (height, width), (2**ky, 2**kx), [int(p["noise_seed"]), attempt],
+        angle=p["angle"], octaves=int(p.get("octaves", 1)), persistence=float(p.get("persistence", 0.5)),
+    )
 
 
 class _Ranked:
@@ -67,27 +90,33 @@ class NoiseMaskBatch(_BoxBatch):
         self.method = method
         super().__init__(method, *args, **kwargs)
 
+    @staticmethod
+    def plan(method, spec: Spec, scene: Scene, textures=()) -> _NoisePlan:
+        """The numpy path's candidates, fill and first noise field for one spec (CPU)."""
+        candidates = method._candidates(scene, spec)
+        return _NoisePlan(
+            candidates=None if candidates is None else np.ascontiguousarray(candidates),
+            blend=np.ascontiguousarray(method._blend_source(scene, spec)),
+            noise=_noise(spec, scene.height, scene.width, 0),
+        )
+
     def prepare(self) -> None:
         dev = self.device
         self.opacity = [torch.tensor(np.float32(s.params["opacity"]), device=dev) for s in self.specs]
         self.candidates: list[torch.Tensor | None] = []
         self.blends: list[torch.Tensor] = []
         self.allowed = np.zeros(len(self.specs))
-        for spec, scene in zip(self.specs, self.scenes):
-            candidates = self.method._candidates(scene, spec)
-            self.candidates.append(None if candidates is None else torch.from_numpy(np.ascontiguousarray(candidates)).to(dev))
-            self.allowed[len(self.blends)] = scene.height * scene.width if candidates is None else int(candidates.sum())
-            self.blends.append(torch.from_numpy(np.ascontiguousarray(self.method._blend_source(scene, spec))).to(dev))
+        for i, (plan, scene) in enumerate(zip(self.plans, self.scenes)):
+            candidates = plan.candidates
+            self.candidates.append(None if candidates is None else torch.from_numpy(candidates).to(dev))
+            self.allowed[i] = scene.height * scene.width if candidates is None else int(candidates.sum())
+            self.blends.append(torch.from_numpy(plan.blend).to(dev))
         self.ranked: dict[tuple[int, int], _Ranked] = {}
 
     def _ranked(self, i: int, attempt: int) -> _Ranked:
         if (i, attempt) not in self.ranked:
-            p = self.specs[i].params
-            ky, kx = p["scale_exponents"]
-            noise = rotated_noise(
-                (self.height, self.width), (2**ky, 2**kx), [int(p["noise_seed"]), attempt],
-                angle=p["angle"], octaves=int(p.get("octaves", 1)), persistence=float(p.get("persistence", 0.5)),
-            )
+            # the first attempt's noise was planned; later placement attempts are rare
+            noise = self.plans[i].noise if attempt == 0 else _noise(self.specs[i], self.height, self.width, attempt)
             self.ranked[(i, attempt)] = _Ranked(torch.from_numpy(noise).to(self.device), self.candidates[i])
         return self.ranked[(i, attempt)]
 

@@ -39,7 +39,7 @@ from ..sizing import pixel_bounds, shifted, target_pixels
 from ..synagen.method import _COVERAGE_THRESHOLDS, _PLACEMENT_ATTEMPTS, STEERING, Synagen
 from ..synagen.modes import texture_field
 from ..synagen.shapes import rotated_shape
-from .layout import changed_pixels, quantize
+from .layout import changed_pixels, channels_last, quantize
 from .steering import Rendered, Renders, steer_batch
 
 #: pixels kept around the placed shape: the contour band reaches 1 pixel out, its blur 1 more
@@ -78,7 +78,8 @@ def _table(shape: str, params_json: str, angle: float) -> np.ndarray:
     return table
 
 
-def _plan(method: Synagen, spec: Spec, scene: Scene, textures: Sequence[np.ndarray]) -> _Plan:
+def _plan(method: Synagen, spec: Spec, scene: Scene, textures: Sequence[np.ndarray] = ()) -> _Plan:
+    """One spec's CPU preparation (thread-safe: reads the spec and scene, writes nothing shared)."""
     if spec.method != "synagen":
         raise InvalidParameterError(f"the SYNAGEN batch renderer got a {spec.method!r} spec")
     p = spec.params
@@ -166,19 +167,26 @@ def _bilinear(flat: torch.Tensor, cols: int, samples: torch.Tensor, ys: tuple, x
 
 
 def _windows(data: torch.Tensor, idx: np.ndarray, oy: np.ndarray, ox: np.ndarray, h: int, w: int) -> torch.Tensor:
-    """``data[i, oy:oy+h, ox:ox+w]`` for each anomaly ``i`` of ``idx`` (windows inside the image)."""
-    return torch.stack([data[i, y : y + h, x : x + w] for i, y, x in zip(idx.tolist(), oy.tolist(), ox.tolist())])
+    """``data[i, oy:oy+h, ox:ox+w]`` for each anomaly ``i`` of ``idx`` (windows inside the image),
+    as one gather (a copy: the values are the data's, whatever the batch)."""
+    dev = data.device
+    rows = torch.as_tensor(oy, device=dev)[:, None] + torch.arange(h, device=dev)[None]
+    cols = torch.as_tensor(ox, device=dev)[:, None] + torch.arange(w, device=dev)[None]
+    return data[torch.as_tensor(idx, device=dev)[:, None, None], rows[:, :, None], cols[:, None, :]]
 
 
 def _shifted_windows(canvas: torch.Tensor, dy: np.ndarray, dx: np.ndarray, h: int, w: int) -> torch.Tensor:
-    """``(n, h, w)`` windows of the ``(n, hc, wc)`` canvases starting at ``(dy, dx)``, zero outside."""
+    """``(n, h, w)`` windows of the ``(n, hc, wc)`` canvases starting at ``(dy, dx)``, zero outside
+    (one gather for the batch)."""
     n, hc, wc = canvas.shape
-    out = torch.zeros((n, h, w), dtype=canvas.dtype, device=canvas.device)
-    for k, (y, x) in enumerate(zip(dy.tolist(), dx.tolist())):
-        y0, y1, x0, x1 = max(y, 0), min(y + h, hc), max(x, 0), min(x + w, wc)
-        if y1 > y0 and x1 > x0:
-            out[k, y0 - y : y1 - y, x0 - x : x1 - x] = canvas[k, y0:y1, x0:x1]
-    return out
+    dev = canvas.device
+    rows = torch.as_tensor(dy, device=dev)[:, None] + torch.arange(h, device=dev)[None]
+    cols = torch.as_tensor(dx, device=dev)[:, None] + torch.arange(w, device=dev)[None]
+    inside = ((rows >= 0) & (rows < hc))[:, :, None] & ((cols >= 0) & (cols < wc))[:, None, :]
+    picked = canvas[
+        torch.arange(n, device=dev)[:, None, None], rows.clamp(0, hc - 1)[:, :, None], cols.clamp(0, wc - 1)[:, None, :]
+    ]
+    return picked & inside if picked.dtype == torch.bool else torch.where(inside, picked, torch.zeros_like(picked))
 
 
 def _dilate(mask: torch.Tensor, iterations: int) -> torch.Tensor:
@@ -208,6 +216,9 @@ def _blur3(values: torch.Tensor) -> torch.Tensor:
 class SynagenBatch:
     """The device state of one batch: images, regions, shape pyramids, noise, textures."""
 
+    #: one spec's CPU preparation, made on ``prepare.PlanPool`` threads
+    plan = staticmethod(_plan)
+
     def __init__(
         self,
         method: Synagen,
@@ -217,14 +228,17 @@ class SynagenBatch:
         scenes: Sequence[Scene],
         quantum: float,
         textures: Sequence[np.ndarray],
+        plans: Sequence[_Plan] | None = None,
     ) -> None:
         self.method = method
         self.device = colour.device
-        self.colour = colour.permute(0, 2, 3, 1).contiguous()  # (B, H, W, C): the numpy layout
+        self.colour = channels_last(colour)  # (B, H, W, C): the numpy layout
         self.regions = regions
         self.quantum = quantum
         self.height, self.width = int(colour.shape[2]), int(colour.shape[3])
-        self.plans = [_plan(method, spec, scene, textures) for spec, scene in zip(specs, scenes)]
+        self.plans = list(plans) if plans is not None else [
+            _plan(method, spec, scene, textures) for spec, scene in zip(specs, scenes)
+        ]
         b = len(self.plans)
         self.crops = _canvas([plan.crop for plan in self.plans], self.device)
         self.tables = _canvas([plan.table for plan in self.plans], self.device, np.float64)
@@ -275,13 +289,15 @@ class SynagenBatch:
             if is_area:
                 # the box [l * s, (l + 1) * s) of crop pixels behind each resized pixel
                 flat, cols = self.tables
-                y0, y1, x0, x1 = ly * sy[g], (ly + 1) * sy[g], lx * sx[g], (lx + 1) * sx[g]
-                hs, ws = t_ch[g], t_cw[g]
-
-                def integral(y, x):
-                    return _bilinear(flat, cols, samples[g], _taps(y, hs + 1, border=True), _taps(x, ws + 1, border=True))
-
-                total = integral(y1, x1) - integral(y0, x1) - integral(y1, x0) + integral(y0, x0)
+                # the table at the boxes' four corners in one read: rows [y0; y1], columns [x0; x1]
+                ys = torch.cat([ly * sy[g], (ly + 1) * sy[g]], dim=1)
+                xs = torch.cat([lx * sx[g], (lx + 1) * sx[g]], dim=1)
+                corners = _bilinear(
+                    flat, cols, samples[g], _taps(ys, t_ch[g] + 1, border=True), _taps(xs, t_cw[g] + 1, border=True)
+                )
+                i00, i01 = corners[:, :hn, :wn], corners[:, :hn, wn:]
+                i10, i11 = corners[:, hn:, :wn], corners[:, hn:, wn:]
+                total = i11 - i01 - i10 + i00
                 coverage[g] = (total / (sy[g][:, :, None] * sx[g][:, None, :])).to(torch.float32)
             else:
                 flat, cols = self.crops

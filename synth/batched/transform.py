@@ -26,7 +26,8 @@ from ..errors import InvalidImageError, InvalidParameterError
 from ..method import Method
 from ..registry import get_method
 from ..sizebins import DEFAULT_BINS, SizeBin, resolve_bin
-from . import _method, render_batch, sample_specs
+from . import _method, _reads_pixels, prepare_batch, sample_specs
+from .prepare import check_threads
 
 _MAX_SEED = 2**31 - 1
 
@@ -102,7 +103,10 @@ class BatchSynthesize(torch.nn.Module):
 
     Same options as ``Synthesize`` (batched methods only; ``partners`` are not used by them).
     ``seed`` starts the stream of per-image seeds; images left normal (share ``1 - p``) keep
-    their bytes, an all-False mask and the record ``None``.
+    their bytes, an all-False mask and the record ``None``. ``prep_threads`` CPU threads make the
+    specs' plans (default: every usable CPU); for methods whose plans need only the images' size
+    (SYNAGEN, CutPaste, ...) the next batch's are made while this one renders. Neither changes
+    the bytes.
     """
 
     def __init__(
@@ -116,6 +120,7 @@ class BatchSynthesize(torch.nn.Module):
         mode: str | None = None,
         bins: Sequence[SizeBin] = DEFAULT_BINS,
         textures: Sequence[np.ndarray] = (),
+        prep_threads: int | None = None,
         **options: Any,
     ) -> None:
         super().__init__()
@@ -124,31 +129,59 @@ class BatchSynthesize(torch.nn.Module):
         self.seed = int(seed)
         self.size_bin = size_bin
         self.shape, self.mode, self.bins, self.textures = shape, mode, tuple(bins), tuple(textures)
+        self.prep_threads = check_threads(prep_threads)
         self.seen = 0
+        # methods whose specs and plans need only the images' size are prepared a batch ahead
+        self._plans_ahead = not _reads_pixels(self.method)
+        self._ahead = None
 
-    def _draws(self, count: int) -> tuple[list[int], list[bool]]:
+    def _draws(self, first: int, count: int) -> tuple[list[int], list[bool]]:
+        """Seeds and coin flips of the images ``first .. first + count - 1`` of the stream."""
         seeds, chosen = [], []
-        for k in range(self.seen, self.seen + count):
+        for k in range(first, first + count):
             state = np.random.SeedSequence([self.seed, k]).generate_state(2)
             seeds.append(int(state[0] % _MAX_SEED))
             chosen.append(state[1] / 2.0**32 < self.p)
-        self.seen += count
         return seeds, chosen
 
+    def _prepare(self, images: torch.Tensor, seeds: list[int]):
+        specs = sample_specs(
+            images, self.method, seeds=seeds, shape=self.shape, mode=self.mode,
+            size_bin=self.size_bin, textures=self.textures, bins=self.bins,
+        )
+        return prepare_batch(
+            images, specs, textures=self.textures, bins=self.bins, method=self.method, prep_threads=self.prep_threads
+        )
+
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, tv_tensors.Mask, list[dict[str, Any] | None]]:
-        seeds, chosen = self._draws(int(images.shape[0]))
-        masks = torch.zeros((images.shape[0], *images.shape[2:]), dtype=torch.bool, device=images.device)
-        records: list[dict[str, Any] | None] = [None] * len(seeds)
+        count = int(images.shape[0])
+        first, self.seen = self.seen, self.seen + count
+        seeds, chosen = self._draws(first, count)
         picked = [k for k, c in enumerate(chosen) if c]
-        out = images
+        masks = torch.zeros((count, *images.shape[2:]), dtype=torch.bool, device=images.device)
+        records: list[dict[str, Any] | None] = [None] * count
+        key = (first, count, tuple(images.shape[1:]), images.dtype, images.device)
+        ahead, self._ahead = self._ahead, None
+        prepared = None
         if picked:
             index = torch.as_tensor(picked, device=images.device)
             subset = images.index_select(0, index)
-            specs = sample_specs(
-                subset, self.method, seeds=[seeds[k] for k in picked], shape=self.shape, mode=self.mode,
-                size_bin=self.size_bin, textures=self.textures, bins=self.bins,
-            )
-            result = render_batch(subset, specs, textures=self.textures, bins=self.bins, method=self.method)
+            if ahead is not None and ahead[0] == key:
+                prepared = ahead[1].on(subset)  # drawn and planned while the previous batch rendered
+            else:
+                prepared = self._prepare(subset, [seeds[k] for k in picked])
+        if self._plans_ahead:
+            # the next call's specs and plans are made on CPU threads while this batch renders,
+            # for a next batch of the same size and image size (another one is prepared anew)
+            next_seeds, next_chosen = self._draws(self.seen, count)
+            next_picked = [k for k, c in enumerate(next_chosen) if c]
+            if next_picked:
+                stand_in = images[:1].expand(len(next_picked), *images.shape[1:])
+                next_key = (self.seen, count, tuple(images.shape[1:]), images.dtype, images.device)
+                self._ahead = (next_key, self._prepare(stand_in, [next_seeds[k] for k in next_picked]))
+        out = images
+        if prepared is not None:
+            result = prepared.render()
             out = images.clone()
             out[index] = result.images
             masks[index] = result.masks
