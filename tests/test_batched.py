@@ -146,7 +146,7 @@ def test_same_seed_gives_the_same_bytes_whatever_the_batch():
     assert torch.equal(again.images, whole.images)
 
 
-@pytest.mark.parametrize("name", ["synagen", "draem"])
+@pytest.mark.parametrize("name", ["synagen", "draem", "nsa"])
 def test_same_bytes_whatever_the_number_of_prep_threads_and_the_batch_size(name):
     """Plans are made on CPU threads (``prep_threads``) and batches may be prepared ahead: the
     bytes, masks and records do not depend on either, nor on how the anomalies are batched."""

@@ -2,10 +2,11 @@
 
 What runs where:
 
-* on the CPU, once per anomaly: the partner (or the image itself) as the source, the object
-  masks (``nsa._object_masks``) and the 8-bit source; once per placement attempt: the patch
-  layout, by ``NSA.placement`` (the numpy path's rejection sampling from the spec's seed); once
-  per render of the size search: the destination boxes (``NSA._dst_boxes``) and each source
+* on the CPU, once per anomaly (``plan``, on the preparation threads): the partner (or the
+  image itself) as the source, the object masks (``nsa._object_masks``), the 8-bit source and
+  the first placement; once per further placement attempt: the patch layout, by
+  ``NSA.placement`` (the numpy path's rejection sampling from the spec's seed); once per render
+  of the size search: the destination boxes (``NSA._dst_boxes``) and each source
   patch resized to its box (``nsa.resized_patch``, OpenCV's area/bilinear filters). Geometry and
   patches are therefore the numpy path's, exactly;
 * on the device: each patch's Poisson blend, ``poisson.seamless_clone`` (OpenCV's
@@ -32,9 +33,12 @@ made here: the batch's masks and |difference| maps stand for it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
+from ..method import Scene, Spec
 from ..nsa import _MIN_PATCH, SCALE_UPPER, _object_masks, _to_u8, resized_patch
 from ..partner import partner_image
 from ..sizing import union_window
@@ -46,6 +50,17 @@ from .steering import Rendered, Renders
 _INV_255 = np.float32(1.0 / 255.0)
 
 
+@dataclass(frozen=True)
+class _NSAPlan:
+    """One spec's CPU preparation: the source's name and 8-bit pixels ``(H, W, 3)``, the
+    (destination, source) object masks or ``None``s, and placement attempt 0's (layout, scale)."""
+
+    source: str
+    source_u8: np.ndarray
+    object_masks: tuple[np.ndarray | None, np.ndarray | None]
+    first_layout: tuple[list, float]
+
+
 class NSABatch(_BoxBatch):
     """NSA: resized patches of a source image Poisson-blended into the image."""
 
@@ -55,20 +70,21 @@ class NSABatch(_BoxBatch):
         self.method = method
         super().__init__(method, *args, **kwargs)
 
+    @staticmethod
+    def plan(method, spec: Spec, scene: Scene, textures=()) -> _NSAPlan:
+        """The source, object masks and first placement of one spec (CPU, thread-safe)."""
+        source, name = partner_image(scene, int(spec.params["partner_index"]), "self")
+        dst_mask, src_mask = _object_masks(scene, source, spec.params["object_masks"])
+        return _NSAPlan(name, _to_u8(source), (dst_mask, src_mask), method.placement(scene, spec, 0, src_mask, dst_mask))
+
     def prepare(self) -> None:
-        self.sources: list[str] = []
-        self.sources_u8: list[np.ndarray] = []
-        self.object_masks: list[tuple[np.ndarray | None, np.ndarray | None]] = []
-        for spec, scene in zip(self.specs, self.scenes):
-            source, name = partner_image(scene, int(spec.params["partner_index"]), "self")
-            self.sources.append(name)
-            self.object_masks.append(_object_masks(scene, source, spec.params["object_masks"]))
-            self.sources_u8.append(_to_u8(source))
-        self.layouts: dict[tuple[int, int], tuple[list, float]] = {}
+        self.layouts: dict[tuple[int, int], tuple[list, float]] = {
+            (i, 0): plan.first_layout for i, plan in enumerate(self.plans)
+        }
 
     def _layout(self, i: int, attempt: int) -> tuple[list, float]:
         if (i, attempt) not in self.layouts:
-            dst_mask, src_mask = self.object_masks[i]
+            dst_mask, src_mask = self.plans[i].object_masks
             self.layouts[(i, attempt)] = self.method.placement(self.scenes[i], self.specs[i], attempt, src_mask, dst_mask)
         return self.layouts[(i, attempt)]
 
@@ -91,7 +107,7 @@ class NSABatch(_BoxBatch):
             if h < _MIN_PATCH or w < _MIN_PATCH:
                 continue  # the image is too small for this patch
             sy0, sy1, sx0, sx1 = pt.src
-            patch = resized_patch(self.sources_u8[i][sy0:sy1, sx0:sx1], h, w)
+            patch = resized_patch(self.plans[i].source_u8[sy0:sy1, sx0:sx1], h, w)
             # the clone's ROI is the mask: the box without its outer ring
             inner = torch.from_numpy(np.ascontiguousarray(patch[1:-1, 1:-1])).to(self.device)
             ys, xs = slice(y0 - wy0 + 1, y1 - wy0 - 1), slice(x0 - wx0 + 1, x1 - wx0 - 1)
@@ -130,7 +146,7 @@ class NSABatch(_BoxBatch):
         return np.ones(b), np.full(b, SCALE_UPPER)
 
     def extra(self, i, rendered):
-        return {"source": self.sources[i], "renderer": "torch"}
+        return {"source": self.plans[i].source, "renderer": "torch"}
 
     def run(self) -> list[Rendered | None]:
         # the numpy path's record keys: the knob is recorded as ``scale`` (first guess x knob),
