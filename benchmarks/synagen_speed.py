@@ -2,11 +2,13 @@
 
     python benchmarks/synagen_speed.py [--per-cell N] [--sizes 256 1024] [--profile]
 
-"render" is synthesize() alone (draw, render, measure, record); "+png" adds PNG encoding of the
+"render" is synthesize() alone (draw, render, measure, record; the image converted once per drawn
+anomaly with ``synth.prepare``, as the protocol does); "+png" adds PNG encoding of the
 image and mask as the folder protocol writes them (deflate level 2, unchanged row bands reused from
 the source's encoding, whose one-off cost per source image is amortised over its outputs and
 included here). Each
-cell renders one drawn anomaly in all five bins (the protocol's pattern). Single process.
+cell renders one drawn anomaly in all five bins (the protocol's pattern: every shape x mode has its
+own seed, so its own shape panel, shared by its five sizes). Single process.
 OpenCV runs single-threaded here (as in the protocol's worker processes), so a process uses one
 core, and times are that process's CPU seconds (``time.process_time``), which other work on the
 machine barely moves.
@@ -26,7 +28,7 @@ import cv2
 import numpy as np
 import skimage.data
 
-from synth import DEFAULT_BINS, synthesize
+from synth import DEFAULT_BINS, SizeBinError, prepare, synthesize
 from synth.image import encode_png
 from synth.png import Base
 from synth.synagen import SHAPES
@@ -41,14 +43,22 @@ def run(size: int, per_cell: int) -> list[tuple[str, str, float, float, float]]:
     base_s = time.process_time() - t0
     outputs_per_source = len(SHAPES) * len(DEFAULT_MODES) * per_cell * len(DEFAULT_BINS)
     for shape in SHAPES:
-        for mode in DEFAULT_MODES:
+        for m, mode in enumerate(DEFAULT_MODES):
             render_s = 0.0
             png_s = base_s * per_cell * len(DEFAULT_BINS) / outputs_per_source
             hits = total = 0
             for seed in range(per_cell):
+                t0 = time.process_time()
+                prepared = prepare(image)  # once per drawn anomaly, as the protocol does
+                render_s += time.process_time() - t0
                 for b, size_bin in enumerate(DEFAULT_BINS):
                     t0 = time.process_time()
-                    a = synthesize(image, seed=1000 + seed, shape=shape, mode=mode, size_bin=b)
+                    total += 1
+                    try:
+                        a = synthesize(prepared, seed=1000 + 100 * m + seed, shape=shape, mode=mode, size_bin=b)
+                    except SizeBinError:  # counted as not in bin (the protocol writes a failure row)
+                        render_s += time.process_time() - t0
+                        continue
                     t1 = time.process_time()
                     encode_png(a.image, base=base)
                     encode_png(a.mask_u8, base=mask_base)
@@ -56,7 +66,6 @@ def run(size: int, per_cell: int) -> list[tuple[str, str, float, float, float]]:
                     render_s += t1 - t0
                     png_s += t2 - t1
                     hits += size_bin.contains(a.record["area_fraction"])
-                    total += 1
             rows.append((shape, mode, total / render_s, total / (render_s + png_s), hits / total))
     return rows
 
@@ -78,12 +87,15 @@ _STAGES = {
 def profile(size: int, per_cell: int) -> None:
     """Print the stage split of ``run``'s renders (PNG encoding excluded)."""
     image = cv2.resize(skimage.data.astronaut(), (size, size), interpolation=cv2.INTER_LINEAR)
-    jobs = [(shape, mode, 2000 + seed, b) for shape in SHAPES for mode in DEFAULT_MODES
+    jobs = [(shape, mode, 2000 + 100 * m + seed, b) for shape in SHAPES for m, mode in enumerate(DEFAULT_MODES)
             for seed in range(per_cell) for b in range(len(DEFAULT_BINS))]
     profiler = cProfile.Profile()
     profiler.enable()
     for shape, mode, seed, b in jobs:
-        synthesize(image, seed=seed, shape=shape, mode=mode, size_bin=b)
+        try:
+            synthesize(image, seed=seed, shape=shape, mode=mode, size_bin=b)  # converting each time
+        except SizeBinError:
+            pass
     profiler.disable()
     stats = pstats.Stats(profiler).stats
     print(f"\n{size}x{size}: where a render's time goes ({len(jobs)} outputs, profiled)")

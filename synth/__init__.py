@@ -8,7 +8,7 @@
 True
 """
 
-from .anomaly import Anomaly, changed_pixels, replay, synthesize
+from .anomaly import Anomaly, PreparedImage, changed_pixels, prepare, replay, synthesize
 from .errors import (
     InvalidImageError,
     InvalidParameterError,
@@ -28,6 +28,7 @@ __all__ = [
     "InvalidParameterError",
     "METHODS",
     "Method",
+    "PreparedImage",
     "RegionError",
     "Rendering",
     "Scene",
@@ -40,6 +41,7 @@ __all__ = [
     "get_method",
     "load_image",
     "method_names",
+    "prepare",
     "register",
     "replay",
     "save_png",

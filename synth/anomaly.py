@@ -131,6 +131,32 @@ def make_scene(
     return scene, alpha, layout
 
 
+@dataclass(frozen=True)
+class PreparedImage:
+    """An image converted once for several anomalies (``prepare``; the protocol renders one drawn
+    anomaly in five sizes): the ``Scene`` methods read, the caller's array, its alpha and layout,
+    and its background brightness. The array must not change while it is used."""
+
+    original: np.ndarray
+    scene: Scene
+    alpha: np.ndarray | None
+    layout: Any
+    background: float
+
+
+def prepare(
+    image: np.ndarray,
+    region: np.ndarray | None = None,
+    partners: Sequence[np.ndarray] = (),
+    textures: Sequence[np.ndarray] = (),
+    foreground: np.ndarray | None = None,
+) -> PreparedImage:
+    """Convert ``image`` and its scene inputs once; pass the result to ``synthesize`` in place
+    of the image (same bytes as passing the image each time)."""
+    scene, alpha, layout = make_scene(image, region, partners, textures, foreground)
+    return PreparedImage(image, scene, alpha, layout, background_brightness(image, layout))
+
+
 def _as_colour(image: np.ndarray, channels: int, what: str) -> np.ndarray:
     try:
         colour, _, _ = to_float(image)
@@ -144,18 +170,17 @@ def _as_colour(image: np.ndarray, channels: int, what: str) -> np.ndarray:
 
 
 def finish(
-    scene: Scene,
+    prepared: PreparedImage,
     spec: Spec,
     rendering: Rendering,
-    original: np.ndarray,
-    alpha: np.ndarray | None,
-    layout: Any,
     bins: Sequence[SizeBin] = DEFAULT_BINS,
 ) -> Anomaly:
     """Turn a rendering into an ``Anomaly``: enforce the region, quantise, measure, build the record.
 
-    Only the rendering's window is touched; ``original`` (the caller's array) supplies the rest.
+    Only the rendering's window is touched; ``prepared.original`` (the caller's array) supplies
+    the rest.
     """
+    scene, original, alpha, layout = prepared.scene, prepared.original, prepared.alpha, prepared.layout
     height, width = scene.height, scene.width
     y0, y1, x0, x1 = rendering.window or (0, height, 0, width)
     win = (slice(y0, y1), slice(x0, x1))
@@ -182,7 +207,7 @@ def finish(
         label = np.zeros((height, width), np.float32)
         label[win] = np.where(mask_w, rendering.label, 0.0)
     measured = measure(source, output, mask_w, offset=(y0, x0), n_pixels=height * width)
-    record = build_record(spec, rendering, measured, background_brightness(original, layout), bins)
+    record = build_record(spec, rendering, measured, prepared.background, bins)
     image = original.copy()
     image[win] = from_float(output, None if alpha is None else alpha[win], layout)
     return Anomaly(image=image, mask=mask, diff=diff, label=label, record=record, spec=spec)
@@ -227,7 +252,7 @@ def background_brightness(image: np.ndarray, layout: Any) -> float:
 
 
 def synthesize(
-    image: np.ndarray,
+    image: np.ndarray | PreparedImage,
     method: str | Method = "synagen",
     *,
     seed: int,
@@ -252,6 +277,9 @@ def synthesize(
                   target sizes land the measured changed area inside it or raise ``SizeBinError``.
     ``region``    allowed-pixel mask; nothing outside it changes.
     ``partners``  other anomaly-free images for methods that blend a second image.
+
+    Several anomalies in one image: ``prepare(image, region, partners, textures, foreground)``
+    once and pass the result as ``image`` (the scene inputs then come from it).
     """
     from .registry import get_method
 
@@ -259,11 +287,19 @@ def synthesize(
         raise InvalidParameterError(f"seed must be a non-negative integer, got {seed!r}")
     method_obj = get_method(method, **method_options) if isinstance(method, str) else method
     requested = None if size_bin is None else resolve_bin(size_bin, tuple(bins))
-    scene, alpha, layout = make_scene(image, region, partners, textures, foreground)
+    if isinstance(image, PreparedImage):
+        if region is not None or partners or textures or foreground is not None:
+            raise InvalidParameterError(
+                "region, partners, textures and foreground of a prepared image are given to prepare(), not synthesize()"
+            )
+        prepared = image
+    else:
+        prepared = prepare(image, region, partners, textures, foreground)
+    scene = prepared.scene
     rng = np.random.default_rng(int(seed))
     spec = method_obj.sample(rng, scene, shape=shape, mode=mode, size_bin=requested, seed=int(seed))
     rendering = method_obj.render(scene, spec)
-    return finish(scene, spec, rendering, image, alpha, layout, bins)
+    return finish(prepared, spec, rendering, bins)
 
 
 def replay(image: np.ndarray, spec: Spec | dict, **scene_inputs: Any) -> Anomaly:
@@ -272,5 +308,5 @@ def replay(image: np.ndarray, spec: Spec | dict, **scene_inputs: Any) -> Anomaly
 
     spec_obj = spec if isinstance(spec, Spec) else Spec.from_dict(spec)
     method_obj = get_method(spec_obj.method)
-    scene, alpha, layout = make_scene(image, **scene_inputs)
-    return finish(scene, spec_obj, method_obj.render(scene, spec_obj), image, alpha, layout)
+    prepared = prepare(image, **scene_inputs)
+    return finish(prepared, spec_obj, method_obj.render(prepared.scene, spec_obj))

@@ -65,6 +65,8 @@ _TEXTURE_RESIZE = (0.5, 2.0)
 #: Share of a patch that a Poisson clone typically changes; only the first size guess uses it.
 _EXPECTED_CHANGE = 0.7
 _PLACEMENT_ATTEMPTS = 4
+#: Largest size knob of the size search (a multiple of the first guess).
+SCALE_UPPER = 64.0
 _MIN_PATCH = 5
 
 
@@ -244,54 +246,65 @@ class NSA(Method):
             raise InvalidParameterError(f"unknown NSA mode {spec.mode!r}")
         source, partner_name = partner_image(scene, int(p["partner_index"]), "self")
         dst_mask, src_mask = _object_masks(scene, source, p["object_masks"])
-        height, width = scene.height, scene.width
-        if spec.size_bin is not None:
-            target_px = target_pixels(spec.size_bin, p["target_fraction"], scene)
-        layouts: dict[int, tuple[list, float]] = {}
-
-        def layout_for(attempt: int) -> tuple[list, float]:
-            if attempt in layouts:
-                return layouts[attempt]
-            # the later attempts of a size request blend only the first patch, at an aspect ratio
-            # of at most 3: several minimum-size patches, or a strip a few pixels thin (whose
-            # Poisson solution barely differs from its border), can jump over the small bins
-            patches = p["patches"]
-            if spec.size_bin is not None and attempt >= _PLACEMENT_ATTEMPTS // 2:
-                patches = [_limit_aspect(p["patches"][0], height, width, 3.0)]
-            first_guess = 1.0
-            if spec.size_bin is not None:
-                drawn_area = sum(
-                    4.0 * pt["half_size"][0] * height * pt["half_size"][1] * width * pt["resize"] ** 2 for pt in patches
-                )
-                first_guess = math.sqrt(target_px / (_EXPECTED_CHANGE * max(drawn_area, 1.0)))
-            layout = self._layout(scene, p, patches, first_guess, src_mask, dst_mask, attempt, bounded=spec.size_bin is None)
-            layouts[attempt] = (layout, first_guess)
-            return layouts[attempt]
+        layouts: dict[int, tuple[list[_Patch], float]] = {}
 
         def render_at(scale: float, attempt: int) -> tuple[int, tuple]:
-            layout, first_guess = layout_for(attempt)
+            if attempt not in layouts:
+                layouts[attempt] = self.placement(scene, spec, attempt, src_mask, dst_mask)
+            layout, first_guess = layouts[attempt]
             window, values = self._clone(scene, spec.mode, source, layout, scale)
             values, changed = measure_window(scene, window, values)
             return int(changed.sum()), (window, values, changed, layout, first_guess)
 
         (window, values, changed, layout, first_guess), fitted = fit(
-            scene, spec, render_at, upper=64.0, attempts=_PLACEMENT_ATTEMPTS,
+            scene, spec, render_at, upper=SCALE_UPPER, attempts=_PLACEMENT_ATTEMPTS,
             hint="Poisson blending of similar regions changes few pixels; try another seed, a partner "
             "image or a larger bin" if spec.size_bin is not None else
             "the source and destination may be too similar (flat image); pass a partner image or another seed",
         )
-        knob = fitted["size_knob"]
-        extra = {
-            "source": partner_name,
-            "placement_attempt": fitted["placement_attempt"],
+        extra = self.describe(
+            scene, layout, first_guess, fitted["size_knob"], partner_name, fitted["placement_attempt"],
+            fitted.get("scale_steps", 1),
+        )
+        label = self._label(scene, window, values, changed, p)
+        return Rendering(image=values, label=label, extra=extra, window=window)
+
+    def placement(
+        self, scene: Scene, spec: Spec, attempt: int, src_mask: np.ndarray | None, dst_mask: np.ndarray | None
+    ) -> tuple[list[_Patch], float]:
+        """The patch layout of placement ``attempt`` and the scale it was drawn at (the size
+        search's knob multiplies that scale); ``src_mask``/``dst_mask`` from ``_object_masks``."""
+        p = spec.params
+        height, width = scene.height, scene.width
+        # the later attempts of a size request blend only the first patch, at an aspect ratio
+        # of at most 3: several minimum-size patches, or a strip a few pixels thin (whose
+        # Poisson solution barely differs from its border), can jump over the small bins
+        patches = p["patches"]
+        if spec.size_bin is not None and attempt >= _PLACEMENT_ATTEMPTS // 2:
+            patches = [_limit_aspect(p["patches"][0], height, width, 3.0)]
+        first_guess = 1.0
+        if spec.size_bin is not None:
+            target_px = target_pixels(spec.size_bin, p["target_fraction"], scene)
+            drawn_area = sum(
+                4.0 * pt["half_size"][0] * height * pt["half_size"][1] * width * pt["resize"] ** 2 for pt in patches
+            )
+            first_guess = math.sqrt(target_px / (_EXPECTED_CHANGE * max(drawn_area, 1.0)))
+        layout = self._layout(scene, p, patches, first_guess, src_mask, dst_mask, attempt, bounded=spec.size_bin is None)
+        return layout, first_guess
+
+    def describe(
+        self, scene: Scene, layout: list[_Patch], first_guess: float, knob: float, source: str, attempt: int, steps: int
+    ) -> dict[str, Any]:
+        """The rendering's ``extra`` (record params) for the layout blended at size knob ``knob``."""
+        return {
+            "source": source,
+            "placement_attempt": attempt,
             "patches_used": len(layout),
             "scale": float(first_guess * knob),
-            "scale_steps": fitted.get("scale_steps", 1),
+            "scale_steps": steps,
             "boxes": [list(b) for b in self._dst_boxes(scene, layout, knob)],
             "object_scores": [round(pt.object_score, 4) for pt in layout],
         }
-        label = self._label(scene, window, values, changed, p)
-        return Rendering(image=values, label=label, extra=extra, window=window)
 
     # ---------------------------------------------------------------- pieces
     def _mask_setting(self, kind: str) -> str | list[float]:
@@ -402,9 +415,7 @@ class NSA(Method):
             if h < _MIN_PATCH or w < _MIN_PATCH:
                 continue  # the image is too small for this patch
             sy0, sy1, sx0, sx1 = pt.src
-            patch = _to_u8(source[sy0:sy1, sx0:sx1])
-            shrink = h * w < patch.shape[0] * patch.shape[1]
-            patch = cv2.resize(patch, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+            patch = resized_patch(_to_u8(source[sy0:sy1, sx0:sx1]), h, w)
             canvas = current.copy()
             canvas[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0] = patch
             mask = np.zeros(current.shape[:2], np.uint8)
@@ -452,6 +463,13 @@ def _limit_aspect(patch: dict[str, Any], height: int, width: int, limit: float) 
     ratio = min(max(ph / pw, 1.0 / limit), limit)
     area = ph * pw
     return {**patch, "half_size": [math.sqrt(area * ratio) / height, math.sqrt(area / ratio) / width]}
+
+
+def resized_patch(patch: np.ndarray, h: int, w: int) -> np.ndarray:
+    """An 8-bit source patch ``(ph, pw, 3)`` resized to its ``h x w`` destination box (area
+    filter when it shrinks, bilinear when it grows)."""
+    shrink = h * w < patch.shape[0] * patch.shape[1]
+    return cv2.resize(patch, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
 def _clamp_size(value: float, side: int) -> int:

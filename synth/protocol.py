@@ -28,7 +28,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .anomaly import Anomaly, synthesize
+from .anomaly import Anomaly, PreparedImage, prepare, synthesize
 from .config import ProtocolConfig, RunOptions, resolve_generation
 from .errors import InvalidParameterError, SynthError
 from .image import IMAGE_SUFFIXES, encode_png, load_image, write_atomic
@@ -298,19 +298,22 @@ class TaskRunner:
         except SynthError as exc:
             return TaskResult([], [{"failed": True, "source_id": task.source_id, "k": task.k, "error": str(exc)}], {})
         rows, failed, files = [], [], {}
+        try:  # converted once for the task's sizes; a problem fails each of its outputs
+            prepared: PreparedImage | Exception = prepare(image, region, partners, textures)
+        except Exception as exc:
+            prepared = exc
         for b in (range(len(self.bins)) if self.targets_size else [None]):
             file_name, mask_name = output_names(task, self.label, b)
             try:
+                if isinstance(prepared, Exception):
+                    raise prepared
                 anomaly = synthesize(
-                    image,
+                    prepared,
                     self.method,
                     seed=task.seed,
                     shape=task.shape,
                     mode=task.mode,
                     size_bin=None if b is None else self.bins[b],
-                    region=region,
-                    partners=partners,
-                    textures=textures,
                     bins=self.bins,
                 )
             except SynthError as exc:

@@ -225,6 +225,25 @@ def test_same_seed_gives_same_bytes_and_other_seeds_differ(name):
     assert other.image.tobytes() != first.image.tobytes()
 
 
+@pytest.mark.parametrize("name", ("synagen", *METHODS_UNDER_TEST))
+def test_a_prepared_image_gives_the_anomalies_of_the_image_itself(name):
+    """The protocol converts an image once for the five sizes of one drawn anomaly."""
+    from synth import prepare
+
+    image = VARIANTS["astronaut_rgba"]
+    region = np.zeros(image.shape[:2], np.uint8)
+    region[20:140, 30:150] = 255
+    prepared = prepare(image, region, [PARTNER])
+    for b in (0, 3):
+        direct = synthesize(image, name, seed=5, size_bin=b, region=region, partners=[PARTNER])
+        once = synthesize(prepared, name, seed=5, size_bin=b)
+        assert once.image.tobytes() == direct.image.tobytes()
+        assert np.array_equal(once.mask, direct.mask) and np.array_equal(once.diff, direct.diff)
+        assert once.record == direct.record
+    with pytest.raises(InvalidParameterError, match="given to prepare"):
+        synthesize(prepared, name, seed=5, region=region)
+
+
 NON_DEFAULT_OPTIONS = {
     "nsa": {"preset": "screw", "label": "logistic", "t_object": 0.1},
     "cutpaste": {"area_range": (0.01, 0.05), "jitter": 0.3},

@@ -226,9 +226,9 @@ class DeviceSyntheticBatches:
     retries) per sample, the anomalies rendered by ``synth.batched.render_batch`` (one call per
     method and partner image), so the anomalies are the CPU loader's, up to the batched
     renderer's stated agreement with the numpy path (byte-identical for CutOut, FPI, CutPaste,
-    DRAEM, fractal and foreground Perlin), and the logistic label up to float32 rounding of
-    ``exp``. Samples whose drawn method has no batched renderer (NSA) are made by the CPU path,
-    ``dataset[i]``, and moved to the device.
+    DRAEM, fractal and foreground Perlin; NSA's Poisson solve within one level of OpenCV's), and
+    the logistic label up to float32 rounding of ``exp``. Samples whose drawn method has no
+    batched renderer (Hybrid) are made by the CPU path, ``dataset[i]``, and moved to the device.
     """
 
     def __init__(self, dataset: SyntheticAnomalies, device: str | torch.device) -> None:
