@@ -461,7 +461,7 @@ def test_cuda_and_cpu_renderings_of_the_same_spec_agree():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("name", OTHER_METHODS)
+@pytest.mark.parametrize("name", [m for m in OTHER_METHODS if m != "nsa"])  # NSA: its own test below
 def test_cuda_and_cpu_renderings_of_the_other_methods_agree(name):
     """Stated tolerance, as for SYNAGEN: the same specs on CUDA and on the CPU land in the same
     bins, masks overlap at IoU >= 0.99 on average, stored values within one quantum where both
@@ -616,3 +616,30 @@ def test_nsa_batches_land_in_every_bin():
             assert size_bin.contains(out.masks[k].double().mean().item()), (b, seed)
             assert out.records[k]["size_bin"] == size_bin.name
         assert len(out.missed) <= 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_and_cpu_nsa_renderings_agree():
+    """Stated tolerance, as against the numpy path: cuFFT and the CPU FFT round differently, so a
+    truncated Poisson value may move by one level and the size search take another scale; the
+    same specs on CUDA and on the CPU land in the same bins, masks overlap at IoU >= 0.95 (mean
+    >= 0.99), renders at the same scale differ by at most one level; the same seed in another
+    CUDA batch gives the same bytes (one solve per patch)."""
+    seeds = list(range(50, 58))
+    for image, options, partners in _nsa_cases():
+        images = _batch(image, len(seeds))
+        specs = sample_specs(images, "nsa", seeds=seeds, size_bin=2, partners=partners, **options)
+        cpu = render_batch(images, specs, partners=partners, strict=False)
+        gpu = render_batch(images.cuda(), specs, partners=partners, strict=False)
+        ious = []
+        for k in range(len(seeds)):
+            if k in cpu.missed or k in gpu.missed:
+                continue
+            assert gpu.records[k]["size_bin"] == cpu.records[k]["size_bin"]
+            a, b = gpu.masks[k].cpu(), cpu.masks[k]
+            ious.append(((a & b).sum() / (a | b).sum()).item())
+            if json.loads(gpu.records[k]["params"])["scale"] == json.loads(cpu.records[k]["params"])["scale"]:
+                assert (gpu.images[k].cpu().int() - cpu.images[k].int()).abs().max() <= 1
+        assert min(ious) >= 0.95 and np.mean(ious) >= 0.99, ious
+        again = render_batch(images.cuda()[:3], specs[:3], partners=partners, strict=False)
+        assert torch.equal(again.images, gpu.images[:3])

@@ -27,6 +27,7 @@ tests/test_batched.py: at most 1 level, on well under 1 % of the solved pixels).
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import torch
 
@@ -47,9 +48,11 @@ def _dst1(x: torch.Tensor, dim: int) -> torch.Tensor:
     return y.movedim(-1, dim)
 
 
+@lru_cache(maxsize=512)
 def _eigenvalues(h: int, w: int, device: torch.device) -> torch.Tensor:
     """float32 ``(h-2, w-2)``: the 5-point Laplacian's eigenvalues for a ``h x w`` ROI, in
-    OpenCV's arithmetic (``2.0f * (float)cos(double)``, summed in float32)."""
+    OpenCV's arithmetic (``2.0f * (float)cos(double)``, summed in float32). Cached per size and
+    device (a size search renders the same boxes often); never written."""
     fx = (2.0 * torch.cos(torch.arange(1, w - 1, dtype=torch.float64) * (math.pi / (w - 1)))).float()
     fy = (2.0 * torch.cos(torch.arange(1, h - 1, dtype=torch.float64) * (math.pi / (h - 1)))).float()
     return (fx[None, :] + fy[:, None] - 4.0).to(device)
