@@ -58,7 +58,8 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
                    help=f"deflate level of written PNGs (default {DEFAULT_PNG_LEVEL}: fast, with files "
                         "slightly smaller than libpng's level 1)")
     g.add_argument("--device", default=None, metavar="cpu|cuda|cuda:N",
-                   help="render with the batched torch renderer on this device (synagen, cutout, fpi); "
+                   help="render with the batched torch renderer on this device (every method but hybrid; "
+                        "synth.batched.BATCHED_METHODS); "
                         "default: the numpy renderer. Under 'accelerate launch' each process takes its "
                         "share of the tasks (on its own GPU with --device cuda)")
     g.add_argument("--batch-size", type=int, default=16, metavar="N",
