@@ -122,15 +122,38 @@ def _plan(method: Synagen, spec: Spec, scene: Scene, textures: Sequence[np.ndarr
     )
 
 
-def _canvas(arrays: Sequence[np.ndarray | None], device: torch.device, dtype=np.float32) -> tuple[torch.Tensor, int]:
-    """Stack 2-D arrays zero-padded to a common size; return ``(n, rows * cols)`` and ``cols``."""
-    rows = max((a.shape[0] for a in arrays if a is not None), default=1)
-    cols = max((a.shape[1] for a in arrays if a is not None), default=1)
-    out = np.zeros((len(arrays), rows, cols), dtype)
+@dataclass(frozen=True)
+class _Packed:
+    """2-D arrays of different sizes in one flat device tensor: array ``k`` holds
+    ``flat[offsets[k] : offsets[k] + rows_k * cols[k]]`` row by row; ``row[i]`` is the array of
+    anomaly ``i`` (anomalies sharing an array, such as one drawn shape's five bins, share a row)."""
+
+    flat: torch.Tensor
+    offsets: torch.Tensor
+    cols: torch.Tensor
+    row: np.ndarray
+
+
+def _packed(arrays: Sequence[np.ndarray | None], device: torch.device, dtype=np.float32) -> _Packed:
+    """Pack each distinct array once (``None``: a 1x1 zero); copied to the device at once. Packing
+    without padding to the largest keeps the copy to the arrays' own size (a batch's shape
+    tables, float64 and up to ~900 px a side, would otherwise cost hundreds of MB per batch)."""
+    distinct: dict[int, int] = {}
+    parts: list[np.ndarray] = []
+    row = np.zeros(len(arrays), np.int64)
     for i, a in enumerate(arrays):
-        if a is not None:
-            out[i, : a.shape[0], : a.shape[1]] = a
-    return torch.from_numpy(out.reshape(len(arrays), -1)).to(device), cols
+        key = id(a)
+        if key not in distinct:
+            distinct[key] = len(parts)
+            parts.append(np.zeros((1, 1), dtype) if a is None else np.asarray(a, dtype))
+        row[i] = distinct[key]
+    sizes = np.array([p.size for p in parts], np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    flat = np.concatenate([p.reshape(-1) for p in parts])
+    return _Packed(
+        torch.from_numpy(flat).to(device), torch.from_numpy(offsets).to(device),
+        torch.as_tensor([p.shape[1] for p in parts], device=device), row,
+    )
 
 
 def _taps(coords: torch.Tensor, size: torch.Tensor, border: bool) -> tuple[torch.Tensor, ...]:
@@ -152,18 +175,20 @@ def _taps(coords: torch.Tensor, size: torch.Tensor, border: bool) -> tuple[torch
     return i0, i1, w1, v0, v1
 
 
-def _bilinear(flat: torch.Tensor, cols: int, samples: torch.Tensor, ys: tuple, xs: tuple) -> torch.Tensor:
-    """Sample rows ``samples`` of ``(B, rows * cols)`` data at the separable positions given by
-    ``_taps``: ``(n, h, w)`` (only the taps are read, not the samples' whole canvases)."""
+def _bilinear(data: _Packed, samples: torch.Tensor, ys: tuple, xs: tuple) -> torch.Tensor:
+    """Sample the packed arrays ``samples`` (rows of ``data``) at the separable positions given by
+    ``_taps``: ``(n, h, w)`` (only the taps are read, not the arrays' whole extent)."""
     y0, y1, wy, vy0, vy1 = ys
     x0, x1, wx, vx0, vx1 = xs
+    flat = data.flat
     # weights in the data's precision (float64 for summed-area tables, whose values are large)
     wy0, wy1 = ((1.0 - wy) * vy0).to(flat.dtype), (wy * vy1).to(flat.dtype)
     wx0, wx1 = ((1.0 - wx) * vx0).to(flat.dtype), (wx * vx1).to(flat.dtype)
-    base = (samples * flat.shape[1])[:, None]
+    base = data.offsets[samples][:, None]
+    stride = data.cols[samples][:, None]
 
     def tap(yi, xi):
-        return torch.take(flat, (base + yi * cols)[:, :, None] + xi[:, None, :])
+        return torch.take(flat, (base + yi * stride)[:, :, None] + xi[:, None, :])
 
     top = tap(y0, x0) * wx0[:, None, :] + tap(y0, x1) * wx1[:, None, :]
     bottom = tap(y1, x0) * wx0[:, None, :] + tap(y1, x1) * wx1[:, None, :]
@@ -244,11 +269,10 @@ class SynagenBatch:
             _plan(method, spec, scene, textures) for spec, scene in zip(specs, scenes)
         ]
         b = len(self.plans)
-        self.crops = _canvas([plan.crop for plan in self.plans], self.device)
-        self.tables = _canvas([plan.table for plan in self.plans], self.device, np.float64)
+        self.crops = _packed([plan.crop for plan in self.plans], self.device)
+        self.tables = _packed([plan.table for plan in self.plans], self.device, np.float64)
         self.crop_hw = np.array([plan.crop_hw for plan in self.plans], np.int64)
-        noise_flat, noise_cols = _canvas([plan.noise for plan in self.plans], self.device)
-        self.noise = (noise_flat, noise_cols)
+        self.noise = _packed([plan.noise for plan in self.plans], self.device)
         self.noise_side = torch.tensor(
             [0 if plan.noise is None else plan.noise.shape[0] for plan in self.plans], device=self.device
         )
@@ -280,7 +304,8 @@ class SynagenBatch:
         hn, wn = int(new_h.max()), int(new_w.max())
         ly = torch.arange(hn, device=dev, dtype=torch.float64)[None]
         lx = torch.arange(wn, device=dev, dtype=torch.float64)[None]
-        samples = torch.as_tensor(idx, device=dev)
+        table_rows = torch.as_tensor(self.tables.row[idx], device=dev)
+        crop_rows = torch.as_tensor(self.crops.row[idx], device=dev)
         sy = torch.as_tensor(ch / new_h, device=dev)[:, None]
         sx = torch.as_tensor(cw / new_w, device=dev)[:, None]
         t_ch, t_cw = torch.as_tensor(ch, device=dev), torch.as_tensor(cw, device=dev)
@@ -292,21 +317,21 @@ class SynagenBatch:
             g = torch.as_tensor(group, device=dev)
             if is_area:
                 # the box [l * s, (l + 1) * s) of crop pixels behind each resized pixel
-                flat, cols = self.tables
                 # the table at the boxes' four corners in one read: rows [y0; y1], columns [x0; x1]
                 ys = torch.cat([ly * sy[g], (ly + 1) * sy[g]], dim=1)
                 xs = torch.cat([lx * sx[g], (lx + 1) * sx[g]], dim=1)
                 corners = _bilinear(
-                    flat, cols, samples[g], _taps(ys, t_ch[g] + 1, border=True), _taps(xs, t_cw[g] + 1, border=True)
+                    self.tables, table_rows[g], _taps(ys, t_ch[g] + 1, border=True), _taps(xs, t_cw[g] + 1, border=True)
                 )
                 i00, i01 = corners[:, :hn, :wn], corners[:, :hn, wn:]
                 i10, i11 = corners[:, hn:, :wn], corners[:, hn:, wn:]
                 total = i11 - i01 - i10 + i00
                 coverage[g] = (total / (sy[g][:, :, None] * sx[g][:, None, :])).to(torch.float32)
             else:
-                flat, cols = self.crops
                 cy, cx = (ly + 0.5) * sy[g] - 0.5, (lx + 0.5) * sx[g] - 0.5
-                coverage[g] = _bilinear(flat, cols, samples[g], _taps(cy, t_ch[g], border=True), _taps(cx, t_cw[g], border=True))
+                coverage[g] = _bilinear(
+                    self.crops, crop_rows[g], _taps(cy, t_ch[g], border=True), _taps(cx, t_cw[g], border=True)
+                )
         inside = (ly < torch.as_tensor(new_h, device=dev)[:, None])[:, :, None] & (
             lx < torch.as_tensor(new_w, device=dev)[:, None]
         )[:, None, :]
@@ -409,11 +434,11 @@ class SynagenBatch:
         factors = self.factors[t_idx][:, None, None, :]
         noise = None
         if any(m not in ("transparent", "texture") for m in modes):
-            flat, ncols = self.noise
             side = self.noise_side[t_idx]
             fy = ((rows.to(torch.float64) + 0.5) * (side[:, None] / H)) - 0.5
             fx = ((cols.to(torch.float64) + 0.5) * (side[:, None] / W)) - 0.5
-            noise = _bilinear(flat, ncols, t_idx, _taps(fy, side, border=True), _taps(fx, side, border=True))[..., None]
+            noise_rows = torch.as_tensor(self.noise.row[idx], device=dev)
+            noise = _bilinear(self.noise, noise_rows, _taps(fy, side, border=True), _taps(fx, side, border=True))[..., None]
         manip = torch.empty_like(source)
         for mode in set(modes):
             sel = torch.as_tensor([j for j, m in enumerate(modes) if m == mode], device=dev)
