@@ -351,37 +351,55 @@ def _background_brightness(images: torch.Tensor, layout: ImageLayout) -> list[fl
 
 def _assemble(images, colour, alpha, layout, specs, rendered: list[Rendered], bins) -> BatchAnomalies:
     b, _, h, w = images.shape
+    dev = images.device
     out_images = images.clone()
-    masks = torch.zeros((b, h, w), dtype=torch.bool, device=images.device)
-    diffs = torch.zeros((b, h, w), dtype=torch.float32, device=images.device)
+    masks = torch.zeros((b, h, w), dtype=torch.bool, device=dev)
+    diffs = torch.zeros((b, h, w), dtype=torch.float32, device=dev)
     backgrounds = _background_brightness(images, layout)
-    records = []
     cc = layout.colour_channels
-    windows = []
-    for i, r in enumerate(rendered):
-        if r is None:  # missed (strict=False): the image stays as it was
-            continue
-        wh, ww = r.changed.shape
-        ys, xs = slice(r.oy, r.oy + wh), slice(r.ox, r.ox + ww)
-        source = colour[i, :, ys, xs].permute(1, 2, 0)
-        out_images[i, :cc, ys, xs] = join(r.output.permute(2, 0, 1)[None], None, layout, images.dtype)[0]
-        masks[i, ys, xs] = r.changed
-        diffs[i, ys, xs] = (r.output - source).abs().amax(dim=-1)
-        windows += [source.reshape(-1), r.output.reshape(-1), r.changed.reshape(-1).to(source.dtype)]
-    if images.device.type == "cpu":  # the windows are host memory already: read them in place
-        host = iter([t.numpy() for t in windows])
-    else:  # every window the records measure, copied to the host at once (one transfer, not 3 per anomaly)
-        host = iter(np.split(torch.cat(windows).cpu().numpy(), np.cumsum([t.numel() for t in windows])[:-1]) if windows else ())
+    found = [i for i, r in enumerate(rendered) if r is not None]
+    windows: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    if found:
+        # every window pixel of every anomaly at once (a few operations per batch, not per
+        # anomaly): its image, row and column, from each window's corner and size
+        sizes = np.array([rendered[i].changed.shape for i in found], np.int64).reshape(-1, 2)
+        counts = sizes[:, 0] * sizes[:, 1]
+        firsts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        table = torch.as_tensor(np.stack([
+            np.array(found, np.int64), [rendered[i].oy for i in found], [rendered[i].ox for i in found], sizes[:, 1], firsts,
+        ], axis=1), device=dev)
+        which = torch.repeat_interleave(torch.arange(len(found), device=dev), torch.as_tensor(counts, device=dev))
+        per = table[which]
+        local = torch.arange(int(counts.sum()), device=dev) - per[:, 4]
+        bi, ys, xs = per[:, 0], per[:, 1] + local // per[:, 3], per[:, 2] + local % per[:, 3]
+        output = torch.cat([rendered[i].output.reshape(-1, cc) for i in found])
+        changed = torch.cat([rendered[i].changed.reshape(-1) for i in found])
+        source = colour[bi, :, ys, xs]  # (pixels, cc)
+        stored = join(output, None, layout, images.dtype)
+        target = out_images
+        if images.dtype == torch.uint16:  # torch writes uint16 through an index as the same 16 bits of int16
+            target, stored = out_images.view(torch.int16), stored.view(torch.int16)
+        target.permute(0, 2, 3, 1)[bi, ys, xs, :cc] = stored
+        masks[bi, ys, xs] = changed
+        diffs[bi, ys, xs] = (output - source).abs().amax(dim=-1)
+        # the windows the records measure, on the host (from a GPU: one transfer for the batch)
+        if dev.type == "cpu":
+            source_np, output_np, changed_np = source.numpy(), output.numpy(), changed.numpy()
+        else:
+            packed = torch.cat([source, output, changed[:, None].to(source.dtype)], dim=1).cpu().numpy()
+            source_np, output_np, changed_np = packed[:, :cc], packed[:, cc : 2 * cc], packed[:, 2 * cc] > 0.5
+        for k, i in enumerate(found):
+            rows = slice(firsts[k], firsts[k] + counts[k])
+            shape = (int(sizes[k, 0]), int(sizes[k, 1]))
+            windows[i] = (
+                source_np[rows].reshape(*shape, cc), output_np[rows].reshape(*shape, cc), changed_np[rows].reshape(shape)
+            )
+    records = []
     for i, (spec, r) in enumerate(zip(specs, rendered)):
-        if r is None:
+        if r is None:  # missed (strict=False): the image stays as it was
             records.append(None)
             continue
-        wh, ww = r.changed.shape
-        shape = (wh, ww, r.output.shape[-1])
-        source_np, output_np, changed_np = next(host).reshape(shape), next(host).reshape(shape), next(host)
-        measured = measure(
-            source_np, output_np, changed_np.reshape(wh, ww) > 0.5, offset=(r.oy, r.ox), n_pixels=h * w,
-        )
+        measured = measure(*windows[i], offset=(r.oy, r.ox), n_pixels=h * w)
         angle = float(spec.params.get("angle", 0.0)) if spec.method in _ANGLE_IS_RECORDED else 0.0
         rendering = Rendering(image=np.empty((0, 0, cc), np.float32), angle=angle, extra=r.info)
         records.append(build_record(spec, rendering, measured, backgrounds[i], bins))
