@@ -185,10 +185,11 @@ def test_the_spec_is_the_numpy_paths_spec_for_the_same_seed():
 
 
 def test_torch_and_numpy_renderings_of_the_same_spec_agree():
-    """Stated tolerance: for the same 20 specs, at least 18 outputs are byte-identical to the
-    numpy path's and every changed region overlaps it at IoU >= 0.95, in the same bin (measured:
-    39 of 40 identical on these images, 38 of 40 on 256x256 RGB, all masks identical; the rest
-    differ where float rounding of the resampled shape or the blur flips a pixel)."""
+    """Stated tolerance: for the same 20 specs, at least 19 outputs are byte-identical to the
+    numpy path's and every changed region overlaps it at IoU >= 0.95, in the same bin (measured
+    over seeds 100-139 in three bin settings: 119 of 120 identical on these images, 120 of 120
+    on 256x256 RGB, all masks identical; the other one differs where float rounding of the
+    noise's bilinear interpolation moves one stored value by one quantum)."""
     seeds = list(range(100, 120))
     out = synthesize_batch(_batch(RGB, len(seeds)), seeds=seeds)
     identical = 0
@@ -198,7 +199,7 @@ def test_torch_and_numpy_renderings_of_the_same_spec_agree():
         mask, cpu_mask = out.masks[k].numpy(), cpu.mask
         assert (mask & cpu_mask).sum() / (mask | cpu_mask).sum() >= 0.95, seed
         identical += out.images[k].permute(1, 2, 0).numpy().tobytes() == cpu.image.tobytes()
-    assert identical >= 18
+    assert identical >= 19
 
 
 @pytest.mark.parametrize("size_bin", [None, 0, 3])

@@ -17,7 +17,9 @@ numpy path. What runs where:
 * on the CPU between renders: the size search itself (``sizing.correct`` on float64 numpy
   vectors of the batch, the same policy as the numpy path), so every device takes the same steps
   for the same measured areas. Each render step reads the device twice (the placed shapes'
-  boxes, which position them, and the measured areas), whatever the batch size.
+  boxes, which position them, and the measured areas), whatever the batch size, and once more
+  when the step holds ``mean_noise`` anomalies: their mean colour is the numpy path's float32
+  sum in pixel order, taken on the host (``_footprint_means``).
 
 Per-pixel work is written with separate elementwise operations and gathers (no convolutions, no
 ``grid_sample`` with batch-dependent normalisation, no transcendental functions), so one anomaly's
@@ -216,6 +218,19 @@ def _shifted_windows(canvas: torch.Tensor, dy: np.ndarray, dx: np.ndarray, h: in
         torch.arange(n, device=dev)[:, None, None], rows.clamp(0, hc - 1)[:, :, None], cols.clamp(0, wc - 1)[:, None, :]
     ]
     return picked & inside if picked.dtype == torch.bool else torch.where(inside, picked, torch.zeros_like(picked))
+
+
+def _footprint_means(source: torch.Tensor, footprint: torch.Tensor) -> np.ndarray:
+    """float32 ``(n, C)``: each window's mean colour under its footprint, as the numpy path takes
+    it (``source[inside].mean(axis=0)``: float32 sums in row-major pixel order). Taken on the
+    host, one copy for the batch: a parallel sum on a device rounds differently, and a float32
+    mean that is one ulp off moves a stored value by a quantum now and then."""
+    src, fp = source.cpu().numpy(), footprint.cpu().numpy()
+    means = np.zeros((len(src), src.shape[-1]), np.float32)
+    for k in range(len(src)):
+        if fp[k].any():  # an empty footprint changes nothing: its mean is never used
+            means[k] = src[k][fp[k]].mean(axis=0)
+    return means
 
 
 def _dilate(mask: torch.Tensor, iterations: int) -> torch.Tensor:
@@ -450,14 +465,7 @@ class SynagenBatch:
                 hi = self.noise_hi[t_idx[sel]][:, None, None, None]
                 out = src * f * (lo + (hi - lo) * noise[sel])
             elif mode == "mean_noise":
-                fp = footprint[sel][..., None]
-                count = fp.sum(dim=(1, 2)).clamp(min=1)
-                if self.quantum > 0:
-                    # sums of the stored integers are exact: the mean does not depend on the batch
-                    levels = torch.round(src * (1.0 / self.quantum)).to(torch.int64)
-                    mean = ((levels * fp).sum(dim=(1, 2)).to(torch.float64) * self.quantum / count).to(torch.float32)
-                else:
-                    mean = ((src * fp).to(torch.float64).sum(dim=(1, 2)) / count).to(torch.float32)
+                mean = torch.from_numpy(_footprint_means(src, footprint[sel])).to(dev)
                 out = (mean[:, None, None, :] * f) + 0.2 * noise[sel]
             elif mode == "gray_noise":
                 out = noise[sel].expand_as(src)
