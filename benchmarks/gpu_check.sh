@@ -34,7 +34,7 @@ bench synagen_256 --sizes 256 --seeds 24 --batch 64
 bench synagen_1024 --sizes 1024 --seeds 16 --batch 64
 # where the bound lies: the cuda rows with one plan thread (the default uses every usable CPU)
 bench synagen_cuda_1_plan_thread --paths cuda --sizes 256 1024 --seeds 16 --batch 64 --prep-threads 1 --no-protocol
-bench other_methods_256 --methods draem fractal foreground_perlin cutpaste --paths cpu cuda --sizes 256 --seeds 8 --batch 64 --no-protocol
+bench other_methods_256 --methods draem fractal foreground_perlin cutpaste nsa --paths cpu cuda --sizes 256 --seeds 8 --batch 64 --no-protocol
 
 echo "tables and test output in $out (tests exit status: $tests)"
 exit "$tests"
