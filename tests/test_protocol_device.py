@@ -62,7 +62,7 @@ def test_device_runs_resume_and_keep_to_their_renderer(inputs, tmp_path):
 
 def test_methods_without_a_batched_renderer_are_refused_on_a_device(inputs, tmp_path):
     with pytest.raises(InvalidParameterError, match="leave out --device"):
-        run_protocol(inputs, tmp_path / "nsa", method="nsa", device="cpu", progress=False)
+        run_protocol(inputs, tmp_path / "hybrid", method="hybrid", device="cpu", progress=False)
     with pytest.raises(InvalidParameterError, match="batch_size"):
         run_protocol(inputs, tmp_path / "b0", device="cpu", batch_size=0, progress=False)
 

@@ -31,7 +31,14 @@ blending on the device (``poisson.seamless_clone``, OpenCV's algorithm as a DST 
 per patch); the solve agrees with ``cv2.seamlessClone`` on >= 99.5 % of pixels and within one
 level on all; through the size search NSA outputs land in the numpy path's bin with masks at
 IoU >= 0.95 (mean >= 0.99), many byte-identical (63 of 96 in tests/test_batched.py), the rest
-within one level where rendered at the same scale (``batched.nsa`` states the measurements). Hybrid stays on the CPU path: ``synth.synthesize`` per image.
+within one level where rendered at the same scale (``batched.nsa`` states the measurements).
+Hybrid stays on the CPU path: ``synth.synthesize`` per image.
+
+The CPU work of a batch (each spec's *plan*: SYNAGEN's shape panels, the noise fields and
+fills) is made on a pool of threads (``prepare``; ``prep_threads``, default every usable CPU):
+``prepare_batch`` starts it and returns, ``PreparedBatch.render`` renders on the device, so a
+caller that prepares batch k+1 before rendering batch k keeps the device busy (the protocol's
+runner and ``BatchSynthesize`` do). The bytes depend on neither.
 """
 
 from __future__ import annotations
@@ -361,9 +368,11 @@ def _assemble(images, colour, alpha, layout, specs, rendered: list[Rendered], bi
         out_images[i, :cc, ys, xs] = join(r.output.permute(2, 0, 1)[None], None, layout, images.dtype)[0]
         masks[i, ys, xs] = r.changed
         diffs[i, ys, xs] = (r.output - source).abs().amax(dim=-1)
-        windows += [source.reshape(-1), r.output.reshape(-1), r.changed.reshape(-1).to(torch.float32)]
-    # every window the records measure, copied to the host at once (one transfer, not 3 per anomaly)
-    host = iter(np.split(torch.cat(windows).cpu().numpy(), np.cumsum([t.numel() for t in windows])[:-1]) if windows else ())
+        windows += [source.reshape(-1), r.output.reshape(-1), r.changed.reshape(-1).to(source.dtype)]
+    if images.device.type == "cpu":  # the windows are host memory already: read them in place
+        host = iter([t.numpy() for t in windows])
+    else:  # every window the records measure, copied to the host at once (one transfer, not 3 per anomaly)
+        host = iter(np.split(torch.cat(windows).cpu().numpy(), np.cumsum([t.numel() for t in windows])[:-1]) if windows else ())
     for i, (spec, r) in enumerate(zip(specs, rendered)):
         if r is None:
             records.append(None)

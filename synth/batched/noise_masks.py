@@ -3,16 +3,18 @@ torch device.
 
 What runs where, so that the outputs are the numpy path's bytes:
 
-* on the CPU, once per anomaly and placement attempt: the noise field, by ``synth.perlin``'s own
+* on the CPU, once per anomaly and placement attempt (the first attempt's as the spec's plan,
+  made on ``prepare.PlanPool`` threads together with the fill): the noise field, by ``synth.perlin``'s own
   ``rotated_noise`` from the spec's integer seeds (its OpenCV resampling is not reproduced on the
   device); the fill (``draem.fill_image``: the resized, augmented texture, the shuffled tiles of
   the image or the procedural noise texture, by OpenCV) or, for foreground Perlin, the partner
   image and the estimated foreground masks (``synth.foreground``). These read the image's
   pixels, so the batch is copied to the host once per ``render_batch`` for these methods;
-* on the device, for every render of the size search: ranking the noise (a sort, exact on any
-  device), the mask of the ``k`` highest-noise allowed pixels (or the thresholded noise without
-  a size bin), the blend ``(1 - opacity) * image + opacity * fill`` in float32, the region,
-  quantisation and the measured changed area;
+* on the device, for every render of the size search and all anomalies of the step together:
+  ranking the noise (a sort, exact on any device), the mask of the ``k`` highest-noise allowed
+  pixels (or the thresholded noise without a size bin), the blend
+  ``(1 - opacity) * image + opacity * fill`` in float32, the region, quantisation and the
+  measured changed area (two host reads per step: the masks' boxes, then the areas);
 * the size search is ``sizing.fit``'s, batched (``boxes._BoxBatch.run``).
 
 Every step is the numpy path's operation in the same precision, so outputs are byte-identical
@@ -71,12 +73,16 @@ class _Ranked:
         mask = self.noise > torch.tensor(threshold, dtype=self.noise.dtype, device=self.noise.device)
         return mask if self.candidates is None else mask & self.candidates
 
-    def mask(self, k: float) -> torch.Tensor:
+    def cut(self, k: float) -> torch.Tensor:
+        """The noise value of the ``k``-th highest candidate (0-d, on the device: no sync)."""
         k = int(min(max(round(k), 1), self.count))
         if self._sorted is None:
             values = self.noise[self.candidates] if self.candidates is not None else self.noise.reshape(-1)
             self._sorted = torch.sort(values).values
-        mask = self.noise >= self._sorted[self.count - k]
+        return self._sorted[self.count - k]
+
+    def mask(self, k: float) -> torch.Tensor:
+        mask = self.noise >= self.cut(k)
         return mask if self.candidates is None else mask & self.candidates
 
 
@@ -102,15 +108,15 @@ class NoiseMaskBatch(_BoxBatch):
 
     def prepare(self) -> None:
         dev = self.device
-        self.opacity = [torch.tensor(np.float32(s.params["opacity"]), device=dev) for s in self.specs]
+        self.opacity = torch.tensor(np.array([s.params["opacity"] for s in self.specs], np.float32), device=dev)
         self.candidates: list[torch.Tensor | None] = []
-        self.blends: list[torch.Tensor] = []
         self.allowed = np.zeros(len(self.specs))
         for i, (plan, scene) in enumerate(zip(self.plans, self.scenes)):
             candidates = plan.candidates
             self.candidates.append(None if candidates is None else torch.from_numpy(candidates).to(dev))
             self.allowed[i] = scene.height * scene.width if candidates is None else int(candidates.sum())
-            self.blends.append(torch.from_numpy(plan.blend).to(dev))
+        # the fills (B, H, W, C), copied to the device at once
+        self.blends = torch.from_numpy(np.stack([plan.blend for plan in self.plans])).to(dev)
         self.ranked: dict[tuple[int, int], _Ranked] = {}
 
     def _ranked(self, i: int, attempt: int) -> _Ranked:
@@ -131,32 +137,74 @@ class NoiseMaskBatch(_BoxBatch):
         return mask
 
     def render(self, idx, knob, attempt) -> Renders:
-        n = len(idx)
-        area, oy, ox = np.zeros(n), np.zeros(n, np.int64), np.zeros(n, np.int64)
-        outputs, changes, infos = [], [], []
-        for k, (i, kn, a) in enumerate(zip(idx.tolist(), knob.tolist(), attempt.tolist())):
-            mask = self._mask(i, kn, a)
-            rows = torch.nonzero(mask.any(dim=1)).flatten()
-            cols = torch.nonzero(mask.any(dim=0)).flatten()
-            if rows.numel() == 0:  # ``sizing.bbox_window`` of an empty mask: the whole image
-                y0, y1, x0, x1 = 0, self.height, 0, self.width
-            else:
-                y0, y1 = int(rows[0]), int(rows[-1]) + 1
-                x0, x1 = int(cols[0]), int(cols[-1]) + 1
-            source = self.colour[i, y0:y1, x0:x1]
-            inside = mask[y0:y1, x0:x1, None]
-            opacity = self.opacity[i]
-            blended = (1.0 - opacity) * source + opacity * self.blends[i][y0:y1, x0:x1]
-            values = torch.where(inside, blended, source).clamp(0.0, 1.0)
-            if self.regions is not None:
-                values = torch.where(self.regions[i, y0:y1, x0:x1, None], values, source)
-            out = quantize(values, self.quantum)
-            changed = changed_pixels(source, out)
-            area[k], oy[k], ox[k] = float(changed.sum()), y0, x0
-            outputs.append(out)
-            changes.append(changed)
-            infos.append({"mask_pixels": int(mask.sum())})
-        return Renders(area, oy, ox, outputs, changes, infos)
+        """All anomalies ``idx`` in one set of tensor operations: two host reads per call (the
+        masks' boxes, then the areas), not several per anomaly."""
+        dev, n = self.device, len(idx)
+        ranked = [self._ranked(i, a) for i, a in zip(idx.tolist(), attempt.tolist())]
+        noise = torch.stack([rm.noise for rm in ranked])
+        by_rank = [k for k, kn in enumerate(knob.tolist()) if kn >= 0]
+        masks = torch.zeros((n, self.height, self.width), dtype=torch.bool, device=dev)
+        if by_rank:
+            cuts = torch.stack([ranked[k].cut(knob[k]) for k in by_rank])
+            masks[by_rank] = noise[by_rank] >= cuts[:, None, None]
+        for k in (k for k in range(n) if knob[k] < 0):  # no size bin: the thresholded noise
+            masks[k] = self._mask(int(idx[k]), float(knob[k]), int(attempt[k]))
+        if any(self.candidates[i] is not None for i in idx.tolist()):
+            allowed = torch.stack([
+                torch.ones_like(masks[0]) if self.candidates[i] is None else self.candidates[i] for i in idx.tolist()
+            ])
+            masks &= allowed
+        # each mask's box (``sizing.bbox_window``; an empty mask: the whole image) and pixel count
+        rows_any, cols_any = masks.any(dim=2), masks.any(dim=1)
+        first = lambda a: a.to(torch.int8).argmax(dim=1)  # noqa: E731
+        last = lambda a: a.shape[1] - 1 - a.flip(1).to(torch.int8).argmax(dim=1)  # noqa: E731
+        facts = torch.stack([
+            first(rows_any), last(rows_any) + 1, first(cols_any), last(cols_any) + 1, rows_any.any(dim=1).to(torch.int64),
+            masks.sum(dim=(1, 2)),
+        ], dim=1).cpu().numpy()
+        empty = facts[:, 4] == 0
+        boxes = facts[:, :4].copy()
+        boxes[empty] = (0, self.height, 0, self.width)
+        mask_pixels = facts[:, 5]
+        h, w = boxes[:, 1] - boxes[:, 0], boxes[:, 3] - boxes[:, 2]
+        wh, ww = int(h.max()), int(w.max())
+        t_idx = torch.as_tensor(idx, device=dev)
+        opacity = self.opacity[t_idx][:, None, None, None]
+        if 2 * wh * ww > self.height * self.width:
+            # large boxes: whole images (plain copies) cost less than gathering padded windows
+            starts = np.zeros((n, 2), np.int64)
+            valid = torch.ones((n, self.height, self.width), dtype=torch.bool, device=dev)
+            source = self.colour.index_select(0, t_idx)
+            inside = masks[..., None]
+            fill = self.blends.index_select(0, t_idx)
+            region = None if self.regions is None else self.regions.index_select(0, t_idx)
+        else:
+            starts = boxes[:, [0, 2]]
+            rows = torch.as_tensor(boxes[:, 0], device=dev)[:, None] + torch.arange(wh, device=dev)[None]
+            cols = torch.as_tensor(boxes[:, 2], device=dev)[:, None] + torch.arange(ww, device=dev)[None]
+            valid = (rows < torch.as_tensor(boxes[:, 1], device=dev)[:, None])[:, :, None] & (
+                cols < torch.as_tensor(boxes[:, 3], device=dev)[:, None]
+            )[:, None, :]
+            rows, cols = rows.clamp(max=self.height - 1)[:, :, None], cols.clamp(max=self.width - 1)[:, None, :]
+            at = (t_idx[:, None, None], rows, cols)
+            source = self.colour[at]
+            inside = masks[torch.arange(n, device=dev)[:, None, None], rows, cols][..., None]
+            fill = self.blends[at]
+            region = None if self.regions is None else self.regions[at]
+        # the numpy path's float32 blend, pixel by pixel (pixels outside a box are never stored)
+        blended = (1.0 - opacity) * source + opacity * fill
+        values = torch.where(inside, blended, source).clamp(0.0, 1.0)
+        if region is not None:
+            values = torch.where(region[..., None], values, source)
+        out = quantize(values, self.quantum)
+        changed = changed_pixels(source, out) & valid
+        area = changed.sum(dim=(1, 2)).cpu().numpy().astype(np.float64)
+        y0 = boxes[:, 0] - starts[:, 0]
+        x0 = boxes[:, 2] - starts[:, 1]
+        outputs = [out[k, y0[k] : y0[k] + h[k], x0[k] : x0[k] + w[k]] for k in range(n)]
+        changes = [changed[k, y0[k] : y0[k] + h[k], x0[k] : x0[k] + w[k]] for k in range(n)]
+        infos = [{"mask_pixels": int(m)} for m in mask_pixels]
+        return Renders(area, boxes[:, 0], boxes[:, 2], outputs, changes, infos)
 
     def limits(self):
         starts = np.ones(len(self.specs))

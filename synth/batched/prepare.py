@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
+from functools import wraps
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
@@ -91,3 +93,39 @@ def plan_pool(threads: int | None = None) -> PlanPool:
         if count not in _POOLS:
             _POOLS[count] = PlanPool(count)
         return _POOLS[count]
+
+
+def made_once(maxsize: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``functools.lru_cache`` for plan ingredients shared by several specs of a batch (a drawn
+    shape rendered in five size bins): concurrent calls with the same arguments wait for the
+    first one's result instead of each making it. Arguments must be hashable."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        made: OrderedDict[tuple, Future] = OrderedDict()
+        lock = threading.Lock()
+
+        @wraps(fn)
+        def once(*args: Any) -> Any:
+            with lock:
+                future = made.get(args)
+                owner = future is None
+                if owner:
+                    future = made[args] = Future()
+                    while len(made) > maxsize:
+                        made.popitem(last=False)
+                else:
+                    made.move_to_end(args)
+            if owner:
+                try:
+                    future.set_result(fn(*args))
+                except BaseException as exc:
+                    with lock:  # a failure is not kept: the next call tries again
+                        if made.get(args) is future:
+                            del made[args]
+                    future.set_exception(exc)
+            return future.result()
+
+        once.cache_clear = lambda: made.clear()  # type: ignore[attr-defined]
+        return once
+
+    return decorate

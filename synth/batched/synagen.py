@@ -3,9 +3,11 @@
 The specs are the ones ``Synagen.sample`` draws, so parameter distributions are those of the
 numpy path. What runs where:
 
-* on the CPU, once per spec: the shape panel and its rotation (``rotated_shape``, shared with the
-  numpy path and cached, so the five sizes of one drawn shape cost one panel), its summed-area
-  table, the noise grid from the spec's ``noise_seed`` and the texture crop;
+* on the CPU, once per spec, as its plan (``_plan``, made on ``prepare.PlanPool`` threads while
+  the device renders, see ``prepare``): the shape panel and its rotation (``rotated_shape``,
+  shared with the numpy path; made once per drawn shape, so its five sizes cost one panel, also
+  when their plans are made at the same time), its summed-area table, the noise grid from the
+  spec's ``noise_seed`` and the texture crop;
 * on the device, for every render of the size search: scaling and placing the shape as
   ``cv2.resize`` does (shrinking: the exact box average of ``INTER_AREA``, read from the
   summed-area table with four bilinear taps; enlarging: ``INTER_LINEAR``), thresholded at the
@@ -14,7 +16,8 @@ numpy path. What runs where:
   operations;
 * on the CPU between renders: the size search itself (``sizing.correct`` on float64 numpy
   vectors of the batch, the same policy as the numpy path), so every device takes the same steps
-  for the same measured areas.
+  for the same measured areas. Each render step reads the device twice (the placed shapes'
+  boxes, which position them, and the measured areas), whatever the batch size.
 
 Per-pixel work is written with separate elementwise operations and gathers (no convolutions, no
 ``grid_sample`` with batch-dependent normalisation, no transcendental functions), so one anomaly's
@@ -26,7 +29,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, replace
-from functools import lru_cache
 from typing import Any, Sequence
 
 import numpy as np
@@ -40,6 +42,7 @@ from ..synagen.method import _COVERAGE_THRESHOLDS, _PLACEMENT_ATTEMPTS, STEERING
 from ..synagen.modes import texture_field
 from ..synagen.shapes import rotated_shape
 from .layout import changed_pixels, channels_last, quantize
+from .prepare import made_once
 from .steering import Rendered, Renders, steer_batch
 
 #: pixels kept around the placed shape: the contour band reaches 1 pixel out, its blur 1 more
@@ -67,15 +70,17 @@ class _Plan:
     texture: np.ndarray | None
 
 
-@lru_cache(maxsize=16)
-def _table(shape: str, params_json: str, angle: float) -> np.ndarray:
-    """Summed-area table ``(h + 1, w + 1)`` float64 of the rotated shape: ``T[i, j]`` is the sum
-    of ``crop[:i, :j]``, so any box average (also over fractional pixels) is four bilinear reads."""
+@made_once(maxsize=32)
+def _shape(shape: str, params_json: str, angle: float) -> tuple[np.ndarray, np.ndarray]:
+    """The rotated shape ``(h, w)`` float32 and its summed-area table ``(h + 1, w + 1)`` float64:
+    ``T[i, j]`` is the sum of ``crop[:i, :j]``, so any box average (also over fractional pixels)
+    is four bilinear reads. Made once per drawn shape, also when the plan threads of its five
+    size bins ask for it at the same time."""
     crop = rotated_shape(shape, json.loads(params_json), angle)
     table = np.zeros((crop.shape[0] + 1, crop.shape[1] + 1), np.float64)
     table[1:, 1:] = crop.astype(np.float64).cumsum(axis=0).cumsum(axis=1)
     table.setflags(write=False)
-    return table
+    return crop, table
 
 
 def _plan(method: Synagen, spec: Spec, scene: Scene, textures: Sequence[np.ndarray] = ()) -> _Plan:
@@ -86,8 +91,7 @@ def _plan(method: Synagen, spec: Spec, scene: Scene, textures: Sequence[np.ndarr
     size_bin = spec.size_bin or SizeBin.parse("0.02-15%")
     lo_px, hi_px = pixel_bounds(size_bin, scene)
     target_px = target_pixels(size_bin, p["target_fraction"], scene)
-    table = _table(spec.shape, json.dumps(p["shape_params"], sort_keys=True), float(p["angle"]))
-    crop = rotated_shape(spec.shape, p["shape_params"], float(p["angle"]))
+    crop, table = _shape(spec.shape, json.dumps(p["shape_params"], sort_keys=True), float(p["angle"]))
     mode_params = p["mode_params"]
     noise = None
     if spec.mode not in ("transparent", "texture"):
@@ -381,8 +385,9 @@ class SynagenBatch:
             grown = _dilate(footprint, outer) if outer else footprint
             if outer and region is not None:
                 grown &= region
-            predicted = grown.sum(dim=(1, 2)).cpu().numpy().astype(np.float64)
-            placed = footprint.any(dim=2).any(dim=1).cpu().numpy()
+            # one host read for both
+            counts = torch.stack([grown.sum(dim=(1, 2)), footprint.sum(dim=(1, 2))]).cpu().numpy()
+            predicted, placed = counts[0].astype(np.float64), counts[1] > 0
             t = target[rows]
             done = ~placed | (predicted == 0) | (np.abs(predicted - t) <= 0.05 * t)
             with np.errstate(divide="ignore", invalid="ignore"):
