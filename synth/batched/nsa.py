@@ -120,12 +120,7 @@ class NSABatch(_BoxBatch):
         values = original + delta * torch.tensor(_INV_255, device=self.device)
         # bit-identical outside what the clones changed (16-bit / float inputs)
         values = torch.where((delta != 0).any(dim=-1, keepdim=True), values, original)
-        dropped = {"size_knob", "placement_attempt", "scale_steps", "source"}
-        info = {
-            k: v for k, v in self.method.describe(scene, layout, first_guess, knob, "", attempt, 0).items()
-            if k not in dropped
-        }
-        return window, values, info
+        return window, values, self.method.describe_layout(scene, layout, first_guess, knob)
 
     def render(self, idx, knob, attempt) -> Renders:
         n = len(idx)
