@@ -299,9 +299,15 @@ class NSA(Method):
         return {
             "source": source,
             "placement_attempt": attempt,
+            "scale_steps": steps,
+            **self.describe_layout(scene, layout, first_guess, knob),
+        }
+
+    def describe_layout(self, scene: Scene, layout: list[_Patch], first_guess: float, knob: float) -> dict[str, Any]:
+        """The record params of one render: patches blended, overall scale, boxes, object scores."""
+        return {
             "patches_used": len(layout),
             "scale": float(first_guess * knob),
-            "scale_steps": steps,
             "boxes": [list(b) for b in self._dst_boxes(scene, layout, knob)],
             "object_scores": [round(pt.object_score, 4) for pt in layout],
         }

@@ -24,9 +24,13 @@ solving each alone keeps an anomaly's bytes independent of the rest of its batch
 Agreement with the numpy path (``tests/test_batched.py`` measures it): the Poisson solve matches
 ``cv2.seamlessClone`` on the same inputs except for FFT rounding, which moves a truncated value by
 one level on about 0.1 % of the solved pixels (never more than one level). Through the size
-search such a difference can change a measured area by a few pixels and so the chosen scale:
-most anomalies are byte-identical to ``synth.synthesize(..., "nsa")``'s for the same seed, the
-others lie in the same bin with masks overlapping at IoU >= 0.9. Records carry
+search such a difference can change a measured area by a few pixels and so the chosen scale.
+Measured: of 96 anomalies at 160x160 (tests/test_batched.py), 63 are byte-identical to
+``synth.synthesize(..., "nsa")``'s for the same seed, all in the same bin, masks at IoU >= 0.979
+(mean 0.9998); the folder protocol on brick, grass and gravel (512x512, 15 outputs): 6 files
+identical, every mask identical, the other values within one level. Larger anomalies solve more
+pixels, so fewer are byte-identical. The test asserts: same bin, IoU >= 0.95 (mean >= 0.99),
+at most one level apart at the same scale, >= 60 % identical. Records carry
 ``"renderer": "torch"``; ``Rendering.label`` (NSA's binary/continuous/logistic label) is not
 made here: the batch's masks and |difference| maps stand for it.
 """
@@ -116,12 +120,7 @@ class NSABatch(_BoxBatch):
         values = original + delta * torch.tensor(_INV_255, device=self.device)
         # bit-identical outside what the clones changed (16-bit / float inputs)
         values = torch.where((delta != 0).any(dim=-1, keepdim=True), values, original)
-        dropped = {"size_knob", "placement_attempt", "scale_steps", "source"}
-        info = {
-            k: v for k, v in self.method.describe(scene, layout, first_guess, knob, "", attempt, 0).items()
-            if k not in dropped
-        }
-        return window, values, info
+        return window, values, self.method.describe_layout(scene, layout, first_guess, knob)
 
     def render(self, idx, knob, attempt) -> Renders:
         n = len(idx)
