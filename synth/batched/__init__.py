@@ -360,9 +360,21 @@ def _assemble(images, colour, alpha, layout, specs, rendered: list[Rendered], bi
     cc = layout.colour_channels
     found = [i for i, r in enumerate(rendered) if r is not None]
     windows: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    if found:
-        # every window pixel of every anomaly at once (a few operations per batch, not per
-        # anomaly): its image, row and column, from each window's corner and size
+    if dev.type == "cpu":
+        # on a CPU a slice costs nothing extra per anomaly, and the windows are host memory
+        for i in found:
+            r = rendered[i]
+            wh, ww = r.changed.shape
+            ys, xs = slice(r.oy, r.oy + wh), slice(r.ox, r.ox + ww)
+            source = colour[i, :, ys, xs].permute(1, 2, 0)
+            out_images[i, :cc, ys, xs] = join(r.output.permute(2, 0, 1)[None], None, layout, images.dtype)[0]
+            masks[i, ys, xs] = r.changed
+            diffs[i, ys, xs] = (r.output - source).abs().amax(dim=-1)
+            windows[i] = (source.numpy(), r.output.numpy(), r.changed.numpy())
+    elif found:
+        # on a GPU every operation is a kernel launch: every window pixel of every anomaly at
+        # once (a few operations per batch, not about a dozen per anomaly): its image, row and
+        # column, from each window's corner and size
         sizes = np.array([rendered[i].changed.shape for i in found], np.int64).reshape(-1, 2)
         counts = sizes[:, 0] * sizes[:, 1]
         firsts = np.concatenate([[0], np.cumsum(counts)[:-1]])
@@ -383,12 +395,9 @@ def _assemble(images, colour, alpha, layout, specs, rendered: list[Rendered], bi
         target.permute(0, 2, 3, 1)[bi, ys, xs, :cc] = stored
         masks[bi, ys, xs] = changed
         diffs[bi, ys, xs] = (output - source).abs().amax(dim=-1)
-        # the windows the records measure, on the host (from a GPU: one transfer for the batch)
-        if dev.type == "cpu":
-            source_np, output_np, changed_np = source.numpy(), output.numpy(), changed.numpy()
-        else:
-            packed = torch.cat([source, output, changed[:, None].to(source.dtype)], dim=1).cpu().numpy()
-            source_np, output_np, changed_np = packed[:, :cc], packed[:, cc : 2 * cc], packed[:, 2 * cc] > 0.5
+        # the windows the records measure, on the host: one transfer for the batch
+        packed = torch.cat([source, output, changed[:, None].to(source.dtype)], dim=1).cpu().numpy()
+        source_np, output_np, changed_np = packed[:, :cc], packed[:, cc : 2 * cc], packed[:, 2 * cc] > 0.5
         for k, i in enumerate(found):
             rows = slice(firsts[k], firsts[k] + counts[k])
             shape = (int(sizes[k, 0]), int(sizes[k, 1]))
