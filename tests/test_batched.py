@@ -177,6 +177,44 @@ def test_prep_threads_must_be_a_positive_count():
         render_batch(images, specs, prep_threads=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.uint16, torch.float32])
+def test_windows_are_written_alike_by_slices_and_by_the_gpus_indexed_writes(dtype):
+    """A GPU writes a batch's windows with a few indexed operations, a CPU by slices per anomaly:
+    both store the same bytes, masks, diff maps and measured windows (checked here on the CPU,
+    so the GPU's way is tested without a GPU)."""
+    from synth.batched import _write_windows
+    from synth.batched.layout import quantize, split
+    from synth.batched.steering import Rendered
+
+    rgba = np.concatenate([RGB, np.full((SIZE, SIZE, 1), 200, np.uint8)], axis=2)
+    images = _batch(rgba, 3).to(dtype) * (257 if dtype == torch.uint16 else 1)
+    images = images / 255.0 if dtype == torch.float32 else images
+    colour, _, layout = split(images)
+    rng = np.random.default_rng(0)
+    # two windows and an anomaly that missed its bin (None), as a renderer returns them
+    rendered = [
+        None if box is None else Rendered(
+            box[0], box[1], quantize(torch.from_numpy(rng.random((*box[2:], 3), dtype=np.float32)), layout.quantum),
+            torch.from_numpy(rng.random(box[2:]) > 0.5), 1.0, 0, 1, {},
+        )
+        for box in [(5, 7, 30, 41), None, (100, 120, 60, 40)]
+    ]
+    results = []
+    for indexed in (False, True):
+        out = images.clone()
+        masks = torch.zeros((3, SIZE, SIZE), dtype=torch.bool)
+        diffs = torch.zeros((3, SIZE, SIZE))
+        windows = _write_windows(out, masks, diffs, colour, layout, rendered, indexed=indexed)
+        results.append((out, masks, diffs, windows))
+    (out_a, masks_a, diffs_a, win_a), (out_b, masks_b, diffs_b, win_b) = results
+    assert torch.equal(out_a, out_b) and torch.equal(masks_a, masks_b) and torch.equal(diffs_a, diffs_b)
+    assert not torch.equal(out_a, images) and torch.equal(out_a[1], images[1]) and torch.equal(out_a[:, 3], images[:, 3])
+    assert sorted(win_a) == sorted(win_b) == [0, 2]
+    for i in win_a:
+        for a, b in zip(win_a[i], win_b[i]):
+            assert a.shape == b.shape and np.array_equal(a, b)
+
+
 def test_the_spec_is_the_numpy_paths_spec_for_the_same_seed():
     for seed in (3, 4):
         cpu = synthesize(RGB, "synagen", seed=seed)

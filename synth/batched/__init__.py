@@ -350,27 +350,27 @@ def _background_brightness(images: torch.Tensor, layout: ImageLayout) -> list[fl
     return [float((0.299 * m[0] + 0.587 * m[1] + 0.114 * m[2]) / scale) for m in means]
 
 
-def _assemble(images, colour, alpha, layout, specs, rendered: list[Rendered], bins) -> BatchAnomalies:
-    b, _, h, w = images.shape
-    dev = images.device
-    out_images = images.clone()
-    masks = torch.zeros((b, h, w), dtype=torch.bool, device=dev)
-    diffs = torch.zeros((b, h, w), dtype=torch.float32, device=dev)
-    backgrounds = _background_brightness(images, layout)
-    cc = layout.colour_channels
+def _write_windows(
+    out_images, masks, diffs, colour, layout: ImageLayout, rendered: list[Rendered], indexed: bool
+) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Write each rendered window into ``out_images`` (stored dtype), ``masks`` and ``diffs``;
+    return per anomaly index its host windows ``(source, output, changed)`` for ``measure``.
+    ``indexed``: all windows by a few indexed operations for the batch (the GPU's way), else
+    by slices, anomaly by anomaly (the CPU's)."""
+    dev, cc = out_images.device, layout.colour_channels
     found = [i for i, r in enumerate(rendered) if r is not None]
     windows: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    if dev.type == "cpu":
+    if not indexed:
         # on a CPU a slice costs nothing extra per anomaly, and the windows are host memory
         for i in found:
             r = rendered[i]
             wh, ww = r.changed.shape
             ys, xs = slice(r.oy, r.oy + wh), slice(r.ox, r.ox + ww)
             source = colour[i, :, ys, xs].permute(1, 2, 0)
-            out_images[i, :cc, ys, xs] = join(r.output.permute(2, 0, 1)[None], None, layout, images.dtype)[0]
+            out_images[i, :cc, ys, xs] = join(r.output.permute(2, 0, 1)[None], None, layout, out_images.dtype)[0]
             masks[i, ys, xs] = r.changed
             diffs[i, ys, xs] = (r.output - source).abs().amax(dim=-1)
-            windows[i] = (source.numpy(), r.output.numpy(), r.changed.numpy())
+            windows[i] = (source.cpu().numpy(), r.output.cpu().numpy(), r.changed.cpu().numpy())
     elif found:
         # on a GPU every operation is a kernel launch: every window pixel of every anomaly at
         # once (a few operations per batch, not about a dozen per anomaly): its image, row and
@@ -388,9 +388,9 @@ def _assemble(images, colour, alpha, layout, specs, rendered: list[Rendered], bi
         output = torch.cat([rendered[i].output.reshape(-1, cc) for i in found])
         changed = torch.cat([rendered[i].changed.reshape(-1) for i in found])
         source = colour[bi, :, ys, xs]  # (pixels, cc)
-        stored = join(output, None, layout, images.dtype)
+        stored = join(output, None, layout, out_images.dtype)
         target = out_images
-        if images.dtype == torch.uint16:  # torch writes uint16 through an index as the same 16 bits of int16
+        if out_images.dtype == torch.uint16:  # torch writes uint16 through an index as the same 16 bits of int16
             target, stored = out_images.view(torch.int16), stored.view(torch.int16)
         target.permute(0, 2, 3, 1)[bi, ys, xs, :cc] = stored
         masks[bi, ys, xs] = changed
@@ -404,6 +404,18 @@ def _assemble(images, colour, alpha, layout, specs, rendered: list[Rendered], bi
             windows[i] = (
                 source_np[rows].reshape(*shape, cc), output_np[rows].reshape(*shape, cc), changed_np[rows].reshape(shape)
             )
+    return windows
+
+
+def _assemble(images, colour, alpha, layout, specs, rendered: list[Rendered], bins) -> BatchAnomalies:
+    b, _, h, w = images.shape
+    dev = images.device
+    out_images = images.clone()
+    masks = torch.zeros((b, h, w), dtype=torch.bool, device=dev)
+    diffs = torch.zeros((b, h, w), dtype=torch.float32, device=dev)
+    backgrounds = _background_brightness(images, layout)
+    cc = layout.colour_channels
+    windows = _write_windows(out_images, masks, diffs, colour, layout, rendered, indexed=dev.type != "cpu")
     records = []
     for i, (spec, r) in enumerate(zip(specs, rendered)):
         if r is None:  # missed (strict=False): the image stays as it was
