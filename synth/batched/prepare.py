@@ -18,8 +18,8 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from functools import wraps
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import wraps
 from typing import Any, Callable, Sequence
 
 from ..errors import InvalidParameterError

@@ -176,7 +176,8 @@ class BatchSynthesize(torch.nn.Module):
             next_seeds, next_chosen = self._draws(self.seen, count)
             next_picked = [k for k, c in enumerate(next_chosen) if c]
             if next_picked:
-                stand_in = images[:1].expand(len(next_picked), *images.shape[1:])
+                # one image's copy stands in for the next batch (whose pixels the plans do not read)
+                stand_in = images[:1].clone().expand(len(next_picked), *images.shape[1:])
                 next_key = (self.seen, count, tuple(images.shape[1:]), images.dtype, images.device)
                 self._ahead = (next_key, self._prepare(stand_in, [next_seeds[k] for k in next_picked]))
         out = images
