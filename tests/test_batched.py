@@ -168,6 +168,9 @@ def test_same_bytes_whatever_the_number_of_prep_threads_and_the_batch_size(name)
         assert torch.equal(masks, one_thread[1])
         assert records == one_thread[2]
     assert masks.any(dim=(1, 2)).all()
+    # one image repeated by expand (as the protocol batches it): the bins of one draw share a plan
+    images = images[:1].expand(7, -1, -1, -1)
+    assert torch.equal(render(4, 7)[0], one_thread[0])
 
 
 def test_prep_threads_must_be_a_positive_count():

@@ -178,6 +178,16 @@ def _scenes(
     ]
 
 
+def _scene_identity(scene: Scene) -> tuple:
+    """Scenes with equal identities hold the same arrays (the same memory), e.g. the scenes of one
+    image repeated by ``expand``; valid while the scenes are alive."""
+
+    def where(a: np.ndarray | None):
+        return None if a is None else (a.__array_interface__["data"][0], a.shape, a.strides, a.dtype.str)
+
+    return (where(scene.image), where(scene.region), tuple(map(where, scene.partners)), tuple(map(id, scene.textures)))
+
+
 def _textures(textures: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
     return tuple(_as_colour(np.asarray(t), 3, "texture") for t in textures)
 
@@ -323,9 +333,20 @@ def prepare_batch(
     scenes = tuple(_scenes(
         images, layout, region_mask, texture_arrays, pixels=getattr(renderer, "needs_pixels", False), partners=partners
     ))
-    plans = plan_pool(prep_threads).map(
-        partial(renderer.plan, method_obj, textures=texture_arrays), specs, scenes
-    )
+    pool, make = plan_pool(prep_threads), partial(renderer.plan, method_obj, textures=texture_arrays)
+    plan_key = getattr(renderer, "plan_key", None)
+    if plan_key is None:
+        plans = pool.map(make, specs, scenes)
+    else:
+        # specs whose plans are equal by construction (the same draw in several size bins, on the
+        # same image) share one plan, made once
+        made: dict[tuple, Future] = {}
+        plans = []
+        for spec, scene in zip(specs, scenes):
+            key = (plan_key(spec), _scene_identity(scene))
+            if key not in made:
+                made[key] = pool.submit(make, spec, scene)
+            plans.append(made[key])
     return PreparedBatch(
         images, colour, alpha, layout, tuple(specs), method_obj, renderer, region_mask, texture_arrays, scenes, tuple(plans), tuple(bins)
     )

@@ -24,6 +24,7 @@ its bytes do not depend on the batch.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,25 +107,38 @@ class NoiseMaskBatch(_BoxBatch):
             noise=_noise(spec, scene.height, scene.width, 0),
         )
 
+    @staticmethod
+    def plan_key(spec: Spec) -> tuple:
+        """What the plan depends on besides the scene: all but the size (``target_fraction``,
+        ``size_bin``), so the protocol's five bins of one draw share one plan."""
+        params = {k: v for k, v in spec.params.items() if k != "target_fraction"}
+        return (spec.method, spec.shape, spec.mode, json.dumps(params, sort_keys=True))
+
     def prepare(self) -> None:
         dev = self.device
         self.opacity = torch.tensor(np.array([s.params["opacity"] for s in self.specs], np.float32), device=dev)
-        self.candidates: list[torch.Tensor | None] = []
-        self.allowed = np.zeros(len(self.specs))
-        for i, (plan, scene) in enumerate(zip(self.plans, self.scenes)):
-            candidates = plan.candidates
-            self.candidates.append(None if candidates is None else torch.from_numpy(candidates).to(dev))
-            self.allowed[i] = scene.height * scene.width if candidates is None else int(candidates.sum())
-        # the fills (B, H, W, C), copied to the device at once
-        self.blends = torch.from_numpy(np.stack([plan.blend for plan in self.plans])).to(dev)
+        # anomalies sharing a plan (one draw in several bins) share its device copies and rankings
+        distinct: dict[int, int] = {}
+        self.plan_row = np.array([distinct.setdefault(id(plan), len(distinct)) for plan in self.plans], np.int64)
+        firsts = [self.plans[int(np.flatnonzero(self.plan_row == r)[0])] for r in range(len(distinct))]
+        shared = [None if plan.candidates is None else torch.from_numpy(plan.candidates).to(dev) for plan in firsts]
+        self.candidates: list[torch.Tensor | None] = [shared[r] for r in self.plan_row]
+        self.allowed = np.array([
+            scene.height * scene.width if plan.candidates is None else int(plan.candidates.sum())
+            for plan, scene in zip(self.plans, self.scenes)
+        ], np.float64)
+        # the distinct fills (P, H, W, C), copied to the device at once; ``fill_rows`` picks each anomaly's
+        self.blends = torch.from_numpy(np.stack([plan.blend for plan in firsts])).to(dev)
+        self.fill_rows = torch.as_tensor(self.plan_row, device=dev)
         self.ranked: dict[tuple[int, int], _Ranked] = {}
 
     def _ranked(self, i: int, attempt: int) -> _Ranked:
-        if (i, attempt) not in self.ranked:
+        key = (int(self.plan_row[i]), attempt)
+        if key not in self.ranked:
             # the first attempt's noise was planned; later placement attempts are rare
             noise = self.plans[i].noise if attempt == 0 else _noise(self.specs[i], self.height, self.width, attempt)
-            self.ranked[(i, attempt)] = _Ranked(torch.from_numpy(noise).to(self.device), self.candidates[i])
-        return self.ranked[(i, attempt)]
+            self.ranked[key] = _Ranked(torch.from_numpy(noise).to(self.device), self.candidates[i])
+        return self.ranked[key]
 
     def _mask(self, i: int, knob: float, attempt: int) -> torch.Tensor:
         rm = self._ranked(i, attempt)
@@ -176,7 +190,7 @@ class NoiseMaskBatch(_BoxBatch):
             valid = torch.ones((n, self.height, self.width), dtype=torch.bool, device=dev)
             source = self.colour.index_select(0, t_idx)
             inside = masks[..., None]
-            fill = self.blends.index_select(0, t_idx)
+            fill = self.blends.index_select(0, self.fill_rows[t_idx])
             region = None if self.regions is None else self.regions.index_select(0, t_idx)
         else:
             starts = boxes[:, [0, 2]]
@@ -189,7 +203,7 @@ class NoiseMaskBatch(_BoxBatch):
             at = (t_idx[:, None, None], rows, cols)
             source = self.colour[at]
             inside = masks[torch.arange(n, device=dev)[:, None, None], rows, cols][..., None]
-            fill = self.blends[at]
+            fill = self.blends[(self.fill_rows[t_idx][:, None, None], rows, cols)]
             region = None if self.regions is None else self.regions[at]
         # the numpy path's float32 blend, pixel by pixel (pixels outside a box are never stored)
         blended = (1.0 - opacity) * source + opacity * fill
