@@ -64,6 +64,9 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
                         "share of the tasks (on its own GPU with --device cuda)")
     g.add_argument("--batch-size", type=int, default=16, metavar="N",
                    help="outputs rendered together with --device (default 16); files do not depend on it")
+    g.add_argument("--prep-threads", type=int, default=None, metavar="N",
+                   help="CPU threads preparing the next batch (shape panels, noise, fills) with --device "
+                        "(default: every usable CPU); files do not depend on it")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -106,7 +109,8 @@ def generation_from_args(args: argparse.Namespace) -> tuple[ProtocolConfig, RunO
             options[key] = value
     options.update(workers=args.workers, region_masks=args.region_masks, textures=args.textures,
                    memory_budget=args.memory_budget, png_compression=args.png_compression,
-                   progress=not args.no_progress, device=args.device, batch_size=args.batch_size)
+                   progress=not args.no_progress, device=args.device, batch_size=args.batch_size,
+                   prep_threads=args.prep_threads)
     return parse_generation(options)
 
 

@@ -124,6 +124,9 @@ class RunOptions:
     device: str | None = None
     #: outputs rendered together with ``device`` (files do not depend on it)
     batch_size: int = 16
+    #: CPU threads preparing the next batch's plans with ``device`` (None: every usable CPU; files
+    #: do not depend on it)
+    prep_threads: int | None = None
     #: ``(index, count)``: make only the tasks whose index is ``index`` modulo ``count``
     shard: tuple[int, int] | None = None
 
@@ -190,10 +193,13 @@ def parse_generation(options: Mapping[str, Any]) -> tuple[ProtocolConfig, RunOpt
         progress=bool(given.get("progress", True)),
         device=given.get("device"),
         batch_size=_integer(given.get("batch_size", 16), "batch_size"),
+        prep_threads=None if given.get("prep_threads") is None else _integer(given["prep_threads"], "prep_threads"),
         shard=None if given.get("shard") is None else tuple(given["shard"]),
     )
     if run.workers < 1:
         raise InvalidParameterError(f"workers must be >= 1, got {run.workers}")
+    if run.prep_threads is not None and run.prep_threads < 1:
+        raise InvalidParameterError(f"prep_threads must be >= 1 (or left out for every usable CPU), got {run.prep_threads}")
     _check_run(run, config)
     return config, run
 

@@ -629,7 +629,9 @@ def _execute(
         if run.device is not None:
             from .batched.runner import DeviceRunner
 
-            for item in DeviceRunner(job, run.device, run.batch_size, encoders=workers).run_all(tasks):
+            for item in DeviceRunner(
+                job, run.device, run.batch_size, encoders=workers, prep_threads=run.prep_threads
+            ).run_all(tasks):
                 yield item
                 bar.update(1)
         elif workers == 1 or len(tasks) <= 1:
