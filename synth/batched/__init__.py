@@ -58,6 +58,7 @@ from ..image import ImageLayout, to_float
 from ..method import Method, Rendering, Scene, Spec
 from ..registry import get_method
 from ..sizebins import DEFAULT_BINS, SizeBin, resolve_bin
+from .device import to_device
 from .layout import join, layout_of, split
 from .prepare import plan_pool
 from .steering import Rendered
@@ -399,10 +400,13 @@ def _write_windows(
         sizes = np.array([rendered[i].changed.shape for i in found], np.int64).reshape(-1, 2)
         counts = sizes[:, 0] * sizes[:, 1]
         firsts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        table = torch.as_tensor(np.stack([
+        table = to_device(np.stack([
             np.array(found, np.int64), [rendered[i].oy for i in found], [rendered[i].ox for i in found], sizes[:, 1], firsts,
-        ], axis=1), device=dev)
-        which = torch.repeat_interleave(torch.arange(len(found), device=dev), torch.as_tensor(counts, device=dev))
+        ], axis=1), dev)
+        # output_size given: torch need not read the counts back from the device
+        which = torch.repeat_interleave(
+            torch.arange(len(found), device=dev), to_device(counts, dev), output_size=int(counts.sum())
+        )
         per = table[which]
         local = torch.arange(int(counts.sum()), device=dev) - per[:, 4]
         bi, ys, xs = per[:, 0], per[:, 1] + local // per[:, 3], per[:, 2] + local % per[:, 3]

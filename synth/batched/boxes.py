@@ -17,6 +17,7 @@ import torch
 from ..method import Method, Scene, Spec
 from ..partner import partner_image
 from ..sizing import PLACEMENT_ATTEMPTS, Steering, anchor_point, box_around, pixel_bounds, shifted, target_pixels
+from .device import to_device
 from .layout import changed_pixels, channels_last, quantize
 from .steering import Rendered, Renders, steer_batch
 
@@ -97,11 +98,11 @@ class _BoxBatch:
         ).reshape(-1, 4)
         h, w = boxes[:, 1] - boxes[:, 0], boxes[:, 3] - boxes[:, 2]
         wh, ww = int(h.max()), int(w.max())
-        t_idx = torch.as_tensor(idx, device=dev)
-        rows = torch.as_tensor(boxes[:, 0], device=dev)[:, None] + torch.arange(wh, device=dev)[None]
-        cols = torch.as_tensor(boxes[:, 2], device=dev)[:, None] + torch.arange(ww, device=dev)[None]
-        valid = (rows < torch.as_tensor(boxes[:, 1], device=dev)[:, None])[:, :, None] & (
-            cols < torch.as_tensor(boxes[:, 3], device=dev)[:, None]
+        t_idx = to_device(idx, dev)
+        rows = to_device(boxes[:, 0], dev)[:, None] + torch.arange(wh, device=dev)[None]
+        cols = to_device(boxes[:, 2], dev)[:, None] + torch.arange(ww, device=dev)[None]
+        valid = (rows < to_device(boxes[:, 1], dev)[:, None])[:, :, None] & (
+            cols < to_device(boxes[:, 3], dev)[:, None]
         )[:, None, :]
         rows, cols = rows.clamp(max=self.height - 1), cols.clamp(max=self.width - 1)
         source = self.colour[t_idx[:, None, None], rows[:, :, None], cols[:, None, :]]

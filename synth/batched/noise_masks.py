@@ -36,6 +36,7 @@ from ..partner import partner_image
 from ..perlin import rotated_noise
 from ..sizing import Steering
 from .boxes import _BoxBatch
+from .device import to_device
 from .layout import changed_pixels, quantize
 from .steering import Renders
 
@@ -129,7 +130,7 @@ class NoiseMaskBatch(_BoxBatch):
         ], np.float64)
         # the distinct fills (P, H, W, C), copied to the device at once; ``fill_rows`` picks each anomaly's
         self.blends = torch.from_numpy(np.stack([plan.blend for plan in firsts])).to(dev)
-        self.fill_rows = torch.as_tensor(self.plan_row, device=dev)
+        self.fill_rows = to_device(self.plan_row, dev)
         self.ranked: dict[tuple[int, int], _Ranked] = {}
 
     def _ranked(self, i: int, attempt: int) -> _Ranked:
@@ -182,7 +183,7 @@ class NoiseMaskBatch(_BoxBatch):
         mask_pixels = facts[:, 5]
         h, w = boxes[:, 1] - boxes[:, 0], boxes[:, 3] - boxes[:, 2]
         wh, ww = int(h.max()), int(w.max())
-        t_idx = torch.as_tensor(idx, device=dev)
+        t_idx = to_device(idx, dev)
         opacity = self.opacity[t_idx][:, None, None, None]
         if 2 * wh * ww > self.height * self.width:
             # large boxes: whole images (plain copies) cost less than gathering padded windows
@@ -194,10 +195,10 @@ class NoiseMaskBatch(_BoxBatch):
             region = None if self.regions is None else self.regions.index_select(0, t_idx)
         else:
             starts = boxes[:, [0, 2]]
-            rows = torch.as_tensor(boxes[:, 0], device=dev)[:, None] + torch.arange(wh, device=dev)[None]
-            cols = torch.as_tensor(boxes[:, 2], device=dev)[:, None] + torch.arange(ww, device=dev)[None]
-            valid = (rows < torch.as_tensor(boxes[:, 1], device=dev)[:, None])[:, :, None] & (
-                cols < torch.as_tensor(boxes[:, 3], device=dev)[:, None]
+            rows = to_device(boxes[:, 0], dev)[:, None] + torch.arange(wh, device=dev)[None]
+            cols = to_device(boxes[:, 2], dev)[:, None] + torch.arange(ww, device=dev)[None]
+            valid = (rows < to_device(boxes[:, 1], dev)[:, None])[:, :, None] & (
+                cols < to_device(boxes[:, 3], dev)[:, None]
             )[:, None, :]
             rows, cols = rows.clamp(max=self.height - 1)[:, :, None], cols.clamp(max=self.width - 1)[:, None, :]
             at = (t_idx[:, None, None], rows, cols)

@@ -30,6 +30,7 @@ import torch
 
 from ..cutpaste import _PasteBase, _rotation_box
 from .boxes import _BoxBatch, _anchored_box
+from .device import to_device
 
 _FLT_EPSILON = float(np.finfo(np.float32).eps)
 #: cv2's HSV2RGB sector table: which of (v, p, q, t) becomes b, g, r in each of the six sectors
@@ -120,8 +121,8 @@ class _PasteBatch(_BoxBatch):
         src = np.array([self.source_box(int(i), float(k)) for i, k in zip(idx, knob)], np.int64).reshape(-1, 4)
         sizes = np.stack([src[:, 1] - src[:, 0], src[:, 3] - src[:, 2]], axis=1)
         ph, pw = int(sizes[:, 0].max()), int(sizes[:, 1].max())
-        rows = (torch.as_tensor(src[:, 0], device=dev)[:, None] + torch.arange(ph, device=dev)).clamp(max=self.height - 1)
-        cols = (torch.as_tensor(src[:, 2], device=dev)[:, None] + torch.arange(pw, device=dev)).clamp(max=self.width - 1)
+        rows = (to_device(src[:, 0], dev)[:, None] + torch.arange(ph, device=dev)).clamp(max=self.height - 1)
+        cols = (to_device(src[:, 2], dev)[:, None] + torch.arange(pw, device=dev)).clamp(max=self.width - 1)
         patch = self.colour[t_idx[:, None, None], rows[:, :, None], cols[:, None, :]]
         factors = {n: f[t_idx] for n, f in self.factors.items()}
         return color_jitter_batch(patch, sizes, factors), sizes
@@ -184,8 +185,8 @@ def _warp(patches: torch.Tensor, sizes: np.ndarray, coords: list[tuple[np.ndarra
     sy_t, sx_t = torch.from_numpy(sy).to(dev), torch.from_numpy(sx).to(dev)
     y0f, x0f = torch.floor(sy_t), torch.floor(sx_t)
     ay, ax = (sy_t - y0f)[..., None], (sx_t - x0f)[..., None]
-    last_y = torch.as_tensor(sizes[:, 0] - 1, device=dev)[:, None, None]
-    last_x = torch.as_tensor(sizes[:, 1] - 1, device=dev)[:, None, None]
+    last_y = to_device(sizes[:, 0] - 1, dev)[:, None, None]
+    last_x = to_device(sizes[:, 1] - 1, dev)[:, None, None]
     y0, x0 = y0f.to(torch.int64), x0f.to(torch.int64)
     ys = [torch.minimum(y.clamp(min=0), last_y) for y in (y0, y0 + 1)]
     xs = [torch.minimum(x.clamp(min=0), last_x) for x in (x0, x0 + 1)]

@@ -43,6 +43,7 @@ from ..sizing import pixel_bounds, shifted, target_pixels
 from ..synagen.method import _COVERAGE_THRESHOLDS, _PLACEMENT_ATTEMPTS, STEERING, Synagen
 from ..synagen.modes import texture_field
 from ..synagen.shapes import rotated_shape
+from .device import to_device
 from .layout import changed_pixels, channels_last, quantize
 from .prepare import made_once
 from .steering import Rendered, Renders, steer_batch
@@ -154,7 +155,7 @@ def _packed(arrays: Sequence[np.ndarray | None], device: torch.device, dtype=np.
     flat = np.concatenate([p.reshape(-1) for p in parts])
     return _Packed(
         torch.from_numpy(flat).to(device), torch.from_numpy(offsets).to(device),
-        torch.as_tensor([p.shape[1] for p in parts], device=device), row,
+        to_device([p.shape[1] for p in parts], device), row,
     )
 
 
@@ -201,9 +202,9 @@ def _windows(data: torch.Tensor, idx: np.ndarray, oy: np.ndarray, ox: np.ndarray
     """``data[i, oy:oy+h, ox:ox+w]`` for each anomaly ``i`` of ``idx`` (windows inside the image),
     as one gather (a copy: the values are the data's, whatever the batch)."""
     dev = data.device
-    rows = torch.as_tensor(oy, device=dev)[:, None] + torch.arange(h, device=dev)[None]
-    cols = torch.as_tensor(ox, device=dev)[:, None] + torch.arange(w, device=dev)[None]
-    return data[torch.as_tensor(idx, device=dev)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    rows = to_device(oy, dev)[:, None] + torch.arange(h, device=dev)[None]
+    cols = to_device(ox, dev)[:, None] + torch.arange(w, device=dev)[None]
+    return data[to_device(idx, dev)[:, None, None], rows[:, :, None], cols[:, None, :]]
 
 
 def _shifted_windows(canvas: torch.Tensor, dy: np.ndarray, dx: np.ndarray, h: int, w: int) -> torch.Tensor:
@@ -211,8 +212,8 @@ def _shifted_windows(canvas: torch.Tensor, dy: np.ndarray, dx: np.ndarray, h: in
     (one gather for the batch)."""
     n, hc, wc = canvas.shape
     dev = canvas.device
-    rows = torch.as_tensor(dy, device=dev)[:, None] + torch.arange(h, device=dev)[None]
-    cols = torch.as_tensor(dx, device=dev)[:, None] + torch.arange(w, device=dev)[None]
+    rows = to_device(dy, dev)[:, None] + torch.arange(h, device=dev)[None]
+    cols = to_device(dx, dev)[:, None] + torch.arange(w, device=dev)[None]
     inside = ((rows >= 0) & (rows < hc))[:, :, None] & ((cols >= 0) & (cols < wc))[:, None, :]
     picked = canvas[
         torch.arange(n, device=dev)[:, None, None], rows.clamp(0, hc - 1)[:, :, None], cols.clamp(0, wc - 1)[:, None, :]
@@ -319,17 +320,17 @@ class SynagenBatch:
         hn, wn = int(new_h.max()), int(new_w.max())
         ly = torch.arange(hn, device=dev, dtype=torch.float64)[None]
         lx = torch.arange(wn, device=dev, dtype=torch.float64)[None]
-        table_rows = torch.as_tensor(self.tables.row[idx], device=dev)
-        crop_rows = torch.as_tensor(self.crops.row[idx], device=dev)
-        sy = torch.as_tensor(ch / new_h, device=dev)[:, None]
-        sx = torch.as_tensor(cw / new_w, device=dev)[:, None]
-        t_ch, t_cw = torch.as_tensor(ch, device=dev), torch.as_tensor(cw, device=dev)
+        table_rows = to_device(self.tables.row[idx], dev)
+        crop_rows = to_device(self.crops.row[idx], dev)
+        sy = to_device(ch / new_h, dev)[:, None]
+        sx = to_device(cw / new_w, dev)[:, None]
+        t_ch, t_cw = to_device(ch, dev), to_device(cw, dev)
         coverage = torch.empty((len(idx), hn, wn), dtype=torch.float32, device=dev)
         shrink = scale < 1.0  # cv2.resize's choice between INTER_AREA and INTER_LINEAR
         for group, is_area in ((np.flatnonzero(shrink), True), (np.flatnonzero(~shrink), False)):
             if not len(group):
                 continue
-            g = torch.as_tensor(group, device=dev)
+            g = to_device(group, dev)
             if is_area:
                 # the box [l * s, (l + 1) * s) of crop pixels behind each resized pixel
                 # the table at the boxes' four corners in one read: rows [y0; y1], columns [x0; x1]
@@ -347,10 +348,10 @@ class SynagenBatch:
                 coverage[g] = _bilinear(
                     self.crops, crop_rows[g], _taps(cy, t_ch[g], border=True), _taps(cx, t_cw[g], border=True)
                 )
-        inside = (ly < torch.as_tensor(new_h, device=dev)[:, None])[:, :, None] & (
-            lx < torch.as_tensor(new_w, device=dev)[:, None]
+        inside = (ly < to_device(new_h, dev)[:, None])[:, :, None] & (
+            lx < to_device(new_w, dev)[:, None]
         )[:, None, :]
-        shapes = (coverage > torch.as_tensor(threshold, device=dev)[:, None, None]) & inside
+        shapes = (coverage > to_device(threshold, dev)[:, None, None]) & inside
         rows_any, cols_any = shapes.any(dim=2), shapes.any(dim=1)
         first = lambda a: a.to(torch.int8).argmax(dim=1)  # noqa: E731
         last = lambda a: a.shape[1] - 1 - a.flip(1).to(torch.int8).argmax(dim=1)  # noqa: E731
@@ -373,13 +374,13 @@ class SynagenBatch:
         u = shifted(anchors, attempt[:, None])
         count = self.region_count[idx]
         k = np.minimum((u[:, 0] * count).astype(np.int64), count - 1)
-        cumsum = self.region_cumsum[torch.as_tensor(idx, device=dev)]
-        flat = torch.searchsorted(cumsum, torch.as_tensor(k + 1, device=dev)[:, None]).cpu().numpy()[:, 0]
+        cumsum = self.region_cumsum[to_device(idx, dev)]
+        flat = torch.searchsorted(cumsum, to_device(k + 1, dev)[:, None]).cpu().numpy()[:, 0]
         ty, tx = np.divmod(flat, self.width)
         local = shapes.reshape(len(idx), -1).to(torch.int64).cumsum(dim=1)
         n_fp = local[:, -1].cpu().numpy()
         kf = np.minimum((u[:, 1] * n_fp).astype(np.int64), np.maximum(n_fp - 1, 0))
-        at = torch.searchsorted(local, torch.as_tensor(kf + 1, device=dev)[:, None]).cpu().numpy()[:, 0]
+        at = torch.searchsorted(local, to_device(kf + 1, dev)[:, None]).cpu().numpy()[:, 0]
         fy, fx = np.divmod(at, shapes.shape[2])
         return ty - fy, tx - fx
 
@@ -400,7 +401,7 @@ class SynagenBatch:
         ox = np.minimum(left, W - ww)
         # the shape moved onto the window (an integer shift of the local canvas)
         footprint = _shifted_windows(shapes, oy - oy0, ox - ox0, wh, ww)
-        footprint &= torch.as_tensor(placed, device=dev)[:, None, None]
+        footprint &= to_device(placed, dev)[:, None, None]
         region = None
         if self.regions is not None:
             region = _windows(self.regions, idx, oy, ox, wh, ww)
@@ -439,9 +440,9 @@ class SynagenBatch:
         """Render the anomalies ``idx`` at ``scale``; return areas and the window tensors."""
         H, W, dev = self.height, self.width, self.device
         footprint, region, oy, ox, wh, ww = self._placed(idx, scale, attempt)
-        t_idx = torch.as_tensor(idx, device=dev)
-        rows = torch.as_tensor(oy, device=dev)[:, None] + torch.arange(wh, device=dev)[None]  # (n, wh)
-        cols = torch.as_tensor(ox, device=dev)[:, None] + torch.arange(ww, device=dev)[None]  # (n, ww)
+        t_idx = to_device(idx, dev)
+        rows = to_device(oy, dev)[:, None] + torch.arange(wh, device=dev)[None]  # (n, wh)
+        cols = to_device(ox, dev)[:, None] + torch.arange(ww, device=dev)[None]  # (n, ww)
         source = _windows(self.colour, idx, oy, ox, wh, ww)  # (n, wh, ww, C)
 
         # the mode's manipulation (synagen.modes.manipulate, per anomaly)
@@ -452,11 +453,11 @@ class SynagenBatch:
             side = self.noise_side[t_idx]
             fy = ((rows.to(torch.float64) + 0.5) * (side[:, None] / H)) - 0.5
             fx = ((cols.to(torch.float64) + 0.5) * (side[:, None] / W)) - 0.5
-            noise_rows = torch.as_tensor(self.noise.row[idx], device=dev)
+            noise_rows = to_device(self.noise.row[idx], dev)
             noise = _bilinear(self.noise, noise_rows, _taps(fy, side, border=True), _taps(fx, side, border=True))[..., None]
         manip = torch.empty_like(source)
         for mode in set(modes):
-            sel = torch.as_tensor([j for j, m in enumerate(modes) if m == mode], device=dev)
+            sel = to_device([j for j, m in enumerate(modes) if m == mode], dev)
             src, f = source[sel], factors[sel]
             if mode == "transparent":
                 out = src * f

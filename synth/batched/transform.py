@@ -27,6 +27,7 @@ from ..method import Method
 from ..registry import get_method
 from ..sizebins import DEFAULT_BINS, SizeBin, resolve_bin
 from . import _method, _reads_pixels, prepare_batch, sample_specs
+from .device import to_device
 from .prepare import check_threads
 
 _MAX_SEED = 2**31 - 1
@@ -164,7 +165,7 @@ class BatchSynthesize(torch.nn.Module):
         ahead, self._ahead = self._ahead, None
         prepared = None
         if picked:
-            index = torch.as_tensor(picked, device=images.device)
+            index = to_device(picked, images.device)
             subset = images.index_select(0, index)
             if ahead is not None and ahead[0] == key:
                 prepared = ahead[1].on(subset)  # drawn and planned while the previous batch rendered
