@@ -47,7 +47,7 @@ import torch
 from synth import DEFAULT_BINS, synthesize
 from synth.batched import BATCHED_METHODS, prepare_batch, sample_specs
 from synth.batched import synagen as batched_synagen
-from synth.batched.prepare import usable_cpus
+from synth.batched.prepare import default_threads
 from synth.image import encode_png, save_png
 from synth.protocol import run_protocol
 from synth.synagen.shapes import _panel_cached, _rotated_cached
@@ -171,12 +171,12 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["synagen"], choices=BATCHED_METHODS,
                         help="methods to measure (default: synagen)")
     parser.add_argument("--prep-threads", type=int, default=None,
-                        help=f"CPU threads making the torch rows' plans (default: every usable CPU, here {usable_cpus()})")
+                        help=f"CPU threads making the torch rows' plans (default: every usable CPU, here {default_threads()})")
     parser.add_argument("--no-protocol", action="store_true", help="leave out the protocol column (faster)")
     parser.add_argument("--paths", nargs="+", default=["numpy", "cpu", "cuda"], choices=["numpy", "cpu", "cuda"],
                         help="rows to measure (default: all; cuda only where a GPU is present)")
     args = parser.parse_args()
-    threads = args.prep_threads or usable_cpus()
+    threads = args.prep_threads or default_threads()
     paths = [("numpy (1 process)", None)] if "numpy" in args.paths else []
     if "cpu" in args.paths:
         paths.append(("torch cpu", "cpu"))

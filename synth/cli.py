@@ -66,7 +66,8 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
                    help="outputs rendered together with --device (default 16); files do not depend on it")
     g.add_argument("--prep-threads", type=int, default=None, metavar="N",
                    help="CPU threads preparing the next batch (shape panels, noise, fills) with --device "
-                        "(default: every usable CPU); files do not depend on it")
+                        "(default: every usable CPU, shared by the processes of accelerate launch on a machine); "
+                        "files do not depend on it")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 

@@ -33,10 +33,20 @@ def usable_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def default_threads() -> int:
+    """Plan threads when none are asked for: the usable CPUs, shared by the processes that
+    ``accelerate launch``/``torchrun`` start on this machine (``LOCAL_WORLD_SIZE``)."""
+    try:
+        local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        local = 1
+    return max(1, usable_cpus() // local)
+
+
 def check_threads(threads: int | None) -> int:
-    """``threads`` as a checked count; ``None`` means ``usable_cpus()``."""
+    """``threads`` as a checked count; ``None`` means ``default_threads()``."""
     if threads is None:
-        return usable_cpus()
+        return default_threads()
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise InvalidParameterError(f"prep_threads must be a positive integer (or None for every usable CPU), got {threads!r}")
     return threads
@@ -86,7 +96,7 @@ if hasattr(os, "register_at_fork"):
 
 
 def plan_pool(threads: int | None = None) -> PlanPool:
-    """The process's shared pool with ``threads`` threads (default: every usable CPU), made on
+    """The process's shared pool with ``threads`` threads (default: ``default_threads()``), made on
     first use and kept, so consecutive batches reuse its threads."""
     count = check_threads(threads)
     with _POOLS_LOCK:
