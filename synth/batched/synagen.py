@@ -42,7 +42,7 @@ from ..sizebins import SizeBin
 from ..sizing import pixel_bounds, shifted, target_pixels
 from ..synagen.method import _COVERAGE_THRESHOLDS, _PLACEMENT_ATTEMPTS, STEERING, Synagen
 from ..synagen.modes import texture_field
-from ..synagen.shapes import rotated_shape
+from ..synagen.scaling import scaled_shape
 from .device import to_device
 from .layout import changed_pixels, channels_last, quantize
 from .prepare import made_once
@@ -79,11 +79,8 @@ def _shape(shape: str, params_json: str, angle: float) -> tuple[np.ndarray, np.n
     ``T[i, j]`` is the sum of ``crop[:i, :j]``, so any box average (also over fractional pixels)
     is four bilinear reads. Made once per drawn shape, also when the plan threads of its five
     size bins ask for it at the same time."""
-    crop = rotated_shape(shape, json.loads(params_json), angle)
-    table = np.zeros((crop.shape[0] + 1, crop.shape[1] + 1), np.float64)
-    table[1:, 1:] = crop.astype(np.float64).cumsum(axis=0).cumsum(axis=1)
-    table.setflags(write=False)
-    return crop, table
+    scaled = scaled_shape(shape, params_json, angle)  # the numpy path's crop and table
+    return scaled.crop, scaled.table
 
 
 def _plan(method: Synagen, spec: Spec, scene: Scene, textures: Sequence[np.ndarray] = ()) -> _Plan:
