@@ -50,6 +50,8 @@ from synth.batched import synagen as batched_synagen
 from synth.batched.prepare import default_threads
 from synth.image import encode_png, save_png
 from synth.protocol import run_protocol
+from synth.synagen.modes import _noise_field
+from synth.synagen.scaling import _scaled_cached
 from synth.synagen.shapes import _panel_cached, _rotated_cached
 
 
@@ -91,6 +93,8 @@ def _cold() -> None:
     still made once for its five bins, as in the protocol)."""
     _panel_cached.cache_clear()
     _rotated_cached.cache_clear()
+    _scaled_cached.cache_clear()
+    _noise_field.cache_clear()
     batched_synagen._shape.cache_clear()
 
 
