@@ -218,6 +218,26 @@ def test_windows_are_written_alike_by_slices_and_by_the_gpus_indexed_writes(dtyp
             assert a.shape == b.shape and np.array_equal(a, b)
 
 
+@pytest.mark.parametrize("quantum", [1 / 255, 1 / 65535, 0.0])
+def test_mean_noise_means_on_a_gpu_are_exact_and_do_not_depend_on_the_window(quantum):
+    """On a GPU, mean_noise's mean colour is the exact mean of the stored values (checked here on
+    the CPU): within a float32 rounding of the numpy path's pixel-order mean, and the same bytes
+    whatever padding the batch's window size adds."""
+    from synth.batched.synagen import _exact_means, _footprint_means
+
+    rng = np.random.default_rng(3)
+    levels = rng.integers(0, 256 if quantum == 1 / 255 else 65536, (4, 60, 70, 3))
+    source = torch.from_numpy((levels * quantum if quantum else rng.random((4, 60, 70, 3))).astype(np.float32))
+    footprint = torch.from_numpy(rng.random((4, 60, 70)) < 0.3)
+    exact = _exact_means(source, footprint, quantum)
+    host = _footprint_means(source, footprint, quantum)  # the numpy path's, on a CPU
+    np.testing.assert_allclose(exact.numpy(), host.numpy(), rtol=2e-6)
+    padded_source = torch.nn.functional.pad(source, (0, 0, 0, 33, 0, 17))
+    padded_footprint = torch.nn.functional.pad(footprint, (0, 33, 0, 17))
+    assert torch.equal(_exact_means(padded_source, padded_footprint, quantum), exact)
+    assert torch.equal(_exact_means(source[1:3], footprint[1:3], quantum), exact[1:3])
+
+
 def test_the_spec_is_the_numpy_paths_spec_for_the_same_seed():
     for seed in (3, 4):
         cpu = synthesize(RGB, "synagen", seed=seed)

@@ -17,9 +17,9 @@ numpy path. What runs where:
 * on the CPU between renders: the size search itself (``sizing.correct`` on float64 numpy
   vectors of the batch, the same policy as the numpy path), so every device takes the same steps
   for the same measured areas. Each render step reads the device twice (the placed shapes'
-  boxes, which position them, and the measured areas), whatever the batch size, and once more
-  when the step holds ``mean_noise`` anomalies: their mean colour is the numpy path's float32
-  sum in pixel order, taken on the host (``_footprint_means``).
+  boxes, which position them, and the measured areas), whatever the batch size. ``mean_noise``'s
+  mean colour is the numpy path's float32 sum in pixel order on the CPU and the exact mean on a
+  GPU (``_footprint_means``).
 
 Per-pixel work is written with separate elementwise operations and gathers (no convolutions, no
 ``grid_sample`` with batch-dependent normalisation, no transcendental functions), so one anomaly's
@@ -218,17 +218,36 @@ def _shifted_windows(canvas: torch.Tensor, dy: np.ndarray, dx: np.ndarray, h: in
     return picked & inside if picked.dtype == torch.bool else torch.where(inside, picked, torch.zeros_like(picked))
 
 
-def _footprint_means(source: torch.Tensor, footprint: torch.Tensor) -> np.ndarray:
-    """float32 ``(n, C)``: each window's mean colour under its footprint, as the numpy path takes
-    it (``source[inside].mean(axis=0)``: float32 sums in row-major pixel order). Taken on the
-    host, one copy for the batch: a parallel sum on a device rounds differently, and a float32
-    mean that is one ulp off moves a stored value by a quantum now and then."""
-    src, fp = source.cpu().numpy(), footprint.cpu().numpy()
-    means = np.zeros((len(src), src.shape[-1]), np.float32)
-    for k in range(len(src)):
-        if fp[k].any():  # an empty footprint changes nothing: its mean is never used
-            means[k] = src[k][fp[k]].mean(axis=0)
-    return means
+def _footprint_means(source: torch.Tensor, footprint: torch.Tensor, quantum: float) -> torch.Tensor:
+    """float32 ``(n, C)``: each window's mean colour under its footprint (an empty footprint
+    changes nothing, so its mean is never used).
+
+    On the CPU it is taken as the numpy path takes it (``source[inside].mean(axis=0)``: float32
+    sums in row-major pixel order; no copy), so the outputs are the numpy path's. On a GPU,
+    copying every step's windows to the host would cost more than rendering them, so the mean is
+    the exact one of the stored values (integer sums; float64 for float images) taken on the
+    device: it can differ from the numpy path's float32 sum in the last bit, which moves a stored
+    value by one quantum now and then (within the stated CUDA-CPU tolerance), and it does not
+    depend on the batch."""
+    if source.device.type == "cpu":
+        src, fp = source.numpy(), footprint.numpy()
+        means = np.zeros((len(src), src.shape[-1]), np.float32)
+        for k in range(len(src)):
+            if fp[k].any():
+                means[k] = src[k][fp[k]].mean(axis=0)
+        return torch.from_numpy(means)
+    return _exact_means(source, footprint, quantum)
+
+
+def _exact_means(source: torch.Tensor, footprint: torch.Tensor, quantum: float) -> torch.Tensor:
+    """``_footprint_means`` on a GPU: sums of the stored integers are exact, so the mean does not
+    depend on the window's padding or the order of the device's reduction."""
+    fp = footprint[..., None]
+    count = fp.sum(dim=(1, 2)).clamp(min=1)
+    if quantum > 0:
+        levels = torch.round(source * (1.0 / quantum)).to(torch.int64)
+        return ((levels * fp).sum(dim=(1, 2)).to(torch.float64) * quantum / count).to(torch.float32)
+    return ((source * fp).to(torch.float64).sum(dim=(1, 2)) / count).to(torch.float32)
 
 
 def _dilate(mask: torch.Tensor, iterations: int) -> torch.Tensor:
@@ -463,7 +482,7 @@ class SynagenBatch:
                 hi = self.noise_hi[t_idx[sel]][:, None, None, None]
                 out = src * f * (lo + (hi - lo) * noise[sel])
             elif mode == "mean_noise":
-                mean = torch.from_numpy(_footprint_means(src, footprint[sel])).to(dev)
+                mean = _footprint_means(src, footprint[sel], self.quantum)
                 out = (mean[:, None, None, :] * f) + 0.2 * noise[sel]
             elif mode == "gray_noise":
                 out = noise[sel].expand_as(src)
