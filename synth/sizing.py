@@ -300,7 +300,10 @@ def steer(
     return Steered(payload, knob, area, at_step, best_area)
 
 
-def size_error(what: str, size_bin: SizeBin, scene: Scene, best_area: int, hint: str) -> SizeBinError:
+def size_error(what: str, size_bin: SizeBin, scene: Scene, best_area: int, hint: str | Callable[[], str]) -> SizeBinError:
+    """The ``SizeBinError`` of a search that found no render in ``size_bin``; ``hint`` says what
+    to try (a function is asked only now, when it can look at what the search rendered)."""
+    hint = hint() if callable(hint) else hint
     lo_px, hi_px = pixel_bounds(size_bin, scene)
     return SizeBinError(
         f"could not bring a {what} anomaly into size bin {size_bin.name} ({lo_px}-{hi_px} changed "
@@ -328,7 +331,7 @@ def fit(
     start: float | Callable[[int], float] = 1.0,
     lower: float = 1e-3,
     upper: float = math.inf,
-    hint: str = "try another seed or a larger bin",
+    hint: str | Callable[[], str] = "try another seed or a larger bin",
     attempts: int = PLACEMENT_ATTEMPTS,
     steering: Steering = Steering(),
     size_bin: SizeBin | None = None,
@@ -353,7 +356,7 @@ def fit(
                 return payload, {"size_knob": float(natural), "placement_attempt": attempt}
         raise SizeBinError(
             f"{what}: {attempts} placements changed no stored pixel (the blended content "
-            f"equals the image there); {hint}"
+            f"equals the image there); {hint() if callable(hint) else hint}"
         )
     lo_px, hi_px = pixel_bounds(size_bin, scene)
     target_px = target_pixels(size_bin, spec.params["target_fraction"], scene)

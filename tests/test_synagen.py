@@ -14,6 +14,7 @@ from synth import (
     InvalidParameterError,
     RegionError,
     SizeBin,
+    SizeBinError,
     replay,
     synthesize,
 )
@@ -98,6 +99,13 @@ def test_region_too_small_for_bin_is_a_clear_error(brick_rgb):
         synthesize(brick_rgb, seed=0, region=np.zeros(brick_rgb.shape[:2], bool))
     with pytest.raises(RegionError, match="same size"):
         synthesize(brick_rgb, seed=0, region=np.ones((10, 10), bool))
+
+
+def test_a_bin_out_of_reach_says_why():
+    """A shape grown over the whole image that still changes too few pixels is named as such."""
+    black = np.zeros((64, 64, 3), np.uint8)  # darkening black changes nothing
+    with pytest.raises(SizeBinError, match="already spans the whole image.*black pixels cannot be darkened"):
+        synthesize(black, seed=0, shape="spattered", mode="transparent", size_bin="2.5-15%")
 
 
 def test_same_seed_same_bytes_and_replay_from_record(brick_rgb):

@@ -187,8 +187,7 @@ class Synagen(Method):
         (window, out_window, threshold), fitted = fit(
             scene, spec, render_at, start=start, lower=0.0, upper=max_scale, attempts=_PLACEMENT_ATTEMPTS,
             steering=STEERING, size_bin=size_bin, what=f"{spec.shape}/{spec.mode}",
-            hint="The image may be too flat for this mode (e.g. black pixels cannot be darkened) or the "
-            "region too fragmented; try another seed, mode or bin",
+            hint=lambda: self._hint(placements.values(), height, width),
         )
         extra = {
             "scale": fitted["size_knob"],
@@ -204,6 +203,17 @@ class Synagen(Method):
         )
 
     # ---------------------------------------------------------------- pieces
+    @staticmethod
+    def _hint(placed: Any, height: int, width: int) -> str:
+        """What to try after a failed size search, from the placements it made."""
+        whole = _Window(0, height, 0, width)
+        if any(p is not None and p[1] == whole for p in placed):
+            return ("The drawn shape already spans the whole image and still changes too few pixels: "
+                    "the shape is sparse, or the mode leaves many pixels as they are (e.g. black "
+                    "pixels cannot be darkened); try another seed, shape or mode, or a smaller bin")
+        return ("The image may be too flat for this mode (e.g. black pixels cannot be darkened) or the "
+                "region too fragmented; try another seed, mode or bin")
+
     @staticmethod
     def _place(
         shape: ScaledShape,
