@@ -77,7 +77,7 @@ _STAGES = {
     "  of which scaled masks (table / cv2.resize)": ("synagen/scaling.py", "mask"),
     "manipulation + contour band": ("synagen/method.py", "_manipulate"),
     "noise field (once per drawn anomaly)": ("synagen/modes.py", "_noise_field"),
-    "image conversion (make_scene)": ("synth/anomaly.py", "make_scene"),
+    "image conversion (prepare)": ("synth/anomaly.py", "prepare"),
     "measure + record + output image (finish)": ("synth/anomaly.py", "finish"),
     "spec drawing (sample)": ("synagen/method.py", "sample"),
     "synthesize, total": ("synth/anomaly.py", "synthesize"),

@@ -106,31 +106,6 @@ def measure(
     return {"area_fraction": area / float(n_pixels), "bbox": bbox, "brightness_delta": float(delta)}
 
 
-def make_scene(
-    image: np.ndarray,
-    region: np.ndarray | None = None,
-    partners: Sequence[np.ndarray] = (),
-    textures: Sequence[np.ndarray] = (),
-    foreground: np.ndarray | None = None,
-) -> tuple[Scene, np.ndarray | None, Any]:
-    """Convert user arrays (any dtype/layout) into a ``Scene``; return it with the alpha and layout."""
-    colour, alpha, layout = to_float(image)
-    height, width = colour.shape[:2]
-    region_mask = normalize_region(region, height, width)
-    fg = normalize_region(foreground, height, width) if foreground is not None else None
-    partner_arrays = tuple(_as_colour(p, layout.colour_channels, "partner image") for p in partners)
-    texture_arrays = tuple(_as_colour(t, 3, "texture") for t in textures)
-    scene = Scene(
-        image=colour,
-        region=region_mask,
-        partners=partner_arrays,
-        textures=texture_arrays,
-        foreground=fg,
-        quantum=layout.quantum,
-    )
-    return scene, alpha, layout
-
-
 @dataclass(frozen=True)
 class PreparedImage:
     """An image converted once for several anomalies (``prepare``; the protocol renders one drawn
@@ -151,9 +126,19 @@ def prepare(
     textures: Sequence[np.ndarray] = (),
     foreground: np.ndarray | None = None,
 ) -> PreparedImage:
-    """Convert ``image`` and its scene inputs once; pass the result to ``synthesize`` in place
-    of the image (same bytes as passing the image each time)."""
-    scene, alpha, layout = make_scene(image, region, partners, textures, foreground)
+    """Convert ``image`` (any dtype/layout) and its scene inputs once into the ``Scene`` methods
+    read; pass the result to ``synthesize`` in place of the image (same bytes as passing the
+    image each time)."""
+    colour, alpha, layout = to_float(image)
+    height, width = colour.shape[:2]
+    scene = Scene(
+        image=colour,
+        region=normalize_region(region, height, width),
+        partners=tuple(_as_colour(p, layout.colour_channels, "partner image") for p in partners),
+        textures=tuple(_as_colour(t, 3, "texture") for t in textures),
+        foreground=normalize_region(foreground, height, width) if foreground is not None else None,
+        quantum=layout.quantum,
+    )
     return PreparedImage(image, scene, alpha, layout, background_brightness(image, layout))
 
 

@@ -16,12 +16,13 @@ to the threshold the comparison could go either way, so that one call is answere
 
 from __future__ import annotations
 
-import json
 import math
 from functools import lru_cache
 
 import cv2
 import numpy as np
+
+from .shapes import _rotated_cached
 
 
 #: above this many output pixels ``cv2.resize`` (which reads the whole crop once) is faster than
@@ -49,7 +50,7 @@ def _taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None
     """How an area resize along one axis reads the table. Cell edges mostly coincide (one cell's
     end is the next one's start), so the table is read at the distinct edge positions:
     ``lines`` the table lines below, then above, each position; ``frac`` how far each position
-    lies past its lower line; ``ends`` ``(2, dst)`` which positions start and end each cell, or
+    lies past its lower line; ``which`` ``(2, dst)`` which positions start and end each cell, or
     ``None`` when cell ``d`` runs from position ``d`` to ``d + 1``; ``cell`` the widths OpenCV
     divides by."""
     starts, ends, cell = _area_cells(src, dst)
@@ -125,6 +126,5 @@ def scaled_shape(shape: str, params_json: str, angle: float) -> ScaledShape:
 
 @lru_cache(maxsize=16)
 def _scaled_cached(shape: str, params_json: str, angle: float) -> ScaledShape:
-    from .shapes import rotated_shape
-
-    return ScaledShape(rotated_shape(shape, json.loads(params_json), angle))
+    # the same key as ``rotated_shape``'s own cache (parameters as sorted-key JSON)
+    return ScaledShape(_rotated_cached(shape, params_json, angle))
