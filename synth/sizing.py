@@ -300,14 +300,17 @@ def steer(
     return Steered(payload, knob, area, at_step, best_area)
 
 
+def _said(hint: str | Callable[[], str]) -> str:
+    return hint() if callable(hint) else hint
+
+
 def size_error(what: str, size_bin: SizeBin, scene: Scene, best_area: int, hint: str | Callable[[], str]) -> SizeBinError:
     """The ``SizeBinError`` of a search that found no render in ``size_bin``; ``hint`` says what
     to try (a function is asked only now, when it can look at what the search rendered)."""
-    hint = hint() if callable(hint) else hint
     lo_px, hi_px = pixel_bounds(size_bin, scene)
     return SizeBinError(
         f"could not bring a {what} anomaly into size bin {size_bin.name} ({lo_px}-{hi_px} changed "
-        f"pixels of {scene.height * scene.width}); closest was {max(best_area, 0)} pixels. {hint}"
+        f"pixels of {scene.height * scene.width}); closest was {max(best_area, 0)} pixels. {_said(hint)}"
     )
 
 
@@ -356,7 +359,7 @@ def fit(
                 return payload, {"size_knob": float(natural), "placement_attempt": attempt}
         raise SizeBinError(
             f"{what}: {attempts} placements changed no stored pixel (the blended content "
-            f"equals the image there); {hint() if callable(hint) else hint}"
+            f"equals the image there); {_said(hint)}"
         )
     lo_px, hi_px = pixel_bounds(size_bin, scene)
     target_px = target_pixels(size_bin, spec.params["target_fraction"], scene)
