@@ -13,7 +13,7 @@ from typing import Any, Callable, Generic, Literal, TypeVar
 
 import numpy as np
 
-from .anomaly import changed_pixels
+from .change import changed_pixels
 from .errors import RegionError, SizeBinError
 from .method import Scene
 from .sizebins import SizeBin

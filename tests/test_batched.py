@@ -185,7 +185,7 @@ def test_windows_are_written_alike_by_slices_and_by_the_gpus_indexed_writes(dtyp
     """A GPU writes a batch's windows with a few indexed operations, a CPU by slices per anomaly:
     both store the same bytes, masks, diff maps and measured windows (checked here on the CPU,
     so the GPU's way is tested without a GPU)."""
-    from synth.batched import _write_windows
+    from synth.batched.render import _write_windows
     from synth.batched.layout import quantize, split
     from synth.batched.steering import Rendered
 

@@ -549,7 +549,7 @@ def _good_folder_rows(folder: str) -> list[dict]:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``anomalyforge evaluate`` / ``python -m detect.evaluation.evaluate``."""
-    from detect.detectors.detector import load_detector
+    from detect.registry import load_detector
     from detect.evaluation.defect_sets import detect_layout, read_defect_set
     from detect.registry import build_detector
 

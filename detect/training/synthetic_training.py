@@ -60,7 +60,7 @@ def method_weights(synthesis: Synthesis) -> dict[str, float]:
     non-finite or all zero.
     """
     from synth.errors import SynthError
-    from synth.hybrid import mixture_weights
+    from synth.registry import mixture_weights
 
     if isinstance(synthesis, str):
         synthesis = (synthesis,)

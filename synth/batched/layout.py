@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from ..anomaly import CHANGE_TOLERANCE
+from ..change import is_changed
 from ..errors import InvalidImageError
 from ..image import ImageLayout, check_float_values
 
@@ -92,4 +92,4 @@ def quantize(colour: torch.Tensor, quantum: float) -> torch.Tensor:
 
 def changed_pixels(source: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
     """bool ``(..., H, W)``: a channel (last dimension) moved by more than 1/255 (``output`` quantised)."""
-    return ((output - source).abs().amax(dim=-1)) > CHANGE_TOLERANCE + 1e-6
+    return is_changed((output - source).abs().amax(dim=-1))

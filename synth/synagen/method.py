@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 import cv2
 import numpy as np
 
-from ..anomaly import changed_pixels
+from ..change import changed_pixels
 from ..errors import InvalidParameterError, SizeBinError
 from ..method import Method, Rendering, Scene, Spec
 from ..sizebins import DEFAULT_BINS, SizeBin
