@@ -20,12 +20,12 @@ import numpy as np
 import torch
 
 from .anomaly import Anomaly
-from .errors import SynthError
-from .method import Method
-from .sizebins import SizeBin
 from .batched import PreparedBatch, prepare_batch, sample_specs, to_anomalies
 from .batched.device import choose_device
 from .batched.prepare import check_threads
+from .errors import SynthError
+from .method import Method
+from .sizebins import SizeBin
 
 
 @dataclass(frozen=True)

@@ -12,21 +12,26 @@ from .method import Method
 
 #: name -> "module:Class" (imported on first use)
 METHODS: dict[str, str | type[Method]] = {
-    "synagen": "synth.synagen.method:Synagen",
-    "nsa": "synth.nsa:NSA",
-    "cutpaste": "synth.cutpaste:CutPaste",
-    "cutpaste_scar": "synth.cutpaste:CutPasteScar",
-    "cutout": "synth.cutout:CutOut",
-    "fpi": "synth.fpi:FPI",
-    "draem": "synth.draem:DRAEM",
-    "foreground_perlin": "synth.foreground_perlin:ForegroundPerlin",
-    "fractal": "synth.fractal:Fractal",
-    "hybrid": "synth.hybrid:Hybrid",
+    "synagen": "synth.methods.synagen.method:Synagen",
+    "nsa": "synth.methods.nsa.method:NSA",
+    "cutpaste": "synth.methods.cutpaste.method:CutPaste",
+    "cutpaste_scar": "synth.methods.cutpaste.method:CutPasteScar",
+    "cutout": "synth.methods.cutout.method:CutOut",
+    "fpi": "synth.methods.fpi.method:FPI",
+    "draem": "synth.methods.draem.method:DRAEM",
+    "foreground_perlin": "synth.methods.foreground_perlin.method:ForegroundPerlin",
+    "fractal": "synth.methods.fractal.method:Fractal",
+    "hybrid": "synth.methods.hybrid.method:Hybrid",
 }
 
 
 def method_names() -> tuple[str, ...]:
     return tuple(METHODS)
+
+
+def batched_methods() -> tuple[str, ...]:
+    """The methods with a batched torch renderer (``Method.batched``)."""
+    return tuple(name for name in METHODS if method_class(name).batched is not None)
 
 
 def register(cls: type[Method]) -> type[Method]:

@@ -31,7 +31,7 @@ blending on the device (``poisson.seamless_clone``, OpenCV's algorithm as a DST 
 per patch); the solve agrees with ``cv2.seamlessClone`` on >= 99.5 % of pixels and within one
 level on all; through the size search NSA outputs land in the numpy path's bin with masks at
 IoU >= 0.95 (mean >= 0.99), many byte-identical (63 of 96 in tests/test_batched.py), the rest
-within one level where rendered at the same scale (``batched.nsa`` states the measurements).
+within one level where rendered at the same scale (``synth.methods.nsa.batched`` states the measurements).
 Hybrid stays on the CPU path: ``synth.synthesize`` per image.
 
 The CPU work of a batch (each spec's *plan*: SYNAGEN's shape panels, the noise fields and
@@ -56,31 +56,15 @@ from ..anomaly import Anomaly, _as_colour, build_record, measure
 from ..errors import InvalidParameterError, RegionError, SizeBinError
 from ..image import ImageLayout, to_float
 from ..method import Method, Rendering, Scene, Spec
-from ..registry import get_method
+from ..registry import batched_methods, get_method
 from ..sizebins import DEFAULT_BINS, SizeBin, resolve_bin
 from .device import to_device
 from .layout import join, layout_of, split
 from .prepare import plan_pool
 from .steering import Rendered
 
-#: method name -> its batch renderer (``module:Class``, imported on use)
-_RENDERERS = {
-    "synagen": "synth.batched.synagen:SynagenBatch",
-    "cutout": "synth.batched.boxes:CutOutBatch",
-    "fpi": "synth.batched.boxes:FPIBatch",
-    "cutpaste": "synth.batched.paste:CutPasteBatch",
-    "cutpaste_scar": "synth.batched.paste:CutPasteScarBatch",
-    "fractal": "synth.batched.noise_masks:NoiseMaskBatch",
-    "foreground_perlin": "synth.batched.noise_masks:NoiseMaskBatch",
-    "draem": "synth.batched.noise_masks:NoiseMaskBatch",
-    "nsa": "synth.batched.nsa:NSABatch",
-}
-#: methods whose rendering runs batched on a torch device
-BATCHED_METHODS = tuple(_RENDERERS)
-#: methods whose record's ``angle`` is the spec's (DRAEM's noise angle is not the anomaly's)
-_ANGLE_IS_RECORDED = ("synagen", "cutpaste_scar")
-#: methods whose ``sample`` looks at pixel values (the others draw from the image's size alone)
-_SAMPLES_PIXELS = ("cutout", "nsa")
+#: methods whose rendering runs batched on a torch device (``Method.batched``)
+BATCHED_METHODS = batched_methods()
 
 
 class UnsupportedMethodError(InvalidParameterError):
@@ -112,7 +96,7 @@ class BatchAnomalies:
 def batched_method(method: str | Method, options: dict[str, Any]) -> Method:
     """The method object (by name, with ``options``), refused when it has no batched renderer."""
     obj = get_method(method, **options) if isinstance(method, str) else method
-    if obj.name not in BATCHED_METHODS:
+    if obj.batched is None:
         where = (
             "it mixes methods per image (render each drawn method's batch instead)"
             if obj.name == "hybrid"
@@ -120,20 +104,20 @@ def batched_method(method: str | Method, options: dict[str, Any]) -> Method:
         )
         raise UnsupportedMethodError(
             f"method {obj.name!r} cannot render in a batch on a torch device: {where}. "
-            f"Batched methods: {', '.join(BATCHED_METHODS)}; render {obj.name!r} per image with "
+            f"Batched methods: {', '.join(batched_methods())}; render {obj.name!r} per image with "
             "synth.synthesize (or anomalyforge synth without --device)"
         )
     return obj
 
 
 def _renderer(method: Method) -> type:
-    module_name, class_name = _RENDERERS[method.name].split(":")
+    module_name, class_name = method.batched.split(":")
     return getattr(importlib.import_module(module_name), class_name)
 
 
 def reads_pixels(method: Method) -> bool:
     """Whether drawing or planning the method's specs reads the images' pixels (not only their size)."""
-    return method.name in _SAMPLES_PIXELS or getattr(_renderer(method), "needs_pixels", False)
+    return method.samples_pixels or getattr(_renderer(method), "needs_pixels", False)
 
 
 def _regions(regions: torch.Tensor | None, images: torch.Tensor) -> torch.Tensor | None:
@@ -215,7 +199,7 @@ def sample_specs(
         raise InvalidParameterError(f"got {len(seeds)} seeds for a batch of {images.shape[0]} images; pass one per image")
     requested = None if size_bin is None else resolve_bin(size_bin, tuple(bins))
     scenes = _scenes(
-        images, layout, _regions(regions, images), _textures(textures), method_obj.name in _SAMPLES_PIXELS, partners
+        images, layout, _regions(regions, images), _textures(textures), method_obj.samples_pixels, partners
     )
     specs = []
     for scene, seed in zip(scenes, seeds):
@@ -304,7 +288,9 @@ class PreparedBatch:
                 f"{spec.method} {spec.shape}/{spec.mode} in {spec.size_bin.name if spec.size_bin else 'any size'}); "
                 "the image may be too flat for the mode or the region too fragmented; try other seeds, modes or bins"
             )
-        return _assemble(self.images, self.colour, self.alpha, self.layout, self.specs, rendered, self.bins)
+        return _assemble(
+            self.images, self.colour, self.alpha, self.layout, self.specs, rendered, self.bins, self.method.records_angle
+        )
 
 
 def prepare_batch(
@@ -433,7 +419,7 @@ def _write_windows(
     return windows
 
 
-def _assemble(images, colour, alpha, layout, specs, rendered: list[Rendered], bins) -> BatchAnomalies:
+def _assemble(images, colour, alpha, layout, specs, rendered: list[Rendered], bins, records_angle: bool) -> BatchAnomalies:
     b, _, h, w = images.shape
     dev = images.device
     out_images = images.clone()
@@ -448,7 +434,7 @@ def _assemble(images, colour, alpha, layout, specs, rendered: list[Rendered], bi
             records.append(None)
             continue
         measured = measure(*windows[i], offset=(r.oy, r.ox), n_pixels=h * w)
-        angle = float(spec.params.get("angle", 0.0)) if spec.method in _ANGLE_IS_RECORDED else 0.0
+        angle = float(spec.params.get("angle", 0.0)) if records_angle else 0.0
         rendering = Rendering(image=np.empty((0, 0, cc), np.float32), angle=angle, extra=r.info)
         records.append(build_record(spec, rendering, measured, backgrounds[i], bins))
     missed = tuple(i for i, r in enumerate(rendered) if r is None)

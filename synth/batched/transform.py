@@ -26,9 +26,9 @@ from ..errors import InvalidImageError, InvalidParameterError
 from ..method import Method
 from ..registry import get_method
 from ..sizebins import DEFAULT_BINS, SizeBin, resolve_bin
-from .render import batched_method, prepare_batch, reads_pixels, sample_specs
 from .device import to_device
 from .prepare import check_threads
+from .render import batched_method, prepare_batch, reads_pixels, sample_specs
 
 _MAX_SEED = 2**31 - 1
 

@@ -14,9 +14,9 @@ from typing import Mapping
 
 import numpy as np
 
-from .errors import InvalidParameterError
-from .method import Method, Rendering, Scene, Spec
-from .sizebins import SizeBin
+from ...errors import InvalidParameterError
+from ...method import Method, Rendering, Scene, Spec
+from ...sizebins import SizeBin
 
 
 class Hybrid(Method):
