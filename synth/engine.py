@@ -7,7 +7,9 @@ bin) or on one image each (a training batch); the engine cuts each group into ba
 before this one renders, so the device does not wait for them, and on a failed batch renders
 its anomalies one at a time, so a problem with one (a region too small for its bin) costs only
 that one: each anomaly's bytes do not depend on the batch it was rendered in. ``finish`` (e.g.
-PNG encoding and writing) runs on ``threads`` CPU threads while the next batch renders.
+PNG encoding and writing) runs on ``threads`` CPU threads while the next batch renders. The
+anomalies come back as numpy ``Anomaly`` objects on the host, or (``host=False``, for a training
+loop) as ``OnDevice`` tensors that never leave the device.
 """
 
 from __future__ import annotations
@@ -58,8 +60,18 @@ class Group:
     key: Any = field(default=None, compare=False)  # the caller's name for the group
 
 
+@dataclass(frozen=True)
+class OnDevice:
+    """One anomaly left on the device: ``image`` ``(C, H, W)`` in the input's dtype, ``mask``
+    bool ``(H, W)``, and its record."""
+
+    image: torch.Tensor
+    mask: torch.Tensor
+    record: dict[str, Any]
+
+
 #: one anomaly, or the reason it could not be made
-Outcome = Anomaly | str
+Outcome = Anomaly | OnDevice | str
 
 
 def image_batch(image: np.ndarray, region: np.ndarray | None, device: torch.device):
@@ -75,9 +87,10 @@ class Engine:
 
     def __init__(
         self, method: Method, bins: Sequence[SizeBin], device: str | torch.device | None, batch_size: int,
-        prep_threads: int | None = None, what: str = "device",
+        prep_threads: int | None = None, what: str = "device", host: bool = True,
     ) -> None:
         self.method = method
+        self.host = host
         self.bins = tuple(bins)
         self.device = choose_device(device, what=what)
         self.batch_size = int(batch_size)
@@ -170,11 +183,17 @@ class Engine:
                 outcomes.append(str(exc))
         return outcomes
 
-    @staticmethod
-    def _anomalies(prepared: PreparedBatch, gray: bool) -> list[Outcome]:
+    def _anomalies(self, prepared: PreparedBatch, gray: bool) -> list[Outcome]:
         out = prepared.render(strict=False)
+        if self.host:
+            anomalies = to_anomalies(out, gray=gray)
+        else:
+            missed = set(out.missed)
+            anomalies = [
+                None if k in missed else OnDevice(out.images[k], out.masks[k], out.records[k]) for k in range(len(out.specs))
+            ]
         outcomes: list[Outcome] = []
-        for spec, anomaly in zip(prepared.specs, to_anomalies(out, gray=gray)):
+        for spec, anomaly in zip(prepared.specs, anomalies):
             if anomaly is None:
                 outcomes.append(
                     f"could not bring a {spec.shape}/{spec.mode} anomaly into size bin "

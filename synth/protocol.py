@@ -25,7 +25,7 @@ from collections import deque
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -754,10 +754,3 @@ def read_metadata(output_dir: str | os.PathLike) -> list[dict[str, Any]]:
     """The rows of a generated folder's ``metadata.jsonl``."""
     path = Path(output_dir) / METADATA
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def iter_outputs(output_dir: str | os.PathLike) -> Iterable[tuple[dict[str, Any], Path, Path]]:
-    """(row, image path, mask path) for every output of a generated folder, in order."""
-    root = Path(output_dir)
-    for row in read_metadata(root):
-        yield row, root / row["file_name"], root / row["mask_file_name"]

@@ -186,7 +186,7 @@ def test_windows_are_written_alike_by_slices_and_by_the_gpus_indexed_writes(dtyp
     both store the same bytes, masks, diff maps and measured windows (checked here on the CPU,
     so the GPU's way is tested without a GPU)."""
     from synth.batched.render import _write_windows
-    from synth.batched.layout import quantize, split
+    from synth.batched.layout import quantize_batch, split
     from synth.batched.steering import Rendered
 
     rgba = np.concatenate([RGB, np.full((SIZE, SIZE, 1), 200, np.uint8)], axis=2)
@@ -197,7 +197,7 @@ def test_windows_are_written_alike_by_slices_and_by_the_gpus_indexed_writes(dtyp
     # two windows and an anomaly that missed its bin (None), as a renderer returns them
     rendered = [
         None if box is None else Rendered(
-            box[0], box[1], quantize(torch.from_numpy(rng.random((*box[2:], 3), dtype=np.float32)), layout.quantum),
+            box[0], box[1], quantize_batch(torch.from_numpy(rng.random((*box[2:], 3), dtype=np.float32)), layout.quantum),
             torch.from_numpy(rng.random(box[2:]) > 0.5), 1.0, 0, 1, {},
         )
         for box in [(5, 7, 30, 41), None, (100, 120, 60, 40)]

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from detect.errors import DetectorFileError, InvalidImagesError, NotFittedError
+from detect.errors import InvalidImagesError, NotFittedError
 from detect.images import same_size, to_float_image, to_float_images
 
 FILE_FORMAT = "anomalyforge-detector"

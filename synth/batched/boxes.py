@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from ..method import Method, Scene, Spec
-from ..sizing import PLACEMENT_ATTEMPTS, Steering, anchor_point, box_around, pixel_bounds, shifted, target_pixels
+from ..sizing import PLACEMENT_ATTEMPTS, Steering, anchor_point, box_around, pixel_targets, shifted
 from .device import to_device
-from .layout import changed_pixels, channels_last, quantize
+from .layout import changed_in_batch, channels_last, quantize_batch
 from .steering import Rendered, Renders, steer_batch
 
 
@@ -108,8 +108,8 @@ class BoxBatch:
         if self.regions is not None:
             inside = inside & self.regions[t_idx[:, None, None], rows[:, :, None], cols[:, None, :]]
         values = self.values(t_idx, source, rows, cols, boxes, knob).clamp(0.0, 1.0)
-        out = quantize(torch.where(inside[..., None], values, source), self.quantum)
-        changed = changed_pixels(source, out) & valid
+        out = quantize_batch(torch.where(inside[..., None], values, source), self.quantum)
+        changed = changed_in_batch(source, out) & valid
         area = changed.sum(dim=(1, 2)).cpu().numpy()
         outputs = [out[k, : h[k], : w[k]] for k in range(len(idx))]
         masks = [changed[k, : h[k], : w[k]] for k in range(len(idx))]
@@ -122,8 +122,7 @@ class BoxBatch:
         target, lo, hi = np.ones(b), np.zeros(b), np.zeros(b)
         for i, (spec, scene) in enumerate(zip(self.specs, self.scenes)):
             if spec.size_bin is not None:
-                lo[i], hi[i] = pixel_bounds(spec.size_bin, scene)
-                target[i] = target_pixels(spec.size_bin, spec.params["target_fraction"], scene)
+                lo[i], hi[i], target[i] = pixel_targets(spec.size_bin, spec.params["target_fraction"], scene)
         starts, upper = self.limits()
         steering, lower, natural = self.search()
         found = steer_batch(

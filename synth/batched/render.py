@@ -59,7 +59,7 @@ from ..method import Method, Rendering, Scene, Spec
 from ..registry import batched_methods, get_method
 from ..sizebins import DEFAULT_BINS, SizeBin, resolve_bin
 from .device import to_device
-from .layout import join, layout_of, split
+from .layout import join, batch_layout, split
 from .prepare import plan_pool
 from .steering import Rendered
 
@@ -194,7 +194,7 @@ def sample_specs(
 ) -> list[Spec]:
     """Draw one spec per image with ``Method.sample`` and ``numpy.random.default_rng(seed)``."""
     method_obj = batched_method(method, options)
-    layout = layout_of(images)
+    layout = batch_layout(images)
     if len(seeds) != images.shape[0]:
         raise InvalidParameterError(f"got {len(seeds)} seeds for a batch of {images.shape[0]} images; pass one per image")
     requested = None if size_bin is None else resolve_bin(size_bin, tuple(bins))

@@ -32,7 +32,7 @@ import torch
 
 from ...batched.boxes import BoxBatch
 from ...batched.device import to_device
-from ...batched.layout import changed_pixels, quantize
+from ...batched.layout import changed_in_batch, quantize_batch
 from ...batched.steering import Renders
 from ...method import Scene, Spec
 from ...partner import partner_image
@@ -210,8 +210,8 @@ class NoiseMaskBatch(BoxBatch):
         values = torch.where(inside, blended, source).clamp(0.0, 1.0)
         if region is not None:
             values = torch.where(region[..., None], values, source)
-        out = quantize(values, self.quantum)
-        changed = changed_pixels(source, out) & valid
+        out = quantize_batch(values, self.quantum)
+        changed = changed_in_batch(source, out) & valid
         area = changed.sum(dim=(1, 2)).cpu().numpy().astype(np.float64)
         y0 = boxes[:, 0] - starts[:, 0]
         x0 = boxes[:, 2] - starts[:, 1]

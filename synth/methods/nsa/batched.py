@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from ...batched.boxes import BoxBatch
-from ...batched.layout import changed_pixels, quantize
+from ...batched.layout import changed_in_batch, quantize_batch
 from ...batched.steering import Rendered, Renders
 from ...method import Scene, Spec
 from ...partner import partner_image
@@ -132,8 +132,8 @@ class NSABatch(BoxBatch):
             values = values.clamp(0.0, 1.0)
             if self.regions is not None:
                 values = torch.where(self.regions[i, y0:y1, x0:x1, None], values, source)
-            out = quantize(values, self.quantum)
-            changed = changed_pixels(source, out)
+            out = quantize_batch(values, self.quantum)
+            changed = changed_in_batch(source, out)
             area[k], oy[k], ox[k] = float(changed.sum()), y0, x0
             outputs.append(out)
             changes.append(changed)

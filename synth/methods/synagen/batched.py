@@ -36,13 +36,13 @@ import numpy as np
 import torch
 
 from ...batched.device import to_device
-from ...batched.layout import changed_pixels, channels_last, quantize
+from ...batched.layout import changed_in_batch, channels_last, quantize_batch
 from ...batched.prepare import made_once
 from ...batched.steering import Rendered, Renders, steer_batch
 from ...errors import InvalidParameterError
 from ...method import Method, Scene, Spec
 from ...sizebins import SizeBin
-from ...sizing import pixel_bounds, shifted, target_pixels
+from ...sizing import pixel_targets, shifted
 from .modes import texture_field
 from .scaling import scaled_shape
 
@@ -87,8 +87,7 @@ def _plan(method: Method, spec: Spec, scene: Scene, textures: Sequence[np.ndarra
         raise InvalidParameterError(f"the SYNAGEN batch renderer got a {spec.method!r} spec")
     p = spec.params
     size_bin = spec.size_bin or SizeBin.parse("0.02-15%")
-    lo_px, hi_px = pixel_bounds(size_bin, scene)
-    target_px = target_pixels(size_bin, p["target_fraction"], scene)
+    lo_px, hi_px, target_px = pixel_targets(size_bin, p["target_fraction"], scene)
     crop, table = _shape(spec.shape, json.dumps(p["shape_params"], sort_keys=True), float(p["angle"]))
     mode_params = p["mode_params"]
     noise = None
@@ -499,8 +498,8 @@ class SynagenBatch:
             out = torch.where(band[..., None], _blur3(out), out)
         if region is not None:
             out = torch.where(region[..., None], out, source)
-        out = quantize(out, self.quantum)
-        changed = changed_pixels(source, out)
+        out = quantize_batch(out, self.quantum)
+        changed = changed_in_batch(source, out)
         area = changed.sum(dim=(1, 2)).cpu().numpy()
         return area, oy, ox, out, changed
 
