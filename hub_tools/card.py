@@ -241,8 +241,9 @@ def render_card(
             parts += [f"- rows: {rows}", f"- tool: anomalyforge {entry.get('tool_version', '?')}", ""]
     else:
         parts += ["Not published yet.", ""]
-    # "-->" inside a message would end the HTML comment early; \u003e reads back as ">"
-    blob = json.dumps(list(changelog), sort_keys=True).replace("-->", "--\\u003e")
+    # no "<" or ">" in the comment: "-->" would end it early, and no tag is written even there;
+    # JSON reads \u003c and \u003e back as "<" and ">"
+    blob = json.dumps(list(changelog), sort_keys=True).replace("<", "\\u003c").replace(">", "\\u003e")
     parts.append(CHANGELOG_START + " " + blob + " " + CHANGELOG_END)
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(parts) + "\n")
     _check_front_matter(text, data)
