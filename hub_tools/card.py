@@ -5,8 +5,9 @@ The front matter is built with ``huggingface_hub.DatasetCardData`` and ``dataset
 exactly what they expect (``configs:`` with the split globs, ``dataset_info:`` with the
 features); it is serialised by a YAML library and read back before the card is used, so no user
 text can end it early. User text in the body (title, changelog message, attribution, score
-names) is escaped: it reads as the characters typed, never as Markdown or HTML. The changelog is carried from version to version: its entries are stored as JSON in an
-HTML comment, so a new version re-reads them from the previous card and appends its own.
+names) is escaped: it reads as the characters typed, never as Markdown or HTML. The changelog
+is carried from version to version: its entries are stored as JSON in an HTML comment, so a new
+version re-reads them from the previous card and appends its own.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ CHANGELOG_START = "<!-- changelog-entries:"
 CHANGELOG_END = "-->"
 
 DEFAULT_TITLE = "Synthetic anomalies"
-#: Markdown punctuation that changes the meaning of text anywhere in a line
-_INLINE_MARKUP = re.compile(r"([\\`*_\[\]|~!#])")
+#: Markdown punctuation that changes the meaning of text anywhere in a line; "_" only where it
+#: can start or end emphasis (not inside a word: ``lpips_whole`` stays as it is)
+_INLINE_MARKUP = re.compile(r"([\\`*\[\]|~!#]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
 #: what turns a line into a list item, quote, heading underline or rule when it starts the line
 _LINE_START_MARKUP = re.compile(r"^(\s*\d*)([-+=.)])")
 

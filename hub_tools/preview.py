@@ -96,7 +96,8 @@ def _check_schema(rows: Any, what: str, split: str) -> None:
     import datasets
 
     missing = [c for c in REQUIRED_COLUMNS if c not in rows.features]
-    not_images = [c for c in ("image", "mask") if c in rows.features and not isinstance(rows.features[c], datasets.Image)]
+    not_images = [c for c in ("image", "mask")
+                  if c in rows.features and not isinstance(rows.features[c], datasets.Image)]
     if missing or not_images:
         problem = (f"has no column(s) {', '.join(missing)}" if missing
                    else f"stores {', '.join(not_images)} as {rows.features[not_images[0]]!r}, not images")

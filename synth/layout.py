@@ -4,8 +4,9 @@ Two layouts exist:
 
 * a **generated folder** (``anomalyforge synth``, ``run_protocol``): ``config.json`` (written
   before any output), ``inputs.json`` (the absolute path of the input folder, so that
-  ``anomalyforge hub build`` finds the anomaly-free images again), ``images/``, ``masks/``, ``metadata.partial.jsonl`` while running, and
-  ``metadata.jsonl`` once finished; ``sources/`` holds materialised example inputs.
+  ``anomalyforge hub build`` finds the anomaly-free images again), ``images/``, ``masks/``,
+  ``metadata.partial.jsonl`` while running, and ``metadata.jsonl`` once finished; ``sources/``
+  holds materialised example inputs.
 * a **build folder** (``anomalyforge hub build``): ``generated/`` (a generated folder),
   ``data/`` (parquet shards, ``data/.partial/`` while running), ``card/`` and ``build.json``.
 

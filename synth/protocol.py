@@ -3,7 +3,8 @@
 Output is an ``imagefolder`` layout that ``datasets.load_dataset("imagefolder", data_dir=OUT)``
 reads: ``images/``, ``masks/`` and ``metadata.jsonl`` (one object per output: ``file_name``,
 ``mask_file_name``, ``source_id`` and the schema columns), plus ``config.json`` (the generation
-config and tool version), ``inputs.json`` (the absolute path of the input folder) and ``failures.jsonl`` when some output could not be made.
+config and tool version), ``inputs.json`` (the absolute path of the input folder) and
+``failures.jsonl`` when some output could not be made.
 
 Determinism: each task (image, k, shape, mode) gets a seed derived from the run seed and the task's
 identity (not from its position in a queue), so the same inputs and seed give the same files for any

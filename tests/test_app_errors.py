@@ -72,7 +72,8 @@ def test_a_path_instead_of_an_uploaded_image_is_refused_with_a_message(client):
 
 
 def test_a_malformed_file_list_is_refused_with_a_message_naming_the_input(client):
-    with pytest.raises(AppError, match=r"anomaly-free images: expected a list of uploaded image files, got \[\{'x': 1\}\]"):
+    expected = r"anomaly-free images: expected a list of uploaded image files, got \[\{'x': 1\}\]"
+    with pytest.raises(AppError, match=expected):
         client.predict("patchcore", [{"x": 1}], "examples", None, None, api_name="/detect")
 
 
