@@ -64,7 +64,8 @@ def read_rows(repo_id: str, version: str | None = None, n: int = 8, *, split: st
         root = f"datasets/{repo_id}@{tag}"
         shards = sorted(fs.glob(f"{root}/data/{split}-*.parquet"))
         if not shards:
-            raise DatasetNotFoundError(f"dataset {repo_id} {tag[1:]} has no {split} split")
+            raise ValidationError(f"dataset {repo_id} {tag[1:]} is not an anomalyforge dataset: it has no "
+                                  f"{split} split (data/{split}-*.parquet)")
         with fs.open(shards[0], "rb") as handle:
             parquet = pq.ParquetFile(handle)
             total = parquet.metadata.num_rows
@@ -82,7 +83,7 @@ def read_rows(repo_id: str, version: str | None = None, n: int = 8, *, split: st
         if status in (401, 403, 404):
             raise _not_found(repo_id) from None
         raise PublishError(f"cannot read {repo_id}: the Hub answered HTTP {status}") from None
-    except DatasetNotFoundError:
+    except (DatasetNotFoundError, ValidationError):
         raise
     except Exception as exc:  # noqa: BLE001 -- the HTTP client's transport errors (httpx, OSError) share no base
         raise PublishError(f"cannot reach the Hugging Face Hub to read {repo_id} ({type(exc).__name__})") from None

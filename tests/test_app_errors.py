@@ -29,20 +29,19 @@ def hub(tmp_path_factory):
         yield server
 
 
-@pytest.fixture(scope="module")
-def plain_dataset(hub) -> str:
-    """org/plain v1.0.0: a text dataset with a test split, made without anomalyforge."""
+def _text_dataset(repo: str, split: str) -> str:
+    """``repo`` v1.0.0: a text dataset with one ``split``, made without anomalyforge."""
     import pandas as pd
     from huggingface_hub import HfApi
 
     api = HfApi(token=TOKEN)
-    api.create_repo("org/plain", repo_type="dataset")
+    api.create_repo(repo, repo_type="dataset")
     buffer = io.BytesIO()
     pd.DataFrame({"text": ["a review", "another"]}).to_parquet(buffer)
-    api.upload_file(path_or_fileobj=buffer.getvalue(), path_in_repo="data/test-00000-of-00001.parquet",
-                    repo_id="org/plain", repo_type="dataset")
-    api.create_tag("org/plain", tag="v1.0.0", repo_type="dataset")
-    return "org/plain"
+    api.upload_file(path_or_fileobj=buffer.getvalue(), path_in_repo=f"data/{split}-00000-of-00001.parquet",
+                    repo_id=repo, repo_type="dataset")
+    api.create_tag(repo, tag="v1.0.0", repo_type="dataset")
+    return repo
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +59,14 @@ def _raw_call(app_url: str, api: str, data: list) -> tuple[str, object]:
     return events[-1], json.loads(payloads[-1])
 
 
-def test_a_dataset_not_made_by_anomalyforge_is_named_as_such(client, plain_dataset):
-    with pytest.raises(AppError, match=r"org/plain 1\.0\.0 is not an anomalyforge dataset: its test split has no "
-                                       r"column\(s\) image, mask, .*\(columns: text\)"):
-        client.predict(plain_dataset, "", 4, api_name="/browse")
+@pytest.mark.parametrize("split, problem", [
+    ("test", r"its test split has no column\(s\) image, mask, .*\(columns: text\)"),
+    ("train", r"it has no test split"),
+])
+def test_a_dataset_not_made_by_anomalyforge_is_named_as_such(client, split, problem):
+    repo = _text_dataset(f"org/plain-{split}", split)
+    with pytest.raises(AppError, match=rf"{repo} 1\.0\.0 is not an anomalyforge dataset: {problem}"):
+        client.predict(repo, "", 4, api_name="/browse")
 
 
 def test_a_path_instead_of_an_uploaded_image_is_refused_with_a_message(client):
