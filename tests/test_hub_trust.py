@@ -91,6 +91,18 @@ def test_the_largest_allowed_version_parts_are_published(hub, build, tmp_path):
     assert _tags(hub, "org/big-versions") == ["v999999.999999.999999"]
 
 
+def test_an_absurd_version_tag_already_on_the_hub_does_not_block_normal_versions(hub, build, tmp_path):
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=hub.url, token=TOKEN)
+    api.create_repo("org/old-typo", repo_type="dataset")
+    api.create_tag("org/old-typo", tag="v99999999999999999999.0.0", repo_type="dataset")  # an older release's typo
+    result = _cli("hub", "push", str(build), "--repo", "org/old-typo", "--version", "1.0.0", home=tmp_path,
+                  endpoint=hub.url)
+    assert result.returncode == 0, result.stderr
+    assert "v1.0.0" in _tags(hub, "org/old-typo")
+
+
 # --------------------------------------------------------------------------- repo ids
 @pytest.mark.parametrize("repo", ["org/my dataset", "org//name", "org/name/", "https://huggingface.co/datasets/org/x",
                                   "org/na--me", "orgname"])
