@@ -3,12 +3,14 @@
 A version is one commit on the dataset repo's ``main`` branch plus the tag ``vMAJOR.MINOR.PATCH``
 on exactly that commit. ``push_build``:
 
-1. refuses a version that is already tagged or not above the newest tag;
+1. refuses a malformed version (ASCII ``MAJOR.MINOR.PATCH``, each part below 10^6) or repo id, and
+   a version that is already tagged or not above the newest tag;
 2. validates the build folder (schema, non-empty splits, masks matching their images);
 3. reads the current head of ``main`` and the card there (for the changelog);
 4. makes one commit (``HfApi.create_commit`` with ``parent_commit`` = that head, so a concurrent
-   push is detected instead of silently overwritten): the parquet shards through LFS, the card,
-   ``build.json`` and the example images, and deletes the previous version's data files;
+   push is detected instead of silently overwritten; through Git LFS when the Hub has no Xet
+   storage): the parquet shards, the card, ``build.json`` and the example images, and deletes the
+   previous version's data files;
 5. tags that commit.
 
 Failure modes: an upload or commit that fails leaves the branch as it was (the Hub applies a
