@@ -17,7 +17,7 @@ import numpy as np
 
 from .change import is_changed, largest_change
 from .errors import InvalidImageError, InvalidParameterError
-from .image import channel_max, from_float, luminance, quantize, to_float
+from .image import from_float, luminance, quantize, to_float
 from .method import Method, Rendering, Scene, Spec
 from .region import normalize_region
 from .record import make_record
