@@ -24,7 +24,8 @@ import torch
 
 from ..anomaly import Anomaly
 from ..errors import InvalidParameterError, SynthError
-from ..image import encode_png, write_atomic
+from ..atomic import write_atomic
+from ..image import encode_png
 from ..protocol import Job, Task, TaskResult, TaskRunner, metadata_row, output_names, region_path
 from ..region import normalize_region
 from . import PreparedBatch, prepare_batch, sample_specs, to_anomalies
