@@ -9,7 +9,9 @@ Determinism: each task (image, k, shape, mode) gets a seed derived from the run 
 identity (not from its position in a queue), so the same inputs and seed give the same files for any
 number of workers. One task renders the same drawn anomaly in every requested bin, as in the paper
 ("resizing it for the five size ranges"). Resuming: finished outputs are logged to
-``metadata.partial.jsonl`` as they complete; a rerun skips them.
+``metadata.partial.jsonl`` as they complete; a rerun skips them. A finished folder keeps no log:
+its ``metadata.jsonl`` rows (files checked to decode) tell a rerun what is done. A run holds its
+output folder (``synth.run_lock``) from its first write to its last.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import numpy as np
 from .anomaly import Anomaly, PreparedImage, prepare, synthesize
 from .config import ProtocolConfig, RunOptions, resolve_generation
 from .errors import InvalidParameterError, SynthError
-from .atomic import write_atomic
+from .atomic import flush_to_disk, write_atomic
 from .image import IMAGE_SUFFIXES, encode_png, load_image
 from .layout import (CONFIG, FAILURES, GENERATED_OUTPUTS, METADATA, PARTIAL, TOOL, is_generated_output,
                      output_folders)
@@ -340,7 +342,8 @@ class TaskRunner:
                 image_png = encode_png(anomaly.image, level, self._png_base(source))
             mask_png = encode_png(anomaly.mask_u8, level, self._mask_base(*anomaly.mask.shape))
             for name, data in ((file_name, image_png), (mask_name, mask_png)):
-                write_atomic(self.out / name, data)
+                # checked by size and CRC-32 on resume; made durable before metadata.jsonl
+                write_atomic(self.out / name, data, durable=False)
                 files[name] = [len(data), zlib.crc32(data)]
             rows.append(metadata_row(anomaly, file_name, mask_name, task.source_id))
         return TaskResult(rows, failed, files)
@@ -487,6 +490,7 @@ def _generate(job: Job, tasks: list[Task], run: RunOptions) -> list[dict[str, An
                    for r, error in broken]
         bad = {r["file_name"] for r, _ in broken}
         good = [r for r in good if r["file_name"] not in bad]
+    flush_to_disk()  # the outputs, written without a sync each, are on disk before their record
     write_atomic(out / METADATA, "".join(json.dumps(r, sort_keys=True) + "\n" for r in good).encode())
     if failed:
         write_atomic(out / FAILURES, "".join(json.dumps(r, sort_keys=True) + "\n" for r in failed).encode())
