@@ -351,7 +351,8 @@ def _write_shard(path: Path, index: int, n_rows: int, make_row: Callable[[int], 
     """Write rows from ``index`` into one parquet file until it holds ``shard_bytes``; return the
     index of the next row."""
     columns = schema.names
-    written, buffer, buffered = 0, [], 0
+    written, buffered = 0, 0
+    buffer: list[dict[str, Any]] = []
     with pq.ParquetWriter(path, schema, compression="snappy", write_statistics=False) as writer:
         while index < n_rows and written < shard_bytes:
             row = make_row(index)
@@ -436,13 +437,13 @@ def build_dataset(
         raise BuildError(f"input folder {input_dir} does not exist")
     check_input_layout(input_dir, build_dir)
     with claimed_folder(build_dir, ("data", "data/.partial", "card", "card/examples")):
-        return _build_into(input_dir, build_dir, config, run, sources_dir, include_diff, shard_bytes, group_rows,
-                      group_bytes)
+        return _build_into(input_dir, build_dir, config, run, sources_dir, include_diff, shard_bytes,
+                           group_rows, group_bytes)
 
 
 def _build_into(input_dir: Path, build_dir: Path, config: ProtocolConfig, run: RunOptions,
-           sources_dir: str | os.PathLike | None, include_diff: bool, shard_bytes: int, group_rows: int,
-           group_bytes: int) -> BuildResult:
+                sources_dir: str | os.PathLike | None, include_diff: bool, shard_bytes: int, group_rows: int,
+                group_bytes: int) -> BuildResult:
     """``build_dataset`` in the claimed ``build_dir``."""
     progress = run.progress
     bins = config.size_bins()
