@@ -45,6 +45,11 @@ def atomic_path(path: str | os.PathLike, *, durable: bool = True) -> Iterator[Pa
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
         os.replace(tmp, final)
+    except OSError as exc:  # a full disk, a file-size limit: say which file could not be written
+        tmp.unlink(missing_ok=True)
+        if exc.filename is None:
+            raise OSError(exc.errno, f"cannot write {final}: {exc.strerror}") from exc
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

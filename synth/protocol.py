@@ -472,12 +472,12 @@ def _generate(job: Job, tasks: list[Task], run: RunOptions) -> list[dict[str, An
     (out / METADATA).unlink(missing_ok=True)
     todo = [t for t in tasks if t.index not in results]
     by_index = {t.index: t for t in tasks}
-    with open(out / _log_name(shard), "a", encoding="utf-8") as log:
+    log_path = out / _log_name(shard)
+    with open(log_path, "a", encoding="utf-8") as log:
         for index, result in _execute(todo, job, run, len(tasks), len(tasks) - len(todo)):
             results[index] = result
             # logged after both files were renamed into place: a logged task is complete on disk
-            log.write(_log_line(by_index[index], result))
-            log.flush()
+            _append(log, log_path, _log_line(by_index[index], result))
     good = [row for t in tasks for row in results[t.index].rows]
     failed = [row for t in tasks for row in results[t.index].failed]
     if shard is not None:  # the run without a shard writes metadata.jsonl for all shards
@@ -506,6 +506,15 @@ def _generate(job: Job, tasks: list[Task], run: RunOptions) -> list[dict[str, An
     (out / PARTIAL).unlink(missing_ok=True)
     _drop_shard_logs(out)
     return good
+
+
+def _append(log: Any, path: Path, line: str) -> None:
+    """Append one line to the resume log (the one file written in place: a cut line is skipped)."""
+    try:
+        log.write(line)
+        log.flush()
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror}") from exc
 
 
 def _log_name(shard: tuple[int, int] | None) -> str:
