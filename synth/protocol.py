@@ -31,9 +31,9 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from .anomaly import Anomaly, PreparedImage, prepare, synthesize
+from .atomic import flush_to_disk, write_atomic
 from .config import ProtocolConfig, RunOptions, resolve_generation
 from .errors import InvalidParameterError, SynthError
-from .atomic import flush_to_disk, write_atomic
 from .image import IMAGE_SUFFIXES, encode_png, load_image
 from .layout import (CONFIG, FAILURES, GENERATED_OUTPUTS, METADATA, PARTIAL, TOOL, is_generated_output,
                      output_folders)
@@ -452,7 +452,7 @@ def run_protocol(
     out = Path(output_dir)
     job = Job(str(input_dir), str(out), config, None if region_masks is None else str(region_masks),
               texture_paths, memory)
-    # the processes of one sharded launch share the folder; anyone else waits for it to be free
+    # the processes of one sharded launch share the folder; any other run into it is refused
     with claimed_folder(out, GENERATED_OUTPUTS, shared=shard is not None):
         return _generate(job, tasks, run)
 
