@@ -37,7 +37,11 @@ LOCK_NAME = ".anomalyforge.lock"
 _RECORD_WAIT_S = 1.0
 
 
-class FolderInUseError(SynthError):
+class OutputFolderError(SynthError):
+    """The output folder cannot be used: not creatable, not writable, or held by another run."""
+
+
+class FolderInUseError(OutputFolderError):
     """Another run is writing into the output folder."""
 
 
@@ -99,14 +103,19 @@ def claimed_folder(folder: str | os.PathLike, parts: Sequence[str] = (), *, shar
     processes of one launch, each writing its own files.
     """
     root = Path(folder)
-    root.mkdir(parents=True, exist_ok=True)
     path = root / LOCK_NAME
-    fd = _open_locked(path, shared)
     try:
-        if not shared or os.fstat(fd).st_size == 0:
-            os.ftruncate(fd, 0)
-            os.lseek(fd, 0, os.SEEK_SET)
-            os.write(fd, _record())
+        root.mkdir(parents=True, exist_ok=True)
+        fd = _open_locked(path, shared)
+    except FolderInUseError:
+        raise
+    except OSError as exc:  # a file in the way, no permission, a read-only file system
+        raise OutputFolderError(f"cannot write into output folder {root}: {exc.strerror or exc}") from None
+    try:
+        record = _record()  # written whole, then cut to its length: never empty for a reader
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, record)
+        os.ftruncate(fd, len(record))
         if not shared:
             remove_temporaries([root, *(root / p for p in parts)], recursive=recursive)
         yield root

@@ -151,6 +151,24 @@ def test_every_command_refuses_an_output_folder_another_run_holds(tmp_path, crop
     assert not held.joinpath(".anomalyforge.lock").exists()
 
 
+def test_every_command_refuses_an_output_folder_it_cannot_create_in_one_line(tmp_path, crops):
+    sources = images_in(tmp_path / "in", crops, ["a.png"])
+    (tmp_path / "file").write_text("a file, not a folder")
+    blocked = tmp_path / "file" / "out"
+    commands = {
+        "synth": ["synth", sources, blocked, *FAST],
+        "hub build": ["hub", "build", sources, blocked, *FAST],
+        "evaluate": ["evaluate", "--dataset", sources, "--fit", sources, "--output", blocked, "--cpu"],
+        "stress": ["stress", sources / "a.png", "--output", blocked],
+    }
+    for name, command in commands.items():
+        result = run(*command)
+        assert result.returncode == 2, (name, result.stderr)
+        assert result.stderr.strip().endswith(f"cannot write into output folder {blocked}: Not a directory"), (
+            name, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1, (name, result.stderr)
+
+
 # ------------------------------------------------------------------------------- 11. atomic files
 def _limit_file_size(limit: int):
     def apply() -> None:
