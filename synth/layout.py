@@ -9,7 +9,9 @@ users also use (``images/``, ``masks/``, ``data/``; a plain Hugging Face imagefo
   ``metadata.partial.jsonl``; it is complete once ``metadata.jsonl`` is written (last). Its
   outputs are the files under ``images/`` and ``masks/`` named as the protocol names outputs
   (``is_output_name``), so a user's own images in a folder of the same name stay inputs (the
-  output folder may be the input folder). ``sources/`` holds materialised example inputs.
+  output folder may be the input folder). ``inputs.json`` holds the absolute path of the input
+  folder (so that ``anomalyforge hub build`` finds the anomaly-free images again); ``sources/``
+  holds materialised example inputs.
 * a **build folder** (``anomalyforge hub build``) is marked by ``build.json`` with the same
   ``tool`` record (complete), or while in progress by a generated ``generated/`` folder or
   ``data/.partial/``; all of it is output: ``generated/``, ``data/``, ``card/``.
@@ -30,6 +32,8 @@ METADATA = "metadata.jsonl"
 PARTIAL = "metadata.partial.jsonl"
 FAILURES = "failures.jsonl"
 CONFIG = "config.json"
+#: where a generated folder's input images were read from: ``{"input_dir": ABSOLUTE_PATH}``
+INPUTS = "inputs.json"
 #: the record a generated folder's ``config.json`` carries in its ``tool`` field
 TOOL = "anomalyforge"
 
