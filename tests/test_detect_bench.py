@@ -211,3 +211,44 @@ def test_findings_name_the_winning_methods():
                     ("a", "draem", 1.0, 0, 0.0), ("b", "draem", 1.0, 0, 0.0)])
     line = findings(seed_means(frame), None, [])[0]
     assert "does not hold" in line and "a 1" in line and "1 context(s) where all methods tie" in line
+
+
+def _one_cell_config(tmp_path, mvtec_folder, **pipeline):
+    return _config(tmp_path, mvtec_folder, methods=["draem"], hybrids={}, ratios=[1.0], seeds=[0], quality=False,
+                   pipelines={"draem": {"steps": 2, "train_batch_size": 2, "lr": 0.001, **pipeline}})
+
+
+def test_a_changed_configuration_never_reuses_a_cell_trained_with_another(tmp_path, mvtec_folder):
+    from anomalyforge import main
+
+    out = tmp_path / "out"
+    assert main(["bench", str(_one_cell_config(tmp_path, mvtec_folder)), "--no-progress"]) == 0
+    first = _results(out)
+    assert main(["bench", str(_one_cell_config(tmp_path, mvtec_folder, steps=3)), "--no-progress"]) == 0
+    both = _results(out)
+    assert len(both) == 2 and both[next(iter(first))] == first[next(iter(first))]  # the old cell is left as it was
+    new = json.loads(both[next(name for name in both if name not in first)][1])
+    assert new["steps"] == 3 and new["settings"]["options"]["steps"] == 3
+    frame = pd.read_parquet(out / "results.parquet")
+    assert frame["steps"].tolist() == [3]  # the report rests on the cell of this configuration only
+
+
+def test_a_resumed_cell_counts_the_training_time_of_every_segment(tmp_path, mvtec_folder):
+    from anomalyforge import main
+    from detect.evaluation import bench
+    from detect.registry import build_detector
+    from detect.training.synthetic_training import train_on_synthetic
+
+    path = _one_cell_config(tmp_path, mvtec_folder, steps=4)
+    config = load_config(path)
+    cell = bench.cells(config)[0]
+    checkpoints = tmp_path / "out" / "cells" / cell.id / "checkpoints"
+    # an earlier run that stopped after 2 of 4 steps and had spent 500 s on them
+    detector = build_detector("draem", methods=("draem",), anomaly_ratio=1.0, seed=0, image_size=SIZE,
+                              **config.pipelines["draem"])
+    fit = detector.prepare_fit(bench._Datasets(config).train_images("gravel"))
+    train_on_synthetic(detector, fit, checkpoint_dir=checkpoints, checkpoint_every=1, stop_at=2, progress=False)
+    (checkpoints / bench.TIME_FILE).write_text(json.dumps({"train_seconds": 500.0}))
+    assert main(["bench", str(path), "--no-progress"]) == 0
+    result = json.loads((tmp_path / "out" / "cells" / cell.id / "result.json").read_text())
+    assert result["steps"] == 4 and result["train_seconds"] >= 500.0
