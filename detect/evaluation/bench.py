@@ -523,6 +523,17 @@ def collect(config: BenchConfig):
     return frame, pd.DataFrame(qrows), skipped
 
 
+def collect_scores(config: BenchConfig) -> dict[tuple, tuple[list[float], list[float]]]:
+    """(dataset, synthesis, pipeline, ratio, seed) -> (good, anomalous) per-image test scores of every finished cell."""
+    scores = {}
+    for cell in cells(config):
+        r = _finished(config, cell)
+        if r is not None and "scores" in r:
+            key = (cell.dataset, cell.synthesis.name, cell.pipeline, cell.ratio, cell.seed)
+            scores[key] = (r["scores"]["good"], r["scores"]["anomalous"])
+    return scores
+
+
 def write_reports(config: BenchConfig) -> dict[str, Path]:
     """Write the tidy tables and ``report.md`` (with plots) from every finished job."""
     from detect.evaluation import bench_report
@@ -541,7 +552,7 @@ def write_reports(config: BenchConfig) -> dict[str, Path]:
         quality.to_parquet(written["quality_parquet"], index=False)
         quality.to_csv(written["quality_csv"], index=False)
     hybrids = {s.name: dict(s.weights) for s in config.syntheses if s.is_hybrid}
-    written.update(bench_report.write(frame, quality, skipped, hybrids, out))
+    written.update(bench_report.write(frame, quality, skipped, hybrids, out, collect_scores(config)))
     return written
 
 

@@ -249,27 +249,39 @@ class PairedDifference:
         return int(math.ceil(n * (z * self.sd / abs(self.difference)) ** 2))
 
 
-def paired_difference(good_a: np.ndarray, anomalous_a: np.ndarray, good_b: np.ndarray, anomalous_b: np.ndarray, *,
-                      metric: Callable[[np.ndarray, np.ndarray], np.ndarray] = auroc_rows, resamples: int = RESAMPLES,
-                      seed: int = SEED, level: float = LEVEL) -> PairedDifference:
-    """Paired bootstrap of ``metric(a) - metric(b)`` over the same test images.
+def paired_difference(good_a: np.ndarray, anomalous_a: np.ndarray, good_b: np.ndarray, anomalous_b: np.ndarray,
+                      **options) -> PairedDifference:
+    """Paired bootstrap of ``metric(a) - metric(b)`` over the same test images (see ``paired_contrast``)."""
+    return paired_contrast([(good_a, anomalous_a), (good_b, anomalous_b)], [1.0, -1.0], **options)
 
-    Scores are ``(repeats, n_good)`` and ``(repeats, n_anomalous)``: row ``s`` is one repeat (a
-    seed) of each scorer on the same images in the same order; the metric is averaged over the
-    repeats, and one image resample serves every repeat of both scorers. ``metric`` maps ``(R, n0)``,
-    ``(R, n1)`` score rows to ``R`` values (default: AUROC).
+
+def paired_contrast(scorers: Sequence[tuple[np.ndarray, np.ndarray]], weights: Sequence[float], *,
+                    metric: Callable[[np.ndarray, np.ndarray], np.ndarray] = auroc_rows, resamples: int = RESAMPLES,
+                    seed: int = SEED, level: float = LEVEL) -> PairedDifference:
+    """Paired bootstrap of ``sum_j weights[j] * metric(scorer j)`` over the same test images, e.g.
+    ``[1, -1]`` for a difference, ``[1, -0.5, -0.5]`` for a hybrid against the mean of its two methods.
+
+    Each scorer is ``(good, anomalous)`` scores of shape ``(repeats, n_good)`` and
+    ``(repeats, n_anomalous)``: row ``s`` is one repeat (a seed) on the same images in the same order.
+    The metric is averaged over a scorer's repeats, and one image resample serves every repeat of every
+    scorer. ``metric`` maps ``(R, n0)``, ``(R, n1)`` score rows to ``R`` values (default: AUROC).
     """
-    arrays = [np.atleast_2d(np.asarray(x, np.float64)) for x in (good_a, anomalous_a, good_b, anomalous_b)]
-    ga, aa, gb, ab = arrays
-    if ga.shape != gb.shape or aa.shape != ab.shape:
-        raise MetricInputError(f"paired scores need the same images and repeats: {ga.shape}/{aa.shape} vs {gb.shape}/{ab.shape}")
-    gi, ai = stratified_resamples(ga.shape[1], aa.shape[1], resamples, seed)
+    pairs = [(np.atleast_2d(np.asarray(g, np.float64)), np.atleast_2d(np.asarray(a, np.float64))) for g, a in scorers]
+    n_good, n_anomalous = pairs[0][0].shape[1], pairs[0][1].shape[1]
+    if any(g.shape[1] != n_good or a.shape[1] != n_anomalous for g, a in pairs):
+        raise MetricInputError("paired scores need the same test images: "
+                               + ", ".join(f"{g.shape[1]}+{a.shape[1]}" for g, a in pairs))
+    gi, ai = stratified_resamples(n_good, n_anomalous, resamples, seed)
+    observed, boot = 0.0, np.zeros(resamples)
+    for weight, (good, anomalous) in zip(weights, pairs):
+        observed += weight * float(np.mean([metric(g[None], a[None])[0] for g, a in zip(good, anomalous)]))
+        boot += weight * np.mean([metric(g[gi], a[ai]) for g, a in zip(good, anomalous)], axis=0)
+    return PairedDifference(observed, _percentiles(boot, level), float(np.std(boot)), n_good, n_anomalous)
 
-    def mean_over_repeats(good: np.ndarray, anomalous: np.ndarray, gidx=None, aidx=None) -> np.ndarray:
-        if gidx is None:
-            return np.mean([metric(g[None], a[None])[0] for g, a in zip(good, anomalous)])
-        return np.mean([metric(g[gidx], a[aidx]) for g, a in zip(good, anomalous)], axis=0)
 
-    observed = float(mean_over_repeats(ga, aa) - mean_over_repeats(gb, ab))
-    boot = mean_over_repeats(ga, aa, gi, ai) - mean_over_repeats(gb, ab, gi, ai)
-    return PairedDifference(observed, _percentiles(boot, level), float(np.std(boot)), ga.shape[1], aa.shape[1])
+def correlation_interval(r: float, n: int, level: float = LEVEL) -> Interval:
+    """Fisher-z interval of a Pearson correlation ``r`` from ``n`` pairs (needs n >= 4)."""
+    if n < 4:
+        raise MetricInputError(f"a correlation interval needs at least 4 pairs, got {n}")
+    z, half = math.atanh(max(-0.999999, min(0.999999, r))), _z(level) / math.sqrt(n - 3)
+    return Interval(math.tanh(z - half), math.tanh(z + half), level)
