@@ -80,7 +80,8 @@ def small_sample_caveat(n_good: int) -> str | None:
     if n_good >= MIN_GOOD_IMAGES:
         return None
     return (f"caveat: only {n_good} anomaly-free test image(s) (< {MIN_GOOD_IMAGES}): each false positive is "
-            f"{100.0 / n_good:.0f} % of them, intervals are wide, and these numbers cannot rank detectors")
+            f"{100.0 / n_good:.0f} % of them, the intervals are unreliable (a bootstrap cannot show variation that "
+            "so few images do not contain), and these numbers cannot rank detectors")
 
 
 # ------------------------------------------------------------------------------------ resampling
