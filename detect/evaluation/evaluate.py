@@ -161,6 +161,8 @@ class Evaluation:
             lines.append(skipped_k_message(s["skipped_k"], s["n_threshold"]))
         lines.append("  ".join(f"{label} {_fmt(s.get(name))}{_fmt_interval(s.get('intervals', {}).get(name))}"
                                for name, label in METRIC_LABELS.items()))
+        if s.get("coreset"):
+            lines.append(coreset_text(s["coreset"]))
         boot = s.get("bootstrap")
         if boot:
             lines.append(f"[low, high]: 95 % bootstrap intervals ({boot['resamples']} resamples of the images, "
@@ -183,6 +185,15 @@ def _fmt(v: float | None) -> str:
 
 def _fmt_interval(interval: Sequence[float] | None) -> str:
     return "" if interval is None else f" [{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
+def coreset_text(coreset: dict) -> str:
+    """Which memory-bank selection ran, and how far the farthest fit patch is from the bank."""
+    radius = coreset.get("coverage_radius")
+    covered = "coverage radius unknown" if radius is None else \
+        f"coverage radius {'<= ' if coreset.get('radius_is_bound') else ''}{radius:.3f}"
+    patches = "" if coreset.get("patches") is None else f" of {coreset['patches']}"
+    return f"memory bank: {coreset['bank']}{patches} fit patches, {coreset['selection']}; {covered}"
 
 
 def threshold_text(summary: dict) -> str:
@@ -422,6 +433,8 @@ def evaluate(
             "process_count": world,
         }
     )
+    if hasattr(detector, "coreset_summary"):
+        summary["coreset"] = detector.coreset_summary()
     maps = [t[2] for t in test_all] + [t[2] for t in good_all]
     masks = [t[3] if t[3] is not None else np.zeros(t[2].shape, bool) for t in test_all] + [
         np.zeros(t[2].shape, bool) for t in good_all
