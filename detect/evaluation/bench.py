@@ -74,6 +74,8 @@ from detect.errors import DetectError
 from detect.runtime import make_process_state, script_main
 
 RESULT_FILE = "result.json"
+#: detector settings the report's header states per pipeline
+SETUP_KEYS = ("steps", "train_batch_size", "lr", "width", "rec_width", "disc_width", "decoder_width", "depths")
 DEFAULT_SEEDS = (0, 1, 2)
 DETECTION_METRICS = ("image_auroc", "image_ap", "pixel_auroc", "pixel_ap", "aupro")
 QUALITY_METRICS = ("SSIM", "PSNR", "LPIPS", "FID", "KID", "IS")
@@ -388,6 +390,7 @@ def run_cell(config: BenchConfig, cell: Cell, data: _Datasets, device: Any = "cp
             per_defect[str(row["defect"])] = {k: _float(row[k]) for k in ("image_auroc", "pixel_auroc", "aupro") if k in row}
     return {
         "cell": cell.id, "settings": json.loads(cell.settings),
+        "pipeline_setup": {k: v for k, v in detector.config().items() if k in SETUP_KEYS},
         "dataset": cell.dataset, "synthesis": cell.synthesis.name, "hybrid": cell.synthesis.is_hybrid,
         "weights": dict(cell.synthesis.weights), "pipeline": cell.pipeline, "ratio": cell.ratio, "seed": cell.seed,
         **{k: _float(s.get(k)) for k in DETECTION_METRICS},
@@ -509,7 +512,7 @@ def collect(config: BenchConfig):
     for cell in cells(config):
         r = _finished(config, cell)
         if r is not None:
-            r = {k: v for k, v in r.items() if k not in ("per_defect", "settings", "scores")}
+            r = {k: v for k, v in r.items() if k not in ("per_defect", "settings", "scores", "pipeline_setup")}
             r["weights"] = json.dumps(r["weights"], sort_keys=True)
             rows.append(r)
     frame = pd.DataFrame(rows)
@@ -534,6 +537,22 @@ def collect_scores(config: BenchConfig) -> dict[tuple, tuple[list[float], list[f
     return scores
 
 
+def setup_lines(config: BenchConfig) -> list[str]:
+    """What the cells ran with, for the report's header: image size, pixel size, each pipeline's
+    steps, batch, learning rate and widths (as the finished cells recorded them)."""
+    setups: dict[str, dict] = {}
+    for cell in cells(config):
+        result = _finished(config, cell)
+        if result is not None and "pipeline_setup" in result:
+            setups.setdefault(cell.pipeline, result["pipeline_setup"])
+    pixel = "full resolution" if not config.pixel_size else f"maps shrunk to a long side of {config.pixel_size} px"
+    lines = [f"Images resized to {config.image_size} × {config.image_size} px for training and scoring; pixel "
+             f"metrics at {pixel}."]
+    lines += [f"Pipeline {name}: " + ", ".join(f"{k} {v}" for k, v in setup.items()) + "."
+              for name, setup in setups.items()]
+    return lines
+
+
 def write_reports(config: BenchConfig) -> dict[str, Path]:
     """Write the tidy tables and ``report.md`` (with plots) from every finished job."""
     from detect.evaluation import bench_report
@@ -552,7 +571,8 @@ def write_reports(config: BenchConfig) -> dict[str, Path]:
         quality.to_parquet(written["quality_parquet"], index=False)
         quality.to_csv(written["quality_csv"], index=False)
     hybrids = {s.name: dict(s.weights) for s in config.syntheses if s.is_hybrid}
-    written.update(bench_report.write(frame, quality, skipped, hybrids, out, collect_scores(config)))
+    written.update(bench_report.write(frame, quality, skipped, hybrids, out, collect_scores(config),
+                                      setup=setup_lines(config)))
     return written
 
 

@@ -30,6 +30,11 @@ METRICS = ("image_auroc", "image_ap", "pixel_auroc", "pixel_ap", "aupro")
 CONTEXT = ["dataset", "pipeline", "ratio"]  # what a synthesis is compared within
 #: |r| below this (or p >= 0.05) counts as a weak correlation in the findings
 WEAK_R = 0.5
+#: how this grid's pipelines relate to ASBench's, said at the top of every report
+PIPELINES_NOTE = ("The pipelines here are segmenter (NSA's recipe), DRAEM and defect-map; ASBench's are DRAEM, "
+                  "DestSeg, MemSeg and AnomalyDiffusion. Only DRAEM is shared, so these tables follow ASBench's "
+                  "design but are not its numbers. The ratio tables give the best–worst gap and this report's "
+                  "Pearson r of ratio against the metric, not ASBench's Tables 7–8 statistic.")
 #: a cell key: dataset, synthesis, pipeline, ratio, seed
 CellKey = tuple
 
@@ -418,7 +423,7 @@ def plot_hybrids(hybrid, metric: str = "image_auroc"):
 
 
 def write(frame, quality, skipped: Mapping[str, str], hybrids: Mapping[str, Mapping[str, float]], out: Path,
-          scores: Mapping[CellKey, tuple[Any, Any]] | None = None) -> dict[str, Path]:
+          scores: Mapping[CellKey, tuple[Any, Any]] | None = None, setup: list[str] | None = None) -> dict[str, Path]:
     """Write every table (``*.md``) and plot (``*.png``) into ``out`` and ``report.md``; returns the paths.
 
     ``scores``  cell key (dataset, synthesis, pipeline, ratio, seed) -> (good, anomalous) per-image
@@ -436,7 +441,9 @@ def write(frame, quality, skipped: Mapping[str, str], hybrids: Mapping[str, Mapp
              "AUROC/AP/AUPRO in [0, 1]. Syntheses are compared (methods, hybrids, quality correlation, findings) "
              "on the cells with an anomaly ratio > 0; ratio-0 cells train without any anomaly. Comparisons are "
              "paired bootstrap tests of image AUROC over the same test images and seeds; a finding is stated only "
-             f"when significant on at least {uncertainty.MIN_GOOD_IMAGES} anomaly-free test images.", ""]
+             f"when significant on at least {uncertainty.MIN_GOOD_IMAGES} anomaly-free test images.", "",
+             *(line for text in setup or [] for line in (text, "")),
+             PIPELINES_NOTE, ""]
     parts[2:2] = [line for warning in warnings_lines(frame, significance) for line in (warning, "")]
 
     def section(name: str, text: str) -> None:
