@@ -275,8 +275,10 @@ def test_a_changed_configuration_never_reuses_a_cell_trained_with_another(tmp_pa
     frame = pd.read_parquet(out / "results.parquet")
     assert frame["steps"].tolist() == [3]  # the report rests on the cell of this configuration only
     header = (out / "report.md").read_text().split("### Every cell")[0]
-    assert "Images resized to 64 × 64 px" in header and "Pipeline draem: steps 3, train_batch_size 2" in header
-    assert "rec_width 16, disc_width 8" in header and "ASBench's are DRAEM, DestSeg, MemSeg" in header
+    setup = next(line for line in header.splitlines() if line.startswith("Pipeline draem: "))
+    assert "Images resized to 64 × 64 px" in header and "ASBench's are DRAEM, DestSeg, MemSeg" in header
+    for item in ("steps 3", "train_batch_size 2", "lr 0.001", "rec_width 16", "disc_width 8"):
+        assert item in setup, item
 
 
 def test_a_resumed_cell_counts_the_training_time_of_every_segment(tmp_path, mvtec_folder):
