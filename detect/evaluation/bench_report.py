@@ -86,6 +86,9 @@ def undetermined_text(test: uncertainty.PairedDifference | None) -> str:
         return "not determined (no per-image scores for these cells)"
     sizes = f"{test.n_good} anomaly-free + {test.n_anomalous} defective test images"
     needed = test.images_needed()
+    # a finding also needs MIN_GOOD_IMAGES anomaly-free images: as many test images as that takes
+    enough_good = math.ceil(uncertainty.MIN_GOOD_IMAGES * (test.n_good + test.n_anomalous) / test.n_good)
+    needed = None if needed is None else max(needed, enough_good)
     if test.significant:  # significant, but on too few anomaly-free images to trust the bootstrap
         return (f"not determined at this sample size ({sizes}; intervals from fewer than "
                 f"{uncertainty.MIN_GOOD_IMAGES} anomaly-free images are not trusted)")

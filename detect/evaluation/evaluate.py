@@ -612,7 +612,7 @@ def _refuse_overlap_with_fit(fit_images, fit_source: str, evaluated: dict[str, A
             raise DetectError(
                 f"refusing to evaluate: {shared} image(s) of {name} have the same pixels as images the detector is "
                 f"fitted on ({fit_source}); a detector scored on its own fit images reports inflated numbers. "
-                "Fit on other anomaly-free images (e.g. the folder's train/good) or set the thresholds with others"
+                "Fit on images that are neither threshold nor test images, or set the thresholds with other images"
             )
 
 
