@@ -91,7 +91,8 @@ def undetermined_text(test: uncertainty.PairedDifference | None) -> str:
     needed = None if needed is None else max(needed, enough_good)
     if test.significant:  # significant, but on too few anomaly-free images to trust the bootstrap
         return (f"not determined at this sample size ({sizes}; intervals from fewer than "
-                f"{uncertainty.MIN_GOOD_IMAGES} anomaly-free images are not trusted)")
+                f"{uncertainty.MIN_GOOD_IMAGES} anomaly-free images are not trusted; about {needed} test images "
+                "would be needed if the observed difference were the true one)")
     if needed is None:
         return f"not determined at this sample size ({sizes}; no difference measured)"
     return (f"not determined at this sample size ({sizes}; about {needed} test "
