@@ -340,7 +340,7 @@ def _finding_correlation(correlations) -> str:
         return f"{title} — does not hold for {', '.join(f'{c.metric} vs {c.target}' for c in strong)}: {counts}."
     if weak and not open_:
         return f"{title} — holds: {counts}."
-    z = uncertainty._z(uncertainty.LEVEL)
+    z = uncertainty.z_value(uncertainty.LEVEL)
     room = [math.atanh(WEAK_R) - abs(math.atanh(max(-0.999, min(0.999, c.r)))) for c in open_]
     needed = [int(math.ceil((z / r) ** 2 + 3)) for r in room if r > 0]
     hint = f"; about {max(needed)} syntheses would be needed" if needed else ""
