@@ -30,6 +30,8 @@ from synth.atomic import write_text_atomic
 
 METRICS = ("image_auroc", "image_ap", "pixel_auroc", "pixel_ap", "aupro")
 CONTEXT = ["dataset", "pipeline", "ratio"]  # what a synthesis is compared within
+#: columns of the quality table that describe a measurement rather than hold a metric
+QUALITY_LABELS = ("dataset", "synthesis", "hybrid", "n_images", "n_reference", "reference", "features")
 #: |r| below this (or p >= 0.05) counts as a weak correlation in the findings
 WEAK_R = 0.5
 #: how this grid's pipelines relate to ASBench's, said at the top of every report
@@ -306,7 +308,7 @@ def quality_correlations(means, quality, targets=("image_auroc", "pixel_auroc", 
         return []
     multi = quality["dataset"].nunique() > 1
     label = (lambda d, s: f"{d}/{s}") if multi else (lambda d, s: s)
-    metric_columns = [c for c in quality.columns if c not in ("dataset", "synthesis", "hybrid", "n_images")]
+    metric_columns = [c for c in quality.columns if c not in QUALITY_LABELS]
     metrics = {label(r["dataset"], r["synthesis"]): {c: r[c] for c in metric_columns if r[c] == r[c]}
                for _, r in quality.iterrows()}
     out = []
@@ -317,6 +319,18 @@ def quality_correlations(means, quality, targets=("image_auroc", "pixel_auroc", 
         results = {label(d, s): float(v) for (d, s), v in det.items() if v == v}
         out += correlate(metrics, results, target=target)
     return out
+
+
+def quality_reference_lines(quality) -> str:
+    """Which reference each dataset's quality metrics were measured against, and FID/KID/IS's features
+    and image counts: Markdown lines."""
+    lines = []
+    for dataset, part in quality.groupby("dataset"):
+        for column, label in (("reference", "reference"), ("features", "FID/KID/IS")):
+            if column in part:
+                for value in sorted({str(v) for v in part[column] if v == v and v}):
+                    lines.append(f"- {dataset}, {label}: {value}")
+    return "\n".join(lines) + "\n" if lines else ""
 
 
 def correlation_frame(rows):
@@ -572,9 +586,10 @@ def write(frame, quality, skipped: Mapping[str, str], hybrids: Mapping[str, Mapp
         if not quality.empty:
             q = quality.set_index("synthesis")
             ordered = [c for m in ("SSIM", "PSNR", "LPIPS", "FID", "KID", "IS") for c in q.columns if c.split("_")[0] == m]
-            q = q[(["dataset"] if q["dataset"].nunique() > 1 else []) + ["n_images"] + ordered]
-            text += report.markdown(q,
-                                    "Quality of each synthesis's anomalies (SSIM/PSNR/LPIPS vs sources; FID/KID/IS vs the real defects)")
+            counts = [c for c in ("n_images", "n_reference") if c in q.columns]
+            text += report.markdown(q[(["dataset"] if q["dataset"].nunique() > 1 else []) + counts + ordered],
+                                    "Quality of each synthesis's anomalies against the reference below")
+            text += "\n" + quality_reference_lines(quality)
         if correlations:
             text += "\n" + report.markdown(correlation_frame(correlations), "Pearson r and p: quality metric vs detection metric")
         if skipped:
