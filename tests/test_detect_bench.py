@@ -104,10 +104,15 @@ def test_bench_runs_the_grid_writes_reports_and_resumes_without_recomputing(tmp_
         assert (out / plot).stat().st_size > 1000, plot
     quality = pd.read_parquet(out / "quality.parquet")
     assert set(quality["synthesis"]) == {"draem", "cutpaste", "mix"}
-    assert {"SSIM", "PSNR", "FID_EfficientNetLite0", "KID_EfficientNetLite0", "IS_EfficientNetLite0"} <= set(quality.columns)
+    assert {"SSIM", "PSNR"} <= set(quality.columns)
+    # 4 synthetic and 3 real images: FID, KID and IS are refused with the reason, never a number
+    assert not any(c.startswith(("FID", "KID", "IS")) for c in quality.columns)
     quality_md = (out / "quality.md").read_text()
     assert "FID, KID, IS (inception)" in quality_md and "LPIPS" in quality_md  # skipped, with the missing file named
     assert "inception_v3_google" in quality_md
+    assert "FID_EfficientNetLite0 (gravel): refused: needs at least 1281 images per set" in quality_md
+    assert "gravel, reference: 3 real defect images of gravel" in quality_md
+    assert "gravel, FID/KID/IS: efficientnet-lite0 features (D = 1280), 4 synthetic and 3 reference images" in quality_md
 
     # second run: every cell is finished, nothing is recomputed
     before = _results(out)
@@ -124,6 +129,28 @@ def test_bench_runs_the_grid_writes_reports_and_resumes_without_recomputing(tmp_
     for key in ("image_auroc", "pixel_auroc", "aupro"):
         assert recomputed[key] == original[key]
     assert {k: v for k, v in after.items() if k != lost} == {k: v for k, v in before.items() if k != lost}
+
+
+def test_bench_quality_compares_the_anomalies_with_the_real_defects_of_the_grid(tmp_path, mvtec_folder,
+                                                                                no_downloadable_weights):
+    from anomalyforge import main
+    from detect.evaluation import bench
+    from detect.evaluation.defect_sets import read_defect_set
+    from detect.quality.metrics import paired_quality, unpaired_quality
+
+    config = _config(tmp_path, mvtec_folder, methods=["cutpaste"], hybrids={}, ratios=[1.0],
+                     pipelines={"draem": {"steps": 1, "train_batch_size": 2}},
+                     quality={"images": 4, "features": [], "lpips": None})
+    assert main(["bench", str(config), "--no-progress"]) == 0
+    measured = pd.read_parquet(tmp_path / "out" / "quality.parquet").iloc[0]
+    ds = read_defect_set(mvtec_folder)
+    images, sources = bench.quality_anomalies(ds.load_images(ds.train_good), bench.Synthesis("cutpaste", {"cutpaste": 1.0}),
+                                              4, SIZE)
+    real = [bench._rgb(s.load_image()) for s in ds.test_defects]  # stored at SIZE already
+    against_real = unpaired_quality(images, real, with_lpips=False).means()
+    assert measured["SSIM"] == against_real["SSIM"] and measured["PSNR"] == against_real["PSNR"]
+    assert measured["SSIM"] != paired_quality(images, sources, with_lpips=False).means()["SSIM"]  # not the sources
+    assert measured["n_reference"] == 3 and measured["reference"].startswith("3 real defect images of gravel")
 
 
 def test_ratio_zero_cells_train_without_anomalies_whatever_the_method(tmp_path, mvtec_folder, no_downloadable_weights):
