@@ -477,7 +477,7 @@ def quality_anomalies(images: Sequence[np.ndarray], synthesis: Synthesis, n: int
 
 def run_quality(config: BenchConfig, job: QualityJob, data: _Datasets, device: Any = "cpu") -> dict[str, Any]:
     """SSIM, PSNR, LPIPS, FID, KID and IS of one synthesis's anomalies against the dataset's real
-    defects (SSIM/PSNR/LPIPS over synthetic × real pairs, as ASBench compares them); against the
+    defects, as ASBench compares them (its pairing is not published: SSIM/PSNR/LPIPS here over every synthetic × real pair); against the
     anomalies' own sources only when the dataset has no defective test image. The reference used is
     recorded in ``reference``.
 

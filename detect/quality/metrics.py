@@ -3,7 +3,7 @@
 Image metrics ``SSIM`` (scikit-image ``structural_similarity``, higher = closer), ``PSNR`` in dB
 (``peak_signal_noise_ratio``; ``inf`` for an unchanged image) and ``LPIPS`` (AlexNet, lower = closer),
 against one of two references: real defects when available (:func:`unpaired_quality`: every synthetic
-image against every real defect image, as ASBench compares them), else each synthetic image against
+image against every real defect image; ASBench compares with real defects too, without publishing its pairing), else each synthetic image against
 the anomaly-free original it was made from (:func:`paired_quality`).
 
 Distribution metrics, the synthetic set against a reference set (real anomalies when available,
