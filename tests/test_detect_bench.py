@@ -281,6 +281,11 @@ def test_report_states_the_asbench_statistic_as_a_finding_only_when_determined(t
     ratios = (tmp_path / "ratios.md").read_text()
     assert "not determined at this sample size (the interval contains 0)" in ratios
 
+    # three methods: r = −1 exactly, but too few syntheses for an interval
+    bench_report.write(_gap_mean_frame({"a": 0.02, "b": 0.1, "c": 0.3}), pd.DataFrame(), {}, {}, tmp_path)
+    ratios = (tmp_path / "ratios.md").read_text()
+    assert "across 3 syntheses = -1.000" in ratios and "a Fisher-z interval needs at least 4 syntheses" in ratios
+
 
 def _scored_grid(n_good: int, n_anomalous: int, separation: dict) -> tuple[pd.DataFrame, dict]:
     """Cells of methods a and b (pipeline draem, ratios 0.5 and 1, seeds 0-2) on one test set whose

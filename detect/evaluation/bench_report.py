@@ -248,6 +248,10 @@ def gap_mean_text(statistics: list[GapMeanStatistic], good_counts: Mapping[str, 
     lines = []
     for s in statistics:
         head = f"- {s.dataset}: Pearson r(range, mean) across {s.n} syntheses = {s.r:.3f} (p = {s.p:.3g})"
+        if s.r != s.r:
+            lines.append(f"{head}: not determined (r is undefined: the range or the mean is the same for every synthesis, "
+                         "or fewer than 3 syntheses).")
+            continue
         if s.interval is None:
             lines.append(f"{head}: not determined at this sample size (a Fisher-z interval needs at least 4 syntheses).")
             continue
