@@ -240,9 +240,10 @@ def gap_mean_text(statistics: list[GapMeanStatistic], good_counts: Mapping[str, 
 
     if not statistics:
         return ""
-    rows = [{"dataset": s.dataset, "synthesis": name, "mean over ratios": mean, "range (best − worst)": gap}
-            for s in statistics for name, (mean, gap) in s.per_synthesis.items()]
-    table = pd.DataFrame(rows).set_index(["dataset", "synthesis"])
+    several = len(statistics) > 1
+    rows = [{"synthesis": name + (f" ({s.dataset})" if several else ""), "mean over ratios": mean,
+             "range (best − worst)": gap} for s in statistics for name, (mean, gap) in s.per_synthesis.items()]
+    table = pd.DataFrame(rows).set_index("synthesis")
     text = report.markdown(table, f"{metric}: ASBench's ratio statistic (Tables 7–8): range and mean over ratios > 0 "
                                   "per synthesis (pipelines and seeds averaged)", digits=4)
     lines = []
