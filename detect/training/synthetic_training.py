@@ -32,7 +32,7 @@ from torch import nn
 
 from detect.detectors.detector import Detector
 from detect.errors import DetectError
-from detect.runtime import choose_device
+from detect.runtime import choose_device, fastest_threads
 
 LOGISTIC_K = 1.0 / 3.0
 LOGISTIC_X0 = 7.0
@@ -558,32 +558,34 @@ def train_on_synthetic(
     scaler = torch.amp.GradScaler(device.type, enabled=accelerator is None and autocast_dtype is torch.float16)
     bar = tqdm(total=detector.steps, initial=start, desc=f"train {detector.name}", disable=not (progress and is_main))
     step = start
-    for data in loader:
-        data = tuple(t.to(device) for t in data)
-        if data[0].shape[1] == 1:  # gray images: the networks take 3 channels
-            data = tuple(t.expand(-1, 3, -1, -1) if i != 1 else t for i, t in enumerate(data))
-        for group in optimizer.param_groups:
-            group["lr"] = detector.lr * detector.lr_factor(step)
-        detector.before_step(accelerator.unwrap_model(model) if accelerator is not None else model, step, steps_per_round)
-        if accelerator is not None:
-            with accelerator.autocast():
-                loss = detector.training_loss(model, data)
-        else:
-            with torch.autocast(device.type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
-                loss = detector.training_loss(model, data)
-        optimizer.zero_grad(set_to_none=True)
-        if accelerator is not None:
-            accelerator.backward(loss)
-            optimizer.step()
-        else:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        step += 1
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.4f}")
-        if ckpt_dir is not None and (step == end or (checkpoint_every and step % checkpoint_every == 0)):
-            _save_checkpoint(ckpt_dir, step, model, optimizer, detector, accelerator, is_main)
+    # small convolutions at batch 8: on the CPU one thread is fastest (benchmarks/thread_overhead.py)
+    with fastest_threads(device):
+        for data in loader:
+            data = tuple(t.to(device) for t in data)
+            if data[0].shape[1] == 1:  # gray images: the networks take 3 channels
+                data = tuple(t.expand(-1, 3, -1, -1) if i != 1 else t for i, t in enumerate(data))
+            for group in optimizer.param_groups:
+                group["lr"] = detector.lr * detector.lr_factor(step)
+            detector.before_step(accelerator.unwrap_model(model) if accelerator is not None else model, step, steps_per_round)
+            if accelerator is not None:
+                with accelerator.autocast():
+                    loss = detector.training_loss(model, data)
+            else:
+                with torch.autocast(device.type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
+                    loss = detector.training_loss(model, data)
+            optimizer.zero_grad(set_to_none=True)
+            if accelerator is not None:
+                accelerator.backward(loss)
+                optimizer.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            if ckpt_dir is not None and (step == end or (checkpoint_every and step % checkpoint_every == 0)):
+                _save_checkpoint(ckpt_dir, step, model, optimizer, detector, accelerator, is_main)
     bar.close()
     if accelerator is not None:
         model = accelerator.unwrap_model(model)
