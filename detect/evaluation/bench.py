@@ -288,13 +288,13 @@ def _textures_folder(value: Any, base: Path) -> Path | None:
     """The config's ``textures`` folder (relative to the config file), checked to hold images."""
     if value is None:
         return None
-    from synth.protocol import list_images
+    from detect.training.synthetic_training import texture_files
 
     folder = Path(str(value)) if Path(str(value)).is_absolute() else (base / str(value)).resolve()
-    if not folder.is_dir():
-        raise BenchConfigError(f"textures: {folder} is not a folder")
-    if not list_images(folder):
-        raise BenchConfigError(f"textures: no images found in {folder}")
+    try:
+        texture_files(folder)
+    except DetectError as exc:
+        raise BenchConfigError(str(exc)) from None
     return folder
 
 
@@ -458,7 +458,8 @@ def quality_anomalies(images: Sequence[np.ndarray], synthesis: Synthesis, n: int
     ``textures``: texture files, one drawn per attempt (on a stream of its own) for the methods that fill from one."""
     import cv2
 
-    from synth import SynthError, get_method, load_image, synthesize
+    from detect.images import load_image
+    from synth import SynthError, get_method, synthesize
 
     method = get_method("hybrid", weights=dict(synthesis.weights)) if synthesis.is_hybrid else next(iter(synthesis.weights))
     small = [cv2.resize(_rgb(img), (size, size), interpolation=cv2.INTER_AREA) for img in images]

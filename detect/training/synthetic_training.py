@@ -177,7 +177,7 @@ class SyntheticAnomalies(torch.utils.data.Dataset):
 
     def texture(self, index: int) -> tuple[np.ndarray, ...]:
         """The texture image sample ``index`` fills from, as a ``textures`` argument of ``synthesize``."""
-        from synth.image import load_image
+        from detect.images import load_image
 
         pick = self.texture_pick(index)
         return () if pick is None else (load_image(self.textures[pick]),)
@@ -268,17 +268,16 @@ def rotated(image: np.ndarray, angle: float) -> np.ndarray:
 
 
 def texture_files(folder: str | Path) -> tuple[str, ...]:
-    """The image files of a texture folder (e.g. DTD's ``images/``; searched recursively, as ``synth
-    --textures`` does), checked to exist."""
-    from synth.protocol import list_images
+    """The image files under a texture folder (e.g. DTD's ``images/``; recursive, sorted), checked to exist."""
+    from detect.images import IMAGE_SUFFIXES
 
     root = Path(folder)
     if not root.is_dir():
         raise DetectError(f"textures: {folder} is not a folder")
-    names = list_images(root)
-    if not names:
-        raise DetectError(f"textures: no images found in {folder}")
-    return tuple(str(root / name) for name in names)
+    files = sorted(str(p) for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DetectError(f"textures: no images ({', '.join(IMAGE_SUFFIXES)}) found in {folder}")
+    return tuple(files)
 
 
 class DeviceSyntheticBatches:
