@@ -8,7 +8,7 @@ import pytest
 import skimage.data
 import torch
 
-from detect.detectors.detector import load_detector
+from detect.registry import load_detector
 from detect.detectors.patchcore import PatchCore, _projected, coverage_radius, greedy_coreset, partitioned_coreset
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
