@@ -227,6 +227,9 @@ def test_evaluate_prints_intervals_sample_sizes_and_false_positive_rates(mvtec, 
         assert low <= summary["recall_at_k"][k] <= high
         assert summary["false_positive_rate_at_k"][k] == summary["false_positives_at_k"][k] / 8
     assert "k=1 (false-positive rate 1/8 = 12.5 %)" in printed
+    table = pd.read_csv(out / "recall_defect.csv")
+    for metric in ("image_auroc", "pixel_auroc", "aupro"):  # per defect class too
+        assert ((table[f"{metric}_low"] <= table[metric]) & (table[metric] <= table[f"{metric}_high"])).all(), metric
     # the same scores give the same intervals: the bootstrap seed is fixed
     again = tmp_path / "again"
     assert _evaluate(["--dataset", str(mvtec), "--detector-file", str(out / "detector.pt"), "--output", str(again)],

@@ -118,3 +118,11 @@ def test_paired_difference_finds_a_clearly_better_scorer_and_not_a_random_one():
 def test_small_sample_caveat_only_below_the_minimum():
     assert "only 2 anomaly-free" in uncertainty.small_sample_caveat(2)
     assert uncertainty.small_sample_caveat(uncertainty.MIN_GOOD_IMAGES) is None
+
+
+def test_correlation_interval_by_hand():
+    # r = 0 from n = 28 pairs: atanh(0) ± 1.96 / sqrt(25) = ±0.392, tanh(0.392) = 0.3730
+    interval = uncertainty.correlation_interval(0.0, 28)
+    assert round(interval.low, 3) == -0.373 and round(interval.high, 3) == 0.373
+    with pytest.raises(MetricInputError, match="at least 4 pairs"):
+        uncertainty.correlation_interval(0.9, 3)

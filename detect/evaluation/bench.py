@@ -28,7 +28,8 @@ Outputs (``OUTPUT/``): ``results.parquet`` and ``results.csv`` (one tidy row per
 ``quality.parquet``/``.csv`` (one row per dataset × synthesis), and ``report.md`` with the tables
 and ``*.png`` plots:
 
-* ``cells``    every cell's metrics;
+* ``cells``    every cell's metrics (its per-image test scores stay in its ``result.json``);
+* ``seeds``    image AUROC mean ± sd over seeds;
 * ``methods``  mean metrics per synthesis and per pipeline, and synthesis × pipeline (ASBench
                Table 5, Fig. 5);
 * ``ratios``   metric per anomaly ratio, best–worst gap, Pearson r (and p) of ratio against the
@@ -38,7 +39,12 @@ and ``*.png`` plots:
 * ``quality``  per synthesis metrics, and Pearson r and p of each against detection metrics
                (Table 9, Fig. 11); metrics whose network weights are not available offline are
                listed as skipped with the reason;
-* ``findings`` whether ASBench's three findings hold on this grid.
+* ``findings`` whether ASBench's three findings hold on this grid: every comparison is a paired
+               bootstrap over the same test images and seeds (``detect.evaluation.bench_report``),
+               and a finding is stated only when significant on at least 20 anomaly-free images.
+
+The report opens with warnings (datasets with fewer than 20 anomaly-free test images, cells whose
+image-AUROC interval contains 0.5) and the settings the cells ran with (image size, steps, widths).
 
 Config (YAML; paths relative to the config file)::
 

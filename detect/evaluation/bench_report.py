@@ -87,9 +87,13 @@ def undetermined_text(test: uncertainty.PairedDifference | None) -> str:
         return "not determined (no per-image scores for these cells)"
     sizes = f"{test.n_good} anomaly-free + {test.n_anomalous} defective test images"
     needed = test.images_needed()
+    # a finding also needs MIN_GOOD_IMAGES anomaly-free images: as many test images as that takes
+    enough_good = math.ceil(uncertainty.MIN_GOOD_IMAGES * (test.n_good + test.n_anomalous) / test.n_good)
+    needed = None if needed is None else max(needed, enough_good)
     if test.significant:  # significant, but on too few anomaly-free images to trust the bootstrap
         return (f"not determined at this sample size ({sizes}; intervals from fewer than "
-                f"{uncertainty.MIN_GOOD_IMAGES} anomaly-free images are not trusted)")
+                f"{uncertainty.MIN_GOOD_IMAGES} anomaly-free images are not trusted; about {needed} test images "
+                "would be needed if the observed difference were the true one)")
     if needed is None:
         return f"not determined at this sample size ({sizes}; no difference measured)"
     return (f"not determined at this sample size ({sizes}; about {needed} test "
@@ -337,7 +341,7 @@ def _finding_correlation(correlations) -> str:
         return f"{title} — does not hold for {', '.join(f'{c.metric} vs {c.target}' for c in strong)}: {counts}."
     if weak and not open_:
         return f"{title} — holds: {counts}."
-    z = uncertainty._z(uncertainty.LEVEL)
+    z = uncertainty.z_value(uncertainty.LEVEL)
     room = [math.atanh(WEAK_R) - abs(math.atanh(max(-0.999, min(0.999, c.r)))) for c in open_]
     needed = [int(math.ceil((z / r) ** 2 + 3)) for r in room if r > 0]
     hint = f"; about {max(needed)} syntheses would be needed" if needed else ""

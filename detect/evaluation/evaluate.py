@@ -446,6 +446,7 @@ def evaluate(
         np.zeros(t[2].shape, bool) for t in good_all
     ]
     intervals = uncertainty.image_intervals(good_scores, test_scores)
+    histograms = None
     try:
         summary["pixel_auroc"] = metrics.pixel_auroc(maps, masks)
         summary["pixel_ap"] = metrics.pixel_ap(maps, masks)
@@ -476,7 +477,7 @@ def evaluate(
         tables["brightness"] = report.recall_long(chosen, detected, ["brightness_bin"])
         summary["brightness_subset"] = subset
     if "defect" in samples and samples["defect"].notna().any():
-        tables["defect"] = _defect_table(samples, detected, good_scores, test_all, good_all)
+        tables["defect"] = _defect_table(samples, detected, good_scores, test_all, good_all, histograms)
     import pandas as pd
 
     tables["k"] = pd.DataFrame(
@@ -488,9 +489,10 @@ def evaluate(
     return Evaluation(samples=samples, good=good, summary=summary, tables=tables)
 
 
-def _defect_table(samples, detected: str, good_scores: np.ndarray, test_all: list, good_all: list):
+def _defect_table(samples, detected: str, good_scores: np.ndarray, test_all: list, good_all: list, histograms=None):
     """Recall per defect class, and each class's image AUROC, pixel AUROC and AUPRO measured
-    against all anomaly-free images (as MVTec AD reports per category)."""
+    against all anomaly-free images (as MVTec AD reports per category), each with its bootstrap 95 %
+    interval (``*_low``, ``*_high``; pixel intervals from ``histograms``, one row per test then good image)."""
     table = report.recall_long(samples, detected, ["defect"])
     good_maps = [t[2] for t in good_all]
     good_masks = [np.zeros(m.shape, bool) for m in good_maps]
@@ -507,7 +509,28 @@ def _defect_table(samples, detected: str, good_scores: np.ndarray, test_all: lis
         except MetricInputError:  # a class without masks has no pixel metrics
             pixel_auroc.append(float("nan"))
             aupro.append(float("nan"))
-    return table.assign(image_auroc=image_auroc, pixel_auroc=pixel_auroc, aupro=aupro)
+    table = table.assign(image_auroc=image_auroc, pixel_auroc=pixel_auroc, aupro=aupro)
+    return table.assign(**_defect_intervals(table["defect"], defects, good_scores, test_all, histograms))
+
+
+def _defect_intervals(names, defects: np.ndarray, good_scores: np.ndarray, test_all: list, histograms) -> dict:
+    """``{metric_low: [...], metric_high: [...]}`` per defect class (NaN where the metric does not exist)."""
+    columns: dict[str, list[float]] = {f"{m}_{end}": [] for m in ("image_auroc", "pixel_auroc", "aupro")
+                                       for end in ("low", "high")}
+    n_test = len(test_all)
+    for name in names:
+        chosen = np.flatnonzero(defects == name)
+        found = {"image_auroc": uncertainty.bootstrap_interval(good_scores, [test_all[i][1] for i in chosen])}
+        if histograms is not None and histograms.positive[chosen].sum() > 0:
+            rows = np.r_[chosen, np.arange(n_test, histograms.negative.shape[0])]
+            subset = uncertainty.PixelHistograms(*(np.asarray(a)[rows] for a in (
+                histograms.negative, histograms.positive, histograms.region_share, histograms.regions)))
+            found.update(uncertainty.pixel_intervals(subset, rows < n_test))
+        for metric in ("image_auroc", "pixel_auroc", "aupro"):
+            interval = found.get(metric)
+            columns[f"{metric}_low"].append(float("nan") if interval is None else interval.low)
+            columns[f"{metric}_high"].append(float("nan") if interval is None else interval.high)
+    return columns
 
 
 def _brightness_subset(samples, requested: dict[str, str] | None) -> dict[str, str]:
@@ -618,7 +641,7 @@ def _refuse_overlap_with_fit(fit_images, fit_source: str, evaluated: dict[str, A
             raise DetectError(
                 f"refusing to evaluate: {shared} image(s) of {name} have the same pixels as images the detector is "
                 f"fitted on ({fit_source}); a detector scored on its own fit images reports inflated numbers. "
-                "Fit on other anomaly-free images (e.g. the folder's train/good) or set the thresholds with others"
+                "Fit on images that are neither threshold nor test images, or set the thresholds with other images"
             )
 
 

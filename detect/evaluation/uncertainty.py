@@ -55,7 +55,8 @@ class Interval:
         return f"[{self.low:.3f}, {self.high:.3f}]"
 
 
-def _z(level: float) -> float:
+def z_value(level: float) -> float:
+    """The standard normal quantile of a two-sided interval at ``level`` (1.96 for 0.95)."""
     from scipy.stats import norm
 
     if not 0.0 < level < 1.0:
@@ -67,7 +68,7 @@ def wilson(successes: int, n: int, level: float = LEVEL) -> Interval:
     """Wilson score interval of the proportion ``successes / n``."""
     if n < 1 or not 0 <= successes <= n:
         raise MetricInputError(f"a proportion needs 0 <= successes <= n and n >= 1, got {successes}/{n}")
-    z = _z(level)
+    z = z_value(level)
     p = successes / n
     denominator = 1.0 + z * z / n
     centre = (p + z * z / (2 * n)) / denominator
@@ -246,7 +247,7 @@ class PairedDifference:
         if self.difference == 0.0 or self.sd == 0.0:
             return None
         n = self.n_good + self.n_anomalous
-        z = _z(self.interval.level)
+        z = z_value(self.interval.level)
         return int(math.ceil(n * (z * self.sd / abs(self.difference)) ** 2))
 
 
@@ -284,5 +285,5 @@ def correlation_interval(r: float, n: int, level: float = LEVEL) -> Interval:
     """Fisher-z interval of a Pearson correlation ``r`` from ``n`` pairs (needs n >= 4)."""
     if n < 4:
         raise MetricInputError(f"a correlation interval needs at least 4 pairs, got {n}")
-    z, half = math.atanh(max(-0.999999, min(0.999999, r))), _z(level) / math.sqrt(n - 3)
+    z, half = math.atanh(max(-0.999999, min(0.999999, r))), z_value(level) / math.sqrt(n - 3)
     return Interval(math.tanh(z - half), math.tanh(z + half), level)
