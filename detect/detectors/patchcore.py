@@ -3,9 +3,10 @@
 Fit: pretrained CNN features of the anomaly-free images at strides 8 and 16, each locally aggregated
 with 3x3 average pooling, the stride-16 map upsampled to stride 8 and concatenated -> one feature
 vector per patch. A greedy k-center coreset over all patches (on a seeded random projection, as in
-the paper; ``greedy_coreset``, with lazy block updates so 476 images fit in minutes rather than half
-an hour) keeps ``coreset_ratio`` of the patches as the memory bank; the fit records its
-coverage radius in the feature space (``coverage_radius``, shown by ``coreset_summary``).
+the paper; ``greedy_coreset``, with lazy block updates: 5-8x faster than one pass over all patches
+per centre) keeps ``coreset_ratio`` of the patches as the memory bank; the fit records its coverage
+radius in the feature space (``coverage_radius``, shown by ``coreset_summary``; one nearest-neighbour
+pass over the fit patches, about the selection's own cost; ``benchmarks/coreset.py``).
 
 Score: distance of every test patch to its nearest memory-bank patch (matrix products in blocks),
 upsampled to the working size, Gaussian-smoothed (sigma 4 px); the image score is the map's maximum.
