@@ -46,9 +46,10 @@ def greedy_coreset(
 
     ``lazy`` (default) brings a block of points up to date only when its stale largest distance could
     still be the farthest (distances to the chosen centres only shrink, so a stale value bounds the
-    true one from above), and then with all centres chosen since in one matrix product: the same
-    centres as ``lazy=False``, the textbook pass over all M points per centre, at a fraction of the
-    cost (``benchmarks/coreset.py``).
+    true one from above), and then with all centres chosen since in one matrix product: the centres
+    of ``lazy=False``, the textbook pass over all M points per centre, at a fraction of the cost
+    (``benchmarks/coreset.py``), up to float32 rounding (the two sum distances in another order, so
+    near-equal candidates can swap; identical in float64).
     """
     reduced, gen = _projected(features, projection_dim, seed)
     first = int(torch.randint(reduced.shape[0], (1,), generator=gen))
