@@ -59,6 +59,8 @@ Config (YAML; paths relative to the config file)::
     pipelines:                        # name: detector options (steps, lr, widths, ...)
       draem: {steps: 200, lr: 0.001}
       segmenter: {steps: 200}
+    textures: data/dtd/images         # texture folder the anomalies fill from (DRAEM's papers: DTD);
+                                      # default: DRAEM fills from the image's own shuffled tiles
     ratios: [0.5, 1.0]
     seeds: [0, 1, 2]                  # default: 3 seeds (the report gives mean ± sd and paired tests)
     quality: {images: 32, features: [inception, efficientnet-lite0], lpips: alex}   # or quality: false
@@ -85,7 +87,8 @@ from synth.run_lock import claimed_folder
 
 RESULT_FILE = "result.json"
 #: detector settings the report's header states per pipeline
-SETUP_KEYS = ("steps", "train_batch_size", "lr", "width", "rec_width", "disc_width", "decoder_width", "depths")
+SETUP_KEYS = ("steps", "train_batch_size", "lr", "width", "rec_width", "disc_width", "decoder_width", "depths",
+              "textures", "source_augment")
 DEFAULT_SEEDS = (0, 1, 2)
 DETECTION_METRICS = ("image_auroc", "image_ap", "pixel_auroc", "pixel_ap", "aupro")
 QUALITY_METRICS = ("SSIM", "PSNR", "LPIPS", "FID", "KID", "IS")
@@ -136,6 +139,7 @@ class BenchConfig:
     pixel_size: int = 0
     quality: QualitySettings | None = field(default_factory=QualitySettings)
     keep_detectors: bool = False
+    textures: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -207,7 +211,7 @@ def config_from_dict(raw: Mapping[str, Any], *, base: Path = Path("."), default_
     from detect.training.train import PIPELINES
 
     known = {"output", "datasets", "methods", "hybrids", "pipelines", "ratios", "seeds", "image_size",
-             "pixel_size", "quality", "keep_detectors"}
+             "pixel_size", "quality", "keep_detectors", "textures"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise BenchConfigError(f"unknown config key(s) {unknown}; known: {', '.join(sorted(known))}")
@@ -253,6 +257,9 @@ def config_from_dict(raw: Mapping[str, Any], *, base: Path = Path("."), default_
         if clash:
             raise BenchConfigError(f"pipeline {name!r}: {clash} are set by the grid, not per pipeline")
         pipelines[str(name)] = options
+    textures = _textures_folder(raw.get("textures"), base)
+    if textures is not None:  # every pipeline's anomalies fill from them (part of each cell's identity)
+        pipelines = {name: {"textures": str(textures), **options} for name, options in pipelines.items()}
 
     try:
         ratios = tuple(check_anomaly_ratio(r) for r in raw["ratios"])
@@ -284,7 +291,21 @@ def config_from_dict(raw: Mapping[str, Any], *, base: Path = Path("."), default_
         raise BenchConfigError(f"image_size must be >= 32, got {image_size}")
     return BenchConfig(output=out_path, datasets=datasets, syntheses=tuple(syntheses), pipelines=pipelines,
                        ratios=ratios, seeds=seeds, image_size=image_size, pixel_size=int(raw.get("pixel_size", 0)),
-                       quality=quality, keep_detectors=bool(raw.get("keep_detectors", False)))
+                       quality=quality, keep_detectors=bool(raw.get("keep_detectors", False)), textures=textures)
+
+
+def _textures_folder(value: Any, base: Path) -> Path | None:
+    """The config's ``textures`` folder (relative to the config file), checked to hold images."""
+    if value is None:
+        return None
+    from detect.training.synthetic_training import texture_files
+
+    folder = Path(str(value)) if Path(str(value)).is_absolute() else (base / str(value)).resolve()
+    try:
+        texture_files(folder)
+    except DetectError as exc:
+        raise BenchConfigError(str(exc)) from None
+    return folder
 
 
 def cells(config: BenchConfig) -> list[Cell]:
@@ -303,7 +324,8 @@ def quality_jobs(config: BenchConfig) -> list[QualityJob]:
     if config.quality is None:
         return []
     return [QualityJob(d, s, _settings(dataset=str(config.datasets[d]), weights=dict(s.weights),
-                                       quality=config.quality, image_size=config.image_size))
+                                       quality=config.quality, image_size=config.image_size,
+                                       **({"textures": str(config.textures)} if config.textures else {})))
             for d in config.datasets for s in config.syntheses]
 
 
@@ -448,15 +470,18 @@ def _train_in_segments(detector, images: Sequence[np.ndarray], checkpoints: Path
 
 
 def quality_anomalies(images: Sequence[np.ndarray], synthesis: Synthesis, n: int, size: int,
-                      seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """``n`` anomalies of ``synthesis`` in ``images`` resized to ``size²``: (anomalous images, sources), uint8 RGB."""
+                      seed: int = 0, textures: Sequence[str] = ()) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``n`` anomalies of ``synthesis`` in ``images`` resized to ``size²``: (anomalous images, sources), uint8 RGB;
+    ``textures``: texture files, one drawn per attempt (on a stream of its own) for the methods that fill from one."""
     import cv2
 
+    from detect.images import load_image
     from synth import SynthError, get_method, synthesize
 
     method = get_method("hybrid", weights=dict(synthesis.weights)) if synthesis.is_hybrid else next(iter(synthesis.weights))
     small = [cv2.resize(_rgb(img), (size, size), interpolation=cv2.INTER_AREA) for img in images]
     rng = np.random.default_rng(seed)
+    texture_rng = np.random.default_rng([seed, 2])
     made, sources = [], []
     attempts = 0
     while len(made) < n:
@@ -465,7 +490,8 @@ def quality_anomalies(images: Sequence[np.ndarray], synthesis: Synthesis, n: int
             raise DetectError(f"{synthesis.name}: made only {len(made)} of {n} anomalies in {8 * n} attempts")
         i, j = (int(v) for v in rng.integers(len(small), size=2))
         try:
-            a = synthesize(small[i], method, seed=int(rng.integers(2**31)), partners=(small[j],))
+            fill = (load_image(textures[int(texture_rng.integers(len(textures)))]),) if textures else ()
+            a = synthesize(small[i], method, seed=int(rng.integers(2**31)), partners=(small[j],), textures=fill)
         except SynthError:
             continue
         if not a.mask.any():
@@ -490,10 +516,12 @@ def run_quality(config: BenchConfig, job: QualityJob, data: _Datasets, device: A
     from detect.quality.diversity import LpipsScorer
     from detect.quality.features import FeatureExtractor
     from detect.quality.metrics import MAX_PAIRS, distribution_quality, paired_quality, unpaired_quality
+    from detect.training.synthetic_training import texture_files
 
     q = config.quality
     size = config.image_size
-    images, sources = quality_anomalies(data.train_images(job.dataset), job.synthesis, q.images, size)
+    textures = () if config.textures is None else texture_files(config.textures)
+    images, sources = quality_anomalies(data.train_images(job.dataset), job.synthesis, q.images, size, textures=textures)
     ds = data.defect_set(job.dataset)
     real = [cv2.resize(_rgb(s.load_image()), (size, size), interpolation=cv2.INTER_AREA) for s in ds.test_defects]
     values: dict[str, float] = {}

@@ -196,8 +196,7 @@ def _fmt_interval(interval: Sequence[float] | None) -> str:
 def coreset_text(coreset: dict) -> str:
     """Which memory-bank selection ran, and how far the farthest fit patch is from the bank."""
     radius = coreset.get("coverage_radius")
-    covered = "coverage radius unknown" if radius is None else \
-        f"coverage radius {'<= ' if coreset.get('radius_is_bound') else ''}{radius:.3f}"
+    covered = "coverage radius unknown" if radius is None else f"coverage radius {radius:.3f}"
     patches = "" if coreset.get("patches") is None else f" of {coreset['patches']}"
     return f"memory bank: {coreset['bank']}{patches} fit patches, {coreset['selection']}; {covered}"
 
