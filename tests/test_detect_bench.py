@@ -104,10 +104,15 @@ def test_bench_runs_the_grid_writes_reports_and_resumes_without_recomputing(tmp_
         assert (out / plot).stat().st_size > 1000, plot
     quality = pd.read_parquet(out / "quality.parquet")
     assert set(quality["synthesis"]) == {"draem", "cutpaste", "mix"}
-    assert {"SSIM", "PSNR", "FID_EfficientNetLite0", "KID_EfficientNetLite0", "IS_EfficientNetLite0"} <= set(quality.columns)
+    assert {"SSIM", "PSNR"} <= set(quality.columns)
+    # 4 synthetic and 3 real images: FID, KID and IS are refused with the reason, never a number
+    assert not any(c.startswith(("FID", "KID", "IS")) for c in quality.columns)
     quality_md = (out / "quality.md").read_text()
     assert "FID, KID, IS (inception)" in quality_md and "LPIPS" in quality_md  # skipped, with the missing file named
     assert "inception_v3_google" in quality_md
+    assert "FID_EfficientNetLite0 (gravel): refused: needs at least 1281 images per set" in quality_md
+    assert "gravel, reference: 3 real defect images of gravel" in quality_md
+    assert "gravel, FID/KID/IS: efficientnet-lite0 features (D = 1280), 4 synthetic and 3 reference images" in quality_md
 
     # second run: every cell is finished, nothing is recomputed
     before = _results(out)
@@ -124,6 +129,28 @@ def test_bench_runs_the_grid_writes_reports_and_resumes_without_recomputing(tmp_
     for key in ("image_auroc", "pixel_auroc", "aupro"):
         assert recomputed[key] == original[key]
     assert {k: v for k, v in after.items() if k != lost} == {k: v for k, v in before.items() if k != lost}
+
+
+def test_bench_quality_compares_the_anomalies_with_the_real_defects_of_the_grid(tmp_path, mvtec_folder,
+                                                                                no_downloadable_weights):
+    from anomalyforge import main
+    from detect.evaluation import bench
+    from detect.evaluation.defect_sets import read_defect_set
+    from detect.quality.metrics import paired_quality, unpaired_quality
+
+    config = _config(tmp_path, mvtec_folder, methods=["cutpaste"], hybrids={}, ratios=[1.0],
+                     pipelines={"draem": {"steps": 1, "train_batch_size": 2}},
+                     quality={"images": 4, "features": [], "lpips": None})
+    assert main(["bench", str(config), "--no-progress"]) == 0
+    measured = pd.read_parquet(tmp_path / "out" / "quality.parquet").iloc[0]
+    ds = read_defect_set(mvtec_folder)
+    images, sources = bench.quality_anomalies(ds.load_images(ds.train_good), bench.Synthesis("cutpaste", {"cutpaste": 1.0}),
+                                              4, SIZE)
+    real = [bench._rgb(s.load_image()) for s in ds.test_defects]  # stored at SIZE already
+    against_real = unpaired_quality(images, real, with_lpips=False).means()
+    assert measured["SSIM"] == against_real["SSIM"] and measured["PSNR"] == against_real["PSNR"]
+    assert measured["SSIM"] != paired_quality(images, sources, with_lpips=False).means()["SSIM"]  # not the sources
+    assert measured["n_reference"] == 3 and measured["reference"].startswith("3 real defect images of gravel")
 
 
 def test_ratio_zero_cells_train_without_anomalies_whatever_the_method(tmp_path, mvtec_folder, no_downloadable_weights):
@@ -196,7 +223,68 @@ def test_ratio_table_gives_the_best_worst_gap_and_the_correlation_with_the_ratio
     assert row["gap"] == pytest.approx(0.2)
     assert row["best ratio"] == 0.75
     expected = np.corrcoef([0.25, 0.5, 0.75, 1.0], [0.6, 0.7, 0.8, 0.75])[0, 1]
-    assert row["pearson_r"] == pytest.approx(expected) and row["n"] == 4
+    assert row["r(ratio, metric)"] == pytest.approx(expected) and row["n"] == 4
+    assert "pearson_r" not in row  # not under a name that could pass for ASBench's statistic
+
+
+def _gap_mean_frame(gaps: dict, n_good: int = 40) -> pd.DataFrame:
+    """Methods whose AUROC alternates mean ± gap/2 over ratios 0.25..1 on two pipelines (seeds 0, 1),
+    mean = 0.95 − gap: a higher mean has exactly a smaller gap (r = −1). Ratio 0 and a hybrid with
+    another relation are in the grid and must not enter ASBench's statistic."""
+    rows = []
+    for method, gap in gaps.items():
+        mean = 0.95 - gap
+        for ratio, sign in ((0.25, 1), (0.5, -1), (0.75, 1), (1.0, -1)):
+            for pipeline in ("draem", "segmenter"):
+                for seed, noise in ((0, 0.01), (1, -0.01)):  # averages out over the seeds
+                    rows.append((method, pipeline, ratio, seed, mean + sign * gap / 2 + noise))
+        rows.append((method, "draem", 0.0, 0, 0.2))  # ratio 0: no anomaly trained, not a ratio of Tables 7–8
+    rows += [("mix", "draem", r, 0, v) for r, v in ((0.25, 0.99), (0.5, 0.1))]
+    frame = _frame(rows)
+    frame["n_good"] = n_good
+    return frame
+
+
+def test_asbench_ratio_statistic_relates_each_methods_range_to_its_mean_across_methods():
+    from detect.evaluation.bench_report import gap_mean_statistic
+
+    gaps = {"a": 0.02, "b": 0.05, "c": 0.1, "d": 0.2, "e": 0.3}
+    (stat,) = gap_mean_statistic(_gap_mean_frame(gaps))
+    assert sorted(stat.per_synthesis) == sorted(gaps)  # the hybrid is left out, as in ASBench's tables
+    for method, gap in gaps.items():
+        assert stat.per_synthesis[method] == pytest.approx((0.95 - gap, gap))
+    assert stat.n == 5 and stat.r == pytest.approx(-1.0)
+    assert stat.interval.high < 0
+
+
+def test_report_states_the_asbench_statistic_as_a_finding_only_when_determined(tmp_path):
+    from detect.evaluation import bench_report
+
+    exact = _gap_mean_frame({"a": 0.02, "b": 0.05, "c": 0.1, "d": 0.2, "e": 0.3})
+    bench_report.write(exact, pd.DataFrame(), {}, {}, tmp_path)
+    ratios = (tmp_path / "ratios.md").read_text()
+    assert "ASBench's ratio statistic (Tables 7–8)" in ratios and "r(ratio, metric)" in ratios
+    assert "Pearson r(range, mean) across 5 syntheses = -1.000" in ratios
+    assert "syntheses with a higher mean have a smaller best–worst gap over ratios" in ratios
+
+    # the same exact relation on 2 anomaly-free images: no finding
+    bench_report.write(_gap_mean_frame({"a": 0.02, "b": 0.05, "c": 0.1, "d": 0.2, "e": 0.3}, n_good=2),
+                       pd.DataFrame(), {}, {}, tmp_path)
+    ratios = (tmp_path / "ratios.md").read_text()
+    assert "not determined at this sample size (2 anomaly-free test images < 20)" in ratios
+    assert "higher mean have a" not in ratios
+
+    # no relation (gap and mean independent): the interval contains 0, no finding
+    flat = _gap_mean_frame({"a": 0.02, "b": 0.3, "c": 0.1, "d": 0.05, "e": 0.2})
+    flat.loc[flat["synthesis"].isin(["b", "d"]), "image_auroc"] -= 0.5
+    bench_report.write(flat, pd.DataFrame(), {}, {}, tmp_path)
+    ratios = (tmp_path / "ratios.md").read_text()
+    assert "not determined at this sample size (the interval contains 0)" in ratios
+
+    # three methods: r = −1 exactly, but too few syntheses for an interval
+    bench_report.write(_gap_mean_frame({"a": 0.02, "b": 0.1, "c": 0.3}), pd.DataFrame(), {}, {}, tmp_path)
+    ratios = (tmp_path / "ratios.md").read_text()
+    assert "across 3 syntheses = -1.000" in ratios and "a Fisher-z interval needs at least 4 syntheses" in ratios
 
 
 def _scored_grid(n_good: int, n_anomalous: int, separation: dict) -> tuple[pd.DataFrame, dict]:

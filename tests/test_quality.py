@@ -19,6 +19,7 @@ from PIL import Image
 from detect.quality.diversity import as_float_rgb
 from detect.quality.lpips_backbones import MissingWeightsError
 from detect.quality.metrics import (
+    KID_MIN_IMAGES,
     QualityInputError,
     distribution_quality,
     feature_statistics,
@@ -29,6 +30,7 @@ from detect.quality.metrics import (
     main,
     paired_quality,
     ssim_psnr,
+    unpaired_quality,
 )
 from detect.quality.features import FeatureExtractor, build_fid_inception
 
@@ -195,24 +197,59 @@ def test_inception_features_and_identical_sets(torch_home, textures):
     for kind, classes in (("inception", 1000), ("fid-inception", 1008)):
         extractor = FeatureExtractor(kind, device="cpu")
         features, probs = extractor([as_float_rgb(i) for i in images[:2]])
-        assert features.shape == (2, 2048) and probs.shape == (2, classes)
+        assert features.shape == (2, extractor.feature_dim) == (2, 2048) and probs.shape == (2, classes)
+        assert extractor.classes == classes
         assert probs.sum(axis=1) == pytest.approx(1.0)
         assert extractor.comparable
-    result = distribution_quality(images, images, extractor=extractor, kid_subset_size=2)
-    assert result.fid == pytest.approx(0.0, abs=1e-3)
-    assert set(result.as_dict()) == {"FID", "KID", "KID_std", "IS", "IS_std"}
+        assert fid_from_features(features, features) == pytest.approx(0.0, abs=1e-3)
 
 
-def test_efficientnet_fid_tells_textures_apart_and_is_labelled_not_comparable(textures):
+def test_efficientnet_fid_tells_textures_apart(textures):
     extractor = FeatureExtractor("efficientnet-lite0", device="cpu")
     brick_a, brick_b = crops(textures["brick"], 4), crops(np.flipud(textures["brick"]), 4)
     grass = crops(textures["grass"], 4)
-    same_texture = distribution_quality(brick_a, brick_b, extractor=extractor, kid_subset_size=4)
-    other_texture = distribution_quality(brick_a, grass, extractor=extractor, kid_subset_size=4)
-    assert same_texture.fid < other_texture.fid
-    assert same_texture.kid < other_texture.kid
-    assert not other_texture.comparable
-    assert set(other_texture.as_dict()) == {f"{m}_EfficientNetLite0" for m in ("FID", "KID", "KID_std", "IS", "IS_std")}
+    embed = lambda images: extractor([as_float_rgb(i) for i in images])[0]  # noqa: E731
+    a, b, g = embed(brick_a), embed(brick_b), embed(grass)
+    assert a.shape[1] == extractor.feature_dim == 1280
+    assert fid_from_features(a, b) < fid_from_features(a, g)
+    assert kernel_inception_distance(a, b, subset_size=4)[0] < kernel_inception_distance(a, g, subset_size=4)[0]
+
+
+def _many_crops(texture: np.ndarray, n: int, size: int = 32) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    h, w = texture.shape[:2]
+    return [texture[y : y + size, x : x + size] for y, x in zip(rng.integers(0, h - size, n), rng.integers(0, w - size, n))]
+
+
+def test_fid_kid_is_are_refused_below_their_minimum_counts_with_the_reason(textures):
+    extractor = FeatureExtractor("efficientnet-lite0", device="cpu")
+    brick, grass = _many_crops(textures["brick"], KID_MIN_IMAGES), _many_crops(textures["grass"], KID_MIN_IMAGES)
+    below = distribution_quality(brick[:-1], grass, extractor=extractor, kid_subset_size=KID_MIN_IMAGES)
+    assert below.as_dict() == {}  # no number below a minimum
+    refused = below.refusals()
+    assert set(refused) == {"FID_EfficientNetLite0", "KID_EfficientNetLite0", "IS_EfficientNetLite0"}
+    assert "at least 1281 images per set" in refused["FID_EfficientNetLite0"]  # D + 1, D = 1280
+    assert f"at least {KID_MIN_IMAGES} images per set" in refused["KID_EfficientNetLite0"]
+    assert "got 49 synthetic and 50 reference images" in refused["KID_EfficientNetLite0"]
+    assert "at least 1000 synthetic images" in refused["IS_EfficientNetLite0"]  # C = 1000 classes
+    assert below.describe() == "efficientnet-lite0 features (D = 1280), 49 synthetic and 50 reference images"
+    at = distribution_quality(brick, grass, extractor=extractor, kid_subset_size=KID_MIN_IMAGES)
+    assert set(at.as_dict()) == {"KID_EfficientNetLite0", "KID_std_EfficientNetLite0"}  # at the minimum: computed
+    assert at.as_dict()["KID_EfficientNetLite0"] > 0 and not at.comparable
+    assert set(at.refusals()) == {"FID_EfficientNetLite0", "IS_EfficientNetLite0"}
+
+
+def test_unpaired_quality_compares_every_synthetic_image_with_every_reference(textures):
+    image, other = textures["brick"][:64, :64], textures["grass"][:64, :64]
+    alone = unpaired_quality([image], [image], with_lpips=False)
+    assert alone.ssim.tolist() == [pytest.approx(1.0)] and alone.psnr.tolist() == [float("inf")]
+    both = unpaired_quality([image], [image, other], with_lpips=False)
+    assert both.means()["SSIM"] == pytest.approx((1.0 + ssim_psnr(image, other)[0]) / 2)
+    # a reference of another size is resized to the synthetic image's size (here: an exact 2x upscale)
+    large = np.repeat(np.repeat(image, 2, axis=0), 2, axis=1)
+    assert unpaired_quality([image], [large], with_lpips=False).ssim[0] == pytest.approx(1.0)
+    sampled = unpaired_quality([image, other, image], [image, other, other], with_lpips=False, max_pairs=4)
+    assert sampled.ssim.size == 4
 
 
 # --------------------------------------------------------------------------- command line
@@ -240,8 +277,39 @@ def test_quality_cli_on_a_synth_folder(torch_home, tmp_path, textures, capsys):
     assert sorted(table) == ["bright", "dark"]
     for metrics in table.values():
         assert 0 < metrics["SSIM"] < 1 and 0 < metrics["PSNR"] < 100 and metrics["LPIPS"] > 0
-        assert "FID_EfficientNetLite0" in metrics and metrics["n_images"] == 3
-    assert "NOT comparable" in capsys.readouterr().out
+        assert "FID_EfficientNetLite0" not in metrics and metrics["n_images"] == 3  # 3 images: refused, no number
+        assert "at least 1281 images" in metrics["refused"]["FID_EfficientNetLite0"]
+        assert metrics["reference"].startswith("anomaly-free sources (3 images")
+    printed = capsys.readouterr().out
+    assert "NOT comparable" in printed and "dark: KID_EfficientNetLite0 not computed: needs at least 50" in printed
+    assert "FID/KID/IS with efficientnet-lite0 features (D = 1280), 3 synthetic and 3 reference images" in printed
+
+
+def test_quality_cli_with_real_defects_compares_with_them_not_with_the_sources(torch_home, tmp_path, textures, capsys):
+    # a synth folder of gravel anomalies, and a real-defect set (MVTec layout) of brick
+    out, sources, real = tmp_path / "out", tmp_path / "sources", tmp_path / "brick"
+    for folder in (out / "images", out / "masks", sources, real / "train" / "good", real / "test" / "good",
+                   real / "test" / "hole", real / "ground_truth" / "hole"):
+        folder.mkdir(parents=True)
+    gravel, brick = textures["gravel"][:96, :96], textures["brick"][:96, :96]
+    Image.fromarray(gravel).save(sources / "gravel.png")
+    image = blob(gravel, 12)
+    Image.fromarray(image).save(out / "images" / "0.png")
+    Image.fromarray((image != gravel).astype(np.uint8) * 255).save(out / "masks" / "0.png")
+    (out / "metadata.jsonl").write_text(json.dumps({"file_name": "images/0.png", "mask_file_name": "masks/0.png",
+                                                    "source_id": "gravel.png"}) + "\n")
+    Image.fromarray(gravel).save(real / "train" / "good" / "000.png")  # never a reference: not a defect
+    Image.fromarray(gravel).save(real / "test" / "good" / "000.png")
+    Image.fromarray(blob(brick, 9)).save(real / "test" / "hole" / "000.png")
+    Image.fromarray(np.zeros((96, 96), np.uint8)).save(real / "ground_truth" / "hole" / "000_mask.png")
+    result = tmp_path / "quality.json"
+    assert main(["--dataset", str(out), "--sources", str(sources), "--real", str(real), "--no-lpips",
+                 "--features", "none", "--output", str(result)]) == 0
+    metrics = json.loads(result.read_text())
+    assert metrics["SSIM"] == pytest.approx(ssim_psnr(image, blob(brick, 9))[0])  # the real defect, not the source
+    assert metrics["SSIM"] != pytest.approx(ssim_psnr(image, gravel)[0])
+    assert metrics["reference"].startswith(f"real defects {real} (1 images")
+    assert f"reference: real defects {real}" in capsys.readouterr().out
 
 
 def test_quality_cli_without_sources_explains_what_is_missing(tmp_path, textures, capsys):

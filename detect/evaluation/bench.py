@@ -9,8 +9,8 @@ where every **cell** trains a pipeline (``segmenter``, ``draem``, ``defect_map``
 ratio, then evaluates it on the set's real test images (``detect.evaluation.defect_sets``, MVTec AD / BTAD /
 VisA layouts): image AUROC and AP, pixel AUROC and AP, AUPRO. Beside the cells, one **quality job**
 per dataset × synthesis makes ``quality.images`` anomalies from the training images and measures
-SSIM, PSNR, LPIPS (against their sources) and FID, KID, IS (against the real defect images) with
-``detect.quality.metrics``.
+SSIM, PSNR, LPIPS (over synthetic × real defect pairs) and FID, KID, IS (against the real defect
+images; each refused below its minimum image count) with ``detect.quality.metrics``.
 
 Resumable: a finished cell writes ``OUTPUT/cells/<cell>/result.json`` (atomically) and is never
 recomputed; an interrupted cell resumes its training from its last checkpoint, and its
@@ -30,15 +30,17 @@ and ``*.png`` plots:
 
 * ``cells``    every cell's metrics (its per-image test scores stay in its ``result.json``);
 * ``seeds``    image AUROC mean ± sd over seeds;
-* ``methods``  mean metrics per synthesis and per pipeline, and synthesis × pipeline (ASBench
-               Table 5, Fig. 5);
-* ``ratios``   metric per anomaly ratio, best–worst gap, Pearson r (and p) of ratio against the
-               metric (Tables 7–8, Fig. 10);
+* ``methods``  mean metrics per synthesis and per pipeline, and synthesis × pipeline (the design of
+               ASBench's Table 5 on other pipelines);
+* ``ratios``   metric per anomaly ratio, best–worst gap, r(ratio, metric) (this report's Pearson r
+               of the ratio against the metric), and ASBench's Tables 7–8 statistic (Pearson r, across
+               single methods, of each one's best–worst range over ratios against its mean);
 * ``hybrids``  each hybrid against each of its methods and the weighted (theoretical) mean of
                its methods (Fig. 13);
-* ``quality``  per synthesis metrics, and Pearson r and p of each against detection metrics
-               (Table 9, Fig. 11); metrics whose network weights are not available offline are
-               listed as skipped with the reason;
+* ``quality``  per synthesis metrics with the reference, feature network and image counts, and
+               Pearson r and p of each against detection metrics (as ASBench's Table 9); metrics
+               whose network weights are not available offline, or with too few images, are listed
+               as skipped with the reason;
 * ``findings`` whether ASBench's three findings hold on this grid: every comparison is a paired
                bootstrap over the same test images and seeds (``detect.evaluation.bench_report``),
                and a finding is stated only when significant on at least 20 anomaly-free images.
@@ -500,16 +502,20 @@ def quality_anomalies(images: Sequence[np.ndarray], synthesis: Synthesis, n: int
 
 
 def run_quality(config: BenchConfig, job: QualityJob, data: _Datasets, device: Any = "cpu") -> dict[str, Any]:
-    """SSIM, PSNR, LPIPS (vs sources) and FID, KID, IS (vs the real defects) of one synthesis's anomalies.
+    """SSIM, PSNR, LPIPS, FID, KID and IS of one synthesis's anomalies against the dataset's real
+    defects, as ASBench compares them (its pairing is not published: SSIM/PSNR/LPIPS here over every synthetic × real pair); against the
+    anomalies' own sources only when the dataset has no defective test image. The reference used is
+    recorded in ``reference``.
 
-    A metric whose network weights are not available is recorded in ``skipped`` with the reason.
+    A metric whose network weights are not available, or that has too few images
+    (``detect.quality.metrics.distribution_quality``), is recorded in ``skipped`` with the reason.
     """
     import cv2
 
     from detect.errors import BackboneWeightsMissingError
     from detect.quality.diversity import LpipsScorer
     from detect.quality.features import FeatureExtractor
-    from detect.quality.metrics import distribution_quality, paired_quality
+    from detect.quality.metrics import MAX_PAIRS, distribution_quality, paired_quality, unpaired_quality
     from detect.training.synthetic_training import texture_files
 
     q = config.quality
@@ -528,20 +534,30 @@ def run_quality(config: BenchConfig, job: QualityJob, data: _Datasets, device: A
             skipped["LPIPS"] = str(exc)
     else:
         skipped["LPIPS"] = "not asked for (quality.lpips is empty)"
-    values.update(paired_quality(images, sources, scorer=scorer, with_lpips=scorer is not None).means())
+    if real:
+        reference_images = real
+        reference = (f"{len(real)} real defect images of {job.dataset} (SSIM/PSNR/LPIPS over synthetic × real pairs, "
+                     f"at most {MAX_PAIRS})")
+        values.update(unpaired_quality(images, real, scorer=scorer, with_lpips=scorer is not None).means())
+    else:
+        reference_images = sources
+        reference = f"the anomalies' own anomaly-free sources ({job.dataset} has no defective test image)"
+        values.update(paired_quality(images, sources, scorer=scorer, with_lpips=scorer is not None).means())
+    features: dict[str, str] = {}
     for kind in q.features:
         try:
             extractor = FeatureExtractor(kind, device=device)  # type: ignore[arg-type]
         except BackboneWeightsMissingError as exc:
             skipped[f"FID, KID, IS ({kind})"] = str(exc)
             continue
-        dist = distribution_quality(images, real, extractor=extractor, kid_subset_size=min(len(images), len(real)),
-                                    is_splits=min(4, len(images)))
+        dist = distribution_quality(images, reference_images, extractor=extractor,
+                                    kid_subset_size=min(len(images), len(reference_images)))
         values.update({k: v for k, v in dist.as_dict().items() if "_std" not in k})
-    if len(real) < 2:
-        skipped["FID/KID"] = f"{len(real)} real defect image(s); FID/KID need 2"
+        skipped.update({f"{name} ({job.dataset})": f"refused: {reason}" for name, reason in dist.refusals().items()})
+        features[kind] = dist.describe()
     return {"settings": json.loads(job.settings), "dataset": job.dataset, "synthesis": job.synthesis.name,
-            "hybrid": job.synthesis.is_hybrid, "n_images": len(images), "n_real": len(real), "image_size": size, "metrics": values, "skipped": skipped}
+            "hybrid": job.synthesis.is_hybrid, "n_images": len(images), "n_reference": len(reference_images),
+            "reference": reference, "features": features, "image_size": size, "metrics": values, "skipped": skipped}
 
 
 # ------------------------------------------------------------------------------------ results
@@ -564,7 +580,8 @@ def collect(config: BenchConfig):
         r = _finished(config, job)
         if r is not None:
             qrows.append({"dataset": r["dataset"], "synthesis": r["synthesis"], "hybrid": r["hybrid"],
-                          "n_images": r["n_images"], **r["metrics"]})
+                          "n_images": r["n_images"], "n_reference": r["n_reference"], "reference": r["reference"],
+                          "features": "; ".join(r["features"].values()), **r["metrics"]})
             skipped.update(r["skipped"])
     return frame, pd.DataFrame(qrows), skipped
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -29,13 +30,16 @@ from synth.atomic import write_text_atomic
 
 METRICS = ("image_auroc", "image_ap", "pixel_auroc", "pixel_ap", "aupro")
 CONTEXT = ["dataset", "pipeline", "ratio"]  # what a synthesis is compared within
+#: columns of the quality table that describe a measurement rather than hold a metric
+QUALITY_LABELS = ("dataset", "synthesis", "hybrid", "n_images", "n_reference", "reference", "features")
 #: |r| below this (or p >= 0.05) counts as a weak correlation in the findings
 WEAK_R = 0.5
 #: how this grid's pipelines relate to ASBench's, said at the top of every report
 PIPELINES_NOTE = ("The pipelines here are segmenter (NSA's recipe), DRAEM and defect-map; ASBench's are DRAEM, "
                   "DestSeg, MemSeg and AnomalyDiffusion. Only DRAEM is shared, so these tables follow ASBench's "
-                  "design but are not its numbers. The ratio tables give the best–worst gap and this report's "
-                  "Pearson r of ratio against the metric, not ASBench's Tables 7–8 statistic.")
+                  "design but are not its numbers. The ratio section gives ASBench's Tables 7–8 statistic (Pearson r, "
+                  "across syntheses, of the best–worst gap over ratios against the mean over ratios) and, "
+                  "separately, r(ratio, metric), this report's own correlation of the ratio with the metric.")
 #: a cell key: dataset, synthesis, pipeline, ratio, seed
 CellKey = tuple
 
@@ -160,8 +164,9 @@ def methods_tables(means) -> dict[str, Any]:
 
 def ratio_table(frame, metric: str = "image_auroc", significance: Significance | None = None):
     """Per dataset × pipeline × synthesis: the metric at each ratio, best–worst gap (with, for image
-    AUROC, its paired bootstrap interval and whether it is a finding), Pearson r/p of ratio against the
-    metric over all cells (seeds included); plus one row per pipeline (mean over syntheses)."""
+    AUROC, its paired bootstrap interval and whether it is a finding), and r(ratio, metric) — this
+    report's own statistic, Pearson r/p of the ratio against the metric over all cells (seeds
+    included), not ASBench's (``gap_mean_statistic``); plus one row per pipeline (mean over syntheses)."""
     import pandas as pd
 
     rows = []
@@ -171,7 +176,7 @@ def ratio_table(frame, metric: str = "image_auroc", significance: Significance |
         row = {"dataset": dataset, "pipeline": pipeline, "synthesis": synthesis,
                **{f"ratio {k:g}": v for k, v in by_ratio.items()},
                "best ratio": float(by_ratio.idxmax()), "gap": float(by_ratio.max() - by_ratio.min()),
-               "pearson_r": r, "p": p, "n": n}
+               "r(ratio, metric)": r, "p(ratio, metric)": p, "n": n}
         if significance is not None and metric == "image_auroc" and len(by_ratio) > 1:
             test = significance.contrast(dataset, pipeline, [(synthesis, float(by_ratio.idxmax())),
                                                              (synthesis, float(by_ratio.idxmin()))], [1.0, -1.0])
@@ -184,12 +189,84 @@ def ratio_table(frame, metric: str = "image_auroc", significance: Significance |
         rows.append({"dataset": dataset, "pipeline": pipeline, "synthesis": "(all)",
                      **{f"ratio {k:g}": v for k, v in by_ratio.items()},
                      "best ratio": float(by_ratio.idxmax()), "gap": float(by_ratio.max() - by_ratio.min()),
-                     "pearson_r": r, "p": p, "n": n})
+                     "r(ratio, metric)": r, "p(ratio, metric)": p, "n": n})
     table = pd.DataFrame(rows)
     table.index = [f"{r.pipeline} / {r.synthesis}" + (f" ({r.dataset})" if table["dataset"].nunique() > 1 else "")
                    for r in table.itertuples()]
     table.index.name = "pipeline / synthesis"
     return table.drop(columns=["dataset", "pipeline", "synthesis"])
+
+
+@dataclass(frozen=True)
+class GapMeanStatistic:
+    """ASBench's ratio analysis (its Tables 7–8) on one dataset: per synthesis, the metric averaged
+    over pipelines and seeds at each ratio > 0; its mean and its range (best − worst) over the ratios;
+    and Pearson r (p, Fisher-z interval) of range against mean across the syntheses.
+
+    ``per_synthesis`` synthesis -> (mean, range); ``interval`` is ``None`` below 4 syntheses."""
+
+    dataset: str
+    per_synthesis: dict[str, tuple[float, float]]
+    r: float
+    p: float
+    n: int
+    interval: uncertainty.Interval | None
+
+
+def gap_mean_statistic(frame, metric: str = "image_auroc") -> list[GapMeanStatistic]:
+    """ASBench's statistic per dataset (see ``GapMeanStatistic``) over the single methods, as in its
+    tables; syntheses with fewer than two ratios > 0 have no range and are left out."""
+    out = []
+    singles = frame[(frame["ratio"] > 0) & ~frame["hybrid"].astype(bool)] if "hybrid" in frame else frame[frame["ratio"] > 0]
+    for dataset, part in singles.groupby("dataset"):
+        by_ratio = part.groupby(["synthesis", "ratio"])[metric].mean().dropna()
+        per_synthesis = {}
+        for synthesis, values in by_ratio.groupby(level="synthesis"):
+            if len(values) >= 2:
+                per_synthesis[str(synthesis)] = (float(values.mean()), float(values.max() - values.min()))
+        if not per_synthesis:
+            continue
+        means, ranges = zip(*per_synthesis.values())
+        r, p, n = pearson(ranges, means)
+        interval = uncertainty.correlation_interval(r, n) if n >= 4 and r == r else None
+        out.append(GapMeanStatistic(str(dataset), per_synthesis, r, p, n, interval))
+    return out
+
+
+def gap_mean_text(statistics: list[GapMeanStatistic], good_counts: Mapping[str, int], metric: str) -> str:
+    """The statistic's table and, per dataset, whether its sign is a finding: only when the Fisher-z
+    interval of r excludes 0 and the dataset has at least ``MIN_GOOD_IMAGES`` anomaly-free test images."""
+    import pandas as pd
+
+    if not statistics:
+        return ""
+    several = len(statistics) > 1
+    rows = [{"synthesis": name + (f" ({s.dataset})" if several else ""), "mean over ratios": mean,
+             "range (best − worst)": gap} for s in statistics for name, (mean, gap) in s.per_synthesis.items()]
+    table = pd.DataFrame(rows).set_index("synthesis")
+    text = report.markdown(table, f"{metric}: ASBench's ratio statistic (Tables 7–8): range and mean over ratios > 0 "
+                                  "per synthesis (pipelines and seeds averaged)", digits=4)
+    lines = []
+    for s in statistics:
+        head = f"- {s.dataset}: Pearson r(range, mean) across {s.n} syntheses = {s.r:.3f} (p = {s.p:.3g})"
+        if s.r != s.r:
+            lines.append(f"{head}: not determined (r is undefined: the range or the mean is the same for every synthesis, "
+                         "or fewer than 3 syntheses).")
+            continue
+        if s.interval is None:
+            lines.append(f"{head}: not determined at this sample size (a Fisher-z interval needs at least 4 syntheses).")
+            continue
+        head += f", Fisher-z 95 % interval {s.interval}"
+        n_good = good_counts.get(s.dataset)
+        if s.interval.contains(0.0):
+            lines.append(f"{head}: not determined at this sample size (the interval contains 0).")
+        elif n_good is None or n_good < uncertainty.MIN_GOOD_IMAGES:
+            lines.append(f"{head}: not determined at this sample size ({n_good if n_good is not None else 'unknown'} "
+                         f"anomaly-free test images < {uncertainty.MIN_GOOD_IMAGES}).")
+        else:
+            sign = "larger" if s.r > 0 else "smaller"
+            lines.append(f"{head}: syntheses with a higher mean have a {sign} best–worst gap over ratios.")
+    return text + "\n" + "\n".join(lines) + "\n"
 
 
 def hybrid_table(means, hybrids: Mapping[str, Mapping[str, float]], metric: str = "image_auroc",
@@ -236,7 +313,7 @@ def quality_correlations(means, quality, targets=("image_auroc", "pixel_auroc", 
         return []
     multi = quality["dataset"].nunique() > 1
     label = (lambda d, s: f"{d}/{s}") if multi else (lambda d, s: s)
-    metric_columns = [c for c in quality.columns if c not in ("dataset", "synthesis", "hybrid", "n_images")]
+    metric_columns = [c for c in quality.columns if c not in QUALITY_LABELS]
     metrics = {label(r["dataset"], r["synthesis"]): {c: r[c] for c in metric_columns if r[c] == r[c]}
                for _, r in quality.iterrows()}
     out = []
@@ -247,6 +324,18 @@ def quality_correlations(means, quality, targets=("image_auroc", "pixel_auroc", 
         results = {label(d, s): float(v) for (d, s), v in det.items() if v == v}
         out += correlate(metrics, results, target=target)
     return out
+
+
+def quality_reference_lines(quality) -> str:
+    """Which reference each dataset's quality metrics were measured against, and FID/KID/IS's features
+    and image counts: Markdown lines."""
+    lines = []
+    for dataset, part in quality.groupby("dataset"):
+        for column, label in (("reference", "reference"), ("features", "FID/KID/IS")):
+            if column in part:
+                for value in sorted({str(v) for v in part[column] if v == v and v}):
+                    lines.append(f"- {dataset}, {label}: {value}")
+    return "\n".join(lines) + "\n" if lines else ""
 
 
 def correlation_frame(rows):
@@ -348,12 +437,17 @@ def _finding_correlation(correlations) -> str:
     return f"{title} — not determined at this sample size (n = {max(c.n for c in measured)} syntheses{hint}): {counts}."
 
 
+def good_counts(frame, significance: Significance | None) -> dict[str, int]:
+    """Anomaly-free test images per dataset (from the per-image scores, else the ``n_good`` column)."""
+    if significance is not None:
+        return significance.good_counts()
+    return {str(k): int(v) for k, v in frame.groupby("dataset")["n_good"].min().items()} if "n_good" in frame else {}
+
+
 def warnings_lines(frame, significance: Significance | None) -> list[str]:
     """The report's opening warnings: too few anomaly-free test images, cells at chance level."""
     lines = []
-    counts = significance.good_counts() if significance is not None else \
-        dict(frame.groupby("dataset")["n_good"].min()) if "n_good" in frame else {}
-    for dataset, n_good in sorted(counts.items()):
+    for dataset, n_good in sorted(good_counts(frame, significance).items()):
         if n_good < uncertainty.MIN_GOOD_IMAGES:
             lines.append(f"**Warning**: {dataset} has {n_good} anomaly-free test image(s) (< "
                          f"{uncertainty.MIN_GOOD_IMAGES}): every interval is wide and no finding is declared from it.")
@@ -475,10 +569,13 @@ def write(frame, quality, skipped: Mapping[str, str], hybrids: Mapping[str, Mapp
         figure("methods", plot_methods(tables["grid_image_auroc"], "image AUROC"))
 
     text = ""
+    counts = good_counts(frame, significance)
     for m in ("image_auroc", "pixel_auroc"):
         if m in frame and frame[m].notna().any():
             text += report.markdown(ratio_table(frame, m, significance),
-                                    f"{m} by anomaly ratio: best–worst gap and Pearson r with the ratio") + "\n"
+                                    f"{m} by anomaly ratio: best–worst gap and r(ratio, metric), this report's "
+                                    "Pearson r of the ratio against the metric (not ASBench's statistic)") + "\n"
+            text += gap_mean_text(gap_mean_statistic(frame, m), counts, m) + "\n"
     section("ratios", text)
     figure("ratios", plot_ratios(frame))
 
@@ -494,9 +591,10 @@ def write(frame, quality, skipped: Mapping[str, str], hybrids: Mapping[str, Mapp
         if not quality.empty:
             q = quality.set_index("synthesis")
             ordered = [c for m in ("SSIM", "PSNR", "LPIPS", "FID", "KID", "IS") for c in q.columns if c.split("_")[0] == m]
-            q = q[(["dataset"] if q["dataset"].nunique() > 1 else []) + ["n_images"] + ordered]
-            text += report.markdown(q,
-                                    "Quality of each synthesis's anomalies (SSIM/PSNR/LPIPS vs sources; FID/KID/IS vs the real defects)")
+            counts = [c for c in ("n_images", "n_reference") if c in q.columns]
+            text += report.markdown(q[(["dataset"] if q["dataset"].nunique() > 1 else []) + counts + ordered],
+                                    "Quality of each synthesis's anomalies against the reference below")
+            text += "\n" + quality_reference_lines(quality)
         if correlations:
             text += "\n" + report.markdown(correlation_frame(correlations), "Pearson r and p: quality metric vs detection metric")
         if skipped:

@@ -69,6 +69,13 @@ def load_anomaly_rows(
         sources_dir: folder of the sources of a synth output folder (``source_id`` relative to it).
     """
     folder = Path(source)
+    if (folder / "train").is_dir() and (folder / "test").is_dir():
+        folder = folder / "test"
+        anomaly_free = {folder / "good", folder / "ok"}
+        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.parent not in anomaly_free)
+        if not files:
+            raise DatasetLayoutError(f"{folder} holds no defective test images")
+        return _Files(files)
     if folder.is_dir() and (folder / "metadata.jsonl").is_file():
         return _rows_from_synth_folder(folder, sources_dir)
     if folder.is_dir() and (folder / "dataset_dict.json").is_file():
@@ -166,11 +173,19 @@ def _rows_from_splits(ds: Any, good: Any | None, source: str, split: str, good_s
 def load_reference_images(source: str | Path, *, revision: str | None = None, split: str = "test") -> Sequence[np.ndarray]:
     """Images of a reference set (e.g. real anomalies for FID/KID), lazily decoded.
 
-    ``source`` is a plain folder of image files (searched recursively, sorted by path; files named
+    ``source`` is a real-defect set in the MVTec AD or BTAD layout (``train/`` and ``test/``: the images
+    under ``test/`` outside its anomaly-free ``test/good`` or ``test/ok``, never a training image), a plain folder of image files (searched recursively, sorted by path; files named
     ``*_mask.*`` and folders named ``ground_truth`` are skipped, as in MVTec AD), a synth output
     folder, or a dataset ``datasets.load_dataset`` opens (only its ``image`` column is read).
     """
     folder = Path(source)
+    if (folder / "train").is_dir() and (folder / "test").is_dir():
+        folder = folder / "test"
+        anomaly_free = {folder / "good", folder / "ok"}
+        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.parent not in anomaly_free)
+        if not files:
+            raise DatasetLayoutError(f"{folder} holds no defective test images")
+        return _Files(files)
     if folder.is_dir() and (folder / "metadata.jsonl").is_file():
         with open(folder / "metadata.jsonl", encoding="utf-8") as fh:
             names = [json.loads(line)["file_name"] for line in fh if line.strip()]

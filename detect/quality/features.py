@@ -34,6 +34,8 @@ from detect.runtime import choose_device
 FeatureKind = Literal["inception", "fid-inception", "efficientnet-lite0"]
 FEATURE_KINDS: tuple[str, ...] = get_args(FeatureKind)
 
+#: (feature dimension D, number of classes C) of each network
+FEATURE_SHAPES = {"inception": (2048, 1000), "fid-inception": (2048, 1008), "efficientnet-lite0": (1280, 1000)}
 INCEPTION_URL = "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth"
 FID_INCEPTION_URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth"
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -50,6 +52,7 @@ class FeatureExtractor:
 
     Attributes:
         comparable: True when the scores match the published metric's network (Inception).
+        feature_dim, classes: D of the pooled features and C of the class probabilities.
         suffix: appended to metric names ("" for Inception, "_EfficientNetLite0" otherwise).
 
     Raises:
@@ -65,6 +68,7 @@ class FeatureExtractor:
         self.batch_size = batch_size
         self.comparable = kind != "efficientnet-lite0"
         self.suffix = "" if self.comparable else "_EfficientNetLite0"
+        self.feature_dim, self.classes = FEATURE_SHAPES[kind]
         builders = {"inception": _torchvision_inception, "fid-inception": _fid_inception,
                     "efficientnet-lite0": _efficientnet_lite0}
         self.model, self.input_size, self.normalise = builders[kind]()

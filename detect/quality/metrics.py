@@ -1,15 +1,18 @@
 """Intrinsic quality metrics of synthetic anomalies (ASBench section 4.4).
 
-Paired metrics, each synthetic image against the anomaly-free original it was made from:
-``SSIM`` (scikit-image ``structural_similarity``, higher = closer), ``PSNR`` in dB
-(``peak_signal_noise_ratio``; ``inf`` for an unchanged image) and ``LPIPS`` (AlexNet, lower = closer).
+Image metrics ``SSIM`` (scikit-image ``structural_similarity``, higher = closer), ``PSNR`` in dB
+(``peak_signal_noise_ratio``; ``inf`` for an unchanged image) and ``LPIPS`` (AlexNet, lower = closer),
+against one of two references: real defects when available (:func:`unpaired_quality`: every synthetic
+image against every real defect image; ASBench compares with real defects too, without publishing its pairing), else each synthetic image against
+the anomaly-free original it was made from (:func:`paired_quality`).
 
 Distribution metrics, the synthetic set against a reference set (real anomalies when available,
 else the anomaly-free sources): ``FID`` (Fréchet distance of Inception pool features), ``KID``
 (unbiased MMD² with the cubic polynomial kernel, mean ± std over random subsets) and ``IS``
 (Inception Score of the synthetic set, mean ± std over splits). The FID/KID/IS mathematics is here
 (:func:`frechet_distance`, :func:`kernel_inception_distance`, :func:`inception_score`); features come
-from :mod:`detect.quality.features`.
+from :mod:`detect.quality.features`. :func:`distribution_quality` refuses each one, with the reason,
+below its minimum image count (:func:`fid_min_images`, ``KID_MIN_IMAGES``, :func:`is_min_images`).
 
 References: Heusel et al. 2017 (FID), Bińkowski et al. 2018 (KID), Salimans et al. 2016 (IS);
 ASBench table 9 for the correlation with detection performance (:mod:`detect.quality.correlation`).
@@ -108,6 +111,73 @@ def paired_quality(
         if lp is not None:
             lp[start : start + len(a)] = scorer.distances(a, b)
     return PairedQuality(ssim, psnr, lp)
+
+
+#: (synthetic, reference) image pairs :func:`unpaired_quality` compares at most (a seeded sample beyond)
+MAX_PAIRS = 4096
+
+
+def unpaired_quality(
+    images: Sequence[np.ndarray],
+    reference: Sequence[np.ndarray],
+    *,
+    scorer: LpipsScorer | None = None,
+    with_lpips: bool = True,
+    max_pairs: int = MAX_PAIRS,
+    seed: int = 0,
+) -> PairedQuality:
+    """SSIM, PSNR and LPIPS of synthetic images against a reference set they were not made from (real
+    defects): every (synthetic, reference) pair, or a seeded sample of ``max_pairs`` pairs; each
+    reference image is resized (area) to its synthetic image's size. One value per pair."""
+    if len(images) == 0 or len(reference) == 0:
+        raise QualityInputError(f"no images to compare ({len(images)} synthetic, {len(reference)} reference)")
+    pairs = [(i, j) for i in range(len(images)) for j in range(len(reference))]
+    if len(pairs) > max_pairs:
+        chosen = np.random.default_rng(seed).choice(len(pairs), max_pairs, replace=False)
+        pairs = [pairs[k] for k in sorted(chosen)]
+    return paired_quality(Subset(images, [i for i, _ in pairs]), _ResizedPairs(images, reference, pairs),
+                          scorer=scorer, with_lpips=with_lpips)
+
+
+class _ResizedPairs(Sequence):
+    """Reference image ``j`` of pair ``(i, j)`` at the size of synthetic image ``i`` (decoded on indexing)."""
+
+    def __init__(self, images: Sequence[np.ndarray], reference: Sequence[np.ndarray], pairs: list[tuple[int, int]]) -> None:
+        self.images, self.reference, self.pairs = images, reference, pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, k):  # type: ignore[override]
+        import cv2
+
+        i, j = self.pairs[k]
+        height, width = np.asarray(self.images[i]).shape[:2]
+        ref = as_float_rgb(self.reference[j])
+        if ref.shape[:2] == (height, width):
+            return ref
+        return cv2.resize(ref, (width, height), interpolation=cv2.INTER_AREA)
+
+
+# --------------------------------------------------------------------------- minimum image counts
+#: KID: the unbiased MMD² is defined from 2 images per set, but its standard deviation falls only as
+#: 1/sqrt(m) with m images per set (Gretton et al. 2012: the U-statistic's leading variance term is
+#: 4 zeta_1 / m). 50 keeps that term at 1/sqrt(50) ≈ 14 % of its one-image size: a floor this project
+#: sets, not a derived constant (KID's authors average subsets of 1000)
+KID_MIN_IMAGES = 50
+
+
+def fid_min_images(feature_dim: int) -> int:
+    """Images per set FID needs with D-dimensional features: the covariance of N feature vectors has
+    rank at most N − 1, so the fitted Gaussian is full rank only from N = D + 1; below, the distance
+    depends on N more than on the images (its bias grows like D/N)."""
+    return feature_dim + 1
+
+
+def is_min_images(classes: int) -> int:
+    """Images per split IS needs with C classes: IS = exp(I(x; y)) over a split of n images is at most
+    n (the mutual information is at most log n), so below C images the count, not the images, caps it."""
+    return classes
 
 
 # --------------------------------------------------------------------------- distribution metrics
@@ -235,23 +305,36 @@ def inception_score(probs: np.ndarray, splits: int = 10) -> tuple[float, float]:
 class DistributionQuality:
     """FID, KID (mean, std) and IS (mean, std) of a synthetic set against a reference set.
 
-    ``comparable`` is False for the EfficientNet-Lite0 features: the names then carry the suffix
-    ``_EfficientNetLite0`` and the values cannot be compared with published FID/KID/IS.
+    ``values`` holds the metrics computed (``FID``, ``KID``, ``KID_std``, ``IS``, ``IS_std``);
+    ``refused`` metric -> why it was not (too few images). ``comparable`` is False for the
+    EfficientNet-Lite0 features: the names then carry the suffix ``_EfficientNetLite0`` and the values
+    cannot be compared with published FID/KID/IS.
     """
 
-    fid: float
-    kid: float
-    kid_std: float
-    inception_score: float
-    inception_score_std: float
+    values: dict[str, float]
+    refused: dict[str, str]
     features: str
     comparable: bool
+    feature_dim: int
+    n_synthetic: int
+    n_reference: int
+
+    @property
+    def suffix(self) -> str:
+        return "" if self.comparable else "_EfficientNetLite0"
 
     def as_dict(self) -> dict[str, float]:
-        """Metric name -> value (``FID``, ``KID``, ``KID_std``, ``IS``, ``IS_std``, suffixed when not comparable)."""
-        sfx = "" if self.comparable else "_EfficientNetLite0"
-        return {f"FID{sfx}": self.fid, f"KID{sfx}": self.kid, f"KID_std{sfx}": self.kid_std,
-                f"IS{sfx}": self.inception_score, f"IS_std{sfx}": self.inception_score_std}
+        """Computed metric name (suffixed when not comparable) -> value."""
+        return {f"{k}{self.suffix}": v for k, v in self.values.items()}
+
+    def refusals(self) -> dict[str, str]:
+        """Refused metric name (suffixed when not comparable) -> the reason."""
+        return {f"{k}{self.suffix}": v for k, v in self.refused.items()}
+
+    def describe(self) -> str:
+        """The feature extractor and the image counts, in words."""
+        return (f"{self.features} features (D = {self.feature_dim}), {self.n_synthetic} synthetic and "
+                f"{self.n_reference} reference images")
 
 
 def distribution_quality(
@@ -265,23 +348,43 @@ def distribution_quality(
     is_splits: int = 10,
     seed: int = 0,
 ) -> DistributionQuality:
-    """FID, KID and IS of ``synthetic`` images against ``reference`` images.
+    """FID, KID and IS of ``synthetic`` images against ``reference`` images; each one below its
+    minimum image count (:func:`fid_min_images`, ``KID_MIN_IMAGES``, :func:`is_min_images`) is
+    refused with the reason instead of computed.
 
     Args:
-        synthetic, reference: images (any dtype/layout ``as_float_rgb`` accepts), ≥ 2 each.
+        synthetic, reference: images (any dtype/layout ``as_float_rgb`` accepts).
         extractor: a ready :class:`FeatureExtractor`; else one of kind ``features`` is built.
         kid_subsets, kid_subset_size, seed: KID subsets (seeded draw).
-        is_splits: parts for the IS mean/std.
+        is_splits: at most this many parts for the IS mean/std (each with at least C images).
     """
-    if len(synthetic) < 2 or len(reference) < 2:
-        raise QualityInputError(f"FID/KID need at least 2 images per set, got {len(synthetic)} and {len(reference)}")
     extractor = extractor or FeatureExtractor(features)  # type: ignore[arg-type]
-    f_syn, p_syn = _embed(extractor, synthetic)
-    f_ref, _ = _embed(extractor, reference)
-    kid, kid_std = kernel_inception_distance(f_syn, f_ref, n_subsets=kid_subsets, subset_size=kid_subset_size, seed=seed)
-    is_mean, is_std = inception_score(p_syn, is_splits)
-    return DistributionQuality(fid_from_features(f_syn, f_ref), kid, kid_std, is_mean, is_std,
-                               extractor.kind, extractor.comparable)
+    n_syn, n_ref = len(synthetic), len(reference)
+    fewest = min(n_syn, n_ref)
+    counts = f"got {n_syn} synthetic and {n_ref} reference images"
+    refused: dict[str, str] = {}
+    if fewest < fid_min_images(extractor.feature_dim):
+        refused["FID"] = (f"needs at least {fid_min_images(extractor.feature_dim)} images per set with {extractor.kind} "
+                          f"features (D = {extractor.feature_dim}: below D + 1 the covariance is rank-deficient); {counts}")
+    if fewest < KID_MIN_IMAGES:
+        refused["KID"] = f"needs at least {KID_MIN_IMAGES} images per set (the estimate is too noisy below); {counts}"
+    if n_syn < is_min_images(extractor.classes):
+        refused["IS"] = (f"needs at least {is_min_images(extractor.classes)} synthetic images (C = {extractor.classes} "
+                         f"classes: IS of n images is at most n); got {n_syn}")
+    values: dict[str, float] = {}
+    if "IS" not in refused or "FID" not in refused or "KID" not in refused:
+        f_syn, p_syn = _embed(extractor, synthetic)
+        if "FID" not in refused or "KID" not in refused:
+            f_ref, _ = _embed(extractor, reference)
+            if "FID" not in refused:
+                values["FID"] = fid_from_features(f_syn, f_ref)
+            if "KID" not in refused:
+                values["KID"], values["KID_std"] = kernel_inception_distance(
+                    f_syn, f_ref, n_subsets=kid_subsets, subset_size=kid_subset_size, seed=seed)
+        if "IS" not in refused:
+            splits = max(1, min(is_splits, n_syn // is_min_images(extractor.classes)))
+            values["IS"], values["IS_std"] = inception_score(p_syn, splits)
+    return DistributionQuality(values, refused, extractor.kind, extractor.comparable, extractor.feature_dim, n_syn, n_ref)
 
 
 def _embed(extractor: FeatureExtractor, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -305,16 +408,17 @@ def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
         help="SSIM, PSNR, LPIPS, FID, KID and IS of synthetic anomalies (ASBench 4.4); `quality correlate` "
              "relates them to detection results",
         description=(
-            "Paired SSIM/PSNR/LPIPS of each synthetic image against its anomaly-free source, and FID/KID/IS of "
-            "the synthetic images against a reference set (--real dataset of real anomalies, else the sources). "
+            "SSIM/PSNR/LPIPS and FID/KID/IS of the synthetic images against real defects (--real; SSIM/PSNR/LPIPS "
+            "over synthetic × real pairs), else against their anomaly-free sources (SSIM/PSNR/LPIPS image by image). "
+            "FID/KID/IS below their minimum image counts are refused with the reason. "
             "`anomalyforge quality correlate ...` computes Pearson r/p of metrics vs detection results."
         ),
     )
     add_dataset_arguments(parser, required=False)
     parser.add_argument("--by", default=None, metavar="COLUMN", help="metrics per value of this column, e.g. method")
     parser.add_argument("--real", default=None, metavar="REPO_OR_DIR",
-                        help="real anomalies as the FID/KID reference: a folder of images (e.g. MVTec AD's test/<defect>/), "
-                             "or a dataset with an image column (default reference: the anomaly-free sources)")
+                        help="real defects as the reference of every metric: an MVTec AD / BTAD / VisA folder (its defective test "
+                             "images), a folder of images, or a dataset with an image column (default: the sources)")
     parser.add_argument("--real-split", default="test", help="split of a --real dataset (default test)")
     parser.add_argument("--features", choices=(*FEATURE_KINDS, "none"), default="inception",
                         help="network for FID/KID/IS: inception (torchvision weights), fid-inception (pt_inception "
@@ -340,10 +444,10 @@ def run_cli(args: argparse.Namespace) -> int:
         raise QualityInputError("--dataset REPO_OR_DIR is required (or use the `correlate` subcommand)")
     rows = load_anomaly_rows(args.dataset, revision=args.revision, split=args.split,
                              good_split=args.good_split, sources_dir=args.sources)
-    if rows.originals is None:
+    if rows.originals is None and not args.real:
         raise QualityInputError(
             f"{args.dataset} has no anomaly-free sources (no {args.good_split!r} split, or a synth folder without "
-            "--sources); SSIM/PSNR/LPIPS compare each image with its source"
+            "--sources); without --real (real defects) SSIM/PSNR/LPIPS compare each image with its source"
         )
     scorer = None if args.no_lpips else LpipsScorer(args.net, batch_size=args.batch_size, device=args.device)
     extractor = None
@@ -358,38 +462,56 @@ def run_cli(args: argparse.Namespace) -> int:
             groups.setdefault(str(g), []).append(i)
         groups = dict(sorted(groups.items()))
     table: dict[str, dict[str, float]] = {}
+    notes: dict[str, dict] = {}
     for name, idx in groups.items():
         images = Subset(rows.images, idx)
-        originals = Subset(rows.originals, idx)
-        metrics = paired_quality(images, originals, scorer=scorer, with_lpips=scorer is not None).means()
-        if extractor is not None and len(idx) >= 2:
-            metrics.update(distribution_quality(images, reference, extractor=extractor,
-                                                kid_subset_size=args.kid_subset_size, seed=args.seed).as_dict())
+        with_lpips = scorer is not None
+        if args.real:
+            metrics = unpaired_quality(images, reference, scorer=scorer, with_lpips=with_lpips, seed=args.seed).means()
+        else:
+            metrics = paired_quality(images, Subset(rows.originals, idx), scorer=scorer, with_lpips=with_lpips).means()
+        notes[name] = {"reference": reference_name}
+        if extractor is not None:
+            dist = distribution_quality(images, reference, extractor=extractor,
+                                        kid_subset_size=args.kid_subset_size, seed=args.seed)
+            metrics.update(dist.as_dict())
+            notes[name].update(features=dist.describe(), refused=dist.refusals())
         metrics["n_images"] = float(len(idx))
         table[name] = metrics
     print(format_metrics_table(table, by=args.by or "dataset"))
-    print(f"FID/KID reference: {reference_name}" if extractor is not None else "FID/KID/IS: skipped (--features none)")
-    if extractor is not None and not extractor.comparable:
+    print(f"reference: {reference_name}")
+    for name, note in notes.items():
+        label = "" if name == "all" else f"{name}: "
+        if "features" in note:
+            print(f"{label}FID/KID/IS with {note['features']}")
+        for metric, reason in note.get("refused", {}).items():
+            print(f"{label}{metric} not computed: {reason}")
+    if extractor is None:
+        print("FID/KID/IS: skipped (--features none)")
+    elif not extractor.comparable:
         print("note: *_EfficientNetLite0 values use EfficientNet-Lite0 features and are NOT comparable to published FID/KID/IS")
     if args.output is not None:
-        payload = table["all"] if not args.by else table
-        write_text_atomic(args.output, json.dumps(payload, indent=2) + "\n")
+        payload = {name: {**table[name], **notes[name]} for name in table}
+        write_text_atomic(args.output, json.dumps(payload["all"] if not args.by else payload, indent=2) + "\n")
         print(f"wrote {args.output}")
     return 0
 
 
 def _reference_images(args: argparse.Namespace, rows) -> tuple[Sequence[np.ndarray], str]:
+    """The reference images and their description: the real defects of ``--real``, else the sources."""
     from detect.quality.anomaly_rows import load_reference_images
 
     if args.real:
         real = load_reference_images(args.real, split=args.real_split)
-        return real, f"real anomalies {args.real} ({len(real)} images)"
+        return real, (f"real defects {args.real} ({len(real)} images; SSIM/PSNR/LPIPS over synthetic × real pairs, "
+                      f"at most {MAX_PAIRS})")
     # each source once, not once per anomaly made from it
     seen: dict[str, int] = {}
     ids = rows.columns.get("source_id") or [str(i) for i in range(len(rows))]
     for i, sid in enumerate(ids):
         seen.setdefault(str(sid), i)
-    return Subset(rows.originals, list(seen.values())), f"anomaly-free sources ({len(seen)} images)"
+    return Subset(rows.originals, list(seen.values())), (f"anomaly-free sources ({len(seen)} images; SSIM/PSNR/LPIPS "
+                                                         "of each image against its own source)")
 
 
 def format_metrics_table(table: dict[str, dict[str, float]], *, by: str) -> str:
