@@ -28,7 +28,7 @@ import numpy as np
 
 from detect.errors import DetectError
 from detect.images import as_colour
-from detect.runtime import choose_device, guarded
+from detect.runtime import choose_device, guarded, parse_options
 
 #: modes left out: "texture" pastes from a texture collection the protocol does not have
 _NEEDS_TEXTURES = ("texture",)
@@ -149,6 +149,8 @@ class StressResult:
             "n_anomalies": self.n_anomalies, "detector_size": self.detector_size,
             "texture_spread": self.texture_spread, "chance_level": self.chance_level,
             "warnings": list(self.warnings), "failures": list(self.failures),
+            **({"detector": self.evaluation.summary["detector"]}
+               if self.evaluation is not None and isinstance(self.evaluation.summary.get("detector"), dict) else {}),
         }
 
     def write(self, output_dir: str | Path) -> list[Path]:
@@ -289,25 +291,31 @@ def _with_intervals(table):
 
 # ------------------------------------------------------------------------------------ protocol
 def run_stress(images: Sequence[np.ndarray], config: StressConfig = StressConfig(), *, detectors=None,
-               device: str | None = None, progress: bool = False) -> StressResult:
+               device: str | None = None, progress: bool = False,
+               detector_options: dict[str, Any] | None = None) -> StressResult:
     """Run the stress test on anomaly-free ``images`` (arrays as ``synth`` reads them).
 
     ``detectors`` a ``detect.registry.FittedDetectors`` to reuse fitted detectors (a web app);
-    ``device`` where the detector runs (default: CUDA when present).
+    ``device`` where the detector runs (default: CUDA when present); ``detector_options`` passed
+    to the detector (e.g. ``{"normalize": "imagenet"}`` for an ``onnx:`` model). An external
+    detector (``onnx:PATH``, ...) is used as given: the fit tiles then only fit a ``python:``
+    object that has ``fit``.
     """
+    detector_options = detector_options or {}
     import hashlib
 
     from synth import get_method, method_names
 
     from detect.evaluation.evaluate import evaluate
-    from detect.registry import DETECTORS, FittedDetectors
+    from detect.registry import DETECTORS, FittedDetectors, known_detector
 
     if not images:
         raise StressInputError("no images: give one or more anomaly-free images of a repetitive texture")
     if config.method not in method_names():
         raise StressInputError(f"unknown method {config.method!r}; choose from {', '.join(method_names())}")
-    if config.detector not in DETECTORS:
-        raise StressInputError(f"unknown detector {config.detector!r}; choose from {', '.join(DETECTORS)}")
+    if not known_detector(config.detector):
+        raise StressInputError(f"unknown detector {config.detector!r}; choose from {', '.join(DETECTORS)}, or "
+                               "name your own (onnx:PATH, torchscript:PATH, anomalib:PATH, python:FILE.py:NAME)")
     get_method(config.method)  # options it cannot build with fail here, before any work
     fit, good = split_tiles(images, config.grid)
     side = min(min(t.shape[:2]) for t in fit + good)
@@ -324,7 +332,8 @@ def run_stress(images: Sequence[np.ndarray], config: StressConfig = StressConfig
         digest.update(np.ascontiguousarray(tile).tobytes())
     device = str(choose_device(device))
     cache = detectors if detectors is not None else FittedDetectors(capacity=1)
-    detector = cache.get(config.detector, digest.hexdigest()[:16], fit, device=device, image_size=size)
+    detector = cache.get(config.detector, digest.hexdigest()[:16], fit, device=device, image_size=size,
+                         **dict(detector_options))
     detector.to(device)
     try:
         evaluation = evaluate(rows, list(good), detector, ks=(config.k,), table_k=config.k,
@@ -412,6 +421,10 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--grid", type=int, default=defaults.grid, help="tiles per side (default 4)")
     parser.add_argument("--image-size", type=int, default=defaults.image_size,
                         help=f"side the detector works at (default {defaults.image_size})")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="detector option, e.g. normalize=imagenet or higher_is_normal=true (repeatable)")
+    parser.add_argument("--trust-pickle", action="store_true",
+                        help="allow anomalib:model.pt (a pickle: loading it runs code from the file)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
     parser.add_argument("--output", type=Path, default=None, metavar="DIR",
                         help="write summary.json, recall tables (CSV) and plots (PNG) here")
@@ -426,7 +439,10 @@ def _run_cli(args: argparse.Namespace) -> int:
         images = [load_image(path) for path in args.images]
         config = StressConfig(method=args.method, detector=args.detector, anomalies=args.anomalies, k=args.k,
                               seed=args.seed, grid=args.grid, image_size=args.image_size)
-        result = run_stress(images, config, device=args.device)
+        options = parse_options(args.option)
+        if args.trust_pickle:
+            options["trust_pickle"] = True
+        result = run_stress(images, config, device=args.device, detector_options=options)
     except InvalidImageError as exc:  # reported like every other bad input of the command
         raise StressInputError(str(exc)) from None
     print(result.text())
