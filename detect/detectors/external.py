@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -55,6 +56,17 @@ class ModelOutputError(DetectError):
     """A model whose inputs or outputs cannot be read as an anomaly detector's."""
 
 
+def display_name(name: str) -> str:
+    """``onnx:/long/path/model.onnx`` -> ``onnx:model.onnx`` (built-in names as they are)."""
+    if not is_external(name):
+        return name
+    kind, target = name.split(":", 1)
+    if kind == "python":
+        where, obj = target.rsplit(":", 1) if ":" in target else (target, "")
+        return f"python:{Path(where).name if where.endswith('.py') else where}:{obj}"
+    return f"{kind}:{Path(target).name}"
+
+
 def is_external(name: str) -> bool:
     """True for a name with one of the ``KINDS`` prefixes (``onnx:model.onnx``)."""
     return isinstance(name, str) and name.split(":", 1)[0] in KINDS and ":" in name
@@ -63,11 +75,14 @@ def is_external(name: str) -> bool:
 def build_external(name: str, *, trust_pickle: bool = False, normalize: str | None = None,
                    higher_is_normal: bool = False, layout: str | None = None, channels: int | None = None,
                    image_size: int | None = None, batch_size: int = 8, device: str | torch.device = "cpu",
-                   seed: int = 0) -> "ExternalDetector":
+                   seed: int = 0, time_limit_s: float | None = None) -> "ExternalDetector":
     """The detector a prefixed name (see the module doc) stands for. ``seed`` is accepted for the
-    common detector options and unused (an external model is deterministic or its own business)."""
+    common detector options and unused (an external model is deterministic or its own business);
+    ``time_limit_s`` bounds the time the detector may spend scoring, from its creation on (a web
+    app builds one per run)."""
     kind, target = name.split(":", 1)
-    common = dict(name=name, higher_is_normal=_flag(higher_is_normal, "higher_is_normal"), batch_size=batch_size)
+    common = dict(name=name, higher_is_normal=_flag(higher_is_normal, "higher_is_normal"), batch_size=batch_size,
+                  time_limit_s=time_limit_s)
     if kind == "python":
         return PythonDetector(target, **common)
     path = Path(target).expanduser()
@@ -129,10 +144,13 @@ class ExternalDetector:
     #: True for detectors that look scores up by the rows' file names (``ScoresFile``)
     scores_by_name = False
 
-    def __init__(self, name: str, *, higher_is_normal: bool = False, batch_size: int = 8) -> None:
+    def __init__(self, name: str, *, higher_is_normal: bool = False, batch_size: int = 8,
+                 time_limit_s: float | None = None) -> None:
         if batch_size < 1:
             raise DetectError(f"batch_size must be >= 1, got {batch_size}")
         self.name = name
+        self.time_limit_s = time_limit_s
+        self.deadline = None if time_limit_s is None else time.monotonic() + float(time_limit_s)
         self.higher_is_normal = higher_is_normal
         self.batch_size = int(batch_size)
         self.device = torch.device("cpu")
@@ -153,6 +171,11 @@ class ExternalDetector:
 
     def _facts(self) -> dict[str, Any]:
         return {}
+
+    def _check_time(self) -> None:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise DetectError(f"{display_name(self.name)} took longer than the {self.time_limit_s:g} s allowed per run; "
+                              "score fewer images, or run it with the command line (anomalyforge evaluate/stress)")
 
     def save(self, path) -> None:
         raise DetectError(f"{self.name} is an external detector; it is used from its own file, not saved")
@@ -446,6 +469,7 @@ class ModelDetector(ExternalDetector):
         step = self.plan.batch or self.batch_size
         scores, maps = [], []
         for start in range(0, len(arrays), step):
+            self._check_time()
             for group in self._groups(arrays[start:start + step]):
                 s, m = self._run(group)
                 scores.append(s)

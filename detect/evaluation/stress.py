@@ -117,10 +117,13 @@ class StressResult:
 
     def text(self) -> str:
         """A few plain sentences: what was measured, the headline numbers, the warnings."""
+        from detect.detectors.external import display_name, is_external
+
         c = self.config
+        used = (f"{display_name(c.detector)} used as given" if is_external(c.detector)
+                else f"{c.detector} fitted on {self.n_fit} tiles at {self.detector_size} px")
         lines = [
-            f"{c.detector} fitted on {self.n_fit} tiles at {self.detector_size} px; {self.n_anomalies} {c.method} "
-            f"anomalies on {self.n_good} anomaly-free test tiles.",
+            f"{used}; {self.n_anomalies} {c.method} anomalies on {self.n_good} anomaly-free test tiles.",
             f"The threshold lets {self.false_positives} of {self.n_good} anomaly-free tiles through "
             f"(k = {c.k}, a false-positive rate of {self.false_positives / self.n_good:.0%}).",
             f"Recall {self.recall:.1%} (95 % interval {self.recall_interval[0]:.0%}-{self.recall_interval[1]:.0%}); "
@@ -132,11 +135,13 @@ class StressResult:
 
     def figures(self) -> dict[str, Any]:
         """``"shape"`` / ``"mode"`` -> matplotlib Figure: recall against size bin with intervals."""
+        from detect.detectors.external import display_name
         from detect.evaluation.report import plot_recall_by_size
 
         budget = f"k = {self.config.k}"
+        name = display_name(self.config.detector)
         return {by: plot_recall_by_size(self.tables[f"{by}_size"], by,
-                                        f"{self.config.detector}, {self.config.method}: per {by}, {budget}")
+                                        f"{name}, {self.config.method}: per {by}, {budget}")
                 for by in ("shape", "mode") if f"{by}_size" in self.tables}
 
     def summary(self) -> dict[str, Any]:
