@@ -8,7 +8,7 @@ size (no decoding, conversion or resizing timed); "through onnx:" is ``detector.
 the uint8 images, which converts them, resizes them to the input size, pads the last fixed batch,
 reads the outputs and resizes the maps back to each image's size. Images are RGB crops of
 scikit-image's astronaut/coffee/chelsea/rocket at ``--side`` (the maps come back at that size).
-Best of ``--repeats`` runs, after one warm-up run of each.
+Best of ``--repeats`` runs of each, taking turns, after one warm-up run of each.
 """
 
 from __future__ import annotations
@@ -59,14 +59,18 @@ def _images(n: int, side: int, seed: int = 0) -> list[np.ndarray]:
     return out
 
 
-def _best(run, repeats: int) -> float:
-    run()  # warm-up
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
+def _best(runs, repeats: int) -> list[float]:
+    """Best time of each of ``runs``, run in turn ``repeats`` times after one warm-up each (taking
+    turns, a load that comes and goes on a shared machine hits all of them alike)."""
+    for run in runs:
         run()
-        times.append(time.perf_counter() - started)
-    return min(times)
+    times = [[] for _ in runs]
+    for _ in range(repeats):
+        for run, spent in zip(runs, times):
+            started = time.perf_counter()
+            run()
+            spent.append(time.perf_counter() - started)
+    return [min(spent) for spent in times]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         def through():
             detector.score(images)
 
-        t_alone, t_through = _best(alone, args.repeats), _best(through, args.repeats)
+        t_alone, t_through = _best([alone, through], args.repeats)
     print(f"model {Path(model).name}: input {plan.text()}, {args.images} images of {args.side}x{args.side}, "
           f"{torch.get_num_threads()} torch threads, best of {args.repeats}")
     print("| path | seconds | images/s | × onnxruntime alone |")

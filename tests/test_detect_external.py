@@ -260,3 +260,18 @@ def test_a_python_object_with_fit_is_fitted_on_the_anomaly_free_images(work, tmp
     result = detector.score([np.full((20, 12), 50, np.uint8)])  # gray: repeated to RGB
     assert result.scores.tolist() == [pytest.approx(3 * 30.0)]
     assert result.maps[0].shape == (20, 12) and not detector.has_maps
+
+
+def test_stress_takes_an_external_detector_and_names_it(work, tmp_path):
+    from synth import save_png
+
+    save_png(tmp_path / "gravel.png", skimage.data.gravel()[:256, :256])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, str(ROOT / "anomalyforge.py"), "stress", str(tmp_path / "gravel.png"),
+                           "--detector", f"onnx:{work['root'] / 'model.onnx'}", "--anomalies", "20",
+                           "--output", str(tmp_path / "out")], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.startswith("onnx:model.onnx used as given; ") and "anomalies on 8 anomaly-free test tiles" in proc.stdout
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["detector"]["file"] == "model.onnx" and summary["detector"]["input"].startswith("input [2, 3, 64")
