@@ -17,10 +17,18 @@ DETECTORS: dict[str, str] = {
 }
 
 
+#: prefixes of the names of detectors made elsewhere -> the builder (``detect.detectors.external``)
+EXTERNAL_KINDS = ("onnx", "torchscript", "anomalib", "python")
+EXTERNAL_BUILDER = "detect.detectors.external:build_external"
+
+
+def is_external(name: str) -> bool:
+    """True for a name with one of the ``EXTERNAL_KINDS`` prefixes (``onnx:model.onnx``)."""
+    return isinstance(name, str) and ":" in name and name.split(":", 1)[0] in EXTERNAL_KINDS
+
+
 def known_detector(name: str) -> bool:
     """A built-in name or an external one (``onnx:PATH``, ``python:FILE.py:NAME``, ...)."""
-    from detect.detectors.external import is_external
-
     return name in DETECTORS or is_external(name)
 
 
@@ -38,9 +46,9 @@ def build_detector(name: str, **options: Any):
     """An unfitted detector by name, e.g. ``build_detector("patchcore", coreset_ratio=0.05)``, or an
     external one used as given, e.g. ``build_detector("onnx:model.onnx", normalize="imagenet")``
     (``detect.detectors.external``)."""
-    from detect.detectors.external import build_external, is_external
-
     if is_external(name):
+        module_name, function_name = EXTERNAL_BUILDER.split(":")
+        build_external = getattr(importlib.import_module(module_name), function_name)
         try:
             return build_external(name, **options)
         except TypeError as exc:

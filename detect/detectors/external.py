@@ -40,9 +40,8 @@ import torch.nn.functional as F
 from detect.detectors.detector import Detection, map_shape, resize_maps
 from detect.errors import DetectError, DetectorFileError, InvalidImagesError
 from detect.images import to_float_image
+from detect.registry import is_external
 
-#: prefixes of external detector names
-KINDS = ("onnx", "torchscript", "anomalib", "python")
 SCORE_NAME, MAP_NAME = "pred_score", "anomaly_map"
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -65,11 +64,6 @@ def display_name(name: str) -> str:
         where, obj = target.rsplit(":", 1) if ":" in target else (target, "")
         return f"python:{Path(where).name if where.endswith('.py') else where}:{obj}"
     return f"{kind}:{Path(target).name}"
-
-
-def is_external(name: str) -> bool:
-    """True for a name with one of the ``KINDS`` prefixes (``onnx:model.onnx``)."""
-    return isinstance(name, str) and name.split(":", 1)[0] in KINDS and ":" in name
 
 
 def build_external(name: str, *, trust_pickle: bool = False, normalize: str | None = None,
