@@ -29,6 +29,12 @@ processes); gather; compute the metrics of ``detect.evaluation.metrics``; write 
 ``evaluate(test_rows, good_images, detector)`` does the same on in-memory data and returns an
 ``Evaluation`` (used by the app's stress-test tab).
 
+Your own detector (``detect.detectors.external``): ``--detector onnx:PATH`` / ``torchscript:PATH`` /
+``anomalib:PATH`` / ``python:FILE.py:NAME`` is used as given (nothing fitted or saved; a ``python:``
+object with ``fit`` is fitted like a built-in detector), ``--scores FILE`` reads scores computed
+elsewhere, matched to the rows by file name. ``summary.json``'s ``detector`` is then a block naming
+the file, its size and sha256, and the input and outputs used.
+
 Real defects: ``--dataset`` may be an MVTec AD, BTAD or VisA folder (``detect.evaluation.defect_sets``). Then
 the detector is fitted on its ``train/good`` unless ``--fit`` says otherwise, ``test/good`` sets the
 thresholds unless ``--good DIR`` does, pixel metrics are measured at full resolution unless
