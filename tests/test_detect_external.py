@@ -107,14 +107,14 @@ def work(tmp_path_factory) -> dict[str, Path]:
         def forward(self, x):
             return net(x.permute(0, 3, 1, 2))
 
-    torch.onnx.export(Nhwc(), (example.permute(0, 2, 3, 1),), str(root / "nhwc.onnx"), input_names=["input"],
+    torch.onnx.export(Nhwc().eval(), (example.permute(0, 2, 3, 1),), str(root / "nhwc.onnx"), input_names=["input"],
                       output_names=names)
     torch.jit.trace(net, example).save(str(root / "model.torchscript"))
     conv = torch.nn.Conv2d(3, 1, 3, padding=1)
     torch.save({"model": torch.nn.Sequential(conv)}, root / "model.pt")
     classifier = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
                                      torch.nn.Linear(4, 1000))
-    torch.onnx.export(classifier, (torch.rand(1, 3, SIZE, SIZE),), str(root / "classifier.onnx"),
+    torch.onnx.export(classifier.eval(), (torch.rand(1, 3, SIZE, SIZE),), str(root / "classifier.onnx"),
                       input_names=["image"], output_names=["logits"])
     (root / "not_a_model.onnx").write_bytes(b"this is a text file, not a model\n")
     return {"root": root, "data": data}
