@@ -186,8 +186,10 @@ class ExternalDetector:
             return Detection(scores=scores, maps=[np.full(t, s, np.float32) for t, s in zip(targets, scores)])
         out = []
         for m, target in zip(maps, targets):
-            tensor = torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None]
-            out += resize_maps(tensor * sign, [target], antialias=bool(map_size))
+            m = np.ascontiguousarray(m, dtype=np.float32) * np.float32(sign)
+            if m.shape != tuple(target):  # torch only where there is resizing to do
+                m = resize_maps(torch.from_numpy(m)[None], [target], antialias=bool(map_size))[0]
+            out.append(m)
         return Detection(scores=scores, maps=out)
 
 
