@@ -254,11 +254,13 @@ class OpenVinoBackend:
                               "(pip install 'anomalyforge[openvino]'), or use the export's model.onnx") from None
         self.path = path
         model = ov.Core().read_model(str(path))
-        self.compiled = ov.Core().compile_model(model, "CPU")
+        # as accurate as the model says: the CPU plugin would otherwise run bf16 where the CPU has it
+        self.compiled = ov.Core().compile_model(model, "CPU", {"EXECUTION_MODE_HINT": "ACCURACY"})
 
         def info(port) -> TensorInfo:
             shape = tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
-            return TensorInfo(port.get_any_name(), shape, str(port.get_element_type()))
+            kind = port.get_element_type().get_type_name()  # f32, u8, boolean, ...
+            return TensorInfo(port.get_any_name(), shape, {"f32": "float", "u8": "uint8", "f16": "float16"}.get(kind, kind))
 
         self.inputs = [info(p) for p in self.compiled.inputs]
         self.outputs = [info(p) for p in self.compiled.outputs]
