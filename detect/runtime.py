@@ -27,6 +27,7 @@ from detect.errors import DetectError
 from synth.batched.device import choose_device as _batched_choose_device
 from synth.batched.device import runs_on_cpu  # noqa: F401  (detect's commands ask it here)
 from synth.errors import SynthError
+from synth.run_lock import OutputFolderError
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -58,14 +59,14 @@ def make_process_state(cpu: bool = False):
 
 
 def guarded(func: Command) -> Command:
-    """``func`` with the project's errors (bad input, missing weights) reported as one line on
-    stderr, ``anomalyforge COMMAND: error: MESSAGE``, and exit code 2."""
+    """``func`` with the project's errors (bad input, missing weights, an output folder that cannot be
+    written or that another run holds) reported as one line on stderr, ``anomalyforge COMMAND: error: MESSAGE``, and exit code 2."""
 
     @functools.wraps(func)
     def run(args: argparse.Namespace) -> int:
         try:
             return func(args)
-        except DetectError as exc:
+        except (DetectError, OutputFolderError) as exc:
             command = getattr(args, "command", None)
             print(f"anomalyforge{' ' + command if command else ''}: error: {exc}", file=sys.stderr)
             return 2
