@@ -295,15 +295,17 @@ def _rows_access(rows) -> tuple[int, Callable[[int], tuple[Any, Any]], Any]:
 
 
 def row_names(rows) -> list[str]:
-    """Each row's file name, for detectors that look scores up by name: the image's stored path
-    (relative path of a real-defect image), else ``file_name``, else ``source_id``."""
+    """Each row's file name, for detectors that look scores up by name: a dataset row's stored image
+    path; a listed row's ``image_path`` (real-defect folders), ``file_name`` or ``source_id``, else
+    its image's path."""
     try:
         import datasets
 
         if isinstance(rows, datasets.Dataset):
+            # a built dataset stores each image under its file name (a good row's: its source_id);
+            # a test row's source_id names its clean source, shared by many anomalies
             paths = rows.select_columns(["image"]).cast_column("image", datasets.Image(decode=False))["image"]
-            extra = {c: rows[c] for c in ("file_name", "source_id") if c in rows.column_names}
-            return [_row_name({"image": p, **{c: v[i] for c, v in extra.items()}}, i) for i, p in enumerate(paths)]
+            return [str(p["path"]) if isinstance(p, dict) and p.get("path") else str(i) for i, p in enumerate(paths)]
     except ModuleNotFoundError:
         pass
     return [_row_name(r if isinstance(r, dict) else {}, i) for i, r in enumerate(rows)]
