@@ -40,7 +40,6 @@ import torch.nn.functional as F
 from detect.detectors.detector import Detection, map_shape, resize_maps
 from detect.errors import DetectError, DetectorFileError, InvalidImagesError
 from detect.images import to_float_image
-from detect.registry import is_external
 
 SCORE_NAME, MAP_NAME = "pred_score", "anomaly_map"
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -53,6 +52,15 @@ PICKLE_REFUSAL = ("{path} is a pickle: loading it runs whatever code it holds; p
 
 class ModelOutputError(DetectError):
     """A model whose inputs or outputs cannot be read as an anomaly detector's."""
+
+
+#: prefixes of the names of detectors made elsewhere
+KINDS = ("onnx", "torchscript", "anomalib", "python")
+
+
+def is_external(name: str) -> bool:
+    """True for a name with one of the ``KINDS`` prefixes (``onnx:model.onnx``)."""
+    return isinstance(name, str) and ":" in name and name.split(":", 1)[0] in KINDS
 
 
 def display_name(name: str) -> str:

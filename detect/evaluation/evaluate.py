@@ -622,7 +622,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _evaluate_into(args: argparse.Namespace, accelerator: Any, out: Path) -> int:
     """``anomalyforge evaluate`` with its output folder claimed."""
-    from detect.detectors.detector import load_detector
+    from detect.registry import load_detector
     from detect.evaluation.defect_sets import detect_layout, read_defect_set
     from detect.registry import build_detector
 
