@@ -91,6 +91,10 @@ PARQUET_MAX_BYTES = 64 * 1024 * 1024
 
 RANDOM = "random"
 DETECTORS = ("patchcore", "padim")
+#: an uploaded detector: ONNX only (loading it runs no code), at most this big, scored within this time per run
+MODEL_SUFFIX = ".onnx"
+MAX_MODEL_BYTES = 20 * 1024 * 1024
+MODEL_TIME_LIMIT_S = 120
 
 
 @dataclass(frozen=True)
@@ -507,11 +511,29 @@ def _torch_device() -> str:
 FITTED = FittedDetectors(capacity=4)
 
 
+def uploaded_model(path: str | None) -> tuple[str, dict[str, Any]] | None:
+    """(detector name, options) for an uploaded model file, or None without one. Only ONNX: a pickle
+    or a Python file would run the visitor's code on the server. The options bound the run's time."""
+    if not path:
+        return None
+    name = Path(path).name
+    if Path(path).suffix.lower() != MODEL_SUFFIX:
+        raise gr.Error(f"{name}: upload an ONNX model ({MODEL_SUFFIX}, e.g. anomalib's model.onnx). Pickles (.pt, "
+                       ".pth, .ckpt, .pkl) and Python files run code when loaded, so the Space never loads them; "
+                       "analyse those with the command line on your own machine", print_exception=False)
+    if os.path.getsize(path) > MAX_MODEL_BYTES:
+        raise gr.Error(f"{name} is {_size_text(os.path.getsize(path))}; models up to {_size_text(MAX_MODEL_BYTES)} "
+                       "are run here (the command line takes any size)", print_exception=False)
+    return f"onnx:{path}", {"time_limit_s": MODEL_TIME_LIMIT_S}
+
+
 @GPU(duration=60)
 def score_on_device(name: str, key: str, fit_images: Sequence[np.ndarray], batches: Sequence[Sequence[np.ndarray]],
-                    size: int):
-    """Fit (or reuse) a detector and score each batch of images, on the GPU when there is one."""
-    detector = FITTED.get(name, key, fit_images, device=_torch_device(), image_size=size)
+                    size: int, **options: Any):
+    """Fit (or reuse) a detector and score each batch of images, on the GPU when there is one. An
+    uploaded model (``options`` set) is built for this run only, so its time limit counts from now."""
+    cache = FittedDetectors(capacity=1) if options else FITTED
+    detector = cache.get(name, key, fit_images, device=_torch_device(), image_size=size, **options)
     detector.to(_torch_device())
     try:
         return [detector.score(list(batch)) for batch in batches], serving_device()
@@ -576,9 +598,11 @@ def _stress_duration(images, config) -> int:
 
 
 @GPU(duration=_stress_duration)
-def stress_on_device(images: Sequence[np.ndarray], config: StressConfig):
-    """``detect.evaluation.stress.run_stress`` on the GPU when there is one (detectors shared through ``FITTED``)."""
-    return run_stress(images, config, detectors=FITTED, device=_torch_device(), progress=True), serving_device()
+def stress_on_device(images: Sequence[np.ndarray], config: StressConfig, **options: Any):
+    """``detect.evaluation.stress.run_stress`` on the GPU when there is one (detectors shared through
+    ``FITTED``; an uploaded model, ``options`` set, is built for this run only)."""
+    return run_stress(images, config, detectors=None if options else FITTED, device=_torch_device(), progress=True,
+                      detector_options=options), serving_device()
 
 
 # ---------------------------------------------------------------------------------- generate
@@ -730,6 +754,7 @@ class Space:
         image_path: str | None,
         generated: dict | None,
         request: gr.Request,
+        model_file: Any = None,
         progress: gr.Progress = gr.Progress(),
     ):
         """Score images with a detector fitted on the same kind of image.
@@ -743,6 +768,11 @@ class Space:
         if detector_name not in DETECTORS:
             raise gr.Error(f"unknown detector {detector_name!r}; choose from {', '.join(DETECTORS)}",
                            print_exception=False)
+        uploaded = uploaded_model(model_file)
+        model_options = {}
+        if uploaded is not None:
+            detector_name, model_options = uploaded
+        shown = Path(detector_name.split(":", 1)[1]).name if uploaded else detector_name
         choices = (GENERATED, *EXAMPLE_NAMES)
         if reference not in choices:
             raise gr.Error(f"unknown reference {reference!r}; choose from {', '.join(choices)}", print_exception=False)
@@ -791,10 +821,10 @@ class Space:
             gr.Warning(f"{', '.join(unlike[:3])}{' ...' if len(unlike) > 3 else ''} look unlike the images the "
                        "detector is fitted on, so they will score high whatever they show: upload anomaly-free "
                        "images of their kind (or choose another image to fit on).")
-        progress(0.2, desc=f"Fitting {detector_name} (once, then cached) and scoring")
+        progress(0.2, desc=f"Scoring with {shown}" if uploaded else f"Fitting {shown} (once, then cached) and scoring")
         try:
             (normal, result), device = score_on_device(detector_name, key, fits, [held_out, [t for _, t in tests]],
-                                                       self.config.detect_size)
+                                                       self.config.detect_size, **model_options)
         except DetectError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
         progress(0.9, desc="Drawing heatmaps")
@@ -812,11 +842,12 @@ class Space:
             gallery.append((overlay, f"{verdict.upper()} · {ratio:.2f}x threshold · {name}"))
             rows.append({"file": name, "verdict": verdict, "x threshold": round(ratio, 3),
                          "score": round(float(score), 4), "threshold": round(threshold, 4)})
-        status = (f"**{detector_name}** fitted on {source}; scored {what}. An image is **anomalous** when its "
+        used = f"your model **{shown}**, used as given," if uploaded else f"**{shown}** fitted on {source};"
+        status = (f"{used} scored {what}. An image is **anomalous** when its "
                   f"score is above the threshold, the highest score of {held} ({threshold:.4g}). "
                   f"Served on **{device}**.")
         return gallery, pd.DataFrame(rows, columns=DETECT_COLUMNS), colour_bar(folder / "colour_bar.png",
-                                                                                 detector_name), status
+                                                                                 shown), status
 
     # -------------------------------------------------------------------------- stress test
     def stress_test(
@@ -828,6 +859,7 @@ class Space:
         total: float,
         k: float,
         seed: float,
+        model_file: Any = None,
         progress: gr.Progress = gr.Progress(track_tqdm=True),
     ):
         """The paper's analysis on the user's images: recall at k false positives per shape and mode vs size bin."""
@@ -845,6 +877,10 @@ class Space:
         if detector_name not in DETECTORS:
             raise gr.Error(f"unknown detector {detector_name!r}; choose from {', '.join(DETECTORS)}",
                            print_exception=False)
+        uploaded = uploaded_model(model_file)
+        model_options = {}
+        if uploaded is not None:
+            detector_name, model_options = uploaded
         config = StressConfig(method=method, detector=detector_name, anomalies=_int(total, "number of anomalies", 1,
                                                                                      STRESS_MAX),
                               k=_int(k, "k (false positives)", 1, 5), seed=_int(seed, "seed", 0, 2**62),
@@ -852,7 +888,7 @@ class Space:
         progress(0.0, desc="Reading images")
         images = [read_upload(p) for p in paths]
         try:
-            result, device = stress_on_device(images, config)
+            result, device = stress_on_device(images, config, **model_options)
         except DetectError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
         parts = []
@@ -1086,6 +1122,9 @@ def build_demo(config: SpaceConfig | None = None) -> gr.Blocks:
                             gr.Dropdown([GENERATED, *EXAMPLE_NAMES], value=GENERATED, label="Fit the detector on",
                                         info="the image's mirror images fit it; uploads below replace it"),
                             "reference", "a reference name")
+                        model_file = gr.File(label="...or your own detector: an ONNX file (e.g. anomalib's "
+                                                   f"model.onnx; up to {_size_text(MAX_MODEL_BYTES)}, used as given)",
+                                             file_types=[MODEL_SUFFIX], type="filepath", elem_id="detect-model")
                         fit_files = checked_input(
                             gr.File(label="...or your anomaly-free images (optional; 2+ recommended)",
                                     file_count="multiple", file_types=["image"], type="filepath"),
@@ -1105,7 +1144,8 @@ def build_demo(config: SpaceConfig | None = None) -> gr.Blocks:
                                        elem_id="colour-bar", buttons=[])
                         scores = gr.Dataframe(value=pd.DataFrame(columns=DETECT_COLUMNS), label="Image scores",
                                               interactive=False, elem_id="scores")
-                detect_btn.click(space.detect, [detector, fit_files, reference, test_files, image, generated],
+                detect_btn.click(space.detect, [detector, fit_files, reference, test_files, image, generated,
+                                                model_file],
                                  [heatmaps, scores, bar, detect_status], api_name="detect",
                                  concurrency_id="detector", concurrency_limit=1)
 
@@ -1128,6 +1168,8 @@ def build_demo(config: SpaceConfig | None = None) -> gr.Blocks:
                         stress_detector = checked_input(
                             gr.Dropdown(list(DETECTORS), value=stress_defaults.detector, label="Detector"),
                             "detector", "a detector name")
+                        stress_model = gr.File(label="...or your own detector: an ONNX file (used as given)",
+                                               file_types=[MODEL_SUFFIX], type="filepath", elem_id="stress-model")
                         stress_total = checked_input(
                             gr.Slider(10, STRESS_MAX, value=stress_defaults.anomalies, step=10, label="Anomalies",
                                       info="more gives narrower intervals and takes longer"),
@@ -1148,7 +1190,7 @@ def build_demo(config: SpaceConfig | None = None) -> gr.Blocks:
                                                     interactive=False, elem_id="stress-table")
                 stress_btn.click(space.stress_test,
                                  [stress_files, image, stress_method, stress_detector, stress_total, stress_k,
-                                  stress_seed],
+                                  stress_seed, stress_model],
                                  [shape_plot, mode_plot, stress_table, stress_status], api_name="stress_test",
                                  concurrency_id="detector", concurrency_limit=1)
 

@@ -32,6 +32,7 @@ _LAZY = {
     "Detector": "detect.detectors.detector",
     "Detection": "detect.detectors.detector",
     "load_detector": "detect.registry",
+    "ScoresFile": "detect.detectors.external",
     "build_detector": "detect.registry",
     "DETECTORS": "detect.registry",
     "Evaluation": "detect.evaluation.evaluate",

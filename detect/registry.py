@@ -21,17 +21,34 @@ DETECTORS: dict[str, str] = {
 }
 
 
+def known_detector(name: str) -> bool:
+    """A built-in name or an external one (``onnx:PATH``, ``python:FILE.py:NAME``, ...)."""
+    from detect.detectors.external import is_external
+
+    return name in DETECTORS or is_external(name)
+
+
 def detector_class(name: str) -> type:
     try:
         target = DETECTORS[name]
     except KeyError:
-        raise DetectError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}") from None
+        raise DetectError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}, or name your own: "
+                          "onnx:PATH, torchscript:PATH, anomalib:PATH, python:FILE.py:NAME") from None
     module_name, class_name = target.split(":")
     return getattr(importlib.import_module(module_name), class_name)
 
 
 def build_detector(name: str, **options: Any):
-    """An unfitted detector by name, e.g. ``build_detector("patchcore", coreset_ratio=0.05)``."""
+    """An unfitted detector by name, e.g. ``build_detector("patchcore", coreset_ratio=0.05)``, or an
+    external one used as given, e.g. ``build_detector("onnx:model.onnx", normalize="imagenet")``
+    (``detect.detectors.external``)."""
+    from detect.detectors.external import build_external, is_external
+
+    if is_external(name):
+        try:
+            return build_external(name, **options)
+        except TypeError as exc:
+            raise DetectError(f"bad options for detector {name!r}: {exc}") from None
     cls = detector_class(name)
     try:
         return cls(**options)

@@ -393,3 +393,29 @@ def test_a_resumed_cell_counts_the_training_time_of_every_segment(tmp_path, mvte
     assert main(["bench", str(path), "--no-progress"]) == 0
     result = json.loads((tmp_path / "out" / "cells" / cell.id / "result.json").read_text())
     assert result["steps"] == 4 and result["train_seconds"] >= 500.0
+
+
+def test_own_detectors_are_evaluated_beside_the_grid_with_paths_relative_to_the_config(tmp_path, mvtec_folder):
+    from anomalyforge import main
+    from detect.evaluation.defect_sets import read_defect_set
+    from detect.evaluation.evaluate import evaluate_defect_set
+    from detect.registry import build_detector
+
+    (tmp_path / "contrast.py").write_text(
+        "import numpy as np\n\n"
+        "class Contrast:\n"
+        "    def score(self, images):\n"
+        "        maps = [np.abs(i.astype(np.float32).mean(axis=2) - i.mean()) for i in images]\n"
+        "        return [float(m.max()) for m in maps], maps\n")
+    config = _config(tmp_path, mvtec_folder, methods=["cutpaste"], hybrids={}, ratios=[0.0], quality=False,
+                     detectors={"contrast": "python:contrast.py:Contrast"})
+    assert main(["bench", str(config), "--no-progress"]) == 0
+    external = pd.read_csv(tmp_path / "out" / "external.csv")
+    assert external[["dataset", "detector"]].values.tolist() == [["gravel", "contrast"]]
+    reference = evaluate_defect_set(read_defect_set(mvtec_folder),
+                                    build_detector(f"python:{tmp_path / 'contrast.py'}:Contrast"), ks=(1,)).summary
+    for key in ("image_auroc", "pixel_auroc", "aupro"):
+        assert external.loc[0, key] == pytest.approx(reference[key], rel=1e-12)
+    assert "## external" in (tmp_path / "out" / "report.md").read_text()
+    with pytest.raises(BenchConfigError, match="'bad' must name onnx:PATH"):
+        load_config(_config(tmp_path, mvtec_folder, detectors={"bad": "patchcore"}))

@@ -65,6 +65,13 @@ Config (YAML; paths relative to the config file)::
     seeds: [0, 1, 2]                  # default: 3 seeds (the report gives mean ± sd and paired tests)
     quality: {images: 32, features: [inception, efficientnet-lite0], lpips: alex}   # or quality: false
     keep_detectors: false             # also save each cell's fitted detector (detector.pt)
+    detectors:                        # your own detectors, used as given, beside the grid (optional)
+      mine: anomalib:exports/model.onnx
+      raw: {detector: onnx:raw.onnx, normalize: imagenet}
+
+Each of ``detectors`` is evaluated on every dataset's real test set like a cell (at its own input
+size; no synthesis, ratio or seed): ``external.csv`` / ``.parquet`` and the report's ``external``
+section hold its metrics beside the grid's.
 """
 
 from __future__ import annotations
@@ -140,6 +147,8 @@ class BenchConfig:
     quality: QualitySettings | None = field(default_factory=QualitySettings)
     keep_detectors: bool = False
     textures: Path | None = None
+    #: label -> (detector name such as ``onnx:PATH``, its options)
+    detectors: Mapping[str, tuple[str, Mapping[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -158,6 +167,18 @@ class Cell:
     @property
     def id(self) -> str:
         return f"{self.dataset}__{self.synthesis.name}__{self.pipeline}__r{self.ratio:g}__s{self.seed}__{_hash(self.settings)}"
+
+
+@dataclass(frozen=True)
+class ExternalJob:
+    """One of the config's own detectors on one dataset."""
+
+    dataset: str
+    label: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.dataset}__{self.label}"
 
 
 @dataclass(frozen=True)
@@ -211,7 +232,7 @@ def config_from_dict(raw: Mapping[str, Any], *, base: Path = Path("."), default_
     from detect.training.train import PIPELINES
 
     known = {"output", "datasets", "methods", "hybrids", "pipelines", "ratios", "seeds", "image_size",
-             "pixel_size", "quality", "keep_detectors", "textures"}
+             "pixel_size", "quality", "keep_detectors", "textures", "detectors"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise BenchConfigError(f"unknown config key(s) {unknown}; known: {', '.join(sorted(known))}")
@@ -291,7 +312,8 @@ def config_from_dict(raw: Mapping[str, Any], *, base: Path = Path("."), default_
         raise BenchConfigError(f"image_size must be >= 32, got {image_size}")
     return BenchConfig(output=out_path, datasets=datasets, syntheses=tuple(syntheses), pipelines=pipelines,
                        ratios=ratios, seeds=seeds, image_size=image_size, pixel_size=int(raw.get("pixel_size", 0)),
-                       quality=quality, keep_detectors=bool(raw.get("keep_detectors", False)), textures=textures)
+                       quality=quality, keep_detectors=bool(raw.get("keep_detectors", False)), textures=textures,
+                       detectors=_external_detectors(raw.get("detectors") or {}, base))
 
 
 def _textures_folder(value: Any, base: Path) -> Path | None:
@@ -308,6 +330,28 @@ def _textures_folder(value: Any, base: Path) -> Path | None:
     return folder
 
 
+def _external_detectors(raw: Any, base: Path) -> dict[str, tuple[str, dict[str, Any]]]:
+    """``detectors:`` of the config: label -> (name with its path made absolute, options)."""
+    from detect.detectors.external import is_external
+
+    if not isinstance(raw, Mapping):
+        raise BenchConfigError("detectors: give a mapping label: onnx:PATH (or {detector: onnx:PATH, options...})")
+    out = {}
+    for label, value in raw.items():
+        options = dict(value) if isinstance(value, Mapping) else {"detector": value}
+        name = str(options.pop("detector", ""))
+        if not is_external(name):
+            raise BenchConfigError(f"detectors: {label!r} must name onnx:PATH, torchscript:PATH, anomalib:PATH or "
+                                   f"python:FILE.py:NAME, not {name!r}")
+        kind, target = name.split(":", 1)
+        if kind != "python" or target.split(":")[0].endswith(".py"):
+            path = Path(target.split(":")[0]) if kind == "python" else Path(target)
+            resolved = path if path.is_absolute() else (base / path).resolve()
+            target = target.replace(str(path), str(resolved), 1)
+        out[str(label)] = (f"{kind}:{target}", options)
+    return out
+
+
 def cells(config: BenchConfig) -> list[Cell]:
     """Every cell of the grid, in a fixed order (dataset, synthesis, pipeline, ratio, seed)."""
     def cell(d: str, s: Synthesis, p: str, r: float, seed: int) -> Cell:
@@ -318,6 +362,10 @@ def cells(config: BenchConfig) -> list[Cell]:
 
     return [cell(d, s, p, r, seed) for d in config.datasets for s in config.syntheses
             for p in config.pipelines for r in config.ratios for seed in config.seeds]
+
+
+def external_jobs(config: BenchConfig) -> list[ExternalJob]:
+    return [ExternalJob(d, label) for d in config.datasets for label in config.detectors]
 
 
 def quality_jobs(config: BenchConfig) -> list[QualityJob]:
@@ -368,7 +416,7 @@ def run_bench(config: BenchConfig, *, cpu: bool = False, progress: bool = True) 
 
 def _run_jobs(config: BenchConfig, state: Any, progress: bool) -> dict[str, Path] | None:
     """``run_bench`` in the claimed output folder."""
-    jobs: list[Cell | QualityJob] = [*cells(config), *quality_jobs(config)]
+    jobs: list[Cell | QualityJob | ExternalJob] = [*cells(config), *external_jobs(config), *quality_jobs(config)]
     mine = jobs[state.process_index :: state.num_processes]
     data = _Datasets(config)
     for number, job in enumerate(mine, 1):
@@ -377,8 +425,8 @@ def _run_jobs(config: BenchConfig, state: Any, progress: bool) -> dict[str, Path
             continue  # finished earlier with this very configuration: never recomputed
         if progress:
             print(f"[bench {state.process_index}] {number}/{len(mine)} {job.id}", file=sys.stderr, flush=True)
-        result = run_cell(config, job, data, state.device) if isinstance(job, Cell) else \
-            run_quality(config, job, data, state.device)
+        runner = {Cell: run_cell, ExternalJob: run_external, QualityJob: run_quality}[type(job)]
+        result = runner(config, job, data, state.device)
         _write_json_atomically(folder / RESULT_FILE, result)
     state.wait_for_everyone()
     if not state.is_main_process:
@@ -386,8 +434,9 @@ def _run_jobs(config: BenchConfig, state: Any, progress: bool) -> dict[str, Path
     return write_reports(config)
 
 
-def _job_folder(config: BenchConfig, job: Cell | QualityJob) -> Path:
-    return config.output / ("cells" if isinstance(job, Cell) else "quality") / job.id
+def _job_folder(config: BenchConfig, job: Cell | QualityJob | ExternalJob) -> Path:
+    kind = {Cell: "cells", ExternalJob: "external", QualityJob: "quality"}[type(job)]
+    return config.output / kind / job.id
 
 
 def _finished(config: BenchConfig, job: Cell | QualityJob) -> dict | None:
@@ -441,6 +490,27 @@ def run_cell(config: BenchConfig, cell: Cell, data: _Datasets, device: Any = "cp
         # per-image scores, in a fixed image order: the report's paired tests compare cells on them
         "scores": {"good": [float(v) for v in evaluation.good["score"]],
                    "anomalous": [float(v) for v in evaluation.samples["score"]]},
+    }
+
+
+def run_external(config: BenchConfig, job: ExternalJob, data: _Datasets, device: Any = "cpu") -> dict[str, Any]:
+    """One of the config's own detectors, used as given (a ``python:`` object with ``fit`` is
+    fitted on ``train/good``), evaluated on the dataset's real test set."""
+    from detect.evaluation.evaluate import evaluate_defect_set
+    from detect.registry import build_detector
+
+    name, options = config.detectors[job.label]
+    detector = build_detector(name, device=str(device), **options)
+    if getattr(detector, "needs_fit", False):
+        detector.fit(data.train_images(job.dataset))
+    started = time.perf_counter()
+    evaluation = evaluate_defect_set(data.defect_set(job.dataset), detector, pixel_size=config.pixel_size, ks=(1,))
+    s = evaluation.summary
+    return {
+        "dataset": job.dataset, "detector": job.label, **{k: _float(s.get(k)) for k in DETECTION_METRICS},
+        "recall_at_1": _float(s["recall_at_k"].get("1")) if s.get("recall_at_k") else None,
+        "n_test": s["n_test"], "n_good": s["n_good"], "eval_seconds": round(time.perf_counter() - started, 2),
+        "pixel_size": config.pixel_size, "device": str(device), "source": s["detector"],
     }
 
 
@@ -616,6 +686,7 @@ def setup_lines(config: BenchConfig) -> list[str]:
 def write_reports(config: BenchConfig) -> dict[str, Path]:
     """Write the tidy tables and ``report.md`` (with plots) from every finished job."""
     from detect.evaluation import bench_report
+    from detect.evaluation.report import markdown
 
     frame, quality, skipped = collect(config)
     if frame.empty:
@@ -631,7 +702,24 @@ def write_reports(config: BenchConfig) -> dict[str, Path]:
     hybrids = {s.name: dict(s.weights) for s in config.syntheses if s.is_hybrid}
     written.update(bench_report.write(frame, quality, skipped, hybrids, out, collect_scores(config),
                                       setup=setup_lines(config)))
+    external = _external_frame(config)
+    if not external.empty:
+        written["external_parquet"], written["external_csv"] = out / "external.parquet", out / "external.csv"
+        _write_table(external.drop(columns=["source"]), written["external_parquet"], written["external_csv"])
+        shown = external[["dataset", "detector", *DETECTION_METRICS, "recall_at_1", "n_test", "n_good"]]
+        section = markdown(shown.set_index("dataset"), "Your own detectors, used as given, on the same test sets",
+                           digits=3)
+        report = written["report"]
+        write_text_atomic(report, report.read_text(encoding="utf-8") + "\n## external\n\n" + section + "\n")
     return written
+
+
+def _external_frame(config: BenchConfig):
+    import pandas as pd
+
+    rows = [json.loads(path.read_text(encoding="utf-8")) for path in
+            (_job_folder(config, job) / RESULT_FILE for job in external_jobs(config)) if path.is_file()]
+    return pd.DataFrame(rows)
 
 
 # ------------------------------------------------------------------------------------ helpers

@@ -29,6 +29,12 @@ processes); gather; compute the metrics of ``detect.evaluation.metrics``; write 
 ``evaluate(test_rows, good_images, detector)`` does the same on in-memory data and returns an
 ``Evaluation`` (used by the app's stress-test tab).
 
+Your own detector (``detect.detectors.external``): ``--detector onnx:PATH`` / ``torchscript:PATH`` /
+``anomalib:PATH`` / ``python:FILE.py:NAME`` is used as given (nothing fitted or saved; a ``python:``
+object with ``fit`` is fitted like a built-in detector), ``--scores FILE`` reads scores computed
+elsewhere, matched to the rows by file name. ``summary.json``'s ``detector`` is then a block naming
+the file, its size and sha256, and the input and outputs used.
+
 Real defects: ``--dataset`` may be an MVTec AD, BTAD or VisA folder (``detect.evaluation.defect_sets``). Then
 the detector is fitted on its ``train/good`` unless ``--fit`` says otherwise, ``test/good`` sets the
 thresholds unless ``--good DIR`` does, pixel metrics are measured at full resolution unless
@@ -152,8 +158,10 @@ class Evaluation:
         """A short plain-text summary for the terminal: sample sizes, every metric with its 95 %
         interval, recall at k with its false-positive rate and Wilson interval."""
         s = self.summary
-        lines = [f"{s['detector']}: {s['n_test']} anomalous test images, {s['n_good']} anomaly-free test images "
+        block = s["detector"] if isinstance(s["detector"], dict) else {"name": s["detector"]}
+        lines = [f"{block['name']}: {s['n_test']} anomalous test images, {s['n_good']} anomaly-free test images "
                  f"(negatives: {s.get('negatives_source', 'given')})",
+                 *(f"  {key}: {value}" for key, value in block.items() if key != "name"),
                  threshold_text(s)]
         if s.get("small_sample_caveat"):
             lines.append(s["small_sample_caveat"])
@@ -235,6 +243,7 @@ def score_rows(
     rank: int = 0,
     world: int = 1,
     pixel_size: int = 128,
+    names: Sequence[str] | None = None,
     progress: bool = False,
     desc: str = "score",
 ) -> list[tuple[int, float, np.ndarray, np.ndarray | None]]:
@@ -243,7 +252,8 @@ def score_rows(
     Rows are cut into fixed batches of ``batch_size`` in dataset order; process ``rank`` of
     ``world`` scores batches ``rank, rank + world, ...``. The batches are the same whatever
     ``world`` is, so every row gets the same score with 1 or N processes.
-    ``get_row(i)`` gives ``(image, mask or None)``. Returns ``(index, score, map, mask)`` per row,
+    ``get_row(i)`` gives ``(image, mask or None)``; ``names`` (the rows' file names) go to a detector
+    that scores by name (a scores file). Returns ``(index, score, map, mask)`` per row,
     map float32 and mask bool, both shrunk so the long side is at most ``pixel_size`` (0 = as is).
     """
     from tqdm.auto import tqdm
@@ -253,9 +263,10 @@ def score_rows(
     for start in tqdm(batches, desc=desc, disable=not progress):
         idx = list(range(start, min(start + batch_size, n)))
         rows = [get_row(i) for i in idx]
+        named = {"names": [names[i] for i in idx]} if names is not None else {}
         try:
             # maps come back at the size the pixel metrics use: resized once, from the working size
-            result = detector.score([r[0] for r in rows], map_size=pixel_size or None)
+            result = detector.score([r[0] for r in rows], map_size=pixel_size or None, **named)
         except InvalidImagesError as exc:
             raise InvalidImagesError(
                 f"{desc}, rows {idx[0]}-{idx[-1]} (numbered within this batch in what follows): {exc}"
@@ -321,6 +332,33 @@ def _rows_access(rows) -> tuple[int, Callable[[int], tuple[Any, Any]], Any]:
     return len(dict_rows), lambda i: (decode(dict_rows[i]["image"]), dict_rows[i].get("mask")), meta
 
 
+def row_names(rows) -> list[str]:
+    """Each row's file name, for detectors that look scores up by name: a dataset row's stored image
+    path; a listed row's ``image_path`` (real-defect folders), ``file_name`` or ``source_id``, else
+    its image's path."""
+    try:
+        import datasets
+
+        if isinstance(rows, datasets.Dataset):
+            # a built dataset stores each image under its file name (a good row's: its source_id);
+            # a test row's source_id names its clean source, shared by many anomalies
+            paths = rows.select_columns(["image"]).cast_column("image", datasets.Image(decode=False))["image"]
+            return [str(p["path"]) if isinstance(p, dict) and p.get("path") else str(i) for i, p in enumerate(paths)]
+    except ModuleNotFoundError:
+        pass
+    return [_row_name(r if isinstance(r, dict) else {}, i) for i, r in enumerate(rows)]
+
+
+def _row_name(row: dict, index: int) -> str:
+    for key in ("image_path", "file_name", "source_id"):
+        if row.get(key):
+            return str(row[key])
+    image = row.get("image")
+    if isinstance(image, dict) and image.get("path"):
+        return str(image["path"])
+    return str(index)
+
+
 def evaluate(
     test_rows,
     good_images,
@@ -374,8 +412,12 @@ def evaluate(
             "k + 1 (2 for k = 1)"
         )
     common = dict(batch_size=batch_size, rank=rank, world=world, pixel_size=pixel_size, progress=progress and is_main)
-    test_part = score_rows(detector, get_test, n_test, desc="score anomalies", **common)
-    good_part = score_rows(detector, get_good, n_good, desc="score anomaly-free", **common)
+    test_names = good_names = None
+    if getattr(detector, "scores_by_name", False):
+        test_names, good_names = row_names(test_rows), row_names(good_images)
+        detector.require(test_names + good_names)  # every missing row named at once, before any work
+    test_part = score_rows(detector, get_test, n_test, desc="score anomalies", names=test_names, **common)
+    good_part = score_rows(detector, get_good, n_good, desc="score anomaly-free", names=good_names, **common)
     test_all = sorted(_gather(test_part, accelerator), key=lambda t: t[0])
     good_all = sorted(_gather(good_part, accelerator), key=lambda t: t[0])
     threshold_scores = None
@@ -418,7 +460,9 @@ def evaluate(
     summary: dict[str, Any] = dict(info or {})
     summary.update(
         {
-            "detector": getattr(detector, "name", type(detector).__name__),
+            # an external detector's block names its file, size, sha256 and the inputs/outputs used
+            "detector": detector.describe() if hasattr(detector, "describe") else getattr(
+                detector, "name", type(detector).__name__),
             "detector_config": detector.config() if hasattr(detector, "config") else {},
             "n_test": n_test,
             "n_good": n_good,
@@ -447,10 +491,12 @@ def evaluate(
     intervals = uncertainty.image_intervals(good_scores, test_scores)
     histograms = None
     try:
+        if not getattr(detector, "has_maps", True):  # image-level only: no map to measure
+            raise MetricInputError("the detector gives no maps")
         summary["pixel_auroc"] = metrics.pixel_auroc(maps, masks)
         summary["pixel_ap"] = metrics.pixel_ap(maps, masks)
         summary["aupro"] = metrics.aupro(maps, masks)
-    except MetricInputError:  # no masks given (or all empty): pixel metrics do not exist
+    except MetricInputError:  # no masks given (or all empty), or no maps: pixel metrics do not exist
         summary["pixel_auroc"] = summary["pixel_ap"] = summary["aupro"] = None
     else:
         histograms = uncertainty.pixel_histograms(maps, masks)
@@ -476,7 +522,8 @@ def evaluate(
         tables["brightness"] = report.recall_long(chosen, detected, ["brightness_bin"])
         summary["brightness_subset"] = subset
     if "defect" in samples and samples["defect"].notna().any():
-        tables["defect"] = _defect_table(samples, detected, good_scores, test_all, good_all, histograms)
+        tables["defect"] = _defect_table(samples, detected, good_scores, test_all, good_all, histograms,
+                                         has_maps=getattr(detector, "has_maps", True))
     import pandas as pd
 
     tables["k"] = pd.DataFrame(
@@ -488,7 +535,8 @@ def evaluate(
     return Evaluation(samples=samples, good=good, summary=summary, tables=tables)
 
 
-def _defect_table(samples, detected: str, good_scores: np.ndarray, test_all: list, good_all: list, histograms=None):
+def _defect_table(samples, detected: str, good_scores: np.ndarray, test_all: list, good_all: list, histograms=None,
+                  has_maps: bool = True):
     """Recall per defect class, and each class's image AUROC, pixel AUROC and AUPRO measured
     against all anomaly-free images (as MVTec AD reports per category), each with its bootstrap 95 %
     interval (``*_low``, ``*_high``; pixel intervals from ``histograms``, one row per test then good image)."""
@@ -503,6 +551,8 @@ def _defect_table(samples, detected: str, good_scores: np.ndarray, test_all: lis
         maps = [t[2] for t in rows] + good_maps
         masks = [t[3] if t[3] is not None else np.zeros(t[2].shape, bool) for t in rows] + good_masks
         try:
+            if not has_maps:
+                raise MetricInputError("the detector gives no maps")
             pixel_auroc.append(metrics.pixel_auroc(maps, masks))
             aupro.append(metrics.aupro(maps, masks))
         except MetricInputError:  # a class without masks has no pixel metrics
@@ -562,7 +612,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="folder of anomaly-free images that sets the k-false-positive thresholds "
                              "(default: the dataset's good split, or test/good of a real-defect folder)")
     parser.add_argument("--revision", default=None, help="dataset version tag, branch or commit (e.g. v1.0.0)")
-    parser.add_argument("--detector", default="patchcore", help="patchcore, padim, segmenter, draem or defect_map (the last three train on synthetic anomalies: --option steps=...)")
+    parser.add_argument("--detector", default="patchcore",
+                        help="patchcore, padim, segmenter, draem or defect_map (the last three train on synthetic "
+                             "anomalies: --option steps=...), or your own, used as given: onnx:PATH, "
+                             "torchscript:PATH, anomalib:PATH, python:FILE.py:NAME")
+    parser.add_argument("--scores", default=None, metavar="FILE",
+                        help="scores of a detector run elsewhere: parquet or CSV with file_name, score and "
+                             "optionally map (a .npy/.png path); replaces --detector")
+    parser.add_argument("--trust-pickle", action="store_true",
+                        help="allow anomalib:model.pt, a pickle (loading it runs code from the file)")
     parser.add_argument("--detector-file", default=None,
                         help="a detector saved by a previous evaluation or `anomalyforge train` (skips fitting)")
     parser.add_argument("--fit", default=None,
@@ -715,7 +773,17 @@ def _evaluate_into(args: argparse.Namespace, accelerator: Any, out: Path) -> int
         pixel_size = 0 if defect_set is not None else SYNTHETIC_PIXEL_SIZE
     detector_file = Path(args.detector_file) if args.detector_file else out / "detector.pt"
     fit_seconds = None
-    if args.detector_file is None:
+    external = _external_detector(args, accelerator)
+    if external is not None:
+        detector, detector_file = external
+        if getattr(detector, "needs_fit", False):
+            images, fit_source = _fit_source(args, defect_set)
+            _refuse_overlap_with_fit(images, fit_source, {threshold_source: threshold_rows, good_source: good})
+            print(f"fitting {detector.name} on {len(images)} anomaly-free images ({fit_source})", file=sys.stderr)
+            started = time.perf_counter()
+            detector.fit(images)
+            fit_seconds = time.perf_counter() - started
+    elif args.detector_file is None:
         if args.fit is None and defect_set is None:
             raise DetectError("pass --fit (anomaly-free images to fit on) or --detector-file (a fitted detector)")
         if accelerator.is_main_process:
@@ -726,11 +794,7 @@ def _evaluate_into(args: argparse.Namespace, accelerator: Any, out: Path) -> int
                 options.setdefault("backbone", args.backbone)
             detector = build_detector(args.detector, image_size=args.image_size, batch_size=args.batch_size,
                                       seed=args.seed, device=str(accelerator.device), **options)
-            if args.fit is None:
-                images = defect_set.load_images(defect_set.train_good)
-                fit_source = f"{_short(defect_set.root)}/train/good"
-            else:
-                images, fit_source = _fit_images(args), str(args.fit)
+            images, fit_source = _fit_source(args, defect_set)
             _refuse_overlap_with_fit(images, fit_source, {threshold_source: threshold_rows, good_source: good})
             print(f"fitting {args.detector} on {len(images)} anomaly-free images ({fit_source})", file=sys.stderr)
             started = time.perf_counter()
@@ -740,7 +804,8 @@ def _evaluate_into(args: argparse.Namespace, accelerator: Any, out: Path) -> int
             out.mkdir(parents=True, exist_ok=True)
             detector.save(detector_file)
         accelerator.wait_for_everyone()
-    detector = load_detector(detector_file, device=accelerator.device)
+    if external is None:
+        detector = load_detector(detector_file, device=accelerator.device)
     subset = {k: v for k, v in (("shape", args.brightness_shape), ("mode", args.brightness_mode),
                                 ("size_bin", args.brightness_size_bin)) if v is not None} or None
     evaluation = evaluate(
@@ -760,6 +825,41 @@ def _evaluate_into(args: argparse.Namespace, accelerator: Any, out: Path) -> int
         print(f"results in {out}")
     accelerator.wait_for_everyone()
     return 0
+
+
+def _fit_source(args, defect_set) -> tuple[list[np.ndarray], str]:
+    """(anomaly-free images to fit on, where they come from): ``--fit``, else the folder's train/good."""
+    if args.fit is None:
+        if defect_set is None:
+            raise DetectError("pass --fit (anomaly-free images to fit on) or --detector-file (a fitted detector)")
+        return defect_set.load_images(defect_set.train_good), f"{_short(defect_set.root)}/train/good"
+    return _fit_images(args), str(args.fit)
+
+
+def _external_detector(args, accelerator):
+    """(detector, its file) for ``--scores FILE`` or an external ``--detector`` (used as given:
+    nothing is fitted or saved), else None."""
+    from detect.detectors.external import ScoresFile, is_external
+    from detect.registry import build_detector
+
+    options = parse_options(args.option)
+    if args.scores is not None:
+        unknown = sorted(set(options) - {"higher_is_normal"})
+        if unknown:
+            raise DetectError(f"--scores takes only --option higher_is_normal=true; not {', '.join(unknown)}")
+        return ScoresFile(args.scores, **options), Path(args.scores)
+    if not is_external(args.detector):
+        if args.trust_pickle:
+            raise DetectError("--trust-pickle is for anomalib:model.pt; the built-in detectors are no pickles")
+        return None
+    if args.detector_file is not None:
+        raise DetectError(f"--detector-file is for the built-in detectors; {args.detector} is used as given")
+    if args.trust_pickle:
+        options["trust_pickle"] = True
+    if args.image_size is not None:
+        options.setdefault("image_size", args.image_size)
+    detector = build_detector(args.detector, batch_size=args.batch_size, device=str(accelerator.device), **options)
+    return detector, Path(args.detector.split(":", 1)[1])
 
 
 def _short(path: Path) -> str:

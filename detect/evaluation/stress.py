@@ -39,7 +39,7 @@ import numpy as np
 from detect.errors import DetectError
 from detect.evaluation import uncertainty
 from detect.images import as_colour
-from detect.runtime import choose_device, guarded
+from detect.runtime import choose_device, guarded, parse_options
 from synth.atomic import atomic_path, write_text_atomic
 from synth.run_lock import claimed_folder
 
@@ -143,10 +143,13 @@ class StressResult:
 
     def text(self) -> str:
         """A few plain sentences: what was measured, the headline numbers, the warnings."""
+        from detect.detectors.external import display_name, is_external
+
         c = self.config
+        used = (f"{display_name(c.detector)} used as given" if is_external(c.detector)
+                else f"{c.detector} fitted on {self.n_fit} tiles at {self.detector_size} px")
         lines = [
-            f"{c.detector} fitted on {self.n_fit} tiles at {self.detector_size} px; {self.n_anomalies} {c.method} "
-            f"anomalies on {self.n_good} anomaly-free test tiles.",
+            f"{used}; {self.n_anomalies} {c.method} anomalies on {self.n_good} anomaly-free test tiles.",
             f"The threshold lets {self.false_positives} of {self.n_threshold} mirrored and turned views of the "
             f"anomaly-free test tiles through (k = {c.k}, a false-positive rate of "
             f"{self.false_positives / self.n_threshold:.1%}); it flags {self.negatives_flagged} of the "
@@ -161,6 +164,7 @@ class StressResult:
     def figures(self) -> dict[str, Any]:
         """``"shape"`` / ``"mode"`` -> matplotlib Figure: recall against size bin with intervals, one
         line per shape (mode) whose cells all hold ``MIN_CELL_ANOMALIES``, the rest pooled."""
+        from detect.detectors.external import display_name
         from detect.evaluation.report import plot_recall_by_size
 
         budget = f"k = {self.config.k}"
@@ -170,7 +174,7 @@ class StressResult:
                 continue
             table, pooled = pool_small_lines(self.tables[f"{by}_size"], by)
             note = f"; pooled (< {MIN_CELL_ANOMALIES} per cell): {', '.join(pooled)}" if pooled else ""
-            figures[by] = plot_recall_by_size(table, by, f"{self.config.detector}, {self.config.method}: per {by}, "
+            figures[by] = plot_recall_by_size(table, by, f"{display_name(self.config.detector)}, {self.config.method}: per {by}, "
                                                          f"{budget}{note}")
         return figures
 
@@ -185,6 +189,8 @@ class StressResult:
             "n_anomalies": self.n_anomalies, "detector_size": self.detector_size,
             "texture_spread": self.texture_spread, "chance_level": self.chance_level,
             "warnings": list(self.warnings), "failures": list(self.failures),
+            **({"detector": self.evaluation.summary["detector"]}
+               if self.evaluation is not None and isinstance(self.evaluation.summary.get("detector"), dict) else {}),
         }
 
     def write(self, output_dir: str | Path) -> list[Path]:
@@ -341,25 +347,30 @@ def _with_intervals(table):
 
 # ------------------------------------------------------------------------------------ protocol
 def run_stress(images: Sequence[np.ndarray], config: StressConfig = StressConfig(), *, detectors=None,
-               device: str | None = None, progress: bool = False) -> StressResult:
+               device: str | None = None, progress: bool = False,
+               detector_options: dict[str, Any] | None = None) -> StressResult:
     """Run the stress test on anomaly-free ``images`` (arrays as ``synth`` reads them).
 
     ``detectors`` a ``detect.registry.FittedDetectors`` to reuse fitted detectors (a web app);
-    ``device`` where the detector runs (default: CUDA when present).
+    ``device`` where the detector runs (default: CUDA when present); ``detector_options`` passed
+    to the detector (e.g. ``{"normalize": "imagenet"}`` for an ``onnx:`` model). An external
+    detector (``onnx:PATH``, ...) is used as given: the fit tiles then only fit a ``python:``
+    object that has ``fit``.
     """
     import hashlib
 
     from synth import get_method, method_names
 
     from detect.evaluation.evaluate import evaluate
-    from detect.registry import DETECTORS, FittedDetectors
+    from detect.registry import DETECTORS, FittedDetectors, known_detector
 
     if not images:
         raise StressInputError("no images: give one or more anomaly-free images of a repetitive texture")
     if config.method not in method_names():
         raise StressInputError(f"unknown method {config.method!r}; choose from {', '.join(method_names())}")
-    if config.detector not in DETECTORS:
-        raise StressInputError(f"unknown detector {config.detector!r}; choose from {', '.join(DETECTORS)}")
+    if not known_detector(config.detector):
+        raise StressInputError(f"unknown detector {config.detector!r}; choose from {', '.join(DETECTORS)}, or "
+                               "name your own (onnx:PATH, torchscript:PATH, anomalib:PATH, python:FILE.py:NAME)")
     get_method(config.method)  # options it cannot build with fail here, before any work
     fit, good = split_tiles(images, config.grid)
     side = min(min(t.shape[:2]) for t in fit + good)
@@ -376,7 +387,8 @@ def run_stress(images: Sequence[np.ndarray], config: StressConfig = StressConfig
         digest.update(np.ascontiguousarray(tile).tobytes())
     device = str(choose_device(device))
     cache = detectors if detectors is not None else FittedDetectors(capacity=1)
-    detector = cache.get(config.detector, digest.hexdigest()[:16], fit, device=device, image_size=size)
+    detector = cache.get(config.detector, digest.hexdigest()[:16], fit, device=device, image_size=size,
+                         **(detector_options or {}))
     detector.to(device)
     views = threshold_views(good)
     try:
@@ -473,6 +485,10 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--grid", type=int, default=defaults.grid, help="tiles per side (default 4)")
     parser.add_argument("--image-size", type=int, default=defaults.image_size,
                         help=f"side the detector works at (default {defaults.image_size})")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="detector option, e.g. normalize=imagenet or higher_is_normal=true (repeatable)")
+    parser.add_argument("--trust-pickle", action="store_true",
+                        help="allow anomalib:model.pt (a pickle: loading it runs code from the file)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
     parser.add_argument("--output", type=Path, default=None, metavar="DIR",
                         help="write summary.json, recall tables (CSV) and plots (PNG) here")
@@ -495,7 +511,10 @@ def _stress_cli(args: argparse.Namespace) -> int:
         anomalies = args.anomalies if args.anomalies is not None else default_anomalies(args.device)
         config = StressConfig(method=args.method, detector=args.detector, anomalies=anomalies, k=args.k,
                               seed=args.seed, grid=args.grid, image_size=args.image_size)
-        result = run_stress(images, config, device=args.device)
+        options = parse_options(args.option)
+        if args.trust_pickle:
+            options["trust_pickle"] = True
+        result = run_stress(images, config, device=args.device, detector_options=options)
     except InvalidImageError as exc:  # reported like every other bad input of the command
         raise StressInputError(str(exc)) from None
     print(result.text())
