@@ -168,6 +168,15 @@ def test_fitting_on_the_evaluated_good_split_is_refused(layout, tmp_path, capsys
     assert "refusing to fit on the 'good' split" in capsys.readouterr().err
 
 
+def test_an_option_that_has_its_own_flag_is_refused_in_one_line(layout, tmp_path, capsys):
+    code = main(["--dataset", str(layout / "disk"), "--fit", str(layout / "fit"), "--option", "image_size=128",
+                 "--output", str(tmp_path / "x"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--option cannot set image_size (set it with --image-size)" in err
+    assert "Traceback" not in err
+
+
 def test_a_dataset_without_a_good_split_is_refused(tmp_path):
     from datasets import Dataset, DatasetDict
 

@@ -790,6 +790,9 @@ def _evaluate_into(args: argparse.Namespace, accelerator: Any, out: Path) -> int
             # one process fits and saves; every process then loads the same file, so the scores
             # cannot depend on how many processes run
             options = parse_options(args.option)
+            own_flags = {"image_size": "--image-size", "batch_size": "--batch-size", "seed": "--seed", "device": "accelerate"}
+            if taken := [f"{key} (set it with {own_flags[key]})" for key in options if key in own_flags]:
+                raise DetectError(f"--option cannot set {', '.join(taken)}")
             if args.backbone and args.detector in ("patchcore", "padim"):
                 options.setdefault("backbone", args.backbone)
             detector = build_detector(args.detector, image_size=args.image_size, batch_size=args.batch_size,
