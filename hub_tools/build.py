@@ -436,6 +436,9 @@ def build_dataset(
         generation.setdefault("progress", progress)
     config, run = resolve_generation(config, run, generation)
     progress = run.progress
+    for name, value in (("shard_bytes", shard_bytes), ("group_rows", group_rows), ("group_bytes", group_bytes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise BuildError(f"{name} must be a whole number >= 1, got {value!r}")
     if not input_dir.is_dir():
         raise BuildError(f"input folder {input_dir} does not exist")
     check_input_layout(input_dir, build_dir)

@@ -17,6 +17,8 @@ import functools
 import sys
 from typing import Any, Callable
 
+from synth import arguments
+
 from .errors import HubToolsError, PublishError
 from .tokens import redact, redacted_output, resolve_token
 
@@ -53,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--sources", default=None, metavar="DIR",
                        help="anomaly-free images an existing imagefolder INPUT_DIR was made from (the good split)")
     build.add_argument("--diff", action="store_true", help="add the diff column (|synthetic - source|)")
-    build.add_argument("--shard-mb", type=int, default=500, metavar="MB",
+    build.add_argument("--shard-mb", type=arguments.positive, default=500, metavar="MB",
                        help="close a parquet shard after about this many MB of images (default 500)")
     add_generation_options, _ = _generation_options()
     add_generation_options(build)

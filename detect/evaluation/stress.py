@@ -29,6 +29,7 @@ import numpy as np
 from detect.errors import DetectError
 from detect.images import as_colour
 from detect.runtime import choose_device, guarded
+from synth import arguments
 
 #: modes left out: "texture" pastes from a texture collection the protocol does not have
 _NEEDS_TEXTURES = ("texture",)
@@ -405,12 +406,12 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="anomaly-free images")
     parser.add_argument("--method", default=defaults.method, help=f"synthesis method (default {defaults.method})")
     parser.add_argument("--detector", default=defaults.detector, help=f"detector (default {defaults.detector})")
-    parser.add_argument("--anomalies", type=int, default=defaults.anomalies,
+    parser.add_argument("--anomalies", type=arguments.positive, default=defaults.anomalies,
                         help=f"anomalies to make (default {defaults.anomalies})")
-    parser.add_argument("--k", type=int, default=defaults.k, help="false positives allowed (default 1)")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="first seed (default 0)")
-    parser.add_argument("--grid", type=int, default=defaults.grid, help="tiles per side (default 4)")
-    parser.add_argument("--image-size", type=int, default=defaults.image_size,
+    parser.add_argument("--k", type=arguments.non_negative, default=defaults.k, help="false positives allowed (default 1)")
+    parser.add_argument("--seed", type=arguments.seed, default=defaults.seed, help="first seed (default 0)")
+    parser.add_argument("--grid", type=arguments.positive, default=defaults.grid, help="tiles per side (default 4)")
+    parser.add_argument("--image-size", type=arguments.integer(8), default=defaults.image_size,
                         help=f"side the detector works at (default {defaults.image_size})")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
     parser.add_argument("--output", type=Path, default=None, metavar="DIR",
