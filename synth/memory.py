@@ -20,6 +20,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from .errors import InvalidImageError, InvalidParameterError
+from .image import open_file
 
 ENV_VAR = "ANOMALYFORGE_MEMORY_BUDGET"
 #: working bytes per pixel: a fixed part (masks, labels, noise fields) and a part per colour
@@ -89,11 +90,13 @@ def estimated_bytes(width: int, height: int, colour_channels: int) -> int:
 def check_image_memory(path: str | os.PathLike, budget: MemoryBudget) -> None:
     """Raise ``ImageTooLargeError`` when the image at ``path`` would need more than ``budget``.
 
-    Reads only the header (size and mode). Unreadable files pass: the decoder reports them.
+    Reads only the header (size and mode), from a regular file only (``synth.image.open_file``: a
+    named pipe or a device is an ``InvalidImageError``). Undecodable files pass: the decoder
+    reports them.
     """
     path = Path(path)
     try:
-        with Image.open(path) as img:
+        with open_file(path) as file, Image.open(file) as img:
             width, height = img.size
             colour = 1 if img.mode in ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F") else 3
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
