@@ -65,7 +65,7 @@ def guarded(func: Command) -> Command:
     def run(args: argparse.Namespace) -> int:
         try:
             return func(args)
-        except DetectError as exc:
+        except (DetectError, SynthError) as exc:  # SynthError: images and options read through synth
             command = getattr(args, "command", None)
             print(f"anomalyforge{' ' + command if command else ''}: error: {exc}", file=sys.stderr)
             return 2

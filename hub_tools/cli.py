@@ -18,6 +18,7 @@ import sys
 from typing import Any, Callable
 
 from synth import arguments
+from synth.errors import SynthError
 
 from .errors import HubToolsError, PublishError
 from .tokens import redact, redacted_output, resolve_token
@@ -84,15 +85,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     push.set_defaults(func=_redacting(run_push))
 
     versions = sub.add_parser("versions", help="list published versions with dates and row counts")
-    versions.add_argument("repo", metavar="ORG/NAME")
+    versions.add_argument("repo", metavar="ORG/NAME", type=repo_id)
     versions.set_defaults(func=_redacting(run_versions))
 
     load = sub.add_parser("load", help="load one published version (prints its splits)")
-    load.add_argument("repo", metavar="ORG/NAME")
+    load.add_argument("repo", metavar="ORG/NAME", type=repo_id)
     load.add_argument("--version", required=True, metavar="X.Y.Z")
     load.add_argument("--offline", action="store_true", help="read the version from the local cache only")
     load.add_argument("--save-to", default=None, metavar="DIR", help="also save the DatasetDict to DIR (save_to_disk)")
     load.set_defaults(func=_redacting(run_load))
+
+
+def repo_id(text: str) -> str:
+    """An argparse type: a dataset repo id ``ORG/NAME`` as the Hub spells them (letters, digits,
+    ``-``, ``_``, ``.``; no ``..`` or ``--``; at most 96 characters)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if text.count("/") != 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a repo id: write ORG/NAME, e.g. acme/anomalies")
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a valid repo id: ORG and NAME use letters, digits, '-', '_' and '.', "
+            "without '..' or '--', and the id is at most 96 characters"
+        ) from None
+    return text
 
 
 def _redacting(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -191,8 +210,12 @@ def run_load(args: argparse.Namespace) -> int:
     from .publish import load_version
 
     try:
+        if args.save_to:  # refused before the download, not after it
+            from synth.arguments import new_path
+
+            new_path(args.save_to, "--save-to")
         ds = load_version(args.repo, args.version, offline=args.offline)
-    except HubToolsError as exc:
+    except (HubToolsError, SynthError) as exc:
         return _fail(exc)
     print(ds)
     if args.save_to:

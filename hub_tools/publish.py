@@ -319,7 +319,9 @@ def _read_diversity(diversity: dict | str | os.PathLike | None) -> dict[str, dic
         try:
             data = json.loads(Path(diversity).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise PublishError(f"cannot read diversity scores from {diversity}: {exc}") from None
+            raise ValidationError(f"cannot read diversity scores from {diversity}: {exc}") from None
+        except RecursionError:  # json nests one Python call per level
+            raise ValidationError(f"cannot read diversity scores from {diversity}: the JSON is nested too deeply") from None
 
     def scores(mapping: Any) -> dict[str, float | None] | None:
         if not isinstance(mapping, dict) or not mapping:
@@ -333,7 +335,7 @@ def _read_diversity(diversity: dict | str | os.PathLike | None) -> dict[str, dic
         return {"all": flat}
     grouped = {str(k): scores(v) for k, v in data.items()} if isinstance(data, dict) and data else {}
     if not grouped or any(v is None for v in grouped.values()):
-        raise PublishError(
+        raise ValidationError(
             "diversity scores must be a JSON object mapping score name -> number (or group -> such a mapping), "
             "as written by `anomalyforge diversity --output`"
         )

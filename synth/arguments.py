@@ -1,15 +1,21 @@
-"""Checked numbers for command-line options: argparse ``type=`` functions of every command.
+"""Checked command-line values: argparse ``type=`` functions for numbers, and output checks.
 
 A count of 0 or a negative size is refused while the command line is parsed, before any work, with
 argparse's usual one-line message and exit status 2: ``argument --shard-mb: must be an integer
->= 1, got '0'``.
+>= 1, got '0'``. ``writable_folder`` / ``new_path`` check where a command will write before it
+starts its work.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
+import tempfile
+from pathlib import Path
 from typing import Callable
+
+from .errors import InvalidParameterError
 
 
 def integer(low: int | None = None, high: int | None = None) -> Callable[[str], int]:
@@ -61,3 +67,33 @@ positive = integer(1)
 non_negative = integer(0)
 #: seeds: what ``numpy.random.default_rng`` and the task-seed hash accept
 seed = integer(0, 2**63 - 1)
+
+
+def writable_folder(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """``path`` as a folder this process can write into, made when missing; checked before a long
+    run so that it does not fail at its end. Raises ``InvalidParameterError`` naming ``what`` and
+    the reason: a file in the way, a read-only file system, no permission, a kernel pseudo-file
+    system such as ``/proc``."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise InvalidParameterError(f"{what} {folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        # a real file written and removed: access() says yes to root on read-only mounts and /proc
+        descriptor, probe = tempfile.mkstemp(prefix=".write-check-", dir=folder)
+        os.close(descriptor)
+        os.unlink(probe)
+    except OSError as exc:
+        raise InvalidParameterError(f"{what} {folder} is not writable ({exc.strerror or exc})") from None
+    return folder
+
+
+def new_path(path: str | os.PathLike, what: str) -> Path:
+    """``path`` where a command will create a folder, refused up front when something is already
+    there (it would be overwritten or mixed with what is there) or its parent is not writable."""
+    target = Path(path)
+    if target.exists() or target.is_symlink():
+        kind = "folder" if target.is_dir() else "file"
+        raise InvalidParameterError(f"{what} {target} exists (a {kind}); give a path that does not exist yet")
+    writable_folder(target.parent if str(target.parent) else ".", f"the folder of {what}")
+    return target

@@ -10,8 +10,8 @@ from typing import Any
 
 from . import arguments
 from .config import ProtocolConfig, RunOptions, parse_generation
-from .errors import InvalidParameterError, SynthError
-from .image import DEFAULT_PNG_LEVEL
+from .errors import InvalidImageError, InvalidParameterError, SynthError
+from .image import DEFAULT_PNG_LEVEL, read_file
 from .sizebins import DEFAULT_BINS
 
 #: Built-in CC0 example images (scikit-image's data), usable as INPUT_DIR "skimage:brick,grass".
@@ -72,13 +72,19 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+#: largest ``--config`` file read (bytes)
+MAX_CONFIG_BYTES = 1 << 20
 #: options a ``--config`` file may set (the rest are about running, given on the command line)
 CONFIG_FILE_KEYS = ("method", "mix", "preset", "per_image", "shapes", "modes", "bins", "seed", "method_options")
 
 
 def load_config_file(path: str) -> dict[str, Any]:
     """The options of a YAML or JSON ``--config`` file, checked by the one parser (names, types)."""
-    text = Path(path).read_text(encoding="utf-8")
+    try:
+        text = read_file(path, MAX_CONFIG_BYTES).decode("utf-8")
+    except (InvalidImageError, UnicodeDecodeError) as exc:
+        reason = "it is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
+        raise InvalidParameterError(f"cannot read config file {path}: {reason}; give a YAML or JSON file") from None
     try:
         if path.endswith((".yaml", ".yml")):
             import yaml

@@ -354,11 +354,9 @@ def open_file(path: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES) -> Itera
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             kind = next((name for test, name in _FILE_KINDS if test(info.st_mode)), "not a regular file")
-            raise InvalidImageError(f"{path}: is {kind}, not an image file; only regular files are read")
+            raise InvalidImageError(f"{path}: is {kind}; only regular files are read")
         if info.st_size > max_bytes:
-            raise InvalidImageError(
-                f"{path}: file is {info.st_size:,} bytes, above the limit of {max_bytes:,} bytes for an image file"
-            )
+            raise InvalidImageError(f"{path}: file is {info.st_size:,} bytes, above the limit of {max_bytes:,} bytes")
         yield file
 
 

@@ -554,8 +554,8 @@ def run(args: argparse.Namespace) -> int:
     from detect.evaluation.defect_sets import detect_layout, read_defect_set
     from detect.registry import build_detector
 
+    out = arguments.writable_folder(args.output, "--output")  # before the long run, not at its end
     accelerator = make_accelerator(args.cpu)
-    out = Path(args.output)
     from synth.config import parse_names  # the one list syntax of every command
 
     try:

@@ -421,14 +421,16 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
 
 
 def _run_cli(args: argparse.Namespace) -> int:
-    from synth import InvalidImageError, load_image
+    from synth import InvalidImageError, InvalidParameterError, load_image
 
     try:
+        if args.output is not None:  # before the run, not at its end
+            arguments.writable_folder(args.output, "--output")
         images = [load_image(path) for path in args.images]
         config = StressConfig(method=args.method, detector=args.detector, anomalies=args.anomalies, k=args.k,
                               seed=args.seed, grid=args.grid, image_size=args.image_size)
         result = run_stress(images, config, device=args.device)
-    except InvalidImageError as exc:  # reported like every other bad input of the command
+    except (InvalidImageError, InvalidParameterError) as exc:  # reported like every other bad input
         raise StressInputError(str(exc)) from None
     print(result.text())
     for name, table in result.tables.items():
