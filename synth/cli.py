@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from . import arguments
-from .config import ProtocolConfig, RunOptions, parse_generation
+from .config import DEFAULT_MAX_OUTPUTS, ProtocolConfig, RunOptions, parse_generation
 from .errors import InvalidImageError, InvalidParameterError, SynthError
 from .image import DEFAULT_PNG_LEVEL, read_file
 from .sizebins import DEFAULT_BINS
@@ -69,6 +69,9 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
                    help="CPU threads preparing the next batch (shape panels, noise, fills) with --device "
                         "(default: every usable CPU, shared by the processes of accelerate launch on a machine); "
                         "files do not depend on it")
+    g.add_argument("--max-outputs", type=arguments.positive, default=DEFAULT_MAX_OUTPUTS, metavar="N",
+                   help=f"refuse a run that would make more than N outputs, before planning it (default "
+                        f"{DEFAULT_MAX_OUTPUTS:,}); raise it for a larger dataset")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -118,7 +121,7 @@ def generation_from_args(args: argparse.Namespace) -> tuple[ProtocolConfig, RunO
     options.update(workers=args.workers, region_masks=args.region_masks, textures=args.textures,
                    memory_budget=args.memory_budget, png_compression=args.png_compression,
                    progress=not args.no_progress, device=args.device, batch_size=args.batch_size,
-                   prep_threads=args.prep_threads)
+                   prep_threads=args.prep_threads, max_outputs=args.max_outputs)
     return parse_generation(options)
 
 
