@@ -280,7 +280,8 @@ class TaskRunner:
         self._textures: tuple[np.ndarray, ...] | None = None
 
     def _read(self, path: str) -> np.ndarray:
-        check_image_memory(path, self.job.memory)  # from the header, before decoding
+        # from the header, before decoding
+        check_image_memory(path, self.job.memory, tuple(self.config.mix or (self.config.method,)))
         return load_image(path)
 
     def _source_base(self, path: str):

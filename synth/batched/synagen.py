@@ -40,7 +40,7 @@ from ..errors import InvalidParameterError
 from ..method import Scene, Spec
 from ..sizebins import SizeBin
 from ..sizing import pixel_bounds, shifted, target_pixels
-from ..synagen.method import _COVERAGE_THRESHOLDS, _PLACEMENT_ATTEMPTS, STEERING, Synagen
+from ..synagen.method import _COVERAGE_THRESHOLDS, _PLACEMENT_ATTEMPTS, MAX_SHAPE_SPAN, STEERING, Synagen
 from ..synagen.modes import texture_field
 from ..synagen.scaling import scaled_shape
 from .device import to_device
@@ -114,7 +114,7 @@ def _plan(method: Synagen, spec: Spec, scene: Scene, textures: Sequence[np.ndarr
         target_px=float(target_px),
         lo_px=int(lo_px),
         hi_px=int(hi_px),
-        max_scale=4.0 * max(scene.height, scene.width) / max(crop.shape),
+        max_scale=MAX_SHAPE_SPAN * max(scene.height, scene.width) / max(crop.shape),
         factors=tuple(float(f) for f in factors),
         noise_range=(float(mode_params["noise_range"][0]), float(mode_params["noise_range"][1])),
         noise=noise,

@@ -26,6 +26,9 @@ from .scaling import ScaledShape, scaled_shape
 from .shapes import SHAPES, sample_shape
 
 _PLACEMENT_ATTEMPTS = 6
+#: the size search may grow a shape until its longer side spans this many times the image's
+#: longer side (a sparse shape needs it to change enough pixels); ``synth.memory`` budgets for it
+MAX_SHAPE_SPAN = 4.0
 _COVERAGE_THRESHOLDS = (0.5, 0.3, 0.7)
 #: SYNAGEN's size search: accepted distance from the drawn target as a share of the bin's width
 #: (sizes stay spread evenly over the bin without chasing an exact pixel count); a render counts
@@ -140,7 +143,7 @@ class Synagen(Method):
             tex = scene.textures[mode_params["texture_index"] % len(scene.textures)]
             texture = texture_field(tex, mode_params["texture_offset"], height, width, scene.channels)
         region_pixels = None if scene.region is None else np.flatnonzero(scene.region)
-        max_scale = 4.0 * max(height, width) / max(shape_crop.shape)
+        max_scale = MAX_SHAPE_SPAN * max(height, width) / max(shape_crop.shape)
 
         def placement(attempt: int) -> tuple[list[float], list[float], float]:
             # Thin shapes gain or lose whole strokes at some scales, so the area can jump over a
