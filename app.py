@@ -176,15 +176,30 @@ class WorkArea:
             shutil.rmtree(self.root / _session_name(session), ignore_errors=True)
 
     def expire(self) -> None:
-        """Remove the sessions untouched for ``ttl_s`` (and the oldest beyond the budget) now."""
+        """Remove the sessions untouched for ``ttl_s`` now (the budget is kept by the clicks,
+        which are what adds files)."""
         with self._lock:
-            self._expire(keep=None)
+            self._drop_expired(keep=None)
 
     def usage(self) -> int:
         """Bytes under the root, example textures included."""
         return sum(f.stat().st_size for f in self.root.rglob("*") if f.is_file())
 
-    def _expire(self, keep: Path | None) -> None:
+    def _expire(self, keep: Path) -> None:
+        """Drop expired sessions, then the least recently used ones while over the budget (never ``keep``)."""
+        sessions = self._drop_expired(keep)
+        total = self.usage()
+        for _, path in sorted(sessions):
+            if total <= self.budget:
+                break
+            if path == keep:
+                continue
+            size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+            shutil.rmtree(path, ignore_errors=True)
+            total -= size
+
+    def _drop_expired(self, keep: Path | None) -> list[tuple[float, Path]]:
+        """Remove the sessions (but ``keep``) untouched for ``ttl_s``; return ``(mtime, path)`` of the rest."""
         now = time.time()
         sessions = []
         for path in self.root.glob("s-*"):
@@ -196,15 +211,7 @@ class WorkArea:
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 sessions.append((mtime, path))
-        total = self.usage()
-        for _, path in sorted(sessions):
-            if total <= self.budget:
-                break
-            if path == keep:
-                continue
-            size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-            shutil.rmtree(path, ignore_errors=True)
-            total -= size
+        return sessions
 
 
 def expiry_period(ttl_s: int) -> int:

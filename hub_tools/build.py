@@ -40,7 +40,8 @@ import pyarrow.parquet as pq
 from datasets import Features
 from PIL import Image as PILImage
 
-from synth.image import encode_png, load_image, to_float
+from synth.errors import InvalidImageError
+from synth.image import encode_png, load_image, read_file, to_float
 from synth.layout import BUILD_RECORD, FAILURES, METADATA, folder_layout
 from synth.config import GENERATION_KEYS, ProtocolConfig, RunOptions, parse_generation, resolve_generation
 from synth.record import FILE_COLUMNS, LABEL_NAMES, source_record
@@ -223,11 +224,11 @@ class _Rows:
         where = f"{self.generated / 'metadata.jsonl'} ({meta['file_name']})"
         image_path = self.generated / meta["file_name"]
         mask_path = self.generated / meta.get("mask_file_name", "")
-        try:
-            image = image_path.read_bytes()
-            mask = mask_path.read_bytes()
-        except OSError as exc:
-            raise BuildError(f"{where}: cannot read {exc.filename} ({exc.strerror})") from None
+        try:  # regular files of bounded size only: never a pipe or a device named like a PNG
+            image = read_file(image_path)
+            mask = read_file(mask_path)
+        except InvalidImageError as exc:
+            raise BuildError(f"{where}: {exc}") from None
         image_size = _png_size(image, str(image_path))
         mask_size = _png_size(mask, str(mask_path))
         if image_size != mask_size:
@@ -247,13 +248,15 @@ class _Rows:
 
     def good_row(self, source_id: str, background: float | None) -> dict[str, Any]:
         path = self.sources / source_id
-        try:
-            image = path.read_bytes()
-        except OSError as exc:
+        if not path.exists():
             raise BuildError(
-                f"source image {source_id!r} not found under {self.sources} ({exc.strerror}); "
+                f"source image {source_id!r} not found under {self.sources}; "
                 "pass the folder of the anomaly-free images the anomalies were made from"
-            ) from None
+            )
+        try:
+            image = read_file(path)
+        except InvalidImageError as exc:
+            raise BuildError(f"source image {source_id!r}: {exc}") from None
         size = _png_size(image, str(path))
         row = {
             "image": {"bytes": image, "path": source_id},
