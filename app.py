@@ -1013,7 +1013,7 @@ def build_demo(config: SpaceConfig | None = None) -> gr.Blocks:
     stress_defaults = StressConfig()
 
     # files live inside gradio's cache folder, which gradio serves without copying them again
-    with gr.Blocks(title="anomalyforge", delete_cache=(expiry_period(config.work_ttl_s), config.work_ttl_s)) as demo:
+    with gr.Blocks(title="anomalyforge", delete_cache=(max(1, min(600, config.work_ttl_s)), config.work_ttl_s)) as demo:
         root = config.work_root or Path(demo.GRADIO_CACHE) / "anomalyforge"
         space = Space(config, WorkArea(root, config.disk_budget, config.work_ttl_s))
         examples = space.examples
