@@ -58,8 +58,8 @@ def make_process_state(cpu: bool = False):
 
 
 def guarded(func: Command) -> Command:
-    """``func`` with the project's errors (bad input, missing weights) reported as one line on
-    stderr, ``anomalyforge COMMAND: error: MESSAGE``, and exit code 2."""
+    """``func`` with the project's errors (bad input, missing weights, an output folder that cannot be
+    written or that another run holds) reported as one line on stderr, ``anomalyforge COMMAND: error: MESSAGE``, and exit code 2."""
 
     @functools.wraps(func)
     def run(args: argparse.Namespace) -> int:

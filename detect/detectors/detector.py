@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from detect.errors import DetectorFileError, InvalidImagesError, NotFittedError
 from detect.images import same_size, to_float_image, to_float_images
+from synth.atomic import atomic_path
 
 FILE_FORMAT = "anomalyforge-detector"
 FILE_VERSION = 1
@@ -149,7 +150,8 @@ class Detector(ABC):
             "fitted": {"channels": self.channels, "fit_size": list(self.fit_size)},
             "state": {k: v.detach().cpu() for k, v in self._state().items()},
         }
-        torch.save(payload, path)
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
         return path
 
     def config(self) -> dict[str, Any]:

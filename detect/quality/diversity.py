@@ -32,6 +32,7 @@ from detect.errors import DiversityInputError
 from detect.quality.lpips_backbones import LPIPS_NETS, LpipsNet, load_lpips, to_lpips_batch
 from detect.runtime import choose_device, guarded, subcommand_main
 from synth import arguments
+from synth.atomic import write_text_atomic
 from synth.errors import SynthError
 from synth.image import as_float
 
@@ -457,8 +458,7 @@ def run_cli(args: argparse.Namespace) -> int:
         print("AbsDiff scores: n/a (no diff column and no anomaly-free sources found)")
     if args.output is not None:
         payload = table["all"] if not args.by else table
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_text_atomic(args.output, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
         print(f"wrote {args.output}")
     return 0
 

@@ -36,6 +36,7 @@ from detect.quality.features import FEATURE_KINDS, FeatureExtractor
 from detect.quality.lpips_backbones import LPIPS_NETS
 from detect.runtime import guarded, subcommand_main
 from synth import arguments
+from synth.atomic import write_text_atomic
 
 
 # --------------------------------------------------------------------------- paired metrics
@@ -373,8 +374,7 @@ def run_cli(args: argparse.Namespace) -> int:
         print("note: *_EfficientNetLite0 values use EfficientNet-Lite0 features and are NOT comparable to published FID/KID/IS")
     if args.output is not None:
         payload = table["all"] if not args.by else table
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        write_text_atomic(args.output, json.dumps(payload, indent=2) + "\n")
         print(f"wrote {args.output}")
     return 0
 

@@ -33,6 +33,7 @@ from torch import nn
 from detect.detectors.detector import Detector
 from detect.errors import DetectError
 from detect.runtime import choose_device
+from synth.atomic import atomic_path
 
 LOGISTIC_K = 1.0 / 3.0
 LOGISTIC_X0 = 7.0
@@ -599,10 +600,9 @@ def _save_checkpoint(ckpt_dir: Path, step: int, model, optimizer, detector: Dete
     if is_main:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         path = ckpt_dir / f"step_{step:07d}.pt"
-        tmp = path.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                    "config": json.dumps(detector.config())}, tmp)
-        tmp.replace(path)  # a crash mid-write never leaves a truncated checkpoint behind
+        with atomic_path(path) as tmp:  # a crash mid-write never leaves a truncated checkpoint behind
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                        "config": json.dumps(detector.config())}, tmp)
     if accelerator is not None:
         accelerator.wait_for_everyone()
 
