@@ -32,7 +32,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -751,11 +751,3 @@ def _check_pair(image: dict | None, mask: dict | None, where: str) -> None:
     # (x + 1) & 0xFE is 0 exactly for 0 and 255 (uint8 wraps): one pass, no sort
     if np.any((pixels + np.uint8(1)) & np.uint8(0xFE)):
         raise ValidationError(f"{where}: mask holds values other than 0 and 255")
-
-
-def iter_split_rows(build_dir: str | os.PathLike, split: str, columns: Sequence[str] | None = None) -> Iterator[dict]:
-    """Rows of one split of a build folder straight from its shards (no ``datasets`` cache)."""
-    for shard in _shards_of(Path(build_dir), split):
-        pf = pq.ParquetFile(shard)
-        for group in range(pf.num_row_groups):
-            yield from pf.read_row_group(group, columns=columns).to_pylist()

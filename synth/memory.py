@@ -106,7 +106,7 @@ def estimated_bytes(width: int, height: int, colour_channels: int, methods: Sequ
                     for fixed, per_channel in (METHOD_BYTES.get(m, _UNKNOWN_METHOD) for m in methods))
     need = width * height * per_pixel
     if "synagen" in methods:
-        from .synagen.method import MAX_SHAPE_SPAN
+        from .methods.synagen.method import MAX_SHAPE_SPAN
 
         need += SHAPE_BYTES_PER_PIXEL * int(MAX_SHAPE_SPAN * max(width, height)) ** 2
     return need

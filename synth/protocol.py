@@ -24,10 +24,11 @@ import os
 import signal
 import warnings
 import zlib
+from collections import deque
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -41,6 +42,7 @@ from .layout import (CONFIG, FAILURES, GENERATED_OUTPUTS, INPUTS, METADATA, PART
 from .memory import MemoryBudget, check_image_memory
 from .method import Method
 from .record import metadata_row as record_row
+from .region import normalize_region
 from .registry import get_method, method_names
 from .run_lock import claimed_folder
 from .version import tool_version
@@ -360,18 +362,10 @@ class TaskRunner:
 
         Nothing raised by one image ends the run: problems become failure rows with the reason.
         """
-        job = self.job
-        source = str(Path(job.input_dir) / task.source_id)
         try:
-            image = self._load(source)
-            region_file = region_path(job.input_dir, job.region_dir, task.source_id)
-            region = None if region_file is None else self._load(str(region_file))
-            partners = ()
-            if self.needs_partner and task.partner_id:
-                partners = (self._load(str(Path(job.input_dir) / task.partner_id)),)
-            textures = self.textures()
+            source, image, region, partners, textures = self._inputs(task.source_id, task.partner_id)
         except SynthError as exc:
-            return TaskResult([], [{"failed": True, "source_id": task.source_id, "k": task.k, "error": str(exc)}], {})
+            return TaskResult([], [_task_failure(task, str(exc))], {})
         rows, failed, files = [], [], {}
         try:  # converted once for the task's sizes; a problem fails each of its outputs
             prepared: PreparedImage | Exception = prepare(image, region, partners, textures)
@@ -398,18 +392,127 @@ class TaskRunner:
                 failed.append({"failed": True, "file_name": file_name, "source_id": task.source_id,
                                "error": f"unexpected {type(exc).__name__} ({exc}); please report it with this image"})
                 continue
-            level = self.config.png_compression
-            if anomaly.image.dtype.kind == "f":  # written as 16-bit; no base for float sources
-                image_png = encode_png(anomaly.image, level)
-            else:
-                image_png = encode_png(anomaly.image, level, self._png_base(source))
-            mask_png = encode_png(anomaly.mask_u8, level, self._mask_base(*anomaly.mask.shape))
-            for name, data in ((file_name, image_png), (mask_name, mask_png)):
-                # checked by size and CRC-32 on resume; made durable before metadata.jsonl
-                write_atomic(self.out / name, data, durable=False)
-                files[name] = [len(data), zlib.crc32(data)]
-            rows.append(metadata_row(anomaly, file_name, mask_name, task.source_id))
+            row, written = self.write(anomaly, file_name, mask_name, source, task.source_id)
+            rows.append(row)
+            files.update(written)
         return TaskResult(rows, failed, files)
+
+    def _inputs(self, source_id: str, partner_id: str | None):
+        """``(source path, image, region, partners, textures)`` of a task, read through the cache."""
+        job = self.job
+        source = str(Path(job.input_dir) / source_id)
+        image = self._load(source)
+        region_file = region_path(job.input_dir, job.region_dir, source_id)
+        region = None if region_file is None else self._load(str(region_file))
+        partners = ()
+        if self.needs_partner and partner_id:
+            partners = (self._load(str(Path(job.input_dir) / partner_id)),)
+        return source, image, region, partners, self.textures()
+
+    def write(self, anomaly: Anomaly, file_name: str, mask_name: str, source: str, source_id: str):
+        """Encode and write one output's image and mask; its metadata row and ``[size, crc32]`` per file."""
+        level = self.config.png_compression
+        if anomaly.image.dtype.kind == "f":  # written as 16-bit; no base for float sources
+            image_png = encode_png(anomaly.image, level)
+        else:
+            image_png = encode_png(anomaly.image, level, self._png_base(source))
+        mask_png = encode_png(anomaly.mask_u8, level, self._mask_base(*anomaly.mask.shape))
+        files = {}
+        for name, data in ((file_name, image_png), (mask_name, mask_png)):
+            # checked by size and CRC-32 on resume; made durable before metadata.jsonl
+            write_atomic(self.out / name, data, durable=False)
+            files[name] = [len(data), zlib.crc32(data)]
+        return metadata_row(anomaly, file_name, mask_name, source_id), files
+
+
+def _task_failure(task: Task, error: str) -> dict[str, Any]:
+    """The failure row of a task whose inputs could not be read."""
+    return {"failed": True, "source_id": task.source_id, "k": task.k, "error": error}
+
+
+class DeviceRunner(TaskRunner):
+    """Renders the tasks with the batched torch renderer (``--device``) through ``synth.engine``:
+    the outputs of the tasks of one source image (every drawn anomaly in every bin) render
+    ``batch_size`` at a time, ``encoders`` threads write their files. Files, names, rows, the
+    resume log and failure rows are those of ``TaskRunner``; any ``batch_size`` writes the same
+    files (the renderer is recorded in ``config.json``)."""
+
+    def __init__(self, job: Job, device: str, batch_size: int, encoders: int = 1, prep_threads: int | None = None) -> None:
+        from .engine import Engine
+
+        super().__init__(job)
+        self.engine = Engine(self.method, self.bins, device, batch_size, prep_threads, what="--device")
+        self.encoders = max(1, int(encoders))
+
+    def run_all(self, tasks: Sequence[Task]) -> Iterator[tuple[int, TaskResult]]:
+        """``(task index, result)`` for every task, in order, each once all its files are written."""
+        from concurrent.futures import Future
+
+        groups: dict[tuple[str, str | None], list[Task]] = {}
+        for task in tasks:
+            groups.setdefault((task.source_id, task.partner_id if self.needs_partner else None), []).append(task)
+        bins = list(range(len(self.bins))) if self.targets_size else [None]
+        waiting: deque[tuple[Task, list]] = deque()
+        for group, start, outcomes in self.engine.render(self._groups(groups, bins), self._write_one, self.encoders):
+            tasks_of, jobs = group.key[:2]
+            if group.error is not None:
+                waiting.extend((task, [_task_failure(task, group.error)]) for task in tasks_of)
+            else:
+                for (task, b), outcome in zip(jobs[start:], outcomes):
+                    if isinstance(outcome, str):
+                        file_name, _ = output_names(task, self.label, b)
+                        outcome = {"failed": True, "file_name": file_name, "source_id": task.source_id, "error": outcome}
+                    if not waiting or waiting[-1][0] is not task:
+                        waiting.append((task, []))
+                    waiting[-1][1].append(outcome)
+            # hand back finished tasks in order, without waiting for the ones still encoding
+            done = start + len(outcomes) == len(group.draws)
+            while len(waiting) > (0 if done else 1) and all(
+                not isinstance(f, Future) or f.done() for f in waiting[0][1]
+            ):
+                yield _gathered(*waiting.popleft())
+        while waiting:
+            yield _gathered(*waiting.popleft())
+
+    def _groups(self, groups: dict[tuple[str, str | None], list[Task]], bins: list[int | None]):
+        from .engine import Draw, Group, image_batch
+
+        for (source_id, partner_id), tasks in groups.items():
+            jobs = [(task, b) for task in tasks for b in bins]
+            draws = [
+                Draw(task.seed, task.shape, task.mode, None if b is None else self.bins[b]) for task, b in jobs
+            ]
+            try:
+                source, image, region, partners, textures = self._inputs(source_id, partner_id)
+            except SynthError as exc:
+                yield Group(draws, error=str(exc), key=(tasks, jobs))
+                continue
+            region = None if region is None else normalize_region(region, image.shape[0], image.shape[1])
+            images, regions = image_batch(image, region, self.engine.device)
+            # the PNG bases are built here, once, before the writing threads ask for them
+            if image.dtype.kind != "f":
+                self._png_base(source)
+            self._mask_base(image.shape[0], image.shape[1])
+            yield Group(draws, images, regions, textures, partners, gray=image.ndim == 2, key=(tasks, jobs, source))
+
+    def _write_one(self, group, index: int, anomaly: Anomaly):
+        _, jobs, source = group.key
+        task, b = jobs[index]
+        file_name, mask_name = output_names(task, self.label, b)
+        return self.write(anomaly, file_name, mask_name, source, task.source_id)
+
+
+def _gathered(task: Task, outputs: list) -> tuple[int, TaskResult]:
+    """A task's result from its outputs: futures of ``(row, files)`` and failure rows."""
+    rows, failed, files = [], [], {}
+    for item in outputs:
+        if isinstance(item, dict):
+            failed.append(item)
+        else:
+            row, written = item.result()
+            rows.append(row)
+            files.update(written)
+    return task.index, TaskResult(rows, failed, files)
 
 
 def metadata_row(anomaly: Anomaly, file_name: str, mask_name: str, source_id: str) -> dict[str, Any]:
@@ -743,8 +846,6 @@ def _execute(
     bar = tqdm(total=total, initial=initial, unit="task", disable=not run.progress, desc="synth")
     try:
         if run.device is not None:
-            from .batched.runner import DeviceRunner
-
             for item in DeviceRunner(
                 job, run.device, run.batch_size, encoders=workers, prep_threads=run.prep_threads
             ).run_all(tasks):
@@ -769,10 +870,3 @@ def read_metadata(output_dir: str | os.PathLike) -> list[dict[str, Any]]:
     """The rows of a generated folder's ``metadata.jsonl``."""
     path = Path(output_dir) / METADATA
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def iter_outputs(output_dir: str | os.PathLike) -> Iterable[tuple[dict[str, Any], Path, Path]]:
-    """(row, image path, mask path) for every output of a generated folder, in order."""
-    root = Path(output_dir)
-    for row in read_metadata(root):
-        yield row, root / row["file_name"], root / row["mask_file_name"]

@@ -126,7 +126,7 @@ def test_evaluate_command_writes_scores_summary_tables_and_plots(layout, tmp_pat
 
 
 def test_string_label_columns_give_the_same_results_as_classlabels(layout, tmp_path):
-    from detect.detectors.detector import load_detector
+    from detect.registry import load_detector
 
     detector = load_detector(layout / "patchcore.pt")
     results = []
@@ -178,7 +178,7 @@ def test_a_dataset_without_a_good_split_is_refused(tmp_path):
 
 
 def test_in_memory_evaluation_without_metadata_gives_image_and_pixel_metrics(layout):
-    from detect.detectors.detector import load_detector
+    from detect.registry import load_detector
 
     detector = load_detector(layout / "patchcore.pt")
     brick = skimage.data.brick()
@@ -196,7 +196,7 @@ def test_in_memory_evaluation_without_metadata_gives_image_and_pixel_metrics(lay
 
 
 def test_brightness_subset_must_exist(layout):
-    from detect.detectors.detector import load_detector
+    from detect.registry import load_detector
 
     test, good = load_evaluation_splits(str(layout / "disk"))
     with pytest.raises(DetectError, match="no test row has shape='scar'"):

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from detect.errors import DetectorFileError, InvalidImagesError, NotFittedError
+from detect.errors import InvalidImagesError, NotFittedError
 from detect.images import same_size, to_float_image, to_float_images
 from synth.atomic import atomic_path
 
@@ -287,28 +287,3 @@ def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     out = F.conv2d(F.pad(out, (radius, radius, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1))
     out = F.conv2d(F.pad(out, (0, 0, radius, radius), mode="reflect"), kernel.view(1, 1, -1, 1))
     return out[:, 0]
-
-
-def load_detector(path: str | Path, device: str | torch.device = "cpu") -> Detector:
-    """Read a detector written by ``Detector.save``; it scores exactly like the one saved."""
-    from detect.registry import detector_class
-
-    path = Path(path)
-    if not path.is_file():
-        raise DetectorFileError(f"detector file {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle/zip errors: the file is not what we wrote
-        raise DetectorFileError(f"{path} is not a saved detector ({type(exc).__name__}: {exc})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
-        raise DetectorFileError(f"{path} is not an anomalyforge detector file")
-    if payload.get("version", 0) > FILE_VERSION:
-        raise DetectorFileError(
-            f"{path} was written by a newer anomalyforge (file version {payload['version']}); upgrade"
-        )
-    cls = detector_class(payload["detector"])
-    detector = cls(**payload["config"])
-    detector.channels = int(payload["fitted"]["channels"])
-    detector.fit_size = tuple(int(v) for v in payload["fitted"]["fit_size"])
-    detector._load_state(payload["state"])
-    return detector.to(device)

@@ -33,9 +33,11 @@ def patch_features(extractor: FeatureExtractor, images: torch.Tensor) -> torch.T
 
 def greedy_coreset(
     features: torch.Tensor, size: int, *, projection_dim: int = 128, seed: int = 0, chunk: int = 16384,
-    progress: bool = False,
-) -> torch.Tensor:
-    """Indices ``(size,)`` of the exact greedy k-center coreset of ``features`` ``(M, D)``.
+    progress: bool = False, with_radius: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, float]:
+    """Indices ``(size,)`` of the exact greedy k-center coreset of ``features`` ``(M, D)``; with
+    ``with_radius``, also its coverage radius: the largest distance (in the projected space) from a
+    point to its nearest chosen centre.
 
     Distances are measured after a seeded Gaussian random projection to ``projection_dim``
     dimensions (Johnson-Lindenstrauss), which keeps the selection fast for wide backbones. The
@@ -45,21 +47,25 @@ def greedy_coreset(
     """
     reduced, gen = _projected(features, projection_dim, seed)
     first = int(torch.randint(reduced.shape[0], (1,), generator=gen))
-    return _greedy(reduced, size, first, chunk=chunk, progress=progress)
+    selected, radius = _greedy(reduced, size, first, chunk=chunk, progress=progress)
+    return (selected, radius) if with_radius else selected
 
 
 def partitioned_coreset(
     features: torch.Tensor, size: int, *, part: int = 4096, projection_dim: int = 128, seed: int = 0,
-    progress: bool = False,
-) -> torch.Tensor:
-    """Indices ``(size,)`` (sorted) of a greedy coreset chosen part by part.
+    progress: bool = False, with_radius: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, float]:
+    """Indices ``(size,)`` (sorted) of a greedy coreset chosen part by part; with ``with_radius``,
+    also a bound on its coverage radius: the largest radius of a part (every point is at most that
+    far from a centre of its own part, so at least that close to the whole coreset).
 
     The M points (in their given order, i.e. patches of a few consecutive images) are cut into
     ``ceil(M / part)`` parts of equal length; each part keeps its share of ``size`` by the same
     greedy k-center selection as ``greedy_coreset``, on the same random projection. Each greedy step
     then scans ``part`` points that stay in the CPU cache instead of all M, so the cost falls by
-    about ``M / part`` (476 images at 224 x 224: 24 min -> seconds). The image AUROC matches the
-    exact selection (measured in ``benchmarks/patchcore_coreset.py``). With ``M <= part`` this is
+    about ``M / part`` (476 images at 224 x 224: 24 min -> seconds), at a cost: centres chosen within
+    parts cover the whole set less evenly (a larger coverage radius), which can lower localisation;
+    ``benchmarks/patchcore_coreset.py`` measures both selections. With ``M <= part`` this is
     exactly ``greedy_coreset``. Deterministic for a given ``seed`` whatever the thread count.
     """
     m = features.shape[0]
@@ -68,7 +74,8 @@ def partitioned_coreset(
     n_parts = max(1, -(-m // max(int(part), 1)))
     if n_parts == 1:
         first = int(torch.randint(m, (1,), generator=gen))
-        return _greedy(reduced, size, first, progress=progress)
+        selected, radius = _greedy(reduced, size, first, progress=progress)
+        return (selected, radius) if with_radius else selected
     bounds = [round(i * m / n_parts) for i in range(n_parts + 1)]
     # each part's share of the centres, largest remainders first, so the total is exactly ``size``
     exact = [size * (bounds[i + 1] - bounds[i]) / m for i in range(n_parts)]
@@ -79,9 +86,10 @@ def partitioned_coreset(
     firsts = [int(torch.randint(bounds[i + 1] - bounds[i], (1,), generator=gen)) for i in range(n_parts)]
     threads = torch.get_num_threads()
 
-    def select(i: int) -> torch.Tensor:
+    def select(i: int) -> tuple[torch.Tensor, float]:
         lo, hi = bounds[i], bounds[i + 1]
-        return lo + _greedy(reduced[lo:hi].contiguous(), shares[i], firsts[i])
+        selected, radius = _greedy(reduced[lo:hi].contiguous(), shares[i], firsts[i])
+        return lo + selected, radius
 
     from concurrent.futures import ThreadPoolExecutor
 
@@ -98,7 +106,8 @@ def partitioned_coreset(
                                disable=not progress, leave=False, mininterval=0.5))
     finally:
         torch.set_num_threads(threads)
-    return torch.cat(chosen)
+    selected = torch.cat([c for c, _ in chosen])
+    return (selected, max(r for _, r in chosen)) if with_radius else selected
 
 
 def _projected(features: torch.Tensor, projection_dim: int, seed: int) -> tuple[torch.Tensor, torch.Generator]:
@@ -112,8 +121,9 @@ def _projected(features: torch.Tensor, projection_dim: int, seed: int) -> tuple[
 
 
 def _greedy(reduced: torch.Tensor, size: int, first: int, chunk: int = 16384,
-            progress: bool = False) -> torch.Tensor:
-    """Greedy k-center selection of ``size`` rows of ``reduced`` ``(M, d)``, starting at row ``first``."""
+            progress: bool = False) -> tuple[torch.Tensor, float]:
+    """Greedy k-center selection of ``size`` rows of ``reduced`` ``(M, d)``, starting at row ``first``,
+    and its coverage radius (largest distance from a row to its nearest selected row)."""
     from tqdm.auto import tqdm
 
     m = reduced.shape[0]
@@ -124,14 +134,17 @@ def _greedy(reduced: torch.Tensor, size: int, first: int, chunk: int = 16384,
     sq = (reduced * reduced).sum(dim=1)
     min_dist = torch.full((m,), float("inf"), device=reduced.device, dtype=reduced.dtype)
     last = first
-    for i in tqdm(range(1, size), desc="patchcore: coreset", unit="centre", disable=not progress,
+    # the pass after the last centre is chosen gives the coverage radius
+    for i in tqdm(range(1, size + 1), desc="patchcore: coreset", unit="centre", disable=not progress,
                   leave=False, mininterval=0.5):
         for s in range(0, m, chunk):
             part = sq[s : s + chunk] - 2.0 * (reduced[s : s + chunk] @ reduced[last]) + sq[last]
             min_dist[s : s + chunk] = torch.minimum(min_dist[s : s + chunk], part)
+        if i == size:
+            break
         last = int(torch.argmax(min_dist))
         selected[i] = last
-    return selected
+    return selected, float(min_dist.max().clamp_min(0.0).sqrt())
 
 
 def nearest_distance(queries: torch.Tensor, bank: torch.Tensor, bank_sq: torch.Tensor | None = None,
@@ -199,6 +212,8 @@ class PatchCore(Detector):
         self.extractor = FeatureExtractor(backbone).to(self.device)
         self.memory_bank: torch.Tensor | None = None
         self._bank_sq: torch.Tensor | None = None  # squared row norms of the bank, kept for scoring
+        #: fit patches and coverage radius of the selection (NaN when every patch is kept or unknown)
+        self._coreset_stats = torch.tensor([float("nan"), float("nan")], dtype=torch.float64)
 
     def config(self) -> dict[str, Any]:
         return {
@@ -227,17 +242,37 @@ class PatchCore(Detector):
             size = int(round(self.coreset_ratio * patches.shape[0]))
             if self.max_coreset is not None:
                 size = min(size, int(self.max_coreset))
+            radius = 0.0
             if size >= patches.shape[0]:
                 self.memory_bank = patches
             elif self.coreset_part is None:
-                idx = greedy_coreset(patches, size, projection_dim=self.projection_dim, seed=self.seed,
-                                     progress=progress)
+                idx, radius = greedy_coreset(patches, size, projection_dim=self.projection_dim, seed=self.seed,
+                                             progress=progress, with_radius=True)
                 self.memory_bank = patches[idx.to(patches.device)].contiguous()
             else:
-                idx = partitioned_coreset(patches, size, part=self.coreset_part, projection_dim=self.projection_dim,
-                                          seed=self.seed, progress=progress)
+                idx, radius = partitioned_coreset(patches, size, part=self.coreset_part,
+                                                  projection_dim=self.projection_dim, seed=self.seed,
+                                                  progress=progress, with_radius=True)
                 self.memory_bank = patches[idx.to(patches.device)].contiguous()
+            self._coreset_stats = torch.tensor([float(patches.shape[0]), radius], dtype=torch.float64)
             self._bank_sq = None
+
+    def coreset_summary(self) -> dict[str, Any]:
+        """Which coreset selection ran, on how many patches, and its coverage radius (in the projected
+        space the selection measures; for the part-by-part selection an upper bound)."""
+        if self.memory_bank is None:
+            raise NotFittedError("PatchCore has no memory bank; fit it first")
+        patches, radius = (float(v) for v in self._coreset_stats)
+        bank = int(self.memory_bank.shape[0])
+        if patches == patches and bank >= patches:
+            selection = "all patches (no selection)"
+        elif self.coreset_part is None:
+            selection = "exact greedy k-center"
+        else:
+            selection = f"greedy k-center part by part ({self.coreset_part} patches per part; coreset_part=None for exact)"
+        return {"selection": selection, "patches": None if patches != patches else int(patches), "bank": bank,
+                "coverage_radius": None if radius != radius else radius,
+                "radius_is_bound": self.coreset_part is not None and selection.startswith("greedy k-center part")}
 
     def _score_batch(self, images: torch.Tensor) -> torch.Tensor:
         if self.memory_bank is None:
@@ -252,10 +287,12 @@ class PatchCore(Detector):
         return gaussian_blur(maps, self.sigma)
 
     def _state(self) -> dict[str, torch.Tensor]:
-        return {"memory_bank": self.memory_bank}
+        return {"memory_bank": self.memory_bank, "coreset_stats": self._coreset_stats}
 
     def _load_state(self, state: dict[str, torch.Tensor]) -> None:
         self.memory_bank = state["memory_bank"].to(self.device)
+        if "coreset_stats" in state:  # files written before it was kept: unknown
+            self._coreset_stats = state["coreset_stats"].to(torch.float64)
         self._bank_sq = None
 
     def _move(self, device: torch.device) -> None:
