@@ -43,6 +43,7 @@ import shutil
 import threading
 import time
 import uuid
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -149,14 +150,17 @@ class WorkArea:
 
     Layout: ``root/<session>/<tab>-<id>/``. A click replaces the previous folder of the same tab
     and session (the page shows only the newest results), a closed tab removes its session's
-    folders (``Blocks.unload``), folders untouched for ``ttl_s`` are removed on the next click,
-    and while all folders together exceed ``budget`` bytes the least recently used sessions are
-    removed first. ``root/examples`` holds the example textures and is never removed.
+    folders (``Blocks.unload``), sessions untouched for ``ttl_s`` are removed by a timer that
+    checks every ``expiry_period(ttl_s)`` seconds (also for a client that never clicks again or
+    never closes its page), and while all folders together exceed ``budget`` bytes the least
+    recently used sessions are removed first. ``root/examples`` holds the example textures and
+    is never removed.
     """
 
     def __init__(self, root: Path, budget: int, ttl_s: int) -> None:
         self.root, self.budget, self.ttl_s = Path(root), int(budget), int(ttl_s)
         self._lock = threading.Lock()
+        _start_expiry_timer(self)
 
     def folder(self, session: str | None, tab: str) -> Path:
         """A fresh empty folder for one click of ``tab`` in ``session``."""
@@ -175,11 +179,31 @@ class WorkArea:
         with self._lock:
             shutil.rmtree(self.root / _session_name(session), ignore_errors=True)
 
+    def expire(self) -> None:
+        """Remove the sessions untouched for ``ttl_s`` now (the budget is kept by the clicks,
+        which are what adds files)."""
+        with self._lock:
+            self._drop_expired(keep=None)
+
     def usage(self) -> int:
         """Bytes under the root, example textures included."""
         return sum(f.stat().st_size for f in self.root.rglob("*") if f.is_file())
 
     def _expire(self, keep: Path) -> None:
+        """Drop expired sessions, then the least recently used ones while over the budget (never ``keep``)."""
+        sessions = self._drop_expired(keep)
+        total = self.usage()
+        for _, path in sorted(sessions):
+            if total <= self.budget:
+                break
+            if path == keep:
+                continue
+            size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+            shutil.rmtree(path, ignore_errors=True)
+            total -= size
+
+    def _drop_expired(self, keep: Path | None) -> list[tuple[float, Path]]:
+        """Remove the sessions (but ``keep``) untouched for ``ttl_s``; return ``(mtime, path)`` of the rest."""
         now = time.time()
         sessions = []
         for path in self.root.glob("s-*"):
@@ -191,15 +215,29 @@ class WorkArea:
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 sessions.append((mtime, path))
-        total = self.usage()
-        for _, path in sorted(sessions):
-            if total <= self.budget:
-                break
-            if path == keep:
-                continue
-            size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-            shutil.rmtree(path, ignore_errors=True)
-            total -= size
+        return sessions
+
+
+def expiry_period(ttl_s: int) -> int:
+    """Seconds between two expiry checks: a session's files outlive ``ttl_s`` by at most this."""
+    return min(60, max(1, ttl_s // 4))
+
+
+def _start_expiry_timer(work: WorkArea) -> None:
+    """Run ``work.expire()`` every ``expiry_period`` seconds in a daemon thread, for as long as
+    ``work`` is in use (the thread holds it weakly and ends once it is gone)."""
+    ref, period = weakref.ref(work), expiry_period(work.ttl_s)
+
+    def loop() -> None:
+        while True:
+            time.sleep(period)
+            area = ref()
+            if area is None:
+                return
+            area.expire()
+            del area
+
+    threading.Thread(target=loop, name="work-area-expiry", daemon=True).start()
 
 
 def _session_name(session: str | None) -> str:
@@ -423,17 +461,6 @@ def on_method_change(method: str):
         gr.Dropdown(interactive=sized, value=RANDOM,
                     info=None if sized else f"{method} does not steer the size; the measured bin is reported"),
     )
-
-
-def on_image_change(image_path: str | None):
-    """Put the uploaded image under the region editor's brush (as an 8-bit preview)."""
-    if not image_path:
-        return gr.ImageEditor(value=None)
-    try:
-        image = read_upload(image_path)
-    except gr.Error:
-        return gr.ImageEditor(value=None)  # the Generate click reports the problem
-    return gr.ImageEditor(value={"background": display_rgb(image, PREVIEW_SIDE), "layers": [], "composite": None})
 
 
 def _region(image: np.ndarray, drawing: dict | None, mask_path: str | None) -> tuple[np.ndarray | None, str | None]:
@@ -995,6 +1022,19 @@ class Space:
             gallery.append((overlay, f"{record['shape']} · {record['mode']} · {record['size_bin']}"))
         return gallery, pd.DataFrame(records, columns=BROWSE_COLUMNS)
 
+    def show_in_editor(self, image_path: str | None, request: gr.Request):
+        """Put the uploaded image under the region editor's brush (as an 8-bit preview, written
+        to the session's work folder like every file the app makes)."""
+        if not image_path:
+            return gr.ImageEditor(value=None)
+        try:
+            image = read_upload(image_path)
+        except gr.Error:
+            return gr.ImageEditor(value=None)  # the Generate click reports the problem
+        folder = self.work.folder(getattr(request, "session_hash", None), "editor")
+        preview = _png(folder, "background.png", display_rgb(image, PREVIEW_SIDE))
+        return gr.ImageEditor(value={"background": preview, "layers": [], "composite": None})
+
     def release(self, request: gr.Request) -> None:
         """The visitor closed the page: their files go now, not at the next expiry."""
         self.work.release(request.session_hash)
@@ -1041,7 +1081,7 @@ def build_demo(config: SpaceConfig | None = None) -> gr.Blocks:
     stress_defaults = StressConfig()
 
     # files live inside gradio's cache folder, which gradio serves without copying them again
-    with gr.Blocks(title="anomalyforge", delete_cache=(600, config.work_ttl_s)) as demo:
+    with gr.Blocks(title="anomalyforge", delete_cache=(max(1, min(600, config.work_ttl_s)), config.work_ttl_s)) as demo:
         root = config.work_root or Path(demo.GRADIO_CACHE) / "anomalyforge"
         space = Space(config, WorkArea(root, config.disk_budget, config.work_ttl_s))
         examples = space.examples
@@ -1100,7 +1140,7 @@ def build_demo(config: SpaceConfig | None = None) -> gr.Blocks:
                         files = gr.File(label="Download: zip (imagefolder layout) and parquet", file_count="multiple",
                                         interactive=False, height=120)
                 method.change(on_method_change, method, [shape, mode, size_bin], api_visibility="private")
-                image.change(on_image_change, image, region_drawing, api_visibility="private")
+                image.change(space.show_in_editor, image, region_drawing, api_visibility="private")
                 generate_btn.click(
                     space.generate,
                     [image, method, shape, mode, size_bin, count, seed, region_drawing, region_mask],

@@ -76,7 +76,9 @@ def read_image_folder(folder: str | Path) -> tuple[list[np.ndarray], list[str]]:
     root = Path(folder)
     if not root.is_dir():
         raise InvalidImagesError(f"{root} is not a folder of images")
-    paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    # not only regular files: a named pipe or a device named like an image is refused by
+    # load_image with a message, never skipped silently (nor read: it would block or never end)
+    paths = sorted(p for p in root.rglob("*") if not p.is_dir() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise InvalidImagesError(
             f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {root}; "

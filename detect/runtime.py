@@ -28,7 +28,6 @@ from detect.errors import DetectError
 from synth.batched.device import choose_device as _batched_choose_device
 from synth.batched.device import runs_on_cpu  # noqa: F401  (detect's commands ask it here)
 from synth.errors import SynthError
-from synth.run_lock import OutputFolderError
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -86,7 +85,7 @@ def guarded(func: Command) -> Command:
     def run(args: argparse.Namespace) -> int:
         try:
             return func(args)
-        except (DetectError, OutputFolderError) as exc:
+        except (DetectError, SynthError) as exc:  # SynthError: images and options read through synth
             command = getattr(args, "command", None)
             print(f"anomalyforge{' ' + command if command else ''}: error: {exc}", file=sys.stderr)
             return 2

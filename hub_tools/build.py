@@ -41,7 +41,8 @@ from datasets import Features
 from PIL import Image as PILImage
 
 from synth.atomic import atomic_path, write_atomic
-from synth.image import encode_png, load_image, to_float
+from synth.errors import InvalidImageError
+from synth.image import encode_png, load_image, read_file, to_float
 from synth.layout import BUILD_RECORD, FAILURES, INPUTS, METADATA, folder_layout
 from synth.config import GENERATION_KEYS, ProtocolConfig, RunOptions, parse_generation, resolve_generation
 from synth.run_lock import claimed_folder
@@ -247,11 +248,11 @@ class _Rows:
         where = f"{self.generated / 'metadata.jsonl'} ({meta['file_name']})"
         image_path = self.generated / meta["file_name"]
         mask_path = self.generated / meta.get("mask_file_name", "")
-        try:
-            image = image_path.read_bytes()
-            mask = mask_path.read_bytes()
-        except OSError as exc:
-            raise BuildError(f"{where}: cannot read {exc.filename} ({exc.strerror})") from None
+        try:  # regular files of bounded size only: never a pipe or a device named like a PNG
+            image = read_file(image_path)
+            mask = read_file(mask_path)
+        except InvalidImageError as exc:
+            raise BuildError(f"{where}: {exc}") from None
         image_size = _png_size(image, str(image_path))
         mask_size = _png_size(mask, str(mask_path))
         if image_size != mask_size:
@@ -272,13 +273,15 @@ class _Rows:
 
     def good_row(self, source_id: str, background: float | None) -> dict[str, Any]:
         path = self.sources / source_id
-        try:
-            image = path.read_bytes()
-        except OSError as exc:
+        if not path.exists():
             raise BuildError(
-                f"source image {source_id!r} not found under {self.sources} ({exc.strerror}); "
+                f"source image {source_id!r} not found under {self.sources}; "
                 "pass the folder of the anomaly-free images the anomalies were made from"
-            ) from None
+            )
+        try:
+            image = read_file(path)
+        except InvalidImageError as exc:
+            raise BuildError(f"source image {source_id!r}: {exc}") from None
         size = _png_size(image, str(path))
         row = {
             "image": {"bytes": image, "path": source_id},
@@ -458,6 +461,9 @@ def build_dataset(
     if run is None:
         generation.setdefault("progress", progress)
     config, run = resolve_generation(config, run, generation)
+    for name, value in (("shard_bytes", shard_bytes), ("group_rows", group_rows), ("group_bytes", group_bytes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise BuildError(f"{name} must be a whole number >= 1, got {value!r}")
     if not input_dir.is_dir():
         raise BuildError(f"input folder {input_dir} does not exist")
     check_input_layout(input_dir, build_dir)

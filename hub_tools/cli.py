@@ -17,6 +17,9 @@ import functools
 import sys
 from typing import Any, Callable
 
+from synth import arguments
+from synth.errors import SynthError
+
 from .errors import HubToolsError, PublishError
 from .tokens import redact, redacted_output, resolve_token
 
@@ -55,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="anomaly-free images an existing imagefolder INPUT_DIR was made from (the good split; "
                             "default: the input folder its synth run recorded)")
     build.add_argument("--diff", action="store_true", help="add the diff column (|synthetic - source|)")
-    build.add_argument("--shard-mb", type=int, default=500, metavar="MB",
+    build.add_argument("--shard-mb", type=arguments.positive, default=500, metavar="MB",
                        help="close a parquet shard after about this many MB of images (default 500)")
     add_generation_options, _ = _generation_options()
     add_generation_options(build)
@@ -84,15 +87,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     push.set_defaults(func=_redacting(run_push))
 
     versions = sub.add_parser("versions", help="list published versions with dates and row counts")
-    versions.add_argument("repo", metavar="ORG/NAME")
+    versions.add_argument("repo", metavar="ORG/NAME", type=repo_id)
     versions.set_defaults(func=_redacting(run_versions))
 
     load = sub.add_parser("load", help="load one published version (prints its splits)")
-    load.add_argument("repo", metavar="ORG/NAME")
+    load.add_argument("repo", metavar="ORG/NAME", type=repo_id)
     load.add_argument("--version", required=True, metavar="X.Y.Z")
     load.add_argument("--offline", action="store_true", help="read the version from the local cache only")
     load.add_argument("--save-to", default=None, metavar="DIR", help="also save the DatasetDict to DIR (save_to_disk)")
     load.set_defaults(func=_redacting(run_load))
+
+
+def repo_id(text: str) -> str:
+    """An argparse type: a dataset repo id ``ORG/NAME`` as the Hub spells them (checked before any request)."""
+    from .publish import repo_id_problem
+
+    problem = repo_id_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a valid repo id: {problem}")
+    return text
 
 
 def _redacting(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -193,8 +206,12 @@ def run_load(args: argparse.Namespace) -> int:
     from .publish import load_version
 
     try:
+        if args.save_to:  # refused before the download, not after it
+            from synth.arguments import new_path
+
+            new_path(args.save_to, "--save-to")
         ds = load_version(args.repo, args.version, offline=args.offline)
-    except HubToolsError as exc:
+    except (HubToolsError, SynthError) as exc:
         return _fail(exc)
     print(ds)
     if args.save_to:

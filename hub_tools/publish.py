@@ -82,23 +82,27 @@ def version_tag(version: str | tuple[int, int, int]) -> str:
     return "v" + ".".join(map(str, parts))
 
 
+def repo_id_problem(repo_id: str) -> str | None:
+    """What is wrong with ``repo_id`` as a dataset repo ``ORG/NAME`` in the Hub's spelling, or None."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if not isinstance(repo_id, str) or repo_id.count("/") != 1:
+        return "it must be ORG/NAME, with exactly one /"
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        return ("ORG and NAME may hold only letters, digits, '-', '_' and '.', not start or end "
+                "with '-' or '.', hold no '--' or '..' and be at most 96 characters each")
+    return None
+
+
 def check_repo_id(repo_id: str) -> str:
     """``repo_id`` when it is ``ORG/NAME`` in the Hub's spelling; ``RepoIdError`` naming it otherwise.
 
     Checked before any request: a mistyped id is bad input (exit 2), not a failed push to retry.
     """
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
-
-    problem = None
-    if not isinstance(repo_id, str) or repo_id.count("/") != 1:
-        problem = "it must be ORG/NAME, with exactly one /"
-    else:
-        try:
-            validate_repo_id(repo_id)
-        except HFValidationError:
-            problem = ("ORG and NAME may hold only letters, digits, '-', '_' and '.', not start or end "
-                       "with '-' or '.', hold no '--' or '..' and be at most 96 characters each")
+    problem = repo_id_problem(repo_id)
     if problem is not None:
         raise RepoIdError(f"repo id {repo_id!r} is not valid: {problem}; nothing was pushed")
     return repo_id
@@ -399,7 +403,9 @@ def _read_diversity(diversity: dict | str | os.PathLike | None) -> dict[str, dic
         try:
             data = json.loads(Path(diversity).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise PublishError(f"cannot read diversity scores from {diversity}: {exc}") from None
+            raise ValidationError(f"cannot read diversity scores from {diversity}: {exc}") from None
+        except RecursionError:  # json nests one Python call per level
+            raise ValidationError(f"cannot read diversity scores from {diversity}: the JSON is nested too deeply") from None
 
     def scores(mapping: Any) -> dict[str, float | None] | None:
         if not isinstance(mapping, dict) or not mapping:
@@ -413,7 +419,7 @@ def _read_diversity(diversity: dict | str | os.PathLike | None) -> dict[str, dic
         return {"all": flat}
     grouped = {str(k): scores(v) for k, v in data.items()} if isinstance(data, dict) and data else {}
     if not grouped or any(v is None for v in grouped.values()):
-        raise PublishError(
+        raise ValidationError(
             "diversity scores must be a JSON object mapping score name -> number (or group -> such a mapping), "
             "as written by `anomalyforge diversity --output`"
         )

@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .config import ProtocolConfig, RunOptions, parse_generation
-from .errors import InvalidParameterError, SynthError
-from .image import DEFAULT_PNG_LEVEL
+from . import arguments
+from .config import DEFAULT_MAX_OUTPUTS, ProtocolConfig, RunOptions, parse_generation
+from .errors import InvalidImageError, InvalidParameterError, SynthError
+from .image import DEFAULT_PNG_LEVEL, read_file
 from .sizebins import DEFAULT_BINS
 
 #: Built-in CC0 example images (scikit-image's data), usable as INPUT_DIR "skimage:brick,grass".
@@ -32,7 +33,7 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
                    help="YAML or JSON file with any of: method, mix, preset, per_image, shapes, modes, "
                         "bins, seed, method_options (a mapping passed to the method). Command-line "
                         "options override it")
-    g.add_argument("--per-image", type=int, default=None, metavar="K",
+    g.add_argument("--per-image", type=arguments.positive, default=None, metavar="K",
                    help="unique anomalies per image and shape x mode (default 3)")
     g.add_argument("--shapes", nargs="+", default=None,
                    help="shapes to generate, space- or comma-separated (SYNAGEN: spattered elongated rough complex; default all)")
@@ -42,20 +43,20 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--bins", nargs="+", default=None, metavar="LOW-HIGH%",
                    help="size bins in percent of image pixels (default: "
                         + " ".join(b.name for b in DEFAULT_BINS).replace("%", "%%") + ")")
-    g.add_argument("--seed", type=int, default=None, help="run seed (default 0); same seed -> same files")
+    g.add_argument("--seed", type=arguments.seed, default=None, help="run seed (default 0); same seed -> same files")
     g.add_argument("--region-masks", default=None, metavar="DIR",
                    help="folder of allowed-region masks named like the input images (white = allowed); "
                         "'<name>_mask.png' beside an image '<name>.*' works too (a '<name>_mask' file with "
                         "no such image beside it is an input image); images without one are unrestricted")
     g.add_argument("--textures", default=None, metavar="DIR",
                    help="folder of texture images for SYNAGEN's texture mode and DRAEM")
-    g.add_argument("--workers", type=int, default=1, metavar="N",
+    g.add_argument("--workers", type=arguments.positive, default=1, metavar="N",
                    help="worker processes (default 1); output is identical for any N")
     g.add_argument("--memory-budget", default=None, metavar="SIZE",
                    help="working memory one worker may use for one image, e.g. 8GB (default: "
                         "$ANOMALYFORGE_MEMORY_BUDGET, else half of this machine's memory over the workers); "
                         "larger images are refused from their header, before decoding")
-    g.add_argument("--png-compression", type=int, default=DEFAULT_PNG_LEVEL, choices=range(10), metavar="0-9",
+    g.add_argument("--png-compression", type=arguments.integer(0, 9), default=DEFAULT_PNG_LEVEL, metavar="0-9",
                    help=f"deflate level of written PNGs (default {DEFAULT_PNG_LEVEL}: fast, with files "
                         "slightly smaller than libpng's level 1)")
     g.add_argument("--device", default=None, metavar="cpu|cuda|cuda:N",
@@ -63,22 +64,31 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
                         "synth.batched.BATCHED_METHODS); "
                         "default: the numpy renderer. Under 'accelerate launch' each process takes its "
                         "share of the tasks (on its own GPU with --device cuda)")
-    g.add_argument("--batch-size", type=int, default=16, metavar="N",
+    g.add_argument("--batch-size", type=arguments.positive, default=16, metavar="N",
                    help="outputs rendered together with --device (default 16); files do not depend on it")
-    g.add_argument("--prep-threads", type=int, default=None, metavar="N",
+    g.add_argument("--prep-threads", type=arguments.positive, default=None, metavar="N",
                    help="CPU threads preparing the next batch (shape panels, noise, fills) with --device "
                         "(default: every usable CPU, shared by the processes of accelerate launch on a machine); "
                         "files do not depend on it")
+    g.add_argument("--max-outputs", type=arguments.positive, default=DEFAULT_MAX_OUTPUTS, metavar="N",
+                   help=f"refuse a run that would make more than N outputs, before planning it (default "
+                        f"{DEFAULT_MAX_OUTPUTS:,}); raise it for a larger dataset")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+#: largest ``--config`` file read (bytes)
+MAX_CONFIG_BYTES = 1 << 20
 #: options a ``--config`` file may set (the rest are about running, given on the command line)
 CONFIG_FILE_KEYS = ("method", "mix", "preset", "per_image", "shapes", "modes", "bins", "seed", "method_options")
 
 
 def load_config_file(path: str) -> dict[str, Any]:
     """The options of a YAML or JSON ``--config`` file, checked by the one parser (names, types)."""
-    text = Path(path).read_text(encoding="utf-8")
+    try:
+        text = read_file(path, MAX_CONFIG_BYTES).decode("utf-8")
+    except (InvalidImageError, UnicodeDecodeError) as exc:
+        reason = "it is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
+        raise InvalidParameterError(f"cannot read config file {path}: {reason}; give a YAML or JSON file") from None
     try:
         if path.endswith((".yaml", ".yml")):
             import yaml
@@ -112,7 +122,7 @@ def generation_from_args(args: argparse.Namespace) -> tuple[ProtocolConfig, RunO
     options.update(workers=args.workers, region_masks=args.region_masks, textures=args.textures,
                    memory_budget=args.memory_budget, png_compression=args.png_compression,
                    progress=not args.no_progress, device=args.device, batch_size=args.batch_size,
-                   prep_threads=args.prep_threads)
+                   prep_threads=args.prep_threads, max_outputs=args.max_outputs)
     return parse_generation(options)
 
 

@@ -119,6 +119,11 @@ class ProtocolConfig:
         return data
 
 
+#: outputs one run may make unless ``max_outputs`` (``--max-outputs``) allows more: about three
+#: hours of SYNAGEN at 256² on one core; a mistyped ``--per-image`` is refused, not planned
+DEFAULT_MAX_OUTPUTS = 1_000_000
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """Where the extra inputs are and how a generation runs; none of it changes a file's bytes
@@ -138,6 +143,8 @@ class RunOptions:
     prep_threads: int | None = None
     #: ``(index, count)``: make only the tasks whose index is ``index`` modulo ``count``
     shard: tuple[int, int] | None = None
+    #: a run that would make more outputs than this is refused before it plans them
+    max_outputs: int = DEFAULT_MAX_OUTPUTS
 
 
 #: option names ``parse_generation`` reads (``preset`` is NSA's, stored in ``method_options``)
@@ -204,9 +211,12 @@ def parse_generation(options: Mapping[str, Any]) -> tuple[ProtocolConfig, RunOpt
         batch_size=_integer(given.get("batch_size", 16), "batch_size"),
         prep_threads=None if given.get("prep_threads") is None else _integer(given["prep_threads"], "prep_threads"),
         shard=None if given.get("shard") is None else tuple(given["shard"]),
+        max_outputs=_integer(given.get("max_outputs", DEFAULT_MAX_OUTPUTS), "max_outputs"),
     )
     if run.workers < 1:
         raise InvalidParameterError(f"workers must be >= 1, got {run.workers}")
+    if run.max_outputs < 1:
+        raise InvalidParameterError(f"max_outputs must be >= 1, got {run.max_outputs}")
     if run.prep_threads is not None and run.prep_threads < 1:
         raise InvalidParameterError(f"prep_threads must be >= 1 (or left out for every usable CPU), got {run.prep_threads}")
     _check_run(run, config)

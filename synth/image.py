@@ -6,11 +6,14 @@ and values in [0, 1]. Alpha is split off on the way in and put back untouched on
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 import cv2
 import numpy as np
@@ -238,9 +241,9 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS)
                 )
             if width == 0 or height == 0:
                 raise InvalidImageError(f"{name}: image has zero size ({width}x{height})")
-            header = _png_header(data)
-            if header is not None and header[0] == 16 and header[1] in (2, 6):
-                return upright(_decode_png16_colour(data, name), exif_orientation(img))
+            channels = _wide_colour_channels(img, data)
+            if channels is not None:
+                return upright(_decode_wide_colour(data, name, channels), exif_orientation(img))
             img.load()
             return pil_to_array(img, name)
     except InvalidImageError:
@@ -251,13 +254,37 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS)
         raise InvalidImageError(f"{name}: {exc}") from None
 
 
-def _decode_png16_colour(data: bytes, name: str) -> np.ndarray:
-    # Pillow reads 16-bit RGB(A) PNGs as 8-bit; OpenCV keeps all 16 bits.
+#: PNG colour type -> channels, for the 16-bit types with more than one channel
+_PNG_WIDE_CHANNELS = {2: 3, 4: 2, 6: 4}
+
+
+def _wide_colour_channels(img: Image.Image, data: bytes) -> int | None:
+    """Channels of a 16-bit image with colour or alpha (which Pillow would cut to 8 bits), else None.
+
+    Pillow keeps 16 bits for one-channel images only; gray+alpha, RGB and RGBA PNGs and RGB(A)
+    TIFFs of 16 bits per sample are decoded by OpenCV instead, which keeps every bit.
+    """
+    header = _png_header(data)
+    if header is not None:
+        return _PNG_WIDE_CHANNELS.get(header[1]) if header[0] == 16 else None
+    if img.format == "TIFF":
+        bits = img.tag_v2.get(258)  # BitsPerSample, one value per channel
+        bits = tuple(bits) if isinstance(bits, (tuple, list)) else (bits,)
+        if len(bits) in (3, 4) and set(bits) == {16}:
+            return len(bits)
+    return None
+
+
+def _decode_wide_colour(data: bytes, name: str, channels: int) -> np.ndarray:
+    """A 16-bit gray+alpha, RGB or RGBA file as ``(H, W, channels)`` uint16 in RGB(A) order."""
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if arr is None:
-        raise InvalidImageError(f"{name}: corrupt 16-bit PNG")
-    code = cv2.COLOR_BGRA2RGBA if arr.shape[2] == 4 else cv2.COLOR_BGR2RGB
-    return cv2.cvtColor(arr, code)
+    if arr is None or arr.dtype != np.uint16 or arr.ndim != 3:
+        raise InvalidImageError(f"{name}: corrupt 16-bit image")
+    if channels == 2 and arr.shape[2] == 4:  # OpenCV spreads gray+alpha over BGRA: gray in each colour
+        return np.ascontiguousarray(arr[:, :, [0, 3]])
+    if channels in (3, 4) and arr.shape[2] == channels:
+        return cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA if channels == 4 else cv2.COLOR_BGR2RGB)
+    raise InvalidImageError(f"{name}: 16-bit image decoded with an unexpected layout {arr.shape}")
 
 
 def pil_to_array(img: Image.Image, name: str = "image") -> np.ndarray:
@@ -298,13 +325,49 @@ def _pil_to_array(img: Image.Image, name: str) -> np.ndarray:
 
 
 def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Read an image file with ``decode_image`` (same layouts, same errors, naming the file)."""
+    """Read an image file with ``decode_image`` (same layouts, same errors, naming the file).
+
+    Only a regular file of at most ``MAX_FILE_BYTES`` is read (``read_file``)."""
+    return decode_image(read_file(path), name=str(path), max_pixels=max_pixels)
+
+
+#: Largest image file read (bytes): an uncompressed 100 MP image of 16-bit RGBA is 800 MB.
+MAX_FILE_BYTES = 1 << 30
+
+_FILE_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+@contextlib.contextmanager
+def open_file(path: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES) -> Iterator[BinaryIO]:
+    """``path`` opened for reading (binary) when it is a regular file of at most ``max_bytes``.
+
+    A symlink is followed to what it names. A named pipe, a device (``/dev/zero``), a socket or a
+    folder raises ``InvalidImageError`` naming the path instead of blocking or reading without end,
+    as does a file above ``max_bytes``. Read headers through it (``PIL.Image.open`` reads lazily).
+    """
     path = Path(path)
-    try:
-        data = path.read_bytes()
+    try:  # O_NONBLOCK: opening a named pipe must not wait for a writer
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
         raise InvalidImageError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    return decode_image(data, name=str(path), max_pixels=max_pixels)
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = next((name for test, name in _FILE_KINDS if test(info.st_mode)), "not a regular file")
+            raise InvalidImageError(f"{path}: is {kind}; only regular files are read")
+        if info.st_size > max_bytes:
+            raise InvalidImageError(f"{path}: file is {info.st_size:,} bytes, above the limit of {max_bytes:,} bytes")
+        yield file
+
+
+def read_file(path: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes`` (``open_file``'s checks and errors)."""
+    with open_file(path, max_bytes) as file:
+        data = file.read(max_bytes + 1)  # the file may have grown since it was checked
+    if len(data) > max_bytes:
+        raise InvalidImageError(f"{path}: file grew above the limit of {max_bytes:,} bytes while it was read")
+    return data
 
 
 def encode_png(image: np.ndarray, compression: int = DEFAULT_PNG_LEVEL, base: "object | None" = None) -> bytes:

@@ -161,6 +161,25 @@ def _method_axes(config: ProtocolConfig) -> tuple[list[str | None], list[str | N
     return shapes, modes, method.targets_size
 
 
+def planned_outputs(n_sources: int, config: ProtocolConfig) -> int:
+    """How many outputs ``plan`` makes for ``n_sources`` images: images x K x shapes x modes x bins."""
+    shapes, modes, targets = _method_axes(config)
+    bins = len(config.bins) if targets or config.mix else 1
+    return n_sources * config.per_image * len(shapes) * len(modes) * bins
+
+
+def _check_output_count(n_sources: int, config: ProtocolConfig, max_outputs: int) -> None:
+    """Refuse, before planning, a run larger than ``max_outputs`` (a typo in ``--per-image``
+    would otherwise plan without limit)."""
+    count = planned_outputs(n_sources, config)
+    if count > max_outputs:
+        raise InvalidParameterError(
+            f"this run would make {count:,} outputs ({n_sources:,} image(s) x {config.per_image:,} per image x "
+            f"{count // max(1, n_sources * config.per_image):,} shape/mode/bin combinations), above the limit "
+            f"of {max_outputs:,}; lower --per-image, or raise --max-outputs if you mean it"
+        )
+
+
 def plan(sources: Sequence[str], config: ProtocolConfig) -> list[Task]:
     """All tasks in their canonical order."""
     if config.per_image < 1:
@@ -318,7 +337,8 @@ class TaskRunner:
         self._textures: tuple[np.ndarray, ...] | None = None
 
     def _read(self, path: str) -> np.ndarray:
-        check_image_memory(path, self.job.memory)  # from the header, before decoding
+        # from the header, before decoding
+        check_image_memory(path, self.job.memory, tuple(self.config.mix or (self.config.method,)))
         return load_image(path)
 
     def _source_base(self, path: str):
@@ -592,6 +612,7 @@ def run_protocol(
         texture_paths = tuple(str(Path(textures) / t) for t in list_images(textures))
         if not texture_paths:
             raise InvalidParameterError(f"no texture images found in {textures}")
+    _check_output_count(len(sources), config, run.max_outputs)
     tasks = plan(sources, config)
     _check_unique_names(tasks, config)
     out = Path(output_dir)

@@ -86,6 +86,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from detect.errors import DetectError
 from detect.runtime import make_process_state, script_main
@@ -206,6 +207,98 @@ def _settings(**values: Any) -> str:
     return json.dumps({**values, "version": tool_version()}, sort_keys=True, default=str)
 
 
+class _QualityFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    images: int = Field(default=QualitySettings.images, ge=2)
+    features: list[str] = list(QualitySettings.features)
+    lpips: str | None = QualitySettings.lpips
+
+    @field_validator("features", mode="before")
+    @classmethod
+    def _one_name(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class BenchFile(BaseModel):
+    """The schema of a bench config file: each key's type, checked before anything runs.
+
+    ``datasets`` and ``pipelines`` may be lists (of folders, of pipeline names) or mappings; a
+    pipeline's value holds its options. ``quality: false`` turns the quality metrics off.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    output: str | None = None
+    datasets: dict[str, str] = Field(min_length=1)
+    methods: list[str] = []
+    hybrids: dict[str, dict[str, float]] = {}
+    pipelines: dict[str, dict[str, Any] | None] = Field(min_length=1)
+    ratios: list[float] = Field(min_length=1)
+    seeds: list[int] = [0]
+    image_size: int = Field(default=128, ge=32)
+    pixel_size: int = Field(default=0, ge=0)
+    quality: _QualityFile | None = None
+    keep_detectors: bool = False
+    textures: str | None = None
+    detectors: dict[str, str | dict[str, Any]] = {}
+
+    @field_validator("datasets", mode="before")
+    @classmethod
+    def _folders(cls, value: Any) -> Any:
+        if isinstance(value, list) and all(isinstance(p, str) for p in value):
+            return {Path(p).name: p for p in value}
+        return value
+
+    @field_validator("pipelines", mode="before")
+    @classmethod
+    def _pipeline_names(cls, value: Any) -> Any:
+        if isinstance(value, list) and all(isinstance(p, str) for p in value):
+            return {p: {} for p in value}
+        return value
+
+    @field_validator("quality", mode="before")
+    @classmethod
+    def _quality_off(cls, value: Any) -> Any:
+        return None if value is False else value
+
+    @classmethod
+    def check(cls, raw: Mapping[str, Any], source: str) -> dict[str, Any]:
+        """``raw`` with its types checked (lists of folders and pipelines made mappings): the keys
+        given, as plain values. ``BenchConfigError`` names the first key that is wrong."""
+        try:
+            parsed = cls.model_validate(dict(raw))
+        except ValidationError as exc:
+            raise BenchConfigError(f"{source}: {_first_problem(exc)}") from None
+        given = parsed.model_dump(exclude_unset=True)
+        if raw.get("quality") is False:
+            given["quality"] = False
+        return given
+
+
+#: what a key holds, for messages (pydantic's own names types, e.g. "a valid list")
+_EXPECTED = {"output": "a folder path", "datasets": "a mapping name: folder, or a list of folders",
+             "methods": "a list of method names", "hybrids": "a mapping name: {method: weight, ...}",
+             "pipelines": "a mapping pipeline: options, or a list of pipeline names",
+             "ratios": "a list of numbers in (0, 1]", "seeds": "a list of whole numbers",
+             "image_size": "a whole number >= 32", "pixel_size": "a whole number >= 0",
+             "quality": "a mapping {images, features, lpips} or false", "keep_detectors": "true or false",
+             "textures": "a folder of texture images", "detectors": "a mapping label: detector (e.g. onnx:model.onnx)"}
+
+
+def _first_problem(exc: ValidationError) -> str:
+    """One line for the first of pydantic's errors: the key (dotted path), what it must hold, what it got."""
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"unknown config key {where!r}; known: {', '.join(BenchFile.model_fields)}"
+    if error["type"] == "missing":
+        return f"the config needs {where!r} ({_EXPECTED.get(where, 'see `anomalyforge bench --help`')})"
+    expected = _EXPECTED.get(where) or error["msg"][0].lower() + error["msg"][1:]
+    more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
+    return f"{where} must be {expected.removeprefix('input should be ')}, got {error['input']!r}{more}"
+
+
 def load_config(path: str | Path, output: str | Path | None = None) -> BenchConfig:
     """Read and check a bench YAML config (see the module doc)."""
     import yaml
@@ -219,29 +312,22 @@ def load_config(path: str | Path, output: str | Path | None = None) -> BenchConf
         raise BenchConfigError(f"{path} is not YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise BenchConfigError(f"{path}: the config must be a mapping with datasets, methods, pipelines, ratios")
-    return config_from_dict(raw, base=path.parent, default_output=path.with_suffix(""), output=output)
+    return config_from_dict(raw, base=path.parent, default_output=path.with_suffix(""), output=output,
+                            source=f"bench config {path}")
 
 
 def config_from_dict(raw: Mapping[str, Any], *, base: Path = Path("."), default_output: Path | None = None,
-                     output: str | Path | None = None) -> BenchConfig:
-    """A ``BenchConfig`` from the parsed YAML mapping (paths relative to ``base``)."""
+                     output: str | Path | None = None, source: str = "bench config") -> BenchConfig:
+    """A ``BenchConfig`` from the parsed YAML mapping (paths relative to ``base``), its types
+    checked by ``BenchFile``; messages start with ``source``."""
     from synth.registry import METHODS
 
     from detect.registry import DETECTORS
     from detect.training.synthetic_training import check_anomaly_ratio, method_weights
     from detect.training.train import PIPELINES
 
-    known = {"output", "datasets", "methods", "hybrids", "pipelines", "ratios", "seeds", "image_size",
-             "pixel_size", "quality", "keep_detectors", "textures", "detectors"}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise BenchConfigError(f"unknown config key(s) {unknown}; known: {', '.join(sorted(known))}")
-    for key in ("datasets", "pipelines", "ratios"):
-        if not raw.get(key):
-            raise BenchConfigError(f"the config needs {key!r} (see `anomalyforge bench --help`)")
+    raw = BenchFile.check(raw, source)
     datasets_raw = raw["datasets"]
-    if isinstance(datasets_raw, list):
-        datasets_raw = {Path(p).name: p for p in datasets_raw}
     datasets = {str(k): (base / str(v)).resolve() if not Path(str(v)).is_absolute() else Path(str(v))
                 for k, v in datasets_raw.items()}
     for name, folder in datasets.items():
@@ -267,8 +353,6 @@ def config_from_dict(raw: Mapping[str, Any], *, base: Path = Path("."), default_
         raise BenchConfigError("synthesis names must be unique (a hybrid named like a method?)")
 
     pipelines_raw = raw["pipelines"]
-    if isinstance(pipelines_raw, list):
-        pipelines_raw = {str(p): {} for p in pipelines_raw}
     pipelines = {}
     for name, options in pipelines_raw.items():
         if name not in PIPELINES or name not in DETECTORS:

@@ -88,21 +88,21 @@ def metadata_frame(split):
 def decode(value: Any) -> np.ndarray:
     """A dataset image cell (PIL image, dict with bytes/path, or array) as a numpy array.
 
-    uint8 gray/RGB(A) stay as stored, 16-bit PNGs become uint16, palette and other modes RGB.
+    uint8 gray/RGB(A) stay as stored, 16-bit images stay uint16, palette and other modes RGB
+    (``synth.decode_image``: a corrupt file or one above its pixel limit is an ``InvalidImageError``
+    naming it, read from the header before any pixel is decoded).
     """
-    import io
-
     from PIL import Image
+
+    from synth.image import decode_image, load_image
 
     if isinstance(value, np.ndarray):
         return value
     if isinstance(value, dict):
         if value.get("bytes") is not None:
-            with Image.open(io.BytesIO(value["bytes"])) as im:
-                return decode(im)
+            return decode_image(value["bytes"], name=str(value.get("path") or "image"))
         if value.get("path"):
-            with Image.open(value["path"]) as im:
-                return decode(im)
+            return load_image(value["path"])
     if isinstance(value, Image.Image):
         return pil_to_array(value)
     raise DatasetLayoutError(f"cannot read an image from a cell of type {type(value).__name__}")

@@ -40,7 +40,8 @@ from typing import Literal
 import numpy as np
 
 from detect.errors import DatasetLayoutError
-from detect.images import IMAGE_SUFFIXES, pil_to_array
+from detect.images import IMAGE_SUFFIXES
+from synth.image import load_image, open_file
 
 Layout = Literal["mvtec", "btad", "visa"]
 #: the defect class of anomaly-free samples, whatever the layout calls them
@@ -79,7 +80,7 @@ class Sample:
             if shape is None:
                 from PIL import Image
 
-                with Image.open(self.image) as im:
+                with open_file(self.image) as file, Image.open(file) as im:
                     shape = (im.height, im.width)
             return np.zeros(shape, dtype=bool)
         arr = _read(self.mask)
@@ -282,7 +283,6 @@ def _relative(path: Path, root: Path) -> str:
 
 
 def _read(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return pil_to_array(im)
+    # the project's one file reader: regular files only, pixel limit checked from the header,
+    # a corrupt or truncated file an InvalidImageError naming it
+    return load_image(path)

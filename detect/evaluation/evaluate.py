@@ -58,6 +58,7 @@ from detect.errors import DetectError, InvalidImagesError, MetricInputError
 from detect.evaluation import metrics, report, uncertainty
 from detect.evaluation.dataset import GOOD_SPLIT, decode, load_dataset_dict, load_evaluation_splits, metadata_frame
 from detect.runtime import make_accelerator, parse_options, script_main
+from synth import arguments
 from synth.atomic import atomic_path, write_text_atomic
 from synth.run_lock import claimed_folder
 
@@ -630,18 +631,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--fit-revision", default=None, help="revision of a --fit dataset")
     parser.add_argument("--output", required=True, help="folder for scores, summary, tables and plots")
     parser.add_argument("--backbone", default=None, help="efficientnet_lite0 (default, offline), resnet18, wide_resnet50_2, ...")
-    parser.add_argument("--image-size", type=int, default=None, help="resize every image to SIZE x SIZE (default: native)")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--image-size", type=arguments.integer(8), default=None, help="resize every image to SIZE x SIZE (default: native)")
+    parser.add_argument("--batch-size", type=arguments.positive, default=8)
+    parser.add_argument("--seed", type=arguments.seed, default=0)
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="detector option, e.g. coreset_ratio=0.05 or steps=500 (repeatable; JSON values)")
     parser.add_argument("--ks", nargs="+", default="1,2,3,4,5",
                         help="false-positive budgets, space- or comma-separated (default 1,2,3,4,5)")
-    parser.add_argument("--table-k", type=int, default=1, help="budget used by the recall tables and plots")
+    parser.add_argument("--table-k", type=arguments.positive, default=1, help="budget used by the recall tables and plots")
     parser.add_argument("--brightness-shape", default=None)
     parser.add_argument("--brightness-mode", default=None)
     parser.add_argument("--brightness-size-bin", default=None)
-    parser.add_argument("--pixel-size", type=int, default=None,
+    parser.add_argument("--pixel-size", type=arguments.non_negative, default=None,
                         help="long side of maps for pixel metrics (0 = full resolution; default: full resolution "
                              f"for real-defect folders, {SYNTHETIC_PIXEL_SIZE} for synthetic datasets)")
     parser.add_argument("--cpu", action="store_true", help="do not use GPUs even when present")

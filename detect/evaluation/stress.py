@@ -40,6 +40,7 @@ from detect.errors import DetectError
 from detect.evaluation import uncertainty
 from detect.images import as_colour
 from detect.runtime import choose_device, guarded, parse_options
+from synth import arguments
 from synth.atomic import atomic_path, write_text_atomic
 from synth.run_lock import claimed_folder
 
@@ -477,13 +478,13 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="anomaly-free images")
     parser.add_argument("--method", default=defaults.method, help=f"synthesis method (default {defaults.method})")
     parser.add_argument("--detector", default=defaults.detector, help=f"detector (default {defaults.detector})")
-    parser.add_argument("--anomalies", type=int, default=None,
+    parser.add_argument("--anomalies", type=arguments.positive, default=None,
                         help="anomalies to make (default: " + ", ".join(f"{n} on {kind}" for kind, n in DEFAULT_ANOMALIES.items())
                              + ")")
-    parser.add_argument("--k", type=int, default=defaults.k, help="false positives allowed (default 1)")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="first seed (default 0)")
-    parser.add_argument("--grid", type=int, default=defaults.grid, help="tiles per side (default 4)")
-    parser.add_argument("--image-size", type=int, default=defaults.image_size,
+    parser.add_argument("--k", type=arguments.non_negative, default=defaults.k, help="false positives allowed (default 1)")
+    parser.add_argument("--seed", type=arguments.seed, default=defaults.seed, help="first seed (default 0)")
+    parser.add_argument("--grid", type=arguments.positive, default=defaults.grid, help="tiles per side (default 4)")
+    parser.add_argument("--image-size", type=arguments.integer(8), default=defaults.image_size,
                         help=f"side the detector works at (default {defaults.image_size})")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="detector option, e.g. normalize=imagenet or higher_is_normal=true (repeatable)")

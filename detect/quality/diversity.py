@@ -31,6 +31,7 @@ import torch
 from detect.errors import DiversityInputError
 from detect.quality.lpips_backbones import LPIPS_NETS, LpipsNet, load_lpips, to_lpips_batch
 from detect.runtime import choose_device, guarded, subcommand_main
+from synth import arguments
 from synth.atomic import write_text_atomic
 from synth.errors import SynthError
 from synth.image import as_float
@@ -406,15 +407,15 @@ def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
         ),
     )
     add_dataset_arguments(parser)
-    parser.add_argument("--pairs", type=int, default=None, metavar="N",
+    parser.add_argument("--pairs", type=arguments.positive, default=None, metavar="N",
                         help="number of random pairs (default: one random partner per image)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the pair draw (default 0)")
+    parser.add_argument("--seed", type=arguments.seed, default=0, help="seed of the pair draw (default 0)")
     parser.add_argument("--by", default=None, metavar="COLUMN",
                         help="scores per value of this column, e.g. method (pairs stay within a group)")
     parser.add_argument("--net", choices=LPIPS_NETS, default="alex", help="LPIPS trunk (default alex)")
-    parser.add_argument("--image-size", type=int, default=None, metavar="PX",
+    parser.add_argument("--image-size", type=arguments.integer(8), default=None, metavar="PX",
                         help="resize whole images to PX×PX for LPIPS and LPIPS_AbsDiff (default: native size)")
-    parser.add_argument("--batch-size", type=int, default=16, help="pairs per forward pass (default 16)")
+    parser.add_argument("--batch-size", type=arguments.positive, default=16, help="pairs per forward pass (default 16)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
     parser.add_argument("--output", type=Path, default=None, metavar="JSON", help="write the scores to this JSON file")
     parser.set_defaults(func=guarded(run_cli))

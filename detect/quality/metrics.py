@@ -38,6 +38,7 @@ from detect.quality.diversity import LpipsScorer, Subset, add_dataset_arguments,
 from detect.quality.features import FEATURE_KINDS, FeatureExtractor
 from detect.quality.lpips_backbones import LPIPS_NETS
 from detect.runtime import guarded, subcommand_main
+from synth import arguments
 from synth.atomic import write_text_atomic
 
 
@@ -425,9 +426,9 @@ def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
                              "weights), efficientnet-lite0 (offline; NOT comparable to published FID), none")
     parser.add_argument("--net", choices=LPIPS_NETS, default="alex", help="LPIPS trunk (default alex)")
     parser.add_argument("--no-lpips", action="store_true", help="skip LPIPS (no AlexNet weights needed)")
-    parser.add_argument("--kid-subset-size", type=int, default=1000, help="images per KID subset (default 1000)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the KID subsets (default 0)")
-    parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
+    parser.add_argument("--kid-subset-size", type=arguments.integer(2), default=1000, help="images per KID subset (default 1000)")
+    parser.add_argument("--seed", type=arguments.seed, default=0, help="seed of the KID subsets (default 0)")
+    parser.add_argument("--batch-size", type=arguments.positive, default=16, help="images per forward pass (default 16)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
     parser.add_argument("--output", type=Path, default=None, metavar="JSON", help="write the metrics to this JSON file")
     parser.set_defaults(func=guarded(run_cli))

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 from detect.runtime import make_accelerator, parse_options, script_main
+from synth import arguments
 
 #: the detectors that train on synthetic anomalies (names in detect.registry)
 PIPELINES = ("segmenter", "draem", "defect_map")
@@ -36,24 +37,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                              "drawn uniformly) or with weights, e.g. draem:0.7,cutpaste:0.3 or draem=0.7 cutpaste=0.3 "
                              "(a hybrid); default: the "
                              "pipeline's own (segmenter synagen, draem draem, defect_map foreground_perlin)")
-    parser.add_argument("--anomaly-ratio", type=float, default=None,
+    parser.add_argument("--anomaly-ratio", type=arguments.number(0, 1), default=None,
                         help="share of training samples that carry an anomaly, 0..1 (default: the pipeline's, "
                              "segmenter 1.0, draem and defect_map 0.5)")
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--batch-size", type=int, default=8, help="images per step and process")
-    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the pipeline's)")
+    parser.add_argument("--steps", type=arguments.positive, default=2000)
+    parser.add_argument("--batch-size", type=arguments.positive, default=8, help="images per step and process")
+    parser.add_argument("--lr", type=arguments.number(0, low_open=True), default=None, help="learning rate (default: the pipeline's)")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="pipeline option, e.g. rec_width=128 (repeatable; JSON values)")
-    parser.add_argument("--image-size", type=int, default=None, help="resize images to SIZE x SIZE (default: native)")
+    parser.add_argument("--image-size", type=arguments.integer(8), default=None, help="resize images to SIZE x SIZE (default: native)")
     parser.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no")
-    parser.add_argument("--checkpoint-every", type=int, default=500)
+    parser.add_argument("--checkpoint-every", type=arguments.positive, default=500)
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUTPUT/checkpoints")
-    parser.add_argument("--workers", type=int, default=0, help="data-loader processes making anomalies")
+    parser.add_argument("--workers", type=arguments.non_negative, default=0, help="data-loader processes making anomalies")
     parser.add_argument("--synth-device", default=None, metavar="DEVICE",
                         help="make the training anomalies batched on this torch device (cuda, cuda:N, cpu) instead of "
                              "in CPU loader processes; methods without a batched renderer (nsa) still use the CPU "
                              "(default: the CPU loader)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=arguments.seed, default=0)
     parser.add_argument("--no-pretrained", action="store_true",
                         help="random encoder instead of ImageNet weights (segmenter, defect_map)")
     parser.add_argument("--cpu", action="store_true", help="do not use GPUs even when present")

@@ -44,7 +44,7 @@ from ...method import Method, Scene, Spec
 from ...sizebins import SizeBin
 from ...sizing import pixel_targets, shifted
 from .modes import texture_field
-from .scaling import scaled_shape
+from .scaling import MAX_SHAPE_SPAN, scaled_shape
 
 #: pixels kept around the placed shape: the contour band reaches 1 pixel out, its blur 1 more
 _MARGIN = 3
@@ -111,7 +111,7 @@ def _plan(method: Method, spec: Spec, scene: Scene, textures: Sequence[np.ndarra
         target_px=float(target_px),
         lo_px=int(lo_px),
         hi_px=int(hi_px),
-        max_scale=4.0 * max(scene.height, scene.width) / max(crop.shape),
+        max_scale=MAX_SHAPE_SPAN * max(scene.height, scene.width) / max(crop.shape),
         factors=tuple(float(f) for f in factors),
         noise_range=(float(mode_params["noise_range"][0]), float(mode_params["noise_range"][1])),
         noise=noise,

@@ -22,7 +22,7 @@ from ...method import Method, Rendering, Scene, Spec
 from ...sizebins import DEFAULT_BINS, SizeBin
 from ...sizing import Steering, fit, shifted, target_fraction, target_pixels
 from .modes import DEFAULT_MODES, MODES, manipulate, noise_field, sample_mode, texture_field
-from .scaling import ScaledShape, scaled_shape
+from .scaling import MAX_SHAPE_SPAN, ScaledShape, scaled_shape
 from .shapes import SHAPES, sample_shape
 
 _PLACEMENT_ATTEMPTS = 6
@@ -148,7 +148,7 @@ class Synagen(Method):
             tex = scene.textures[mode_params["texture_index"] % len(scene.textures)]
             texture = texture_field(tex, mode_params["texture_offset"], height, width, scene.channels)
         region_pixels = None if scene.region is None else np.flatnonzero(scene.region)
-        max_scale = 4.0 * max(height, width) / max(shape_crop.shape)
+        max_scale = MAX_SHAPE_SPAN * max(height, width) / max(shape_crop.shape)
 
         def placement(attempt: int) -> tuple[list[float], list[float], float]:
             # Thin shapes gain or lose whole strokes at some scales, so the area can jump over a

@@ -24,6 +24,10 @@ import numpy as np
 
 from .shapes import _rotated_cached
 
+#: the size search may grow a shape until its longer side spans this many times the image's
+#: longer side (a sparse shape needs it to change enough pixels); ``synth.memory`` budgets for it
+MAX_SHAPE_SPAN = 4.0
+
 
 #: above this many output pixels ``cv2.resize`` (which reads the whole crop once) is faster than
 #: the table reads (measured on 500-700 px crops: 0.11 ms against 0.6 ms at 44x41, even near 110x110)
