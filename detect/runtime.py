@@ -9,7 +9,8 @@ through ``guarded``, so bad input ends with one line and exit code 2 instead of 
 The device rule itself is ``synth.batched.device``'s (``synth`` imports nothing of ``detect``), so
 the renderer's ``--device`` and the detectors choose alike. This module imports only
 ``detect.errors`` from the package, so any module may import it at the top without making an
-import circle.
+import circle; it imports torch only when a device is chosen, so the commands' ``--help`` stays
+fast.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ import sys
 from types import ModuleType
 from typing import Any, Callable, Sequence
 
-import torch
+from typing import TYPE_CHECKING
 
 from detect.errors import DetectError
-from synth.batched.device import choose_device as _batched_choose_device
-from synth.batched.device import runs_on_cpu  # noqa: F401  (detect's commands ask it here)
 from synth.errors import SynthError
+
+if TYPE_CHECKING:
+    import torch
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -36,10 +38,19 @@ def choose_device(device: str | torch.device | None = None, *, cpu: bool = False
     not ``cpu``), else the CPU. The rule is ``synth.batched.device.choose_device``'s, so detectors and
     the renderer agree; an unknown name or a CUDA device without a GPU is a ``DetectError`` naming
     ``what`` (e.g. ``"synth device"``)."""
+    from synth.batched.device import choose_device as _batched_choose_device
+
     try:
         return _batched_choose_device(device, cpu=cpu, what=what)
     except SynthError as exc:
         raise DetectError(str(exc)) from None
+
+
+def runs_on_cpu(cpu: bool = False) -> bool:
+    """Whether a command's processes use the CPU (``synth.batched.device.runs_on_cpu``)."""
+    from synth.batched.device import runs_on_cpu as _runs_on_cpu
+
+    return _runs_on_cpu(cpu)
 
 
 def make_accelerator(cpu: bool = False, **options: Any):

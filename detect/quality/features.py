@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -31,8 +30,7 @@ from detect.errors import WeightsFileError
 from detect.quality.lpips_backbones import require_hub_checkpoint
 from detect.runtime import choose_device
 
-FeatureKind = Literal["inception", "fid-inception", "efficientnet-lite0"]
-FEATURE_KINDS: tuple[str, ...] = get_args(FeatureKind)
+from detect.quality.names import FEATURE_KINDS, FeatureKind  # noqa: F401  (their home before names.py)
 
 INCEPTION_URL = "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth"
 FID_INCEPTION_URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth"
