@@ -19,12 +19,13 @@ import argparse
 import functools
 import json
 import sys
+import warnings
 from types import ModuleType
 from typing import Any, Callable, Sequence
 
 from typing import TYPE_CHECKING
 
-from detect.errors import DetectError
+from detect.errors import DetectError, ImageConversionWarning
 from synth.errors import SynthError
 
 if TYPE_CHECKING:
@@ -70,16 +71,29 @@ def make_process_state(cpu: bool = False):
 
 def guarded(func: Command) -> Command:
     """``func`` with the project's errors (bad input, missing weights) reported as one line on
-    stderr, ``anomalyforge COMMAND: error: MESSAGE``, and exit code 2."""
+    stderr, ``anomalyforge COMMAND: error: MESSAGE``, and exit code 2; what a detector converted
+    (``ImageConversionWarning``) is one line, ``anomalyforge COMMAND: note: MESSAGE``, once."""
 
     @functools.wraps(func)
     def run(args: argparse.Namespace) -> int:
-        try:
-            return func(args)
-        except DetectError as exc:
-            command = getattr(args, "command", None)
-            print(f"anomalyforge{' ' + command if command else ''}: error: {exc}", file=sys.stderr)
-            return 2
+        command = getattr(args, "command", None)
+        prefix = f"anomalyforge{' ' + command if command else ''}"
+        with warnings.catch_warnings():
+            warnings.simplefilter("once", ImageConversionWarning)
+            shown = warnings.showwarning
+
+            def show(message, category, *rest, **kwargs):
+                if issubclass(category, ImageConversionWarning):
+                    print(f"{prefix}: note: {message}", file=sys.stderr)
+                else:
+                    shown(message, category, *rest, **kwargs)
+
+            warnings.showwarning = show
+            try:
+                return func(args)
+            except DetectError as exc:
+                print(f"{prefix}: error: {exc}", file=sys.stderr)
+                return 2
 
     return run
 
