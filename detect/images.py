@@ -132,7 +132,7 @@ def read_image_folder(folder: str | Path) -> tuple[list[np.ndarray], list[str]]:
 def as_colour(image: np.ndarray) -> np.ndarray:
     """``image`` with three colour channels, same dtype: gray repeated, alpha dropped.
 
-    For comparing images of mixed kinds with one detector (which refuses gray after colour).
+    For tiling and showing images of mixed kinds side by side as colour.
     """
     image = np.asarray(image)
     if image.ndim == 2:
