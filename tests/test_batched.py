@@ -150,10 +150,12 @@ def test_same_seed_gives_the_same_bytes_whatever_the_batch():
 @pytest.mark.parametrize("name", ["synagen", "draem", "nsa"])
 def test_same_bytes_whatever_the_number_of_prep_threads_and_the_batch_size(name):
     """Plans are made on CPU threads (``prep_threads``) and batches may be prepared ahead: the
-    bytes, masks and records do not depend on either, nor on how the anomalies are batched."""
+    bytes, masks and records do not depend on either, nor on how the anomalies are batched. (NSA
+    in its three smaller bins: a large bin's Poisson solves cost minutes and test nothing more.)"""
     seeds = list(range(60, 74))
     images = _batch(RGB, 7)
-    specs = [sample_specs(images[:1], name, seeds=[s], size_bin=k % len(DEFAULT_BINS))[0] for k, s in enumerate(seeds)]
+    bins = 3 if name == "nsa" else len(DEFAULT_BINS)
+    specs = [sample_specs(images[:1], name, seeds=[s], size_bin=k % bins)[0] for k, s in enumerate(seeds)]
 
     def render(threads: int, size: int):
         chunks = [specs[start : start + size] for start in range(0, len(specs), size)]
