@@ -64,7 +64,7 @@ from synth import (
 )
 from synth.export import export_parquet, export_rows, export_zip
 from synth.image import save_png
-from synth.preview import contour_overlay, display_rgb, heatmap_overlay, mask_preview, region_from_layers
+from synth.preview import contour_overlay, display_rgb, heatmap_overlay, mask_preview, region_from_layers, shrink
 from synth.record import RECORD_COLUMNS, Column
 from synth.version import tool_version
 
@@ -723,21 +723,24 @@ class Space:
         progress(0.05, desc="Reading images")
         source_path = image_path or self.examples["brick"]
         views = (generated or {}).get("views") or []
+        # (name, image, truth): truth is None (unknown), CLEAN, or the anomaly's bool mask
         if test_paths:
-            tests = [(Path(p).name, as_colour(read_upload(p, "test image"))) for p in test_paths]
+            tests = [(Path(p).name, as_colour(read_upload(p, "test image")), None) for p in test_paths]
             what = f"{len(tests)} uploaded image(s)"
         elif views and (reference != GENERATED or views[0]["source"] == source_path):
-            tests = [("clean source", as_colour(read_upload(views[0]["before"], "clean image")))]
-            tests += [(v["name"], as_colour(read_upload(v["after"], "generated image"))) for v in views]
+            tests = [("clean source", as_colour(read_upload(views[0]["before"], "clean image")), CLEAN)]
+            tests += [(v["name"], as_colour(read_upload(v["after"], "generated image")),
+                       read_upload(v["mask"], "mask")[..., 0] > 0) for v in views]
             what = f"the {len(views)} anomalies made in Generate and their clean source"
         else:
             source = read_upload(source_path)
             method = "synagen" if "synagen" in available_methods() else available_methods()[0]
-            tests = [("clean source", as_colour(display_rgb(source, PREVIEW_SIDE)))]
+            tests = [("clean source", as_colour(display_rgb(source, PREVIEW_SIDE)), CLEAN)]
             for seed in range(DETECT_DEMO_COUNT):
                 anomaly = synthesize(source, method, seed=seed, size_bin=DEFAULT_BINS[-1].name)
                 tests.append((f"{method} seed {seed} ({anomaly.record['shape']}, {anomaly.record['mode']})",
-                              as_colour(display_rgb(anomaly.image, PREVIEW_SIDE))))
+                              as_colour(display_rgb(anomaly.image, PREVIEW_SIDE)),
+                              shrink(anomaly.mask.astype(np.uint8) * 255, PREVIEW_SIDE) > 0))
             what = (f"{DETECT_DEMO_COUNT} large {method} anomalies made now on {Path(source_path).name} "
                     "and the clean image (generate or upload to score your own)")
         if fit_paths:
@@ -748,6 +751,7 @@ class Space:
             source = f"{len(fits)} uploaded anomaly-free image(s)"
             held = ("the held-out last anomaly-free image" if len(goods) > 1
                     else "the fit image itself (upload 2+ for a held-out reference)")
+            one_image = len(goods) < 3
         else:
             path = source_path if reference == GENERATED else self.examples[reference]
             base = read_upload(path, "reference image")
@@ -756,14 +760,15 @@ class Space:
             source = (f"**{Path(path).name}** ({'the Generate tab' if reference == GENERATED else 'example'} image) "
                       "and its two mirror images")
             held = "the same image turned by 180 degrees"
-        unlike = [name for name, image in tests if texture_spread([fits[0], image]) > TEXTURE_SPREAD_LIMIT]
+            one_image = True
+        unlike = [name for name, image, _ in tests if texture_spread([fits[0], image]) > TEXTURE_SPREAD_LIMIT]
         if unlike:
             gr.Warning(f"{', '.join(unlike[:3])}{' ...' if len(unlike) > 3 else ''} look unlike the images the "
                        "detector is fitted on, so they will score high whatever they show: upload anomaly-free "
                        "images of their kind (or choose another image to fit on).")
         progress(0.2, desc=f"Fitting {detector_name} (once, then cached) and scoring")
         try:
-            (normal, result), device = score_on_device(detector_name, key, fits, [held_out, [t for _, t in tests]],
+            (normal, result), device = score_on_device(detector_name, key, fits, [held_out, [t for _, t, _ in tests]],
                                                        self.config.detect_size)
         except DetectError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
@@ -773,18 +778,24 @@ class Space:
         top = typical + 2.0 * max(threshold - typical, 1e-9)
         folder = self.work.folder(request.session_hash, "detect")
         gallery, rows = [], []
-        for i, ((name, image), score, amap) in enumerate(zip(tests, result.scores, result.maps)):
+        for i, ((name, image, truth), score, amap) in enumerate(zip(tests, result.scores, result.maps)):
             # one scale for every image, anchored on the reference: the threshold is mid-scale
-            overlay = _png(folder, f"heatmap_{i}.png",
-                           heatmap_overlay(image, amap, typical, top, opacity=0.6, max_side=PREVIEW_SIDE))
-            verdict = "anomalous" if score > threshold else "normal"
+            heat = heatmap_overlay(image, amap, typical, top, opacity=0.6, max_side=PREVIEW_SIDE)
+            if truth is not None and truth is not CLEAN:  # the true mask outlined on the heatmap
+                heat = contour_overlay(heat, shrink(truth.astype(np.uint8) * 255, max(heat.shape[:2])) > 0,
+                                       colour=TRUTH_RGB)
+            overlay = _png(folder, f"heatmap_{i}.png", heat)
+            verdict = detect_verdict(score > threshold, truth, one_image)
             ratio = float(score) / threshold if threshold > 0 else float("inf")
             gallery.append((overlay, f"{verdict.upper()} · {ratio:.2f}x threshold · {name}"))
             rows.append({"file": name, "verdict": verdict, "x threshold": round(ratio, 3),
                          "score": round(float(score), 4), "threshold": round(threshold, 4)})
-        status = (f"**{detector_name}** fitted on {source}; scored {what}. An image is **anomalous** when its "
-                  f"score is above the threshold, the highest score of {held} ({threshold:.4g}). "
+        status = (f"**{detector_name}** fitted on {source}; scored {what}. An image is above the threshold when "
+                  f"its score is above the highest score of {held} ({threshold:.4g}). Synthetic anomalies read "
+                  f"DETECTED or MISSED (true mask outlined in cyan), the clean source CLEAN or FALSE ALARM. "
                   f"Served on **{device}**.")
+        if one_image and any(truth is None for _, _, truth in tests):
+            status = ONE_REFERENCE_CAVEAT + status
         return gallery, pd.DataFrame(rows, columns=DETECT_COLUMNS), colour_bar(folder / "colour_bar.png",
                                                                                  detector_name), status
 
@@ -939,6 +950,31 @@ def show_selected(generated: dict | None, evt: gr.SelectData):
         return gr.ImageSlider(), gr.Image()
     view = views[int(evt.index)]
     return (view["before"], view["after"]), view["mask"]
+
+
+#: ``truth`` of a test image known to be anomaly-free (the clean source of generated anomalies)
+CLEAN = "clean"
+#: colour of the true mask's outline on a heatmap (red is too close to the heat colours)
+TRUTH_RGB = (0, 255, 255)
+ONE_REFERENCE_CAVEAT = (
+    "> ⚠️ **One reference image, so no verdict.** The threshold is the score of a single held-out view, "
+    "and clean images often score up to about 1.5x it: read the scores as a ranking. Upload 3 or more "
+    "anomaly-free images of the same kind for a threshold that means anomalous.\n\n"
+)
+
+
+def detect_verdict(above: bool, truth: Any, one_image: bool) -> str:
+    """What a score above or below the threshold says about one test image: DETECTED / MISSED for
+    a synthetic anomaly (mask known), CLEAN / FALSE ALARM for the clean source, and for an image
+    of unknown truth ANOMALOUS / NORMAL, or only above / within the reference when the threshold
+    comes from one image."""
+    if truth is None:
+        if one_image:
+            return "above reference" if above else "within reference"
+        return "anomalous" if above else "normal"
+    if truth is CLEAN:
+        return "false alarm" if above else "clean"
+    return "detected" if above else "missed"
 
 
 # ------------------------------------------------------------------------------- stress test

@@ -93,8 +93,8 @@ def test_a_first_visitor_gets_results_on_every_tab_with_defaults_and_with_upload
         status = page.locator("#detect-status").inner_text()
         assert "fitted on brick.png" in status and "Served on" in status
         caption = page.get_by_text("x threshold · clean source").first
-        assert caption.is_visible() and caption.inner_text().startswith("NORMAL")
-        assert page.get_by_text("ANOMALOUS ·").first.is_visible()  # a verdict and a score, not cut off
+        assert caption.is_visible() and caption.inner_text().startswith("CLEAN")
+        assert page.get_by_text("DETECTED ·").first.is_visible()  # a verdict and a score, not cut off
         bar = page.locator("#colour-bar img")
         assert bar.is_visible() and bar.bounding_box()["width"] > 200
         _no_error_shown(page)
@@ -106,6 +106,9 @@ def test_a_first_visitor_gets_results_on_every_tab_with_defaults_and_with_upload
         page.get_by_text("x threshold · my_gravel.png").first.wait_for(state="visible", timeout=120_000)
         # gravel scored by a detector fitted on brick: the visitor is told why it will look anomalous
         page.get_by_text("look unlike the images the detector is fitted on").first.wait_for(timeout=10_000)
+        # one reference image: the caveat comes first, and no confident verdict
+        assert page.locator("#detect-status").inner_text().startswith("⚠️ One reference image, so no verdict.")
+        assert page.get_by_text("ABOVE REFERENCE · ").first.is_visible()
         _no_error_shown(page)
 
         # Stress test, defaults: a readable result on the brick example, no chance-level warning
