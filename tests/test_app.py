@@ -176,7 +176,7 @@ def test_rgba_upload_keeps_its_alpha(client, files):
 def test_bad_uploads_get_a_message_not_a_trace(client, files, name, message):
     with pytest.raises(AppError, match=message) as info:
         _generate(client, files[name])
-    assert "Traceback" not in str(info.value)
+    assert "Traceback" not in str(info.value) and "object at 0x" not in str(info.value)
 
 
 def test_decompression_bomb_is_refused_before_decoding(client, tmp_path):
