@@ -333,6 +333,23 @@ def read_upload(path: str | None, what: str = "image") -> np.ndarray:
     return image
 
 
+def readable_uploads(paths: Sequence[str]) -> tuple[list[np.ndarray], list[str]]:
+    """The images of ``paths`` that decode, and the names of those skipped (each said in a warning);
+    ``gr.Error`` when none is usable."""
+    images, skipped, reasons = [], [], []
+    for path in paths:
+        try:
+            images.append(read_upload(path))
+        except gr.Error as exc:
+            skipped.append(Path(path).name)
+            reasons.append(exc.message)
+    if not images:
+        raise gr.Error(reasons[0], title="Not a usable image", print_exception=False)
+    for reason in reasons:
+        gr.Warning(f"Skipped: {reason}")
+    return images, skipped
+
+
 def upload_notes(path: str, image: np.ndarray) -> list[str]:
     """Plain-language notes about what happens to an unusual image (shown as warnings)."""
     from PIL import Image
@@ -831,7 +848,7 @@ class Space:
                               k=_int(k, "k (false positives)", 1, 5), seed=_int(seed, "seed", 0, 2**62),
                               grid=STRESS_GRID, image_size=min(STRESS_SIZE, self.config.detect_size), min_side=MIN_SIDE)
         progress(0.0, desc="Reading images")
-        images = [read_upload(p) for p in paths]
+        images, skipped = readable_uploads(paths)
         try:
             result, device = stress_on_device(images, config)
         except DetectError as exc:
@@ -850,8 +867,10 @@ class Space:
         lines = result.text().splitlines()
         facts = [line for line in lines if not line.startswith("Warning: ")]
         warnings = [line[len("Warning: "):] for line in lines if line.startswith("Warning: ")]
-        names = ", ".join(Path(p).name for p in paths)
+        names = ", ".join(Path(p).name for p in paths if Path(p).name not in skipped)
         status = f"On **{names}**: " + " ".join(facts) + f" Served on **{device}**."
+        if skipped:
+            status = f"> ⚠️ **Skipped** {', '.join(skipped)}: not usable (see the message).\n\n" + status
         if warnings:
             status = "".join(f"> ⚠️ **Warning:** {w}\n\n" for w in warnings) + status
         return figures["shape"], figures["mode"], table, status

@@ -408,3 +408,14 @@ def test_batched_renderer_used_on_a_gpu_draws_what_the_cpu_path_draws(files):
         assert anomaly.spec.shape == reference.spec.shape and anomaly.spec.mode == reference.spec.mode
         changed = np.abs(anomaly.image.astype(int) - grass) > 1
         assert changed.any() and not changed[~anomaly.mask].any()
+
+
+def test_one_bad_file_is_skipped_and_named_instead_of_aborting_a_stress_test(client, files, tmp_path):
+    save_png(tmp_path / "brick.png", skimage.data.brick())
+    *_, table, status = client.predict([handle_file(str(tmp_path / "brick.png")), handle_file(str(files["text"]))],
+                                       None, "synagen", "patchcore", 20, 1, 0, api_name="/stress_test")
+    assert "**Skipped** notes.png" in status and "brick.png" in status and "Recall" in status
+    assert len(table["data"]) > 0
+    with pytest.raises(AppError, match="notes.png: not a readable image"):  # nothing usable: an error
+        client.predict([handle_file(str(files["text"]))], None, "synagen", "patchcore", 20, 1, 0,
+                       api_name="/stress_test")
