@@ -241,6 +241,36 @@ def checked_input(component: gr.components.Component, what: str, expected: str) 
     return component
 
 
+#: what a file-list input expects, as its refusal says
+UPLOADED_FILES = "a list of uploaded image files"
+
+
+def answer_every_error_with_a_message(demo: gr.Blocks) -> None:
+    """Make every failure of a request reach the caller as a ``gr.Error`` with a message.
+
+    The app's own errors are ``gr.Error``s already; what is left is raised by gradio around them --
+    a file argument naming a path that was not uploaded (``InvalidPathError``), or a failure no
+    handler foresaw -- and would reach an API caller as ``{"error": null}``. Wrapped on the
+    instance, like ``checked_input``.
+    """
+    from gradio.exceptions import InvalidPathError
+
+    process_api = demo.process_api
+
+    async def answered(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await process_api(*args, **kwargs)
+        except gr.Error:
+            raise
+        except InvalidPathError as exc:
+            raise gr.Error(f"file argument refused: {exc} Send files as uploads (gradio_client: handle_file).",
+                           title="Invalid input", print_exception=False) from None
+        except Exception as exc:  # noqa: BLE001 -- whatever it is, the caller gets its name and message
+            raise gr.Error(f"the request failed: {type(exc).__name__}: {exc}", title="Error") from exc
+
+    demo.process_api = answered  # type: ignore[method-assign]
+
+
 class _CheckedModel:
     """A component's pydantic ``data_model`` whose validation failure becomes a ``gr.Error``."""
 
@@ -277,7 +307,7 @@ def example_image(name: str) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------- uploads
-def uploaded_image(**options: Any) -> gr.Image:
+def uploaded_image(what: str, **options: Any) -> gr.Image:
     """A ``gr.Image`` (``type="filepath"``) whose uploads reach the app as undecoded files.
 
     Gradio's own preprocessing opens every upload with Pillow before the app sees it, so a text
@@ -288,7 +318,7 @@ def uploaded_image(**options: Any) -> gr.Image:
     """
     component = gr.Image(type="filepath", **options)
     component.preprocess = _upload_path
-    return component
+    return checked_input(component, what, "an uploaded image file")
 
 
 def _upload_path(payload: Any) -> str | None:
@@ -888,7 +918,7 @@ class Space:
             return self._browse_local(generated, n_rows, request)
         if repo.count("/") != 1 or not all(repo.split("/")):
             raise gr.Error(f"give the dataset as ORG/NAME, got {repo!r}", print_exception=False)
-        from hub_tools.errors import DatasetNotFoundError, HubToolsError
+        from hub_tools.errors import DatasetNotFoundError, HubToolsError, ValidationError
         from hub_tools.preview import read_rows
 
         token = oauth_token.token if oauth_token is not None else False
@@ -897,6 +927,8 @@ class Space:
         except DatasetNotFoundError as exc:
             signed = "" if oauth_token is not None else " Sign in with Hugging Face to read your own private datasets."
             return [], empty, f"### `{repo}`: not found or private\n{exc}.{signed}"
+        except ValidationError as exc:
+            raise gr.Error(str(exc), title="Not an anomalyforge dataset", print_exception=False) from None
         except HubToolsError as exc:
             return [], empty, (f"### Could not load `{repo}` {version or '(latest)'}\n{exc}\n\nThe Hugging Face "
                                "Hub may be unreachable from this machine. Leave the name empty to browse the dataset "
@@ -1043,7 +1075,7 @@ def build_demo(config: SpaceConfig | None = None) -> gr.Blocks:
             with gr.Tab("Generate", id="generate"):
                 with gr.Row():
                     with gr.Column(scale=1):
-                        image = uploaded_image(label="Image (anomaly-free)", value=examples["brick"],
+                        image = uploaded_image("image", label="Image (anomaly-free)", value=examples["brick"],
                                                sources=["upload", "clipboard"], height=320, elem_id="image-in")
                         gr.Examples(examples=[[p] for p in examples.values()], inputs=[image],
                                     label="Examples (CC0 textures from scikit-image)")
@@ -1071,7 +1103,8 @@ def build_demo(config: SpaceConfig | None = None) -> gr.Blocks:
                                 brush=gr.Brush(colors=["#ff0000"], default_size=24, color_mode="fixed"),
                                 height=360, value={"background": examples["brick"], "layers": [], "composite": None},
                             ), "region drawing", "an editor value {background, layers: [RGBA images], composite}")
-                            region_mask = uploaded_image(label="...or upload a mask (white = allowed, same size)",
+                            region_mask = uploaded_image("region mask",
+                                                         label="...or upload a mask (white = allowed, same size)",
                                                          sources=["upload"], height=200)
                         generate_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
                     with gr.Column(scale=2):
@@ -1108,11 +1141,15 @@ def build_demo(config: SpaceConfig | None = None) -> gr.Blocks:
                             gr.Dropdown([GENERATED, *EXAMPLE_NAMES], value=GENERATED, label="Fit the detector on",
                                         info="the image's mirror images fit it; uploads below replace it"),
                             "reference", "a reference name")
-                        fit_files = gr.File(label="...or your anomaly-free images (optional; 2+ recommended)",
-                                            file_count="multiple", file_types=["image"], type="filepath")
-                        test_files = gr.File(label="Images to score (optional; default: the Generate tab's anomalies)",
-                                             file_count="multiple", file_types=["image"], type="filepath",
-                                             elem_id="detect-test-files")
+                        fit_files = checked_input(
+                            gr.File(label="...or your anomaly-free images (optional; 2+ recommended)",
+                                    file_count="multiple", file_types=["image"], type="filepath"),
+                            "anomaly-free images", UPLOADED_FILES)
+                        test_files = checked_input(
+                            gr.File(label="Images to score (optional; default: the Generate tab's anomalies)",
+                                    file_count="multiple", file_types=["image"], type="filepath",
+                                    elem_id="detect-test-files"),
+                            "images to score", UPLOADED_FILES)
                         detect_btn = gr.Button("Detect", variant="primary", elem_id="detect-btn")
                     with gr.Column(scale=2):
                         detect_status = gr.Markdown(elem_id="detect-status")
@@ -1137,8 +1174,10 @@ def build_demo(config: SpaceConfig | None = None) -> gr.Blocks:
                     "without uploads it runs on the Generate tab's image.")
                 with gr.Row():
                     with gr.Column(scale=1):
-                        stress_files = gr.File(label="Anomaly-free images (optional)", file_count="multiple",
-                                               file_types=["image"], type="filepath", elem_id="stress-files")
+                        stress_files = checked_input(
+                            gr.File(label="Anomaly-free images (optional)", file_count="multiple",
+                                    file_types=["image"], type="filepath", elem_id="stress-files"),
+                            "anomaly-free images", UPLOADED_FILES)
                         stress_method = checked_input(gr.Dropdown(methods, value=default_method, label="Method"),
                                                       "method", "a method name")
                         stress_detector = checked_input(
@@ -1189,6 +1228,7 @@ def build_demo(config: SpaceConfig | None = None) -> gr.Blocks:
                 browse_btn.click(space.browse, [repo, version, n_rows, generated],
                                  [browse_gallery, browse_table, browse_status], api_name="browse")
         demo.unload(space.release)
+    answer_every_error_with_a_message(demo)
     demo.queue(default_concurrency_limit=config.concurrency, max_size=config.queue_size)
     return demo
 

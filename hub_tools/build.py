@@ -41,7 +41,7 @@ from datasets import Features
 from PIL import Image as PILImage
 
 from synth.image import encode_png, load_image, to_float
-from synth.layout import BUILD_RECORD, FAILURES, METADATA, folder_layout
+from synth.layout import BUILD_RECORD, FAILURES, INPUTS, METADATA, folder_layout
 from synth.config import GENERATION_KEYS, ProtocolConfig, RunOptions, parse_generation, resolve_generation
 from synth.record import FILE_COLUMNS, LABEL_NAMES, source_record
 from synth.sizebins import SizeBin
@@ -51,7 +51,7 @@ from .errors import BuildError, ValidationError
 from .schema import GOOD_SPLIT, SPLITS, TEST_SPLIT, dataset_features, encode_record, size_bin_names
 
 #: bump when the layout of the shards changes (part of the resume fingerprint)
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: default upper bound of one parquet shard (raw image bytes), like the Hub's ~500 MB advice
 DEFAULT_SHARD_BYTES = 500 * 1024 * 1024
 #: a row group closes at this many rows or bytes, whichever comes first (bounds memory)
@@ -169,6 +169,28 @@ def generation_record(config: ProtocolConfig, run: RunOptions) -> dict[str, Any]
     return record
 
 
+def recorded_sources(generated: Path) -> Path:
+    """The anomaly-free images a generated folder was made from, as its ``inputs.json`` records them
+    or its ``sources/`` (the built-in examples, materialised inside the folder).
+
+    ``BuildError`` naming ``--sources`` when the folder records none, or one that is gone.
+    """
+    try:
+        recorded = Path(json.loads((generated / INPUTS).read_text(encoding="utf-8"))["input_dir"])
+    except (OSError, ValueError, KeyError, TypeError):
+        recorded = None
+    if recorded is not None and recorded.is_dir():
+        return recorded
+    if (generated / "sources").is_dir():  # `anomalyforge synth skimage:...`, also after a move
+        return generated / "sources"
+    where = (f"it was made from {recorded}, which is no longer a folder" if recorded is not None
+             else f"it does not record where its input images are ({INPUTS})")
+    raise BuildError(
+        f"{generated} holds generated anomalies and {where}; pass --sources DIR with the "
+        "anomaly-free images it was made from (they become the good split)"
+    )
+
+
 def _run_generation(input_dir: Path, out_dir: Path, config: ProtocolConfig, run: RunOptions) -> None:
     from synth.errors import SynthError
     from synth.protocol import run_protocol
@@ -242,6 +264,7 @@ class _Rows:
         if self.include_diff:
             row["diff"] = {"bytes": _diff_png(self.sources / meta["source_id"], image_path), "path": None}
         row["source_id"] = meta["source_id"]
+        row["file_name"] = meta["file_name"]
         row.update(encode_record(meta, self.features, where))
         return row
 
@@ -262,6 +285,7 @@ class _Rows:
         if self.include_diff:
             row["diff"] = {"bytes": self.zero_mask(size), "path": None}
         row["source_id"] = source_id
+        row["file_name"] = source_id
         row.update(encode_record(source_record(background), self.features, str(path)))
         return row
 
@@ -419,7 +443,8 @@ def build_dataset(
     ``input_dir``   anomaly-free images (region masks beside them as ``<name>_mask.png`` or in a
                     ``masks/`` folder), or an imagefolder written by ``anomalyforge synth``
                     (``metadata.jsonl`` + ``images/`` + ``masks/``); then ``sources_dir`` names the
-                    anomaly-free images it was made from (they become the ``good`` split).
+                    anomaly-free images it was made from (they become the ``good`` split), by
+                    default the folder its ``inputs.json`` records.
     ``build_dir``   output folder (see the module docstring); rerunning resumes.
     ``include_diff`` add the ``diff`` column (|synthetic - source|, max over channels, 0..255).
     ``config``, ``run``  the generation (``synth.config.ProtocolConfig``, ``RunOptions``), or
@@ -450,14 +475,8 @@ def build_dataset(
         config, _ = parse_generation({k: v for k, v in recorded.items() if k in GENERATION_KEYS})
         run = RunOptions(progress=progress)
         bins = config.size_bins()
-        if sources_dir is None and (input_dir / "sources").is_dir():
-            # `anomalyforge synth skimage:...` keeps its materialised inputs there
-            sources_dir = input_dir / "sources"
         if sources_dir is None:
-            raise BuildError(
-                f"{input_dir} is an imagefolder of generated anomalies; pass sources_dir "
-                "(--sources) with the anomaly-free images it was made from, for the good split"
-            )
+            sources_dir = recorded_sources(generated)
         sources = Path(sources_dir)
         input_kind = "imagefolder"
     else:
@@ -466,7 +485,7 @@ def build_dataset(
         _run_generation(input_dir, generated, config, run)
         input_kind = "images"
     if not sources.is_dir():
-        raise BuildError(f"source folder {sources} does not exist")
+        raise BuildError(f"--sources {sources} is not a folder: pass the folder of the anomaly-free images")
 
     meta = read_metadata(generated)
     if not meta:

@@ -3,22 +3,34 @@
 The front matter is built with ``huggingface_hub.DatasetCardData`` and ``datasets``' own
 ``MetadataConfigs`` / ``DatasetInfosDict`` writers, so that the Hub and ``load_dataset`` read
 exactly what they expect (``configs:`` with the split globs, ``dataset_info:`` with the
-features). The changelog is carried from version to version: its entries are stored as JSON in an
-HTML comment, so a new version re-reads them from the previous card and appends its own.
+features); it is serialised by a YAML library and read back before the card is used, so no user
+text can end it early. User text in the body (title, changelog message, attribution, score
+names) is escaped: it reads as the characters typed, never as Markdown or HTML. The changelog
+is carried from version to version: its entries are stored as JSON in an HTML comment, so a new
+version re-reads them from the previous card and appends its own.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from typing import Any, Sequence
 
 from huggingface_hub import DatasetCardData
 
+from .errors import ValidationError
 from .schema import GOOD_SPLIT, SPLITS, TEST_SPLIT
 
 CHANGELOG_START = "<!-- changelog-entries:"
 CHANGELOG_END = "-->"
+
+DEFAULT_TITLE = "Synthetic anomalies"
+#: Markdown punctuation that changes the meaning of text anywhere in a line; "_" only where it
+#: can start or end emphasis (not inside a word: ``lpips_whole`` stays as it is)
+_INLINE_MARKUP = re.compile(r"([\\`*\[\]|~!#]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
+#: what turns a line into a list item, quote, heading underline or rule when it starts the line
+_LINE_START_MARKUP = re.compile(r"^(\s*\d*)([-+=.)])")
 
 TAGS = ["anomaly-detection", "synthetic", "defect-detection", "segmentation", "anomalyforge"]
 TASK_CATEGORIES = ["image-segmentation", "image-classification"]
@@ -53,6 +65,24 @@ def add_changelog_entry(entries: Sequence[dict[str, Any]], entry: dict[str, Any]
     return [entry] + [e for e in entries if e.get("version") != entry["version"]]
 
 
+def one_line(text: str) -> str:
+    """``text`` with every run of whitespace, line breaks of any kind included, as one space."""
+    return " ".join(text.split())
+
+
+def escape_markdown(text: str) -> str:
+    """``text`` as Markdown that renders as exactly these characters: HTML tags, emphasis, links,
+    tables, headings, lists and rules written in it are shown, not applied. Line breaks are kept."""
+    text = html.escape(text, quote=False)  # &, <, > (also ends a "-->" that could close a comment)
+    text = _INLINE_MARKUP.sub(r"\\\1", text)
+    return "\n".join(_LINE_START_MARKUP.sub(r"\1\\\2", line) for line in text.splitlines())
+
+
+def title_of(pretty_name: str | None) -> str:
+    """The card's title: ``pretty_name`` on one line (a title is one line, in the YAML and the heading)."""
+    return one_line(pretty_name or "") or DEFAULT_TITLE
+
+
 def front_matter(info: dict[str, Any], license: str | None, pretty_name: str | None) -> DatasetCardData:
     """YAML metadata: license, tags, task categories, size, pretty name, configs and dataset_info."""
     from datasets import DatasetInfo, Features, SplitDict, SplitInfo
@@ -65,7 +95,7 @@ def front_matter(info: dict[str, Any], license: str | None, pretty_name: str | N
         tags=list(TAGS),
         task_categories=list(TASK_CATEGORIES),
         size_categories=[size_category(sum(counts.values()))],
-        pretty_name=pretty_name or "Synthetic anomalies",
+        pretty_name=title_of(pretty_name),
     )
     MetadataConfigs(
         {"default": {"data_files": [{"split": s, "path": f"data/{s}-*"} for s in SPLITS]}}
@@ -128,13 +158,12 @@ def render_card(
     # the generator's own record holds every option with its default filled in; the options as
     # given are the fallback for imagefolders written without one
     gen = (info.get("protocol") or {}).get("config") or info["generation"]
-    title = pretty_name or "Synthetic anomalies"
     parts = [
         "---",
         data.to_yaml(),
         "---",
         "",
-        f"# {title}" + (f" (v{version})" if version else ""),
+        f"# {escape_markdown(title_of(pretty_name))}" + (f" (v{version})" if version else ""),
         "",
         "Synthetic anomalies with exact ground truth: every row of the `test` split is an anomaly-free "
         "image with one synthetic anomaly, its binary mask (0/255) and the measured properties of the "
@@ -162,7 +191,8 @@ def render_card(
         "",
         "`image` (PNG, same mode and size as the source), `mask` (L, 0/255), "
         + ("`diff` (L, |synthetic - source|), " if info.get("include_diff") else "")
-        + "`source_id`, `method`, `shape`, `mode`, `size_bin` (ClassLabel), `area_fraction`, "
+        + "`source_id`, `file_name` (the image's path in the generated folder; in `good`, the source's "
+        "path), `method`, `shape`, `mode`, `size_bin` (ClassLabel), `area_fraction`, "
         "`brightness_delta`, `background_brightness` (float32), `bbox` (x0, y0, x1, y1), `angle`, "
         "`seed` (regenerates the anomaly), `params` (JSON of every drawn parameter).",
         "",
@@ -195,11 +225,12 @@ def render_card(
         ), ""]
     if diversity:
         names = list(dict.fromkeys(name for group in diversity.values() for name in group))
-        rows = [[group, *("n/a" if scores.get(n) is None else f"{scores[n]:.4g}" for n in names)]
+        rows = [[escape_markdown(one_line(group)),
+                 *("n/a" if scores.get(n) is None else f"{scores[n]:.4g}" for n in names)]
                 for group, scores in diversity.items()]
         parts += ["## Diversity", "", "Scores computed with `anomalyforge diversity`:", "",
-                  _table(["group", *names], rows), ""]
-    parts += ["## Source images", "", attribution.strip() if attribution else
+                  _table(["group", *(escape_markdown(one_line(n)) for n in names)], rows), ""]
+    parts += ["## Source images", "", escape_markdown(attribution.strip()) if attribution else
               "No attribution was given for the anomaly-free source images.", ""]
     parts += ["## Changelog", ""]
     if changelog:
@@ -207,13 +238,24 @@ def render_card(
             parts.append(f"### v{entry['version']} ({entry['date']})")
             parts.append("")
             if entry.get("message"):
-                parts += [entry["message"].strip(), ""]
+                parts += [escape_markdown(entry["message"].strip()), ""]
             rows = ", ".join(f"{k}: {v}" for k, v in sorted(entry.get("counts", {}).items()))
             parts += [f"- rows: {rows}", f"- tool: anomalyforge {entry.get('tool_version', '?')}", ""]
     else:
         parts += ["Not published yet.", ""]
-    # "-->" inside a message would end the HTML comment early; \u003e reads back as ">"
-    blob = json.dumps(list(changelog), sort_keys=True).replace("-->", "--\\u003e")
+    # no "<" or ">" in the comment: "-->" would end it early, and no tag is written even there;
+    # JSON reads \u003c and \u003e back as "<" and ">"
+    blob = json.dumps(list(changelog), sort_keys=True).replace("<", "\\u003c").replace(">", "\\u003e")
     parts.append(CHANGELOG_START + " " + blob + " " + CHANGELOG_END)
-    text = "\n".join(parts) + "\n"
-    return re.sub(r"\n{3,}", "\n\n", text)
+    text = re.sub(r"\n{3,}", "\n\n", "\n".join(parts) + "\n")
+    _check_front_matter(text, data)
+    return text
+
+
+def _check_front_matter(card: str, data: DatasetCardData) -> None:
+    """Read the card's front matter back as the Hub does; it must be exactly ``data``."""
+    from huggingface_hub import DatasetCard
+
+    if DatasetCard(card).data.to_dict() != data.to_dict():
+        raise ValidationError("the dataset card's YAML front matter does not read back as written; "
+                              "check --pretty-name and --license")

@@ -43,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Run the generation protocol on INPUT_DIR (anomaly-free images; region masks as "
             "<name>_mask.png beside them or in --region-masks) -- or read an imagefolder written by "
-            "`anomalyforge synth` together with --sources -- and write BUILD_DIR/data/*.parquet "
+            "`anomalyforge synth` (its anomaly-free images are found where that run read them, or "
+            "given with --sources) -- and write BUILD_DIR/data/*.parquet "
             "(splits test and good), BUILD_DIR/README.md and BUILD_DIR/build.json. "
             "`datasets.load_dataset(BUILD_DIR)` reads the result. Rerunning resumes."
         ),
@@ -51,7 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("input_dir", metavar="INPUT_DIR")
     build.add_argument("build_dir", metavar="BUILD_DIR")
     build.add_argument("--sources", default=None, metavar="DIR",
-                       help="anomaly-free images an existing imagefolder INPUT_DIR was made from (the good split)")
+                       help="anomaly-free images an existing imagefolder INPUT_DIR was made from (the good split; "
+                            "default: the input folder its synth run recorded)")
     build.add_argument("--diff", action="store_true", help="add the diff column (|synthetic - source|)")
     build.add_argument("--shard-mb", type=int, default=500, metavar="MB",
                        help="close a parquet shard after about this many MB of images (default 500)")
@@ -157,6 +159,8 @@ def run_push(args: argparse.Namespace) -> int:
         )
     except HubToolsError as exc:
         return _fail(exc)
+    for note in result.notes:
+        print(f"anomalyforge hub: note: {note}", file=sys.stderr)
     if result.existed:
         print(f"{result.repo_id} {result.tag} is already published with this build at commit "
               f"{result.commit[:12]}; nothing to do: {result.url}")

@@ -34,3 +34,7 @@ class DatasetNotFoundError(HubToolsError):
 
 class VisibilityError(HubToolsError):
     """A push would publish with another visibility than asked (``--private`` on a public repo)."""
+
+
+class RepoIdError(HubToolsError):
+    """A repository id that is not ``ORG/NAME`` as the Hub spells them (a typo, a pasted URL)."""

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import DatasetNotFoundError, PublishError, VersionError
+from .errors import DatasetNotFoundError, PublishError, ValidationError, VersionError
 from .publish import REPO_TYPE, _semver_tags, version_tag
+from .schema import REQUIRED_COLUMNS
 
 
 def _not_found(repo_id: str) -> DatasetNotFoundError:
@@ -31,7 +32,8 @@ def read_rows(repo_id: str, version: str | None = None, n: int = 8, *, split: st
     ``rows`` is a ``datasets.Dataset`` (images decode to PIL, labels keep their ``ClassLabel``
     names in ``rows.features``), ``version`` the one read (the newest when ``version`` is None),
     ``total`` the rows the split's first shard holds. Raises ``DatasetNotFoundError`` (missing or
-    private repository, unknown version), ``PublishError`` (the Hub cannot be reached).
+    private repository, unknown version), ``ValidationError`` (a dataset without the schema's
+    columns: not made by anomalyforge), ``PublishError`` (the Hub cannot be reached).
     """
     import datasets
     import pyarrow as pa
@@ -62,7 +64,8 @@ def read_rows(repo_id: str, version: str | None = None, n: int = 8, *, split: st
         root = f"datasets/{repo_id}@{tag}"
         shards = sorted(fs.glob(f"{root}/data/{split}-*.parquet"))
         if not shards:
-            raise DatasetNotFoundError(f"dataset {repo_id} {tag[1:]} has no {split} split")
+            raise ValidationError(f"dataset {repo_id} {tag[1:]} is not an anomalyforge dataset: it has no "
+                                  f"{split} split (data/{split}-*.parquet)")
         with fs.open(shards[0], "rb") as handle:
             parquet = pq.ParquetFile(handle)
             total = parquet.metadata.num_rows
@@ -80,8 +83,26 @@ def read_rows(repo_id: str, version: str | None = None, n: int = 8, *, split: st
         if status in (401, 403, 404):
             raise _not_found(repo_id) from None
         raise PublishError(f"cannot read {repo_id}: the Hub answered HTTP {status}") from None
-    except DatasetNotFoundError:
+    except (DatasetNotFoundError, ValidationError):
         raise
     except Exception as exc:  # noqa: BLE001 -- the HTTP client's transport errors (httpx, OSError) share no base
         raise PublishError(f"cannot reach the Hugging Face Hub to read {repo_id} ({type(exc).__name__})") from None
-    return datasets.Dataset(table), tag[1:], total
+    rows = datasets.Dataset(table)
+    _check_schema(rows, f"dataset {repo_id} {tag[1:]}", split)
+    return rows, tag[1:], total
+
+
+def _check_schema(rows: Any, what: str, split: str) -> None:
+    """``ValidationError`` unless ``rows`` carries the schema's required columns, images as images."""
+    import datasets
+
+    missing = [c for c in REQUIRED_COLUMNS if c not in rows.features]
+    not_images = [c for c in ("image", "mask")
+                  if c in rows.features and not isinstance(rows.features[c], datasets.Image)]
+    if missing or not_images:
+        problem = (f"has no column(s) {', '.join(missing)}" if missing
+                   else f"stores {', '.join(not_images)} as {rows.features[not_images[0]]!r}, not images")
+        raise ValidationError(
+            f"{what} is not an anomalyforge dataset: its {split} split {problem} "
+            f"(columns: {', '.join(rows.features) or 'none'})"
+        )

@@ -3,12 +3,14 @@
 A version is one commit on the dataset repo's ``main`` branch plus the tag ``vMAJOR.MINOR.PATCH``
 on exactly that commit. ``push_build``:
 
-1. refuses a version that is already tagged or not above the newest tag;
+1. refuses a malformed version (ASCII ``MAJOR.MINOR.PATCH``, each part below 10^6) or repo id, and
+   a version that is already tagged or not above the newest tag;
 2. validates the build folder (schema, non-empty splits, masks matching their images);
 3. reads the current head of ``main`` and the card there (for the changelog);
 4. makes one commit (``HfApi.create_commit`` with ``parent_commit`` = that head, so a concurrent
-   push is detected instead of silently overwritten): the parquet shards through LFS, the card,
-   ``build.json`` and the example images, and deletes the previous version's data files;
+   push is detected instead of silently overwritten; through Git LFS when the Hub has no Xet
+   storage): the parquet shards, the card, ``build.json`` and the example images, and deletes the
+   previous version's data files;
 5. tags that commit.
 
 Failure modes: an upload or commit that fails leaves the branch as it was (the Hub applies a
@@ -27,35 +29,79 @@ from __future__ import annotations
 import json
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .build import validate_build
 from .card import add_changelog_entry, read_changelog, render_card
-from .errors import HubToolsError, PublishError, StaleParentError, ValidationError, VersionError, VisibilityError
+from .errors import (HubToolsError, PublishError, RepoIdError, StaleParentError, ValidationError, VersionError,
+                     VisibilityError)
 from .loading import load_dataset
 from .schema import SPLITS
 from .tokens import redact, resolve_token
 
 REPO_TYPE = "dataset"
 BRANCH = "main"
-_VERSION_RE = re.compile(r"v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)")
+#: ASCII digits only: ``\d`` and ``int()`` also take other scripts' digits ("1\u0661" would be 11)
+_VERSION_RE = re.compile(r"v?(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)", re.ASCII)
+#: each of MAJOR, MINOR and PATCH stays below this: a typo must not become a version no later one can pass
+VERSION_PART_LIMIT = 10**6
 
 
 def parse_version(text: str) -> tuple[int, int, int]:
-    """``"1.2.3"`` or ``"v1.2.3"`` -> ``(1, 2, 3)``; ``VersionError`` otherwise."""
-    match = _VERSION_RE.fullmatch(str(text).strip())
+    """``"1.2.3"`` or ``"v1.2.3"`` -> ``(1, 2, 3)``; ``VersionError`` naming the problem otherwise.
+
+    Parts are ASCII digits without leading zeros, each below ``VERSION_PART_LIMIT``.
+    """
+    text = str(text)
+    foreign = next((c for c in text if c.isdigit() and not c.isascii()), None)
+    if foreign is not None:
+        raise VersionError(
+            f"version {text!r} contains the non-ASCII digit {foreign!r} (U+{ord(foreign):04X}); "
+            "write versions with the digits 0-9 only, e.g. 1.2.0"
+        )
+    match = _VERSION_RE.fullmatch(text.strip())
     if not match:
         raise VersionError(f"version {text!r} is not MAJOR.MINOR.PATCH (e.g. 1.2.0)")
-    return tuple(int(g) for g in match.groups())  # type: ignore[return-value]
+    numbers = tuple(int(g) for g in match.groups())
+    too_big = [g for g, n in zip(match.groups(), numbers) if n >= VERSION_PART_LIMIT]
+    if too_big:
+        raise VersionError(
+            f"version {text!r}: {too_big[0]} is too large; each part of MAJOR.MINOR.PATCH must be below "
+            f"{VERSION_PART_LIMIT:,}"
+        )
+    return numbers  # type: ignore[return-value]
 
 
 def version_tag(version: str | tuple[int, int, int]) -> str:
     """The tag name of a version: ``v1.2.3``."""
     parts = parse_version(version) if isinstance(version, str) else version
     return "v" + ".".join(map(str, parts))
+
+
+def check_repo_id(repo_id: str) -> str:
+    """``repo_id`` when it is ``ORG/NAME`` in the Hub's spelling; ``RepoIdError`` naming it otherwise.
+
+    Checked before any request: a mistyped id is bad input (exit 2), not a failed push to retry.
+    """
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    problem = None
+    if not isinstance(repo_id, str) or repo_id.count("/") != 1:
+        problem = "it must be ORG/NAME, with exactly one /"
+    else:
+        try:
+            validate_repo_id(repo_id)
+        except HFValidationError:
+            problem = ("ORG and NAME may hold only letters, digits, '-', '_' and '.', not start or end "
+                       "with '-' or '.', hold no '--' or '..' and be at most 96 characters each")
+    if problem is not None:
+        raise RepoIdError(f"repo id {repo_id!r} is not valid: {problem}; nothing was pushed")
+    return repo_id
 
 
 def _network_errors() -> tuple[type[BaseException], ...]:
@@ -104,6 +150,8 @@ class PushResult:
     created_commit: bool
     #: the version was already published with this very build (nothing was changed)
     existed: bool = False
+    #: what the user should know about how the push went (e.g. the upload protocol it fell back to)
+    notes: tuple[str, ...] = ()
 
 
 def _tags(api, repo_id: str) -> dict[str, str]:
@@ -164,8 +212,7 @@ def push_build(
     numbers = parse_version(version)
     tag = version_tag(numbers)
     plain = tag[1:]
-    if "/" not in repo_id or repo_id.count("/") != 1:
-        raise PublishError(f"repo {repo_id!r} must be ORG/NAME")
+    check_repo_id(repo_id)
     if not (build_dir / "build.json").is_file():
         raise ValidationError(f"{build_dir} is not a build folder (no build.json); run `anomalyforge hub build` first")
     scores = _read_diversity(diversity)
@@ -231,15 +278,7 @@ def push_build(
                 operations.append(CommitOperationDelete(remote))
         summary = f"Release {tag}" + (f": {message.splitlines()[0]}" if message else "")
         try:
-            commit = api.create_commit(
-                repo_id,
-                operations,
-                commit_message=summary,
-                commit_description=message or "",
-                repo_type=REPO_TYPE,
-                revision=BRANCH,
-                parent_commit=head,
-            )
+            commit, notes = _commit(api, repo_id, operations, summary, message or "", head)
         except HfHubHTTPError as exc:
             status = getattr(exc.response, "status_code", None)
             if status in (409, 412):
@@ -256,8 +295,8 @@ def push_build(
                 f"{tag}: the data was committed ({commit.oid[:12]}) but the tag could not be created "
                 f"({_describe_http_error(exc, token)}); run the same push again to finish the version"
             ) from None
-        return PushResult(repo_id, plain, tag, commit.oid, _url(api, repo_id, tag), created_commit=True)
-    except (VersionError, StaleParentError, PublishError, ValidationError, VisibilityError):
+        return PushResult(repo_id, plain, tag, commit.oid, _url(api, repo_id, tag), created_commit=True, notes=notes)
+    except (VersionError, StaleParentError, PublishError, ValidationError, VisibilityError, RepoIdError):
         raise
     except Exception as exc:  # noqa: BLE001 -- any failure on the way means "no version made"
         # HTTP errors, the HTTP client's transport errors (a dropped connection), RuntimeError
@@ -266,6 +305,47 @@ def push_build(
             f"push of {tag} to {repo_id} failed: {_describe_http_error(exc, token)}; "
             "no version was created: run the same push again"
         ) from None
+
+
+def _commit(api, repo_id: str, operations: list[Any], summary: str, description: str, head: str):
+    """``(commit info, notes)``: one commit of ``operations`` on ``head``.
+
+    huggingface_hub uploads through Xet storage whenever ``hf_xet`` is installed; a Hub without
+    Xet (a self-hosted or older server) answers its token request with 404. Nothing was uploaded
+    or committed then, so the same commit is made again through the regular (Git LFS) upload.
+    """
+    def commit():
+        return api.create_commit(repo_id, operations, commit_message=summary, commit_description=description,
+                                 repo_type=REPO_TYPE, revision=BRANCH, parent_commit=head)
+
+    try:
+        return commit(), ()
+    except Exception as exc:  # noqa: BLE001 -- hf_xet reports a refused token as a plain ConnectionError
+        if not _xet_unavailable(exc):
+            raise
+    with _xet_disabled():
+        info = commit()
+    return info, (f"{api.endpoint} does not offer Xet storage (its xet-write-token request answered 404): "
+                  "uploaded through Git LFS instead; set HF_HUB_DISABLE_XET=1 to skip the Xet attempt",)
+
+
+def _xet_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` says the Hub has no Xet storage (not: refused credentials, a dropped connection)."""
+    text = str(exc)
+    return "xet-write-token" in text and ("404" in text or "Not Found" in text)
+
+
+@contextmanager
+def _xet_disabled() -> Iterator[None]:
+    """Upload through Git LFS inside the block, as ``HF_HUB_DISABLE_XET=1`` does for a whole process."""
+    import huggingface_hub.constants as constants
+
+    previous = constants.HF_HUB_DISABLE_XET
+    constants.HF_HUB_DISABLE_XET = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_DISABLE_XET = previous
 
 
 def _already_published(api, repo_id: str, build_dir: Path, plain: str, tag: str, commit: str) -> PushResult | None:

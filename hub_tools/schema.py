@@ -75,6 +75,8 @@ def dataset_features(
     if include_diff:
         columns["diff"] = Image(mode="L")
     columns["source_id"] = Value("string")
+    # maps a row back to its file: the image in the generated folder (test) or the source (good)
+    columns["file_name"] = Value("string")
     size_bins = size_bin_names(bins, extra_size_bins)
     columns.update((column.name, _feature(column, size_bins)) for column in RECORD_COLUMNS)
     return Features(columns)

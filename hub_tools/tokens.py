@@ -1,17 +1,18 @@
 """The Hugging Face token: where it comes from, and keeping its value out of everything printed.
 
 A server may echo the ``Authorization`` header into an error message, and a token need not look
-like ``hf_...`` (an enterprise or proxy token, an OAuth token), so messages are scrubbed of the
-token's actual value, not of a pattern only. ``redacted_output`` applies this to everything a
-command writes to stdout/stderr (messages, warnings, log records, progress bars), so no path that
-prints can leak it.
+like ``hf_...`` (an enterprise or proxy token, an OAuth token), so output is scrubbed of the
+token's actual value -- and of nothing else: a pattern such as ``hf_[A-Za-z0-9]+`` would also
+rewrite repo and folder names (``hf_datasets_v2``) and the URLs printed with them.
+``redacted_output`` applies this to everything a command writes to stdout/stderr (messages,
+warnings, log records, progress bars), so no path that prints can leak it, even when the token
+reaches the stream in pieces over several writes.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import re
 import sys
 from contextlib import contextmanager
 from typing import Iterator, TextIO
@@ -19,8 +20,6 @@ from typing import Iterator, TextIO
 MASK = "***"
 #: values shorter than this are not treated as secrets (scrubbing "ab" would garble every line)
 MIN_SECRET_LENGTH = 4
-#: tokens of the usual form, whoever they belong to
-_HF_TOKEN_RE = re.compile(r"hf_[A-Za-z0-9]{8,}")
 
 
 def resolve_token(token: str | None = None) -> str | None:
@@ -32,23 +31,51 @@ def resolve_token(token: str | None = None) -> str | None:
     return get_token()
 
 
+def _is_secret(token: str | None) -> bool:
+    return bool(token) and len(token) >= MIN_SECRET_LENGTH  # type: ignore[arg-type]
+
+
 def redact(text: str, token: str | None) -> str:
-    """``text`` with the value of ``token`` and any ``hf_...`` token replaced by ``***``."""
-    if token and len(token) >= MIN_SECRET_LENGTH:
-        text = text.replace(token, MASK)
-    return _HF_TOKEN_RE.sub("hf_" + MASK, text)
+    """``text`` with every occurrence of the value of ``token`` replaced by ``***``."""
+    return text.replace(token, MASK) if _is_secret(token) else text  # type: ignore[arg-type]
+
+
+def _unfinished_prefix(text: str, token: str) -> int:
+    """Length of the longest end of ``text`` that is the start of ``token`` (what the next write may finish)."""
+    for length in range(min(len(text), len(token) - 1), 0, -1):
+        if token.startswith(text[-length:]):
+            return length
+    return 0
 
 
 class _RedactingStream(io.TextIOBase):
-    """A text stream that scrubs the token from every write before passing it on."""
+    """A text stream that scrubs the token from what passes through it.
+
+    Text is passed on as soon as it cannot hold the token; only an end that could be the start of
+    the token is held back until the next write (or ``close_pending``) shows what follows, so a
+    token written in pieces is scrubbed as a whole.
+    """
 
     def __init__(self, stream: TextIO, token: str | None) -> None:
         self._stream = stream
-        self.token = token
+        self.token = token if _is_secret(token) else None
+        self._pending = ""
 
     def write(self, text: str) -> int:
-        self._stream.write(redact(text, self.token))
+        if self.token is None:
+            self._stream.write(text)
+            return len(text)
+        buffered = redact(self._pending + text, self.token)
+        keep = _unfinished_prefix(buffered, self.token)
+        self._pending = buffered[len(buffered) - keep:]
+        self._stream.write(buffered[: len(buffered) - keep])
         return len(text)
+
+    def close_pending(self) -> None:
+        """Write out what was held back: the stream ends here, so it was not the token."""
+        self._stream.write(self._pending)
+        self._pending = ""
+        self._stream.flush()
 
     def flush(self) -> None:
         self._stream.flush()
@@ -84,5 +111,7 @@ def redacted_output(token: str | None) -> Iterator[None]:
         yield
     finally:
         sys.stdout, sys.stderr = originals
+        for stream in wrapped.values():
+            stream.close_pending()
         for handler, stream in swapped:
             handler.setStream(stream)

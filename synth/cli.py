@@ -48,7 +48,8 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
                         "by more than LEVELS of 255 (default 1: every stored change above one level)")
     g.add_argument("--region-masks", default=None, metavar="DIR",
                    help="folder of allowed-region masks named like the input images (white = allowed); "
-                        "'<name>_mask.png' beside an image works too; images without one are unrestricted")
+                        "'<name>_mask.png' beside an image '<name>.*' works too (a '<name>_mask' file with "
+                        "no such image beside it is an input image); images without one are unrestricted")
     g.add_argument("--textures", default=None, metavar="DIR",
                    help="folder of texture images for SYNAGEN's texture mode and DRAEM")
     g.add_argument("--workers", type=int, default=1, metavar="N",
@@ -157,7 +158,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import warnings
 
-    from .protocol import MissingRegionMasks, ProtocolFailures, run_protocol
+    from .protocol import MaskNamedInputs, MissingRegionMasks, ProtocolFailures, run_protocol
 
     try:
         input_dir = args.input_dir
@@ -166,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
             input_dir = str(materialize_examples(input_dir, Path(args.output_dir) / "sources"))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", MissingRegionMasks)
+            warnings.simplefilter("always", MaskNamedInputs)
             try:
                 processes = launched_processes()
                 if processes is None:

@@ -22,7 +22,10 @@ from .sizebins import DEFAULT_BINS, SizeBin
 
 
 def parse_names(values: str | SizeBin | list | tuple | None, what: str = "names") -> list[str] | None:
-    """``a b`` / ``a,b`` / ``a, b`` (a string or a list of strings) -> ``['a', 'b']``; None stays None."""
+    """``a b`` / ``a,b`` / ``a, b`` (a string or a list of strings) -> ``['a', 'b']``; None stays None.
+
+    A name given twice is an error naming it: each name makes its own outputs, so a repeat is a typo.
+    """
     if values is None:
         return None
     if isinstance(values, (str, SizeBin)):
@@ -37,6 +40,12 @@ def parse_names(values: str | SizeBin | list | tuple | None, what: str = "names"
             names += [name.strip() for name in value.split(",") if name.strip()]
         else:
             raise InvalidParameterError(f"{what} must be a list of names or 'a,b', got {values!r}")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise InvalidParameterError(
+            f"{what}: {', '.join(repr(n) for n in repeated)} given more than once ({' '.join(names)}); "
+            "list each once"
+        )
     return names or None
 
 

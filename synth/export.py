@@ -140,8 +140,9 @@ def export_parquet(
 ) -> Path:
     """Write ``anomalies`` as one parquet file (one row each, PNG bytes inline); return the path.
 
-    Columns: ``image``, ``mask`` (``datasets`` ``Image`` features), ``source_id`` and the record
-    columns in ``synth.record.RECORD_COLUMNS`` order (labels as strings; ``bbox`` int32 x 4).
+    Columns: ``image``, ``mask`` (``datasets`` ``Image`` features), ``source_id``, ``file_name``
+    (the image's path in ``export_zip``'s layout) and the record columns in
+    ``synth.record.RECORD_COLUMNS`` order (labels as strings; ``bbox`` int32 x 4).
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -157,9 +158,10 @@ def export_parquet(
             [{"bytes": encode_png(a.mask_u8, png_compression), "path": Path(r["mask_file_name"]).name}
              for a, r in zip(anomalies, rows)], type=image_type),
         "source_id": pa.array([r["source_id"] for r in rows], pa.string()),
+        "file_name": pa.array([r["file_name"] for r in rows], pa.string()),
     }
     features: dict[str, Any] = {"image": {"_type": "Image"}, "mask": {"_type": "Image", "mode": "L"},
-                                "source_id": _value("string")}
+                                "source_id": _value("string"), "file_name": _value("string")}
     for column in RECORD_COLUMNS:
         columns[column.name] = _arrow_column(column.kind, [r[column.name] for r in rows])
         features[column.name] = _KIND_FEATURES[column.kind]

@@ -3,8 +3,10 @@
 Two layouts exist:
 
 * a **generated folder** (``anomalyforge synth``, ``run_protocol``): ``config.json`` (written
-  before any output), ``images/``, ``masks/``, ``metadata.partial.jsonl`` while running, and
-  ``metadata.jsonl`` once finished; ``sources/`` holds materialised example inputs.
+  before any output), ``inputs.json`` (the absolute path of the input folder, so that
+  ``anomalyforge hub build`` finds the anomaly-free images again), ``images/``, ``masks/``,
+  ``metadata.partial.jsonl`` while running, and ``metadata.jsonl`` once finished; ``sources/``
+  holds materialised example inputs.
 * a **build folder** (``anomalyforge hub build``): ``generated/`` (a generated folder),
   ``data/`` (parquet shards, ``data/.partial/`` while running), ``card/`` and ``build.json``.
 
@@ -24,6 +26,8 @@ METADATA = "metadata.jsonl"
 PARTIAL = "metadata.partial.jsonl"
 FAILURES = "failures.jsonl"
 CONFIG = "config.json"
+#: where a generated folder's input images were read from: ``{"input_dir": ABSOLUTE_PATH}``
+INPUTS = "inputs.json"
 #: the record a generated folder's ``config.json`` carries in its ``tool`` field
 TOOL = "anomalyforge"
 

@@ -3,7 +3,8 @@
 Output is an ``imagefolder`` layout that ``datasets.load_dataset("imagefolder", data_dir=OUT)``
 reads: ``images/``, ``masks/`` and ``metadata.jsonl`` (one object per output: ``file_name``,
 ``mask_file_name``, ``source_id`` and the schema columns), plus ``config.json`` (the generation
-config and tool version) and ``failures.jsonl`` when some output could not be made.
+config and tool version), ``inputs.json`` (the absolute path of the input folder) and
+``failures.jsonl`` when some output could not be made.
 
 Determinism: each task (image, k, shape, mode) gets a seed derived from the run seed and the task's
 identity (not from its position in a queue), so the same inputs and seed give the same files for any
@@ -32,7 +33,7 @@ from .anomaly import Anomaly, PreparedImage, prepare, synthesize
 from .config import ProtocolConfig, RunOptions, resolve_generation
 from .errors import InvalidParameterError, SynthError
 from .image import IMAGE_SUFFIXES, encode_png, load_image, write_atomic
-from .layout import CONFIG, FAILURES, METADATA, PARTIAL, TOOL, generated_parts
+from .layout import CONFIG, FAILURES, INPUTS, METADATA, PARTIAL, TOOL, generated_parts
 from .memory import MemoryBudget, check_image_memory
 from .method import Method
 from .record import metadata_row as record_row
@@ -53,33 +54,75 @@ class Task:
     partner_id: str | None
 
 
+class MaskNamedInputs(UserWarning):
+    """Images named like region masks (``<name>_mask.*``) that are read as inputs: no ``<name>``
+    image lies beside them."""
+
+
+def is_region_mask(name: str, image_stems: set[str]) -> bool:
+    """Whether the file ``name`` is a region mask: ``<stem>_mask.png`` with an image ``<stem>.*`` in
+    the same folder (``image_stems``: the stems of the image files there). Any other file, such as
+    ``face_mask.png`` with no ``face`` image beside it, is an input image."""
+    stem, suffix = os.path.splitext(name)
+    return suffix == ".png" and stem.endswith(MASK_SUFFIX) and stem[: -len(MASK_SUFFIX)] in image_stems
+
+
 def list_images(input_dir: str | os.PathLike, exclude: Sequence[str | os.PathLike | None] = ()) -> list[str]:
     """Image files under ``input_dir`` (recursive, sorted), as paths relative to it.
 
-    Left out: ``<name>_mask.*`` region masks, hidden files and folders, the output parts of every
+    Left out: region masks (``is_region_mask``), hidden files and folders, the output parts of every
     folder the project wrote (``synth.layout.generated_parts``: a generated or build folder, finished
     or interrupted, including ``input_dir`` itself), and anything under the folders in ``exclude``
-    (e.g. a region-mask or output folder that lies inside ``input_dir``).
+    (e.g. a region-mask or output folder that lies inside ``input_dir``). Symbolic links are
+    followed, to files and folders alike, wherever they point; a folder reached a second time (a
+    link loop, two links to one folder) is listed once. Inputs named like region masks without their
+    image beside them are reported with a ``MaskNamedInputs`` warning.
     """
     root = Path(input_dir)
-    if not root.is_dir():
-        raise InvalidParameterError(f"input folder {root} does not exist or is not a folder")
-    skipped = {Path(e).resolve() for e in exclude if e is not None}
-    found = []
-    for folder, dirs, files in os.walk(root):
+    require_folder(root, "input folder")
+    skipped = [Path(e).resolve() for e in exclude if e is not None]
+    found, mask_named = [], []
+    visited: set[Path] = set()
+    for folder, dirs, files in os.walk(root, followlinks=True):
         here = Path(folder)
+        real = here.resolve()
+        if real in visited:
+            dirs[:] = []
+            continue
+        visited.add(real)
         outputs = {p.name for p in generated_parts(here)}
         # pruning in place stops os.walk from descending into outputs, hidden and excluded folders
         dirs[:] = sorted(
             d for d in dirs
-            if not d.startswith(".") and d not in outputs and (here / d).resolve() not in skipped
+            if not d.startswith(".") and d not in outputs
+            and not any((here / d).resolve().is_relative_to(s) for s in skipped)
         )
-        for name in files:
-            path = here / name
-            if name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES or path.stem.endswith(MASK_SUFFIX):
+        images = [n for n in files if not n.startswith(".") and Path(n).suffix.lower() in IMAGE_SUFFIXES]
+        stems = {os.path.splitext(n)[0] for n in images}
+        for name in images:
+            if is_region_mask(name, stems):
                 continue
-            found.append(path.relative_to(root).as_posix())
+            rel = (here / name).relative_to(root).as_posix()
+            found.append(rel)
+            if os.path.splitext(name)[0].endswith(MASK_SUFFIX):
+                mask_named.append(rel)
+    if mask_named:
+        examples = ", ".join(sorted(mask_named)[:3]) + (", ..." if len(mask_named) > 3 else "")
+        warnings.warn(MaskNamedInputs(
+            f"{len(mask_named)} image(s) named like region masks are read as input images ({examples}): "
+            f"a region mask is <name>{MASK_SUFFIX}.png beside an image <name>.*, and none lies beside them"
+        ), stacklevel=2)
     return sorted(found)
+
+
+def require_folder(path: str | os.PathLike, what: str) -> Path:
+    """``path`` as a ``Path`` when it is a folder; ``InvalidParameterError`` saying what it is otherwise."""
+    path = Path(path)
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise InvalidParameterError(f"{what} {path} is a file, not a folder")
+    raise InvalidParameterError(f"{what} {path} does not exist")
 
 
 def task_seed(seed: int, *parts: object) -> int:
@@ -372,9 +415,7 @@ def _check_region_masks(input_dir: str | os.PathLike, region_masks: str | os.Pat
     """A ``--region-masks`` folder must exist and match images; images without a mask are reported."""
     if region_masks is None:
         return
-    folder = Path(region_masks)
-    if not folder.is_dir():
-        raise InvalidParameterError(f"region-mask folder {folder} does not exist or is not a folder")
+    folder = require_folder(region_masks, "region-mask folder (--region-masks)")
     missing = [s for s in sources if region_path(input_dir, folder, s) is None]
     if len(missing) == len(sources):
         raise InvalidParameterError(
@@ -433,6 +474,7 @@ def run_protocol(
     _check_region_masks(input_dir, region_masks, sources)
     texture_paths: tuple[str, ...] = ()
     if textures is not None:
+        require_folder(textures, "texture folder (--textures)")
         texture_paths = tuple(str(Path(textures) / t) for t in list_images(textures))
         if not texture_paths:
             raise InvalidParameterError(f"no texture images found in {textures}")
@@ -442,6 +484,8 @@ def run_protocol(
     out.mkdir(parents=True, exist_ok=True)
     _check_config(out, config)
     write_atomic(out / CONFIG, json.dumps(_config_record(config), indent=2, sort_keys=True).encode())
+    # a file of its own: config.json stays the same wherever the inputs lie
+    write_atomic(out / INPUTS, json.dumps({"input_dir": str(Path(input_dir).resolve())}, indent=2).encode())
     # until this run ends the folder is incomplete (and ``synth.layout`` says so)
     (out / METADATA).unlink(missing_ok=True)
 

@@ -62,6 +62,8 @@ def test_parquet_loads_with_image_features_and_schema_columns(anomalies, tmp_pat
     assert isinstance(ds.features["image"], datasets.Image)
     assert ds.features["mask"].mode == "L"
     assert ds["source_id"] == ["a.png", "b.png", "c.png"]
+    # each row names its image in the zip of the same anomalies
+    assert ds["file_name"] == [r["file_name"] for r in export_rows(anomalies, ["a.png", "b.png", "c.png"])]
     for row, anomaly in zip(ds, anomalies):
         np.testing.assert_array_equal(np.asarray(row["image"]), anomaly.image)
         np.testing.assert_array_equal(np.asarray(row["mask"]) > 0, anomaly.mask)

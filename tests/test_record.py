@@ -24,9 +24,9 @@ def test_every_carrier_has_the_record_columns_in_the_record_order(anomaly, tmp_p
     assert tuple(anomaly.record) == RECORD_NAMES
     row = export_rows([anomaly], "brick.png")[0]
     assert tuple(row) == FILE_COLUMNS + RECORD_NAMES
-    assert tuple(dataset_features()) == ("image", "mask", "source_id", *RECORD_NAMES)
+    assert tuple(dataset_features()) == ("image", "mask", "source_id", "file_name", *RECORD_NAMES)
     table = pq.read_table(export_parquet([anomaly], tmp_path / "a.parquet", "brick.png"))
-    assert tuple(table.column_names) == ("image", "mask", "source_id", *RECORD_NAMES)
+    assert tuple(table.column_names) == ("image", "mask", "source_id", "file_name", *RECORD_NAMES)
     assert set(REQUIRED_COLUMNS) <= set(dataset_features())
 
 
