@@ -380,6 +380,21 @@ def readable_uploads(paths: Sequence[str]) -> tuple[list[np.ndarray], list[str]]
     return images, skipped
 
 
+def check_uploads(files: Any) -> None:
+    """Say at upload, not at the button, which files cannot be used (not an image, too small,
+    over the pixel limit): one warning each."""
+    for path in _paths(files):
+        try:
+            read_upload(path)
+        except gr.Error as exc:
+            gr.Warning(exc.message)
+
+
+def cleared() -> str:
+    """A status pane emptied as a run starts, so that an error never sits above the last success."""
+    return ""
+
+
 def upload_notes(path: str, image: np.ndarray) -> list[str]:
     """Plain-language notes about what happens to an unusual image (shown as warnings)."""
     from PIL import Image
@@ -439,13 +454,15 @@ def on_method_change(method: str):
 
 
 def on_image_change(image_path: str | None):
-    """Put the uploaded image under the region editor's brush (as an 8-bit preview)."""
+    """Put the uploaded image under the region editor's brush (as an 8-bit preview); an unusable
+    upload is said at once (a warning), not only at the Generate click."""
     if not image_path:
         return gr.ImageEditor(value=None)
     try:
         image = read_upload(image_path)
-    except gr.Error:
-        return gr.ImageEditor(value=None)  # the Generate click reports the problem
+    except gr.Error as exc:
+        gr.Warning(exc.message)
+        return gr.ImageEditor(value=None)
     return gr.ImageEditor(value={"background": display_rgb(image, PREVIEW_SIDE), "layers": [], "composite": None})
 
 
@@ -1112,7 +1129,8 @@ def build_demo(config: SpaceConfig | None = None) -> gr.Blocks:
                         gallery = gr.Gallery(label="Anomalies (mask outline in red)", columns=2, height=640,
                                              object_fit="contain", format="png", elem_id="gallery")
                         with gr.Row():
-                            slider = gr.ImageSlider(label="Before / after", type="filepath", height=360)
+                            slider = gr.ImageSlider(label="Before / after", type="filepath", height=360,
+                                                    elem_id="before-after")
                             mask_view = gr.Image(label="Mask", type="filepath", height=360, interactive=False)
                         table = gr.Dataframe(value=pd.DataFrame(columns=TABLE_COLUMNS), interactive=False, wrap=True,
                                              label="Metadata (one row per anomaly)", elem_id="metadata")
@@ -1120,7 +1138,7 @@ def build_demo(config: SpaceConfig | None = None) -> gr.Blocks:
                                         interactive=False, height=120)
                 method.change(on_method_change, method, [shape, mode, size_bin], api_visibility="private")
                 image.change(on_image_change, image, region_drawing, api_visibility="private")
-                generate_btn.click(
+                generate_btn.click(cleared, None, status, queue=False, api_visibility="private").then(
                     space.generate,
                     [image, method, shape, mode, size_bin, count, seed, region_drawing, region_mask],
                     [gallery, slider, mask_view, table, files, status, generated],
@@ -1160,7 +1178,10 @@ def build_demo(config: SpaceConfig | None = None) -> gr.Blocks:
                                        elem_id="colour-bar", buttons=[])
                         scores = gr.Dataframe(value=pd.DataFrame(columns=DETECT_COLUMNS), label="Image scores",
                                               interactive=False, elem_id="scores")
-                detect_btn.click(space.detect, [detector, fit_files, reference, test_files, image, generated],
+                for upload in (fit_files, test_files):
+                    upload.upload(check_uploads, upload, None, api_visibility="private")
+                detect_btn.click(cleared, None, detect_status, queue=False, api_visibility="private").then(
+                                 space.detect, [detector, fit_files, reference, test_files, image, generated],
                                  [heatmaps, scores, bar, detect_status], api_name="detect",
                                  concurrency_id="detector", concurrency_limit=1)
 
@@ -1201,7 +1222,9 @@ def build_demo(config: SpaceConfig | None = None) -> gr.Blocks:
                         stress_table = gr.Dataframe(value=pd.DataFrame(columns=STRESS_COLUMNS),
                                                     label="Recall per group (n anomalies per cell, 95 % interval)",
                                                     interactive=False, elem_id="stress-table")
-                stress_btn.click(space.stress_test,
+                stress_files.upload(check_uploads, stress_files, None, api_visibility="private")
+                stress_btn.click(cleared, None, stress_status, queue=False, api_visibility="private").then(
+                                 space.stress_test,
                                  [stress_files, image, stress_method, stress_detector, stress_total, stress_k,
                                   stress_seed],
                                  [shape_plot, mode_plot, stress_table, stress_status], api_name="stress_test",
@@ -1237,7 +1260,18 @@ def launch(demo: gr.Blocks, **options: Any):
     """Launch with the app's limits (upload size, no tracebacks to visitors); ``options`` go to ``launch``."""
     options.setdefault("max_file_size", MAX_FILE_SIZE)
     options.setdefault("show_error", False)
+    options.setdefault("css", CSS)
     return demo.launch(**options)
+
+
+#: the before/after slider fits the whole image in its box (gradio sizes it by width, so a square
+#: or tall image lost its bottom, and the anomaly with it); the Generate gallery grows to show
+#: every row (its fixed-height grid hid the second row below a scroll edge)
+CSS = (
+    "#before-after img { width: 100% !important; height: 100% !important; object-fit: contain !important; }\n"
+    "#gallery, #gallery .gallery-container, #gallery .grid-wrap "
+    "{ height: auto !important; max-height: none !important; overflow: visible !important; }"
+)
 
 
 if __name__ == "__main__":

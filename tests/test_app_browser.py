@@ -135,3 +135,41 @@ def test_a_first_visitor_gets_results_on_every_tab_with_defaults_and_with_upload
         page.locator("#browse-gallery img").first.wait_for(state="visible", timeout=60_000)
         assert "made in the Generate tab" in page.locator("#browse-status").inner_text()
         _no_error_shown(page)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no `chromium` executable on PATH (apt-get install chromium)")
+def test_layout_bad_uploads_and_errors_leave_no_dead_ends_in_chromium(app_url, tmp_path):
+    """Every gallery row shows, the before/after slider fits its image; a bad upload is said at
+    upload; after an error no earlier success text remains and no Python object shows."""
+    text = tmp_path / "notes.png"
+    text.write_text("this is a text file with an image suffix\n")
+
+    with _space_page(app_url) as page:
+        page.locator("#generate-btn").click()
+        thumbs = page.locator("#gallery img")
+        thumbs.first.wait_for(state="visible", timeout=90_000)
+        page.wait_for_timeout(500)
+        gallery = page.locator("#gallery").bounding_box()
+        last = thumbs.last.bounding_box()
+        assert thumbs.count() == 4 and last["y"] + last["height"] <= gallery["y"] + gallery["height"]
+        for img in page.locator("#before-after img").all():  # the whole image, so the anomaly, in frame
+            fit, height, box = img.evaluate(
+                "i => [getComputedStyle(i).objectFit, i.getBoundingClientRect().height,"
+                " i.parentElement.getBoundingClientRect().height]")
+            assert fit == "contain" and height <= box + 1
+
+        page.get_by_role("tab", name="Detect").click()
+        page.locator("#detect-btn").click()
+        page.get_by_text("DETECTED · ").first.wait_for(state="visible", timeout=120_000)
+        assert "Served on" in page.locator("#detect-status").inner_text()
+
+        # a text file among the images to score: said at upload, before any click
+        page.locator("#detect-test-files input[type=file]").set_input_files(str(text))
+        warning = page.locator(".toast-body").get_by_text("notes.png: not a readable image")
+        warning.first.wait_for(state="visible", timeout=30_000)
+        # scoring it anyway: the error, and no success text of the run before under it
+        page.locator("#detect-btn").click()
+        page.locator(".toast-body.error").first.wait_for(state="visible", timeout=60_000)
+        toasts = page.locator(".toast-body").all_inner_texts()
+        assert not any("object at 0x" in t for t in toasts), toasts
+        assert "Served on" not in page.locator("#detect-status").inner_text()
