@@ -64,7 +64,7 @@ def to_float_images(images: Iterable[Any], what: str = "images", channels: int |
 
 
 def channels_of(image: Any) -> int:
-    """1 for a gray image (with or without alpha), else 3, read without decoding an array."""
+    """1 for a gray image (with or without alpha), else 3: an array's shape, a PIL image decoded."""
     if isinstance(image, Image.Image):
         image = pil_to_array(image)
     shape = np.shape(image)
@@ -85,9 +85,11 @@ def convert_channels(images: list[np.ndarray], channels: int, what: str) -> list
 
 
 def warn_converted(n: int, total: int, channels: int, what: str) -> None:
-    how = "repeated gray into three channels" if channels == 3 else "took the Rec. 601 luma of colour"
+    """The one ``ImageConversionWarning`` of a call: ``n`` of ``total`` images brought to ``channels``."""
+    other, how = (("gray", "repeated gray into three channels") if channels == 3
+                  else ("RGB", "took the Rec. 601 luma of colour"))
     warnings.warn(
-        f"{what}: {n} of {total} {_KINDS[4 - channels]} and the detector works on {_KINDS[channels]}; "
+        f"{what}: {n} of {total} {other} and the detector works on {_KINDS[channels]}; "
         f"{how} (the one conversion rule: README, 'Image layouts')",
         ImageConversionWarning,
         stacklevel=3,
