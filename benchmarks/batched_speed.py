@@ -46,13 +46,13 @@ import torch
 
 from synth import DEFAULT_BINS, synthesize
 from synth.batched import BATCHED_METHODS, prepare_batch, sample_specs
-from synth.batched import synagen as batched_synagen
+from synth.methods.synagen import batched as batched_synagen
 from synth.batched.prepare import default_threads
 from synth.image import encode_png, save_png
 from synth.protocol import run_protocol
-from synth.synagen.modes import _noise_field
-from synth.synagen.scaling import _scaled_cached
-from synth.synagen.shapes import _panel_cached, _rotated_cached
+from synth.methods.synagen.modes import _noise_field
+from synth.methods.synagen.scaling import _scaled_cached
+from synth.methods.synagen.shapes import _panel_cached, _rotated_cached
 
 
 def _image(size: int) -> np.ndarray:

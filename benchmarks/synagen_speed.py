@@ -31,8 +31,8 @@ import skimage.data
 from synth import DEFAULT_BINS, SizeBinError, prepare, synthesize
 from synth.image import encode_png
 from synth.png import Base
-from synth.synagen import SHAPES
-from synth.synagen.modes import DEFAULT_MODES
+from synth.methods.synagen import SHAPES
+from synth.methods.synagen.modes import DEFAULT_MODES
 
 
 def run(size: int, per_cell: int) -> list[tuple[str, str, float, float, float]]:

@@ -31,7 +31,7 @@ _LAZY = {
     "Segmenter": "detect.training.segmenter",
     "Detector": "detect.detectors.detector",
     "Detection": "detect.detectors.detector",
-    "load_detector": "detect.detectors.detector",
+    "load_detector": "detect.registry",
     "build_detector": "detect.registry",
     "DETECTORS": "detect.registry",
     "Evaluation": "detect.evaluation.evaluate",

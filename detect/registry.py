@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Any
 
-from detect.errors import DetectError
+import torch
+
+from detect.detectors.detector import FILE_FORMAT, FILE_VERSION, Detector
+from detect.errors import DetectError, DetectorFileError
 
 #: name -> "module:Class" (imported on first use; the segmenter pulls in synth and accelerate)
 DETECTORS: dict[str, str] = {
@@ -81,3 +85,26 @@ class FittedDetectors:
 
     def __len__(self) -> int:
         return len(self._fitted)
+
+
+def load_detector(path: str | Path, device: str | torch.device = "cpu") -> Detector:
+    """Read a detector written by ``Detector.save``; it scores exactly like the one saved."""
+    path = Path(path)
+    if not path.is_file():
+        raise DetectorFileError(f"detector file {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle/zip errors: the file is not what we wrote
+        raise DetectorFileError(f"{path} is not a saved detector ({type(exc).__name__}: {exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
+        raise DetectorFileError(f"{path} is not an anomalyforge detector file")
+    if payload.get("version", 0) > FILE_VERSION:
+        raise DetectorFileError(
+            f"{path} was written by a newer anomalyforge (file version {payload['version']}); upgrade"
+        )
+    cls = detector_class(payload["detector"])
+    detector = cls(**payload["config"])
+    detector.channels = int(payload["fitted"]["channels"])
+    detector.fit_size = tuple(int(v) for v in payload["fitted"]["fit_size"])
+    detector._load_state(payload["state"])
+    return detector.to(device)

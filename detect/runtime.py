@@ -21,12 +21,11 @@ import json
 import sys
 import warnings
 from types import ModuleType
-from typing import Any, Callable, Sequence
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from detect.errors import DetectError, ImageConversionWarning
 from synth.errors import SynthError
+from synth.run_lock import OutputFolderError
 
 if TYPE_CHECKING:
     import torch
@@ -70,9 +69,10 @@ def make_process_state(cpu: bool = False):
 
 
 def guarded(func: Command) -> Command:
-    """``func`` with the project's errors (bad input, missing weights) reported as one line on
-    stderr, ``anomalyforge COMMAND: error: MESSAGE``, and exit code 2; what a detector converted
-    (``ImageConversionWarning``) is one line, ``anomalyforge COMMAND: note: MESSAGE``, once."""
+    """``func`` with the project's errors (bad input, missing weights, an output folder that cannot be
+    written or that another run holds) reported as one line on stderr, ``anomalyforge COMMAND: error:
+    MESSAGE``, and exit code 2; what a detector converted (``ImageConversionWarning``) is one line,
+    ``anomalyforge COMMAND: note: MESSAGE``, once."""
 
     @functools.wraps(func)
     def run(args: argparse.Namespace) -> int:
@@ -91,7 +91,7 @@ def guarded(func: Command) -> Command:
             warnings.showwarning = show
             try:
                 return func(args)
-            except DetectError as exc:
+            except (DetectError, OutputFolderError) as exc:
                 print(f"{prefix}: error: {exc}", file=sys.stderr)
                 return 2
 

@@ -32,7 +32,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -40,9 +40,11 @@ import pyarrow.parquet as pq
 from datasets import Features
 from PIL import Image as PILImage
 
+from synth.atomic import atomic_path, write_atomic
 from synth.image import encode_png, load_image, to_float
 from synth.layout import BUILD_RECORD, FAILURES, INPUTS, METADATA, folder_layout
 from synth.config import GENERATION_KEYS, ProtocolConfig, RunOptions, parse_generation, resolve_generation
+from synth.run_lock import claimed_folder
 from synth.record import FILE_COLUMNS, LABEL_NAMES, source_record
 from synth.sizebins import SizeBin
 from synth.version import tool_version
@@ -338,46 +340,19 @@ def _write_split(
     start = sum(s["rows"] for s in done)
 
     def save_state() -> None:
-        tmp = state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"fingerprint": fingerprint, "shards": done}, indent=1))
-        os.replace(tmp, state_path)
+        write_atomic(state_path, json.dumps({"fingerprint": fingerprint, "shards": done}, indent=1).encode())
 
     save_state()
     bar = tqdm(total=n_rows, initial=start, desc=f"parquet {split}", unit="row", disable=not progress)
     index = start
-    columns = schema.names
     while index < n_rows:
         number = len(done)
         name = f"{split}-{number:05d}.parquet"
-        tmp_path = partial / (name + ".tmp")
-        writer = pq.ParquetWriter(tmp_path, schema, compression="snappy", write_statistics=False)
-        first, written = index, 0
-        buffer: list[dict[str, Any]] = []
-        buffered = 0
-
-        def flush() -> None:
-            nonlocal buffer, buffered
-            if buffer:
-                table = pa.Table.from_pydict({c: [r[c] for r in buffer] for c in columns}, schema=schema)
-                writer.write_table(table, row_group_size=len(buffer))
-                buffer, buffered = [], 0
-
-        try:
-            while index < n_rows and written < shard_bytes:
-                row = make_row(index)
-                size = _row_bytes(row)
-                buffer.append(row)
-                buffered += size
-                written += size
-                index += 1
-                bar.update(1)
-                if len(buffer) >= group_rows or buffered >= group_bytes:
-                    flush()
-            flush()
-        finally:
-            writer.close()
         final = partial / name
-        os.replace(tmp_path, final)
+        first = index
+        with atomic_path(final) as tmp_path:
+            index = _write_shard(tmp_path, index, n_rows, make_row, schema, shard_bytes, group_rows,
+                                 group_bytes, bar)
         done.append({"file": name, "first_row": first, "rows": index - first,
                      "bytes": final.stat().st_size, "sha256": _sha256(final)})
         save_state()
@@ -393,6 +368,29 @@ def _write_split(
                     "sha256": shard["sha256"]})
     state_path.unlink()
     return out
+
+
+def _write_shard(path: Path, index: int, n_rows: int, make_row: Callable[[int], dict[str, Any]],
+                 schema: pa.Schema, shard_bytes: int, group_rows: int, group_bytes: int, bar: Any) -> int:
+    """Write rows from ``index`` into one parquet file until it holds ``shard_bytes``; return the
+    index of the next row."""
+    columns = schema.names
+    written, buffered = 0, 0
+    buffer: list[dict[str, Any]] = []
+    with pq.ParquetWriter(path, schema, compression="snappy", write_statistics=False) as writer:
+        while index < n_rows and written < shard_bytes:
+            row = make_row(index)
+            size = _row_bytes(row)
+            buffer.append(row)
+            buffered += size
+            written += size
+            index += 1
+            bar.update(1)
+            if len(buffer) >= group_rows or buffered >= group_bytes or index == n_rows or written >= shard_bytes:
+                table = pa.Table.from_pydict({c: [r[c] for r in buffer] for c in columns}, schema=schema)
+                writer.write_table(table, row_group_size=len(buffer))
+                buffer, buffered = [], 0
+    return index
 
 
 # --------------------------------------------------------------------------- counts
@@ -460,11 +458,19 @@ def build_dataset(
     if run is None:
         generation.setdefault("progress", progress)
     config, run = resolve_generation(config, run, generation)
-    progress = run.progress
     if not input_dir.is_dir():
         raise BuildError(f"input folder {input_dir} does not exist")
     check_input_layout(input_dir, build_dir)
-    build_dir.mkdir(parents=True, exist_ok=True)
+    with claimed_folder(build_dir, ("data", "data/.partial", "card", "card/examples")):
+        return _build_into(input_dir, build_dir, config, run, sources_dir, include_diff, shard_bytes,
+                           group_rows, group_bytes)
+
+
+def _build_into(input_dir: Path, build_dir: Path, config: ProtocolConfig, run: RunOptions,
+                sources_dir: str | os.PathLike | None, include_diff: bool, shard_bytes: int, group_rows: int,
+                group_bytes: int) -> BuildResult:
+    """``build_dataset`` in the claimed ``build_dir``."""
+    progress = run.progress
     bins = config.size_bins()
 
     if is_imagefolder(input_dir):
@@ -555,16 +561,9 @@ def build_dataset(
     }
     from .card import render_card
 
-    _write_atomic(build_dir / "README.md", render_card(info, version=None).encode("utf-8"))
-    _write_atomic(info_path, json.dumps(info, indent=1, sort_keys=True).encode())
+    write_atomic(build_dir / "README.md", render_card(info, version=None).encode("utf-8"))
+    write_atomic(info_path, json.dumps(info, indent=1, sort_keys=True).encode())
     return BuildResult(build_dir, counts, info)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename: all of it or none."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _finished_build(build_dir: Path, fingerprint: str) -> dict[str, Any] | None:
@@ -616,8 +615,8 @@ def _write_examples(build_dir: Path, generated: Path, meta: Sequence[dict[str, A
     for number, r in enumerate(chosen[:N_EXAMPLES]):
         image = f"card/examples/{number:02d}-image.png"
         mask = f"card/examples/{number:02d}-mask.png"
-        shutil.copyfile(generated / r["file_name"], build_dir / image)
-        shutil.copyfile(generated / r["mask_file_name"], build_dir / mask)
+        write_atomic(build_dir / image, (generated / r["file_name"]).read_bytes())
+        write_atomic(build_dir / mask, (generated / r["mask_file_name"]).read_bytes())
         out.append({"image": image, "mask": mask, "method": r.get("method"), "shape": r.get("shape"),
                     "mode": r.get("mode"), "size_bin": r.get("size_bin")})
     return out
@@ -746,11 +745,3 @@ def _check_pair(image: dict | None, mask: dict | None, where: str) -> None:
     # (x + 1) & 0xFE is 0 exactly for 0 and 255 (uint8 wraps): one pass, no sort
     if np.any((pixels + np.uint8(1)) & np.uint8(0xFE)):
         raise ValidationError(f"{where}: mask holds values other than 0 and 255")
-
-
-def iter_split_rows(build_dir: str | os.PathLike, split: str, columns: Sequence[str] | None = None) -> Iterator[dict]:
-    """Rows of one split of a build folder straight from its shards (no ``datasets`` cache)."""
-    for shard in _shards_of(Path(build_dir), split):
-        pf = pq.ParquetFile(shard)
-        for group in range(pf.num_row_groups):
-            yield from pf.read_row_group(group, columns=columns).to_pylist()

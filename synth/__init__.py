@@ -8,7 +8,8 @@
 True
 """
 
-from .anomaly import Anomaly, PreparedImage, changed_pixels, prepare, replay, synthesize
+from .anomaly import Anomaly, PreparedImage, prepare, replay, synthesize
+from .change import changed_pixels
 from .errors import (
     InvalidImageError,
     InvalidParameterError,

@@ -15,15 +15,13 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
+from .change import CHANGE_TOLERANCE, is_changed, largest_change
 from .errors import InvalidImageError, InvalidParameterError
-from .image import channel_max, from_float, luminance, quantize, to_float
+from .image import from_float, luminance, quantize, to_float
 from .method import Method, Rendering, Scene, Spec
 from .region import normalize_region
 from .record import make_record
 from .sizebins import DEFAULT_BINS, SizeBin, bin_of, resolve_bin
-
-#: A pixel counts as changed when some channel moved by more than this (in [0, 1] units).
-CHANGE_TOLERANCE = 1.0 / 255.0
 
 
 @dataclass(frozen=True)
@@ -49,23 +47,6 @@ class Anomaly:
     def mask_u8(self) -> np.ndarray:
         """The mask as uint8 0/255, as written to ``masks/`` and the ``mask`` column."""
         return self.mask.astype(np.uint8) * 255
-
-
-def changed_pixels(source: np.ndarray, output: np.ndarray, quantum: float,
-                   min_change: float = CHANGE_TOLERANCE) -> np.ndarray:
-    """bool ``(H, W)``: pixels whose *stored* value differs from the source by more than
-    ``min_change`` (default 1/255).
-
-    ``source`` and ``output`` are float ``(H, W, C)``; ``output`` is quantised the way it will be
-    written (``quantum`` = 1/255 for uint8), so what a method measures is what a user will see.
-    """
-    return _largest_change(source, quantize(output, quantum)) > min_change + 1e-6
-
-
-def _largest_change(source: np.ndarray, stored: np.ndarray) -> np.ndarray:
-    """float32 ``(H, W)``: the largest per-channel ``|stored - source|`` (the ``diff`` map)."""
-    delta = np.abs(stored - source)
-    return channel_max(delta) if delta.ndim == 3 else delta
 
 
 def size_bin_name(fraction: float, bins: Sequence[SizeBin] = DEFAULT_BINS) -> str:
@@ -188,8 +169,8 @@ def finish(
     output = quantize(output, scene.quantum)
     # ``output`` holds stored values already (quantising is idempotent), so the changed pixels
     # are read from the same largest-change map that is the ``diff``
-    change = _largest_change(source, output)
-    mask_w = change > scene.min_change + 1e-6
+    change = largest_change(source, output)
+    mask_w = is_changed(change, scene.min_change)
     mask = np.zeros((height, width), bool)
     mask[win] = mask_w
     diff = np.zeros((height, width), np.float32)

@@ -25,7 +25,8 @@ from typing import Any, Mapping, Sequence
 
 from .anomaly import Anomaly
 from .errors import InvalidParameterError
-from .image import DEFAULT_PNG_LEVEL, encode_png, write_atomic
+from .atomic import write_atomic
+from .image import DEFAULT_PNG_LEVEL, encode_png
 from .protocol import CONFIG, METADATA, metadata_row
 from .record import RECORD_COLUMNS
 

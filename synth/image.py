@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .atomic import write_atomic
 from .errors import InvalidImageError
 from .png import DEFAULT_LEVEL as DEFAULT_PNG_LEVEL
 
@@ -327,15 +328,6 @@ def encode_png(image: np.ndarray, compression: int = DEFAULT_PNG_LEVEL, base: "o
         return png.encode(arr, int(compression), base)
     except ValueError as exc:
         raise InvalidImageError(str(exc)) from None
-
-
-def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write bytes so that ``path`` is either absent or complete, never half written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def save_png(path: str | os.PathLike, image: np.ndarray, compression: int = DEFAULT_PNG_LEVEL) -> None:

@@ -1,26 +1,32 @@
 """What the project writes to disk, and how to recognise it so that it is never read back as input.
 
-Two layouts exist:
+The project recognises its own folders by their marker files only, never by folder names that
+users also use (``images/``, ``masks/``, ``data/``; a plain Hugging Face imagefolder has a
+``metadata.jsonl`` too):
 
-* a **generated folder** (``anomalyforge synth``, ``run_protocol``): ``config.json`` (written
-  before any output), ``inputs.json`` (the absolute path of the input folder, so that
-  ``anomalyforge hub build`` finds the anomaly-free images again), ``images/``, ``masks/``,
-  ``metadata.partial.jsonl`` while running, and ``metadata.jsonl`` once finished; ``sources/``
+* a **generated folder** (``anomalyforge synth``, ``run_protocol``) is marked by ``config.json``
+  with ``"tool": "anomalyforge"`` (written before any output) or by its resume log
+  ``metadata.partial.jsonl``; it is complete once ``metadata.jsonl`` is written (last). Its
+  outputs are the files under ``images/`` and ``masks/`` named as the protocol names outputs
+  (``is_output_name``), so a user's own images in a folder of the same name stay inputs (the
+  output folder may be the input folder). ``inputs.json`` holds the absolute path of the input
+  folder (so that ``anomalyforge hub build`` finds the anomaly-free images again); ``sources/``
   holds materialised example inputs.
-* a **build folder** (``anomalyforge hub build``): ``generated/`` (a generated folder),
-  ``data/`` (parquet shards, ``data/.partial/`` while running), ``card/`` and ``build.json``.
-
-``generated_parts(folder)`` names the sub-folders of either layout that hold outputs; folder
-listings skip them, whatever state (finished, interrupted) the layout is in.
+* a **build folder** (``anomalyforge hub build``) is marked by ``build.json`` with the same
+  ``tool`` record (complete), or while in progress by a generated ``generated/`` folder or
+  ``data/.partial/``; all of it is output: ``generated/``, ``data/``, ``card/``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from .image import IMAGE_SUFFIXES
 
 METADATA = "metadata.jsonl"
 PARTIAL = "metadata.partial.jsonl"
@@ -55,10 +61,22 @@ def _is_tool_record(path: Path) -> bool:
 
 
 def _generated(root: Path) -> Layout | None:
-    metadata = (root / METADATA).is_file()
-    if metadata or (root / PARTIAL).is_file() or _is_tool_record(root / CONFIG):
-        return Layout("generated", metadata, tuple(root / p for p in GENERATED_OUTPUTS))
+    if (root / PARTIAL).is_file() or _is_tool_record(root / CONFIG):
+        return Layout("generated", (root / METADATA).is_file(), ())
     return None
+
+
+#: ``synth.protocol.output_names``: the encoded source path (ending in its image suffix, or in a
+#: hash when shortened), ``_k<k>_``, the shape or method, mode and bin parts, ``.png``
+_OUTPUT_NAME = re.compile(
+    r"^[A-Za-z0-9._~-]*(?:(?i:" + "|".join(re.escape(s) for s in IMAGE_SUFFIXES) + r")|~h[0-9a-f]{16}~)"
+    r"_k[0-9]+_[A-Za-z0-9_]+\.png$"
+)
+
+
+def is_output_name(name: str) -> bool:
+    """True when ``name`` is a file name the folder protocol gives an output (image or mask)."""
+    return _OUTPUT_NAME.match(name) is not None
 
 
 def _build(root: Path) -> Layout | None:
@@ -74,7 +92,7 @@ def folder_layout(folder: str | os.PathLike) -> Layout | None:
     """The project layout ``folder`` holds, or ``None`` for an ordinary folder.
 
     A generated folder is recognised by its ``config.json`` record (written before any output) or
-    its metadata files; it is ``complete`` once ``metadata.jsonl`` exists (a run removes it when it
+    its resume log, never by ``metadata.jsonl`` alone (any imagefolder has one); it is ``complete`` once ``metadata.jsonl`` exists (a run removes it when it
     starts and writes it last). A build folder is recognised by ``build.json`` (complete), or while
     in progress by a ``generated/`` generated folder or ``data/.partial/``. A finished build wins
     over a generated folder, which wins over a build in progress.
@@ -86,15 +104,20 @@ def folder_layout(folder: str | os.PathLike) -> Layout | None:
     return _generated(root) or build
 
 
-def generated_parts(folder: str | os.PathLike) -> tuple[Path, ...]:
-    """Sub-folders of ``folder`` that hold the project's outputs (empty for an ordinary folder).
+def output_folders(folder: str | os.PathLike) -> tuple[Path, ...]:
+    """Sub-folders of ``folder`` that hold only the project's outputs: those of a build folder.
 
-    A folder can hold both layouts (a generated folder used as the input of a build inside it);
-    the outputs of both are listed.
+    Empty for an ordinary folder and for a generated folder, whose ``images/`` and ``masks/``
+    may also hold a user's own images when the output folder is the input folder
+    (``is_generated_output`` tells its outputs apart).
     """
-    root = Path(folder)
-    parts: list[Path] = []
-    for layout in (_generated(root), _build(root)):
-        if layout is not None:
-            parts += layout.outputs
-    return tuple(parts)
+    layout = _build(Path(folder))
+    return () if layout is None else layout.outputs
+
+
+def is_generated_output(path: str | os.PathLike) -> bool:
+    """True when the file ``path`` is an output of the generated folder it lies in
+    (``<generated folder>/images/<output name>`` or ``.../masks/<output name>``)."""
+    path = Path(path)
+    return (path.parent.name in GENERATED_OUTPUTS and is_output_name(path.name)
+            and _generated(path.parent.parent) is not None)

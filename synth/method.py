@@ -32,7 +32,7 @@ class Scene:
     ``quantum``    the storage step of the output dtype in [0, 1] units (1/255 for uint8, 0 for
                    float), so that methods measure exactly what will be written.
     ``min_change`` a pixel counts as changed (mask, measured area) when some channel moved by
-                   more than this, in [0, 1] units (default one level, ``anomaly.CHANGE_TOLERANCE``).
+                   more than this, in [0, 1] units (default one level, ``change.CHANGE_TOLERANCE``).
     """
 
     image: np.ndarray
@@ -136,6 +136,13 @@ class Method(ABC):
     #: True for a mixture of other methods (its outputs carry the drawn method's labels, so its
     #: own name, shapes and modes are not part of the published vocabulary).
     composite: ClassVar[bool] = False
+    #: True when the record's ``angle`` is the spec's ``angle`` (an anomaly drawn rotated).
+    records_angle: ClassVar[bool] = False
+    #: True when ``sample`` looks at the pixel values (not only at the image's size).
+    samples_pixels: ClassVar[bool] = False
+    #: ``"module:Class"`` of the method's batched torch renderer (``synth.batched``), imported
+    #: on first use; ``None``: the method renders on the CPU path only.
+    batched: ClassVar[str | None] = None
 
     @abstractmethod
     def sample(

@@ -10,7 +10,9 @@ Determinism: each task (image, k, shape, mode) gets a seed derived from the run 
 identity (not from its position in a queue), so the same inputs and seed give the same files for any
 number of workers. One task renders the same drawn anomaly in every requested bin, as in the paper
 ("resizing it for the five size ranges"). Resuming: finished outputs are logged to
-``metadata.partial.jsonl`` as they complete; a rerun skips them.
+``metadata.partial.jsonl`` as they complete; a rerun skips them. A finished folder keeps no log:
+its ``metadata.jsonl`` rows (files checked to decode) tell a rerun what is done. A run holds its
+output folder (``synth.run_lock``) from its first write to its last.
 """
 
 from __future__ import annotations
@@ -22,22 +24,27 @@ import os
 import signal
 import warnings
 import zlib
+from collections import deque
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from .anomaly import Anomaly, PreparedImage, prepare, synthesize
+from .atomic import flush_to_disk, write_atomic
 from .config import ProtocolConfig, RunOptions, resolve_generation
 from .errors import InvalidParameterError, SynthError
-from .image import IMAGE_SUFFIXES, encode_png, load_image, write_atomic
-from .layout import CONFIG, FAILURES, INPUTS, METADATA, PARTIAL, TOOL, generated_parts
+from .image import IMAGE_SUFFIXES, encode_png, load_image
+from .layout import (CONFIG, FAILURES, GENERATED_OUTPUTS, INPUTS, METADATA, PARTIAL, TOOL, is_generated_output,
+                     output_folders)
 from .memory import MemoryBudget, check_image_memory
 from .method import Method
 from .record import metadata_row as record_row
+from .region import normalize_region
 from .registry import get_method, method_names
+from .run_lock import claimed_folder
 from .version import tool_version
 
 MASK_SUFFIX = "_mask"  # "<name>_mask.png" beside an image is its region mask
@@ -70,10 +77,11 @@ def is_region_mask(name: str, image_stems: set[str]) -> bool:
 def list_images(input_dir: str | os.PathLike, exclude: Sequence[str | os.PathLike | None] = ()) -> list[str]:
     """Image files under ``input_dir`` (recursive, sorted), as paths relative to it.
 
-    Left out: region masks (``is_region_mask``), hidden files and folders, the output parts of every
-    folder the project wrote (``synth.layout.generated_parts``: a generated or build folder, finished
-    or interrupted, including ``input_dir`` itself), and anything under the folders in ``exclude``
-    (e.g. a region-mask or output folder that lies inside ``input_dir``). Symbolic links are
+    Left out: region masks (``is_region_mask``), hidden files and folders, the project's own outputs
+    recognised by their folder's marker files (``synth.layout``: the outputs of a generated
+    folder, finished or interrupted, including ``input_dir`` itself, and build folders), and
+    anything under the folders in ``exclude`` (e.g. a region-mask folder inside ``input_dir``).
+    A user's own ``images/`` or ``masks/`` folder is read like any other. Symbolic links are
     followed, to files and folders alike, wherever they point; a folder reached a second time (a
     link loop, two links to one folder) is listed once. Inputs named like region masks without their
     image beside them are reported with a ``MaskNamedInputs`` warning.
@@ -90,7 +98,7 @@ def list_images(input_dir: str | os.PathLike, exclude: Sequence[str | os.PathLik
             dirs[:] = []
             continue
         visited.add(real)
-        outputs = {p.name for p in generated_parts(here)}
+        outputs = {p.name for p in output_folders(here)}
         # pruning in place stops os.walk from descending into outputs, hidden and excluded folders
         dirs[:] = sorted(
             d for d in dirs
@@ -101,6 +109,8 @@ def list_images(input_dir: str | os.PathLike, exclude: Sequence[str | os.PathLik
         stems = {os.path.splitext(n)[0] for n in images}
         for name in images:
             if is_region_mask(name, stems):
+                continue
+            if is_generated_output(here / name):
                 continue
             rel = (here / name).relative_to(root).as_posix()
             found.append(rel)
@@ -218,11 +228,15 @@ def output_names(task: Task, method: str, bin_index: int | None) -> tuple[str, s
     return f"images/{name}", f"masks/{name}"
 
 
+def _bin_indices(config: ProtocolConfig) -> list[int | None]:
+    """The bin part of each output name of a task: one per bin when the method targets sizes."""
+    _, _, targets = _method_axes(config)
+    return list(range(len(config.bins))) if targets or config.mix else [None]
+
+
 def _check_unique_names(tasks: Sequence[Task], config: ProtocolConfig) -> None:
     """Refuse a plan in which two outputs would share a file (one would overwrite the other)."""
-    method = config.method if not config.mix else "mix"
-    _, _, targets = _method_axes(config)
-    bins: list[int | None] = list(range(len(config.bins))) if targets or config.mix else [None]
+    method, bins = config.method if not config.mix else "mix", _bin_indices(config)
     seen: dict[str, Task] = {}
     for task in tasks:
         for b in bins:
@@ -328,18 +342,10 @@ class TaskRunner:
 
         Nothing raised by one image ends the run: problems become failure rows with the reason.
         """
-        job = self.job
-        source = str(Path(job.input_dir) / task.source_id)
         try:
-            image = self._load(source)
-            region_file = region_path(job.input_dir, job.region_dir, task.source_id)
-            region = None if region_file is None else self._load(str(region_file))
-            partners = ()
-            if self.needs_partner and task.partner_id:
-                partners = (self._load(str(Path(job.input_dir) / task.partner_id)),)
-            textures = self.textures()
+            source, image, region, partners, textures = self._inputs(task.source_id, task.partner_id)
         except SynthError as exc:
-            return TaskResult([], [{"failed": True, "source_id": task.source_id, "k": task.k, "error": str(exc)}], {})
+            return TaskResult([], [_task_failure(task, str(exc))], {})
         rows, failed, files = [], [], {}
         try:  # converted once for the task's sizes; a problem fails each of its outputs
             prepared: PreparedImage | Exception = prepare(image, region, partners, textures,
@@ -367,17 +373,127 @@ class TaskRunner:
                 failed.append({"failed": True, "file_name": file_name, "source_id": task.source_id,
                                "error": f"unexpected {type(exc).__name__} ({exc}); please report it with this image"})
                 continue
-            level = self.config.png_compression
-            if anomaly.image.dtype.kind == "f":  # written as 16-bit; no base for float sources
-                image_png = encode_png(anomaly.image, level)
-            else:
-                image_png = encode_png(anomaly.image, level, self._png_base(source))
-            mask_png = encode_png(anomaly.mask_u8, level, self._mask_base(*anomaly.mask.shape))
-            for name, data in ((file_name, image_png), (mask_name, mask_png)):
-                write_atomic(self.out / name, data)
-                files[name] = [len(data), zlib.crc32(data)]
-            rows.append(metadata_row(anomaly, file_name, mask_name, task.source_id))
+            row, written = self.write(anomaly, file_name, mask_name, source, task.source_id)
+            rows.append(row)
+            files.update(written)
         return TaskResult(rows, failed, files)
+
+    def _inputs(self, source_id: str, partner_id: str | None):
+        """``(source path, image, region, partners, textures)`` of a task, read through the cache."""
+        job = self.job
+        source = str(Path(job.input_dir) / source_id)
+        image = self._load(source)
+        region_file = region_path(job.input_dir, job.region_dir, source_id)
+        region = None if region_file is None else self._load(str(region_file))
+        partners = ()
+        if self.needs_partner and partner_id:
+            partners = (self._load(str(Path(job.input_dir) / partner_id)),)
+        return source, image, region, partners, self.textures()
+
+    def write(self, anomaly: Anomaly, file_name: str, mask_name: str, source: str, source_id: str):
+        """Encode and write one output's image and mask; its metadata row and ``[size, crc32]`` per file."""
+        level = self.config.png_compression
+        if anomaly.image.dtype.kind == "f":  # written as 16-bit; no base for float sources
+            image_png = encode_png(anomaly.image, level)
+        else:
+            image_png = encode_png(anomaly.image, level, self._png_base(source))
+        mask_png = encode_png(anomaly.mask_u8, level, self._mask_base(*anomaly.mask.shape))
+        files = {}
+        for name, data in ((file_name, image_png), (mask_name, mask_png)):
+            # checked by size and CRC-32 on resume; made durable before metadata.jsonl
+            write_atomic(self.out / name, data, durable=False)
+            files[name] = [len(data), zlib.crc32(data)]
+        return metadata_row(anomaly, file_name, mask_name, source_id), files
+
+
+def _task_failure(task: Task, error: str) -> dict[str, Any]:
+    """The failure row of a task whose inputs could not be read."""
+    return {"failed": True, "source_id": task.source_id, "k": task.k, "error": error}
+
+
+class DeviceRunner(TaskRunner):
+    """Renders the tasks with the batched torch renderer (``--device``) through ``synth.engine``:
+    the outputs of the tasks of one source image (every drawn anomaly in every bin) render
+    ``batch_size`` at a time, ``encoders`` threads write their files. Files, names, rows, the
+    resume log and failure rows are those of ``TaskRunner``; any ``batch_size`` writes the same
+    files (the renderer is recorded in ``config.json``)."""
+
+    def __init__(self, job: Job, device: str, batch_size: int, encoders: int = 1, prep_threads: int | None = None) -> None:
+        from .engine import Engine
+
+        super().__init__(job)
+        self.engine = Engine(self.method, self.bins, device, batch_size, prep_threads, what="--device")
+        self.encoders = max(1, int(encoders))
+
+    def run_all(self, tasks: Sequence[Task]) -> Iterator[tuple[int, TaskResult]]:
+        """``(task index, result)`` for every task, in order, each once all its files are written."""
+        from concurrent.futures import Future
+
+        groups: dict[tuple[str, str | None], list[Task]] = {}
+        for task in tasks:
+            groups.setdefault((task.source_id, task.partner_id if self.needs_partner else None), []).append(task)
+        bins = list(range(len(self.bins))) if self.targets_size else [None]
+        waiting: deque[tuple[Task, list]] = deque()
+        for group, start, outcomes in self.engine.render(self._groups(groups, bins), self._write_one, self.encoders):
+            tasks_of, jobs = group.key[:2]
+            if group.error is not None:
+                waiting.extend((task, [_task_failure(task, group.error)]) for task in tasks_of)
+            else:
+                for (task, b), outcome in zip(jobs[start:], outcomes):
+                    if isinstance(outcome, str):
+                        file_name, _ = output_names(task, self.label, b)
+                        outcome = {"failed": True, "file_name": file_name, "source_id": task.source_id, "error": outcome}
+                    if not waiting or waiting[-1][0] is not task:
+                        waiting.append((task, []))
+                    waiting[-1][1].append(outcome)
+            # hand back finished tasks in order, without waiting for the ones still encoding
+            done = start + len(outcomes) == len(group.draws)
+            while len(waiting) > (0 if done else 1) and all(
+                not isinstance(f, Future) or f.done() for f in waiting[0][1]
+            ):
+                yield _gathered(*waiting.popleft())
+        while waiting:
+            yield _gathered(*waiting.popleft())
+
+    def _groups(self, groups: dict[tuple[str, str | None], list[Task]], bins: list[int | None]):
+        from .engine import Draw, Group, image_batch
+
+        for (source_id, partner_id), tasks in groups.items():
+            jobs = [(task, b) for task in tasks for b in bins]
+            draws = [
+                Draw(task.seed, task.shape, task.mode, None if b is None else self.bins[b]) for task, b in jobs
+            ]
+            try:
+                source, image, region, partners, textures = self._inputs(source_id, partner_id)
+            except SynthError as exc:
+                yield Group(draws, error=str(exc), key=(tasks, jobs))
+                continue
+            region = None if region is None else normalize_region(region, image.shape[0], image.shape[1])
+            images, regions = image_batch(image, region, self.engine.device)
+            # the PNG bases are built here, once, before the writing threads ask for them
+            if image.dtype.kind != "f":
+                self._png_base(source)
+            self._mask_base(image.shape[0], image.shape[1])
+            yield Group(draws, images, regions, textures, partners, gray=image.ndim == 2, key=(tasks, jobs, source))
+
+    def _write_one(self, group, index: int, anomaly: Anomaly):
+        _, jobs, source = group.key
+        task, b = jobs[index]
+        file_name, mask_name = output_names(task, self.label, b)
+        return self.write(anomaly, file_name, mask_name, source, task.source_id)
+
+
+def _gathered(task: Task, outputs: list) -> tuple[int, TaskResult]:
+    """A task's result from its outputs: futures of ``(row, files)`` and failure rows."""
+    rows, failed, files = [], [], {}
+    for item in outputs:
+        if isinstance(item, dict):
+            failed.append(item)
+        else:
+            row, written = item.result()
+            rows.append(row)
+            files.update(written)
+    return task.index, TaskResult(rows, failed, files)
 
 
 def metadata_row(anomaly: Anomaly, file_name: str, mask_name: str, source_id: str) -> dict[str, Any]:
@@ -465,10 +581,9 @@ def run_protocol(
         raise InvalidParameterError("at least one size bin is needed")
     workers, region_masks, textures, shard = run.workers, run.region_masks, run.textures, run.shard
     memory = MemoryBudget.resolve(run.memory_budget, workers)
-    # an output folder inside the input folder holds outputs, not inputs (but inputs may live
-    # inside the output folder, as with the built-in examples)
-    inputs_inside_output = Path(input_dir).resolve().is_relative_to(Path(output_dir).resolve())
-    sources = list_images(input_dir, exclude=[region_masks, None if inputs_inside_output else output_dir])
+    # the outputs of an output folder inside (or equal to) the input folder are recognised by its
+    # marker files (``synth.layout``), whatever its sub-folders are named
+    sources = list_images(input_dir, exclude=[region_masks])
     if not sources:
         raise InvalidParameterError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {input_dir}")
     _check_region_masks(input_dir, region_masks, sources)
@@ -481,42 +596,49 @@ def run_protocol(
     tasks = plan(sources, config)
     _check_unique_names(tasks, config)
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    job = Job(str(input_dir), str(out), config, None if region_masks is None else str(region_masks),
+              texture_paths, memory)
+    # the processes of one sharded launch share the folder; any other run into it is refused
+    with claimed_folder(out, GENERATED_OUTPUTS, shared=shard is not None):
+        return _generate(job, tasks, run)
+
+
+def _generate(job: Job, tasks: list[Task], run: RunOptions) -> list[dict[str, Any]]:
+    """Make the ``tasks`` not finished yet into the claimed output folder; write its records."""
+    out, config, shard = Path(job.output_dir), job.config, run.shard
     _check_config(out, config)
     write_atomic(out / CONFIG, json.dumps(_config_record(config), indent=2, sort_keys=True).encode())
     # a file of its own: config.json stays the same wherever the inputs lie
-    write_atomic(out / INPUTS, json.dumps({"input_dir": str(Path(input_dir).resolve())}, indent=2).encode())
-    # until this run ends the folder is incomplete (and ``synth.layout`` says so)
-    (out / METADATA).unlink(missing_ok=True)
-
-    results = _finished(out, tasks)
+    write_atomic(out / INPUTS, json.dumps({"input_dir": str(Path(job.input_dir).resolve())}, indent=2).encode())
+    results = _finished(out, tasks, config)
     if shard is not None:
         tasks = [t for t in tasks if t.index % shard[1] == shard[0]]
         results = {t.index: results[t.index] for t in tasks if t.index in results}
+    # what is finished survives in the resume log; until this run ends the folder is incomplete
+    write_atomic(out / _log_name(shard), "".join(_log_line(t, results[t.index]) for t in tasks
+                                                  if t.index in results).encode())
+    (out / METADATA).unlink(missing_ok=True)
     todo = [t for t in tasks if t.index not in results]
-    job = Job(str(input_dir), str(out), config, None if region_masks is None else str(region_masks),
-              texture_paths, memory)
     by_index = {t.index: t for t in tasks}
-    with open(out / _log_name(shard), "a", encoding="utf-8") as log:
+    log_path = out / _log_name(shard)
+    with open(log_path, "a", encoding="utf-8") as log:
         for index, result in _execute(todo, job, run, len(tasks), len(tasks) - len(todo)):
             results[index] = result
             # logged after both files were renamed into place: a logged task is complete on disk
-            log.write(_log_line(by_index[index], result))
-            log.flush()
+            _append(log, log_path, _log_line(by_index[index], result))
+    good = [row for t in tasks for row in results[t.index].rows]
+    failed = [row for t in tasks for row in results[t.index].failed]
     if shard is not None:  # the run without a shard writes metadata.jsonl for all shards
-        good = [row for t in tasks for row in results[t.index].rows]
-        failed = [row for t in tasks for row in results[t.index].failed]
         if failed:
             raise ProtocolFailures(failed, good)
         return good
-    good = [row for t in tasks for row in results[t.index].rows]
-    failed = [row for t in tasks for row in results[t.index].failed]
     broken = verify_outputs(out, good)
     if broken:
         failed += [{"failed": True, "file_name": r["file_name"], "source_id": r["source_id"], "error": error}
                    for r, error in broken]
         bad = {r["file_name"] for r, _ in broken}
         good = [r for r in good if r["file_name"] not in bad]
+    flush_to_disk()  # the outputs, written without a sync each, are on disk before their record
     write_atomic(out / METADATA, "".join(json.dumps(r, sort_keys=True) + "\n" for r in good).encode())
     if failed:
         write_atomic(out / FAILURES, "".join(json.dumps(r, sort_keys=True) + "\n" for r in failed).encode())
@@ -527,11 +649,20 @@ def run_protocol(
         write_atomic(out / PARTIAL, "".join(kept).encode())
         _drop_shard_logs(out)
         raise ProtocolFailures(failed, good)
+    # finished: metadata.jsonl (written last) is the record; a rerun resumes from it
     (out / FAILURES).unlink(missing_ok=True)
-    if _shard_logs(out):  # one log again, as a one-process run leaves it
-        write_atomic(out / PARTIAL, "".join(_log_line(t, results[t.index]) for t in tasks).encode())
-        _drop_shard_logs(out)
+    (out / PARTIAL).unlink(missing_ok=True)
+    _drop_shard_logs(out)
     return good
+
+
+def _append(log: Any, path: Path, line: str) -> None:
+    """Append one line to the resume log (the one file written in place: a cut line is skipped)."""
+    try:
+        log.write(line)
+        log.flush()
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror}") from exc
 
 
 def _log_name(shard: tuple[int, int] | None) -> str:
@@ -602,17 +733,16 @@ def _intact(path: Path, size: int, crc: int) -> bool:
         return False
 
 
-def _finished(out: Path, tasks: Sequence[Task]) -> dict[int, TaskResult]:
+def _finished(out: Path, tasks: Sequence[Task], config: ProtocolConfig) -> dict[int, TaskResult]:
     """Tasks an earlier run completed without failures whose files are all intact on disk.
 
-    Every file's size and CRC-32 recorded at write time are checked, so a file cut by a power loss
-    or a kill (empty or short) is made again instead of being trusted.
+    Read from the resume logs (every file's size and CRC-32 recorded at write time are checked,
+    so a file cut by a power loss or a kill, empty or short, is made again instead of being
+    trusted) and from the ``metadata.jsonl`` of a finished run (every file must decode).
     """
+    done = _finished_in_metadata(out, tasks, config)
     logs = [p for p in [out / PARTIAL, *_shard_logs(out)] if p.exists()]
-    if not logs:
-        return {}
     by_key = {json.dumps(_task_key(t)): t for t in tasks}
-    done: dict[int, TaskResult] = {}
     lines = [line for path in logs for line in path.read_text(encoding="utf-8").splitlines()]
     for line in lines:
         try:
@@ -626,6 +756,30 @@ def _finished(out: Path, tasks: Sequence[Task]) -> dict[int, TaskResult]:
         named = {name for r in rows for name in (r["file_name"], r["mask_file_name"])}
         if named == set(files) and all(_intact(out / name, *files[name]) for name in files):
             done[task.index] = TaskResult(rows, [], files)
+    return done
+
+
+def _finished_in_metadata(out: Path, tasks: Sequence[Task], config: ProtocolConfig) -> dict[int, TaskResult]:
+    """Tasks whose every output is a row of ``out``'s ``metadata.jsonl`` with files that decode."""
+    try:
+        by_name = {row["file_name"]: row for row in read_metadata(out)}
+    except (OSError, ValueError, KeyError, TypeError):  # no finished run, or a damaged record
+        return {}
+    label, bins = "mix" if config.mix else config.method, _bin_indices(config)
+    done: dict[int, TaskResult] = {}
+    for task in tasks:
+        names = [output_names(task, label, b) for b in bins]
+        rows = [by_name.get(image) for image, _ in names]
+        if any(row is None or row.get("mask_file_name") != mask for row, (_, mask) in zip(rows, names)):
+            continue
+        if verify_outputs(out, rows):
+            continue
+        files = {}
+        for image, mask in names:
+            for name in (image, mask):
+                data = (out / name).read_bytes()
+                files[name] = [len(data), zlib.crc32(data)]
+        done[task.index] = TaskResult(rows, [], files)
     return done
 
 
@@ -672,8 +826,6 @@ def _execute(
     bar = tqdm(total=total, initial=initial, unit="task", disable=not run.progress, desc="synth")
     try:
         if run.device is not None:
-            from .batched.runner import DeviceRunner
-
             for item in DeviceRunner(
                 job, run.device, run.batch_size, encoders=workers, prep_threads=run.prep_threads
             ).run_all(tasks):
@@ -698,10 +850,3 @@ def read_metadata(output_dir: str | os.PathLike) -> list[dict[str, Any]]:
     """The rows of a generated folder's ``metadata.jsonl``."""
     path = Path(output_dir) / METADATA
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def iter_outputs(output_dir: str | os.PathLike) -> Iterable[tuple[dict[str, Any], Path, Path]]:
-    """(row, image path, mask path) for every output of a generated folder, in order."""
-    root = Path(output_dir)
-    for row in read_metadata(root):
-        yield row, root / row["file_name"], root / row["mask_file_name"]

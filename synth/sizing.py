@@ -13,7 +13,7 @@ from typing import Any, Callable, Generic, Literal, TypeVar
 
 import numpy as np
 
-from .anomaly import changed_pixels
+from .change import changed_pixels
 from .errors import RegionError, SizeBinError
 from .method import Scene
 from .sizebins import SizeBin
@@ -43,10 +43,16 @@ def pixel_bounds(size_bin: SizeBin, scene: Scene) -> tuple[int, int]:
     return lo_px, hi_px
 
 
+def pixel_targets(size_bin: SizeBin, target_fraction: float, scene: Scene) -> tuple[int, int, float]:
+    """``(lo_px, hi_px, target_px)``: the bin's changed-pixel range (``pixel_bounds``) and the drawn
+    target fraction as a pixel count clamped into it, computed once for a size search."""
+    lo_px, hi_px = pixel_bounds(size_bin, scene)
+    return lo_px, hi_px, min(max(target_fraction * scene.height * scene.width, lo_px), hi_px)
+
+
 def target_pixels(size_bin: SizeBin, target_fraction: float, scene: Scene) -> float:
     """The drawn target fraction as a pixel count, clamped into the bin's pixel range."""
-    lo_px, hi_px = pixel_bounds(size_bin, scene)
-    return min(max(target_fraction * scene.height * scene.width, lo_px), hi_px)
+    return pixel_targets(size_bin, target_fraction, scene)[2]
 
 
 def measure_window(scene: Scene, window: Window, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -304,10 +310,12 @@ def _said(hint: str | Callable[[], str]) -> str:
     return hint() if callable(hint) else hint
 
 
-def size_error(what: str, size_bin: SizeBin, scene: Scene, best_area: int, hint: str | Callable[[], str]) -> SizeBinError:
-    """The ``SizeBinError`` of a search that found no render in ``size_bin``; ``hint`` says what
-    to try (a function is asked only now, when it can look at what the search rendered)."""
-    lo_px, hi_px = pixel_bounds(size_bin, scene)
+def size_error(
+    what: str, size_bin: SizeBin, scene: Scene, best_area: int, hint: str | Callable[[], str], lo_px: int, hi_px: int,
+) -> SizeBinError:
+    """The ``SizeBinError`` of a search that found no render in ``size_bin`` (``lo_px``-``hi_px``
+    changed pixels); ``hint`` says what to try (a function is asked only now, when it can look at
+    what the search rendered)."""
     return SizeBinError(
         f"could not bring a {what} anomaly into size bin {size_bin.name} ({lo_px}-{hi_px} changed "
         f"pixels of {scene.height * scene.width}); closest was {max(best_area, 0)} pixels. {_said(hint)}"
@@ -361,8 +369,7 @@ def fit(
             f"{what}: {attempts} placements changed no stored pixel (the blended content "
             f"equals the image there); {_said(hint)}"
         )
-    lo_px, hi_px = pixel_bounds(size_bin, scene)
-    target_px = target_pixels(size_bin, spec.params["target_fraction"], scene)
+    lo_px, hi_px, target_px = pixel_targets(size_bin, spec.params["target_fraction"], scene)
     best_area: int | None = None
     for attempt in range(attempts):
         result = steer(
@@ -383,7 +390,7 @@ def fit(
             }
         if best_area is None or abs(result.best_area - target_px) < abs(best_area - target_px):
             best_area = result.best_area
-    raise size_error(what, size_bin, scene, best_area or 0, hint)
+    raise size_error(what, size_bin, scene, best_area or 0, hint, lo_px, hi_px)
 
 
 @dataclass(frozen=True)

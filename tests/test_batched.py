@@ -188,8 +188,8 @@ def test_windows_are_written_alike_by_slices_and_by_the_gpus_indexed_writes(dtyp
     """A GPU writes a batch's windows with a few indexed operations, a CPU by slices per anomaly:
     both store the same bytes, masks, diff maps and measured windows (checked here on the CPU,
     so the GPU's way is tested without a GPU)."""
-    from synth.batched import _write_windows
-    from synth.batched.layout import quantize, split
+    from synth.batched.render import _write_windows
+    from synth.batched.layout import quantize_batch, split
     from synth.batched.steering import Rendered
 
     rgba = np.concatenate([RGB, np.full((SIZE, SIZE, 1), 200, np.uint8)], axis=2)
@@ -200,7 +200,7 @@ def test_windows_are_written_alike_by_slices_and_by_the_gpus_indexed_writes(dtyp
     # two windows and an anomaly that missed its bin (None), as a renderer returns them
     rendered = [
         None if box is None else Rendered(
-            box[0], box[1], quantize(torch.from_numpy(rng.random((*box[2:], 3), dtype=np.float32)), layout.quantum),
+            box[0], box[1], quantize_batch(torch.from_numpy(rng.random((*box[2:], 3), dtype=np.float32)), layout.quantum),
             torch.from_numpy(rng.random(box[2:]) > 0.5), 1.0, 0, 1, {},
         )
         for box in [(5, 7, 30, 41), None, (100, 120, 60, 40)]
@@ -226,7 +226,7 @@ def test_mean_noise_means_on_a_gpu_are_exact_and_do_not_depend_on_the_window(qua
     """On a GPU, mean_noise's mean colour is the exact mean of the stored values (checked here on
     the CPU): within a float32 rounding of the numpy path's pixel-order mean, and the same bytes
     whatever padding the batch's window size adds."""
-    from synth.batched.synagen import _exact_means, _footprint_means
+    from synth.methods.synagen.batched import _exact_means, _footprint_means
 
     rng = np.random.default_rng(3)
     levels = rng.integers(0, 256 if quantum == 1 / 255 else 65536, (4, 60, 70, 3))
@@ -569,7 +569,7 @@ def test_the_poisson_solve_matches_opencv_seamless_clone(mode):
     within ``_POISSON_ROUNDING`` of an integer, and differ by at most one level there (which
     of the two neighbours a value on an integer truncates to depends on the FFT's summation
     order, so on the CPU and library build). Nothing changes outside the mask."""
-    from synth.batched.poisson import poisson_solution, seamless_clone
+    from synth.methods.nsa.poisson import poisson_solution, seamless_clone
 
     flag = cv2.MIXED_CLONE if mode == "mixed_clone" else cv2.NORMAL_CLONE
     source = _astronaut()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import skimage.data
 
-from detect.detectors.detector import load_detector
+from detect.registry import load_detector
 from detect.detectors.padim import PaDiM
 from detect.detectors.patchcore import PatchCore, greedy_coreset
 from detect.errors import DetectError, ImageConversionWarning, InvalidImagesError, NotFittedError

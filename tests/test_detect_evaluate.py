@@ -126,7 +126,7 @@ def test_evaluate_command_writes_scores_summary_tables_and_plots(layout, tmp_pat
 
 
 def test_string_label_columns_give_the_same_results_as_classlabels(layout, tmp_path):
-    from detect.detectors.detector import load_detector
+    from detect.registry import load_detector
 
     detector = load_detector(layout / "patchcore.pt")
     results = []
@@ -178,7 +178,7 @@ def test_a_dataset_without_a_good_split_is_refused(tmp_path):
 
 
 def test_in_memory_evaluation_without_metadata_gives_image_and_pixel_metrics(layout):
-    from detect.detectors.detector import load_detector
+    from detect.registry import load_detector
 
     detector = load_detector(layout / "patchcore.pt")
     brick = skimage.data.brick()
@@ -196,8 +196,43 @@ def test_in_memory_evaluation_without_metadata_gives_image_and_pixel_metrics(lay
 
 
 def test_brightness_subset_must_exist(layout):
-    from detect.detectors.detector import load_detector
+    from detect.registry import load_detector
 
     test, good = load_evaluation_splits(str(layout / "disk"))
     with pytest.raises(DetectError, match="no test row has shape='scar'"):
         evaluate(test, good, load_detector(layout / "patchcore.pt"), brightness_subset={"shape": "scar"})
+
+
+# Runs `anomalyforge` and SIGKILLs itself right after the file whose path ends with KILL_AFTER_WRITING
+# is renamed into place (every file a command writes is renamed into place, synth.atomic).
+KILLER = """
+import os, signal, sys
+point, real_replace = os.environ["KILL_AFTER_WRITING"], os.replace
+def replace(src, dst, **kwargs):
+    real_replace(src, dst, **kwargs)
+    if os.fspath(dst).endswith(point):
+        os.kill(os.getpid(), signal.SIGKILL)
+os.replace = replace
+from anomalyforge import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_kill_after_the_scores_leaves_no_summary_and_the_rerun_writes_it_whole(layout, tmp_path):
+    args = ["evaluate", "--dataset", str(layout / "parquet"), "--detector-file", str(layout / "patchcore.pt"),
+            "--output", str(tmp_path / "out"), "--no-progress", "--cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    first = subprocess.run([sys.executable, "-c", KILLER, *args], cwd=ROOT, capture_output=True, text=True,
+                           env={**env, "KILL_AFTER_WRITING": "no file has this name"}, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    complete = (tmp_path / "out" / "summary.json").read_bytes()
+    killed = subprocess.run([sys.executable, "-c", KILLER, *args], cwd=ROOT, capture_output=True, text=True,
+                            env={**env, "KILL_AFTER_WRITING": "scores.parquet"}, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    # the marker of complete results is gone (never empty, never the previous run's beside new scores)
+    assert not (tmp_path / "out" / "summary.json").exists()
+    again = subprocess.run([sys.executable, "-c", KILLER, *args], cwd=ROOT, capture_output=True, text=True,
+                           env={**env, "KILL_AFTER_WRITING": "no file has this name"}, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (tmp_path / "out" / "summary.json").read_bytes() == complete
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.endswith(".tmp") or p.name.endswith(".lock")]

@@ -9,7 +9,7 @@ import skimage.data
 import torch
 from PIL import Image
 
-from detect.detectors.detector import load_detector
+from detect.registry import load_detector
 from detect.errors import DetectError
 from detect.registry import build_detector
 from detect.training.defect_map import DefectMap, LargeKernelConv

@@ -10,7 +10,7 @@ import skimage.data
 import torch
 from PIL import Image
 
-from detect.detectors.detector import load_detector
+from detect.registry import load_detector
 from detect.errors import DetectError
 from detect.training.segmenter import Segmenter, SyntheticAnomalies, latest_checkpoint, logistic_label, train_segmenter
 

@@ -67,21 +67,26 @@ def test_interrupted_run_resumes_without_redoing_finished_outputs(input_dir, tmp
     out = tmp_path / "out"
     kwargs = dict(per_image=1, shapes=["spattered"], modes=["transparent", "gray_noise"], seed=1, progress=False)
     full = run_protocol(input_dir, tmp_path / "reference", **kwargs)
-    run_protocol(input_dir, out, **kwargs)
-    # simulate an interruption: drop the last task's log line, its files and the final metadata
-    partial = out / "metadata.partial.jsonl"
+    # an interrupted run: half of the tasks made (one shard of two), no metadata.jsonl yet ...
+    run_protocol(input_dir, out, shard=(0, 2), **kwargs)
+    assert not (out / "metadata.jsonl").exists()
+    # ... and its last task cut by the kill: a cut log line, its files gone
+    partial = out / "metadata.partial.0-of-2.jsonl"
     lines = partial.read_text().splitlines()
     last = json.loads(lines[-1])
-    partial.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:20])  # a cut line, as after a kill
+    partial.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:20])
     for row in last["rows"]:
         (out / row["file_name"]).unlink()
-    (out / "metadata.jsonl").unlink()
-    kept = out / full[0]["file_name"]
+    kept = out / json.loads(lines[0])["rows"][0]["file_name"]
     before = kept.stat().st_mtime_ns
     rows = run_protocol(input_dir, out, **kwargs)
     assert kept.stat().st_mtime_ns == before  # finished outputs were not redone
     assert rows == full
     assert _digest(out) == _digest(tmp_path / "reference")
+    # a finished folder keeps no resume log; a rerun finds its outputs in metadata.jsonl
+    assert not list(out.glob("metadata.partial*"))
+    assert run_protocol(input_dir, out, **kwargs) == full
+    assert kept.stat().st_mtime_ns == before
 
 
 def test_resume_with_other_options_is_refused(input_dir, tmp_path):

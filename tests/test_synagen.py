@@ -18,7 +18,7 @@ from synth import (
     replay,
     synthesize,
 )
-from synth.synagen import MODES, SHAPES
+from synth.methods.synagen import MODES, SHAPES
 
 DEFAULT_MODES = MODES[:5]
 
@@ -228,8 +228,8 @@ def test_scaled_shapes_match_opencvs_area_resize_bit_for_bit():
     cv2.resize; the thresholded masks must be OpenCV's exactly, or seeds would change bytes."""
     from synth.method import Scene
     from synth.registry import get_method
-    from synth.synagen.scaling import ScaledShape
-    from synth.synagen.shapes import rotated_shape
+    from synth.methods.synagen.scaling import ScaledShape
+    from synth.methods.synagen.shapes import rotated_shape
 
     method = get_method("synagen")
     scene = Scene(image=np.zeros((256, 256, 3), np.float32), region=None, partners=(), textures=(), quantum=1 / 255)

@@ -24,8 +24,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from detect.errors import DetectorFileError, InvalidImagesError, NotFittedError
+from detect.errors import InvalidImagesError, NotFittedError
 from detect.images import channels_of, same_size, to_float_image, to_float_images, warn_converted
+from synth.atomic import atomic_path
 
 FILE_FORMAT = "anomalyforge-detector"
 FILE_VERSION = 1
@@ -143,7 +144,8 @@ class Detector(ABC):
             "fitted": {"channels": self.channels, "fit_size": list(self.fit_size)},
             "state": {k: v.detach().cpu() for k, v in self._state().items()},
         }
-        torch.save(payload, path)
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
         return path
 
     def config(self) -> dict[str, Any]:
@@ -278,28 +280,3 @@ def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     out = F.conv2d(F.pad(out, (radius, radius, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1))
     out = F.conv2d(F.pad(out, (0, 0, radius, radius), mode="reflect"), kernel.view(1, 1, -1, 1))
     return out[:, 0]
-
-
-def load_detector(path: str | Path, device: str | torch.device = "cpu") -> Detector:
-    """Read a detector written by ``Detector.save``; it scores exactly like the one saved."""
-    from detect.registry import detector_class
-
-    path = Path(path)
-    if not path.is_file():
-        raise DetectorFileError(f"detector file {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle/zip errors: the file is not what we wrote
-        raise DetectorFileError(f"{path} is not a saved detector ({type(exc).__name__}: {exc})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
-        raise DetectorFileError(f"{path} is not an anomalyforge detector file")
-    if payload.get("version", 0) > FILE_VERSION:
-        raise DetectorFileError(
-            f"{path} was written by a newer anomalyforge (file version {payload['version']}); upgrade"
-        )
-    cls = detector_class(payload["detector"])
-    detector = cls(**payload["config"])
-    detector.channels = int(payload["fitted"]["channels"])
-    detector.fit_size = tuple(int(v) for v in payload["fitted"]["fit_size"])
-    detector._load_state(payload["state"])
-    return detector.to(device)

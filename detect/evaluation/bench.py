@@ -68,6 +68,8 @@ import numpy as np
 
 from detect.errors import DetectError
 from detect.runtime import make_process_state, script_main
+from synth.atomic import atomic_path, write_text_atomic
+from synth.run_lock import claimed_folder
 
 RESULT_FILE = "result.json"
 DETECTION_METRICS = ("image_auroc", "image_ap", "pixel_auroc", "pixel_ap", "aupro")
@@ -294,6 +296,13 @@ def run_bench(config: BenchConfig, *, cpu: bool = False, progress: bool = True) 
     Returns the written report files on the main process, ``None`` on the others.
     """
     state = make_process_state(cpu)
+    # the processes of one launch share the folder (each its own cells); another run is refused
+    with claimed_folder(config.output, shared=state.num_processes > 1, recursive=True):
+        return _run_jobs(config, state, progress)
+
+
+def _run_jobs(config: BenchConfig, state: Any, progress: bool) -> dict[str, Path] | None:
+    """``run_bench`` in the claimed output folder."""
     jobs: list[Cell | QualityJob] = [*cells(config), *quality_jobs(config)]
     mine = jobs[state.process_index :: state.num_processes]
     data = _Datasets(config)
@@ -469,13 +478,11 @@ def write_reports(config: BenchConfig) -> dict[str, Path]:
     out = config.output
     out.mkdir(parents=True, exist_ok=True)
     written = {"results_parquet": out / "results.parquet", "results_csv": out / "results.csv"}
-    frame.to_parquet(written["results_parquet"], index=False)
-    frame.to_csv(written["results_csv"], index=False)
+    _write_table(frame, written["results_parquet"], written["results_csv"])
     if not quality.empty:
         written["quality_parquet"] = out / "quality.parquet"
         written["quality_csv"] = out / "quality.csv"
-        quality.to_parquet(written["quality_parquet"], index=False)
-        quality.to_csv(written["quality_csv"], index=False)
+        _write_table(quality, written["quality_parquet"], written["quality_csv"])
     hybrids = {s.name: dict(s.weights) for s in config.syntheses if s.is_hybrid}
     written.update(bench_report.write(frame, quality, skipped, hybrids, out))
     return written
@@ -505,11 +512,16 @@ def _float(v: Any) -> float | None:
     return None if math.isnan(v) else v
 
 
+def _write_table(frame, parquet: Path, csv: Path) -> None:
+    with atomic_path(parquet) as tmp:
+        frame.to_parquet(tmp, index=False)
+    with atomic_path(csv) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
 def _write_json_atomically(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(path)  # a crash mid-write never leaves a half result that would be taken as finished
+    # a crash mid-write never leaves a half result that would be taken as finished
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
 # ------------------------------------------------------------------------------------ command line
@@ -528,7 +540,8 @@ def run(args: argparse.Namespace) -> int:
     """Entry point of ``anomalyforge bench`` / ``python -m detect.evaluation.bench`` (also under ``accelerate launch``)."""
     config = load_config(args.config, args.output)
     if args.report_only:
-        written = write_reports(config)
+        with claimed_folder(config.output, recursive=True):
+            written = write_reports(config)
     else:
         written = run_bench(config, cpu=args.cpu, progress=not args.no_progress)
     if written:

@@ -18,6 +18,7 @@ import scipy.stats
 
 from detect.evaluation import report
 from detect.quality.correlation import correlate, scatter_plot
+from synth.atomic import write_text_atomic
 
 METRICS = ("image_auroc", "image_ap", "pixel_auroc", "pixel_ap", "aupro")
 CONTEXT = ["dataset", "pipeline", "ratio"]  # what a synthesis is compared within
@@ -281,7 +282,7 @@ def write(frame, quality, skipped: Mapping[str, str], hybrids: Mapping[str, Mapp
 
     def section(name: str, text: str) -> None:
         path = out / f"{name}.md"
-        path.write_text(text, encoding="utf-8")
+        write_text_atomic(path, text)
         written[name] = path
         parts.extend([text, ""])
 
@@ -334,6 +335,6 @@ def write(frame, quality, skipped: Mapping[str, str], hybrids: Mapping[str, Mapp
 
     section("findings", "### ASBench's findings on this grid\n\n" + "\n".join(findings(compared, hybrid, correlations)) + "\n")
     path = out / "report.md"
-    path.write_text("\n".join(parts), encoding="utf-8")
+    write_text_atomic(path, "\n".join(parts))
     written["report"] = path
     return written

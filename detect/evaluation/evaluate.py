@@ -52,6 +52,8 @@ from detect.errors import DetectError, InvalidImagesError, MetricInputError
 from detect.evaluation import metrics, report
 from detect.evaluation.dataset import GOOD_SPLIT, decode, load_dataset_dict, load_evaluation_splits, metadata_frame
 from detect.runtime import make_accelerator, parse_options, script_main
+from synth.atomic import atomic_path, write_text_atomic
+from synth.run_lock import claimed_folder
 
 DEFAULT_KS = (1, 2, 3, 4, 5)
 #: long side of the maps the pixel metrics use on synthetic datasets (real-defect folders: full size)
@@ -106,23 +108,27 @@ class Evaluation:
         good = good.rename(columns={c: c.replace("flagged_", "detected_") for c in good.columns})
         import pandas as pd
 
+        # summary.json marks complete results: it goes first and comes back last
+        (out / "summary.json").unlink(missing_ok=True)
         combined = pd.concat([frame, good], ignore_index=True, sort=False)
-        combined.to_parquet(out / "scores.parquet", index=False)
+        with atomic_path(out / "scores.parquet") as tmp:
+            combined.to_parquet(tmp, index=False)
         written.append(out / "scores.parquet")
-        (out / "summary.json").write_text(json.dumps(self.summary, indent=2, sort_keys=True) + "\n")
-        written.append(out / "summary.json")
         md_parts = [f"# Recall at k = {self.summary['table_k']} false positives\n"]
         for name, long in self.tables.items():
-            long.to_csv(out / f"recall_{name}.csv", index=False)
+            with atomic_path(out / f"recall_{name}.csv") as tmp:
+                long.to_csv(tmp, index=False)
             written.append(out / f"recall_{name}.csv")
             text = self.markdown_table(name)
-            (out / f"recall_{name}.md").write_text(text)
+            write_text_atomic(out / f"recall_{name}.md", text)
             written.append(out / f"recall_{name}.md")
             md_parts.append(text)
-        (out / "recall_tables.md").write_text("\n".join(md_parts))
+        write_text_atomic(out / "recall_tables.md", "\n".join(md_parts))
         written.append(out / "recall_tables.md")
         for name, fig in self.figures().items():
             written.append(report.save_figure(fig, out / f"{name}.png"))
+        write_text_atomic(out / "summary.json", json.dumps(self.summary, indent=2, sort_keys=True) + "\n")
+        written.insert(1, out / "summary.json")
         return written
 
     def markdown_table(self, name: str) -> str:
@@ -549,12 +555,19 @@ def _good_folder_rows(folder: str) -> list[dict]:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``anomalyforge evaluate`` / ``python -m detect.evaluation.evaluate``."""
-    from detect.detectors.detector import load_detector
+    accelerator = make_accelerator(args.cpu)
+    out = Path(args.output)
+    # the processes of one launch share the folder; another run into it is refused
+    with claimed_folder(out, shared=accelerator.num_processes > 1, recursive=True):
+        return _evaluate_into(args, accelerator, out)
+
+
+def _evaluate_into(args: argparse.Namespace, accelerator: Any, out: Path) -> int:
+    """``anomalyforge evaluate`` with its output folder claimed."""
+    from detect.registry import load_detector
     from detect.evaluation.defect_sets import detect_layout, read_defect_set
     from detect.registry import build_detector
 
-    accelerator = make_accelerator(args.cpu)
-    out = Path(args.output)
     from synth.config import parse_names  # the one list syntax of every command
 
     try:

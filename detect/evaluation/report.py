@@ -14,6 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
+from synth.atomic import atomic_path
+
 #: |brightness_delta| bin edges (relative change of mean luminance; the paper's Fig. 7 uses 10 % steps)
 BRIGHTNESS_EDGES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, math.inf)
 
@@ -176,6 +178,7 @@ def plot_recall_by_brightness(long, title: str):
 def save_figure(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=Path(path).suffix[1:])
     plt.close(fig)
     return path

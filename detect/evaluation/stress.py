@@ -29,6 +29,8 @@ import numpy as np
 from detect.errors import DetectError
 from detect.images import as_colour
 from detect.runtime import choose_device, guarded
+from synth.atomic import atomic_path, write_text_atomic
+from synth.run_lock import claimed_folder
 
 #: modes left out: "texture" pastes from a texture collection the protocol does not have
 _NEEDS_TEXTURES = ("texture",)
@@ -156,17 +158,20 @@ class StressResult:
         import matplotlib.pyplot as plt
 
         out = Path(output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        written = [out / "summary.json"]
-        written[0].write_text(json.dumps(self.summary(), indent=2, sort_keys=True, default=str) + "\n")
+        # summary.json marks complete results: it goes first and comes back last
+        (out / "summary.json").unlink(missing_ok=True)
+        written = []
         for name, table in self.tables.items():
-            table.to_csv(out / f"recall_{name}.csv", index=False)
+            with atomic_path(out / f"recall_{name}.csv") as tmp:
+                table.to_csv(tmp, index=False)
             written.append(out / f"recall_{name}.csv")
         for by, fig in self.figures().items():
-            fig.savefig(out / f"recall_{by}.png", dpi=120)
+            with atomic_path(out / f"recall_{by}.png") as tmp:
+                fig.savefig(tmp, dpi=120, format="png")
             plt.close(fig)
             written.append(out / f"recall_{by}.png")
-        return written
+        write_text_atomic(out / "summary.json", json.dumps(self.summary(), indent=2, sort_keys=True, default=str) + "\n")
+        return [out / "summary.json", *written]
 
 
 # ------------------------------------------------------------------------------------ pieces
@@ -420,6 +425,13 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
 
 
 def _run_cli(args: argparse.Namespace) -> int:
+    if args.output is None:
+        return _stress_cli(args)
+    with claimed_folder(args.output, recursive=True):  # a run owns the folder it writes
+        return _stress_cli(args)
+
+
+def _stress_cli(args: argparse.Namespace) -> int:
     from synth import InvalidImageError, load_image
 
     try:

@@ -26,6 +26,7 @@ import numpy as np
 
 from detect.errors import CorrelationInputError
 from detect.runtime import guarded
+from synth.atomic import atomic_path, write_text_atomic
 
 # keys in metric files that describe the computation, not a metric
 _NOT_METRICS = ("n_images", "n_pairs")
@@ -189,8 +190,8 @@ def scatter_plot(rows: list[Correlation], path: Path) -> Path:
     for ax in list(axes.flat)[len(rows):]:
         ax.axis("off")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format=path.suffix[1:])
     plt.close(fig)
     return path
 
@@ -199,9 +200,9 @@ def write_report(rows: list[Correlation], output_dir: Path) -> dict[str, Path]:
     """Write correlation.md, correlation.csv and correlation.png into ``output_dir``."""
     output_dir.mkdir(parents=True, exist_ok=True)
     md = output_dir / "correlation.md"
-    md.write_text(markdown_table(rows) + "\n", encoding="utf-8")
+    write_text_atomic(md, markdown_table(rows) + "\n")
     table = output_dir / "correlation.csv"
-    table.write_text(csv_table(rows), encoding="utf-8")
+    write_text_atomic(table, csv_table(rows))
     return {"markdown": md, "csv": table, "plot": scatter_plot(rows, output_dir / "correlation.png")}
 
 

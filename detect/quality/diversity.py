@@ -31,6 +31,7 @@ import numpy as np
 from detect.errors import DiversityInputError
 from detect.quality.names import LPIPS_NETS, LpipsNet
 from detect.runtime import choose_device, guarded, subcommand_main
+from synth.atomic import write_text_atomic
 from synth.errors import SynthError
 from synth.image import as_float
 
@@ -467,8 +468,7 @@ def run_cli(args: argparse.Namespace) -> int:
         print("AbsDiff scores: n/a (no diff column and no anomaly-free sources found)")
     if args.output is not None:
         payload = table["all"] if not args.by else table
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_text_atomic(args.output, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
         print(f"wrote {args.output}")
     return 0
 

@@ -36,6 +36,7 @@ from detect.quality.names import FEATURE_KINDS, LPIPS_NETS
 if TYPE_CHECKING:  # torch, scipy and scikit-image load when a metric runs, so ``--help`` starts at once
     from detect.quality.features import FeatureExtractor
 from detect.runtime import guarded, subcommand_main
+from synth.atomic import write_text_atomic
 
 
 # --------------------------------------------------------------------------- paired metrics
@@ -382,8 +383,7 @@ def run_cli(args: argparse.Namespace) -> int:
         print("note: *_EfficientNetLite0 values use EfficientNet-Lite0 features and are NOT comparable to published FID/KID/IS")
     if args.output is not None:
         payload = table["all"] if not args.by else table
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        write_text_atomic(args.output, json.dumps(payload, indent=2) + "\n")
         print(f"wrote {args.output}")
     return 0
 

@@ -33,6 +33,7 @@ from torch import nn
 from detect.detectors.detector import Detector
 from detect.errors import DetectError
 from detect.runtime import choose_device
+from synth.atomic import atomic_path
 
 LOGISTIC_K = 1.0 / 3.0
 LOGISTIC_X0 = 7.0
@@ -60,7 +61,7 @@ def method_weights(synthesis: Synthesis) -> dict[str, float]:
     non-finite or all zero.
     """
     from synth.errors import SynthError
-    from synth.hybrid import mixture_weights
+    from synth.registry import mixture_weights
 
     if isinstance(synthesis, str):
         synthesis = (synthesis,)
@@ -274,8 +275,8 @@ class DeviceSyntheticBatches:
                     del pending[k]
                     continue
                 groups.setdefault((method, partner), []).append((k, self._source(draw), seed))
-            for (method, partner), members in groups.items():
-                for (k, source, _), result in zip(members, self._render(method, partner, members)):
+            for (method, partner), members, results in self._render(groups):
+                for (k, source, _), result in zip(members, results):
                     if result is not None:
                         sources[k], outputs[k], masks[k] = source, *result
                         del pending[k]
@@ -283,26 +284,27 @@ class DeviceSyntheticBatches:
             raise no_anomaly_error(data.methods)
         return self._assemble(sources, outputs, masks, cpu_samples)
 
-    def _render(self, method: str, partner: int, members: list[tuple[int, torch.Tensor, int]]):
-        """``(output, mask)`` per member, ``None`` where the anomaly did not fit (as the CPU path
-        skips a ``SynthError`` or an empty mask and draws again)."""
-        from synth import SynthError
-        from synth.batched import render_batch, sample_specs
+    def _render(self, groups: dict[tuple[str, int], list[tuple[int, torch.Tensor, int]]]):
+        """``((method, partner), members, results)`` per group, through ``synth.engine`` (one batch
+        per group, the next one's specs drawn while this one renders): ``(output, mask)`` per
+        member, ``None`` where the anomaly did not fit (as the CPU path skips a ``SynthError`` or an
+        empty mask and draws again; one anomaly's problem costs only that one)."""
+        from synth import DEFAULT_BINS, get_method
+        from synth.engine import Draw, Engine, Group
 
-        partners = (self.dataset.partner(partner),)
-        images = torch.stack([source for _, source, _ in members])
-        try:
-            specs = sample_specs(images, method, seeds=[seed for _, _, seed in members], partners=partners)
-            out = render_batch(images, specs, partners=partners, strict=False)
-        except SynthError:
-            if len(members) == 1:
-                return [None]
-            # one anomaly's problem (e.g. foregrounds that do not overlap) costs only that one
-            return [r for member in members for r in self._render(method, partner, [member])]
-        return [
-            None if k in out.missed or not bool(out.masks[k].any()) else (out.images[k], out.masks[k])
-            for k in range(len(members))
-        ]
+        by_method: dict[str, list[Group]] = {}
+        for (method, partner), members in groups.items():
+            by_method.setdefault(method, []).append(Group(
+                [Draw(seed) for _, _, seed in members], torch.stack([source for _, source, _ in members]),
+                partners=(self.dataset.partner(partner),), key=((method, partner), members),
+            ))
+        for method, batches in by_method.items():
+            size = max(len(group.draws) for group in batches)
+            engine = Engine(get_method(method), DEFAULT_BINS, self.device, size, host=False)
+            for group, _, outcomes in engine.render(batches):
+                yield *group.key, [
+                    None if isinstance(o, str) or not bool(o.mask.any()) else (o.image, o.mask) for o in outcomes
+                ]
 
     def _assemble(self, sources, outputs, masks, cpu_samples) -> tuple[torch.Tensor, ...]:
         data = self.dataset
@@ -599,10 +601,9 @@ def _save_checkpoint(ckpt_dir: Path, step: int, model, optimizer, detector: Dete
     if is_main:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         path = ckpt_dir / f"step_{step:07d}.pt"
-        tmp = path.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                    "config": json.dumps(detector.config())}, tmp)
-        tmp.replace(path)  # a crash mid-write never leaves a truncated checkpoint behind
+        with atomic_path(path) as tmp:  # a crash mid-write never leaves a truncated checkpoint behind
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                        "config": json.dumps(detector.config())}, tmp)
     if accelerator is not None:
         accelerator.wait_for_everyone()
 

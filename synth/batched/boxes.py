@@ -1,4 +1,4 @@
-"""The box methods, CutOut and FPI, rendered for a whole batch on any torch device.
+"""The batched renderer of box-shaped anomalies (CutOut, FPI, CutPaste, NSA, DRAEM build on it).
 
 A box's geometry (anchor pixel, golden-ratio retries, box kept inside the image) is computed by
 ``synth.sizing``'s own functions on the CPU, the fill or blend, region, quantisation and
@@ -8,21 +8,19 @@ byte-identical to the numpy path's (``tests/test_batched.py`` checks it).
 
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from ..method import Method, Scene, Spec
-from ..partner import partner_image
-from ..sizing import PLACEMENT_ATTEMPTS, Steering, anchor_point, box_around, pixel_bounds, shifted, target_pixels
+from ..sizing import PLACEMENT_ATTEMPTS, Steering, anchor_point, box_around, pixel_targets, shifted
 from .device import to_device
-from .layout import changed_pixels, channels_last, quantize
+from .layout import changed_in_batch, channels_last, quantize_batch
 from .steering import Rendered, Renders, steer_batch
 
 
-class _BoxBatch:
+class BoxBatch:
     """The device state of one batch of a box method; subclasses define the box and its values."""
 
     #: the renderer reads the images' pixels on the CPU (``Scene.image``), not only on the device
@@ -110,8 +108,8 @@ class _BoxBatch:
         if self.regions is not None:
             inside = inside & self.regions[t_idx[:, None, None], rows[:, :, None], cols[:, None, :]]
         values = self.values(t_idx, source, rows, cols, boxes, knob).clamp(0.0, 1.0)
-        out = quantize(torch.where(inside[..., None], values, source), self.quantum)
-        changed = changed_pixels(source, out) & valid
+        out = quantize_batch(torch.where(inside[..., None], values, source), self.quantum)
+        changed = changed_in_batch(source, out) & valid
         area = changed.sum(dim=(1, 2)).cpu().numpy()
         outputs = [out[k, : h[k], : w[k]] for k in range(len(idx))]
         masks = [changed[k, : h[k], : w[k]] for k in range(len(idx))]
@@ -124,8 +122,7 @@ class _BoxBatch:
         target, lo, hi = np.ones(b), np.zeros(b), np.zeros(b)
         for i, (spec, scene) in enumerate(zip(self.specs, self.scenes)):
             if spec.size_bin is not None:
-                lo[i], hi[i] = pixel_bounds(spec.size_bin, scene)
-                target[i] = target_pixels(spec.size_bin, spec.params["target_fraction"], scene)
+                lo[i], hi[i], target[i] = pixel_targets(spec.size_bin, spec.params["target_fraction"], scene)
         starts, upper = self.limits()
         steering, lower, natural = self.search()
         found = steer_batch(
@@ -150,75 +147,8 @@ class _BoxBatch:
         return results
 
 
-def _anchored_box(batch: _BoxBatch, i: int, attempt: int, h: int, w: int) -> tuple[int, int, int, int]:
+def anchored_box(batch: BoxBatch, i: int, attempt: int, h: int, w: int) -> tuple[int, int, int, int]:
     """An ``h x w`` box around the spec's anchor pixel for ``attempt``, inside the image."""
     p, scene = batch.specs[i].params, batch.scenes[i]
     cy, cx = anchor_point(shifted(p["anchor"][0], attempt), scene, shifted(p["anchor"][1], attempt))
     return box_around(cy + 0.5, cx + 0.5, h, w, batch.height, batch.width)
-
-
-class CutOutBatch(_BoxBatch):
-    """CutOut (``synth.cutout``): a square of constant colour."""
-
-    def prepare(self) -> None:
-        self.sides = np.array(
-            [s.params["side"] * min(self.height, self.width) / float(s.params["reference_side"]) for s in self.specs]
-        )
-        self.fill = torch.tensor(
-            np.array([np.asarray(s.params["colour"][: self.channels], np.float32) for s in self.specs]), device=self.device
-        )
-
-    def box(self, i, scale, attempt):
-        s = int(max(1, round(self.sides[i] * scale)))
-        return _anchored_box(self, i, attempt, s, s)
-
-    def values(self, t_idx, source, rows, cols, boxes, knob):
-        return self.fill[t_idx][:, None, None, :].expand_as(source)
-
-    def limits(self):
-        # CutOut.render's arithmetic, in its order
-        starts = np.array([
-            math.sqrt(s.params.get("target_fraction", 0.0) * self.height * self.width) for s in self.specs
-        ]) / self.sides
-        return starts, max(self.height, self.width) / self.sides
-
-
-class FPIBatch(_BoxBatch):
-    """FPI (``synth.fpi``): a box linearly interpolated towards the same box of a partner image
-    (the image rotated by 180 degrees when the scenes hold no partner)."""
-
-    def prepare(self) -> None:
-        self.h0 = np.array([2.0 * s.params["half_size"][0] * self.height for s in self.specs])
-        self.w0 = np.array([2.0 * s.params["half_size"][1] * self.width for s in self.specs])
-        self.alpha = torch.tensor([np.float32(s.params["alpha"]) for s in self.specs], device=self.device)
-        self.sources: list[str] = []
-        partners = []
-        for i, (spec, scene) in enumerate(zip(self.specs, self.scenes)):
-            if scene.partners and int(spec.params["partner_index"]) >= 0:
-                partner, name = partner_image(scene, int(spec.params["partner_index"]), "rotate180")
-                partners.append(torch.from_numpy(partner).to(self.device))
-            else:
-                name = "self_rotated_180"
-                partners.append(self.colour[i].flip(0).flip(1))
-            self.sources.append(name)
-        self.partners = torch.stack(partners)
-
-    def box(self, i, scale, attempt):
-        h = int(min(max(round(self.h0[i] * scale), 1), self.height))
-        w = int(min(max(round(self.w0[i] * scale), 1), self.width))
-        return _anchored_box(self, i, attempt, h, w)
-
-    def values(self, t_idx, source, rows, cols, boxes, knob):
-        alpha = self.alpha[t_idx][:, None, None, None]
-        partner = self.partners[t_idx[:, None, None], rows[:, :, None], cols[:, None, :]]
-        return (1.0 - alpha) * source + alpha * partner
-
-    def limits(self):
-        starts = np.array([
-            math.sqrt(s.params.get("target_fraction", 0.0) * self.height * self.width / (h0 * w0))
-            for s, h0, w0 in zip(self.specs, self.h0, self.w0)
-        ])
-        return starts, np.maximum(self.height / self.h0, self.width / self.w0)
-
-    def extra(self, i, rendered):
-        return {"source": self.sources[i]}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from ..anomaly import CHANGE_TOLERANCE
+from ..change import is_changed
 from ..errors import InvalidImageError
 from ..image import ImageLayout, check_float_values
 
@@ -24,7 +24,7 @@ def _scale(layout: ImageLayout) -> float:
     return 1.0 / layout.quantum if layout.quantum else 1.0
 
 
-def layout_of(images: torch.Tensor) -> ImageLayout:
+def batch_layout(images: torch.Tensor) -> ImageLayout:
     """Check a batch and describe it; raise ``InvalidImageError`` with the fix when unusable."""
     if not isinstance(images, torch.Tensor):
         raise InvalidImageError(f"expected a torch tensor (B, C, H, W), got {type(images).__name__}")
@@ -50,7 +50,7 @@ def layout_of(images: torch.Tensor) -> ImageLayout:
 
 def split(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, ImageLayout]:
     """float32 colour ``(B, Cc, H, W)`` in [0, 1], the alpha channel (or ``None``) and the layout."""
-    layout = layout_of(images)
+    layout = batch_layout(images)
     cc = layout.colour_channels
     alpha = images[:, cc:] if layout.has_alpha else None
     repeated = images.shape[0] > 1 and images.stride(0) == 0
@@ -82,7 +82,7 @@ def join(colour: torch.Tensor, alpha: torch.Tensor, layout: ImageLayout, dtype: 
     return out
 
 
-def quantize(colour: torch.Tensor, quantum: float) -> torch.Tensor:
+def quantize_batch(colour: torch.Tensor, quantum: float) -> torch.Tensor:
     """The values ``join`` would store, back in [0, 1] units (identity for float batches)."""
     colour = colour.clamp(0.0, 1.0)
     if quantum == 0.0:
@@ -90,6 +90,6 @@ def quantize(colour: torch.Tensor, quantum: float) -> torch.Tensor:
     return torch.round(colour * (1.0 / quantum)) * quantum
 
 
-def changed_pixels(source: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+def changed_in_batch(source: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
     """bool ``(..., H, W)``: a channel (last dimension) moved by more than 1/255 (``output`` quantised)."""
-    return ((output - source).abs().amax(dim=-1)) > CHANGE_TOLERANCE + 1e-6
+    return is_changed((output - source).abs().amax(dim=-1))

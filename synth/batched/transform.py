@@ -26,9 +26,9 @@ from ..errors import InvalidImageError, InvalidParameterError
 from ..method import Method
 from ..registry import get_method
 from ..sizebins import DEFAULT_BINS, SizeBin, resolve_bin
-from . import _method, _reads_pixels, prepare_batch, sample_specs
 from .device import to_device
 from .prepare import check_threads
+from .render import batched_method, prepare_batch, reads_pixels, sample_specs
 
 _MAX_SEED = 2**31 - 1
 
@@ -125,7 +125,7 @@ class BatchSynthesize(torch.nn.Module):
         **options: Any,
     ) -> None:
         super().__init__()
-        self.method = _method(method, options)
+        self.method = batched_method(method, options)
         self.p = _check_p(p)
         self.seed = int(seed)
         self.size_bin = size_bin
@@ -133,7 +133,7 @@ class BatchSynthesize(torch.nn.Module):
         self.prep_threads = check_threads(prep_threads)
         self.seen = 0
         # methods whose specs and plans need only the images' size are prepared a batch ahead
-        self._plans_ahead = not _reads_pixels(self.method)
+        self._plans_ahead = not reads_pixels(self.method)
         self._ahead = None
 
     def _draws(self, first: int, count: int) -> tuple[list[int], list[bool]]:

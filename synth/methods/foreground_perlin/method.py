@@ -23,12 +23,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .draem import DRAEM
-from .errors import InvalidParameterError, RegionError
-from .foreground import foreground_mask
-from .method import Rendering, Scene, Spec
-from .partner import partner_choice, partner_image
-from .sizing import draw_target_fraction
+from ...errors import InvalidParameterError, RegionError
+from ...foreground import foreground_mask
+from ...method import Rendering, Scene, Spec
+from ...partner import partner_choice, partner_image
+from ...sizing import draw_target_fraction
+from ..draem.method import DRAEM
 
 
 class ForegroundPerlin(DRAEM):
@@ -79,7 +79,7 @@ class ForegroundPerlin(DRAEM):
         partner, _ = partner_image(scene, int(spec.params["partner_index"]), "rotate180")
         return partner
 
-    def _candidates(self, scene: Scene, spec: Spec) -> np.ndarray:
+    def candidates(self, scene: Scene, spec: Spec) -> np.ndarray:
         p = spec.params
         own = scene.foreground
         if own is None:
@@ -95,7 +95,7 @@ class ForegroundPerlin(DRAEM):
             )
         return allowed
 
-    def _blend_source(self, scene: Scene, spec: Spec) -> np.ndarray:
+    def blend_source(self, scene: Scene, spec: Spec) -> np.ndarray:
         return self._partner(scene, spec)
 
     def render(self, scene: Scene, spec: Spec) -> Rendering:

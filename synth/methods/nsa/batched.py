@@ -1,13 +1,13 @@
-"""NSA (``synth.nsa``) rendered for a whole batch on any torch device.
+"""NSA (``method.NSA``) rendered for a whole batch on any torch device.
 
 What runs where:
 
 * on the CPU, once per anomaly (``plan``, on the preparation threads): the partner (or the
-  image itself) as the source, the object masks (``nsa._object_masks``), the 8-bit source and
+  image itself) as the source, the object masks (``patches.object_masks``), the 8-bit source and
   the first placement; once per further placement attempt: the patch layout, by
   ``NSA.placement`` (the numpy path's rejection sampling from the spec's seed); once per render
-  of the size search: the destination boxes (``NSA._dst_boxes``) and each source
-  patch resized to its box (``nsa.resized_patch``, OpenCV's area/bilinear filters). Geometry and
+  of the size search: the destination boxes (``NSA.dst_boxes``) and each source
+  patch resized to its box (``patches.resized_patch``, OpenCV's area/bilinear filters). Geometry and
   patches are therefore the numpy path's, exactly;
 * on the device: each patch's Poisson blend, ``poisson.seamless_clone`` (OpenCV's
   ``seamlessClone`` algorithm as a DST solve, normal or mixed clone, on the 8-bit window as the
@@ -15,7 +15,7 @@ What runs where:
   the clones made added to the full-precision image (bit-identical where nothing changed), the
   region, quantisation and the measured changed area;
 * the size search is ``sizing.fit``'s (knob = scale relative to the layout's first guess, at most
-  ``nsa.SCALE_UPPER``), batched: ``boxes._BoxBatch.run``.
+  ``patches.SCALE_UPPER``), batched: ``boxes.BoxBatch.run``.
 
 Each patch is solved on its own (one FFT batch over its 3 channels): patches differ in size, and
 solving each alone keeps an anomaly's bytes independent of the rest of its batch on every device
@@ -45,14 +45,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..method import Scene, Spec
-from ..nsa import _MIN_PATCH, SCALE_UPPER, _object_masks, _to_u8, resized_patch
-from ..partner import partner_image
-from ..sizing import union_window
-from .boxes import _BoxBatch
-from .layout import changed_pixels, quantize
+from ...batched.boxes import BoxBatch
+from ...batched.layout import changed_in_batch, quantize_batch
+from ...batched.steering import Rendered, Renders
+from ...method import Scene, Spec
+from ...partner import partner_image
+from ...sizing import union_window
+from .patches import MIN_PATCH, SCALE_UPPER, object_masks, resized_patch, to_u8
 from .poisson import seamless_clone
-from .steering import Rendered, Renders
 
 _INV_255 = np.float32(1.0 / 255.0)
 
@@ -68,7 +68,7 @@ class _NSAPlan:
     first_layout: tuple[list, float]
 
 
-class NSABatch(_BoxBatch):
+class NSABatch(BoxBatch):
     """NSA: resized patches of a source image Poisson-blended into the image."""
 
     needs_pixels = True
@@ -81,8 +81,8 @@ class NSABatch(_BoxBatch):
     def plan(method, spec: Spec, scene: Scene, textures=()) -> _NSAPlan:
         """The source, object masks and first placement of one spec (CPU, thread-safe)."""
         source, name = partner_image(scene, int(spec.params["partner_index"]), "self")
-        dst_mask, src_mask = _object_masks(scene, source, spec.params["object_masks"])
-        return _NSAPlan(name, _to_u8(source), (dst_mask, src_mask), method.placement(scene, spec, 0, src_mask, dst_mask))
+        dst_mask, src_mask = object_masks(scene, source, spec.params["object_masks"])
+        return _NSAPlan(name, to_u8(source), (dst_mask, src_mask), method.placement(scene, spec, 0, src_mask, dst_mask))
 
     def prepare(self) -> None:
         self.layouts: dict[tuple[int, int], tuple[list, float]] = {
@@ -100,7 +100,7 @@ class NSABatch(_BoxBatch):
         quantisation): ``NSA._clone`` with the device's Poisson solve."""
         scene, spec = self.scenes[i], self.specs[i]
         layout, first_guess = self._layout(i, attempt)
-        boxes = self.method._dst_boxes(scene, layout, knob)
+        boxes = self.method.dst_boxes(scene, layout, knob)
         window = union_window(boxes, self.height, self.width, pad=1)
         wy0, wy1, wx0, wx1 = window
         original = self.colour[i, wy0:wy1, wx0:wx1]
@@ -111,7 +111,7 @@ class NSABatch(_BoxBatch):
         mixed = spec.mode == "mixed_clone"
         for pt, (y0, y1, x0, x1) in zip(layout, boxes):
             h, w = y1 - y0, x1 - x0
-            if h < _MIN_PATCH or w < _MIN_PATCH:
+            if h < MIN_PATCH or w < MIN_PATCH:
                 continue  # the image is too small for this patch
             sy0, sy1, sx0, sx1 = pt.src
             patch = resized_patch(self.plans[i].source_u8[sy0:sy1, sx0:sx1], h, w)
@@ -135,8 +135,8 @@ class NSABatch(_BoxBatch):
             values = values.clamp(0.0, 1.0)
             if self.regions is not None:
                 values = torch.where(self.regions[i, y0:y1, x0:x1, None], values, source)
-            out = quantize(values, self.quantum)
-            changed = changed_pixels(source, out)
+            out = quantize_batch(values, self.quantum)
+            changed = changed_in_batch(source, out)
             area[k], oy[k], ox[k] = float(changed.sum()), y0, x0
             outputs.append(out)
             changes.append(changed)

@@ -29,24 +29,22 @@ bytes do not depend on which other anomalies share its batch.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from ..errors import InvalidParameterError
-from ..method import Scene, Spec
-from ..sizebins import SizeBin
-from ..sizing import pixel_bounds, shifted, target_pixels
-from ..synagen.method import _COVERAGE_THRESHOLDS, _PLACEMENT_ATTEMPTS, STEERING, Synagen
-from ..synagen.modes import texture_field
-from ..synagen.scaling import scaled_shape
-from .device import to_device
-from .layout import changed_pixels, channels_last, quantize
-from .prepare import made_once
-from .steering import Rendered, Renders, steer_batch
+from ...batched.device import to_device
+from ...batched.layout import changed_in_batch, channels_last, quantize_batch
+from ...batched.prepare import made_once
+from ...batched.steering import Rendered, Renders, steer_batch
+from ...errors import InvalidParameterError
+from ...method import Method, Scene, Spec
+from ...sizebins import SizeBin
+from ...sizing import pixel_targets, shifted
+from .modes import texture_field
+from .scaling import scaled_shape
 
 #: pixels kept around the placed shape: the contour band reaches 1 pixel out, its blur 1 more
 _MARGIN = 3
@@ -83,14 +81,13 @@ def _shape(shape: str, params_json: str, angle: float) -> tuple[np.ndarray, np.n
     return scaled.crop, scaled.table
 
 
-def _plan(method: Synagen, spec: Spec, scene: Scene, textures: Sequence[np.ndarray] = ()) -> _Plan:
+def _plan(method: Method, spec: Spec, scene: Scene, textures: Sequence[np.ndarray] = ()) -> _Plan:
     """One spec's CPU preparation (thread-safe: reads the spec and scene, writes nothing shared)."""
     if spec.method != "synagen":
         raise InvalidParameterError(f"the SYNAGEN batch renderer got a {spec.method!r} spec")
     p = spec.params
     size_bin = spec.size_bin or SizeBin.parse("0.02-15%")
-    lo_px, hi_px = pixel_bounds(size_bin, scene)
-    target_px = target_pixels(size_bin, p["target_fraction"], scene)
+    lo_px, hi_px, target_px = pixel_targets(size_bin, p["target_fraction"], scene)
     crop, table = _shape(spec.shape, json.dumps(p["shape_params"], sort_keys=True), float(p["angle"]))
     mode_params = p["mode_params"]
     noise = None
@@ -282,7 +279,7 @@ class SynagenBatch:
 
     def __init__(
         self,
-        method: Synagen,
+        method: Method,
         colour: torch.Tensor,
         regions: torch.Tensor | None,
         specs: Sequence[Spec],
@@ -332,7 +329,7 @@ class SynagenBatch:
         ch, cw = self.crop_hw[idx, 0], self.crop_hw[idx, 1]
         new_h = np.maximum(1, np.round(ch * scale)).astype(np.int64)
         new_w = np.maximum(1, np.round(cw * scale)).astype(np.int64)
-        threshold = np.array(_COVERAGE_THRESHOLDS, np.float32)[attempt % len(_COVERAGE_THRESHOLDS)]
+        threshold = np.array(self.method.coverage_thresholds, np.float32)[attempt % len(self.method.coverage_thresholds)]
         hn, wn = int(new_h.max()), int(new_w.max())
         ly = torch.arange(hn, device=dev, dtype=torch.float64)[None]
         lx = torch.arange(wn, device=dev, dtype=torch.float64)[None]
@@ -501,8 +498,8 @@ class SynagenBatch:
             out = torch.where(band[..., None], _blur3(out), out)
         if region is not None:
             out = torch.where(region[..., None], out, source)
-        out = quantize(out, self.quantum)
-        changed = changed_pixels(source, out)
+        out = quantize_batch(out, self.quantum)
+        changed = changed_in_batch(source, out)
         area = changed.sum(dim=(1, 2)).cpu().numpy()
         return area, oy, ox, out, changed
 
@@ -528,14 +525,14 @@ class SynagenBatch:
 
         found = steer_batch(
             render, target=target, lo=lo, hi=hi, start=start, lower=np.zeros(len(target)), upper=upper,
-            steering=STEERING, attempts=_PLACEMENT_ATTEMPTS,
+            steering=self.method.steering, attempts=self.method.placement_attempts,
             bucket=bucket,
         )
         return [
             None if r is None else replace(r, info={
                 "scale": r.knob,
                 "placement_attempt": r.attempt,
-                "coverage_threshold": float(_COVERAGE_THRESHOLDS[r.attempt % len(_COVERAGE_THRESHOLDS)]),
+                "coverage_threshold": float(self.method.coverage_thresholds[r.attempt % len(self.method.coverage_thresholds)]),
                 "scale_steps": r.steps,
                 "renderer": "torch",
             })

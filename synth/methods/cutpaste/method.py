@@ -24,11 +24,12 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from .errors import InvalidParameterError
-from .image import luminance
-from .method import Method, Rendering, Scene, Spec
-from .sizebins import SizeBin
-from .sizing import anchor_point, box_around, draw_target_fraction, fit, measure_window, shifted
+from ...errors import InvalidParameterError
+from ...image import luminance
+from ...method import Method, Rendering, Scene, Spec
+from ...sizebins import SizeBin
+from ...sizing import anchor_point, box_around, draw_target_fraction, fit, measure_window, shifted
+from .geometry import cut_box, rotation_box
 
 
 def _range(value: Sequence[float], what: str, low: float = 0.0, high: float = math.inf) -> tuple[float, float]:
@@ -90,12 +91,6 @@ class _PasteBase(Method):
     def _anchor(scene: Scene, anchor: list[float], attempt: int) -> tuple[int, int]:
         return anchor_point(shifted(anchor[0], attempt), scene, shifted(anchor[1], attempt))
 
-    @staticmethod
-    def _source_box(scene: Scene, position: list[float], h: int, w: int) -> tuple[int, int, int, int]:
-        y0 = int(position[0] * (scene.height - h + 1))
-        x0 = int(position[1] * (scene.width - w + 1))
-        y0, x0 = min(y0, scene.height - h), min(x0, scene.width - w)
-        return y0, y0 + h, x0, x0 + w
 
 
 class CutPaste(_PasteBase):
@@ -107,6 +102,7 @@ class CutPaste(_PasteBase):
     """
 
     name = "cutpaste"
+    batched = "synth.methods.cutpaste.batched:CutPasteBatch"
     shapes = ("rectangle",)
 
     def __init__(
@@ -138,7 +134,7 @@ class CutPaste(_PasteBase):
             area = fraction * height * width * scale * scale
             h = int(min(max(round(math.sqrt(area / p["aspect"])), 1), height))
             w = int(min(max(round(math.sqrt(area * p["aspect"])), 1), width))
-            sy0, sy1, sx0, sx1 = self._source_box(scene, p["source_position"], h, w)
+            sy0, sy1, sx0, sx1 = cut_box(scene, p["source_position"], h, w)
             patch = color_jitter(scene.image[sy0:sy1, sx0:sx1], p["jitter"])
             cy, cx = self._anchor(scene, p["anchor"], attempt)
             window = box_around(cy + 0.5, cx + 0.5, h, w, height, width)
@@ -164,6 +160,8 @@ class CutPasteScar(_PasteBase):
     """
 
     name = "cutpaste_scar"
+    records_angle = True
+    batched = "synth.methods.cutpaste.batched:CutPasteScarBatch"
     shapes = ("scar",)
 
     def __init__(
@@ -208,7 +206,7 @@ class CutPasteScar(_PasteBase):
         def render_at(scale: float, attempt: int):
             h = int(min(max(round(p["height"] * factor * scale), 1), height))
             w = int(min(max(round(p["width"] * factor * scale), 1), width))
-            sy0, sy1, sx0, sx1 = self._source_box(scene, p["source_position"], h, w)
+            sy0, sy1, sx0, sx1 = cut_box(scene, p["source_position"], h, w)
             patch = color_jitter(scene.image[sy0:sy1, sx0:sx1], p["jitter"])
             rotated, footprint = _rotate(patch, angle)
             cy, cx = self._anchor(scene, p["anchor"], attempt)
@@ -230,26 +228,9 @@ class CutPasteScar(_PasteBase):
         return Rendering(image=values, angle=angle, extra=extra, window=window)
 
 
-def _rotation_box(h: int, w: int, angle: float) -> tuple[np.ndarray, np.ndarray]:
-    """``(matrix, footprint)`` of rotating an ``h x w`` patch by ``angle`` degrees into its bounding
-    box: OpenCV's float64 ``(2, 3)`` affine matrix, and the bool footprint ``(fh, fw)`` of the patch
-    in that box (never empty). The batched renderer uses it too, so both rotate alike."""
-    matrix = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), angle, 1.0)
-    cos, sin = abs(matrix[0, 0]), abs(matrix[0, 1])
-    out_w = max(1, int(math.ceil(h * sin + w * cos)))
-    out_h = max(1, int(math.ceil(h * cos + w * sin)))
-    matrix[0, 2] += out_w / 2.0 - w / 2.0
-    matrix[1, 2] += out_h / 2.0 - h / 2.0
-    ones = np.ones((h, w), np.float32)
-    footprint = cv2.warpAffine(ones, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR, borderValue=0.0) >= 0.5
-    if not footprint.any():  # a 1-pixel strip can vanish under interpolation
-        footprint[out_h // 2, out_w // 2] = True
-    return matrix, footprint
-
-
 def _rotate(patch: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
     """Rotate a patch by ``angle`` degrees into its bounding box; return (values, bool footprint)."""
-    matrix, footprint = _rotation_box(patch.shape[0], patch.shape[1], angle)
+    matrix, footprint = rotation_box(patch.shape[0], patch.shape[1], angle)
     out_h, out_w = footprint.shape
     values = cv2.warpAffine(patch, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     if values.ndim == 2:

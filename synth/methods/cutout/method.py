@@ -13,9 +13,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import InvalidParameterError
-from .method import Method, Rendering, Scene, Spec
-from .sizing import anchor_point, box_around, draw_target_fraction, fit, measure_window, shifted
+from ...errors import InvalidParameterError
+from ...method import Method, Rendering, Scene, Spec
+from ...sizing import anchor_point, box_around, draw_target_fraction, fit, measure_window, shifted
 
 FILLS = ("zero", "mean", "random")
 
@@ -29,6 +29,8 @@ class CutOut(Method):
     """
 
     name = "cutout"
+    samples_pixels = True
+    batched = "synth.methods.cutout.batched:CutOutBatch"
     shapes = ("square",)
     modes = ("constant",)
     targets_size = True

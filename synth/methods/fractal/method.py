@@ -5,7 +5,7 @@ The mask is fractal (fBm) Perlin noise: ``octaves`` layers (drawn in ``octave_ra
 base periods ``2**k`` with ``k`` in [``min_scale``, ``max_scale``) (default [0, 3)), rotated by
 U(-90°, 90°) and thresholded at ``threshold`` (0.5). Finer octaves give ragged, fragmented
 edges where DRAEM's single-octave masks are smooth blobs. Fill, blend and size-bin steering are
-DRAEM's (``synth.draem``).
+DRAEM's (``synth.methods.draem.method``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .draem import DRAEM
-from .errors import InvalidParameterError
+from ...errors import InvalidParameterError
+from ..draem.method import DRAEM
 
 
 class Fractal(DRAEM):

@@ -1,7 +1,7 @@
 """CutPaste and CutPaste-Scar rendered for a whole batch on any torch device.
 
-Both are box methods (``boxes._BoxBatch``): the patch's size, source box, anchor and window are
-computed by ``synth.cutpaste``'s and ``synth.sizing``'s own functions on the CPU, the size search
+Both are box methods (``boxes.BoxBatch``): the patch's size, source box, anchor and window are
+computed by ``geometry``'s and ``synth.sizing``'s own functions on the CPU, the size search
 is the batched ``sizing.fit``. On the device: cutting the patch out of the image, the colour
 jitter (brightness, contrast around the patch's mean luma, saturation around the luma, hue
 through HSV, in ``cutpaste.color_jitter``'s order and float32 arithmetic, OpenCV's RGB<->HSV and
@@ -28,9 +28,9 @@ import cv2
 import numpy as np
 import torch
 
-from ..cutpaste import _PasteBase, _rotation_box
-from .boxes import _BoxBatch, _anchored_box
-from .device import to_device
+from ...batched.boxes import BoxBatch, anchored_box
+from ...batched.device import to_device
+from .geometry import cut_box, rotation_box
 
 _FLT_EPSILON = float(np.finfo(np.float32).eps)
 #: cv2's HSV2RGB sector table: which of (v, p, q, t) becomes b, g, r in each of the six sectors
@@ -99,7 +99,7 @@ def color_jitter_batch(patches: torch.Tensor, sizes: np.ndarray, factors: dict[s
     return out.clamp(0.0, 1.0)
 
 
-class _PasteBatch(_BoxBatch):
+class _PasteBatch(BoxBatch):
     """Common state: the jitter factors and the source boxes of each render."""
 
     def prepare(self) -> None:
@@ -113,7 +113,7 @@ class _PasteBatch(_BoxBatch):
 
     def source_box(self, i: int, scale: float) -> tuple[int, int, int, int]:
         h, w = self.patch_size(i, scale)
-        return _PasteBase._source_box(self.scenes[i], self.specs[i].params["source_position"], h, w)
+        return cut_box(self.scenes[i], self.specs[i].params["source_position"], h, w)
 
     def patches(self, t_idx: torch.Tensor, knob: np.ndarray, idx: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
         """Jittered patches ``(n, ph, pw, C)`` (padded) and their sizes ``(n, 2)``."""
@@ -129,7 +129,7 @@ class _PasteBatch(_BoxBatch):
 
 
 class CutPasteBatch(_PasteBatch):
-    """CutPaste (``synth.cutpaste.CutPaste``): a jittered rectangle of the image pasted elsewhere."""
+    """CutPaste (``method.CutPaste``): a jittered rectangle of the image pasted elsewhere."""
 
     def patch_size(self, i, scale):
         p = self.specs[i].params
@@ -140,7 +140,7 @@ class CutPasteBatch(_PasteBatch):
 
     def box(self, i, scale, attempt):
         h, w = self.patch_size(i, scale)
-        return _anchored_box(self, i, attempt, h, w)
+        return anchored_box(self, i, attempt, h, w)
 
     def values(self, t_idx, source, rows, cols, boxes, knob):
         patch, _ = self.patches(t_idx, knob, t_idx.cpu().numpy())
@@ -159,7 +159,7 @@ def _rotation(h: int, w: int, angle: float) -> tuple[np.ndarray, np.ndarray, np.
     """The scar's rotation of an ``h x w`` patch by ``angle`` degrees (``cutpaste._rotation_box``'s
     matrix and bounding box): the bool footprint ``(fh, fw)`` exactly as the numpy path computes
     it, and float32 source coordinates ``(fh, fw)`` (row, column) of every output pixel."""
-    matrix, footprint = _rotation_box(h, w, angle)
+    matrix, footprint = rotation_box(h, w, angle)
     out_h, out_w = footprint.shape
     inverse = cv2.invertAffineTransform(matrix).astype(np.float32)
     x = np.arange(out_w, dtype=np.float32)[None]
@@ -198,7 +198,7 @@ def _warp(patches: torch.Tensor, sizes: np.ndarray, coords: list[tuple[np.ndarra
 
 
 class CutPasteScarBatch(_PasteBatch):
-    """CutPaste-Scar (``synth.cutpaste.CutPasteScar``): a thin jittered strip, rotated, pasted."""
+    """CutPaste-Scar (``method.CutPasteScar``): a thin jittered strip, rotated, pasted."""
 
     def prepare(self) -> None:
         super().prepare()
@@ -216,7 +216,7 @@ class CutPasteScarBatch(_PasteBatch):
 
     def box(self, i, scale, attempt):
         fh, fw = self.rotation(i, scale)[0].shape
-        return _anchored_box(self, i, attempt, fh, fw)
+        return anchored_box(self, i, attempt, fh, fw)
 
     def values(self, t_idx, source, rows, cols, boxes, knob):
         idx = t_idx.cpu().numpy()

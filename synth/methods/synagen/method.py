@@ -11,16 +11,16 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import cv2
 import numpy as np
 
-from ..anomaly import changed_pixels
-from ..errors import InvalidParameterError, SizeBinError
-from ..method import Method, Rendering, Scene, Spec
-from ..sizebins import DEFAULT_BINS, SizeBin
-from ..sizing import Steering, fit, shifted, target_fraction, target_pixels
+from ...change import changed_pixels
+from ...errors import InvalidParameterError
+from ...method import Method, Rendering, Scene, Spec
+from ...sizebins import DEFAULT_BINS, SizeBin
+from ...sizing import Steering, fit, shifted, target_fraction, target_pixels
 from .modes import DEFAULT_MODES, MODES, manipulate, noise_field, sample_mode, texture_field
 from .scaling import ScaledShape, scaled_shape
 from .shapes import SHAPES, sample_shape
@@ -56,7 +56,15 @@ class Synagen(Method):
     ``smooth_band``  width in pixels of the contour band that takes blurred values (0 = off).
     """
 
+    #: the size search (``synth.sizing.Steering``), placement attempts and the shape mask's
+    #: coverage threshold per attempt; the batched renderer reads them here
+    steering: ClassVar[Steering] = STEERING
+    placement_attempts: ClassVar[int] = _PLACEMENT_ATTEMPTS
+    coverage_thresholds: ClassVar[tuple[float, ...]] = _COVERAGE_THRESHOLDS
+
     name = "synagen"
+    records_angle = True
+    batched = "synth.methods.synagen.batched:SynagenBatch"
     shapes = SHAPES
     modes = MODES
     targets_size = True

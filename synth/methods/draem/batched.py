@@ -15,7 +15,7 @@ What runs where, so that the outputs are the numpy path's bytes:
   pixels (or the thresholded noise without a size bin), the blend
   ``(1 - opacity) * image + opacity * fill`` in float32, the region, quantisation and the
   measured changed area (two host reads per step: the masks' boxes, then the areas);
-* the size search is ``sizing.fit``'s, batched (``boxes._BoxBatch.run``).
+* the size search is ``sizing.fit``'s, batched (``boxes.BoxBatch.run``).
 
 Every step is the numpy path's operation in the same precision, so outputs are byte-identical
 (``tests/test_batched.py``). Each anomaly's masks and windows are computed on its own tensors, so
@@ -30,15 +30,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..draem import _PIXEL_COUNT, EMPTY_MASK_FALLBACK
-from ..method import Scene, Spec
-from ..partner import partner_image
-from ..perlin import rotated_noise
-from ..sizing import Steering
-from .boxes import _BoxBatch
-from .device import to_device
-from .layout import changed_pixels, quantize
-from .steering import Renders
+from ...batched.boxes import BoxBatch
+from ...batched.device import to_device
+from ...batched.layout import changed_in_batch, quantize_batch
+from ...batched.steering import Renders
+from ...method import Scene, Spec
+from ...partner import partner_image
+from ...perlin import rotated_noise
+from ...sizing import Steering
 
 
 @dataclass(frozen=True)
@@ -88,8 +87,8 @@ class _Ranked:
         return mask if self.candidates is None else mask & self.candidates
 
 
-class NoiseMaskBatch(_BoxBatch):
-    """DRAEM (``synth.draem``) and its subclasses fractal and foreground Perlin: a thresholded
+class NoiseMaskBatch(BoxBatch):
+    """DRAEM (``method.DRAEM``) and its subclasses fractal and foreground Perlin: a thresholded
     noise mask filled by blending towards a fill image; the knob is the mask's pixel count."""
 
     needs_pixels = True
@@ -101,10 +100,10 @@ class NoiseMaskBatch(_BoxBatch):
     @staticmethod
     def plan(method, spec: Spec, scene: Scene, textures=()) -> _NoisePlan:
         """The numpy path's candidates, fill and first noise field for one spec (CPU)."""
-        candidates = method._candidates(scene, spec)
+        candidates = method.candidates(scene, spec)
         return _NoisePlan(
             candidates=None if candidates is None else np.ascontiguousarray(candidates),
-            blend=np.ascontiguousarray(method._blend_source(scene, spec)),
+            blend=np.ascontiguousarray(method.blend_source(scene, spec)),
             noise=_noise(spec, scene.height, scene.width, 0),
         )
 
@@ -148,7 +147,7 @@ class NoiseMaskBatch(_BoxBatch):
         mask = rm.threshold_mask(self.specs[i].params["threshold"])
         if not bool(mask.any()):
             # DRAEM.render's fallback for noise that stays below the threshold everywhere
-            mask = rm.mask(max(1, int(round(EMPTY_MASK_FALLBACK * rm.count))))
+            mask = rm.mask(max(1, int(round(self.method.empty_mask_fallback * rm.count))))
         return mask
 
     def render(self, idx, knob, attempt) -> Renders:
@@ -211,8 +210,8 @@ class NoiseMaskBatch(_BoxBatch):
         values = torch.where(inside, blended, source).clamp(0.0, 1.0)
         if region is not None:
             values = torch.where(region[..., None], values, source)
-        out = quantize(values, self.quantum)
-        changed = changed_pixels(source, out) & valid
+        out = quantize_batch(values, self.quantum)
+        changed = changed_in_batch(source, out) & valid
         area = changed.sum(dim=(1, 2)).cpu().numpy().astype(np.float64)
         y0 = boxes[:, 0] - starts[:, 0]
         x0 = boxes[:, 2] - starts[:, 1]
@@ -230,7 +229,7 @@ class NoiseMaskBatch(_BoxBatch):
 
     def search(self) -> tuple[Steering, np.ndarray, np.ndarray]:
         b = len(self.specs)
-        return _PIXEL_COUNT, np.ones(b), np.full(b, -1.0)
+        return self.method.steering, np.ones(b), np.full(b, -1.0)
 
     def extra(self, i, rendered):
         if self.method.name != "foreground_perlin":

@@ -7,7 +7,7 @@ is always added, each of up to ``n_patches - 1`` further ones with p = 0.5.
 
 Patch half-sizes: ``clip((gamma_lower + Gamma(gamma_shape, gamma_scale)) * side, width_bounds)``
 (the paper's Eq. 5 writes full widths, ``0.06 + Gamma(2, 0.1)``; halved, that is the default
-0.03 + Gamma(2, 0.05) used here, with the bounds of ``synth.nsa_presets`` also as half-sizes).
+0.03 + Gamma(2, 0.05) used here, with the bounds of ``presets`` also as half-sizes).
 Source centre uniform, redrawn (up to ``attempts`` times) until the patch holds more than
 ``t_object`` object pixels; resize factor ``clip(N(1, resize_sigma), resize_bounds)`` limited so
 the patch stays within the bounds (paper Eq. 9); destination centre uniform, redrawn until the
@@ -42,13 +42,12 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from .errors import InvalidParameterError
-from .foreground import foreground_mask
-from .method import Method, Rendering, Scene, Spec
-from .nsa_presets import NSA_PRESETS
-from .partner import partner_choice, partner_image
-from .sizebins import SizeBin
-from .sizing import (
+from ...errors import InvalidParameterError
+from ...foreground import foreground_mask
+from ...method import Method, Rendering, Scene, Spec
+from ...partner import partner_choice, partner_image
+from ...sizebins import SizeBin
+from ...sizing import (
     Window,
     box_around,
     draw_target_fraction,
@@ -57,6 +56,8 @@ from .sizing import (
     target_pixels,
     union_window,
 )
+from .patches import MIN_PATCH, SCALE_UPPER, object_masks, resized_patch, to_u8
+from .presets import NSA_PRESETS
 
 LABELS = ("binary", "continuous", "logistic")
 _CLONE_FLAGS = {"normal_clone": cv2.NORMAL_CLONE, "mixed_clone": cv2.MIXED_CLONE}
@@ -65,9 +66,6 @@ _TEXTURE_RESIZE = (0.5, 2.0)
 #: Share of a patch that a Poisson clone typically changes; only the first size guess uses it.
 _EXPECTED_CHANGE = 0.7
 _PLACEMENT_ATTEMPTS = 4
-#: Largest size knob of the size search (a multiple of the first guess).
-SCALE_UPPER = 64.0
-_MIN_PATCH = 5
 
 
 @dataclass(frozen=True)
@@ -105,6 +103,8 @@ class NSA(Method):
     """
 
     name = "nsa"
+    samples_pixels = True
+    batched = "synth.methods.nsa.batched:NSABatch"
     shapes = ("patch",)
     modes = ("normal_clone", "mixed_clone")
     targets_size = True
@@ -245,7 +245,7 @@ class NSA(Method):
         if spec.mode not in _CLONE_FLAGS:
             raise InvalidParameterError(f"unknown NSA mode {spec.mode!r}")
         source, partner_name = partner_image(scene, int(p["partner_index"]), "self")
-        dst_mask, src_mask = _object_masks(scene, source, p["object_masks"])
+        dst_mask, src_mask = object_masks(scene, source, p["object_masks"])
         layouts: dict[int, tuple[list[_Patch], float]] = {}
 
         def render_at(scale: float, attempt: int) -> tuple[int, tuple]:
@@ -308,7 +308,7 @@ class NSA(Method):
         return {
             "patches_used": len(layout),
             "scale": float(first_guess * knob),
-            "boxes": [list(b) for b in self._dst_boxes(scene, layout, knob)],
+            "boxes": [list(b) for b in self.dst_boxes(scene, layout, knob)],
             "object_scores": [round(pt.object_score, 4) for pt in layout],
         }
 
@@ -392,7 +392,7 @@ class NSA(Method):
         return layout
 
     @staticmethod
-    def _dst_boxes(scene: Scene, layout: list[_Patch], scale: float) -> list[tuple[int, int, int, int]]:
+    def dst_boxes(scene: Scene, layout: list[_Patch], scale: float) -> list[tuple[int, int, int, int]]:
         boxes = []
         for pt in layout:
             h = _clamp_size(pt.dst_size[0] * scale, scene.height)
@@ -409,19 +409,19 @@ class NSA(Method):
         scale: float,
     ) -> tuple[Window, np.ndarray]:
         """Blend every patch (in order) into the window around them; return (window, float values)."""
-        boxes = self._dst_boxes(scene, layout, scale)
+        boxes = self.dst_boxes(scene, layout, scale)
         window = union_window(boxes, scene.height, scene.width, pad=1)
         wy0, wy1, wx0, wx1 = window
         original = scene.image[wy0:wy1, wx0:wx1]
-        dst8 = _to_u8(original)
+        dst8 = to_u8(original)
         current = dst8.copy()
         flag = _CLONE_FLAGS[mode]
         for pt, (y0, y1, x0, x1) in zip(layout, boxes):
             h, w = y1 - y0, x1 - x0
-            if h < _MIN_PATCH or w < _MIN_PATCH:
+            if h < MIN_PATCH or w < MIN_PATCH:
                 continue  # the image is too small for this patch
             sy0, sy1, sx0, sx1 = pt.src
-            patch = resized_patch(_to_u8(source[sy0:sy1, sx0:sx1]), h, w)
+            patch = resized_patch(to_u8(source[sy0:sy1, sx0:sx1]), h, w)
             canvas = current.copy()
             canvas[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0] = patch
             mask = np.zeros(current.shape[:2], np.uint8)
@@ -451,18 +451,6 @@ class NSA(Method):
         return (binary / (1.0 + np.exp(-k * (255.0 * continuous - x0_)))).astype(np.float32)
 
 
-def _object_masks(scene: Scene, source: np.ndarray, setting: str | list[float]) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """(destination, source) object masks, or (None, None) when the constraints are off."""
-    if setting == "off":
-        return None, None
-    if setting == "estimate":
-        dst = scene.foreground if scene.foreground is not None else foreground_mask(scene.image)
-        return dst, (dst if source is scene.image else foreground_mask(source))
-    background, threshold = float(setting[0]), float(setting[1])
-    dst = scene.foreground if scene.foreground is not None else foreground_mask(scene.image, background, threshold)
-    return dst, foreground_mask(source, background, threshold)
-
-
 def _limit_aspect(patch: dict[str, Any], height: int, width: int, limit: float) -> dict[str, Any]:
     """The patch with its pixel aspect ratio clipped to [1/limit, limit], area kept."""
     ph, pw = patch["half_size"][0] * height, patch["half_size"][1] * width
@@ -471,22 +459,7 @@ def _limit_aspect(patch: dict[str, Any], height: int, width: int, limit: float) 
     return {**patch, "half_size": [math.sqrt(area * ratio) / height, math.sqrt(area / ratio) / width]}
 
 
-def resized_patch(patch: np.ndarray, h: int, w: int) -> np.ndarray:
-    """An 8-bit source patch ``(ph, pw, 3)`` resized to its ``h x w`` destination box (area
-    filter when it shrinks, bilinear when it grows)."""
-    shrink = h * w < patch.shape[0] * patch.shape[1]
-    return cv2.resize(patch, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-
-
 def _clamp_size(value: float, side: int) -> int:
     # seamlessClone (OpenCV 4.x/5.x) fails on masks thinner than 3 pixels; with the zero ring
     # that means patches of at least 5 pixels
-    return int(min(max(round(value), _MIN_PATCH), max(_MIN_PATCH, side - 2)))
-
-
-def _to_u8(image: np.ndarray) -> np.ndarray:
-    """float ``(H, W, C)`` in [0, 1] -> uint8 ``(H, W, 3)`` (gray repeated) for OpenCV."""
-    u8 = np.rint(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
-    if u8.shape[2] == 1:
-        u8 = np.repeat(u8, 3, axis=2)
-    return np.ascontiguousarray(u8)
+    return int(min(max(round(value), MIN_PATCH), max(MIN_PATCH, side - 2)))

@@ -21,16 +21,16 @@ keeps the ``k`` highest-noise pixels) until the measured changed area lies in th
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import cv2
 import numpy as np
 
-from .errors import InvalidParameterError
-from .image import luminance
-from .method import Method, Rendering, Scene, Spec
-from .perlin import rotated_noise
-from .sizing import RankedMask, Steering, bbox_window, draw_target_fraction, fit, measure_window
+from ...errors import InvalidParameterError
+from ...image import luminance
+from ...method import Method, Rendering, Scene, Spec
+from ...perlin import rotated_noise
+from ...sizing import RankedMask, Steering, bbox_window, draw_target_fraction, fit, measure_window
 
 #: DRAEM's augmentation list; three distinct ones are applied to every texture.
 AUGMENTATIONS = (
@@ -206,7 +206,13 @@ class DRAEM(Method):
     U(-90°, 90°).
     """
 
+    #: the size knob's steering and the share kept from an empty noise mask (read by the
+    #: batched renderer too)
+    steering: ClassVar[Steering] = _PIXEL_COUNT
+    empty_mask_fallback: ClassVar[float] = EMPTY_MASK_FALLBACK
+
     name = "draem"
+    batched = "synth.methods.draem.batched:NoiseMaskBatch"
     shapes = ("perlin",)
     modes = ("texture_blend",)
     targets_size = True
@@ -257,17 +263,17 @@ class DRAEM(Method):
         return Spec(method=self.name, shape=shape, mode=mode, seed=seed, size_bin=size_bin, params=params)
 
     # ---------------------------------------------------------------- render
-    def _candidates(self, scene: Scene, spec: Spec) -> np.ndarray | None:
+    def candidates(self, scene: Scene, spec: Spec) -> np.ndarray | None:
         """Pixels the mask may cover (the region); ``None`` = everywhere."""
         return scene.region
 
-    def _blend_source(self, scene: Scene, spec: Spec) -> np.ndarray:
+    def blend_source(self, scene: Scene, spec: Spec) -> np.ndarray:
         return fill_image(scene, spec.params["fill"])
 
     def render(self, scene: Scene, spec: Spec) -> Rendering:
         p = spec.params
-        candidates = self._candidates(scene, spec)
-        blend = self._blend_source(scene, spec)
+        candidates = self.candidates(scene, spec)
+        blend = self.blend_source(scene, spec)
         opacity = np.float32(p["opacity"])
         ranked_cache: dict[int, RankedMask] = {}
 

@@ -17,10 +17,10 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import InvalidParameterError
-from .method import Method, Rendering, Scene, Spec
-from .partner import partner_choice, partner_image
-from .sizing import anchor_point, box_around, draw_target_fraction, fit, measure_window, shifted
+from ...errors import InvalidParameterError
+from ...method import Method, Rendering, Scene, Spec
+from ...partner import partner_choice, partner_image
+from ...sizing import anchor_point, box_around, draw_target_fraction, fit, measure_window, shifted
 
 
 class FPI(Method):
@@ -32,6 +32,7 @@ class FPI(Method):
     """
 
     name = "fpi"
+    batched = "synth.methods.fpi.batched:FPIBatch"
     shapes = ("patch",)
     modes = ("interpolation",)
     targets_size = True

@@ -1,0 +1,1 @@
+"""CutOut: a square of constant colour; numpy in method.py, torch in batched.py."""

@@ -1,0 +1,1 @@
+"""Foreground Perlin: DRAEM restricted to the object's foreground (renders batched by DRAEM's renderer)."""

@@ -1,0 +1,1 @@
+"""Fractal: DRAEM with fractal noise (renders batched by DRAEM's renderer)."""

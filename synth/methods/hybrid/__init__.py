@@ -1,0 +1,1 @@
+"""Hybrid: a weighted mixture of the other methods (built by synth.registry.mixture)."""
