@@ -16,6 +16,7 @@ fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import sys
@@ -31,6 +32,25 @@ if TYPE_CHECKING:
     import torch
 
 Command = Callable[[argparse.Namespace], int]
+
+#: torch CPU threads for small batched linear algebra (PaDiM's per-position covariances) and for
+#: training steps: measured fastest by ``benchmarks/thread_overhead.py`` (2 threads spend 10-15x the
+#: CPU seconds of 1 on synchronisation, and take longer on the clock too)
+FASTEST_THREADS = 1
+
+
+@contextlib.contextmanager
+def fastest_threads(device: str | torch.device = "cpu"):
+    """Run the block with ``FASTEST_THREADS`` torch CPU threads when ``device`` is the CPU (restored after)."""
+    if torch.device(device).type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(min(before, FASTEST_THREADS))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def choose_device(device: str | torch.device | None = None, *, cpu: bool = False, what: str = "device") -> torch.device:

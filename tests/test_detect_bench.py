@@ -204,15 +204,109 @@ def test_ratio_table_gives_the_best_worst_gap_and_the_correlation_with_the_ratio
     assert row["pearson_r"] == pytest.approx(expected) and row["n"] == 4
 
 
-def test_findings_name_the_winning_methods():
-    frame = _frame([("a", "draem", 0.5, 0, 0.9), ("b", "draem", 0.5, 0, 0.7),
-                    ("a", "draem", 1.0, 0, 0.6), ("b", "draem", 1.0, 0, 0.8)])
-    lines = findings(seed_means(frame), None, [])
-    assert "holds" in lines[0] and "a 1, b 1" in lines[0]
-    frame = _frame([("a", "draem", 0.5, 0, 0.9), ("b", "draem", 0.5, 0, 0.7)])
-    assert "does not hold" in findings(seed_means(frame), None, [])[0]
-    # a context where every method ties names no winner
-    frame = _frame([("a", "draem", 0.5, 0, 0.9), ("b", "draem", 0.5, 0, 0.7),
-                    ("a", "draem", 1.0, 0, 0.0), ("b", "draem", 1.0, 0, 0.0)])
-    line = findings(seed_means(frame), None, [])[0]
-    assert "does not hold" in line and "a 1" in line and "1 context(s) where all methods tie" in line
+def _scored_grid(n_good: int, n_anomalous: int, separation: dict) -> tuple[pd.DataFrame, dict]:
+    """Cells of methods a and b (pipeline draem, ratios 0.5 and 1, seeds 0-2) on one test set whose
+    per-image scores are drawn: anomalous images score ``separation[(method, ratio)]`` standard
+    deviations above the anomaly-free ones (0: a random scorer)."""
+    from detect.evaluation import metrics
+
+    rng = np.random.default_rng(0)
+    rows, scores = [], {}
+    for (method, ratio), shift in separation.items():
+        for seed in range(3):
+            good, anomalous = rng.normal(0, 1, n_good), rng.normal(shift, 1, n_anomalous)
+            scores[("d", method, "draem", ratio, seed)] = (good.tolist(), anomalous.tolist())
+            auroc = metrics.image_auroc(good, anomalous)
+            rows.append({"dataset": "d", "synthesis": method, "hybrid": False, "pipeline": "draem", "ratio": ratio,
+                         "seed": seed, "image_auroc": auroc, "image_ap": auroc, "pixel_auroc": auroc,
+                         "pixel_ap": auroc, "aupro": auroc, "n_good": n_good, "n_test": n_anomalous})
+    return pd.DataFrame(rows), scores
+
+
+def _report(tmp_path, frame, scores) -> str:
+    from detect.evaluation import bench_report
+
+    bench_report.write(frame, pd.DataFrame(), {}, {}, tmp_path, scores)
+    return (tmp_path / "report.md").read_text()
+
+
+def test_report_finds_the_clearly_better_method_and_nothing_else(tmp_path):
+    # a separates anomalies by 3 sd, b scores at random, in both ratio contexts
+    frame, scores = _scored_grid(40, 40, {("a", 0.5): 3.0, ("a", 1.0): 3.0, ("b", 0.5): 0.0, ("b", 1.0): 0.0})
+    report = _report(tmp_path, frame, scores)
+    assert "1. *No method universally best* — does not hold: significant winners by image_auroc in 2 of 2 " \
+           "contexts (a 2)" in report
+    assert "Warning**: d has" not in report  # 40 anomaly-free images: no small-sample warning
+    assert "6 of 12 cells have an image AUROC whose 95 % interval contains 0.5" in report  # b's cells
+    ratios = (tmp_path / "ratios.md").read_text()
+    assert "ratio matters" not in ratios  # the ratio changes nothing here, and the report does not claim it does
+    assert " ± " in (tmp_path / "seeds.md").read_text()
+
+
+def test_report_finds_a_different_winner_per_context(tmp_path):
+    frame, scores = _scored_grid(40, 40, {("a", 0.5): 3.0, ("a", 1.0): 0.0, ("b", 0.5): 0.0, ("b", 1.0): 3.0})
+    report = _report(tmp_path, frame, scores)
+    assert "1. *No method universally best* — holds: significant winners by image_auroc in 2 of 2 contexts (a 1, b 1)" \
+        in report
+    assert "ratio matters" in (tmp_path / "ratios.md").read_text()
+
+
+def test_report_on_two_good_images_declares_no_finding_and_warns_at_the_top(tmp_path):
+    # the same clear difference, measured on 2 anomaly-free x 8 defective images
+    frame, scores = _scored_grid(2, 8, {("a", 0.5): 3.0, ("a", 1.0): 3.0, ("b", 0.5): 0.0, ("b", 1.0): 0.0})
+    report = _report(tmp_path, frame, scores)
+    top = report.split("### Every cell")[0]
+    assert "**Warning**: d has 2 anomaly-free test image(s) (< 20)" in top
+    assert "1. *No method universally best* — not determined at this sample size (2 anomaly-free + 8 defective" in report
+    line = report.split("### ASBench's findings")[1].splitlines()[2]
+    assert "does not hold" not in line
+    # the sample size that could decide it has at least 20 anomaly-free images: 100 test images at 2 in 10
+    import re
+
+    assert int(re.search(r"about (\d+) test images would be needed", line).group(1)) >= 100
+
+
+def _one_cell_config(tmp_path, mvtec_folder, **pipeline):
+    return _config(tmp_path, mvtec_folder, methods=["draem"], hybrids={}, ratios=[1.0], seeds=[0], quality=False,
+                   pipelines={"draem": {"steps": 2, "train_batch_size": 2, "lr": 0.001, **pipeline}})
+
+
+def test_a_changed_configuration_never_reuses_a_cell_trained_with_another(tmp_path, mvtec_folder):
+    from anomalyforge import main
+
+    out = tmp_path / "out"
+    assert main(["bench", str(_one_cell_config(tmp_path, mvtec_folder)), "--no-progress"]) == 0
+    first = _results(out)
+    assert main(["bench", str(_one_cell_config(tmp_path, mvtec_folder, steps=3)), "--no-progress"]) == 0
+    both = _results(out)
+    assert len(both) == 2 and both[next(iter(first))] == first[next(iter(first))]  # the old cell is left as it was
+    new = json.loads(both[next(name for name in both if name not in first)][1])
+    assert new["steps"] == 3 and new["settings"]["options"]["steps"] == 3
+    frame = pd.read_parquet(out / "results.parquet")
+    assert frame["steps"].tolist() == [3]  # the report rests on the cell of this configuration only
+    header = (out / "report.md").read_text().split("### Every cell")[0]
+    setup = next(line for line in header.splitlines() if line.startswith("Pipeline draem: "))
+    assert "Images resized to 64 × 64 px" in header and "ASBench's are DRAEM, DestSeg, MemSeg" in header
+    for item in ("steps 3", "train_batch_size 2", "lr 0.001", "rec_width 16", "disc_width 8"):
+        assert item in setup, item
+
+
+def test_a_resumed_cell_counts_the_training_time_of_every_segment(tmp_path, mvtec_folder):
+    from anomalyforge import main
+    from detect.evaluation import bench
+    from detect.registry import build_detector
+    from detect.training.synthetic_training import train_on_synthetic
+
+    path = _one_cell_config(tmp_path, mvtec_folder, steps=4)
+    config = load_config(path)
+    cell = bench.cells(config)[0]
+    checkpoints = tmp_path / "out" / "cells" / cell.id / "checkpoints"
+    # an earlier run that stopped after 2 of 4 steps and had spent 500 s on them
+    detector = build_detector("draem", methods=("draem",), anomaly_ratio=1.0, seed=0, image_size=SIZE,
+                              **config.pipelines["draem"])
+    fit = detector.prepare_fit(bench._Datasets(config).train_images("gravel"))
+    train_on_synthetic(detector, fit, checkpoint_dir=checkpoints, checkpoint_every=1, stop_at=2, progress=False)
+    (checkpoints / bench.TIME_FILE).write_text(json.dumps({"train_seconds": 500.0}))
+    assert main(["bench", str(path), "--no-progress"]) == 0
+    result = json.loads((tmp_path / "out" / "cells" / cell.id / "result.json").read_text())
+    assert result["steps"] == 4 and result["train_seconds"] >= 500.0

@@ -163,7 +163,7 @@ def test_evaluate_fits_on_train_good_and_reports_each_defect_class_at_full_resol
     assert summary["image_auroc"] >= 0.85 and (table["pixel_auroc"] >= 0.75).all()
 
 
-def test_a_separate_good_folder_sets_the_thresholds_and_dropped_k_are_reported(mvtec, tmp_path, capsys):
+def test_a_separate_good_folder_sets_the_thresholds_and_test_good_stays_the_negatives(mvtec, tmp_path, capsys):
     good = tmp_path / "good"
     for i, crop in enumerate(_crops(3, 7)):
         _save(good, f"{i}.png", crop)
@@ -171,18 +171,70 @@ def test_a_separate_good_folder_sets_the_thresholds_and_dropped_k_are_reported(m
     code, printed, err = _evaluate(["--dataset", str(mvtec), "--good", str(good), "--output", str(out)], capsys)
     assert code == 0, err
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["n_good"] == 3 and summary["good_source"] == str(good)
+    # thresholds from the 3 separate images; AUROC/AP against the 8 test/good images, both named
+    assert (summary["n_threshold"], summary["n_good"]) == (3, 8)
+    assert summary["threshold_source"] == str(good) and summary["negatives_source"].endswith("/test/good")
+    assert summary["thresholds_are_oracle"] is False
+    assert f"thresholds from 3 separate anomaly-free images ({good})" in printed
     assert summary["skipped_k"] == [3, 4, 5] and set(summary["recall_at_k"]) == {"1", "2"}
     message = "k = 3, 4, 5 dropped: only 3 anomaly-free images"
-    assert message in err and message in printed
-    good_rows = pd.read_parquet(out / "scores.parquet").query("split == 'good'")
-    assert sorted(good_rows["source_id"]) == ["0.png", "1.png", "2.png"]
+    assert (err + printed).count(message) == 1  # said once
+    negatives = pd.read_parquet(out / "scores.parquet").query("split == 'good'")
+    assert len(negatives) == 8 and negatives["source_id"].iloc[0] == "test/good/000.png"
+
+
+def test_thresholds_from_the_test_negatives_are_labelled_an_oracle_operating_point(mvtec, tmp_path, capsys):
+    # without --good, and with --good naming a copy of test/good (same pixels, other path)
+    copy = tmp_path / "copy"
+    for i, crop in enumerate(_crops(8, 1)):
+        _save(copy, f"other_{i}.png", crop)
+    for extra in ([], ["--good", str(copy)]):
+        out = tmp_path / f"out{len(extra)}"
+        code, printed, err = _evaluate(["--dataset", str(mvtec), "--output", str(out), *extra], capsys)
+        assert code == 0, err
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["thresholds_are_oracle"] is True and summary["n_threshold"] == summary["n_good"] == 8
+        assert "an oracle operating point" in printed
+
+
+def test_good_images_that_are_fit_images_are_refused_by_content(mvtec, tmp_path, capsys):
+    # the default fit is train/good; --good holds two of its images renamed: same pixels, other path
+    good = tmp_path / "renamed"
+    for i, crop in enumerate(_crops(12, 0)[:2] + _crops(2, 9)):
+        _save(good, f"g{i}.png", crop)
+    code, _, err = _evaluate(["--dataset", str(mvtec), "--good", str(good), "--output", str(tmp_path / "out")], capsys)
+    assert code == 2 and f"2 image(s) of {good} have the same pixels as images the detector is fitted on" in err
 
 
 def test_fitting_on_the_images_that_set_the_threshold_is_refused(mvtec, tmp_path, capsys):
     code, _, err = _evaluate(["--dataset", str(mvtec), "--fit", str(mvtec / "test" / "good"),
                               "--output", str(tmp_path / "out")], capsys)
-    assert code == 2 and "refusing to fit on" in err
+    assert code == 2 and "refusing to evaluate: 8 image(s)" in err
+
+
+def test_evaluate_prints_intervals_sample_sizes_and_false_positive_rates(mvtec, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, printed, err = _evaluate(["--dataset", str(mvtec), "--output", str(out)], capsys)
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert "6 anomalous test images, 8 anomaly-free test images" in printed
+    assert "caveat: only 8 anomaly-free test image(s)" in printed
+    for name in ("image_auroc", "image_ap", "pixel_auroc", "pixel_ap", "aupro"):
+        low, high = summary["intervals"][name]
+        assert 0.0 <= low <= summary[name] <= high <= 1.0, name
+    for k in ("1", "2"):
+        low, high = summary["recall_interval_at_k"][k]
+        assert low <= summary["recall_at_k"][k] <= high
+        assert summary["false_positive_rate_at_k"][k] == summary["false_positives_at_k"][k] / 8
+    assert "k=1 (false-positive rate 1/8 = 12.5 %)" in printed
+    table = pd.read_csv(out / "recall_defect.csv")
+    for metric in ("image_auroc", "pixel_auroc", "aupro"):  # per defect class too
+        assert ((table[f"{metric}_low"] <= table[metric]) & (table[metric] <= table[f"{metric}_high"])).all(), metric
+    # the same scores give the same intervals: the bootstrap seed is fixed
+    again = tmp_path / "again"
+    assert _evaluate(["--dataset", str(mvtec), "--detector-file", str(out / "detector.pt"), "--output", str(again)],
+                     capsys)[0] == 0
+    assert json.loads((again / "summary.json").read_text())["intervals"] == summary["intervals"]
 
 
 def test_pixel_size_shrinks_maps_and_masks_together(mvtec, tmp_path, capsys):

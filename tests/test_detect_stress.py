@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 import skimage.data
 
-from detect.evaluation.stress import StressConfig, StressInputError, run_stress, texture_spread, tiles, wilson_interval
+from detect.evaluation.stress import (
+    StressConfig, StressInputError, pool_small_lines, run_stress, texture_spread, threshold_views, tiles, wilson_interval,
+)
 from detect.registry import FittedDetectors
 from synth import save_png
 
@@ -35,6 +37,37 @@ def test_brick_large_anomalies_are_found_and_every_cell_has_its_interval(brick_r
         assert ((table["recall_low"] <= table["recall"]) & (table["recall"] <= table["recall_high"])).all()
     assert r.recall_interval[0] <= r.recall <= r.recall_interval[1]
     assert not any("chance level" in w for w in r.warnings)
+
+
+def test_the_threshold_comes_from_7_other_views_of_each_test_tile_not_from_the_negatives(brick_result):
+    r = brick_result
+    assert r.n_threshold == 7 * r.n_good == 56
+    summary = r.evaluation.summary
+    assert summary["thresholds_are_oracle"] is False and summary["n_good"] == 8
+    assert f"lets {r.false_positives} of 56 mirrored and turned views" in r.text()
+    assert "(k = 1, a false-positive rate of 1.8%)" in r.text()
+    views = threshold_views([skimage.data.brick()[:64, :96]])
+    digests = {v.tobytes() + bytes(str(v.shape), "ascii") for v in views}
+    assert len(views) == len(digests) == 7 and skimage.data.brick()[:64, :96].tobytes() not in {v.tobytes() for v in views}
+
+
+def test_plots_pool_the_shapes_with_few_anomalies_per_cell():
+    table = pd.DataFrame({"shape": ["a", "a", "b", "b", "c", "c"], "size_bin": ["s", "l"] * 3,
+                          "n": [20, 20, 3, 2, 4, 1], "detected": [10, 15, 1, 2, 2, 1]})
+    table["recall"] = table["detected"] / table["n"]
+    pooled, names = pool_small_lines(table, "shape")
+    assert names == ["b", "c"]
+    line = pooled[pooled["shape"] == "pooled"].set_index("size_bin")
+    assert (line.loc["s", "n"], line.loc["s", "detected"], line.loc["l", "n"]) == (7, 3, 3)
+    assert line.loc["s", "recall_low"] <= 3 / 7 <= line.loc["s", "recall_high"]
+    assert set(pooled["shape"]) == {"a", "pooled"}
+
+
+def test_an_auroc_interval_containing_chance_is_warned_about():
+    # 8 anomalies on a photo: too few to tell the detector from a coin toss
+    r = run_stress([skimage.data.astronaut()], StressConfig(anomalies=8))
+    assert r.auroc_interval[0] <= 0.5 <= r.auroc_interval[1]
+    assert any("contains 0.5" in w for w in r.warnings)
 
 
 def test_a_photo_is_flagged_as_chance_level_and_not_a_texture():

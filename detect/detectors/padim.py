@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from detect.detectors.backbones import FeatureExtractor
 from detect.detectors.detector import Detector, gaussian_blur
 from detect.errors import DetectError, NotFittedError
+from detect.runtime import fastest_threads
 
 
 class PaDiM(Detector):
@@ -88,7 +89,8 @@ class PaDiM(Detector):
                     outer = torch.zeros(h * w, d, d, dtype=x.dtype, device=x.device)
                 x = x - shift[:, None]
                 total += x.sum(dim=1)
-                outer.baddbmm_(x.transpose(1, 2), x)
+                with fastest_threads(x.device):
+                    outer.baddbmm_(x.transpose(1, 2), x)
                 count += b
             mean = total / count
             # covariance in place: (sum x x^T - n m m^T) / (n - 1) + epsilon I
@@ -96,8 +98,10 @@ class PaDiM(Detector):
             outer /= max(count - 1, 1)
             outer.diagonal(dim1=-2, dim2=-1).add_(self.epsilon)
             self.mean = mean + shift
-            # symmetric positive definite: the Cholesky factor inverts it faster than a general LU
-            self.inv_cov = torch.cholesky_inverse(torch.linalg.cholesky(outer))
+            # symmetric positive definite: the Cholesky factor inverts it faster than a general LU;
+            # P small (d, d) problems: threads cost more than they give
+            with fastest_threads(outer.device):
+                self.inv_cov = torch.cholesky_inverse(torch.linalg.cholesky(outer))
 
     def _score_batch(self, images: torch.Tensor) -> torch.Tensor:
         if self.mean is None or self.inv_cov is None:
@@ -106,7 +110,8 @@ class PaDiM(Detector):
         b, d, h, w = f.shape
         delta = f.permute(2, 3, 0, 1).reshape(h * w, b, d) - self.mean[:, None, :]  # (P, B, d)
         # one batched product per position (a three-operand einsum takes a slower path on CPU)
-        m2 = (torch.bmm(delta, self.inv_cov) * delta).sum(dim=2).clamp_min(0)
+        with fastest_threads(delta.device):
+            m2 = (torch.bmm(delta, self.inv_cov) * delta).sum(dim=2).clamp_min(0)
         maps = m2.sqrt().T.reshape(b, 1, h, w)
         maps = F.interpolate(maps, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
         return gaussian_blur(maps, self.sigma)

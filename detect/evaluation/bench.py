@@ -13,7 +13,11 @@ SSIM, PSNR, LPIPS (against their sources) and FID, KID, IS (against the real def
 ``detect.quality.metrics``.
 
 Resumable: a finished cell writes ``OUTPUT/cells/<cell>/result.json`` (atomically) and is never
-recomputed; an interrupted cell resumes its training from its last checkpoint. Distributed:
+recomputed; an interrupted cell resumes its training from its last checkpoint, and its
+``train_seconds`` counts every segment. A cell's folder name ends with a hash of its whole
+configuration (dataset folder, synthesis weights, pipeline options, ratio, seed, image and pixel
+size) and the project version: a changed configuration is a new cell, computed into its own folder,
+never a reuse of a cell trained with another one. Distributed:
 under ``accelerate launch --multi_gpu --num_processes N -m detect.evaluation.bench CONFIG.yaml`` process ``r``
 runs jobs ``r, r + N, ...`` on its own device (on a machine without GPUs the same command runs N
 CPU processes over gloo); the main process then writes the reports. A cell's result does not
@@ -24,7 +28,8 @@ Outputs (``OUTPUT/``): ``results.parquet`` and ``results.csv`` (one tidy row per
 ``quality.parquet``/``.csv`` (one row per dataset × synthesis), and ``report.md`` with the tables
 and ``*.png`` plots:
 
-* ``cells``    every cell's metrics;
+* ``cells``    every cell's metrics (its per-image test scores stay in its ``result.json``);
+* ``seeds``    image AUROC mean ± sd over seeds;
 * ``methods``  mean metrics per synthesis and per pipeline, and synthesis × pipeline (ASBench
                Table 5, Fig. 5);
 * ``ratios``   metric per anomaly ratio, best–worst gap, Pearson r (and p) of ratio against the
@@ -34,7 +39,12 @@ and ``*.png`` plots:
 * ``quality``  per synthesis metrics, and Pearson r and p of each against detection metrics
                (Table 9, Fig. 11); metrics whose network weights are not available offline are
                listed as skipped with the reason;
-* ``findings`` whether ASBench's three findings hold on this grid.
+* ``findings`` whether ASBench's three findings hold on this grid: every comparison is a paired
+               bootstrap over the same test images and seeds (``detect.evaluation.bench_report``),
+               and a finding is stated only when significant on at least 20 anomaly-free images.
+
+The report opens with warnings (datasets with fewer than 20 anomaly-free test images, cells whose
+image-AUROC interval contains 0.5) and the settings the cells ran with (image size, steps, widths).
 
 Config (YAML; paths relative to the config file)::
 
@@ -47,8 +57,10 @@ Config (YAML; paths relative to the config file)::
     pipelines:                        # name: detector options (steps, lr, widths, ...)
       draem: {steps: 200, lr: 0.001}
       segmenter: {steps: 200}
+    textures: data/dtd/images         # texture folder the anomalies fill from (DRAEM's papers: DTD);
+                                      # default: DRAEM fills from the image's own shuffled tiles
     ratios: [0.5, 1.0]
-    seeds: [0]
+    seeds: [0, 1, 2]                  # default: 3 seeds (the report gives mean ± sd and paired tests)
     quality: {images: 32, features: [inception, efficientnet-lite0], lpips: alex}   # or quality: false
     keep_detectors: false             # also save each cell's fitted detector (detector.pt)
 """
@@ -72,6 +84,10 @@ from synth.atomic import atomic_path, write_text_atomic
 from synth.run_lock import claimed_folder
 
 RESULT_FILE = "result.json"
+#: detector settings the report's header states per pipeline
+SETUP_KEYS = ("steps", "train_batch_size", "lr", "width", "rec_width", "disc_width", "decoder_width", "depths",
+              "textures", "source_augment")
+DEFAULT_SEEDS = (0, 1, 2)
 DETECTION_METRICS = ("image_auroc", "image_ap", "pixel_auroc", "pixel_ap", "aupro")
 QUALITY_METRICS = ("SSIM", "PSNR", "LPIPS", "FID", "KID", "IS")
 
@@ -121,29 +137,50 @@ class BenchConfig:
     pixel_size: int = 0
     quality: QualitySettings | None = field(default_factory=QualitySettings)
     keep_detectors: bool = False
+    textures: Path | None = None
 
 
 @dataclass(frozen=True)
 class Cell:
+    """One training run of the grid. ``settings`` is canonical JSON of everything its result depends on
+    (dataset folder, synthesis weights, pipeline options, ratio, seed, image and pixel size, project
+    version); ``id`` names the cell and ends with a hash of it, so a changed configuration is a new cell."""
+
     dataset: str
     synthesis: Synthesis
     pipeline: str
     ratio: float
     seed: int
+    settings: str = ""
 
     @property
     def id(self) -> str:
-        return f"{self.dataset}__{self.synthesis.name}__{self.pipeline}__r{self.ratio:g}__s{self.seed}"
+        return f"{self.dataset}__{self.synthesis.name}__{self.pipeline}__r{self.ratio:g}__s{self.seed}__{_hash(self.settings)}"
 
 
 @dataclass(frozen=True)
 class QualityJob:
     dataset: str
     synthesis: Synthesis
+    settings: str = ""
 
     @property
     def id(self) -> str:
-        return f"{self.dataset}__{self.synthesis.name}"
+        return f"{self.dataset}__{self.synthesis.name}__{_hash(self.settings)}"
+
+
+def _hash(settings: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(settings.encode("utf-8")).hexdigest()[:12]
+
+
+def _settings(**values: Any) -> str:
+    """Canonical JSON of a job's configuration, with the project version (another version may compute
+    another result)."""
+    from synth.version import tool_version
+
+    return json.dumps({**values, "version": tool_version()}, sort_keys=True, default=str)
 
 
 def load_config(path: str | Path, output: str | Path | None = None) -> BenchConfig:
@@ -172,7 +209,7 @@ def config_from_dict(raw: Mapping[str, Any], *, base: Path = Path("."), default_
     from detect.training.train import PIPELINES
 
     known = {"output", "datasets", "methods", "hybrids", "pipelines", "ratios", "seeds", "image_size",
-             "pixel_size", "quality", "keep_detectors"}
+             "pixel_size", "quality", "keep_detectors", "textures"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise BenchConfigError(f"unknown config key(s) {unknown}; known: {', '.join(sorted(known))}")
@@ -218,12 +255,15 @@ def config_from_dict(raw: Mapping[str, Any], *, base: Path = Path("."), default_
         if clash:
             raise BenchConfigError(f"pipeline {name!r}: {clash} are set by the grid, not per pipeline")
         pipelines[str(name)] = options
+    textures = _textures_folder(raw.get("textures"), base)
+    if textures is not None:  # every pipeline's anomalies fill from them (part of each cell's identity)
+        pipelines = {name: {"textures": str(textures), **options} for name, options in pipelines.items()}
 
     try:
         ratios = tuple(check_anomaly_ratio(r) for r in raw["ratios"])
     except DetectError as exc:
         raise BenchConfigError(f"ratios: {exc}") from None
-    seeds = tuple(int(s) for s in (raw.get("seeds") or [0]))
+    seeds = tuple(int(s) for s in (raw.get("seeds") or DEFAULT_SEEDS))
 
     quality_raw = raw.get("quality", {})
     quality = None
@@ -249,19 +289,42 @@ def config_from_dict(raw: Mapping[str, Any], *, base: Path = Path("."), default_
         raise BenchConfigError(f"image_size must be >= 32, got {image_size}")
     return BenchConfig(output=out_path, datasets=datasets, syntheses=tuple(syntheses), pipelines=pipelines,
                        ratios=ratios, seeds=seeds, image_size=image_size, pixel_size=int(raw.get("pixel_size", 0)),
-                       quality=quality, keep_detectors=bool(raw.get("keep_detectors", False)))
+                       quality=quality, keep_detectors=bool(raw.get("keep_detectors", False)), textures=textures)
+
+
+def _textures_folder(value: Any, base: Path) -> Path | None:
+    """The config's ``textures`` folder (relative to the config file), checked to hold images."""
+    if value is None:
+        return None
+    from detect.training.synthetic_training import texture_files
+
+    folder = Path(str(value)) if Path(str(value)).is_absolute() else (base / str(value)).resolve()
+    try:
+        texture_files(folder)
+    except DetectError as exc:
+        raise BenchConfigError(str(exc)) from None
+    return folder
 
 
 def cells(config: BenchConfig) -> list[Cell]:
     """Every cell of the grid, in a fixed order (dataset, synthesis, pipeline, ratio, seed)."""
-    return [Cell(d, s, p, r, seed) for d in config.datasets for s in config.syntheses
+    def cell(d: str, s: Synthesis, p: str, r: float, seed: int) -> Cell:
+        settings = _settings(dataset=str(config.datasets[d]), weights=dict(s.weights), pipeline=p,
+                             options=dict(config.pipelines[p]), ratio=r, seed=seed, image_size=config.image_size,
+                             pixel_size=config.pixel_size)
+        return Cell(d, s, p, r, seed, settings)
+
+    return [cell(d, s, p, r, seed) for d in config.datasets for s in config.syntheses
             for p in config.pipelines for r in config.ratios for seed in config.seeds]
 
 
 def quality_jobs(config: BenchConfig) -> list[QualityJob]:
     if config.quality is None:
         return []
-    return [QualityJob(d, s) for d in config.datasets for s in config.syntheses]
+    return [QualityJob(d, s, _settings(dataset=str(config.datasets[d]), weights=dict(s.weights),
+                                       quality=config.quality, image_size=config.image_size,
+                                       **({"textures": str(config.textures)} if config.textures else {})))
+            for d in config.datasets for s in config.syntheses]
 
 
 # ------------------------------------------------------------------------------------ running
@@ -308,8 +371,8 @@ def _run_jobs(config: BenchConfig, state: Any, progress: bool) -> dict[str, Path
     data = _Datasets(config)
     for number, job in enumerate(mine, 1):
         folder = _job_folder(config, job)
-        if (folder / RESULT_FILE).is_file():
-            continue  # finished earlier: never recomputed
+        if _finished(config, job) is not None:
+            continue  # finished earlier with this very configuration: never recomputed
         if progress:
             print(f"[bench {state.process_index}] {number}/{len(mine)} {job.id}", file=sys.stderr, flush=True)
         result = run_cell(config, job, data, state.device) if isinstance(job, Cell) else \
@@ -323,6 +386,15 @@ def _run_jobs(config: BenchConfig, state: Any, progress: bool) -> dict[str, Path
 
 def _job_folder(config: BenchConfig, job: Cell | QualityJob) -> Path:
     return config.output / ("cells" if isinstance(job, Cell) else "quality") / job.id
+
+
+def _finished(config: BenchConfig, job: Cell | QualityJob) -> dict | None:
+    """The job's result when it finished with exactly the job's configuration, else ``None``."""
+    path = _job_folder(config, job) / RESULT_FILE
+    if not path.is_file():
+        return None
+    result = json.loads(path.read_text(encoding="utf-8"))
+    return result if result.get("settings") == json.loads(job.settings) else None
 
 
 def run_cell(config: BenchConfig, cell: Cell, data: _Datasets, device: Any = "cpu") -> dict[str, Any]:
@@ -340,18 +412,13 @@ def run_cell(config: BenchConfig, cell: Cell, data: _Datasets, device: Any = "cp
         image_size=config.image_size, device=str(device), **options,
     )
     ds = data.defect_set(cell.dataset)
-    started = time.perf_counter()
-    fit = detector.prepare_fit(data.train_images(cell.dataset))
-    checkpoints = folder / "checkpoints"
-    every = max(1, detector.steps // 4)
-    train_on_synthetic(detector, fit, checkpoint_dir=checkpoints, checkpoint_every=every, resume=True, progress=False)
-    train_seconds = time.perf_counter() - started
+    train_seconds = _train_in_segments(detector, data.train_images(cell.dataset), folder / "checkpoints")
     started = time.perf_counter()
     evaluation = evaluate_defect_set(ds, detector, pixel_size=config.pixel_size, ks=(1,))
     eval_seconds = time.perf_counter() - started
     if config.keep_detectors:
         detector.to("cpu").save(folder / "detector.pt")
-    shutil.rmtree(checkpoints, ignore_errors=True)  # the result is what a finished cell keeps
+    shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # the result is what a finished cell keeps
     s = evaluation.summary
     per_defect = {}
     if "defect" in evaluation.tables:
@@ -359,6 +426,8 @@ def run_cell(config: BenchConfig, cell: Cell, data: _Datasets, device: Any = "cp
         for _, row in table.iterrows():
             per_defect[str(row["defect"])] = {k: _float(row[k]) for k in ("image_auroc", "pixel_auroc", "aupro") if k in row}
     return {
+        "cell": cell.id, "settings": json.loads(cell.settings),
+        "pipeline_setup": {k: v for k, v in detector.config().items() if k in SETUP_KEYS},
         "dataset": cell.dataset, "synthesis": cell.synthesis.name, "hybrid": cell.synthesis.is_hybrid,
         "weights": dict(cell.synthesis.weights), "pipeline": cell.pipeline, "ratio": cell.ratio, "seed": cell.seed,
         **{k: _float(s.get(k)) for k in DETECTION_METRICS},
@@ -367,19 +436,50 @@ def run_cell(config: BenchConfig, cell: Cell, data: _Datasets, device: Any = "cp
         "train_seconds": round(train_seconds, 2), "eval_seconds": round(eval_seconds, 2),
         "image_size": config.image_size, "pixel_size": config.pixel_size, "device": str(device),
         "per_defect": per_defect,
+        # per-image scores, in a fixed image order: the report's paired tests compare cells on them
+        "scores": {"good": [float(v) for v in evaluation.good["score"]],
+                   "anomalous": [float(v) for v in evaluation.samples["score"]]},
     }
 
 
+#: training segments of a cell: a checkpoint (and the time spent so far) after each
+SEGMENTS = 4
+TIME_FILE = "train_seconds.json"
+
+
+def _train_in_segments(detector, images: Sequence[np.ndarray], checkpoints: Path) -> float:
+    """Train ``detector`` to its ``steps`` in ``SEGMENTS`` segments, each resuming from the last
+    checkpoint; returns the training seconds of every segment of this cell, earlier (interrupted)
+    runs included: the time up to each checkpoint is kept beside it in ``TIME_FILE``."""
+    from detect.training.synthetic_training import latest_checkpoint, train_on_synthetic
+
+    started = time.perf_counter()
+    fit = detector.prepare_fit(images)
+    timing = checkpoints / TIME_FILE
+    earlier = 0.0
+    if latest_checkpoint(checkpoints) is not None and timing.is_file():
+        earlier = float(json.loads(timing.read_text(encoding="utf-8"))["train_seconds"])
+    every = max(1, math.ceil(detector.steps / SEGMENTS))
+    for end in [*range(every, detector.steps, every), detector.steps]:
+        train_on_synthetic(detector, fit, checkpoint_dir=checkpoints, checkpoint_every=every, resume=True,
+                           progress=False, stop_at=end)
+        _write_json_atomically(timing, {"train_seconds": earlier + time.perf_counter() - started})
+    return earlier + time.perf_counter() - started
+
+
 def quality_anomalies(images: Sequence[np.ndarray], synthesis: Synthesis, n: int, size: int,
-                      seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """``n`` anomalies of ``synthesis`` in ``images`` resized to ``size²``: (anomalous images, sources), uint8 RGB."""
+                      seed: int = 0, textures: Sequence[str] = ()) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``n`` anomalies of ``synthesis`` in ``images`` resized to ``size²``: (anomalous images, sources), uint8 RGB;
+    ``textures``: texture files, one drawn per attempt (on a stream of its own) for the methods that fill from one."""
     import cv2
 
+    from detect.images import load_image
     from synth import SynthError, get_method, synthesize
 
     method = get_method("hybrid", weights=dict(synthesis.weights)) if synthesis.is_hybrid else next(iter(synthesis.weights))
     small = [cv2.resize(_rgb(img), (size, size), interpolation=cv2.INTER_AREA) for img in images]
     rng = np.random.default_rng(seed)
+    texture_rng = np.random.default_rng([seed, 2])
     made, sources = [], []
     attempts = 0
     while len(made) < n:
@@ -388,7 +488,8 @@ def quality_anomalies(images: Sequence[np.ndarray], synthesis: Synthesis, n: int
             raise DetectError(f"{synthesis.name}: made only {len(made)} of {n} anomalies in {8 * n} attempts")
         i, j = (int(v) for v in rng.integers(len(small), size=2))
         try:
-            a = synthesize(small[i], method, seed=int(rng.integers(2**31)), partners=(small[j],))
+            fill = (load_image(textures[int(texture_rng.integers(len(textures)))]),) if textures else ()
+            a = synthesize(small[i], method, seed=int(rng.integers(2**31)), partners=(small[j],), textures=fill)
         except SynthError:
             continue
         if not a.mask.any():
@@ -409,10 +510,12 @@ def run_quality(config: BenchConfig, job: QualityJob, data: _Datasets, device: A
     from detect.quality.diversity import LpipsScorer
     from detect.quality.features import FeatureExtractor
     from detect.quality.metrics import distribution_quality, paired_quality
+    from detect.training.synthetic_training import texture_files
 
     q = config.quality
     size = config.image_size
-    images, sources = quality_anomalies(data.train_images(job.dataset), job.synthesis, q.images, size)
+    textures = () if config.textures is None else texture_files(config.textures)
+    images, sources = quality_anomalies(data.train_images(job.dataset), job.synthesis, q.images, size, textures=textures)
     ds = data.defect_set(job.dataset)
     real = [cv2.resize(_rgb(s.load_image()), (size, size), interpolation=cv2.INTER_AREA) for s in ds.test_defects]
     values: dict[str, float] = {}
@@ -437,8 +540,8 @@ def run_quality(config: BenchConfig, job: QualityJob, data: _Datasets, device: A
         values.update({k: v for k, v in dist.as_dict().items() if "_std" not in k})
     if len(real) < 2:
         skipped["FID/KID"] = f"{len(real)} real defect image(s); FID/KID need 2"
-    return {"dataset": job.dataset, "synthesis": job.synthesis.name, "hybrid": job.synthesis.is_hybrid,
-            "n_images": len(images), "n_real": len(real), "image_size": size, "metrics": values, "skipped": skipped}
+    return {"settings": json.loads(job.settings), "dataset": job.dataset, "synthesis": job.synthesis.name,
+            "hybrid": job.synthesis.is_hybrid, "n_images": len(images), "n_real": len(real), "image_size": size, "metrics": values, "skipped": skipped}
 
 
 # ------------------------------------------------------------------------------------ results
@@ -450,22 +553,47 @@ def collect(config: BenchConfig):
 
     rows = []
     for cell in cells(config):
-        path = _job_folder(config, cell) / RESULT_FILE
-        if path.is_file():
-            r = json.loads(path.read_text(encoding="utf-8"))
-            r = {k: v for k, v in r.items() if k not in ("per_defect",)}
+        r = _finished(config, cell)
+        if r is not None:
+            r = {k: v for k, v in r.items() if k not in ("per_defect", "settings", "scores", "pipeline_setup")}
             r["weights"] = json.dumps(r["weights"], sort_keys=True)
             rows.append(r)
     frame = pd.DataFrame(rows)
     qrows, skipped = [], {}
     for job in quality_jobs(config):
-        path = _job_folder(config, job) / RESULT_FILE
-        if path.is_file():
-            r = json.loads(path.read_text(encoding="utf-8"))
+        r = _finished(config, job)
+        if r is not None:
             qrows.append({"dataset": r["dataset"], "synthesis": r["synthesis"], "hybrid": r["hybrid"],
                           "n_images": r["n_images"], **r["metrics"]})
             skipped.update(r["skipped"])
     return frame, pd.DataFrame(qrows), skipped
+
+
+def collect_scores(config: BenchConfig) -> dict[tuple, tuple[list[float], list[float]]]:
+    """(dataset, synthesis, pipeline, ratio, seed) -> (good, anomalous) per-image test scores of every finished cell."""
+    scores = {}
+    for cell in cells(config):
+        r = _finished(config, cell)
+        if r is not None and "scores" in r:
+            key = (cell.dataset, cell.synthesis.name, cell.pipeline, cell.ratio, cell.seed)
+            scores[key] = (r["scores"]["good"], r["scores"]["anomalous"])
+    return scores
+
+
+def setup_lines(config: BenchConfig) -> list[str]:
+    """What the cells ran with, for the report's header: image size, pixel size, each pipeline's
+    steps, batch, learning rate and widths (as the finished cells recorded them)."""
+    setups: dict[str, dict] = {}
+    for cell in cells(config):
+        result = _finished(config, cell)
+        if result is not None and "pipeline_setup" in result:
+            setups.setdefault(cell.pipeline, result["pipeline_setup"])
+    pixel = "full resolution" if not config.pixel_size else f"maps shrunk to a long side of {config.pixel_size} px"
+    lines = [f"Images resized to {config.image_size} × {config.image_size} px for training and scoring; pixel "
+             f"metrics at {pixel}."]
+    lines += [f"Pipeline {name}: " + ", ".join(f"{k} {v}" for k, v in setup.items()) + "."
+              for name, setup in setups.items()]
+    return lines
 
 
 def write_reports(config: BenchConfig) -> dict[str, Path]:
@@ -484,7 +612,8 @@ def write_reports(config: BenchConfig) -> dict[str, Path]:
         written["quality_csv"] = out / "quality.csv"
         _write_table(quality, written["quality_parquet"], written["quality_csv"])
     hybrids = {s.name: dict(s.weights) for s in config.syntheses if s.is_hybrid}
-    written.update(bench_report.write(frame, quality, skipped, hybrids, out))
+    written.update(bench_report.write(frame, quality, skipped, hybrids, out, collect_scores(config),
+                                      setup=setup_lines(config)))
     return written
 
 

@@ -49,7 +49,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from detect.errors import DetectError, InvalidImagesError, MetricInputError
-from detect.evaluation import metrics, report
+from detect.evaluation import metrics, report, uncertainty
 from detect.evaluation.dataset import GOOD_SPLIT, decode, load_dataset_dict, load_evaluation_splits, metadata_frame
 from detect.runtime import make_accelerator, parse_options, script_main
 from synth.atomic import atomic_path, write_text_atomic
@@ -149,33 +149,71 @@ class Evaluation:
         return report.markdown(shown.set_index(shown.columns[0]), titles.get(name, name))
 
     def text(self) -> str:
-        """A short plain-text summary for the terminal."""
+        """A short plain-text summary for the terminal: sample sizes, every metric with its 95 %
+        interval, recall at k with its false-positive rate and Wilson interval."""
         s = self.summary
-        lines = [
-            f"{s['detector']} on {s['n_test']} anomalies / {s['n_good']} anomaly-free images",
-            "recall at k false positives: "
-            + "  ".join(f"k={k}: {v * 100:.1f}%" for k, v in s["recall_at_k"].items()),
-        ]
+        lines = [f"{s['detector']}: {s['n_test']} anomalous test images, {s['n_good']} anomaly-free test images "
+                 f"(negatives: {s.get('negatives_source', 'given')})",
+                 threshold_text(s)]
+        if s.get("small_sample_caveat"):
+            lines.append(s["small_sample_caveat"])
+        lines.append(f"recall at k false positives (Wilson 95 % interval over {s['n_test']} anomalies):")
+        for k, value in s["recall_at_k"].items():
+            low, high = s["recall_interval_at_k"][k]
+            lines.append(f"  k={k} (false-positive rate {s['false_positives_at_k'][k]}/{s['n_threshold']} = "
+                         f"{s['false_positive_rate_at_k'][k] * 100:.1f} %): {value * 100:.1f} % "
+                         f"[{low * 100:.1f}, {high * 100:.1f}]")
         if s.get("skipped_k"):
-            lines.append(skipped_k_message(s["skipped_k"], s["n_good"]))
-        lines.append(
-            "image AUROC {:.3f}  image AP {:.3f}  pixel AUROC {}  pixel AP {}  AUPRO {}  ({})".format(
-                s["image_auroc"], s["image_ap"], _fmt(s["pixel_auroc"]), _fmt(s["pixel_ap"]), _fmt(s["aupro"]),
-                pixel_resolution_text(s.get("pixel_metrics_size", 0))))
+            lines.append(skipped_k_message(s["skipped_k"], s["n_threshold"]))
+        lines.append("  ".join(f"{label} {_fmt(s.get(name))}{_fmt_interval(s.get('intervals', {}).get(name))}"
+                               for name, label in METRIC_LABELS.items()))
+        if s.get("coreset"):
+            lines.append(coreset_text(s["coreset"]))
+        boot = s.get("bootstrap")
+        if boot:
+            lines.append(f"[low, high]: 95 % bootstrap intervals ({boot['resamples']} resamples of the images, "
+                         f"stratified by label, seed {boot['seed']}); "
+                         + pixel_resolution_text(s.get("pixel_metrics_size", 0)))
         for name in ("defect", "shape_size"):
             if name in self.tables and len(self.tables[name]):
                 lines += ["", self.markdown_table(name)]
         return "\n".join(lines)
 
 
+#: summary key -> how the terminal names it
+METRIC_LABELS = {"image_auroc": "image AUROC", "image_ap": "image AP", "pixel_auroc": "pixel AUROC",
+                 "pixel_ap": "pixel AP", "aupro": "AUPRO"}
+
+
 def _fmt(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.3f}"
 
 
+def _fmt_interval(interval: Sequence[float] | None) -> str:
+    return "" if interval is None else f" [{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
+def coreset_text(coreset: dict) -> str:
+    """Which memory-bank selection ran, and how far the farthest fit patch is from the bank."""
+    radius = coreset.get("coverage_radius")
+    covered = "coverage radius unknown" if radius is None else f"coverage radius {radius:.3f}"
+    patches = "" if coreset.get("patches") is None else f" of {coreset['patches']}"
+    return f"memory bank: {coreset['bank']}{patches} fit patches, {coreset['selection']}; {covered}"
+
+
+def threshold_text(summary: dict) -> str:
+    """Which images set the k-false-positive thresholds, and whether that is an oracle operating point."""
+    source = summary.get("threshold_source", "given")
+    if summary.get("thresholds_are_oracle"):
+        return (f"thresholds from the {summary['n_threshold']} negatives themselves ({source}): an oracle operating "
+                "point; pass --good DIR (other anomaly-free images) for a threshold set apart from the test")
+    return f"thresholds from {summary['n_threshold']} separate anomaly-free images ({source})"
+
+
 def skipped_k_message(skipped: Sequence[int], n_good: int) -> str:
     """Why some false-positive budgets were left out (k needs at least k + 1 anomaly-free images)."""
-    return (f"k = {', '.join(str(k) for k in skipped)} dropped: only {n_good} anomaly-free images "
-            f"(k needs k + 1); pass more with --good DIR")
+    return (f"k = {', '.join(str(k) for k in skipped)} dropped: only {n_good} anomaly-free images set the "
+            "thresholds (k needs k + 1); pass more with --good DIR")
 
 
 def pixel_resolution_text(pixel_size: int | None) -> str:
@@ -296,6 +334,7 @@ def evaluate(
     accelerator=None,
     progress: bool = False,
     info: dict | None = None,
+    threshold_images=None,
 ) -> Evaluation | None:
     """Score anomalies and anomaly-free images with a fitted detector and compute every metric.
 
@@ -304,39 +343,57 @@ def evaluate(
                      (``shape``, ``mode``, ``size_bin``, ``method``, ``brightness_delta``, ...).
     ``good_images``  ``datasets.Dataset`` with an ``image`` column, or a list of arrays/PIL images.
     ``detector``     a fitted ``detect.Detector``.
-    ``ks``           false-positive budgets; those >= the number of good images are skipped.
+    ``ks``           false-positive budgets; those >= the number of threshold images are skipped.
     ``table_k``      the budget the recall tables and plots use (the paper: 1).
     ``brightness_subset``  column -> value filter for the |brightness delta| table (default: the
                      paper's elongated / transparent / 0.02-0.1 % when present, else all rows).
     ``pixel_size``   pixel metrics on maps shrunk so the long side is at most this (0 = native).
     ``accelerator``  an ``accelerate.Accelerator``: each process scores a share; only the main
                      process gets the ``Evaluation`` (others get ``None``).
+    ``threshold_images``  anomaly-free images (as ``good_images``) that set the k-false-positive
+                     thresholds. ``None``: the thresholds come from ``good_images``, the negatives of
+                     the evaluation themselves, which is an oracle operating point (the summary says so).
+
+    Every AUROC/AP/AUPRO gets a stratified bootstrap 95 % interval and every recall at k a Wilson
+    interval and its false-positive rate (``detect.evaluation.uncertainty``).
     """
     rank = accelerator.process_index if accelerator is not None else 0
     world = accelerator.num_processes if accelerator is not None else 1
     is_main = rank == 0
     n_test, get_test, meta = _rows_access(test_rows)
     n_good, get_good, good_meta = _rows_access(good_images)
+    oracle = threshold_images is None
+    n_threshold, get_threshold, threshold_meta = (n_good, get_good, good_meta) if oracle else _rows_access(threshold_images)
     if n_test == 0:
         raise MetricInputError("no test rows (synthetic anomalies) to evaluate")
-    if n_good < 2:
+    if n_good < 1:
+        raise MetricInputError("no anomaly-free images: AUROC and AP need negatives")
+    if n_threshold < 2:
         raise MetricInputError(
-            f"{n_good} anomaly-free image(s); recall at k false positives needs at least k + 1 (2 for k = 1)"
+            f"{n_threshold} anomaly-free image(s) set the thresholds; recall at k false positives needs at least "
+            "k + 1 (2 for k = 1)"
         )
     common = dict(batch_size=batch_size, rank=rank, world=world, pixel_size=pixel_size, progress=progress and is_main)
     test_part = score_rows(detector, get_test, n_test, desc="score anomalies", **common)
     good_part = score_rows(detector, get_good, n_good, desc="score anomaly-free", **common)
     test_all = sorted(_gather(test_part, accelerator), key=lambda t: t[0])
     good_all = sorted(_gather(good_part, accelerator), key=lambda t: t[0])
+    threshold_scores = None
+    if not oracle:
+        threshold_part = score_rows(detector, get_threshold, n_threshold, desc="score threshold images", **common)
+        threshold_all = sorted(_gather(threshold_part, accelerator), key=lambda t: t[0])
+        threshold_scores = np.array([t[1] for t in threshold_all], dtype=np.float64)
     if not is_main:
         return None
 
     test_scores = np.array([t[1] for t in test_all], dtype=np.float64)
     good_scores = np.array([t[1] for t in good_all], dtype=np.float64)
-    used_ks = [int(k) for k in ks if int(k) < n_good]
-    skipped = [int(k) for k in ks if int(k) >= n_good]
+    if oracle:
+        threshold_scores = good_scores
+    used_ks = [int(k) for k in ks if int(k) < n_threshold]
+    skipped = [int(k) for k in ks if int(k) >= n_threshold]
     if not used_ks:
-        raise MetricInputError(f"every k in {list(ks)} needs more than the {n_good} anomaly-free images given")
+        raise MetricInputError(f"every k in {list(ks)} needs more than the {n_threshold} anomaly-free images given")
     if table_k not in used_ks:
         table_k = used_ks[0]
 
@@ -348,11 +405,15 @@ def evaluate(
     good = good[[c for c in ("source_id",) if c in good]].copy()
     good["score"] = good_scores.astype(np.float32)
     recall, thresholds, false_positives = {}, {}, {}
+    recall_interval, false_positive_rate, negatives_flagged = {}, {}, {}
     for k in used_ks:
-        r = metrics.recall_at_k(good_scores, test_scores, k)
+        r = metrics.recall_at_k(threshold_scores, test_scores, k)
         samples[f"detected_k{k}"] = r.detected
         good[f"flagged_k{k}"] = good_scores > r.threshold
         recall[str(k)], thresholds[str(k)], false_positives[str(k)] = r.recall, r.threshold, r.false_positives
+        recall_interval[str(k)] = uncertainty.wilson(int(r.detected.sum()), n_test).as_list()
+        false_positive_rate[str(k)] = r.false_positives / n_threshold
+        negatives_flagged[str(k)] = int((good_scores > r.threshold).sum())
 
     summary: dict[str, Any] = dict(info or {})
     summary.update(
@@ -361,9 +422,14 @@ def evaluate(
             "detector_config": detector.config() if hasattr(detector, "config") else {},
             "n_test": n_test,
             "n_good": n_good,
+            "n_threshold": n_threshold,
+            "thresholds_are_oracle": oracle,
             "recall_at_k": recall,
+            "recall_interval_at_k": recall_interval,
             "threshold_at_k": thresholds,
             "false_positives_at_k": false_positives,
+            "false_positive_rate_at_k": false_positive_rate,
+            "negatives_flagged_at_k": negatives_flagged,
             "skipped_k": skipped,
             "table_k": table_k,
             "image_auroc": metrics.image_auroc(good_scores, test_scores),
@@ -372,16 +438,28 @@ def evaluate(
             "process_count": world,
         }
     )
+    if hasattr(detector, "coreset_summary"):
+        summary["coreset"] = detector.coreset_summary()
     maps = [t[2] for t in test_all] + [t[2] for t in good_all]
     masks = [t[3] if t[3] is not None else np.zeros(t[2].shape, bool) for t in test_all] + [
         np.zeros(t[2].shape, bool) for t in good_all
     ]
+    intervals = uncertainty.image_intervals(good_scores, test_scores)
+    histograms = None
     try:
         summary["pixel_auroc"] = metrics.pixel_auroc(maps, masks)
         summary["pixel_ap"] = metrics.pixel_ap(maps, masks)
         summary["aupro"] = metrics.aupro(maps, masks)
     except MetricInputError:  # no masks given (or all empty): pixel metrics do not exist
         summary["pixel_auroc"] = summary["pixel_ap"] = summary["aupro"] = None
+    else:
+        histograms = uncertainty.pixel_histograms(maps, masks)
+        intervals.update(uncertainty.pixel_intervals(histograms, [True] * n_test + [False] * n_good))
+    summary["intervals"] = {name: interval.as_list() for name, interval in intervals.items()}
+    summary["bootstrap"] = {"resamples": uncertainty.RESAMPLES, "seed": uncertainty.SEED, "level": uncertainty.LEVEL,
+                            "stratified_by": "label (anomalous / anomaly-free images)",
+                            "pixel_bins": uncertainty.PIXEL_BINS}
+    summary["small_sample_caveat"] = uncertainty.small_sample_caveat(n_good)
 
     detected = f"detected_k{table_k}"
     tables = {}
@@ -398,7 +476,7 @@ def evaluate(
         tables["brightness"] = report.recall_long(chosen, detected, ["brightness_bin"])
         summary["brightness_subset"] = subset
     if "defect" in samples and samples["defect"].notna().any():
-        tables["defect"] = _defect_table(samples, detected, good_scores, test_all, good_all)
+        tables["defect"] = _defect_table(samples, detected, good_scores, test_all, good_all, histograms)
     import pandas as pd
 
     tables["k"] = pd.DataFrame(
@@ -410,9 +488,10 @@ def evaluate(
     return Evaluation(samples=samples, good=good, summary=summary, tables=tables)
 
 
-def _defect_table(samples, detected: str, good_scores: np.ndarray, test_all: list, good_all: list):
+def _defect_table(samples, detected: str, good_scores: np.ndarray, test_all: list, good_all: list, histograms=None):
     """Recall per defect class, and each class's image AUROC, pixel AUROC and AUPRO measured
-    against all anomaly-free images (as MVTec AD reports per category)."""
+    against all anomaly-free images (as MVTec AD reports per category), each with its bootstrap 95 %
+    interval (``*_low``, ``*_high``; pixel intervals from ``histograms``, one row per test then good image)."""
     table = report.recall_long(samples, detected, ["defect"])
     good_maps = [t[2] for t in good_all]
     good_masks = [np.zeros(m.shape, bool) for m in good_maps]
@@ -429,7 +508,28 @@ def _defect_table(samples, detected: str, good_scores: np.ndarray, test_all: lis
         except MetricInputError:  # a class without masks has no pixel metrics
             pixel_auroc.append(float("nan"))
             aupro.append(float("nan"))
-    return table.assign(image_auroc=image_auroc, pixel_auroc=pixel_auroc, aupro=aupro)
+    table = table.assign(image_auroc=image_auroc, pixel_auroc=pixel_auroc, aupro=aupro)
+    return table.assign(**_defect_intervals(table["defect"], defects, good_scores, test_all, histograms))
+
+
+def _defect_intervals(names, defects: np.ndarray, good_scores: np.ndarray, test_all: list, histograms) -> dict:
+    """``{metric_low: [...], metric_high: [...]}`` per defect class (NaN where the metric does not exist)."""
+    columns: dict[str, list[float]] = {f"{m}_{end}": [] for m in ("image_auroc", "pixel_auroc", "aupro")
+                                       for end in ("low", "high")}
+    n_test = len(test_all)
+    for name in names:
+        chosen = np.flatnonzero(defects == name)
+        found = {"image_auroc": uncertainty.bootstrap_interval(good_scores, [test_all[i][1] for i in chosen])}
+        if histograms is not None and histograms.positive[chosen].sum() > 0:
+            rows = np.r_[chosen, np.arange(n_test, histograms.negative.shape[0])]
+            subset = uncertainty.PixelHistograms(*(np.asarray(a)[rows] for a in (
+                histograms.negative, histograms.positive, histograms.region_share, histograms.regions)))
+            found.update(uncertainty.pixel_intervals(subset, rows < n_test))
+        for metric in ("image_auroc", "pixel_auroc", "aupro"):
+            interval = found.get(metric)
+            columns[f"{metric}_low"].append(float("nan") if interval is None else interval.low)
+            columns[f"{metric}_high"].append(float("nan") if interval is None else interval.high)
+    return columns
 
 
 def _brightness_subset(samples, requested: dict[str, str] | None) -> dict[str, str]:
@@ -513,18 +613,34 @@ def _fit_images(args) -> list[np.ndarray]:
     return [decode(split[i]["image"]) for i in range(len(split))]
 
 
-def _refuse_fitting_on_threshold_images(args, defect_set) -> None:
-    """A detector fitted on the images that set its thresholds reports inflated recall."""
-    fit = Path(args.fit).resolve()
-    threshold_dirs = [Path(args.good).resolve()] if args.good is not None else []
-    if defect_set is not None and args.good is None:
-        threshold_dirs += sorted({s.image.parent for s in defect_set.test_good})
-    for folder in threshold_dirs:
-        if fit == folder or folder in fit.parents:
+def _digest(image) -> str:
+    """Content hash of an image's pixels (shape, dtype and values): the same image under another path or name
+    has the same digest."""
+    import hashlib
+
+    array = np.ascontiguousarray(np.asarray(decode(image)))
+    return hashlib.sha256(f"{array.shape}{array.dtype}".encode() + array.tobytes()).hexdigest()
+
+
+def _digests(rows) -> set[str]:
+    """Digests of every image of ``rows`` (list of dicts or arrays, or a ``datasets.Dataset``)."""
+    n, get_row, _ = _rows_access(rows)
+    return {_digest(get_row(i)[0]) for i in range(n)}
+
+
+def _refuse_overlap_with_fit(fit_images, fit_source: str, evaluated: dict[str, Any]) -> None:
+    """A detector scored on (or thresholded by) its own fit images reports inflated numbers: refuse any
+    image of ``evaluated`` (name -> rows, ``None`` to skip) whose pixels equal a fit image's."""
+    fit = {_digest(image) for image in fit_images}
+    for name, rows in evaluated.items():
+        if rows is None:
+            continue
+        shared = len(_digests(rows) & fit)
+        if shared:
             raise DetectError(
-                f"refusing to fit on {args.fit}: those anomaly-free images set the false-positive threshold "
-                "and a detector that memorised them would report inflated recall; fit on separate images "
-                "(e.g. the folder's train/good, the default)"
+                f"refusing to evaluate: {shared} image(s) of {name} have the same pixels as images the detector is "
+                f"fitted on ({fit_source}); a detector scored on its own fit images reports inflated numbers. "
+                "Fit on images that are neither threshold nor test images, or set the thresholds with other images"
             )
 
 
@@ -584,11 +700,16 @@ def _evaluate_into(args: argparse.Namespace, accelerator: Any, out: Path) -> int
             raise DetectError(f"--category is for VisA folders; {args.dataset} is not one")
         test, good = load_evaluation_splits(args.dataset, args.revision)
         good_source = f"{args.dataset} split {GOOD_SPLIT!r}"
+    threshold_rows, threshold_source = None, good_source
     if args.good is not None:
-        good, good_source = _good_folder_rows(args.good), str(args.good)
+        threshold_rows, threshold_source = _good_folder_rows(args.good), str(args.good)
+        if not good:  # no anomaly-free test images: the threshold set is the only set of negatives
+            good, good_source, threshold_rows = threshold_rows, threshold_source, None
     elif defect_set is not None and not defect_set.test_good:
         raise DetectError(f"{defect_set.root} has no anomaly-free test images; pass --good DIR to set the "
                           "false-positive thresholds")
+    if threshold_rows is not None and _digests(threshold_rows) & _digests(good):
+        threshold_rows = None  # the same pixels as the negatives: thresholds from the negatives, said so
     pixel_size = args.pixel_size
     if pixel_size is None:
         pixel_size = 0 if defect_set is not None else SYNTHETIC_PIXEL_SIZE
@@ -609,8 +730,8 @@ def _evaluate_into(args: argparse.Namespace, accelerator: Any, out: Path) -> int
                 images = defect_set.load_images(defect_set.train_good)
                 fit_source = f"{_short(defect_set.root)}/train/good"
             else:
-                _refuse_fitting_on_threshold_images(args, defect_set)
                 images, fit_source = _fit_images(args), str(args.fit)
+            _refuse_overlap_with_fit(images, fit_source, {threshold_source: threshold_rows, good_source: good})
             print(f"fitting {args.detector} on {len(images)} anomaly-free images ({fit_source})", file=sys.stderr)
             started = time.perf_counter()
             detector.fit(images, progress=not args.no_progress)
@@ -625,16 +746,15 @@ def _evaluate_into(args: argparse.Namespace, accelerator: Any, out: Path) -> int
     evaluation = evaluate(
         test, good, detector, ks=ks, table_k=args.table_k, brightness_subset=subset,
         pixel_size=pixel_size, batch_size=args.batch_size, accelerator=accelerator,
-        progress=not args.no_progress,
+        progress=not args.no_progress, threshold_images=threshold_rows,
         info={"dataset": str(args.dataset), "revision": args.revision,
               "dataset_layout": defect_set.layout if defect_set is not None else "anomalyforge",
               "fit": None if args.fit is None else str(args.fit), "detector_file": str(detector_file),
-              "good_source": good_source, "fit_seconds": fit_seconds},
+              "negatives_source": good_source,
+              "threshold_source": good_source if threshold_rows is None else threshold_source,
+              "fit_seconds": fit_seconds},
     )
     if evaluation is not None:
-        if evaluation.summary["skipped_k"]:
-            print("warning: " + skipped_k_message(evaluation.summary["skipped_k"], evaluation.summary["n_good"]),
-                  file=sys.stderr)
         evaluation.write(out)
         print(evaluation.text())
         print(f"results in {out}")

@@ -190,6 +190,11 @@ def aupro(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray], fpr_limit: fl
     if not 0.0 < fpr_limit <= 1.0:
         raise MetricInputError(f"fpr_limit must be in (0, 1], got {fpr_limit}")
     fpr, pro = pro_curve(maps, masks)
+    return area_to_limit(fpr, pro, fpr_limit) / fpr_limit
+
+
+def area_to_limit(fpr: np.ndarray, pro: np.ndarray, fpr_limit: float) -> float:
+    """Trapezoid area under the increasing curve ``(fpr, pro)`` (starting at fpr 0) from 0 to ``fpr_limit``."""
     end = np.searchsorted(fpr, fpr_limit, side="right")
     xs, ys = fpr[:end], pro[:end]
     if end < fpr.size and xs[-1] < fpr_limit:
@@ -197,5 +202,4 @@ def aupro(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray], fpr_limit: fl
         x0, x1, y0, y1 = fpr[end - 1], fpr[end], pro[end - 1], pro[end]
         y_at = y0 + (y1 - y0) * (fpr_limit - x0) / (x1 - x0)
         xs, ys = np.r_[xs, fpr_limit], np.r_[ys, y_at]
-    area = float(np.sum((xs[1:] - xs[:-1]) * (ys[1:] + ys[:-1]) / 2.0))
-    return area / fpr_limit
+    return float(np.sum((xs[1:] - xs[:-1]) * (ys[1:] + ys[:-1]) / 2.0))

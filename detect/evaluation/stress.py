@@ -4,12 +4,23 @@ The paper's analysis (recall at k false positives per shape and pixel manipulati
 bin) needs a labelled dataset; this protocol makes one from a few images of a repetitive texture:
 
 1. each image is cut into ``grid x grid`` tiles; alternate tiles fit the detector, the others are
-   the anomaly-free test tiles (the threshold lets exactly ``k`` of them through);
+   the anomaly-free test tiles. The threshold is set on other views of the test tiles, their mirror
+   images and turns by 90, 180 and 270 degrees (7 per tile, ``threshold_views``): it lets exactly
+   ``k`` of those through, so ``k = 1`` is a false-positive rate of 1 / (7 x test tiles), and the
+   test tiles themselves stay the negatives of the AUROC (how many of them the threshold flags is
+   reported too). On an oriented texture a turned view may look unusual, which can only raise the
+   threshold (fewer false positives, lower recall);
 2. ``anomalies`` synthetic anomalies cycle through every shape x mode x size bin of the method on
    the test tiles (seeds ``seed``, ``seed + 1``, ...);
 3. ``detect.evaluation.evaluate`` scores both and computes the recall tables, to which this module adds a
-   95 % Wilson interval per cell and a Hanley-McNeil interval for the image AUROC, and warnings
-   when the numbers mean little (the detector separates nothing; the image is not a texture).
+   95 % Wilson interval per cell and bootstrap intervals of the image AUROC, and warnings when the
+   numbers mean little (the AUROC interval contains 0.5; the image is not a texture; cells with few
+   anomalies). The plots put size on the x axis with one line per shape (or mode) only where every
+   cell of that line holds at least ``MIN_CELL_ANOMALIES`` anomalies; the other shapes are pooled
+   into one line, and the title says which.
+
+The default number of anomalies depends on the device (``default_anomalies``): a GPU scores four
+times as many in about the time a CPU takes for the CPU default.
 
 The same protocol runs from Python (``run_stress``), the command line (``anomalyforge stress``)
 and the Space's Stress test tab.
@@ -19,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -27,6 +37,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from detect.errors import DetectError
+from detect.evaluation import uncertainty
 from detect.images import as_colour
 from detect.runtime import choose_device, guarded
 from synth.atomic import atomic_path, write_text_atomic
@@ -39,6 +50,15 @@ _NEEDS_TEXTURES = ("texture",)
 TEXTURE_SPREAD_LIMIT = 0.25
 #: image AUROC below which the detector is called blind to the anomalies (chance is 0.5)
 CHANCE_AUROC = 0.6
+#: anomalies a stress test makes by default, per device kind
+DEFAULT_ANOMALIES = {"cpu": 240, "cuda": 960}
+#: a shape (or mode) gets its own line in the plots only when each of its cells holds this many
+MIN_CELL_ANOMALIES = 10
+
+
+def default_anomalies(device: str | None) -> int:
+    """Anomalies a stress test makes when none are asked for on ``device`` (``None``: CUDA when present)."""
+    return DEFAULT_ANOMALIES["cuda" if str(choose_device(device)).startswith("cuda") else "cpu"]
 
 
 class StressInputError(DetectError):
@@ -59,7 +79,7 @@ class StressConfig:
 
     method: str = "synagen"
     detector: str = "patchcore"
-    anomalies: int = 80
+    anomalies: int = DEFAULT_ANOMALIES["cpu"]
     k: int = 1
     seed: int = 0
     grid: int = 4
@@ -88,7 +108,9 @@ class StressResult:
     ``large_auroc``  the same for the anomalies of the two largest size bins only (all anomalies
                   when the method does not steer the size): a detector that cannot tell even
                   those from anomaly-free tiles is at chance level, whatever the curves show.
-    ``false_positives``  anomaly-free test tiles above the threshold (k, or fewer on ties).
+    ``false_positives``  threshold views above the threshold (k, or fewer on ties), of ``n_threshold``.
+    ``negatives_flagged``  anomaly-free test tiles above the threshold.
+    ``pooled``    shapes / modes drawn as one pooled line: ``{"shape": (...), "mode": (...)}``.
     ``texture_spread``   median histogram distance between tiles (see ``texture_spread``).
     ``warnings``  plain sentences for a reader: chance-level separation, not a texture.
     ``failures``  reasons of anomalies that could not be made (tiles too small for a bin, ...).
@@ -110,6 +132,8 @@ class StressResult:
     texture_spread: float
     warnings: tuple[str, ...] = ()
     failures: tuple[str, ...] = ()
+    n_threshold: int = 0
+    negatives_flagged: int = 0
     evaluation: Any = field(default=None, repr=False, compare=False)
 
     @property
@@ -123,8 +147,10 @@ class StressResult:
         lines = [
             f"{c.detector} fitted on {self.n_fit} tiles at {self.detector_size} px; {self.n_anomalies} {c.method} "
             f"anomalies on {self.n_good} anomaly-free test tiles.",
-            f"The threshold lets {self.false_positives} of {self.n_good} anomaly-free tiles through "
-            f"(k = {c.k}, a false-positive rate of {self.false_positives / self.n_good:.0%}).",
+            f"The threshold lets {self.false_positives} of {self.n_threshold} mirrored and turned views of the "
+            f"anomaly-free test tiles through (k = {c.k}, a false-positive rate of "
+            f"{self.false_positives / self.n_threshold:.1%}); it flags {self.negatives_flagged} of the "
+            f"{self.n_good} test tiles themselves.",
             f"Recall {self.recall:.1%} (95 % interval {self.recall_interval[0]:.0%}-{self.recall_interval[1]:.0%}); "
             f"image AUROC {self.auroc:.3f} (95 % interval {self.auroc_interval[0]:.2f}-{self.auroc_interval[1]:.2f}).",
         ]
@@ -133,13 +159,20 @@ class StressResult:
         return "\n".join(lines + [f"Warning: {w}" for w in self.warnings])
 
     def figures(self) -> dict[str, Any]:
-        """``"shape"`` / ``"mode"`` -> matplotlib Figure: recall against size bin with intervals."""
+        """``"shape"`` / ``"mode"`` -> matplotlib Figure: recall against size bin with intervals, one
+        line per shape (mode) whose cells all hold ``MIN_CELL_ANOMALIES``, the rest pooled."""
         from detect.evaluation.report import plot_recall_by_size
 
         budget = f"k = {self.config.k}"
-        return {by: plot_recall_by_size(self.tables[f"{by}_size"], by,
-                                        f"{self.config.detector}, {self.config.method}: per {by}, {budget}")
-                for by in ("shape", "mode") if f"{by}_size" in self.tables}
+        figures = {}
+        for by in ("shape", "mode"):
+            if f"{by}_size" not in self.tables:
+                continue
+            table, pooled = pool_small_lines(self.tables[f"{by}_size"], by)
+            note = f"; pooled (< {MIN_CELL_ANOMALIES} per cell): {', '.join(pooled)}" if pooled else ""
+            figures[by] = plot_recall_by_size(table, by, f"{self.config.detector}, {self.config.method}: per {by}, "
+                                                         f"{budget}{note}")
+        return figures
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready numbers (what ``write`` stores as ``summary.json``)."""
@@ -147,7 +180,8 @@ class StressResult:
             "config": self.config.__dict__, "recall": self.recall, "recall_interval": list(self.recall_interval),
             "auroc": self.auroc, "auroc_interval": list(self.auroc_interval),
             "large_auroc": self.large_auroc, "large_auroc_interval": list(self.large_auroc_interval),
-            "false_positives": self.false_positives, "n_fit": self.n_fit, "n_good": self.n_good,
+            "false_positives": self.false_positives, "n_threshold": self.n_threshold,
+            "negatives_flagged": self.negatives_flagged, "n_fit": self.n_fit, "n_good": self.n_good,
             "n_anomalies": self.n_anomalies, "detector_size": self.detector_size,
             "texture_spread": self.texture_spread, "chance_level": self.chance_level,
             "warnings": list(self.warnings), "failures": list(self.failures),
@@ -217,25 +251,38 @@ def texture_spread(parts: Sequence[np.ndarray], bins: int = 16) -> float:
     return float(np.median(distances[np.triu_indices(len(h), 1)]))
 
 
-def wilson_interval(detected: int, n: int, z: float = 1.96) -> tuple[float, float]:
+def wilson_interval(detected: int, n: int) -> tuple[float, float]:
     """95 % Wilson score interval of a proportion ``detected / n`` (``(0, 1)`` when ``n`` is 0)."""
     if n <= 0:
         return 0.0, 1.0
-    p = detected / n
-    denominator = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+    interval = uncertainty.wilson(detected, n)
+    return interval.low, interval.high
 
 
-def auroc_interval(auroc: float, n_anomalous: int, n_normal: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % interval of an AUROC from Hanley & McNeil (1982)'s standard error."""
-    a = min(max(auroc, 1e-6), 1 - 1e-6)
-    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
-    var = ((a * (1 - a) + (n_anomalous - 1) * (q1 - a * a) + (n_normal - 1) * (q2 - a * a))
-           / max(1, n_anomalous * n_normal))
-    half = z * math.sqrt(max(var, 0.0))
-    return max(0.0, auroc - half), min(1.0, auroc + half)
+def threshold_views(test_tiles: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The 7 other views of each tile (mirrored left-right and top-bottom, turned by 90, 180 and 270
+    degrees, and the two diagonal mirrors): the same texture, not the same pixels."""
+    views = []
+    for tile in test_tiles:
+        for turns in range(4):
+            turned = np.rot90(tile, turns)
+            views += [turned[:, ::-1]] if turns == 0 else [turned, turned[:, ::-1]]
+    return [np.ascontiguousarray(v) for v in views]
+
+
+def pool_small_lines(table, by: str):
+    """(table, pooled names): the rows of ``by`` values with fewer than ``MIN_CELL_ANOMALIES`` anomalies
+    in some cell summed into one ``"pooled"`` line per size bin (recall and Wilson interval recomputed)."""
+    import pandas as pd
+
+    small = sorted({str(v) for v, part in table.groupby(by) if (part["n"] < MIN_CELL_ANOMALIES).any()})
+    if len(small) < 2:
+        return table, []
+    keep = table[~table[by].astype(str).isin(small)]
+    rest = table[table[by].astype(str).isin(small)].groupby("size_bin", as_index=False)[["n", "detected"]].sum()
+    rest[by] = "pooled"
+    rest["recall"] = rest["detected"] / rest["n"]
+    return pd.concat([keep, _with_intervals(rest)], ignore_index=True), small
 
 
 def stress_axes(method: Any) -> tuple[list[str | None], list[str | None], list[str | None]]:
@@ -331,9 +378,10 @@ def run_stress(images: Sequence[np.ndarray], config: StressConfig = StressConfig
     cache = detectors if detectors is not None else FittedDetectors(capacity=1)
     detector = cache.get(config.detector, digest.hexdigest()[:16], fit, device=device, image_size=size)
     detector.to(device)
+    views = threshold_views(good)
     try:
         evaluation = evaluate(rows, list(good), detector, ks=(config.k,), table_k=config.k,
-                              pixel_size=config.pixel_size, progress=progress)
+                              pixel_size=config.pixel_size, progress=progress, threshold_images=views)
     finally:
         detector.to("cpu")
     summary = evaluation.summary
@@ -342,7 +390,7 @@ def run_stress(images: Sequence[np.ndarray], config: StressConfig = StressConfig
     detected = int(evaluation.samples[f"detected_k{config.k}"].sum())
     auroc = float(summary["image_auroc"])
     spread = texture_spread(fit + good)
-    large_auroc, n_large = _large_auroc(evaluation)
+    large_auroc, large_interval = _large_auroc(evaluation)
     result = StressResult(
         config=config,
         tables={name: _with_intervals(evaluation.tables[name]) for name in ("shape_size", "mode_size")
@@ -350,10 +398,11 @@ def run_stress(images: Sequence[np.ndarray], config: StressConfig = StressConfig
         recall=float(summary["recall_at_k"][k]),
         recall_interval=wilson_interval(detected, made),
         auroc=auroc,
-        auroc_interval=auroc_interval(auroc, made, len(good)),
+        auroc_interval=tuple(summary["intervals"]["image_auroc"]),
         large_auroc=large_auroc,
-        large_auroc_interval=auroc_interval(large_auroc, n_large, len(good)),
+        large_auroc_interval=large_interval,
         false_positives=int(summary["false_positives_at_k"][k]),
+        n_threshold=len(views), negatives_flagged=int(summary["negatives_flagged_at_k"][k]),
         n_fit=len(fit), n_good=len(good), n_anomalies=made, detector_size=size,
         texture_spread=spread,
         failures=tuple(failures),
@@ -362,7 +411,7 @@ def run_stress(images: Sequence[np.ndarray], config: StressConfig = StressConfig
     return replace(result, warnings=_warnings(result))
 
 
-def _large_auroc(evaluation) -> tuple[float, int]:
+def _large_auroc(evaluation) -> tuple[float, tuple[float, float]]:
     from detect.evaluation import metrics
     from detect.evaluation.report import size_bin_order
 
@@ -372,7 +421,8 @@ def _large_auroc(evaluation) -> tuple[float, int]:
         largest = sorted(set(samples["size_bin"]), key=size_bin_order)[-2:]
         scores = samples.loc[samples["size_bin"].isin(largest), "score"].to_numpy(dtype=float)
     good = evaluation.good["score"].to_numpy(dtype=float)
-    return float(metrics.image_auroc(good, scores)), len(scores)
+    interval = uncertainty.bootstrap_interval(good, scores)
+    return float(metrics.image_auroc(good, scores)), (interval.low, interval.high)
 
 
 def _warnings(result: StressResult) -> tuple[str, ...]:
@@ -383,14 +433,19 @@ def _warnings(result: StressResult) -> tuple[str, ...]:
             f"(image AUROC {result.large_auroc:.2f}, 95 % interval {result.large_auroc_interval[0]:.2f}-"
             f"{result.large_auroc_interval[1]:.2f}; 0.5 is a coin toss), so the recall curves say nothing "
             "about shapes or sizes.")
+    low, high = result.auroc_interval
+    if low <= 0.5 <= high:
+        notes.append(f"the image AUROC's 95 % interval ({low:.2f}-{high:.2f}) contains 0.5: over all anomalies the "
+                     "detector may be no better than a coin toss; make more anomalies or give more images.")
     if result.texture_spread > TEXTURE_SPREAD_LIMIT:
         notes.append(
             f"the tiles differ a lot from each other (histogram distance {result.texture_spread:.2f}, textures "
             f"stay below {TEXTURE_SPREAD_LIMIT}): this looks like a photo, not a repetitive texture, so "
             "anomaly-free tiles are not alike and the threshold is set by the most unusual one.")
     small = min((int(n) for t in result.tables.values() for n in t["n"]), default=0)
-    if small < 5:
-        notes.append(f"some cells hold only {small} anomalies: read the shaded 95 % intervals, not single points.")
+    if small < MIN_CELL_ANOMALIES:
+        notes.append(f"some cells hold only {small} anomalies: the plots pool the shapes and modes with fewer than "
+                     f"{MIN_CELL_ANOMALIES} per cell into one line; read the shaded 95 % intervals, not single points.")
     return tuple(notes)
 
 
@@ -410,8 +465,9 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="anomaly-free images")
     parser.add_argument("--method", default=defaults.method, help=f"synthesis method (default {defaults.method})")
     parser.add_argument("--detector", default=defaults.detector, help=f"detector (default {defaults.detector})")
-    parser.add_argument("--anomalies", type=int, default=defaults.anomalies,
-                        help=f"anomalies to make (default {defaults.anomalies})")
+    parser.add_argument("--anomalies", type=int, default=None,
+                        help="anomalies to make (default: " + ", ".join(f"{n} on {kind}" for kind, n in DEFAULT_ANOMALIES.items())
+                             + ")")
     parser.add_argument("--k", type=int, default=defaults.k, help="false positives allowed (default 1)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="first seed (default 0)")
     parser.add_argument("--grid", type=int, default=defaults.grid, help="tiles per side (default 4)")
@@ -436,7 +492,8 @@ def _stress_cli(args: argparse.Namespace) -> int:
 
     try:
         images = [load_image(path) for path in args.images]
-        config = StressConfig(method=args.method, detector=args.detector, anomalies=args.anomalies, k=args.k,
+        anomalies = args.anomalies if args.anomalies is not None else default_anomalies(args.device)
+        config = StressConfig(method=args.method, detector=args.detector, anomalies=anomalies, k=args.k,
                               seed=args.seed, grid=args.grid, image_size=args.image_size)
         result = run_stress(images, config, device=args.device)
     except InvalidImageError as exc:  # reported like every other bad input of the command

@@ -15,6 +15,17 @@ surface anomaly detection" (ICCV 2021); one of ASBench's detection pipelines. Tw
 Training: Adam, lr 1e-4, lr × 0.2 at 80 % and 90 % of the steps, batch 8 (the paper: 700 epochs);
 each sample carries an anomaly with probability ``anomaly_ratio`` (DRAEM's default 0.5) made by the
 ``draem`` synth method by default (Perlin mask, texture fill) or any other method or mix.
+
+Against the papers' runs, two defaults differ, each with an option that runs the papers' way:
+
+* textures: DRAEM fills its anomalies from DTD; without ``textures=DIR`` (a texture folder, e.g.
+  DTD's ``images/``) the ``draem`` method fills from the image's own shuffled tiles;
+* training-image augmentation: DRAEM's code rotates a training image by U(-90°, 90°) with
+  probability 0.3 (black corners); the default here flips it left-right and up-down (each with
+  probability 1/2), as every pipeline of this project does, so a given seed keeps training on the
+  same samples; ``source_augment="rotate"`` trains on DRAEM's rotations.
+  (The ``draem`` synth method itself follows DRAEM: Perlin mask rotated by U(-90°, 90°), the
+  texture's own augmentations including its rotation.)
 Scoring: pixel map = the discriminative output (probability); image score = maximum of the map
 after a 21×21 mean filter.
 
@@ -120,7 +131,8 @@ class DRAEM(SyntheticTrainedDetector):
     sub-networks; ``PAPER_WIDTHS`` = 128/64), ``ssim_weight`` (λ of ``L_rec``, 1),
     ``focal_gamma`` (2) and ``focal_alpha`` (``None``: both classes weighted 1, as DRAEM).
     Defaults follow the paper: ``methods="draem"``, ``anomaly_ratio=0.5``, Adam ``lr=1e-4``,
-    ``score_kernel=21``.
+    ``score_kernel=21``; the paper's textures and training-image rotations with
+    ``textures=DIR, source_augment="rotate"`` (see the module doc).
     """
 
     name = "draem"

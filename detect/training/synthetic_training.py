@@ -32,7 +32,7 @@ from torch import nn
 
 from detect.detectors.detector import Detector
 from detect.errors import DetectError
-from detect.runtime import choose_device
+from detect.runtime import choose_device, fastest_threads
 from synth.atomic import atomic_path
 
 LOGISTIC_K = 1.0 / 3.0
@@ -97,6 +97,13 @@ class SyntheticAnomalies(torch.utils.data.Dataset):
                  uses its own random stream, so the anomalies of ratio 1 do not depend on it.
     ``label``    ``"logistic"`` (NSA's label of the change) or ``"mask"`` (the changed pixels, 0/1).
     ``with_source``  also return the anomaly-free image (the reconstruction target).
+    ``textures`` texture image files for the methods that fill from one (DRAEM's fill, e.g. DTD;
+                 SYNAGEN's ``texture`` mode): each sample reads one, drawn uniformly on a random
+                 stream of its own (as DRAEM reads one texture per sample), so the other draws stay
+                 those of a run without textures; none: DRAEM fills from the image's own tiles.
+    ``source_augment``  how a sample's fit image is varied before the anomaly: ``"flips"`` (default;
+                 left-right and up-down, each with probability 1/2) or ``"rotate"`` (DRAEM's code:
+                 with probability 0.3 a rotation by U(-90°, 90°) about the centre, black corners).
 
     Returns ``(image, label)`` or ``(image, label, source)``: image and source float32
     ``(C, H, W)`` in [0, 1], label float32 ``(1, H, W)`` in [0, 1] (all 0 without an anomaly).
@@ -112,9 +119,13 @@ class SyntheticAnomalies(torch.utils.data.Dataset):
         ratio: float = 1.0,
         label: LabelKind = "logistic",
         with_source: bool = False,
+        textures: Sequence[str | Path] = (),
+        source_augment: str = "flips",
     ) -> None:
         if label not in ("logistic", "mask"):
             raise DetectError(f"label must be 'logistic' or 'mask', got {label!r}")
+        self.source_augment = check_source_augment(source_augment)
+        self.textures = tuple(str(t) for t in textures)
         self.images = images
         if isinstance(methods, Mapping):
             weights = method_weights(methods)
@@ -147,7 +158,7 @@ class SyntheticAnomalies(torch.utils.data.Dataset):
             x = torch.from_numpy(source.astype(np.float32) / 255.0).permute(2, 0, 1).contiguous()
             y = torch.zeros((1,) + source.shape[:2], dtype=torch.float32)
             return (x, y, x.clone()) if self.with_source else (x, y)
-        source, out, mask = self._draw_anomaly(rng)
+        source, out, mask = self._draw_anomaly(rng, self.texture(index))
         if self.label == "logistic":
             change = np.abs(out - source.astype(np.float32)).mean(axis=2)  # 0..255 units
             label = logistic_label(mask, change)
@@ -159,12 +170,29 @@ class SyntheticAnomalies(torch.utils.data.Dataset):
             return x, y, torch.from_numpy(source.astype(np.float32) / 255.0).permute(2, 0, 1).contiguous()
         return x, y
 
-    def draw_source(self, rng: np.random.Generator) -> tuple[int, bool, bool]:
-        """Which fit image a sample starts from and its flips ``(index, left-right, up-down)``."""
-        index = int(rng.integers(len(self.images)))
-        return index, bool(rng.random() < 0.5), bool(rng.random() < 0.5)
+    def texture_pick(self, index: int) -> int | None:
+        """Which texture file sample ``index`` fills from (``None`` without textures)."""
+        if not self.textures:
+            return None
+        return int(np.random.default_rng([self.seed, int(index), 2]).integers(len(self.textures)))
 
-    def draw_attempt(self, rng: np.random.Generator) -> tuple[tuple[int, bool, bool], int, str, int]:
+    def texture(self, index: int) -> tuple[np.ndarray, ...]:
+        """The texture image sample ``index`` fills from, as a ``textures`` argument of ``synthesize``."""
+        from detect.images import load_image
+
+        pick = self.texture_pick(index)
+        return () if pick is None else (load_image(self.textures[pick]),)
+
+    def draw_source(self, rng: np.random.Generator) -> SourceDraw:
+        """Which fit image a sample starts from and how it is varied: ``(index, left-right flip,
+        up-down flip, rotation in degrees or None)``."""
+        index = int(rng.integers(len(self.images)))
+        if self.source_augment == "rotate":
+            rotate = rng.random() < DRAEM_ROTATION_PROBABILITY
+            return index, False, False, float(rng.uniform(-90.0, 90.0)) if rotate else None
+        return index, bool(rng.random() < 0.5), bool(rng.random() < 0.5), None
+
+    def draw_attempt(self, rng: np.random.Generator) -> tuple[SourceDraw, int, str, int]:
         """One attempt at an anomaly: the source draw, the partner image's index, the method and
         its seed (the draws every path makes, in this order)."""
         source = self.draw_source(rng)
@@ -180,19 +208,22 @@ class SyntheticAnomalies(torch.utils.data.Dataset):
         image = self.images[index]
         return image[:, :, 0] if image.shape[2] == 1 else image
 
-    def _source(self, draw: tuple[int, bool, bool]) -> np.ndarray:
-        index, flip_lr, flip_ud = draw
+    def _source(self, draw: SourceDraw) -> np.ndarray:
+        index, flip_lr, flip_ud, angle = draw
         source = self.images[index]
         if flip_lr:
             source = source[:, ::-1]
         if flip_ud:
             source = source[::-1]
+        if angle is not None:
+            source = rotated(source, angle)
         return np.ascontiguousarray(source)
 
     def _draw_source(self, rng: np.random.Generator) -> np.ndarray:
         return self._source(self.draw_source(rng))
 
-    def _draw_anomaly(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _draw_anomaly(self, rng: np.random.Generator,
+                      textures: tuple[np.ndarray, ...] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         from synth import SynthError, synthesize
 
         for _attempt in range(ANOMALY_ATTEMPTS):
@@ -200,7 +231,8 @@ class SyntheticAnomalies(torch.utils.data.Dataset):
             source = self._source(draw)
             image = source[:, :, 0] if source.shape[2] == 1 else source
             try:
-                anomaly = synthesize(image, method, seed=seed, partners=(self.partner(partner),))
+                anomaly = synthesize(image, method, seed=seed, partners=(self.partner(partner),),
+                                     textures=textures)
             except SynthError:
                 continue  # an anomaly that does not fit this image: draw another
             if anomaly.mask.any():
@@ -211,12 +243,42 @@ class SyntheticAnomalies(torch.utils.data.Dataset):
 #: attempts (source, partner, method, seed) at one sample's anomaly before giving up
 ANOMALY_ATTEMPTS = 8
 
+#: a sample's source draw: (fit image index, left-right flip, up-down flip, rotation in degrees or None)
+SourceDraw = tuple[int, bool, bool, float | None]
+SOURCE_AUGMENTS = ("flips", "rotate")
+#: DRAEM's code rotates a training image with probability 0.3 (``torch.rand(1) > 0.7``)
+DRAEM_ROTATION_PROBABILITY = 0.3
 
-def no_anomaly_error(methods: Sequence[str]) -> DetectError:
-    return DetectError(
-        f"could not make a synthetic anomaly with {methods} in {ANOMALY_ATTEMPTS} attempts; "
-        "are the fit images large enough (>= 32 px) and not constant?"
-    )
+
+def check_source_augment(name: str) -> str:
+    if name not in SOURCE_AUGMENTS:
+        raise DetectError(f"source_augment must be one of {', '.join(SOURCE_AUGMENTS)}, got {name!r}")
+    return name
+
+
+def rotated(image: np.ndarray, angle: float) -> np.ndarray:
+    """``image`` ``(H, W, C)`` rotated by ``angle`` degrees about its centre, bilinear, black outside
+    (DRAEM's ``iaa.Affine(rotate=(-90, 90))`` on its training images)."""
+    import cv2
+
+    h, w = image.shape[:2]
+    matrix = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), angle, 1.0)
+    out = cv2.warpAffine(np.ascontiguousarray(image), matrix, (w, h), flags=cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return out.reshape(image.shape)
+
+
+def texture_files(folder: str | Path) -> tuple[str, ...]:
+    """The image files under a texture folder (e.g. DTD's ``images/``; recursive, sorted), checked to exist."""
+    from detect.images import IMAGE_SUFFIXES
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise DetectError(f"textures: {folder} is not a folder")
+    files = sorted(str(p) for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DetectError(f"textures: no images ({', '.join(IMAGE_SUFFIXES)}) found in {folder}")
+    return tuple(files)
 
 
 class DeviceSyntheticBatches:
@@ -241,8 +303,10 @@ class DeviceSyntheticBatches:
         # the fit images on the device, (N, C, H, W) uint8
         self.images = torch.from_numpy(np.ascontiguousarray(dataset.images)).permute(0, 3, 1, 2).to(self.device)
 
-    def _source(self, draw: tuple[int, bool, bool]) -> torch.Tensor:
-        index, flip_lr, flip_ud = draw
+    def _source(self, draw: SourceDraw) -> torch.Tensor:
+        index, flip_lr, flip_ud, angle = draw
+        if angle is not None:  # rotated as the CPU path does (OpenCV), then moved to the device
+            return torch.from_numpy(self.dataset._source(draw)).permute(2, 0, 1).to(self.device)
         image = self.images[index]
         if flip_lr:
             image = image.flip(-1)
@@ -267,15 +331,17 @@ class DeviceSyntheticBatches:
         for _attempt in range(ANOMALY_ATTEMPTS):
             if not pending:
                 break
-            groups: dict[tuple[str, int | None], list[tuple[int, torch.Tensor, int]]] = {}
+            # one renderer call per method, partner image and texture
+            groups: dict[tuple[str, int, int | None], list[tuple[int, torch.Tensor, int]]] = {}
             for k, rng in list(pending.items()):
                 draw, partner, method, seed = data.draw_attempt(rng)
                 if method not in self.batched:
                     cpu_samples[k] = tuple(t.to(self.device) for t in data[indices[k]])
                     del pending[k]
                     continue
-                groups.setdefault((method, partner), []).append((k, self._source(draw), seed))
-            for (method, partner), members, results in self._render(groups):
+                groups.setdefault((method, partner, data.texture_pick(indices[k])), []).append(
+                    (k, self._source(draw), seed))
+            for (method, partner, _texture), members, results in self._render(groups, indices):
                 for (k, source, _), result in zip(members, results):
                     if result is not None:
                         sources[k], outputs[k], masks[k] = source, *result
@@ -284,8 +350,10 @@ class DeviceSyntheticBatches:
             raise no_anomaly_error(data.methods)
         return self._assemble(sources, outputs, masks, cpu_samples)
 
-    def _render(self, groups: dict[tuple[str, int], list[tuple[int, torch.Tensor, int]]]):
-        """``((method, partner), members, results)`` per group, through ``synth.engine`` (one batch
+    def _render(self, groups: dict[tuple[str, int, int | None], list[tuple[int, torch.Tensor, int]]],
+                indices: Sequence[int]):
+        """``((method, partner, texture), members, results)`` per group (one per method, partner image
+        and texture file), through ``synth.engine`` (one batch
         per group, the next one's specs drawn while this one renders): ``(output, mask)`` per
         member, ``None`` where the anomaly did not fit (as the CPU path skips a ``SynthError`` or an
         empty mask and draws again; one anomaly's problem costs only that one)."""
@@ -293,10 +361,12 @@ class DeviceSyntheticBatches:
         from synth.engine import Draw, Engine, Group
 
         by_method: dict[str, list[Group]] = {}
-        for (method, partner), members in groups.items():
+        for (method, partner, texture), members in groups.items():
+            textures = () if texture is None else self.dataset.texture(indices[members[0][0]])
             by_method.setdefault(method, []).append(Group(
                 [Draw(seed) for _, _, seed in members], torch.stack([source for _, source, _ in members]),
-                partners=(self.dataset.partner(partner),), key=((method, partner), members),
+                textures=textures, partners=(self.dataset.partner(partner),),
+                key=((method, partner, texture), members),
             ))
         for method, batches in by_method.items():
             size = max(len(group.draws) for group in batches)
@@ -348,6 +418,10 @@ class SyntheticTrainedDetector(Detector):
     ``synth_device``   make the training anomalies batched on this torch device (e.g. ``"cuda"``)
                        with :class:`DeviceSyntheticBatches` instead of in CPU loader processes;
                        ``None`` (default): the CPU loader.
+    ``textures``       a folder of texture images the training anomalies fill from (DRAEM's papers:
+                       DTD); ``None`` (default): DRAEM's fill falls back to the image's own tiles.
+    ``source_augment`` ``"flips"`` (default) or ``"rotate"`` (DRAEM's code), see
+                       :class:`SyntheticAnomalies`.
 
     Subclasses set ``label_kind``/``needs_source`` and implement ``build_model``, ``training_loss``
     and ``anomaly_maps``; they may override ``make_optimizer``, ``lr_factor`` and ``before_step``.
@@ -370,9 +444,14 @@ class SyntheticTrainedDetector(Detector):
         mixed_precision: str = "no",
         num_workers: int = 0,
         synth_device: str | None = None,
+        textures: str | None = None,
+        source_augment: str = "flips",
         **common: Any,
     ) -> None:
         super().__init__(**common)
+        # read when training starts (a saved detector loads where the folder is gone)
+        self.textures = None if textures is None else str(textures)
+        self.source_augment = check_source_augment(source_augment)
         weights = method_weights(methods)
         if isinstance(methods, Mapping):
             self.methods: tuple[str, ...] | dict[str, float] = {str(k): float(v) for k, v in methods.items()}
@@ -414,6 +493,8 @@ class SyntheticTrainedDetector(Detector):
             "lr": self.lr,
             "score_kernel": self.score_kernel,
             "mixed_precision": self.mixed_precision,
+            "textures": self.textures,
+            "source_augment": self.source_augment,
         }
 
     # --- what a pipeline provides -------------------------------------------------------------
@@ -479,9 +560,11 @@ class SyntheticTrainedDetector(Detector):
     def training_data(self, images: torch.Tensor) -> SyntheticAnomalies:
         """The endless synthetic training set of float32 ``(N, C, H, W)`` fit images in [0, 1]."""
         uint8_images = (images.permute(0, 2, 3, 1).clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()
+        textures = () if self.textures is None else texture_files(self.textures)
         return SyntheticAnomalies(
             uint8_images, self.methods, self.seed, length=2**62, ratio=self.anomaly_ratio,
-            label=self.label_kind, with_source=self.needs_source,
+            label=self.label_kind, with_source=self.needs_source, textures=textures,
+            source_augment=self.source_augment,
         )
 
 
@@ -560,32 +643,34 @@ def train_on_synthetic(
     scaler = torch.amp.GradScaler(device.type, enabled=accelerator is None and autocast_dtype is torch.float16)
     bar = tqdm(total=detector.steps, initial=start, desc=f"train {detector.name}", disable=not (progress and is_main))
     step = start
-    for data in loader:
-        data = tuple(t.to(device) for t in data)
-        if data[0].shape[1] == 1:  # gray images: the networks take 3 channels
-            data = tuple(t.expand(-1, 3, -1, -1) if i != 1 else t for i, t in enumerate(data))
-        for group in optimizer.param_groups:
-            group["lr"] = detector.lr * detector.lr_factor(step)
-        detector.before_step(accelerator.unwrap_model(model) if accelerator is not None else model, step, steps_per_round)
-        if accelerator is not None:
-            with accelerator.autocast():
-                loss = detector.training_loss(model, data)
-        else:
-            with torch.autocast(device.type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
-                loss = detector.training_loss(model, data)
-        optimizer.zero_grad(set_to_none=True)
-        if accelerator is not None:
-            accelerator.backward(loss)
-            optimizer.step()
-        else:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        step += 1
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.4f}")
-        if ckpt_dir is not None and (step == end or (checkpoint_every and step % checkpoint_every == 0)):
-            _save_checkpoint(ckpt_dir, step, model, optimizer, detector, accelerator, is_main)
+    # small convolutions at batch 8: on the CPU one thread is fastest (benchmarks/thread_overhead.py)
+    with fastest_threads(device):
+        for data in loader:
+            data = tuple(t.to(device) for t in data)
+            if data[0].shape[1] == 1:  # gray images: the networks take 3 channels
+                data = tuple(t.expand(-1, 3, -1, -1) if i != 1 else t for i, t in enumerate(data))
+            for group in optimizer.param_groups:
+                group["lr"] = detector.lr * detector.lr_factor(step)
+            detector.before_step(accelerator.unwrap_model(model) if accelerator is not None else model, step, steps_per_round)
+            if accelerator is not None:
+                with accelerator.autocast():
+                    loss = detector.training_loss(model, data)
+            else:
+                with torch.autocast(device.type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
+                    loss = detector.training_loss(model, data)
+            optimizer.zero_grad(set_to_none=True)
+            if accelerator is not None:
+                accelerator.backward(loss)
+                optimizer.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            if ckpt_dir is not None and (step == end or (checkpoint_every and step % checkpoint_every == 0)):
+                _save_checkpoint(ckpt_dir, step, model, optimizer, detector, accelerator, is_main)
     bar.close()
     if accelerator is not None:
         model = accelerator.unwrap_model(model)
