@@ -42,6 +42,8 @@ FASTEST_THREADS = 1
 @contextlib.contextmanager
 def fastest_threads(device: str | torch.device = "cpu"):
     """Run the block with ``FASTEST_THREADS`` torch CPU threads when ``device`` is the CPU (restored after)."""
+    import torch
+
     if torch.device(device).type != "cpu":
         yield
         return
