@@ -65,7 +65,7 @@ from synth import (
 )
 from synth.export import export_parquet, export_rows, export_zip
 from synth.image import save_png
-from synth.preview import contour_overlay, display_rgb, heatmap_overlay, mask_preview, region_from_layers
+from synth.preview import contour_overlay, display_rgb, heatmap_overlay, mask_preview, region_from_layers, shrink
 from synth.record import RECORD_COLUMNS, Column
 from synth.version import tool_version
 
@@ -403,6 +403,38 @@ def read_upload(path: str | None, what: str = "image") -> np.ndarray:
             print_exception=False,
         )
     return image
+
+
+def readable_uploads(paths: Sequence[str]) -> tuple[list[np.ndarray], list[str]]:
+    """The images of ``paths`` that decode, and the names of those skipped (each said in a warning);
+    ``gr.Error`` when none is usable."""
+    images, skipped, reasons = [], [], []
+    for path in paths:
+        try:
+            images.append(read_upload(path))
+        except gr.Error as exc:
+            skipped.append(Path(path).name)
+            reasons.append(exc.message)
+    if not images:
+        raise gr.Error(reasons[0], title="Not a usable image", print_exception=False)
+    for reason in reasons:
+        gr.Warning(f"Skipped: {reason}")
+    return images, skipped
+
+
+def check_uploads(files: Any) -> None:
+    """Say at upload, not at the button, which files cannot be used (not an image, too small,
+    over the pixel limit): one warning each."""
+    for path in _paths(files):
+        try:
+            read_upload(path)
+        except gr.Error as exc:
+            gr.Warning(exc.message)
+
+
+def cleared() -> str:
+    """A status pane emptied as a run starts, so that an error never sits above the last success."""
+    return ""
 
 
 def upload_notes(path: str, image: np.ndarray) -> list[str]:
@@ -810,21 +842,24 @@ class Space:
         progress(0.05, desc="Reading images")
         source_path = image_path or self.examples["brick"]
         views = (generated or {}).get("views") or []
+        # (name, image, truth): truth is None (unknown), CLEAN, or the anomaly's bool mask
         if test_paths:
-            tests = [(Path(p).name, as_colour(read_upload(p, "test image"))) for p in test_paths]
+            tests = [(Path(p).name, as_colour(read_upload(p, "test image")), None) for p in test_paths]
             what = f"{len(tests)} uploaded image(s)"
         elif views and (reference != GENERATED or views[0]["source"] == source_path):
-            tests = [("clean source", as_colour(read_upload(views[0]["before"], "clean image")))]
-            tests += [(v["name"], as_colour(read_upload(v["after"], "generated image"))) for v in views]
+            tests = [("clean source", as_colour(read_upload(views[0]["before"], "clean image")), CLEAN)]
+            tests += [(v["name"], as_colour(read_upload(v["after"], "generated image")),
+                       read_upload(v["mask"], "mask")[..., 0] > 0) for v in views]
             what = f"the {len(views)} anomalies made in Generate and their clean source"
         else:
             source = read_upload(source_path)
             method = "synagen" if "synagen" in available_methods() else available_methods()[0]
-            tests = [("clean source", as_colour(display_rgb(source, PREVIEW_SIDE)))]
+            tests = [("clean source", as_colour(display_rgb(source, PREVIEW_SIDE)), CLEAN)]
             for seed in range(DETECT_DEMO_COUNT):
                 anomaly = synthesize(source, method, seed=seed, size_bin=DEFAULT_BINS[-1].name)
                 tests.append((f"{method} seed {seed} ({anomaly.record['shape']}, {anomaly.record['mode']})",
-                              as_colour(display_rgb(anomaly.image, PREVIEW_SIDE))))
+                              as_colour(display_rgb(anomaly.image, PREVIEW_SIDE)),
+                              shrink(anomaly.mask.astype(np.uint8) * 255, PREVIEW_SIDE) > 0))
             what = (f"{DETECT_DEMO_COUNT} large {method} anomalies made now on {Path(source_path).name} "
                     "and the clean image (generate or upload to score your own)")
         if fit_paths:
@@ -835,6 +870,7 @@ class Space:
             source = f"{len(fits)} uploaded anomaly-free image(s)"
             held = ("the held-out last anomaly-free image" if len(goods) > 1
                     else "the fit image itself (upload 2+ for a held-out reference)")
+            one_image = len(goods) < 3
         else:
             path = source_path if reference == GENERATED else self.examples[reference]
             base = read_upload(path, "reference image")
@@ -843,14 +879,15 @@ class Space:
             source = (f"**{Path(path).name}** ({'the Generate tab' if reference == GENERATED else 'example'} image) "
                       "and its two mirror images")
             held = "the same image turned by 180 degrees"
-        unlike = [name for name, image in tests if texture_spread([fits[0], image]) > TEXTURE_SPREAD_LIMIT]
+            one_image = True
+        unlike = [name for name, image, _ in tests if texture_spread([fits[0], image]) > TEXTURE_SPREAD_LIMIT]
         if unlike:
             gr.Warning(f"{', '.join(unlike[:3])}{' ...' if len(unlike) > 3 else ''} look unlike the images the "
                        "detector is fitted on, so they will score high whatever they show: upload anomaly-free "
                        "images of their kind (or choose another image to fit on).")
         progress(0.2, desc=f"Scoring with {shown}" if uploaded else f"Fitting {shown} (once, then cached) and scoring")
         try:
-            (normal, result), device = score_on_device(detector_name, key, fits, [held_out, [t for _, t in tests]],
+            (normal, result), device = score_on_device(detector_name, key, fits, [held_out, [t for _, t, _ in tests]],
                                                        self.config.detect_size, **model_options)
         except DetectError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
@@ -860,19 +897,25 @@ class Space:
         top = typical + 2.0 * max(threshold - typical, 1e-9)
         folder = self.work.folder(request.session_hash, "detect")
         gallery, rows = [], []
-        for i, ((name, image), score, amap) in enumerate(zip(tests, result.scores, result.maps)):
+        for i, ((name, image, truth), score, amap) in enumerate(zip(tests, result.scores, result.maps)):
             # one scale for every image, anchored on the reference: the threshold is mid-scale
-            overlay = _png(folder, f"heatmap_{i}.png",
-                           heatmap_overlay(image, amap, typical, top, opacity=0.6, max_side=PREVIEW_SIDE))
-            verdict = "anomalous" if score > threshold else "normal"
+            heat = heatmap_overlay(image, amap, typical, top, opacity=0.6, max_side=PREVIEW_SIDE)
+            if truth is not None and truth is not CLEAN:  # the true mask outlined on the heatmap
+                heat = contour_overlay(heat, shrink(truth.astype(np.uint8) * 255, max(heat.shape[:2])) > 0,
+                                       colour=TRUTH_RGB)
+            overlay = _png(folder, f"heatmap_{i}.png", heat)
+            verdict = detect_verdict(score > threshold, truth, one_image)
             ratio = float(score) / threshold if threshold > 0 else float("inf")
             gallery.append((overlay, f"{verdict.upper()} · {ratio:.2f}x threshold · {name}"))
             rows.append({"file": name, "verdict": verdict, "x threshold": round(ratio, 3),
                          "score": round(float(score), 4), "threshold": round(threshold, 4)})
         used = f"your model **{shown}**, used as given," if uploaded else f"**{shown}** fitted on {source};"
-        status = (f"{used} scored {what}. An image is **anomalous** when its "
-                  f"score is above the threshold, the highest score of {held} ({threshold:.4g}). "
+        status = (f"{used} scored {what}. An image is above the threshold when "
+                  f"its score is above the highest score of {held} ({threshold:.4g}). Synthetic anomalies read "
+                  f"DETECTED or MISSED (true mask outlined in cyan), the clean source CLEAN or FALSE ALARM. "
                   f"Served on **{device}**.")
+        if one_image and any(truth is None for _, _, truth in tests):
+            status = ONE_REFERENCE_CAVEAT + status
         return gallery, pd.DataFrame(rows, columns=DETECT_COLUMNS), colour_bar(folder / "colour_bar.png",
                                                                                  shown), status
 
@@ -913,7 +956,7 @@ class Space:
                               k=_int(k, "k (false positives)", 1, 5), seed=_int(seed, "seed", 0, 2**62),
                               grid=STRESS_GRID, image_size=min(STRESS_SIZE, self.config.detect_size), min_side=MIN_SIDE)
         progress(0.0, desc="Reading images")
-        images = [read_upload(p) for p in paths]
+        images, skipped = readable_uploads(paths)
         try:
             result, device = stress_on_device(images, config, **model_options)
         except DetectError as exc:
@@ -932,8 +975,10 @@ class Space:
         lines = result.text().splitlines()
         facts = [line for line in lines if not line.startswith("Warning: ")]
         warnings = [line[len("Warning: "):] for line in lines if line.startswith("Warning: ")]
-        names = ", ".join(Path(p).name for p in paths)
+        names = ", ".join(Path(p).name for p in paths if Path(p).name not in skipped)
         status = f"On **{names}**: " + " ".join(facts) + f" Served on **{device}**."
+        if skipped:
+            status = f"> ⚠️ **Skipped** {', '.join(skipped)}: not usable (see the message).\n\n" + status
         if warnings:
             status = "".join(f"> ⚠️ **Warning:** {w}\n\n" for w in warnings) + status
         return figures["shape"], figures["mode"], table, status
@@ -1024,13 +1069,15 @@ class Space:
 
     def show_in_editor(self, image_path: str | None, request: gr.Request):
         """Put the uploaded image under the region editor's brush (as an 8-bit preview, written
-        to the session's work folder like every file the app makes)."""
+        to the session's work folder like every file the app makes); an unusable upload is said
+        at once (a warning)."""
         if not image_path:
             return gr.ImageEditor(value=None)
         try:
             image = read_upload(image_path)
-        except gr.Error:
-            return gr.ImageEditor(value=None)  # the Generate click reports the problem
+        except gr.Error as exc:  # said at once, not only at the Generate click
+            gr.Warning(exc.message)
+            return gr.ImageEditor(value=None)
         folder = self.work.folder(getattr(request, "session_hash", None), "editor")
         preview = _png(folder, "background.png", display_rgb(image, PREVIEW_SIDE))
         return gr.ImageEditor(value={"background": preview, "layers": [], "composite": None})
@@ -1047,6 +1094,31 @@ def show_selected(generated: dict | None, evt: gr.SelectData):
         return gr.ImageSlider(), gr.Image()
     view = views[int(evt.index)]
     return (view["before"], view["after"]), view["mask"]
+
+
+#: ``truth`` of a test image known to be anomaly-free (the clean source of generated anomalies)
+CLEAN = "clean"
+#: colour of the true mask's outline on a heatmap (red is too close to the heat colours)
+TRUTH_RGB = (0, 255, 255)
+ONE_REFERENCE_CAVEAT = (
+    "> ⚠️ **One reference image, so no verdict.** The threshold is the score of a single held-out view, "
+    "and clean images often score up to about 1.5x it: read the scores as a ranking. Upload 3 or more "
+    "anomaly-free images of the same kind for a threshold that means anomalous.\n\n"
+)
+
+
+def detect_verdict(above: bool, truth: Any, one_image: bool) -> str:
+    """What a score above or below the threshold says about one test image: DETECTED / MISSED for
+    a synthetic anomaly (mask known), CLEAN / FALSE ALARM for the clean source, and for an image
+    of unknown truth ANOMALOUS / NORMAL, or only above / within the reference when the threshold
+    comes from one image."""
+    if truth is None:
+        if one_image:
+            return "above reference" if above else "within reference"
+        return "anomalous" if above else "normal"
+    if truth is CLEAN:
+        return "false alarm" if above else "clean"
+    return "detected" if above else "missed"
 
 
 # ------------------------------------------------------------------------------- stress test
@@ -1133,7 +1205,8 @@ def build_demo(config: SpaceConfig | None = None) -> gr.Blocks:
                         gallery = gr.Gallery(label="Anomalies (mask outline in red)", columns=2, height=640,
                                              object_fit="contain", format="png", elem_id="gallery")
                         with gr.Row():
-                            slider = gr.ImageSlider(label="Before / after", type="filepath", height=360)
+                            slider = gr.ImageSlider(label="Before / after", type="filepath", height=360,
+                                                    elem_id="before-after")
                             mask_view = gr.Image(label="Mask", type="filepath", height=360, interactive=False)
                         table = gr.Dataframe(value=pd.DataFrame(columns=TABLE_COLUMNS), interactive=False, wrap=True,
                                              label="Metadata (one row per anomaly)", elem_id="metadata")
@@ -1141,7 +1214,7 @@ def build_demo(config: SpaceConfig | None = None) -> gr.Blocks:
                                         interactive=False, height=120)
                 method.change(on_method_change, method, [shape, mode, size_bin], api_visibility="private")
                 image.change(space.show_in_editor, image, region_drawing, api_visibility="private")
-                generate_btn.click(
+                generate_btn.click(cleared, None, status, queue=False, api_visibility="private").then(
                     space.generate,
                     [image, method, shape, mode, size_bin, count, seed, region_drawing, region_mask],
                     [gallery, slider, mask_view, table, files, status, generated],
@@ -1184,7 +1257,10 @@ def build_demo(config: SpaceConfig | None = None) -> gr.Blocks:
                                        elem_id="colour-bar", buttons=[])
                         scores = gr.Dataframe(value=pd.DataFrame(columns=DETECT_COLUMNS), label="Image scores",
                                               interactive=False, elem_id="scores")
-                detect_btn.click(space.detect, [detector, fit_files, reference, test_files, image, generated,
+                for upload in (fit_files, test_files):
+                    upload.upload(check_uploads, upload, None, api_visibility="private")
+                detect_btn.click(cleared, None, detect_status, queue=False, api_visibility="private").then(
+                                 space.detect, [detector, fit_files, reference, test_files, image, generated,
                                                 model_file],
                                  [heatmaps, scores, bar, detect_status], api_name="detect",
                                  concurrency_id="detector", concurrency_limit=1)
@@ -1228,7 +1304,9 @@ def build_demo(config: SpaceConfig | None = None) -> gr.Blocks:
                         stress_table = gr.Dataframe(value=pd.DataFrame(columns=STRESS_COLUMNS),
                                                     label="Recall per group (n anomalies per cell, 95 % interval)",
                                                     interactive=False, elem_id="stress-table")
-                stress_btn.click(space.stress_test,
+                stress_files.upload(check_uploads, stress_files, None, api_visibility="private")
+                stress_btn.click(cleared, None, stress_status, queue=False, api_visibility="private").then(
+                                 space.stress_test,
                                  [stress_files, image, stress_method, stress_detector, stress_total, stress_k,
                                   stress_seed, stress_model],
                                  [shape_plot, mode_plot, stress_table, stress_status], api_name="stress_test",
@@ -1264,7 +1342,18 @@ def launch(demo: gr.Blocks, **options: Any):
     """Launch with the app's limits (upload size, no tracebacks to visitors); ``options`` go to ``launch``."""
     options.setdefault("max_file_size", MAX_FILE_SIZE)
     options.setdefault("show_error", False)
+    options.setdefault("css", CSS)
     return demo.launch(**options)
+
+
+#: the before/after slider fits the whole image in its box (gradio sizes it by width, so a square
+#: or tall image lost its bottom, and the anomaly with it); the Generate gallery grows to show
+#: every row (its fixed-height grid hid the second row below a scroll edge)
+CSS = (
+    "#before-after img { width: 100% !important; height: 100% !important; object-fit: contain !important; }\n"
+    "#gallery, #gallery .gallery-container, #gallery .grid-wrap "
+    "{ height: auto !important; max-height: none !important; overflow: visible !important; }"
+)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ def register(subparsers) -> None:
          "ASBench grid: syntheses x pipelines x anomaly ratios x seeds on real-defect sets, with reports"),
     )
     for name, module, summary in commands:
-        p = subparsers.add_parser(name, help=summary, description=module.__doc__.split("\n")[0])
+        # the module's first docstring line, without its reStructuredText ``literal`` marks
+        p = subparsers.add_parser(name, help=summary, description=module.__doc__.split("\n")[0].replace("``", ""))
         module.add_arguments(p)
         p.set_defaults(func=guarded(module.run))
 

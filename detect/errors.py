@@ -54,3 +54,7 @@ class QualityInputError(DetectError):
 
 class CorrelationInputError(DetectError):
     """Metric or detection-result files that cannot be related (missing key, unknown method)."""
+
+
+class ImageConversionWarning(UserWarning):
+    """A detector converted images to the channel layout it works on (``detect.images``' rule)."""

@@ -1,14 +1,22 @@
 """Images at the edge of ``detect``: user arrays in, float32 ``(H, W, C)`` in [0, 1] inside.
 
 Detectors accept what users have: ``uint8``/``uint16`` arrays, floats in [0, 1], PIL images, gray
-``(H, W)`` / ``(H, W, 1)`` or RGB / RGBA ``(H, W, 3|4)``. Alpha is dropped (detectors look at colour
-only). A detector remembers whether it was fitted on gray or colour images and refuses the other
-kind, because a gray image fed to a colour model is a silent accuracy bug, not a feature.
+``(H, W)`` / ``(H, W, 1)`` or RGB / RGBA ``(H, W, 3|4)``, mixed freely. One conversion rule:
+
+* 8- and 16-bit values are scaled to [0, 1] (65535 is white as 255 is); alpha is dropped
+  (detectors look at colour only);
+* a detector works on gray when every fit image is gray, else on RGB; each image is brought to
+  that layout: gray repeated into three channels, colour to Rec. 601 luma on a gray detector.
+
+Repeating gray changes nothing a pretrained backbone sees (it repeats gray itself), so a folder
+mixing gray and colour photos is evaluated as the colour images it would be. What was converted
+is said once, as an ``ImageConversionWarning`` (the command line prints it as one note).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+import warnings
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -16,9 +24,11 @@ from PIL import Image
 
 from synth.errors import SynthError
 # pil_to_array is re-exported: detect's readers of dataset cells take it from here
-from synth.image import IMAGE_SUFFIXES, as_float, load_image, pil_to_array  # noqa: F401
+from synth.image import IMAGE_SUFFIXES, as_float, load_image, luminance, pil_to_array  # noqa: F401
 
-from detect.errors import InvalidImagesError
+from detect.errors import ImageConversionWarning, InvalidImagesError
+
+_KINDS = {1: "gray", 3: "RGB"}
 
 
 def to_float_image(image: Any, what: str = "image") -> np.ndarray:
@@ -39,21 +49,51 @@ def to_float_image(image: Any, what: str = "image") -> np.ndarray:
     return out
 
 
-def to_float_images(images: Iterable[Any], what: str = "images") -> list[np.ndarray]:
-    """Convert a sequence of images; all must have the same number of colour channels.
+def to_float_images(images: Iterable[Any], what: str = "images", channels: int | None = None) -> list[np.ndarray]:
+    """Convert a sequence of images to one channel layout (the module's rule).
 
-    Raises ``InvalidImagesError`` for an empty sequence or a mix of gray and colour images.
+    ``channels``: 1 or 3 (a fitted detector's), or ``None``: gray when every image is gray, else
+    RGB. Raises ``InvalidImagesError`` for an empty sequence; warns once what it converted.
     """
     out = [to_float_image(img, f"{what}[{i}]") for i, img in enumerate(images)]
     if not out:
         raise InvalidImagesError(f"no {what} given; pass at least one image")
-    channels = {img.shape[2] for img in out}
-    if len(channels) > 1:
-        raise InvalidImagesError(
-            f"{what} mix gray and RGB images; convert them all to one kind first "
-            "(e.g. PIL Image.convert('RGB'))"
-        )
+    if channels is None:
+        channels = 3 if any(img.shape[2] == 3 for img in out) else 1
+    return convert_channels(out, channels, what)
+
+
+def channels_of(image: Any) -> int:
+    """1 for a gray image (with or without alpha), else 3: an array's shape, a PIL image decoded."""
+    if isinstance(image, Image.Image):
+        image = pil_to_array(image)
+    shape = np.shape(image)
+    return 3 if len(shape) == 3 and shape[2] >= 3 else 1
+
+
+def convert_channels(images: list[np.ndarray], channels: int, what: str) -> list[np.ndarray]:
+    """Float images ``(H, W, 1|3)`` brought to ``channels``: gray repeated, colour to luma; one
+    ``ImageConversionWarning`` says how many of ``what`` were converted."""
+    converted = [i for i, img in enumerate(images) if img.shape[2] != channels]
+    if not converted:
+        return images
+    out = list(images)
+    for i in converted:
+        out[i] = np.repeat(out[i], 3, axis=2) if channels == 3 else luminance(out[i])[:, :, None]
+    warn_converted(len(converted), len(images), channels, what)
     return out
+
+
+def warn_converted(n: int, total: int, channels: int, what: str) -> None:
+    """The one ``ImageConversionWarning`` of a call: ``n`` of ``total`` images brought to ``channels``."""
+    other, how = (("gray", "repeated gray into three channels") if channels == 3
+                  else ("RGB", "took the Rec. 601 luma of colour"))
+    warnings.warn(
+        f"{what}: {n} of {total} {other} and the detector works on {_KINDS[channels]}; "
+        f"{how} (the one conversion rule: README, 'Image layouts')",
+        ImageConversionWarning,
+        stacklevel=3,
+    )
 
 
 def same_size(images: Sequence[np.ndarray], what: str = "images") -> tuple[int, int]:
@@ -96,7 +136,7 @@ def read_image_folder(folder: str | Path) -> tuple[list[np.ndarray], list[str]]:
 def as_colour(image: np.ndarray) -> np.ndarray:
     """``image`` with three colour channels, same dtype: gray repeated, alpha dropped.
 
-    For comparing images of mixed kinds with one detector (which refuses gray after colour).
+    For tiling and showing images of mixed kinds side by side as colour.
     """
     image = np.asarray(image)
     if image.ndim == 2:

@@ -9,7 +9,8 @@ through ``guarded``, so bad input ends with one line and exit code 2 instead of 
 The device rule itself is ``synth.batched.device``'s (``synth`` imports nothing of ``detect``), so
 the renderer's ``--device`` and the detectors choose alike. This module imports only
 ``detect.errors`` from the package, so any module may import it at the top without making an
-import circle.
+import circle; it imports torch only when a device is chosen, so the commands' ``--help`` stays
+fast.
 """
 
 from __future__ import annotations
@@ -19,15 +20,15 @@ import contextlib
 import functools
 import json
 import sys
+import warnings
 from types import ModuleType
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-import torch
-
-from detect.errors import DetectError
-from synth.batched.device import choose_device as _batched_choose_device
-from synth.batched.device import runs_on_cpu  # noqa: F401  (detect's commands ask it here)
+from detect.errors import DetectError, ImageConversionWarning
 from synth.errors import SynthError
+
+if TYPE_CHECKING:
+    import torch
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -40,6 +41,8 @@ FASTEST_THREADS = 1
 @contextlib.contextmanager
 def fastest_threads(device: str | torch.device = "cpu"):
     """Run the block with ``FASTEST_THREADS`` torch CPU threads when ``device`` is the CPU (restored after)."""
+    import torch
+
     if torch.device(device).type != "cpu":
         yield
         return
@@ -56,10 +59,19 @@ def choose_device(device: str | torch.device | None = None, *, cpu: bool = False
     not ``cpu``), else the CPU. The rule is ``synth.batched.device.choose_device``'s, so detectors and
     the renderer agree; an unknown name or a CUDA device without a GPU is a ``DetectError`` naming
     ``what`` (e.g. ``"synth device"``)."""
+    from synth.batched.device import choose_device as _batched_choose_device
+
     try:
         return _batched_choose_device(device, cpu=cpu, what=what)
     except SynthError as exc:
         raise DetectError(str(exc)) from None
+
+
+def runs_on_cpu(cpu: bool = False) -> bool:
+    """Whether a command's processes use the CPU (``synth.batched.device.runs_on_cpu``)."""
+    from synth.batched.device import runs_on_cpu as _runs_on_cpu
+
+    return _runs_on_cpu(cpu)
 
 
 def make_accelerator(cpu: bool = False, **options: Any):
@@ -79,16 +91,30 @@ def make_process_state(cpu: bool = False):
 
 def guarded(func: Command) -> Command:
     """``func`` with the project's errors (bad input, missing weights, an output folder that cannot be
-    written or that another run holds) reported as one line on stderr, ``anomalyforge COMMAND: error: MESSAGE``, and exit code 2."""
+    written or that another run holds) reported as one line on stderr, ``anomalyforge COMMAND: error:
+    MESSAGE``, and exit code 2; what a detector converted (``ImageConversionWarning``) is one line,
+    ``anomalyforge COMMAND: note: MESSAGE``, once."""
 
     @functools.wraps(func)
     def run(args: argparse.Namespace) -> int:
-        try:
-            return func(args)
-        except (DetectError, SynthError) as exc:  # SynthError: images and options read through synth
-            command = getattr(args, "command", None)
-            print(f"anomalyforge{' ' + command if command else ''}: error: {exc}", file=sys.stderr)
-            return 2
+        command = getattr(args, "command", None)
+        prefix = f"anomalyforge{' ' + command if command else ''}"
+        with warnings.catch_warnings():
+            warnings.simplefilter("once", ImageConversionWarning)
+            shown = warnings.showwarning
+
+            def show(message, category, *rest, **kwargs):
+                if issubclass(category, ImageConversionWarning):
+                    print(f"{prefix}: note: {message}", file=sys.stderr)
+                else:
+                    shown(message, category, *rest, **kwargs)
+
+            warnings.showwarning = show
+            try:
+                return func(args)
+            except (DetectError, SynthError) as exc:  # SynthError: images, options and output folders read through synth
+                print(f"{prefix}: error: {exc}", file=sys.stderr)
+                return 2
 
     return run
 

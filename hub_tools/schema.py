@@ -10,15 +10,16 @@ through ``ClassLabel.str2int``/``int2str``.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
-
-from datasets import ClassLabel, Features, Image, List, Value
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from synth.record import LABEL_NAMES, RECORD_COLUMNS, Column
 from synth.sizebins import DEFAULT_BINS, SizeBin
 from synth.vocabulary import METHOD_NAMES, MODE_NAMES, SHAPE_NAMES
 
 from .errors import BuildError
+
+if TYPE_CHECKING:  # datasets is imported by the functions that build or read features (slow to import)
+    from datasets import ClassLabel, Features
 
 #: split names of the published dataset
 TEST_SPLIT = "test"
@@ -50,6 +51,8 @@ def size_bin_names(bins: Sequence[SizeBin] = DEFAULT_BINS, extra: Sequence[str] 
 
 
 def _feature(column: Column, size_bins: list[str]) -> Any:
+    from datasets import ClassLabel, List, Value
+
     if column.kind == "label":
         return ClassLabel(names=size_bins if column.name == "size_bin" else list(VOCABULARIES[column.name]))
     if column.kind == "bbox":
@@ -63,6 +66,8 @@ def dataset_features(
     extra_size_bins: Sequence[str] = (),
 ) -> Features:
     """The ``Features`` of every split (column order is the order written to parquet)."""
+    from datasets import Features, Image, Value
+
     columns: dict = {
         "image": Image(),
         "mask": Image(mode="L"),
@@ -110,6 +115,8 @@ def decode_label(feature: ClassLabel, value: Any) -> Any:
 
 def decode_labels(row: Mapping[str, Any], features: Mapping[str, Any]) -> dict[str, Any]:
     """``row`` with the value of each ``ClassLabel`` column replaced by its name (``decode_label``)."""
+    from datasets import ClassLabel
+
     return {name: decode_label(features[name], value) if isinstance(features.get(name), ClassLabel) else value
             for name, value in row.items()}
 

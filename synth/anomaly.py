@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from .change import is_changed, largest_change
+from .change import CHANGE_TOLERANCE, is_changed, largest_change
 from .errors import InvalidImageError, InvalidParameterError
 from .image import from_float, luminance, quantize, to_float
 from .method import Method, Rendering, Scene, Spec
@@ -108,10 +108,14 @@ def prepare(
     partners: Sequence[np.ndarray] = (),
     textures: Sequence[np.ndarray] = (),
     foreground: np.ndarray | None = None,
+    min_change: int = 1,
 ) -> PreparedImage:
     """Convert ``image`` (any dtype/layout) and its scene inputs once into the ``Scene`` methods
     read; pass the result to ``synthesize`` in place of the image (same bytes as passing the
-    image each time)."""
+    image each time). ``min_change``: a pixel is in the mask (and the measured area) when some
+    channel changed by more than this many levels of 255 (default 1)."""
+    if isinstance(min_change, bool) or not isinstance(min_change, int) or not 1 <= min_change <= 254:
+        raise InvalidParameterError(f"min_change must be a whole number of levels in 1..254, got {min_change!r}")
     colour, alpha, layout = to_float(image)
     height, width = colour.shape[:2]
     scene = Scene(
@@ -121,6 +125,7 @@ def prepare(
         textures=tuple(_as_colour(t, 3, "texture") for t in textures),
         foreground=normalize_region(foreground, height, width) if foreground is not None else None,
         quantum=layout.quantum,
+        min_change=CHANGE_TOLERANCE if min_change == 1 else min_change / 255.0,
     )
     return PreparedImage(image, scene, alpha, layout, background_brightness(image, layout))
 
@@ -165,7 +170,7 @@ def finish(
     # ``output`` holds stored values already (quantising is idempotent), so the changed pixels
     # are read from the same largest-change map that is the ``diff``
     change = largest_change(source, output)
-    mask_w = is_changed(change)
+    mask_w = is_changed(change, scene.min_change)
     mask = np.zeros((height, width), bool)
     mask[win] = mask_w
     diff = np.zeros((height, width), np.float32)
@@ -232,6 +237,7 @@ def synthesize(
     textures: Sequence[np.ndarray] = (),
     foreground: np.ndarray | None = None,
     bins: Sequence[SizeBin] = DEFAULT_BINS,
+    min_change: int = 1,
     **method_options: Any,
 ) -> Anomaly:
     """Make one anomaly in ``image``; the same arguments give the same bytes.
@@ -245,8 +251,10 @@ def synthesize(
                   target sizes land the measured changed area inside it or raise ``SizeBinError``.
     ``region``    allowed-pixel mask; nothing outside it changes.
     ``partners``  other anomaly-free images for methods that blend a second image.
+    ``min_change`` visibility threshold: the mask and the measured area (so the size bin) count
+                  pixels changed by more than this many levels of 255 (default 1).
 
-    Several anomalies in one image: ``prepare(image, region, partners, textures, foreground)``
+    Several anomalies in one image: ``prepare(image, region, partners, textures, foreground, min_change)``
     once and pass the result as ``image`` (the scene inputs then come from it).
     """
     from .registry import get_method
@@ -256,13 +264,14 @@ def synthesize(
     method_obj = get_method(method, **method_options) if isinstance(method, str) else method
     requested = None if size_bin is None else resolve_bin(size_bin, tuple(bins))
     if isinstance(image, PreparedImage):
-        if region is not None or partners or textures or foreground is not None:
+        if region is not None or partners or textures or foreground is not None or min_change != 1:
             raise InvalidParameterError(
-                "region, partners, textures and foreground of a prepared image are given to prepare(), not synthesize()"
+                "region, partners, textures, foreground and min_change of a prepared image are given to prepare(), "
+                "not synthesize()"
             )
         prepared = image
     else:
-        prepared = prepare(image, region, partners, textures, foreground)
+        prepared = prepare(image, region, partners, textures, foreground, min_change)
     scene = prepared.scene
     rng = np.random.default_rng(int(seed))
     spec = method_obj.sample(rng, scene, shape=shape, mode=mode, size_bin=requested, seed=int(seed))

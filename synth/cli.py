@@ -44,6 +44,9 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
                    help="size bins in percent of image pixels (default: "
                         + " ".join(b.name for b in DEFAULT_BINS).replace("%", "%%") + ")")
     g.add_argument("--seed", type=arguments.seed, default=None, help="run seed (default 0); same seed -> same files")
+    g.add_argument("--min-change", type=arguments.integer(1, 254), default=None, metavar="LEVELS",
+                   help="visibility threshold: masks and measured areas (so the size bins) count pixels changed "
+                        "by more than LEVELS of 255 (default 1: every stored change above one level)")
     g.add_argument("--region-masks", default=None, metavar="DIR",
                    help="folder of allowed-region masks named like the input images (white = allowed); "
                         "'<name>_mask.png' beside an image '<name>.*' works too (a '<name>_mask' file with "
@@ -79,7 +82,8 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
 #: largest ``--config`` file read (bytes)
 MAX_CONFIG_BYTES = 1 << 20
 #: options a ``--config`` file may set (the rest are about running, given on the command line)
-CONFIG_FILE_KEYS = ("method", "mix", "preset", "per_image", "shapes", "modes", "bins", "seed", "method_options")
+CONFIG_FILE_KEYS = ("method", "mix", "preset", "per_image", "shapes", "modes", "bins", "seed", "method_options",
+                    "min_change")
 
 
 def load_config_file(path: str) -> dict[str, Any]:

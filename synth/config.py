@@ -89,7 +89,8 @@ class ProtocolConfig:
     ``method`` a registered name (``"mix"`` with ``mix``: {name: weight > 0}); ``per_image`` K >= 1;
     ``shapes``/``modes`` None = the method's defaults; ``bins`` size-bin names; ``seed`` the run
     seed; ``method_options`` keyword arguments of the method; ``png_compression`` 0-9;
-    ``renderer`` "numpy" or "torch" (set by ``RunOptions.device``).
+    ``renderer`` "numpy" or "torch" (set by ``RunOptions.device``); ``min_change`` a pixel is in a
+    mask (and the measured area) when it changed by more than this many levels of 255 (default 1).
     """
 
     method: str = "synagen"
@@ -104,6 +105,7 @@ class ProtocolConfig:
     #: "numpy" (``synth.synthesize``) or "torch" (``synth.batched``, ``--device``): the two render
     #: the same specs but not the same bytes, so one folder holds one renderer's outputs
     renderer: str = "numpy"
+    min_change: int = 1
 
     def size_bins(self) -> tuple[SizeBin, ...]:
         return tuple(SizeBin.parse(b) for b in self.bins)
@@ -112,6 +114,8 @@ class ProtocolConfig:
         data = asdict(self)
         if self.renderer == "numpy":  # config.json of numpy-rendered folders stays as it was
             del data["renderer"]
+        if self.min_change == 1:  # likewise for the default visibility threshold
+            del data["min_change"]
         data["mix"] = dict(self.mix) if self.mix else None
         data["method_options"] = dict(self.method_options)
         for key in ("shapes", "modes", "bins"):
@@ -197,7 +201,12 @@ def parse_generation(options: Mapping[str, Any]) -> tuple[ProtocolConfig, RunOpt
         method_options=method_options,
         png_compression=png_compression,
         renderer="torch" if given.get("device") is not None else given.get("renderer", "numpy"),
+        min_change=_integer(given.get("min_change", 1), "min_change"),
     )
+    if not 1 <= config.min_change <= 254:
+        raise InvalidParameterError(f"min_change must lie in 1..254 levels, got {config.min_change}")
+    if config.min_change != 1 and config.renderer == "torch":
+        raise InvalidParameterError("min_change other than 1 works with the numpy renderer only; leave out --device")
     if config.per_image < 1:
         raise InvalidParameterError(f"per_image must be >= 1, got {config.per_image}")
     _check_methods(config)

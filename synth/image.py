@@ -248,7 +248,10 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS)
             return pil_to_array(img, name)
     except InvalidImageError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error) as exc:
+    except UnidentifiedImageError:  # Pillow's message names its BytesIO object, which says nothing to a user
+        raise InvalidImageError(f"{name}: not a readable image (not a format Pillow knows, e.g. PNG, JPEG, "
+                                "TIFF, BMP or WebP)") from None
+    except (OSError, SyntaxError, ValueError, struct.error) as exc:
         raise InvalidImageError(f"{name}: not a readable image ({exc})") from None
     except Image.DecompressionBombError as exc:
         raise InvalidImageError(f"{name}: {exc}") from None

@@ -31,6 +31,8 @@ class Scene:
     ``foreground`` bool ``(H, W)`` object mask of ``image`` when known (else methods estimate it).
     ``quantum``    the storage step of the output dtype in [0, 1] units (1/255 for uint8, 0 for
                    float), so that methods measure exactly what will be written.
+    ``min_change`` a pixel counts as changed (mask, measured area) when some channel moved by
+                   more than this, in [0, 1] units (default one level, ``change.CHANGE_TOLERANCE``).
     """
 
     image: np.ndarray
@@ -39,6 +41,7 @@ class Scene:
     textures: tuple[np.ndarray, ...] = ()
     foreground: np.ndarray | None = None
     quantum: float = 1.0 / 255.0
+    min_change: float = 1.0 / 255.0
 
     @property
     def height(self) -> int:

@@ -368,7 +368,8 @@ class TaskRunner:
             return TaskResult([], [_task_failure(task, str(exc))], {})
         rows, failed, files = [], [], {}
         try:  # converted once for the task's sizes; a problem fails each of its outputs
-            prepared: PreparedImage | Exception = prepare(image, region, partners, textures)
+            prepared: PreparedImage | Exception = prepare(image, region, partners, textures,
+                                                          min_change=self.config.min_change)
         except Exception as exc:
             prepared = exc
         for b in (range(len(self.bins)) if self.targets_size else [None]):

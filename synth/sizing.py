@@ -66,7 +66,7 @@ def measure_window(scene: Scene, window: Window, values: np.ndarray) -> tuple[np
     values = np.clip(values, 0.0, 1.0).astype(np.float32, copy=False)
     if scene.region is not None:
         values = np.where(scene.region[y0:y1, x0:x1][:, :, None], values, source)
-    return values, changed_pixels(source, values, scene.quantum)
+    return values, changed_pixels(source, values, scene.quantum, scene.min_change)
 
 
 def anchor_point(u: float, scene: Scene, v: float | None = None) -> tuple[int, int]:

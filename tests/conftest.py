@@ -22,8 +22,16 @@ for _variable in ("HF_DATASETS_CACHE", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
     os.environ.pop(_variable, None)
 
 
+# Each test process (pytest-xdist runs several) serves the app from its own gradio cache: uploads
+# of the same bytes share one cached path, and a server closing in one process would delete the
+# files a server in another process is still reading.
+_GRADIO_TEMP = tempfile.mkdtemp(prefix="anomalyforge-tests-gradio-")
+os.environ["GRADIO_TEMP_DIR"] = _GRADIO_TEMP
+
+
 def pytest_unconfigure(config):
     shutil.rmtree(_HF_HOME, ignore_errors=True)
+    shutil.rmtree(_GRADIO_TEMP, ignore_errors=True)
 
 
 def _rgb(name: str) -> np.ndarray:

@@ -93,8 +93,8 @@ def test_a_first_visitor_gets_results_on_every_tab_with_defaults_and_with_upload
         status = page.locator("#detect-status").inner_text()
         assert "fitted on brick.png" in status and "Served on" in status
         caption = page.get_by_text("x threshold · clean source").first
-        assert caption.is_visible() and caption.inner_text().startswith("NORMAL")
-        assert page.get_by_text("ANOMALOUS ·").first.is_visible()  # a verdict and a score, not cut off
+        assert caption.is_visible() and caption.inner_text().startswith("CLEAN")
+        assert page.get_by_text("DETECTED ·").first.is_visible()  # a verdict and a score, not cut off
         bar = page.locator("#colour-bar img")
         assert bar.is_visible() and bar.bounding_box()["width"] > 200
         _no_error_shown(page)
@@ -106,6 +106,9 @@ def test_a_first_visitor_gets_results_on_every_tab_with_defaults_and_with_upload
         page.get_by_text("x threshold · my_gravel.png").first.wait_for(state="visible", timeout=120_000)
         # gravel scored by a detector fitted on brick: the visitor is told why it will look anomalous
         page.get_by_text("look unlike the images the detector is fitted on").first.wait_for(timeout=10_000)
+        # one reference image: the caveat comes first, and no confident verdict
+        assert page.locator("#detect-status").inner_text().startswith("⚠️ One reference image, so no verdict.")
+        assert page.get_by_text("ABOVE REFERENCE · ").first.is_visible()
         _no_error_shown(page)
 
         # Stress test, defaults: a readable result on the brick example, no chance-level warning
@@ -132,3 +135,41 @@ def test_a_first_visitor_gets_results_on_every_tab_with_defaults_and_with_upload
         page.locator("#browse-gallery img").first.wait_for(state="visible", timeout=60_000)
         assert "made in the Generate tab" in page.locator("#browse-status").inner_text()
         _no_error_shown(page)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no `chromium` executable on PATH (apt-get install chromium)")
+def test_layout_bad_uploads_and_errors_leave_no_dead_ends_in_chromium(app_url, tmp_path):
+    """Every gallery row shows, the before/after slider fits its image; a bad upload is said at
+    upload; after an error no earlier success text remains and no Python object shows."""
+    text = tmp_path / "notes.png"
+    text.write_text("this is a text file with an image suffix\n")
+
+    with _space_page(app_url) as page:
+        page.locator("#generate-btn").click()
+        thumbs = page.locator("#gallery img")
+        thumbs.first.wait_for(state="visible", timeout=90_000)
+        page.wait_for_timeout(500)
+        gallery = page.locator("#gallery").bounding_box()
+        last = thumbs.last.bounding_box()
+        assert thumbs.count() == 4 and last["y"] + last["height"] <= gallery["y"] + gallery["height"]
+        for img in page.locator("#before-after img").all():  # the whole image, so the anomaly, in frame
+            fit, height, box = img.evaluate(
+                "i => [getComputedStyle(i).objectFit, i.getBoundingClientRect().height,"
+                " i.parentElement.getBoundingClientRect().height]")
+            assert fit == "contain" and height <= box + 1
+
+        page.get_by_role("tab", name="Detect").click()
+        page.locator("#detect-btn").click()
+        page.get_by_text("DETECTED · ").first.wait_for(state="visible", timeout=120_000)
+        assert "Served on" in page.locator("#detect-status").inner_text()
+
+        # a text file among the images to score: said at upload, before any click
+        page.locator("#detect-test-files input[type=file]").set_input_files(str(text))
+        warning = page.locator(".toast-body").get_by_text("notes.png: not a readable image")
+        warning.first.wait_for(state="visible", timeout=30_000)
+        # scoring it anyway: the error, and no success text of the run before under it
+        page.locator("#detect-btn").click()
+        page.locator(".toast-body.error").first.wait_for(state="visible", timeout=60_000)
+        toasts = page.locator(".toast-body").all_inner_texts()
+        assert not any("object at 0x" in t for t in toasts), toasts
+        assert "Served on" not in page.locator("#detect-status").inner_text()

@@ -81,7 +81,8 @@ def _results(out):
     return {p.parent.name: (p.stat().st_mtime_ns, p.read_text()) for p in sorted((out / "cells").glob("*/result.json"))}
 
 
-def test_bench_runs_the_grid_writes_reports_and_resumes_without_recomputing(tmp_path, mvtec_folder, no_downloadable_weights):
+def test_bench_runs_the_grid_writes_reports_and_resumes_without_recomputing(tmp_path, mvtec_folder, no_downloadable_weights,
+                                                                          capsys):
     from anomalyforge import main
 
     config = _config(tmp_path, mvtec_folder)
@@ -96,6 +97,10 @@ def test_bench_runs_the_grid_writes_reports_and_resumes_without_recomputing(tmp_
     assert (frame["n_test"] == 3).all() and (frame["n_good"] == 3).all()
     assert pd.read_csv(out / "results.csv").shape[0] == 6
 
+    printed = capsys.readouterr().out  # a short summary and where the report is, not the report
+    assert f"report (tables, plots, ASBench's findings): {out / 'report.md'}" in printed
+    assert "image AUROC per synthesis" in printed and "Mean per synthesis" not in printed
+    assert len(printed.splitlines()) <= 6
     report = (out / "report.md").read_text()
     for title in ("Mean per synthesis", "by anomaly ratio", "Hybrids against their methods",
                   "Pearson r and p", "Skipped metrics", "ASBench's findings"):

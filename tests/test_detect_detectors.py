@@ -9,9 +9,10 @@ import skimage.data
 from detect.registry import load_detector
 from detect.detectors.padim import PaDiM
 from detect.detectors.patchcore import PatchCore, greedy_coreset
-from detect.errors import DetectError, InvalidImagesError, NotFittedError
+from detect.errors import DetectError, ImageConversionWarning, InvalidImagesError, NotFittedError
 from detect.evaluation.evaluate import evaluate
 from synth import synthesize
+from synth.image import luminance
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -186,16 +187,34 @@ def test_scoring_another_size_without_image_size_is_refused(patchcore, brick):
         patchcore.score([brick[1][0][:96, :96]])
 
 
-def test_rgb_image_on_a_gray_detector_is_refused(patchcore, brick):
-    rgb = np.repeat(brick[1][0][:, :, None], 3, axis=2)
-    with pytest.raises(InvalidImagesError, match="RGB but the detector was fitted on grayscale"):
-        patchcore.score([rgb])
+def _tinted(gray: np.ndarray) -> np.ndarray:
+    return np.stack([gray, (gray * 0.8).astype(np.uint8), (gray * 0.6).astype(np.uint8)], axis=2)
 
 
-def test_mixed_gray_and_rgb_fit_set_is_refused(brick):
-    gray = brick[0][0]
-    with pytest.raises(InvalidImagesError, match="mix gray and RGB"):
-        PatchCore().fit([gray, np.repeat(gray[:, :, None], 3, axis=2)])
+def test_a_gray_detector_scores_colour_images_as_their_luma(patchcore, brick):
+    colour = _tinted(brick[1][0])
+    with pytest.warns(ImageConversionWarning, match="images: 1 of 1 RGB and the detector works on gray"):
+        scored = patchcore.score([colour])
+    luma = luminance(colour.astype(np.float32) / 255)
+    assert patchcore.channels == 1
+    assert scored.scores[0] == patchcore.score([luma]).scores[0]
+
+
+@pytest.mark.parametrize("detector", [PatchCore, PaDiM])
+def test_a_fit_set_mixing_gray_and_colour_is_fitted_on_rgb(brick, detector):
+    """Gray images are repeated into three channels, said once; the same as fitting on the
+    converted images, and a gray image scores as its repeated-RGB self."""
+    gray = [crop[:64, :64] for crop in brick[0][:4]]
+    mixed = [gray[0], _tinted(gray[1]), gray[2], _tinted(gray[3])]
+    as_rgb = [np.repeat(img[:, :, None], 3, axis=2) if img.ndim == 2 else img for img in mixed]
+    with pytest.warns(ImageConversionWarning, match="fit images: 2 of 4 gray and the detector works on RGB"):
+        fitted = detector(seed=0).fit(mixed)
+    reference = detector(seed=0).fit(as_rgb)
+    assert fitted.channels == reference.channels == 3
+    test = brick[1][0][:64, :64]
+    with pytest.warns(ImageConversionWarning, match="images: 1 of 1 gray"):
+        scores = fitted.score([test]).scores
+    assert scores[0] == reference.score([np.repeat(test[:, :, None], 3, axis=2)]).scores[0]
 
 
 def test_scoring_before_fitting_is_refused(brick):

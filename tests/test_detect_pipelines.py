@@ -251,10 +251,12 @@ def test_device_batches_make_methods_without_a_batched_renderer_on_the_cpu():
 
 
 def test_device_batches_render_nsa_on_the_device_as_the_cpu_loader_does():
-    """NSA samples come from the batched renderer: the CPU loader's draws and sources; its Poisson
-    solve is within one level of OpenCV's per blended patch, so the images agree within a few
-    levels, the masks almost everywhere and many samples byte for byte (measured on these 16:
-    9 identical, at most 2 levels apart, masks 3888 of 3889 pixels in common)."""
+    """NSA samples come from the batched renderer with the CPU loader's draws and sources: each
+    sample holds an anomaly on the CPU loader's source, changed by more than one level only inside
+    its mask (NSA's label counts changes above one level). How close
+    the Poisson blends are is bounded in tests/test_batched.py; a one-level difference there can
+    change an anomaly's scale, so no pixel bound between the two loaders holds by construction
+    (measured on these 16: 9 identical, at most 2 levels apart)."""
     images = np.stack(_crops(3, 64, 5))[:, :, :, None].repeat(3, axis=3)
     images[..., 1] = np.stack(_crops(3, 64, 6, "brick"))
     data = SyntheticAnomalies(images, ("nsa",), seed=6, length=40, label="mask", with_source=True)
@@ -262,11 +264,10 @@ def test_device_batches_render_nsa_on_the_device_as_the_cpu_loader_does():
     x, y, source = DeviceSyntheticBatches(data, "cpu").batch(indices)
     cx, cy, csource = _stacked(data, indices)
     assert torch.equal(source, csource)
-    assert all(bool((y[k] > 0).any()) for k in range(len(indices)))
-    assert float((x - cx).abs().max()) <= 4 / 255 + 1e-6
-    mask, cpu_mask = y > 0, cy > 0
-    assert int((mask & cpu_mask).sum()) >= 0.98 * int((mask | cpu_mask).sum())
-    assert sum(bool(torch.equal(x[k], cx[k])) for k in range(len(indices))) >= 6
+    for image, label in ((x, y), (cx, cy)):
+        assert all(bool((label[k] > 0).any()) for k in range(len(indices)))
+        outside = (label == 0).expand_as(image)
+        assert float((image - source)[outside].abs().max()) <= 1 / 255 + 1e-6
 
 
 def test_a_segmenter_trains_on_device_made_anomalies():

@@ -267,3 +267,31 @@ def test_train_methods_take_the_same_list_syntax():
 
     assert parse_methods(["cutout", "draem"]) == parse_methods("cutout,draem") == ("cutout", "draem")
     assert parse_methods(["cutout=0.5", "draem=0.5"]) == parse_methods("cutout:0.5,draem:0.5") == {"cutout": 0.5, "draem": 0.5}
+
+
+def test_a_higher_min_change_gives_masks_of_visible_change_only(input_dir, tmp_path):
+    """``--min-change 4``: every mask pixel changed by more than 4 levels, the measured area is the
+    mask's and lies in its bin; the default keeps changes of 2 levels in the mask."""
+    cmd = [sys.executable, str(ROOT / "anomalyforge.py"), "synth", str(input_dir)]
+    options = ["--per-image", "1", "--shapes", "rough", "--modes", "gray_noise", "transparent", "--bins", "2.5-15%",
+               "--no-progress"]
+    for min_change, out in ((None, tmp_path / "default"), (4, tmp_path / "visible")):
+        extra = [] if min_change is None else ["--min-change", str(min_change)]
+        done = subprocess.run(cmd + [str(out), *options, *extra], capture_output=True, text=True, cwd=ROOT)
+        assert done.returncode == 0, done.stderr
+    smallest = {}
+    for name in ("default", "visible"):
+        changes = []
+        for row in read_metadata(tmp_path / name):
+            mask = load_image(tmp_path / name / row["mask_file_name"]) > 0
+            output = load_image(tmp_path / name / row["file_name"]).astype(int)
+            source = load_image(input_dir / row["source_id"]).astype(int)
+            change = np.abs(output - source)
+            change = change.max(axis=2) if change.ndim == 3 else change
+            assert row["area_fraction"] == pytest.approx(mask.mean()) and row["size_bin"] == "2.5-15%"
+            assert not change[~mask].any() or change[~mask].max() <= (4 if name == "visible" else 1)
+            changes.append(change[mask])
+        smallest[name] = int(np.concatenate(changes).min())
+    assert smallest["default"] == 2 and smallest["visible"] == 5
+    assert json.loads((tmp_path / "visible" / "config.json").read_text())["config"]["min_change"] == 4
+    assert "min_change" not in json.loads((tmp_path / "default" / "config.json").read_text())["config"]

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from detect.errors import InvalidImagesError, NotFittedError
-from detect.images import same_size, to_float_image, to_float_images
+from detect.images import channels_of, same_size, to_float_image, to_float_images, warn_converted
 from synth.atomic import atomic_path
 
 FILE_FORMAT = "anomalyforge-detector"
@@ -106,14 +106,8 @@ class Detector(ABC):
         """
         if self.fit_size is None:
             raise NotFittedError(f"{self.name} is not fitted; call fit(images) or load_detector(path) first")
-        arrays = to_float_images(images, "images")
+        arrays = to_float_images(images, "images", channels=self.channels)
         for i, img in enumerate(arrays):
-            if img.shape[2] != self.channels:
-                kinds = {1: "grayscale", 3: "RGB"}
-                raise InvalidImagesError(
-                    f"images[{i}] is {kinds[img.shape[2]]} but the detector was fitted on "
-                    f"{kinds[self.channels]} images; convert it to {kinds[self.channels]}"
-                )
             if self.image_size is None and img.shape[:2] != self.fit_size:
                 h, w = self.fit_size
                 raise InvalidImagesError(
@@ -190,28 +184,27 @@ class Detector(ABC):
     def _fit_batches(self, arrays: Sequence[Any], progress: bool) -> Iterator[torch.Tensor]:
         """Fit images converted and checked batch by batch: float32 ``(B, C, H, W)`` on the device.
 
-        The first image fixes the channels and (without ``image_size``) the working size; a later
-        image that differs raises the same ``InvalidImagesError`` as a whole-list check would.
+        The fit set's layouts fix the channels (gray when every image is gray, else RGB; images
+        converted by ``detect.images``' rule, said once); the first image fixes the working size
+        (without ``image_size``), and a later image of another size raises the same
+        ``InvalidImagesError`` as a whole-list check would.
         """
         from tqdm.auto import tqdm
 
         if len(arrays) == 0:
             raise InvalidImagesError("no fit images given; pass at least one image")
         self.fit_size = None if self.image_size is None else (self.image_size, self.image_size)
-        self.channels = None
+        kinds = [channels_of(img) for img in arrays]
+        self.channels = max(kinds)  # gray when every image is gray, else RGB
+        if kinds.count(1) and self.channels == 3:
+            warn_converted(kinds.count(1), len(arrays), self.channels, "fit images")
         starts = range(0, len(arrays), self.batch_size)
         for start in tqdm(starts, desc=f"{self.name}: features", unit="batch", disable=not progress, leave=False):
             chunk = [to_float_image(img, f"fit images[{start + i}]")
                      for i, img in enumerate(arrays[start : start + self.batch_size])]
-            if self.channels is None:
-                self.channels = chunk[0].shape[2]
-                if self.fit_size is None:
-                    self.fit_size = chunk[0].shape[:2]
-            if any(img.shape[2] != self.channels for img in chunk):
-                raise InvalidImagesError(
-                    "fit images mix gray and RGB images; convert them all to one kind first "
-                    "(e.g. PIL Image.convert('RGB'))"
-                )
+            chunk = [np.repeat(img, 3, axis=2) if img.shape[2] != self.channels else img for img in chunk]
+            if self.fit_size is None:
+                self.fit_size = chunk[0].shape[:2]
             if self.image_size is None:
                 for i, img in enumerate(chunk):
                     if img.shape[:2] != self.fit_size:

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.stats
 
 from detect.errors import CorrelationInputError
 from detect.runtime import guarded
@@ -66,6 +65,8 @@ def correlate(
     Returns:
         One :class:`Correlation` per metric, in first-seen order.
     """
+    import scipy.stats  # slow to import: only when correlations are computed
+
     names: list[str] = []
     for values in metrics.values():
         names += [k for k in values if k not in names and k not in _NOT_METRICS and "_std" not in k]

@@ -22,19 +22,22 @@ import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
 from detect.errors import DiversityInputError
-from detect.quality.lpips_backbones import LPIPS_NETS, LpipsNet, load_lpips, to_lpips_batch
+from detect.quality.names import LPIPS_NETS, LpipsNet
 from detect.runtime import choose_device, guarded, subcommand_main
 from synth import arguments
 from synth.atomic import write_text_atomic
 from synth.errors import SynthError
 from synth.image import as_float
+
+if TYPE_CHECKING:  # torch is imported when a scorer is built, so ``--help`` starts at once
+    import torch
 
 #: score names exactly as in SYNAGEN table 1 (the JSON keys)
 SCORE_NAMES: tuple[str, ...] = ("LPIPS", "LPIPS□", "LPIPS_AbsDiff", "LPIPS□_AbsDiff")
@@ -170,9 +173,10 @@ class LpipsScorer:
         self.device = choose_device(device)
         self.batch_size = batch_size
         self.random_backbone = random_backbone
+        from detect.quality.lpips_backbones import load_lpips
+
         self.model = load_lpips(net, device=self.device, random_backbone=random_backbone)
 
-    @torch.inference_mode()
     def distances(self, first: Sequence[np.ndarray], second: Sequence[np.ndarray]) -> np.ndarray:
         """LPIPS of ``first[k]`` vs ``second[k]`` for every k, float64 array of length K.
 
@@ -190,10 +194,17 @@ class LpipsScorer:
         for indices in by_shape.values():
             for start in range(0, len(indices), self.batch_size):
                 chunk = indices[start : start + self.batch_size]
-                x = to_lpips_batch([first[k] for k in chunk], self.device)
-                y = to_lpips_batch([second[k] for k in chunk], self.device)
-                out[chunk] = self.model(x, y).flatten().double().cpu().numpy()
+                out[chunk] = self._batch_distances([first[k] for k in chunk], [second[k] for k in chunk])
         return out
+
+    def _batch_distances(self, first: list[np.ndarray], second: list[np.ndarray]) -> np.ndarray:
+        import torch
+
+        from detect.quality.lpips_backbones import to_lpips_batch
+
+        with torch.inference_mode():
+            x, y = to_lpips_batch(first, self.device), to_lpips_batch(second, self.device)
+            return self.model(x, y).flatten().double().cpu().numpy()
 
 
 @dataclass(frozen=True)

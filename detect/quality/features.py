@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -31,8 +30,7 @@ from detect.errors import WeightsFileError
 from detect.quality.lpips_backbones import require_hub_checkpoint
 from detect.runtime import choose_device
 
-FeatureKind = Literal["inception", "fid-inception", "efficientnet-lite0"]
-FEATURE_KINDS: tuple[str, ...] = get_args(FeatureKind)
+from detect.quality.names import FEATURE_KINDS, FeatureKind  # noqa: F401  (their home before names.py)
 
 #: (feature dimension D, number of classes C) of each network
 FEATURE_SHAPES = {"inception": (2048, 1000), "fid-inception": (2048, 1008), "efficientnet-lite0": (1280, 1000)}

@@ -16,7 +16,6 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -24,8 +23,7 @@ import torch
 from detect.errors import DetectError, MissingWeightsError, WeightsFileError
 from detect.runtime import choose_device
 
-LpipsNet = Literal["alex", "vgg", "squeeze"]
-LPIPS_NETS: tuple[str, ...] = get_args(LpipsNet)
+from detect.quality.names import LPIPS_NETS, LpipsNet  # noqa: F401  (their home before names.py)
 
 #: torchvision checkpoint URL of each LPIPS trunk; the hub cache stores it under the URL's basename
 BACKBONE_URLS: dict[str, str] = {

@@ -28,15 +28,16 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.linalg
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from detect.errors import MetricInputError, QualityInputError
 from detect.quality.diversity import LpipsScorer, Subset, add_dataset_arguments, as_float_rgb
-from detect.quality.features import FEATURE_KINDS, FeatureExtractor
-from detect.quality.lpips_backbones import LPIPS_NETS
+from detect.quality.names import FEATURE_KINDS, LPIPS_NETS
+
+if TYPE_CHECKING:  # torch, scipy and scikit-image load when a metric runs, so ``--help`` starts at once
+    from detect.quality.features import FeatureExtractor
 from detect.runtime import guarded, subcommand_main
 from synth import arguments
 from synth.atomic import write_text_atomic
@@ -68,6 +69,8 @@ def ssim_psnr(image: np.ndarray, original: np.ndarray) -> tuple[float, float]:
     Both are computed on float RGB in [0, 1] (data range 1; gray is compared as gray). Images must
     have the same size and be at least 7×7 (SSIM's window).
     """
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
     a, b = as_float_rgb(image), as_float_rgb(original)
     if a.shape != b.shape:
         raise QualityInputError(f"image {a.shape[:2]} and original {b.shape[:2]} differ in size")
@@ -199,6 +202,8 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     ``eps`` on the diagonals, as in the reference FID code, and a tiny imaginary part from round-off
     is dropped.
     """
+    import scipy.linalg
+
     mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
     s1, s2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
     if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (mu1.size, mu1.size):
@@ -359,7 +364,10 @@ def distribution_quality(
         kid_subsets, kid_subset_size, seed: KID subsets (seeded draw).
         is_splits: at most this many parts for the IS mean/std (each with at least C images).
     """
-    extractor = extractor or FeatureExtractor(features)  # type: ignore[arg-type]
+    if extractor is None:
+        from detect.quality.features import FeatureExtractor
+
+        extractor = FeatureExtractor(features)  # type: ignore[arg-type]
     n_syn, n_ref = len(synthetic), len(reference)
     fewest = min(n_syn, n_ref)
     counts = f"got {n_syn} synthetic and {n_ref} reference images"
@@ -453,6 +461,8 @@ def run_cli(args: argparse.Namespace) -> int:
     scorer = None if args.no_lpips else LpipsScorer(args.net, batch_size=args.batch_size, device=args.device)
     extractor = None
     if args.features != "none":
+        from detect.quality.features import FeatureExtractor
+
         extractor = FeatureExtractor(args.features, batch_size=args.batch_size, device=args.device)
     reference, reference_name = _reference_images(args, rows)
 

@@ -21,16 +21,19 @@ Each patch is solved on its own (one FFT batch over its 3 channels): patches dif
 solving each alone keeps an anomaly's bytes independent of the rest of its batch on every device
 (a batched cuFFT plan may round differently from a single one).
 
-Agreement with the numpy path (``tests/test_batched.py`` measures it): the Poisson solve matches
-``cv2.seamlessClone`` on the same inputs except for FFT rounding, which moves a truncated value by
-one level on about 0.1 % of the solved pixels (never more than one level). Through the size
-search such a difference can change a measured area by a few pixels and so the chosen scale.
-Measured: of 96 anomalies at 160x160 (tests/test_batched.py), 63 are byte-identical to
+Agreement with the numpy path (bounds asserted in ``tests/test_batched.py``): the Poisson solve
+matches ``cv2.seamlessClone`` on the same inputs except where the exact value is within float32
+rounding of an integer, there by one level (about 0.1 % of the solved pixels; which ones depends
+on the CPU's FFT summation order). A patch laid over an earlier patch clones onto that
+difference, and under mixed clone a one-level change flips which gradient is kept, so inside its
+box the outputs can differ by more (5 levels seen). Through the size search a difference can
+change a measured area by a few pixels and so the chosen scale; both still land in the bin.
+Measured on one machine: of 96 anomalies at 160x160 (tests/test_batched.py), 63 are byte-identical to
 ``synth.synthesize(..., "nsa")``'s for the same seed, all in the same bin, masks at IoU >= 0.979
 (mean 0.9998); the folder protocol on brick, grass and gravel (512x512, 15 outputs): 6 files
 identical, every mask identical, the other values within one level. Larger anomalies solve more
-pixels, so fewer are byte-identical. The test asserts: same bin, IoU >= 0.95 (mean >= 0.99),
-at most one level apart at the same scale, >= 60 % identical. Records carry
+pixels, so fewer are byte-identical. The test asserts: the requested bin, and at the same scale
+at most one level apart outside boxes that overlap an earlier patch. Records carry
 ``"renderer": "torch"``; ``Rendering.label`` (NSA's binary/continuous/logistic label) is not
 made here: the batch's masks and |difference| maps stand for it.
 """

@@ -334,7 +334,7 @@ class Synagen(Method):
             out = np.where(band[:, :, None], blurred, out)
         if scene.region is not None:
             out = np.where(scene.region[sl][:, :, None], out, source)
-        changed = changed_pixels(source, out, scene.quantum)
+        changed = changed_pixels(source, out, scene.quantum, scene.min_change)
         return out.astype(np.float32, copy=False), changed
 
 
