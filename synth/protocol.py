@@ -597,8 +597,6 @@ def run_protocol(
     shard's outputs finished and writes ``metadata.jsonl``, identical to a one-process run's.
     """
     config, run = resolve_generation(config, run, options)
-    if not config.bins:
-        raise InvalidParameterError("at least one size bin is needed")
     workers, region_masks, textures, shard = run.workers, run.region_masks, run.textures, run.shard
     memory = MemoryBudget.resolve(run.memory_budget, workers)
     # the outputs of an output folder inside (or equal to) the input folder are recognised by its
