@@ -384,7 +384,7 @@ class TaskRunner:
                     shape=task.shape,
                     mode=task.mode,
                     size_bin=None if b is None else self.bins[b],
-                    bins=self.bins,
+                    label_bins=self.bins,
                 )
             except SynthError as exc:
                 failed.append({"failed": True, "file_name": file_name, "source_id": task.source_id, "error": str(exc)})
