@@ -116,7 +116,7 @@ def check_input_layout(input_dir: Path, build_dir: Path) -> None:
         )
 
 
-def read_metadata(folder: Path) -> list[dict[str, Any]]:
+def read_rows_with_their_files(folder: Path) -> list[dict[str, Any]]:
     """Rows of ``folder/metadata.jsonl``, one per anomaly, sorted by ``file_name``.
 
     Sorting makes the row order independent of worker completion order. Each row must name its
@@ -499,7 +499,7 @@ def _build_into(input_dir: Path, build_dir: Path, config: ProtocolConfig, run: R
     if not sources.is_dir():
         raise BuildError(f"--sources {sources} is not a folder: pass the folder of the anomaly-free images")
 
-    meta = read_metadata(generated)
+    meta = read_rows_with_their_files(generated)
     if not meta:
         raise ValidationError(f"{generated / 'metadata.jsonl'} lists no anomalies: the test split would be empty")
     extra_bins = sorted({r["size_bin"] for r in meta if r.get("size_bin")} - set(size_bin_names(bins)))

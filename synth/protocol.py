@@ -41,7 +41,7 @@ from .layout import (CONFIG, FAILURES, GENERATED_OUTPUTS, INPUTS, METADATA, PART
                      output_folders)
 from .memory import MemoryBudget, check_image_memory
 from .method import Method
-from .record import metadata_row as record_row
+from .record import metadata_row
 from .region import normalize_region
 from .registry import get_method, method_names
 from .run_lock import claimed_folder
@@ -423,7 +423,7 @@ class TaskRunner:
             # checked by size and CRC-32 on resume; made durable before metadata.jsonl
             write_atomic(self.out / name, data, durable=False)
             files[name] = [len(data), zlib.crc32(data)]
-        return metadata_row(anomaly, file_name, mask_name, source_id), files
+        return metadata_row(anomaly.record, file_name, mask_name, source_id), files
 
 
 def _task_failure(task: Task, error: str) -> dict[str, Any]:
@@ -514,10 +514,6 @@ def _gathered(task: Task, outputs: list) -> tuple[int, TaskResult]:
             rows.append(row)
             files.update(written)
     return task.index, TaskResult(rows, failed, files)
-
-
-def metadata_row(anomaly: Anomaly, file_name: str, mask_name: str, source_id: str) -> dict[str, Any]:
-    return record_row(anomaly.record, file_name, mask_name, source_id)
 
 
 #: the runner of a pool worker process, set once by the pool's initializer (``_start_worker``)
@@ -866,6 +862,7 @@ def _execute(
 
 
 def read_metadata(output_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """The rows of a generated folder's ``metadata.jsonl``."""
+    """The rows of a generated folder's ``metadata.jsonl``, as written; nothing checked (a build
+    checks that each row names its own present files: ``hub_tools.build.read_rows_with_their_files``)."""
     path = Path(output_dir) / METADATA
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -42,7 +42,7 @@ LOGISTIC_X0 = 7.0
 LabelKind = Literal["logistic", "mask"]
 
 #: a synthesis for training: one method name, several names (a uniform mix) or {name: weight} (a hybrid)
-Synthesis = str | Sequence[str] | Mapping[str, float]
+MethodsOption = str | Sequence[str] | Mapping[str, float]
 
 
 def logistic_label(mask: np.ndarray, abs_change: np.ndarray, k: float = LOGISTIC_K, x0: float = LOGISTIC_X0) -> np.ndarray:
@@ -54,7 +54,7 @@ def logistic_label(mask: np.ndarray, abs_change: np.ndarray, k: float = LOGISTIC
     return (mask.astype(np.float32) / (1.0 + np.exp(-k * (abs_change.astype(np.float32) - x0)))).astype(np.float32)
 
 
-def method_weights(synthesis: Synthesis) -> dict[str, float]:
+def method_weights(synthesis: MethodsOption) -> dict[str, float]:
     """``{method: probability}`` of a synthesis (name, names or weights), checked against the registry.
 
     Raises ``DetectError`` for unknown methods, an empty mix, or weights that are negative,
@@ -435,7 +435,7 @@ class SyntheticTrainedDetector(Detector):
     def __init__(
         self,
         *,
-        methods: Synthesis = ("synagen",),
+        methods: MethodsOption = ("synagen",),
         anomaly_ratio: float | None = None,
         steps: int = 300,
         train_batch_size: int = 8,
