@@ -277,3 +277,14 @@ def test_synthesize_names_its_bins_label_bins_and_the_old_name_warns():
     assert old.record == named.record and np.array_equal(old.image, named.image)
     with pytest.raises(InvalidParameterError, match="label_bins= only"):
         synthesize(image, seed=3, bins=wide, label_bins=wide)
+
+
+def test_every_way_to_ask_for_no_size_bin_gets_the_same_error():
+    from hub_tools.schema import size_bin_names
+    from synth.config import ProtocolConfig, parse_generation
+    from synth.methods.synagen import Synagen
+
+    for ask in (lambda: ProtocolConfig(bins=()), lambda: parse_generation({"bins": []}), lambda: Synagen(bins=()),
+                lambda: size_bin_names(())):
+        with pytest.raises(InvalidParameterError, match="^at least one size bin is needed$"):
+            ask()
