@@ -45,6 +45,7 @@ from space.inputs import (
 )
 from space.storage import WorkArea, save_view
 
+
 @functools.lru_cache(maxsize=1)
 def available_methods() -> tuple[str, ...]:
     """Registered methods that build with their default options (the registry is fixed at start)."""

@@ -50,6 +50,7 @@ from space.inputs import (
 from space.patches import answer_every_error_with_a_message
 from space.storage import WorkArea
 
+
 INTRO = """# anomalyforge
 Make synthetic anomalies with exact masks in **your own images** (SYNAGEN and other methods), then see
 **where a detector is blind**: which shapes, modes and sizes it misses at one false positive.
