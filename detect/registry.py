@@ -66,8 +66,8 @@ class FittedDetectors:
     """Fitted detectors kept under a caller's key, the least recently used dropped beyond ``capacity``.
 
     Several threads may ask at once (a web app's workers); fitting holds a lock, so a key is fitted
-    once and the others wait for it. Detectors are kept on the CPU and moved to ``device`` only
-    for fitting; the caller moves a returned detector where it scores.
+    once and the others wait for it. A detector is fitted on ``device`` and stays there: it scores
+    where it was fitted, and the same images asked for on another device are another entry.
     """
 
     def __init__(self, capacity: int = 4) -> None:
@@ -84,17 +84,14 @@ class FittedDetectors:
         """The detector ``name`` (``INTERACTIVE_OPTIONS`` updated by ``options``) fitted on
         ``images``; ``key`` must change whenever the images or options do."""
         settings = {**INTERACTIVE_OPTIONS.get(name, {}), **options}
-        key = f"{name}:{key}:{sorted(settings.items())}"
+        key = f"{name}:{key}:{device}:{sorted(settings.items())}"
         with self._lock:
             if key in self._fitted:
                 self._fitted.move_to_end(key)
                 return self._fitted[key]
             detector = build_detector(name, **settings)
             detector.to(device)
-            try:
-                detector.fit(list(images))
-            finally:
-                detector.to("cpu")
+            detector.fit(list(images))
             self._fitted[key] = detector
             while len(self._fitted) > self.capacity:
                 self._fitted.popitem(last=False)

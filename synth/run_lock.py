@@ -104,6 +104,7 @@ def claimed_folder(folder: str | os.PathLike, parts: Sequence[str] = (), *, shar
     """
     root = Path(folder)
     path = root / LOCK_NAME
+    created = _missing_folders(root)
     try:
         root.mkdir(parents=True, exist_ok=True)
         fd = _open_locked(path, shared)
@@ -122,7 +123,27 @@ def claimed_folder(folder: str | os.PathLike, parts: Sequence[str] = (), *, shar
     finally:
         if not shared:  # removed while still locked, so no one can lock the removed file
             _remove(path)
+            _remove_if_empty(created)  # a run that stopped before writing leaves no empty folder
         os.close(fd)
+
+
+def _missing_folders(root: Path) -> list[Path]:
+    """``root`` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    for folder in (root, *root.parents):
+        if folder.exists() or folder.is_symlink():
+            break
+        missing.append(folder)
+    return missing
+
+
+def _remove_if_empty(folders: Sequence[Path]) -> None:
+    """Remove the folders this run created (deepest first) while they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (the run wrote something), or gone
+            return
 
 
 def _remove(path: Path) -> None:

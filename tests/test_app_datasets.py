@@ -12,7 +12,9 @@ gradio_client = pytest.importorskip("gradio_client")
 import gradio as gr  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 
-import app  # noqa: E402
+from space.config import SpaceConfig  # noqa: E402
+from space.handlers import Space  # noqa: E402
+from space.storage import WorkArea  # noqa: E402
 from hub_server import hub_environment  # noqa: E402
 from hub_tools.build import build_dataset  # noqa: E402
 from hub_tools.publish import push_build  # noqa: E402
@@ -61,7 +63,7 @@ def private(hub, tmp_path_factory):
 @pytest.fixture(scope="module")
 def space(tmp_path_factory):
     root = tmp_path_factory.mktemp("work")
-    return app.Space(app.SpaceConfig(), app.WorkArea(root, budget=2**30, ttl_s=900))
+    return Space(SpaceConfig(), WorkArea(root, budget=2**30, ttl_s=900))
 
 
 @pytest.fixture(scope="module")

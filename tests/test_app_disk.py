@@ -14,6 +14,7 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 
 import app  # noqa: E402
+from space.storage import session_name  # noqa: E402
 from synth import save_png  # noqa: E402
 
 BUDGET = 40 * 1024 * 1024
@@ -85,7 +86,7 @@ def test_one_click_is_bounded_by_the_zip_and_the_previews(served, noisy_upload, 
     url, demo = served
     client = Client(url, verbose=False, download_files=downloads)
     result = _generate(client, noisy_upload)
-    folder = next(demo.space.work.root.glob(f"{app._session_name(client.session_hash)}/generate-*"))
+    folder = next(demo.space.work.root.glob(f"{session_name(client.session_hash)}/generate-*"))
     upload_bytes = noisy_upload.stat().st_size
     # 16 anomalies: the zip (~16 images + masks), the parquet (the same), 3 small previews each
     assert _size(folder) <= 16 * 2 * 1.1 * upload_bytes + 16 * 3 * 1024**2
@@ -98,12 +99,12 @@ def test_sessions_beyond_the_budget_are_removed_oldest_first(served, noisy_uploa
     clients = [Client(url, verbose=False, download_files=downloads) for _ in range(5)]
     for i, client in enumerate(clients):
         _generate(client, noisy_upload, count=6, seed=i)
-        newest = work.root / app._session_name(client.session_hash)
+        newest = work.root / session_name(client.session_hash)
         # the click that just ran may go over; everything else fits in the budget
         assert work.usage() - _size(newest) <= BUDGET
     kept = {p.name for p in work.root.glob("s-*")}
-    assert app._session_name(clients[-1].session_hash) in kept
-    assert app._session_name(clients[0].session_hash) not in kept, "the oldest session went first"
+    assert session_name(clients[-1].session_hash) in kept
+    assert session_name(clients[0].session_hash) not in kept, "the oldest session went first"
 
 
 def test_closing_the_page_frees_the_sessions_files(served, noisy_upload, downloads):
@@ -111,7 +112,7 @@ def test_closing_the_page_frees_the_sessions_files(served, noisy_upload, downloa
     work = demo.space.work
     client = Client(url, verbose=False, download_files=downloads)
     result = _generate(client, noisy_upload, count=2)
-    session = demo.space.work.root / app._session_name(client.session_hash)
+    session = demo.space.work.root / session_name(client.session_hash)
     assert session.is_dir()
     demo.space.release(type("Request", (), {"session_hash": client.session_hash})())
     assert not session.exists()

@@ -59,10 +59,10 @@ def test_the_space_refuses_pickles_and_python_files_as_detectors(client, models,
                        handle_file(str(models[kind])), api_name="/stress_test")
     import gradio as gr
 
-    import app
+    from space.inputs import uploaded_model
 
     with pytest.raises(gr.Error, match=f"{models[kind].name}: upload an ONNX model .* run code when loaded"):
-        app.uploaded_model(str(models[kind]))
+        uploaded_model(str(models[kind]))
 
 
 def test_an_uploaded_onnx_model_detects_and_stress_tests_and_is_named(client, models):

@@ -15,6 +15,7 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 
 import app  # noqa: E402
+from space.storage import session_name  # noqa: E402
 from synth import save_png  # noqa: E402
 
 #: the work area's expiry, set through the app's environment settings
@@ -61,7 +62,7 @@ def test_a_silent_clients_files_expire_without_another_click(served, upload, tmp
     result = client.predict(handle_file(str(upload)), "synagen", "random", "random", "random", 1, 0, None, None,
                             api_name="/generate")
     assert any(Path(p).suffix == ".zip" and Path(p).is_file() for p in result[4]), "the zip was served"
-    session = demo.space.work.root / app._session_name(client.session_hash)
+    session = demo.space.work.root / session_name(client.session_hash)
     # nobody clicks and the page is never closed: the timer alone removes the files
     assert _gone(session), f"{session} still holds files {PATIENCE_S} s after a {TTL_S} s expiry"
     assert (demo.space.work.root / "examples").is_dir(), "the example textures stay"
@@ -78,4 +79,4 @@ def test_the_region_editor_preview_is_written_inside_the_work_area(served, uploa
     assert background.is_relative_to(work) and background.is_file()
     outside = {p for p in Path(cache).rglob("*") if p.is_file() and not p.is_relative_to(work)} - uploads
     assert not outside, f"files written outside the work area: {sorted(outside)}"
-    assert _gone(work / app._session_name("editorpreview"))
+    assert _gone(work / session_name("editorpreview"))

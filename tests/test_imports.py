@@ -5,7 +5,7 @@ An import hidden in a function body, or a module imported by ``importlib.import_
 registry's string, still ties two modules together; such a circle only shows up when the
 function first runs, so the graph here is built from every ``import`` statement in each file,
 wherever it stands, and from every string constant that names one of the project's modules.
-The packages depend one way: ``synth`` -> ``hub_tools`` -> ``detect`` -> ``app.py``.
+The packages depend one way: ``synth`` -> ``hub_tools`` -> ``detect`` -> ``space`` -> ``app.py``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 #: the packages and entry files, in the one direction they may depend on each other
-PACKAGES = ("synth", "hub_tools", "detect")
+PACKAGES = ("synth", "hub_tools", "detect", "space")
 ENTRIES = ("app", "anomalyforge")
 
 
@@ -132,6 +132,20 @@ def test_packages_depend_one_way():
         (m, t) for m, targets in graph.items() for t in targets if top(t) != top(m) and rank[top(t)] >= rank[top(m)]
     )
     assert backwards == []
+
+
+def test_the_space_entry_only_launches_and_its_package_is_layered():
+    """``app.py`` builds and launches from ``space``; in ``space`` the page wires the handlers, the
+    handlers call the rest, and the storage, inputs and settings know nothing of either."""
+    graph = import_graph_of(project_modules())
+    assert graph["app"] == {"space.config", "space.ui"}
+    importers = lambda module: {name for name, deps in graph.items() if module in deps}  # noqa: E731
+    assert importers("space.ui") == {"app"}
+    assert importers("space.handlers") == {"space.ui"}
+    for module in ("space.config", "space.storage", "space.inputs", "space.patches", "space.zerogpu"):
+        assert not graph[module] & {"space.ui", "space.handlers", "space.device"}, module
+    # the detection calibration is detect's, for the command line as for the Space
+    assert "detect.evaluation.calibration" in graph["space.handlers"]
 
 
 def test_lazy_registries_are_in_the_graph():

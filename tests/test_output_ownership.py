@@ -169,6 +169,20 @@ def test_every_command_refuses_an_output_folder_it_cannot_create_in_one_line(tmp
         assert len(result.stderr.strip().splitlines()) == 1, (name, result.stderr)
 
 
+def test_a_command_refused_for_its_input_leaves_no_output_folder_behind(tmp_path, crops):
+    sources = images_in(tmp_path / "in", crops, ["a.png"])
+    out = tmp_path / "new" / "out"
+    commands = {
+        "synth": ["synth", tmp_path / "missing", out, *FAST],
+        "evaluate": ["evaluate", "--dataset", tmp_path / "missing", "--fit", sources, "--output", out, "--cpu"],
+        "stress": ["stress", sources / "a.png", "--detector", "no-such-detector", "--output", out],
+    }
+    for name, command in commands.items():
+        result = run(*command)
+        assert result.returncode == 2, (name, result.stderr)
+        assert not (tmp_path / "new").exists(), (name, result.stderr)
+
+
 # ------------------------------------------------------------------------------- 11. atomic files
 def _limit_file_size(limit: int):
     def apply() -> None:

@@ -229,14 +229,6 @@ def split_tiles(images: Sequence[np.ndarray], grid: int) -> tuple[list[np.ndarra
     return pool[0::2], pool[1::2]
 
 
-def mirror_split(image: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """(fit images, held-out image) for a detector of one image: the image and its two mirror
-    images fit it, the image turned by 180 degrees measures the normal range -- the same texture,
-    not the same pixels (the detectors' features are not mirror-invariant)."""
-    image = as_colour(image)
-    return [image, image[:, ::-1], image[::-1, :]], [np.ascontiguousarray(image[::-1, ::-1])]
-
-
 def texture_spread(parts: Sequence[np.ndarray], bins: int = 16) -> float:
     """Median total-variation distance in [0, 1] between the brightness histograms of ``parts``.
 
@@ -390,13 +382,9 @@ def run_stress(images: Sequence[np.ndarray], config: StressConfig = StressConfig
     cache = detectors if detectors is not None else FittedDetectors(capacity=1)
     detector = cache.get(config.detector, digest.hexdigest()[:16], fit, device=device, image_size=size,
                          **(detector_options or {}))
-    detector.to(device)
     views = threshold_views(good)
-    try:
-        evaluation = evaluate(rows, list(good), detector, ks=(config.k,), table_k=config.k,
-                              pixel_size=config.pixel_size, progress=progress, threshold_images=views)
-    finally:
-        detector.to("cpu")
+    evaluation = evaluate(rows, list(good), detector, ks=(config.k,), table_k=config.k,
+                          pixel_size=config.pixel_size, progress=progress, threshold_images=views)
     summary = evaluation.summary
     k = str(config.k)
     made = len(rows)
