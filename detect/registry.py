@@ -16,7 +16,7 @@ DETECTORS: dict[str, str] = {
     "patchcore": "detect.detectors.patchcore:PatchCore",
     "padim": "detect.detectors.padim:PaDiM",
     "segmenter": "detect.training.segmenter:Segmenter",
-    "draem": "detect.training.draem:DRAEM",
+    "draem": "detect.training.draem:DRAEMDetector",
     "defect_map": "detect.training.defect_map:DefectMap",
 }
 

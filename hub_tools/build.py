@@ -116,7 +116,7 @@ def check_input_layout(input_dir: Path, build_dir: Path) -> None:
         )
 
 
-def read_metadata(folder: Path) -> list[dict[str, Any]]:
+def read_rows_with_their_files(folder: Path) -> list[dict[str, Any]]:
     """Rows of ``folder/metadata.jsonl``, one per anomaly, sorted by ``file_name``.
 
     Sorting makes the row order independent of worker completion order. Each row must name its
@@ -477,29 +477,9 @@ def _build_into(input_dir: Path, build_dir: Path, config: ProtocolConfig, run: R
                 group_bytes: int) -> BuildResult:
     """``build_dataset`` in the claimed ``build_dir``."""
     progress = run.progress
+    generated, sources, config, run, input_kind = _generated(input_dir, build_dir, config, run, sources_dir)
     bins = config.size_bins()
-
-    if is_imagefolder(input_dir):
-        generated = input_dir
-        # the anomalies exist already: their generator's record (config.json) is the configuration;
-        # generation options given here do not apply
-        recorded = (_protocol_record(generated) or {}).get("config") or {}
-        config, _ = parse_generation({k: v for k, v in recorded.items() if k in GENERATION_KEYS})
-        run = RunOptions(progress=progress)
-        bins = config.size_bins()
-        if sources_dir is None:
-            sources_dir = recorded_sources(generated)
-        sources = Path(sources_dir)
-        input_kind = "imagefolder"
-    else:
-        generated = build_dir / "generated"
-        sources = Path(sources_dir) if sources_dir is not None else input_dir
-        _run_generation(input_dir, generated, config, run)
-        input_kind = "images"
-    if not sources.is_dir():
-        raise BuildError(f"--sources {sources} is not a folder: pass the folder of the anomaly-free images")
-
-    meta = read_metadata(generated)
+    meta = read_rows_with_their_files(generated)
     if not meta:
         raise ValidationError(f"{generated / 'metadata.jsonl'} lists no anomalies: the test split would be empty")
     extra_bins = sorted({r["size_bin"] for r in meta if r.get("size_bin")} - set(size_bin_names(bins)))
@@ -512,15 +492,7 @@ def _build_into(input_dir: Path, build_dir: Path, config: ProtocolConfig, run: R
         background.setdefault(r["source_id"], r.get("background_brightness"))
     good_ids = sorted(background)
 
-    # what the shards depend on, hashed row by row (no second copy of the metadata in memory)
-    digest = hashlib.sha256()
-    digest.update(json.dumps({"format": FORMAT_VERSION, "good": good_ids, "features": features.to_dict(),
-                              "include_diff": include_diff, "shard_bytes": shard_bytes,
-                              "group_rows": group_rows, "group_bytes": group_bytes}, sort_keys=True).encode())
-    for r in meta:
-        digest.update(json.dumps(r, sort_keys=True, default=str).encode())
-    fingerprint = digest.hexdigest()
-
+    fingerprint = _fingerprint(meta, good_ids, features, include_diff, shard_bytes, group_rows, group_bytes)
     info_path = build_dir / BUILD_RECORD
     previous = _finished_build(build_dir, fingerprint)
     if previous is not None:
@@ -528,12 +500,7 @@ def _build_into(input_dir: Path, build_dir: Path, config: ProtocolConfig, run: R
     # the completion marker goes first and comes back last: a folder killed anywhere in between
     # never claims to hold a complete build, and the next run finishes it
     info_path.unlink(missing_ok=True)
-
-    data_dir = build_dir / "data"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    # a previous, different build leaves final shards behind: they would match the card's globs
-    for old in data_dir.glob("*.parquet"):
-        old.unlink()
+    data_dir = _emptied_data_dir(build_dir)
 
     rows = _Rows(generated, sources, features, include_diff)
     shards = {
@@ -570,6 +537,53 @@ def _build_into(input_dir: Path, build_dir: Path, config: ProtocolConfig, run: R
     write_atomic(build_dir / "README.md", render_card(info, version=None).encode("utf-8"))
     write_atomic(info_path, json.dumps(info, indent=1, sort_keys=True).encode())
     return BuildResult(build_dir, counts, info)
+
+
+def _generated(input_dir: Path, build_dir: Path, config: ProtocolConfig, run: RunOptions,
+               sources_dir: str | os.PathLike | None) -> tuple[Path, Path, ProtocolConfig, RunOptions, str]:
+    """``(generated folder, sources folder, config, run, input kind)``: an imagefolder as it is,
+    with the configuration its generator recorded; a folder of images generated into ``build_dir``."""
+    if is_imagefolder(input_dir):
+        generated = input_dir
+        # the anomalies exist already: their generator's record (config.json) is the configuration;
+        # generation options given here do not apply
+        recorded = (_protocol_record(generated) or {}).get("config") or {}
+        config, _ = parse_generation({k: v for k, v in recorded.items() if k in GENERATION_KEYS})
+        run = RunOptions(progress=run.progress)
+        if sources_dir is None:
+            sources_dir = recorded_sources(generated)
+        sources = Path(sources_dir)
+        input_kind = "imagefolder"
+    else:
+        generated = build_dir / "generated"
+        sources = Path(sources_dir) if sources_dir is not None else input_dir
+        _run_generation(input_dir, generated, config, run)
+        input_kind = "images"
+    if not sources.is_dir():
+        raise BuildError(f"--sources {sources} is not a folder: pass the folder of the anomaly-free images")
+    return generated, sources, config, run, input_kind
+
+
+def _fingerprint(meta: list[dict[str, Any]], good_ids: list[str], features, include_diff: bool, shard_bytes: int,
+                 group_rows: int, group_bytes: int) -> str:
+    """What the shards depend on, hashed row by row (no second copy of the metadata in memory)."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps({"format": FORMAT_VERSION, "good": good_ids, "features": features.to_dict(),
+                              "include_diff": include_diff, "shard_bytes": shard_bytes,
+                              "group_rows": group_rows, "group_bytes": group_bytes}, sort_keys=True).encode())
+    for r in meta:
+        digest.update(json.dumps(r, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def _emptied_data_dir(build_dir: Path) -> Path:
+    """``build_dir/data`` without final shards: a previous, different build leaves them behind,
+    and they would match the card's globs."""
+    data_dir = build_dir / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for old in data_dir.glob("*.parquet"):
+        old.unlink()
+    return data_dir
 
 
 def _finished_build(build_dir: Path, fingerprint: str) -> dict[str, Any] | None:

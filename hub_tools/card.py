@@ -152,17 +152,29 @@ def render_card(
 ) -> str:
     """README.md of a build (``version=None``: a local, unpublished build) or of a published version."""
     data = front_matter(info, license, pretty_name)
-    counts = info["counts"]
-    name = repo_id or "PATH/TO/BUILD_DIR"
-    revision = f'"v{version}"' if version else '"vX.Y.Z"'
-    # the generator's own record holds every option with its default filled in; the options as
-    # given are the fallback for imagefolders written without one
-    gen = (info.get("protocol") or {}).get("config") or info["generation"]
     parts = [
         "---",
         data.to_yaml(),
         "---",
         "",
+        *_intro(info, version, pretty_name),
+        *_how_to_load(repo_id or "PATH/TO/BUILD_DIR", f'"v{version}"' if version else '"vX.Y.Z"'),
+        *_columns(info),
+        *_generation(info),
+        *_examples(info),
+        *_diversity(diversity),
+        "## Source images", "", escape_markdown(attribution.strip()) if attribution else
+        "No attribution was given for the anomaly-free source images.", "",
+        *_changelog(changelog),
+    ]
+    text = re.sub(r"\n{3,}", "\n\n", "\n".join(parts) + "\n")
+    _check_front_matter(text, data)
+    return text
+
+
+def _intro(info: dict[str, Any], version: str | None, pretty_name: str | None) -> list[str]:
+    counts = info["counts"]
+    return [
         f"# {escape_markdown(title_of(pretty_name))}" + (f" (v{version})" if version else ""),
         "",
         "Synthetic anomalies with exact ground truth: every row of the `test` split is an anomaly-free "
@@ -173,6 +185,11 @@ def render_card(
         "",
         f"| split | rows |\n|---|---|\n| `{TEST_SPLIT}` | {counts[TEST_SPLIT]} |\n| `{GOOD_SPLIT}` | {counts[GOOD_SPLIT]} |",
         "",
+    ]
+
+
+def _how_to_load(name: str, revision: str) -> list[str]:
+    return [
         "## How to load",
         "",
         "```python",
@@ -187,6 +204,11 @@ def render_card(
         "Offline, a pinned version reads from the local cache with",
         f"`hub_tools.load_version(\"{name}\", {revision}, offline=True)` (anomalyforge).",
         "",
+    ]
+
+
+def _columns(info: dict[str, Any]) -> list[str]:
+    return [
         "## Columns",
         "",
         "`image` (PNG, same mode and size as the source), `mask` (L, 0/255), "
@@ -196,6 +218,15 @@ def render_card(
         "`brightness_delta`, `background_brightness` (float32), `bbox` (x0, y0, x1, y1), `angle`, "
         "`seed` (regenerates the anomaly), `params` (JSON of every drawn parameter).",
         "",
+    ]
+
+
+def _generation(info: dict[str, Any]) -> list[str]:
+    """The configuration that regenerates the build, its counts and its size histogram."""
+    # the generator's own record holds every option with its default filled in; the options as
+    # given are the fallback for imagefolders written without one
+    gen = (info.get("protocol") or {}).get("config") or info["generation"]
+    return [
         "## Generation",
         "",
         f"Made with anomalyforge {info['tool_version']} from {info['images']['sources']} anomaly-free images. "
@@ -217,22 +248,32 @@ def render_card(
         histogram_block(info),
         "",
     ]
-    if info.get("examples"):
-        parts += ["## Examples", "", _table(
-            ["image", "mask", "method", "shape", "mode", "size bin"],
-            [[f"![image]({e['image']})", f"![mask]({e['mask']})", e["method"], e["shape"], e["mode"], e["size_bin"]]
-             for e in info["examples"]],
-        ), ""]
-    if diversity:
-        names = list(dict.fromkeys(name for group in diversity.values() for name in group))
-        rows = [[escape_markdown(one_line(group)),
-                 *("n/a" if scores.get(n) is None else f"{scores[n]:.4g}" for n in names)]
-                for group, scores in diversity.items()]
-        parts += ["## Diversity", "", "Scores computed with `anomalyforge diversity`:", "",
-                  _table(["group", *(escape_markdown(one_line(n)) for n in names)], rows), ""]
-    parts += ["## Source images", "", escape_markdown(attribution.strip()) if attribution else
-              "No attribution was given for the anomaly-free source images.", ""]
-    parts += ["## Changelog", ""]
+
+
+def _examples(info: dict[str, Any]) -> list[str]:
+    if not info.get("examples"):
+        return []
+    return ["## Examples", "", _table(
+        ["image", "mask", "method", "shape", "mode", "size bin"],
+        [[f"![image]({e['image']})", f"![mask]({e['mask']})", e["method"], e["shape"], e["mode"], e["size_bin"]]
+         for e in info["examples"]],
+    ), ""]
+
+
+def _diversity(diversity: dict[str, dict[str, float | None]] | None) -> list[str]:
+    if not diversity:
+        return []
+    names = list(dict.fromkeys(name for group in diversity.values() for name in group))
+    rows = [[escape_markdown(one_line(group)),
+             *("n/a" if scores.get(n) is None else f"{scores[n]:.4g}" for n in names)]
+            for group, scores in diversity.items()]
+    return ["## Diversity", "", "Scores computed with `anomalyforge diversity`:", "",
+            _table(["group", *(escape_markdown(one_line(n)) for n in names)], rows), ""]
+
+
+def _changelog(changelog: Sequence[dict[str, Any]]) -> list[str]:
+    """The versions, newest first as given, and the machine-readable copy the next push reads back."""
+    parts = ["## Changelog", ""]
     if changelog:
         for entry in changelog:
             parts.append(f"### v{entry['version']} ({entry['date']})")
@@ -247,9 +288,7 @@ def render_card(
     # JSON reads \u003c and \u003e back as "<" and ">"
     blob = json.dumps(list(changelog), sort_keys=True).replace("<", "\\u003c").replace(">", "\\u003e")
     parts.append(CHANGELOG_START + " " + blob + " " + CHANGELOG_END)
-    text = re.sub(r"\n{3,}", "\n\n", "\n".join(parts) + "\n")
-    _check_front_matter(text, data)
-    return text
+    return parts
 
 
 def _check_front_matter(card: str, data: DatasetCardData) -> None:

@@ -209,9 +209,6 @@ def push_build(
     Raises ``ValidationError`` (bad build), ``VersionError`` (refused version), ``StaleParentError``
     (the repo moved during the push) or ``PublishError`` (network/server failure; nothing tagged).
     """
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
-    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
-
     build_dir = Path(build_dir)
     numbers = parse_version(version)
     tag = version_tag(numbers)
@@ -227,78 +224,31 @@ def push_build(
 
     try:
         # the version check is cheap: refuse before validating a large build
-        try:
-            tags = _tags(api, repo_id)
-        except RepositoryNotFoundError:
-            tags = {}
-        versions = _semver_tags(tags)
-        if tag in tags or numbers in versions:
-            existing = versions.get(numbers, tag)
-            done = _already_published(api, repo_id, build_dir, plain, existing, tags[existing])
-            if done is not None:
-                return done
-            raise VersionError(
-                f"{repo_id} already has version {existing} (commit {tags[existing][:12]}); versions are "
-                "immutable: publish the changes as a higher version"
-            )
-        if versions and numbers < max(versions):
-            raise VersionError(
-                f"version {tag} is not above the latest published version {versions[max(versions)]} of {repo_id}"
-            )
+        done = _check_new_version(api, repo_id, build_dir, numbers, tag)
+        if done is not None:
+            return done
         info = validate_build(build_dir, progress=progress)
         _check_visibility(api, repo_id, private)
         api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=True)
         head = api.repo_info(repo_id, repo_type=REPO_TYPE, revision=BRANCH).sha
+        done = _finish_tagging(api, repo_id, head, info, tag)
+        if done is not None:
+            return done
 
-        # A previous run of this same push may have committed and then failed to tag: finish it.
-        published = _download_text(api, repo_id, "build.json", head)
-        if published is not None:
-            record = json.loads(published)
-            if record.get("published", {}).get("version") == plain and record.get("fingerprint") == info["fingerprint"]:
-                api.create_tag(repo_id, tag=tag, revision=head, repo_type=REPO_TYPE,
-                               tag_message=f"{repo_id} {tag}")
-                return PushResult(repo_id, plain, tag, head, _url(api, repo_id, tag), created_commit=False)
-
-        previous_card = _download_text(api, repo_id, "README.md", head)
         date = datetime.now(timezone.utc).date().isoformat()
         entry = {"version": plain, "date": date, "message": message or "",
                  "counts": dict(info["counts"]), "tool_version": info["tool_version"]}
-        changelog = add_changelog_entry(read_changelog(previous_card), entry)
+        changelog = add_changelog_entry(read_changelog(_download_text(api, repo_id, "README.md", head)), entry)
         card = render_card(info, plain, repo_id=repo_id, license=license, pretty_name=pretty_name,
                            attribution=attribution, diversity=scores, changelog=changelog)
         record = dict(info)
         record["published"] = {"version": plain, "tag": tag, "date": date, "repo_id": repo_id,
                                "license": license or "other", "attribution": attribution,
                                "diversity": scores}
-
-        files = [s["file"] for split in SPLITS for s in info["shards"][split]]
-        files += [e[k] for e in info.get("examples", []) for k in ("image", "mask")]
-        operations: list[Any] = [CommitOperationAdd(path, str(build_dir / path)) for path in files]
-        operations.append(CommitOperationAdd("README.md", card.encode("utf-8")))
-        operations.append(CommitOperationAdd("build.json", json.dumps(record, indent=1, sort_keys=True).encode()))
-        keep = set(files)
-        for remote in api.list_repo_files(repo_id, repo_type=REPO_TYPE, revision=head):
-            if remote.startswith(("data/", "card/")) and remote not in keep:
-                operations.append(CommitOperationDelete(remote))
+        operations = _release_operations(api, repo_id, build_dir, head, info, card, record)
         summary = f"Release {tag}" + (f": {message.splitlines()[0]}" if message else "")
-        try:
-            commit, notes = _commit(api, repo_id, operations, summary, message or "", head)
-        except HfHubHTTPError as exc:
-            status = getattr(exc.response, "status_code", None)
-            if status in (409, 412):
-                raise StaleParentError(
-                    f"{repo_id} changed while {tag} was being pushed (main is no longer at {head[:12]}); "
-                    "nothing was committed or tagged: run the push again to build on the new head"
-                ) from None
-            raise
-        try:
-            api.create_tag(repo_id, tag=tag, revision=commit.oid, repo_type=REPO_TYPE,
-                           tag_message=f"{repo_id} {tag}")
-        except (HfHubHTTPError, OSError) as exc:
-            raise PublishError(
-                f"{tag}: the data was committed ({commit.oid[:12]}) but the tag could not be created "
-                f"({_describe_http_error(exc, token)}); run the same push again to finish the version"
-            ) from None
+        commit, notes = _commit_on_head(api, repo_id, operations, summary, message or "", head, tag)
+        _tag_commit(api, repo_id, tag, commit.oid, token)
         return PushResult(repo_id, plain, tag, commit.oid, _url(api, repo_id, tag), created_commit=True, notes=notes)
     except (VersionError, StaleParentError, PublishError, ValidationError, VisibilityError, RepoIdError):
         raise
@@ -308,6 +258,92 @@ def push_build(
         raise PublishError(
             f"push of {tag} to {repo_id} failed: {_describe_http_error(exc, token)}; "
             "no version was created: run the same push again"
+        ) from None
+
+
+def _check_new_version(api, repo_id: str, build_dir: Path, numbers, tag: str) -> PushResult | None:
+    """None when ``tag`` may be published; the earlier result when this very build is already
+    that version; ``VersionError`` when the version exists with other data or is not the highest."""
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    try:
+        tags = _tags(api, repo_id)
+    except RepositoryNotFoundError:
+        tags = {}
+    versions = _semver_tags(tags)
+    if tag in tags or numbers in versions:
+        existing = versions.get(numbers, tag)
+        done = _already_published(api, repo_id, build_dir, tag[1:], existing, tags[existing])
+        if done is not None:
+            return done
+        raise VersionError(
+            f"{repo_id} already has version {existing} (commit {tags[existing][:12]}); versions are "
+            "immutable: publish the changes as a higher version"
+        )
+    if versions and numbers < max(versions):
+        raise VersionError(
+            f"version {tag} is not above the latest published version {versions[max(versions)]} of {repo_id}"
+        )
+    return None
+
+
+def _finish_tagging(api, repo_id: str, head: str, info: dict[str, Any], tag: str) -> PushResult | None:
+    """A previous run of this same push may have committed and then failed to tag: tag ``head``
+    and return the result when ``head`` holds this build as this version; None otherwise."""
+    plain = tag[1:]
+    published = _download_text(api, repo_id, "build.json", head)
+    if published is None:
+        return None
+    record = json.loads(published)
+    if record.get("published", {}).get("version") == plain and record.get("fingerprint") == info["fingerprint"]:
+        api.create_tag(repo_id, tag=tag, revision=head, repo_type=REPO_TYPE, tag_message=f"{repo_id} {tag}")
+        return PushResult(repo_id, plain, tag, head, _url(api, repo_id, tag), created_commit=False)
+    return None
+
+
+def _release_operations(api, repo_id: str, build_dir: Path, head: str, info: dict[str, Any], card: str,
+                        record: dict[str, Any]) -> list[Any]:
+    """The shards, examples, card and ``build.json`` added; data and card files of ``head`` that
+    this build no longer has deleted."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+    files = [s["file"] for split in SPLITS for s in info["shards"][split]]
+    files += [e[k] for e in info.get("examples", []) for k in ("image", "mask")]
+    operations: list[Any] = [CommitOperationAdd(path, str(build_dir / path)) for path in files]
+    operations.append(CommitOperationAdd("README.md", card.encode("utf-8")))
+    operations.append(CommitOperationAdd("build.json", json.dumps(record, indent=1, sort_keys=True).encode()))
+    keep = set(files)
+    for remote in api.list_repo_files(repo_id, repo_type=REPO_TYPE, revision=head):
+        if remote.startswith(("data/", "card/")) and remote not in keep:
+            operations.append(CommitOperationDelete(remote))
+    return operations
+
+
+def _commit_on_head(api, repo_id: str, operations: list[Any], summary: str, description: str, head: str, tag: str):
+    """``_commit``; a conflict (the repo moved past ``head``) is a ``StaleParentError``."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        return _commit(api, repo_id, operations, summary, description, head)
+    except HfHubHTTPError as exc:
+        status = getattr(exc.response, "status_code", None)
+        if status in (409, 412):
+            raise StaleParentError(
+                f"{repo_id} changed while {tag} was being pushed (main is no longer at {head[:12]}); "
+                "nothing was committed or tagged: run the push again to build on the new head"
+            ) from None
+        raise
+
+
+def _tag_commit(api, repo_id: str, tag: str, oid: str, token: str) -> None:
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        api.create_tag(repo_id, tag=tag, revision=oid, repo_type=REPO_TYPE, tag_message=f"{repo_id} {tag}")
+    except (HfHubHTTPError, OSError) as exc:
+        raise PublishError(
+            f"{tag}: the data was committed ({oid[:12]}) but the tag could not be created "
+            f"({_describe_http_error(exc, token)}); run the same push again to finish the version"
         ) from None
 
 

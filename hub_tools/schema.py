@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from synth.record import LABEL_NAMES, RECORD_COLUMNS, Column
-from synth.sizebins import DEFAULT_BINS, SizeBin
+from synth.sizebins import DEFAULT_BINS, SizeBin, require_bins
 from synth.vocabulary import METHOD_NAMES, MODE_NAMES, SHAPE_NAMES
 
 from .errors import BuildError
@@ -39,9 +39,7 @@ def size_bin_names(bins: Sequence[SizeBin] = DEFAULT_BINS, extra: Sequence[str] 
     lowest or above the highest bin. ``extra`` names (bins requested outside the configured set)
     are appended in sorted order so the indices of the configured bins never move.
     """
-    ordered = sorted(bins, key=lambda b: (b.low, b.high))
-    if not ordered:
-        raise ValueError("at least one size bin is needed")
+    ordered = sorted(require_bins(bins), key=lambda b: (b.low, b.high))
     lowest, highest = ordered[0], ordered[-1]
     names = [f"<{lowest.name.split('-')[0]}%"] + [b.name for b in ordered]
     names.append(f">={highest.name.split('-')[1]}")

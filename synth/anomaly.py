@@ -9,6 +9,7 @@ outside the region are untouched, and ``record`` holds the columns of the publis
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -236,8 +237,9 @@ def synthesize(
     partners: Sequence[np.ndarray] = (),
     textures: Sequence[np.ndarray] = (),
     foreground: np.ndarray | None = None,
-    bins: Sequence[SizeBin] = DEFAULT_BINS,
+    label_bins: Sequence[SizeBin] = DEFAULT_BINS,
     min_change: int = 1,
+    bins: Sequence[SizeBin] | None = None,
     **method_options: Any,
 ) -> Anomaly:
     """Make one anomaly in ``image``; the same arguments give the same bytes.
@@ -247,8 +249,11 @@ def synthesize(
     ``method``    a registered name (``synagen``, ``nsa``, ...) or a ``Method`` instance.
     ``seed``      regenerates this anomaly: ``np.random.default_rng(seed)`` draws the spec.
     ``shape``, ``mode``  the method's options; ``None`` draws one.
-    ``size_bin``  ``SizeBin``, its name (``"0.5-1.5%"``) or an index into ``bins``. Methods that
-                  target sizes land the measured changed area inside it or raise ``SizeBinError``.
+    ``size_bin``  ``SizeBin``, its name (``"0.5-1.5%"``) or an index into ``label_bins``. Methods
+                  that target sizes land the measured changed area inside it or raise ``SizeBinError``.
+    ``label_bins`` the bins the measured area is named by (``Anomaly.record["size_bin"]``); they
+                  choose no size. The bins a method targets are its own option (``Synagen(bins=...)``).
+    ``bins``      the old name of ``label_bins``: still accepted, with a ``DeprecationWarning``.
     ``region``    allowed-pixel mask; nothing outside it changes.
     ``partners``  other anomaly-free images for methods that blend a second image.
     ``min_change`` visibility threshold: the mask and the measured area (so the size bin) count
@@ -261,8 +266,10 @@ def synthesize(
 
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InvalidParameterError(f"seed must be a non-negative integer, got {seed!r}")
+    if bins is not None:
+        label_bins = _renamed_bins(bins, label_bins)
     method_obj = get_method(method, **method_options) if isinstance(method, str) else method
-    requested = None if size_bin is None else resolve_bin(size_bin, tuple(bins))
+    requested = None if size_bin is None else resolve_bin(size_bin, tuple(label_bins))
     if isinstance(image, PreparedImage):
         if region is not None or partners or textures or foreground is not None or min_change != 1:
             raise InvalidParameterError(
@@ -276,7 +283,19 @@ def synthesize(
     rng = np.random.default_rng(int(seed))
     spec = method_obj.sample(rng, scene, shape=shape, mode=mode, size_bin=requested, seed=int(seed))
     rendering = method_obj.render(scene, spec)
-    return finish(prepared, spec, rendering, bins)
+    return finish(prepared, spec, rendering, label_bins)
+
+
+def _renamed_bins(bins: Sequence[SizeBin], label_bins: Sequence[SizeBin]) -> Sequence[SizeBin]:
+    if label_bins is not DEFAULT_BINS:
+        raise InvalidParameterError("give synthesize() label_bins= only; bins= is its old name")
+    warnings.warn(
+        "synthesize(bins=...) is now label_bins=...: it names the measured size bin and targets no size; "
+        "the bins SYNAGEN targets are Synagen(bins=...)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return bins
 
 
 def replay(image: np.ndarray, spec: Spec | dict, **scene_inputs: Any) -> Anomaly:

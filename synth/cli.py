@@ -18,6 +18,12 @@ from .sizebins import DEFAULT_BINS
 EXAMPLES = ("brick", "grass", "gravel")
 
 
+#: options a ``--config`` file may set, each also a command-line option (but ``method_options``)
+#: and read by ``parse_generation``; the rest are about running, given on the command line
+CONFIG_FILE_KEYS = ("method", "mix", "preset", "per_image", "shapes", "modes", "bins", "seed", "method_options",
+                    "min_change")
+
+
 def add_generation_options(parser: argparse.ArgumentParser) -> None:
     """The options that define a generated dataset (shared with ``anomalyforge hub build``)."""
     g = parser.add_argument_group("generation")
@@ -30,9 +36,8 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--preset", default=None,
                    help="method preset, e.g. an MVTec AD class for NSA (--method nsa --preset wood)")
     g.add_argument("--config", default=None, metavar="FILE",
-                   help="YAML or JSON file with any of: method, mix, preset, per_image, shapes, modes, "
-                        "bins, seed, method_options (a mapping passed to the method). Command-line "
-                        "options override it")
+                   help=f"YAML or JSON file with any of: {', '.join(CONFIG_FILE_KEYS)} (method_options: a "
+                        "mapping passed to the method). Command-line options override it")
     g.add_argument("--per-image", type=arguments.positive, default=None, metavar="K",
                    help="unique anomalies per image and shape x mode (default 3)")
     g.add_argument("--shapes", nargs="+", default=None,
@@ -81,9 +86,6 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
 
 #: largest ``--config`` file read (bytes)
 MAX_CONFIG_BYTES = 1 << 20
-#: options a ``--config`` file may set (the rest are about running, given on the command line)
-CONFIG_FILE_KEYS = ("method", "mix", "preset", "per_image", "shapes", "modes", "bins", "seed", "method_options",
-                    "min_change")
 
 
 def load_config_file(path: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 from .errors import InvalidParameterError
 from .png import DEFAULT_LEVEL as DEFAULT_PNG_LEVEL
-from .sizebins import DEFAULT_BINS, SizeBin
+from .sizebins import DEFAULT_BINS, SizeBin, require_bins
 
 
 def parse_names(values: str | SizeBin | list | tuple | None, what: str = "names") -> list[str] | None:
@@ -103,9 +103,13 @@ class ProtocolConfig:
     method_options: Mapping[str, Any] = field(default_factory=dict)
     png_compression: int = DEFAULT_PNG_LEVEL
     #: "numpy" (``synth.synthesize``) or "torch" (``synth.batched``, ``--device``): the two render
-    #: the same specs but not the same bytes, so one folder holds one renderer's outputs
+    #: the same specs but not the same bytes, so one folder holds one renderer's outputs. A record
+    #: of ``RunOptions.device``, which decides it (``renderer_for``/``follow_device``)
     renderer: str = "numpy"
     min_change: int = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bins", require_bins(self.bins))
 
     def size_bins(self) -> tuple[SizeBin, ...]:
         return tuple(SizeBin.parse(b) for b in self.bins)
@@ -182,9 +186,8 @@ def parse_generation(options: Mapping[str, Any]) -> tuple[ProtocolConfig, RunOpt
             raise InvalidParameterError(f"preset must be a preset name, got {given['preset']!r}")
         method_options["preset"] = given["preset"]
     bins = parse_names(given.get("bins"), "bins")
-    if bins is None and "bins" in given:
-        raise InvalidParameterError("at least one size bin is needed")
-    bins = bins or [b.name for b in DEFAULT_BINS]
+    if bins is None:  # left out: the defaults; given but empty: refused by ProtocolConfig
+        bins = [] if "bins" in given else [b.name for b in DEFAULT_BINS]
     shapes = parse_names(given.get("shapes"), "shapes")
     modes = parse_names(given.get("modes"), "modes")
     png_compression = _integer(given.get("png_compression", DEFAULT_PNG_LEVEL), "png_compression")
@@ -200,13 +203,11 @@ def parse_generation(options: Mapping[str, Any]) -> tuple[ProtocolConfig, RunOpt
         seed=_integer(given.get("seed", 0), "seed"),
         method_options=method_options,
         png_compression=png_compression,
-        renderer="torch" if given.get("device") is not None else given.get("renderer", "numpy"),
+        renderer=given.get("renderer", "numpy"),
         min_change=_integer(given.get("min_change", 1), "min_change"),
     )
     if not 1 <= config.min_change <= 254:
         raise InvalidParameterError(f"min_change must lie in 1..254 levels, got {config.min_change}")
-    if config.min_change != 1 and config.renderer == "torch":
-        raise InvalidParameterError("min_change other than 1 works with the numpy renderer only; leave out --device")
     if config.per_image < 1:
         raise InvalidParameterError(f"per_image must be >= 1, got {config.per_image}")
     _check_methods(config)
@@ -228,8 +229,22 @@ def parse_generation(options: Mapping[str, Any]) -> tuple[ProtocolConfig, RunOpt
         raise InvalidParameterError(f"max_outputs must be >= 1, got {run.max_outputs}")
     if run.prep_threads is not None and run.prep_threads < 1:
         raise InvalidParameterError(f"prep_threads must be >= 1 (or left out for every usable CPU), got {run.prep_threads}")
+    if run.device is not None:  # without a device, a config read back keeps the renderer it records
+        config = follow_device(config, run)
     _check_run(run, config)
     return config, run
+
+
+def renderer_for(device: str | None) -> str:
+    """The renderer a run's device selects: the one place that decides it (``None``: numpy)."""
+    return "numpy" if device is None else "torch"
+
+
+def follow_device(config: ProtocolConfig, run: RunOptions) -> ProtocolConfig:
+    """``config`` recording the renderer that ``run.device`` selects (``RunOptions.device`` is
+    the choice; ``ProtocolConfig.renderer`` only records it in ``config.json``)."""
+    renderer = renderer_for(run.device)
+    return config if config.renderer == renderer else replace(config, renderer=renderer)
 
 
 def _check_run(run: RunOptions, config: ProtocolConfig) -> None:
@@ -237,6 +252,8 @@ def _check_run(run: RunOptions, config: ProtocolConfig) -> None:
         raise InvalidParameterError(f"batch_size must be >= 1, got {run.batch_size}")
     if run.shard is not None and not (len(run.shard) == 2 and 0 <= run.shard[0] < run.shard[1]):
         raise InvalidParameterError(f"shard must be (index, count) with 0 <= index < count, got {run.shard}")
+    if config.min_change != 1 and config.renderer == "torch":
+        raise InvalidParameterError("min_change other than 1 works with the numpy renderer only; leave out --device")
     if run.device is not None:
         from .batched import BATCHED_METHODS
 
@@ -275,8 +292,7 @@ def resolve_generation(config: ProtocolConfig | None, run: RunOptions | None,
         )
     parsed_config, parsed_run = parse_generation(options)
     config, run = config or parsed_config, run or parsed_run
-    if (run.device is not None) != (config.renderer == "torch"):
-        config = replace(config, renderer="numpy" if run.device is None else "torch")
+    config = follow_device(config, run)
     _check_methods(config)
     _check_run(run, config)
     return config, run

@@ -27,8 +27,8 @@ from .anomaly import Anomaly
 from .errors import InvalidParameterError
 from .atomic import write_atomic
 from .image import DEFAULT_PNG_LEVEL, encode_png
-from .protocol import CONFIG, METADATA, metadata_row
-from .record import RECORD_COLUMNS
+from .protocol import CONFIG, METADATA
+from .record import RECORD_COLUMNS, metadata_row
 
 
 def _safe(text: str) -> str:
@@ -65,7 +65,7 @@ def _check(anomalies: Sequence[Anomaly], source_ids: Sequence[str] | str) -> lis
 def export_rows(anomalies: Sequence[Anomaly], source_ids: Sequence[str] | str) -> list[dict[str, Any]]:
     """The ``metadata.jsonl`` rows an export writes (same columns as the folder protocol)."""
     ids = _check(anomalies, source_ids)
-    return [metadata_row(a, f, m, s) for a, (f, m), s in zip(anomalies, export_names(anomalies, ids), ids)]
+    return [metadata_row(a.record, f, m, s) for a, (f, m), s in zip(anomalies, export_names(anomalies, ids), ids)]
 
 
 def export_zip(

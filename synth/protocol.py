@@ -41,7 +41,7 @@ from .layout import (CONFIG, FAILURES, GENERATED_OUTPUTS, INPUTS, METADATA, PART
                      output_folders)
 from .memory import MemoryBudget, check_image_memory
 from .method import Method
-from .record import metadata_row as record_row
+from .record import metadata_row
 from .region import normalize_region
 from .registry import get_method, method_names
 from .run_lock import claimed_folder
@@ -384,7 +384,7 @@ class TaskRunner:
                     shape=task.shape,
                     mode=task.mode,
                     size_bin=None if b is None else self.bins[b],
-                    bins=self.bins,
+                    label_bins=self.bins,
                 )
             except SynthError as exc:
                 failed.append({"failed": True, "file_name": file_name, "source_id": task.source_id, "error": str(exc)})
@@ -423,7 +423,7 @@ class TaskRunner:
             # checked by size and CRC-32 on resume; made durable before metadata.jsonl
             write_atomic(self.out / name, data, durable=False)
             files[name] = [len(data), zlib.crc32(data)]
-        return metadata_row(anomaly, file_name, mask_name, source_id), files
+        return metadata_row(anomaly.record, file_name, mask_name, source_id), files
 
 
 def _task_failure(task: Task, error: str) -> dict[str, Any]:
@@ -516,10 +516,6 @@ def _gathered(task: Task, outputs: list) -> tuple[int, TaskResult]:
     return task.index, TaskResult(rows, failed, files)
 
 
-def metadata_row(anomaly: Anomaly, file_name: str, mask_name: str, source_id: str) -> dict[str, Any]:
-    return record_row(anomaly.record, file_name, mask_name, source_id)
-
-
 #: the runner of a pool worker process, set once by the pool's initializer (``_start_worker``)
 _PROCESS_RUNNER: TaskRunner | None = None
 
@@ -597,8 +593,6 @@ def run_protocol(
     shard's outputs finished and writes ``metadata.jsonl``, identical to a one-process run's.
     """
     config, run = resolve_generation(config, run, options)
-    if not config.bins:
-        raise InvalidParameterError("at least one size bin is needed")
     workers, region_masks, textures, shard = run.workers, run.region_masks, run.textures, run.shard
     memory = MemoryBudget.resolve(run.memory_budget, workers)
     # the outputs of an output folder inside (or equal to) the input folder are recognised by its
@@ -868,6 +862,7 @@ def _execute(
 
 
 def read_metadata(output_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """The rows of a generated folder's ``metadata.jsonl``."""
+    """The rows of a generated folder's ``metadata.jsonl``, as written; nothing checked (a build
+    checks that each row names its own present files: ``hub_tools.build.read_rows_with_their_files``)."""
     path = Path(output_dir) / METADATA
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

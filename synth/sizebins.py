@@ -70,6 +70,14 @@ DEFAULT_BINS: tuple[SizeBin, ...] = (
 )
 
 
+def require_bins(bins):
+    """``bins`` as a tuple; the one check that a run, a method or a schema has at least one size bin."""
+    bins = tuple(bins)
+    if not bins:
+        raise InvalidParameterError("at least one size bin is needed")
+    return bins
+
+
 def resolve_bin(value: "SizeBin | str | int", bins: tuple[SizeBin, ...] = DEFAULT_BINS) -> SizeBin:
     """A bin from a ``SizeBin``, its name (``"0.5-1.5%"``) or an index into ``bins``."""
     if isinstance(value, SizeBin):

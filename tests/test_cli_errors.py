@@ -165,3 +165,15 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, make_args, words):
     assert len(errors) == 1, result.stderr[-2000:]
     for word in words:
         assert word in errors[0], errors[0]
+
+
+def test_config_help_names_every_option_a_config_file_takes(tmp_path):
+    """The --config help is made from the list the file is checked against, so it names them all
+    (it once left out min_change)."""
+    from synth.cli import CONFIG_FILE_KEYS
+
+    result = subprocess.run([sys.executable, str(ROOT / "anomalyforge.py"), "synth", "--help"], capture_output=True,
+                            text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "1000"}, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    config_help = next(line for line in result.stdout.splitlines() if line.strip().startswith("--config FILE"))
+    assert all(key in config_help for key in CONFIG_FILE_KEYS), config_help

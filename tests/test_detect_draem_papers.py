@@ -14,7 +14,7 @@ from PIL import Image
 
 from detect.errors import DetectError
 from detect.evaluation.bench import BenchConfigError, cells, config_from_dict, quality_jobs
-from detect.training.draem import DRAEM
+from detect.training.draem import DRAEMDetector
 from detect.training.synthetic_training import DeviceSyntheticBatches, SyntheticAnomalies, rotated, texture_files
 from synth import synthesize
 
@@ -106,14 +106,14 @@ def test_device_batches_use_the_same_textures_and_rotations(texture_folder):
 
 def test_draem_options_are_checked_and_recorded(texture_folder):
     with pytest.raises(DetectError, match="source_augment must be one of flips, rotate"):
-        DRAEM(source_augment="rotations")
-    detector = DRAEM(textures=str(texture_folder), source_augment="rotate", steps=1, train_batch_size=2)
+        DRAEMDetector(source_augment="rotations")
+    detector = DRAEMDetector(textures=str(texture_folder), source_augment="rotate", steps=1, train_batch_size=2)
     assert detector.config()["textures"] == str(texture_folder) and detector.config()["source_augment"] == "rotate"
     with pytest.raises(DetectError, match="is not a folder"):
-        DRAEM(textures=str(texture_folder / "missing"), steps=1).fit(_crops(2, 3))
+        DRAEMDetector(textures=str(texture_folder / "missing"), steps=1).fit(_crops(2, 3))
     detector.fit(_crops(2, 3))  # trains on texture-filled anomalies in rotated images
     assert detector.trained_steps == 1
-    assert DRAEM().config()["textures"] is None and DRAEM().config()["source_augment"] == "flips"
+    assert DRAEMDetector().config()["textures"] is None and DRAEMDetector().config()["source_augment"] == "flips"
 
 
 def _raw(dataset, **changes) -> dict:

@@ -13,7 +13,7 @@ from detect.registry import load_detector
 from detect.errors import DetectError
 from detect.registry import build_detector
 from detect.training.defect_map import DefectMap, LargeKernelConv
-from detect.training.draem import DRAEM
+from detect.training.draem import DRAEMDetector
 from detect.training.synthetic_training import (
     SyntheticAnomalies,
     focal_loss,
@@ -71,7 +71,7 @@ def test_ratio_one_gives_the_same_samples_as_before_ratios_existed():
 @pytest.mark.parametrize("ratio", [-0.1, 1.5, "half"])
 def test_ratio_outside_zero_one_is_refused(ratio):
     with pytest.raises(DetectError, match="anomaly_ratio"):
-        DRAEM(anomaly_ratio=ratio)
+        DRAEMDetector(anomaly_ratio=ratio)
 
 
 # --------------------------------------------------------------------------- method mixes
@@ -191,7 +191,7 @@ def test_a_short_cpu_draem_training_separates_large_anomalies():
     crops = _crops(36, 64, 0)
     fit, good, defective = crops[:16], crops[16:26], crops[26:]
     anomalies = [synthesize(s, "draem", seed=100 + i, size_bin="2.5-15%") for i, s in enumerate(defective)]
-    detector = DRAEM(steps=100, train_batch_size=8, lr=1e-3, seed=0, methods=("cutout", "draem")).fit(fit)
+    detector = DRAEMDetector(steps=100, train_batch_size=8, lr=1e-3, seed=0, methods=("cutout", "draem")).fit(fit)
     good_scores = detector.score(good).scores
     found = detector.score([a.image for a in anomalies])
     # measured: image AUROC 0.93 after 100 steps (0.80 after 60), pixel AUROC 0.69; chance is 0.5

@@ -262,3 +262,29 @@ def test_scaled_shapes_match_opencvs_area_resize_bit_for_bit():
     scaled = ScaledShape(half)
     assert np.array_equal(scaled.mask(0.5, 0.5), cv2.resize(half, (20, 20), interpolation=cv2.INTER_AREA) > 0.5)
     assert scaled.fallbacks == 1
+
+
+def test_synthesize_names_its_bins_label_bins_and_the_old_name_warns():
+    """``synthesize(bins=...)`` only named the measured bin, unlike ``Synagen(bins=...)``: the
+    keyword is ``label_bins`` now; the old one still works, with a warning that says the difference."""
+    from skimage.data import brick
+
+    image, wide = brick(), (SizeBin.parse("0.5-15%"),)
+    named = synthesize(image, seed=3, shape="rough", mode="gray_noise", size_bin=0, label_bins=wide)
+    assert named.record["size_bin"] == "0.5-15%"
+    with pytest.warns(DeprecationWarning, match="label_bins"):
+        old = synthesize(image, seed=3, shape="rough", mode="gray_noise", size_bin=0, bins=wide)
+    assert old.record == named.record and np.array_equal(old.image, named.image)
+    with pytest.raises(InvalidParameterError, match="label_bins= only"):
+        synthesize(image, seed=3, bins=wide, label_bins=wide)
+
+
+def test_every_way_to_ask_for_no_size_bin_gets_the_same_error():
+    from hub_tools.schema import size_bin_names
+    from synth.config import ProtocolConfig, parse_generation
+    from synth.methods.synagen import Synagen
+
+    for ask in (lambda: ProtocolConfig(bins=()), lambda: parse_generation({"bins": []}), lambda: Synagen(bins=()),
+                lambda: size_bin_names(())):
+        with pytest.raises(InvalidParameterError, match="^at least one size bin is needed$"):
+            ask()

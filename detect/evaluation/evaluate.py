@@ -403,15 +403,7 @@ def evaluate(
     n_good, get_good, good_meta = _rows_access(good_images)
     oracle = threshold_images is None
     n_threshold, get_threshold, threshold_meta = (n_good, get_good, good_meta) if oracle else _rows_access(threshold_images)
-    if n_test == 0:
-        raise MetricInputError("no test rows (synthetic anomalies) to evaluate")
-    if n_good < 1:
-        raise MetricInputError("no anomaly-free images: AUROC and AP need negatives")
-    if n_threshold < 2:
-        raise MetricInputError(
-            f"{n_threshold} anomaly-free image(s) set the thresholds; recall at k false positives needs at least "
-            "k + 1 (2 for k = 1)"
-        )
+    _check_counts(n_test, n_good, n_threshold)
     common = dict(batch_size=batch_size, rank=rank, world=world, pixel_size=pixel_size, progress=progress and is_main)
     test_names = good_names = None
     if getattr(detector, "scores_by_name", False):
@@ -433,30 +425,11 @@ def evaluate(
     good_scores = np.array([t[1] for t in good_all], dtype=np.float64)
     if oracle:
         threshold_scores = good_scores
-    used_ks = [int(k) for k in ks if int(k) < n_threshold]
-    skipped = [int(k) for k in ks if int(k) >= n_threshold]
-    if not used_ks:
-        raise MetricInputError(f"every k in {list(ks)} needs more than the {n_threshold} anomaly-free images given")
-    if table_k not in used_ks:
-        table_k = used_ks[0]
-
+    used_ks, skipped, table_k = _usable_ks(ks, table_k, n_threshold)
     samples = meta.copy()
     samples["score"] = test_scores.astype(np.float32)
-    good = good_meta.copy()
-    if "source_id" not in good:
-        good["source_id"] = [str(i) for i in range(n_good)]
-    good = good[[c for c in ("source_id",) if c in good]].copy()
-    good["score"] = good_scores.astype(np.float32)
-    recall, thresholds, false_positives = {}, {}, {}
-    recall_interval, false_positive_rate, negatives_flagged = {}, {}, {}
-    for k in used_ks:
-        r = metrics.recall_at_k(threshold_scores, test_scores, k)
-        samples[f"detected_k{k}"] = r.detected
-        good[f"flagged_k{k}"] = good_scores > r.threshold
-        recall[str(k)], thresholds[str(k)], false_positives[str(k)] = r.recall, r.threshold, r.false_positives
-        recall_interval[str(k)] = uncertainty.wilson(int(r.detected.sum()), n_test).as_list()
-        false_positive_rate[str(k)] = r.false_positives / n_threshold
-        negatives_flagged[str(k)] = int((good_scores > r.threshold).sum())
+    good = _good_frame(good_meta, good_scores, n_good)
+    at_k = _recall_at_ks(used_ks, threshold_scores, test_scores, good_scores, samples, good, n_test, n_threshold)
 
     summary: dict[str, Any] = dict(info or {})
     summary.update(
@@ -469,12 +442,7 @@ def evaluate(
             "n_good": n_good,
             "n_threshold": n_threshold,
             "thresholds_are_oracle": oracle,
-            "recall_at_k": recall,
-            "recall_interval_at_k": recall_interval,
-            "threshold_at_k": thresholds,
-            "false_positives_at_k": false_positives,
-            "false_positive_rate_at_k": false_positive_rate,
-            "negatives_flagged_at_k": negatives_flagged,
+            **at_k,
             "skipped_k": skipped,
             "table_k": table_k,
             "image_auroc": metrics.image_auroc(good_scores, test_scores),
@@ -485,6 +453,76 @@ def evaluate(
     )
     if hasattr(detector, "coreset_summary"):
         summary["coreset"] = detector.coreset_summary()
+    histograms = _add_pixel_metrics(summary, detector, test_all, good_all, good_scores, test_scores, n_test, n_good)
+    detected = f"detected_k{table_k}"
+    tables = _recall_tables(samples, detected, brightness_subset, summary)
+    if "defect" in samples and samples["defect"].notna().any():
+        tables["defect"] = _defect_table(samples, detected, good_scores, test_all, good_all, histograms,
+                                         has_maps=getattr(detector, "has_maps", True))
+    tables["k"] = _k_table(used_ks, at_k, samples, n_test)
+    return Evaluation(samples=samples, good=good, summary=summary, tables=tables)
+
+
+def _check_counts(n_test: int, n_good: int, n_threshold: int) -> None:
+    if n_test == 0:
+        raise MetricInputError("no test rows (synthetic anomalies) to evaluate")
+    if n_good < 1:
+        raise MetricInputError("no anomaly-free images: AUROC and AP need negatives")
+    if n_threshold < 2:
+        raise MetricInputError(
+            f"{n_threshold} anomaly-free image(s) set the thresholds; recall at k false positives needs at least "
+            "k + 1 (2 for k = 1)"
+        )
+
+
+def _usable_ks(ks: Sequence[int], table_k: int, n_threshold: int) -> tuple[list[int], list[int], int]:
+    """``(used, skipped, table_k)``: a budget k needs more than k threshold images; the tables'
+    budget falls back to the first usable one."""
+    used_ks = [int(k) for k in ks if int(k) < n_threshold]
+    skipped = [int(k) for k in ks if int(k) >= n_threshold]
+    if not used_ks:
+        raise MetricInputError(f"every k in {list(ks)} needs more than the {n_threshold} anomaly-free images given")
+    return used_ks, skipped, table_k if table_k in used_ks else used_ks[0]
+
+
+def _good_frame(good_meta, good_scores: np.ndarray, n_good: int):
+    """The anomaly-free images' ``source_id`` (their index when they have none) and score."""
+    good = good_meta.copy()
+    if "source_id" not in good:
+        good["source_id"] = [str(i) for i in range(n_good)]
+    good = good[[c for c in ("source_id",) if c in good]].copy()
+    good["score"] = good_scores.astype(np.float32)
+    return good
+
+
+def _recall_at_ks(used_ks: list[int], threshold_scores: np.ndarray, test_scores: np.ndarray,
+                  good_scores: np.ndarray, samples, good, n_test: int,
+                  n_threshold: int) -> dict[str, dict[str, Any]]:
+    """The summary's per-budget entries; adds ``detected_k{k}`` to ``samples`` and ``flagged_k{k}`` to ``good``."""
+    recall, thresholds, false_positives = {}, {}, {}
+    recall_interval, false_positive_rate, negatives_flagged = {}, {}, {}
+    for k in used_ks:
+        r = metrics.recall_at_k(threshold_scores, test_scores, k)
+        samples[f"detected_k{k}"] = r.detected
+        good[f"flagged_k{k}"] = good_scores > r.threshold
+        recall[str(k)], thresholds[str(k)], false_positives[str(k)] = r.recall, r.threshold, r.false_positives
+        recall_interval[str(k)] = uncertainty.wilson(int(r.detected.sum()), n_test).as_list()
+        false_positive_rate[str(k)] = r.false_positives / n_threshold
+        negatives_flagged[str(k)] = int((good_scores > r.threshold).sum())
+    return {
+        "recall_at_k": recall,
+        "recall_interval_at_k": recall_interval,
+        "threshold_at_k": thresholds,
+        "false_positives_at_k": false_positives,
+        "false_positive_rate_at_k": false_positive_rate,
+        "negatives_flagged_at_k": negatives_flagged,
+    }
+
+
+def _add_pixel_metrics(summary: dict[str, Any], detector, test_all: list, good_all: list,
+                       good_scores: np.ndarray, test_scores: np.ndarray, n_test: int, n_good: int):
+    """Pixel AUROC/AP/AUPRO (None without maps or masks), every metric's interval and the
+    bootstrap's settings into ``summary``; returns the pixel histograms (None without pixel metrics)."""
     maps = [t[2] for t in test_all] + [t[2] for t in good_all]
     masks = [t[3] if t[3] is not None else np.zeros(t[2].shape, bool) for t in test_all] + [
         np.zeros(t[2].shape, bool) for t in good_all
@@ -507,8 +545,12 @@ def evaluate(
                             "stratified_by": "label (anomalous / anomaly-free images)",
                             "pixel_bins": uncertainty.PIXEL_BINS}
     summary["small_sample_caveat"] = uncertainty.small_sample_caveat(n_good)
+    return histograms
 
-    detected = f"detected_k{table_k}"
+
+def _recall_tables(samples, detected: str, brightness_subset: dict[str, str] | None,
+                   summary: dict[str, Any]) -> dict[str, Any]:
+    """Recall per shape/mode/method × size bin and per |brightness delta| (its subset into ``summary``)."""
     tables = {}
     for name, by in (("shape_size", ["shape", "size_bin"]), ("mode_size", ["mode", "size_bin"]),
                      ("method_size", ["method", "size_bin"]), ("method", ["method"])):
@@ -522,18 +564,18 @@ def evaluate(
         chosen = chosen.assign(brightness_bin=report.brightness_bins(chosen["brightness_delta"].to_numpy(float)))
         tables["brightness"] = report.recall_long(chosen, detected, ["brightness_bin"])
         summary["brightness_subset"] = subset
-    if "defect" in samples and samples["defect"].notna().any():
-        tables["defect"] = _defect_table(samples, detected, good_scores, test_all, good_all, histograms,
-                                         has_maps=getattr(detector, "has_maps", True))
+    return tables
+
+
+def _k_table(used_ks: list[int], at_k: dict[str, dict[str, Any]], samples, n_test: int):
     import pandas as pd
 
-    tables["k"] = pd.DataFrame(
-        {"k": used_ks, "threshold": [thresholds[str(k)] for k in used_ks],
-         "false_positives": [false_positives[str(k)] for k in used_ks],
+    return pd.DataFrame(
+        {"k": used_ks, "threshold": [at_k["threshold_at_k"][str(k)] for k in used_ks],
+         "false_positives": [at_k["false_positives_at_k"][str(k)] for k in used_ks],
          "n": n_test, "detected": [int(samples[f"detected_k{k}"].sum()) for k in used_ks],
-         "recall": [recall[str(k)] for k in used_ks]}
+         "recall": [at_k["recall_at_k"][str(k)] for k in used_ks]}
     )
-    return Evaluation(samples=samples, good=good, summary=summary, tables=tables)
 
 
 def _defect_table(samples, detected: str, good_scores: np.ndarray, test_all: list, good_all: list, histograms=None,

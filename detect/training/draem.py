@@ -29,7 +29,7 @@ Against the papers' runs, two defaults differ, each with an option that runs the
 Scoring: pixel map = the discriminative output (probability); image score = maximum of the map
 after a 21×21 mean filter.
 
-Sizes: the paper's widths are ``rec_width=128, disc_width=64`` (``DRAEM.PAPER_WIDTHS``, about
+Sizes: the paper's widths are ``rec_width=128, disc_width=64`` (``DRAEMDetector.PAPER_WIDTHS``, about
 97 M parameters); the default ``rec_width=16, disc_width=8`` (about 1.5 M) trains on a CPU. Input
 sides are reflect-padded to a multiple of 32 (five pools).
 """
@@ -124,7 +124,7 @@ class DraemNetwork(nn.Module):
         return rec, self.discriminative(torch.cat([rec, x], dim=1))
 
 
-class DRAEM(SyntheticTrainedDetector):
+class DRAEMDetector(SyntheticTrainedDetector):
     """DRAEM (see the module doc).
 
     Options beyond ``SyntheticTrainedDetector``'s: ``rec_width``/``disc_width`` (base widths of the

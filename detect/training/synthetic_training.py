@@ -42,7 +42,7 @@ LOGISTIC_X0 = 7.0
 LabelKind = Literal["logistic", "mask"]
 
 #: a synthesis for training: one method name, several names (a uniform mix) or {name: weight} (a hybrid)
-Synthesis = str | Sequence[str] | Mapping[str, float]
+MethodsOption = str | Sequence[str] | Mapping[str, float]
 
 
 def logistic_label(mask: np.ndarray, abs_change: np.ndarray, k: float = LOGISTIC_K, x0: float = LOGISTIC_X0) -> np.ndarray:
@@ -54,7 +54,7 @@ def logistic_label(mask: np.ndarray, abs_change: np.ndarray, k: float = LOGISTIC
     return (mask.astype(np.float32) / (1.0 + np.exp(-k * (abs_change.astype(np.float32) - x0)))).astype(np.float32)
 
 
-def method_weights(synthesis: Synthesis) -> dict[str, float]:
+def method_weights(synthesis: MethodsOption) -> dict[str, float]:
     """``{method: probability}`` of a synthesis (name, names or weights), checked against the registry.
 
     Raises ``DetectError`` for unknown methods, an empty mix, or weights that are negative,
@@ -435,7 +435,7 @@ class SyntheticTrainedDetector(Detector):
     def __init__(
         self,
         *,
-        methods: Synthesis = ("synagen",),
+        methods: MethodsOption = ("synagen",),
         anomaly_ratio: float | None = None,
         steps: int = 300,
         train_batch_size: int = 8,
@@ -568,6 +568,49 @@ class SyntheticTrainedDetector(Detector):
         )
 
 
+def _resume(ckpt_dir: Path, model, optimizer) -> int:
+    """The step of the newest checkpoint in ``ckpt_dir``, its model and optimizer state loaded; 0 without one."""
+    latest = latest_checkpoint(ckpt_dir)
+    if latest is None:
+        return 0
+    state = torch.load(latest, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    return int(state["step"])
+
+
+def _step_batches(detector: SyntheticTrainedDetector, dataset, steps: list[list[int]]):
+    """The batches of synthetic samples ``steps`` name, one per step: from a loader, or made
+    batched on ``detector.synth_device`` (the same samples, no loader processes)."""
+    if detector.synth_device is None:
+        return torch.utils.data.DataLoader(
+            dataset, batch_size=detector.train_batch_size, sampler=[i for step in steps for i in step],
+            num_workers=detector.num_workers,
+        )
+    make = DeviceSyntheticBatches(dataset, detector.synth_device)
+    return (make.batch(indices) for indices in steps)
+
+
+def _optimise(detector: SyntheticTrainedDetector, model, optimizer, data: tuple, accelerator, scaler,
+              device: torch.device, autocast_dtype) -> torch.Tensor:
+    """One optimiser step on the training loss of ``data`` (under the accelerator's or this process's autocast)."""
+    if accelerator is not None:
+        with accelerator.autocast():
+            loss = detector.training_loss(model, data)
+    else:
+        with torch.autocast(device.type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
+            loss = detector.training_loss(model, data)
+    optimizer.zero_grad(set_to_none=True)
+    if accelerator is not None:
+        accelerator.backward(loss)
+        optimizer.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    return loss
+
+
 def train_on_synthetic(
     detector: SyntheticTrainedDetector,
     images: torch.Tensor,
@@ -607,15 +650,8 @@ def train_on_synthetic(
     model = detector.model
     model.train()
     optimizer = detector.make_optimizer([p for p in model.parameters() if p.requires_grad])
-    start = 0
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    if resume and ckpt_dir is not None:
-        latest = latest_checkpoint(ckpt_dir)
-        if latest is not None:
-            state = torch.load(latest, map_location="cpu", weights_only=True)
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            start = int(state["step"])
+    start = _resume(ckpt_dir, model, optimizer) if resume and ckpt_dir is not None else 0
     if accelerator is not None:
         model, optimizer = accelerator.prepare(model, optimizer)
         device = accelerator.device
@@ -624,20 +660,9 @@ def train_on_synthetic(
         model.to(device)
 
     end = detector.steps if stop_at is None else max(start, min(int(stop_at), detector.steps))
-
-    def step_indices():
-        for step in range(start, end):
-            base = (step * world + rank) * batch
-            yield list(range(base, base + batch))
-
-    if detector.synth_device is None:
-        loader = torch.utils.data.DataLoader(
-            dataset, batch_size=batch, sampler=[i for step in step_indices() for i in step],
-            num_workers=detector.num_workers,
-        )
-    else:  # the same samples, made batched on the device (no loader processes)
-        make = DeviceSyntheticBatches(dataset, detector.synth_device)
-        loader = (make.batch(indices) for indices in step_indices())
+    loader = _step_batches(detector, dataset, [
+        list(range((step * world + rank) * batch, (step * world + rank + 1) * batch)) for step in range(start, end)
+    ])
     autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(detector.mixed_precision)
     # without an accelerator, fp16 needs its own loss scaling (the accelerator does it otherwise)
     scaler = torch.amp.GradScaler(device.type, enabled=accelerator is None and autocast_dtype is torch.float16)
@@ -652,20 +677,7 @@ def train_on_synthetic(
             for group in optimizer.param_groups:
                 group["lr"] = detector.lr * detector.lr_factor(step)
             detector.before_step(accelerator.unwrap_model(model) if accelerator is not None else model, step, steps_per_round)
-            if accelerator is not None:
-                with accelerator.autocast():
-                    loss = detector.training_loss(model, data)
-            else:
-                with torch.autocast(device.type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
-                    loss = detector.training_loss(model, data)
-            optimizer.zero_grad(set_to_none=True)
-            if accelerator is not None:
-                accelerator.backward(loss)
-                optimizer.step()
-            else:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
+            loss = _optimise(detector, model, optimizer, data, accelerator, scaler, device, autocast_dtype)
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}")

@@ -46,6 +46,45 @@ class Renders:
     info: list[dict[str, Any]] | None = None
 
 
+def _render_by_bucket(render: Callable[[np.ndarray, np.ndarray, np.ndarray], Renders], idx: np.ndarray,
+                      knob: np.ndarray, attempt: np.ndarray, bucket: np.ndarray):
+    """``(area, oy, ox, outputs, changed, infos)`` of the anomalies ``idx`` (sorted by bucket),
+    one ``render`` call per bucket."""
+    area = np.zeros(len(idx))
+    oy, ox = np.zeros(len(idx), np.int64), np.zeros(len(idx), np.int64)
+    outputs: list[Any] = [None] * len(idx)
+    changed: list[Any] = [None] * len(idx)
+    infos: list[dict[str, Any]] = [{} for _ in idx]
+    for group in np.split(np.arange(len(idx)), np.flatnonzero(np.diff(bucket[idx])) + 1):
+        r = render(idx[group], knob[idx[group]], attempt[idx[group]])
+        area[group], oy[group], ox[group] = r.area, r.oy, r.ox
+        for k, j in enumerate(group):
+            outputs[j], changed[j] = r.output[k], r.changed[k]
+            if r.info is not None:
+                infos[j] = r.info[k]
+    return area, oy, ox, outputs, changed, infos
+
+
+def _corrections(idx: np.ndarray, area: np.ndarray, knob: np.ndarray, target: np.ndarray, lo: np.ndarray,
+                 hi: np.ndarray, k_low: np.ndarray, k_high: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+                 sized: np.ndarray, steering: Steering) -> Correction:
+    """The next knob and bracket of the anomalies ``idx`` after measuring ``area``, as arrays."""
+    # one anomaly at a time on Python floats: numpy's vectorised power is not bit-identical
+    # to the scalar one, and the numpy path's steps must be reproduced exactly
+    # (anomalies without a size bin keep their natural knob, which may lie outside the
+    # bracket, e.g. DRAEM's -1 for "the thresholded noise": no step is taken for them)
+    steps = [
+        correct(float(knob[i]), float(a), float(target[i]), float(lo[i]), float(hi[i]), float(k_low[i]),
+                float(k_high[i]), lower=float(lower[i]), upper=float(upper[i]), steering=steering)
+        if sized[i] else Correction(float(knob[i]), float(k_low[i]), float(k_high[i]), False)
+        for i, a in zip(idx, area)
+    ]
+    return Correction(
+        np.array([c.knob for c in steps]), np.array([c.k_low for c in steps]),
+        np.array([c.k_high for c in steps]), np.array([bool(c.stuck) for c in steps], bool),
+    )
+
+
 def steer_batch(
     render: Callable[[np.ndarray, np.ndarray, np.ndarray], Renders],
     *,
@@ -86,18 +125,7 @@ def steer_batch(
     while active.any():
         idx = np.flatnonzero(active)
         idx = idx[np.argsort(bucket[idx], kind="stable")]
-        area = np.zeros(len(idx))
-        oy, ox = np.zeros(len(idx), np.int64), np.zeros(len(idx), np.int64)
-        outputs: list[Any] = [None] * len(idx)
-        changed: list[Any] = [None] * len(idx)
-        infos: list[dict[str, Any]] = [{} for _ in idx]
-        for group in np.split(np.arange(len(idx)), np.flatnonzero(np.diff(bucket[idx])) + 1):
-            r = render(idx[group], knob[idx[group]], attempt[idx[group]])
-            area[group], oy[group], ox[group] = r.area, r.oy, r.ox
-            for k, j in enumerate(group):
-                outputs[j], changed[j] = r.output[k], r.changed[k]
-                if r.info is not None:
-                    infos[j] = r.info[k]
+        area, oy, ox, outputs, changed, infos = _render_by_bucket(render, idx, knob, attempt, bucket)
         t, l, h = target[idx], lo[idx], hi[idx]
         s = sized[idx]
         ok = np.where(s, (l <= area) & (area <= h), area > 0)
@@ -116,20 +144,7 @@ def steer_batch(
         else:
             spent = ok & (step[idx] - first >= steering.refine_steps)
         accepted = np.where(s, steering.accept(area, t, l, h) | spent, ok)
-        # one anomaly at a time on Python floats: numpy's vectorised power is not bit-identical
-        # to the scalar one, and the numpy path's steps must be reproduced exactly
-        # (anomalies without a size bin keep their natural knob, which may lie outside the
-        # bracket, e.g. DRAEM's -1 for "the thresholded noise": no step is taken for them)
-        steps = [
-            correct(float(knob[i]), float(a), float(target[i]), float(lo[i]), float(hi[i]), float(k_low[i]),
-                    float(k_high[i]), lower=float(lower[i]), upper=float(upper[i]), steering=steering)
-            if sized[i] else Correction(float(knob[i]), float(k_low[i]), float(k_high[i]), False)
-            for i, a in zip(idx, area)
-        ]
-        corr = Correction(
-            np.array([c.knob for c in steps]), np.array([c.k_low for c in steps]),
-            np.array([c.k_high for c in steps]), np.array([bool(c.stuck) for c in steps], bool),
-        )
+        corr = _corrections(idx, area, knob, target, lo, hi, k_low, k_high, lower, upper, sized, steering)
         step[idx] += 1
         exhausted = np.where(s, corr.stuck | (step[idx] >= steering.max_steps), True) & ~accepted
         has_found = found_area[idx] >= 0

@@ -86,7 +86,7 @@ class Synthesize(torch.nn.Module):
         array = image.detach().cpu().permute(1, 2, 0).numpy()
         anomaly = synthesize(
             array, self.method, seed=seed, shape=self.shape, mode=self.mode, size_bin=self.size_bin,
-            partners=self.partners, textures=self.textures, bins=self.bins,
+            partners=self.partners, textures=self.textures, label_bins=self.bins,
         )
         out = torch.from_numpy(np.ascontiguousarray(anomaly.image)).reshape(array.shape).permute(2, 0, 1)
         out = tv_tensors.wrap(out, like=image) if isinstance(image, tv_tensors.TVTensor) else out

@@ -19,7 +19,7 @@ import numpy as np
 from ...change import changed_pixels
 from ...errors import InvalidParameterError
 from ...method import Method, Rendering, Scene, Spec
-from ...sizebins import DEFAULT_BINS, SizeBin
+from ...sizebins import DEFAULT_BINS, SizeBin, require_bins
 from ...sizing import Steering, fit, shifted, target_fraction, target_pixels
 from .modes import DEFAULT_MODES, MODES, manipulate, noise_field, sample_mode, texture_field
 from .scaling import MAX_SHAPE_SPAN, ScaledShape, scaled_shape
@@ -77,14 +77,12 @@ class Synagen(Method):
         noise_range: tuple[float, float] = (1.0, 1.5),
         smooth_band: int = 3,
     ) -> None:
-        if not bins:
-            raise InvalidParameterError("at least one size bin is needed")
         lo, hi = float(noise_range[0]), float(noise_range[1])
         if not (0.0 <= lo < hi):
             raise InvalidParameterError(f"noise_range must satisfy 0 <= low < high, got {noise_range}")
         if smooth_band < 0:
             raise InvalidParameterError("smooth_band must be >= 0")
-        self.bins = tuple(bins)
+        self.bins = require_bins(bins)
         self.noise_range = (lo, hi)
         self.smooth_band = int(smooth_band)
 
