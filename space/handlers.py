@@ -177,6 +177,19 @@ def colour_bar(path: Path, detector: str) -> str:
     return str(path)
 
 
+
+def chosen_detector(detector_name: str, model_file: Any) -> tuple[str, dict, Any]:
+    """The detector a request asked for: a built-in name, replaced by the visitor's uploaded ONNX
+    file when there is one; ``(name, options, upload)`` with ``upload`` ``None`` for a built-in."""
+    if detector_name not in DETECTORS:
+        raise gr.Error(f"unknown detector {detector_name!r}; choose from {', '.join(DETECTORS)}",
+                       print_exception=False)
+    uploaded = uploaded_model(model_file)
+    if uploaded is None:
+        return detector_name, {}, None
+    name, options = uploaded
+    return name, options, uploaded
+
 class Space:
     """The app's event handlers, with the state they share made explicit: the settings, the per-
     session file area, and the example textures. ``build_demo`` wires them to the widgets."""
@@ -283,13 +296,7 @@ class Space:
         """
         from detect.errors import DetectError
 
-        if detector_name not in DETECTORS:
-            raise gr.Error(f"unknown detector {detector_name!r}; choose from {', '.join(DETECTORS)}",
-                           print_exception=False)
-        uploaded = uploaded_model(model_file)
-        model_options = {}
-        if uploaded is not None:
-            detector_name, model_options = uploaded
+        detector_name, model_options, uploaded = chosen_detector(detector_name, model_file)
         shown = Path(detector_name.split(":", 1)[1]).name if uploaded else detector_name
         choices = (GENERATED, *EXAMPLE_NAMES)
         if reference not in choices:
@@ -389,13 +396,7 @@ class Space:
         if method not in available_methods():
             raise gr.Error(f"unknown method {method!r}; choose from {', '.join(available_methods())}",
                            print_exception=False)
-        if detector_name not in DETECTORS:
-            raise gr.Error(f"unknown detector {detector_name!r}; choose from {', '.join(DETECTORS)}",
-                           print_exception=False)
-        uploaded = uploaded_model(model_file)
-        model_options = {}
-        if uploaded is not None:
-            detector_name, model_options = uploaded
+        detector_name, model_options, _ = chosen_detector(detector_name, model_file)
         config = StressConfig(method=method, detector=detector_name,
                               anomalies=checked_int(total, "number of anomalies", 1, STRESS_MAX),
                               k=checked_int(k, "k (false positives)", 1, 5), seed=checked_int(seed, "seed", 0, 2**62),

@@ -70,12 +70,7 @@ def load_anomaly_rows(
     """
     folder = Path(source)
     if (folder / "train").is_dir() and (folder / "test").is_dir():
-        folder = folder / "test"
-        anomaly_free = {folder / "good", folder / "ok"}
-        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.parent not in anomaly_free)
-        if not files:
-            raise DatasetLayoutError(f"{folder} holds no defective test images")
-        return _Files(files)
+        return _defect_test_files(folder / "test")
     if folder.is_dir() and (folder / "metadata.jsonl").is_file():
         return _rows_from_synth_folder(folder, sources_dir)
     if folder.is_dir() and (folder / "dataset_dict.json").is_file():
@@ -180,12 +175,7 @@ def load_reference_images(source: str | Path, *, revision: str | None = None, sp
     """
     folder = Path(source)
     if (folder / "train").is_dir() and (folder / "test").is_dir():
-        folder = folder / "test"
-        anomaly_free = {folder / "good", folder / "ok"}
-        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.parent not in anomaly_free)
-        if not files:
-            raise DatasetLayoutError(f"{folder} holds no defective test images")
-        return _Files(files)
+        return _defect_test_files(folder / "test")
     if folder.is_dir() and (folder / "metadata.jsonl").is_file():
         with open(folder / "metadata.jsonl", encoding="utf-8") as fh:
             names = [json.loads(line)["file_name"] for line in fh if line.strip()]
@@ -287,3 +277,12 @@ def _to_array(value: Any) -> np.ndarray:
         with Image.open(value["path"]) as im:
             return _to_array(im)
     return np.asarray(value)
+
+
+def _defect_test_files(test: Path) -> _Files:
+    """The defective test images of an MVTec AD / BTAD ``test`` folder (``good``/``ok`` left out)."""
+    anomaly_free = {test / "good", test / "ok"}
+    files = sorted(p for p in test.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.parent not in anomaly_free)
+    if not files:
+        raise DatasetLayoutError(f"{test} holds no defective test images")
+    return _Files(files)
