@@ -4,7 +4,8 @@
 folder's ``config.json`` and a build's ``build.json``); ``RunOptions`` is where the extra inputs are
 and how the work runs (workers, memory, progress bar), which never changes a file's bytes.
 ``parse_generation(options)`` is the one parser: ``run_protocol``'s keyword arguments,
-``anomalyforge synth``/``hub build`` options and ``--config`` files all go through it.
+``anomalyforge synth``/``hub build`` options and ``--config`` files all go through it. The options
+themselves (names, defaults, which dataclass they fill) are declared in ``synth.options``.
 
 List options have one syntax everywhere: ``["a", "b"]``, ``"a,b"`` and ``["a,b"]`` are the same.
 """
