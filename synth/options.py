@@ -49,7 +49,8 @@ OPTIONS: tuple[Option, ...] = (
              "labelled with the method that made it)")),
     Option("preset", METHOD_OPTION, None, True, "--preset", dict(
         help="method preset, e.g. an MVTec AD class for NSA (--method nsa --preset wood)")),
-    Option("config", COMMAND_LINE, None, False, "--config", dict(metavar="FILE")),  # help: made in synth.cli from CONFIG_FILE_KEYS
+    # its help is made in synth.cli, from CONFIG_FILE_KEYS
+    Option("config", COMMAND_LINE, None, False, "--config", dict(metavar="FILE")),
     Option("per_image", CONFIG, 3, True, "--per-image", dict(
         type=arguments.positive, metavar="K", help="unique anomalies per image and shape x mode (default 3)")),
     Option("shapes", CONFIG, None, True, "--shapes", dict(
