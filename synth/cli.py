@@ -8,80 +8,30 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import arguments
-from .config import DEFAULT_MAX_OUTPUTS, ProtocolConfig, RunOptions, parse_generation
+from .config import ProtocolConfig, RunOptions, parse_generation
 from .errors import InvalidImageError, InvalidParameterError, SynthError
-from .image import DEFAULT_PNG_LEVEL, read_file
-from .sizebins import DEFAULT_BINS
+from .image import read_file
+from .options import COMMAND_LINE, CONFIG_FILE_KEYS, OPTIONS
 
 #: Built-in CC0 example images (scikit-image's data), usable as INPUT_DIR "skimage:brick,grass".
 EXAMPLES = ("brick", "grass", "gravel")
 
 
-#: options a ``--config`` file may set, each also a command-line option (but ``method_options``)
-#: and read by ``parse_generation``; the rest are about running, given on the command line
-CONFIG_FILE_KEYS = ("method", "mix", "preset", "per_image", "shapes", "modes", "bins", "seed", "method_options",
-                    "min_change")
-
-
 def add_generation_options(parser: argparse.ArgumentParser) -> None:
-    """The options that define a generated dataset (shared with ``anomalyforge hub build``)."""
+    """The options that define a generated dataset (shared with ``anomalyforge hub build``), one
+    per ``synth.options.OPTIONS`` entry with a flag. Options a ``--config`` file may set default to
+    None here, so that the file's value stands unless the command line gives one."""
     g = parser.add_argument_group("generation")
-    g.add_argument("--method", default=None,
-                   help="synthesis method: synagen (default), nsa, cutpaste, cutpaste_scar, cutout, fpi, "
-                        "draem, foreground_perlin, fractal")
-    g.add_argument("--mix", nargs="+", default=None, metavar="NAME=W",
-                   help="weighted mixture of methods, e.g. nsa=0.5,synagen=0.5 or nsa=0.5 synagen=0.5 (each output is "
-                        "labelled with the method that made it)")
-    g.add_argument("--preset", default=None,
-                   help="method preset, e.g. an MVTec AD class for NSA (--method nsa --preset wood)")
-    g.add_argument("--config", default=None, metavar="FILE",
-                   help=f"YAML or JSON file with any of: {', '.join(CONFIG_FILE_KEYS)} (method_options: a "
-                        "mapping passed to the method). Command-line options override it")
-    g.add_argument("--per-image", type=arguments.positive, default=None, metavar="K",
-                   help="unique anomalies per image and shape x mode (default 3)")
-    g.add_argument("--shapes", nargs="+", default=None,
-                   help="shapes to generate, space- or comma-separated (SYNAGEN: spattered elongated rough complex; default all)")
-    g.add_argument("--modes", nargs="+", default=None,
-                   help="pixel manipulations (SYNAGEN: transparent transparent_noise "
-                        "transparent_color_noise mean_noise gray_noise [texture]; default the first five)")
-    g.add_argument("--bins", nargs="+", default=None, metavar="LOW-HIGH%",
-                   help="size bins in percent of image pixels (default: "
-                        + " ".join(b.name for b in DEFAULT_BINS).replace("%", "%%") + ")")
-    g.add_argument("--seed", type=arguments.seed, default=None, help="run seed (default 0); same seed -> same files")
-    g.add_argument("--min-change", type=arguments.integer(1, 254), default=None, metavar="LEVELS",
-                   help="visibility threshold: masks and measured areas (so the size bins) count pixels changed "
-                        "by more than LEVELS of 255 (default 1: every stored change above one level)")
-    g.add_argument("--region-masks", default=None, metavar="DIR",
-                   help="folder of allowed-region masks named like the input images (white = allowed); "
-                        "'<name>_mask.png' beside an image '<name>.*' works too (a '<name>_mask' file with "
-                        "no such image beside it is an input image); images without one are unrestricted")
-    g.add_argument("--textures", default=None, metavar="DIR",
-                   help="folder of texture images for SYNAGEN's texture mode and DRAEM")
-    g.add_argument("--workers", type=arguments.positive, default=1, metavar="N",
-                   help="worker processes (default 1); output is identical for any N")
-    g.add_argument("--memory-budget", default=None, metavar="SIZE",
-                   help="working memory one worker may use for one image, e.g. 8GB (default: "
-                        "$ANOMALYFORGE_MEMORY_BUDGET, else half of this machine's memory over the workers); "
-                        "larger images are refused from their header, before decoding")
-    g.add_argument("--png-compression", type=arguments.integer(0, 9), default=DEFAULT_PNG_LEVEL, metavar="0-9",
-                   help=f"deflate level of written PNGs (default {DEFAULT_PNG_LEVEL}: fast, with files "
-                        "slightly smaller than libpng's level 1)")
-    g.add_argument("--device", default=None, metavar="cpu|cuda|cuda:N",
-                   help="render with the batched torch renderer on this device (every method but hybrid; "
-                        "synth.batched.BATCHED_METHODS); "
-                        "default: the numpy renderer. Under 'accelerate launch' each process takes its "
-                        "share of the tasks (on its own GPU with --device cuda)")
-    g.add_argument("--batch-size", type=arguments.positive, default=16, metavar="N",
-                   help="outputs rendered together with --device (default 16); files do not depend on it")
-    g.add_argument("--prep-threads", type=arguments.positive, default=None, metavar="N",
-                   help="CPU threads preparing the next batch (shape panels, noise, fills) with --device "
-                        "(default: every usable CPU, shared by the processes of accelerate launch on a machine); "
-                        "files do not depend on it")
-    g.add_argument("--max-outputs", type=arguments.positive, default=DEFAULT_MAX_OUTPUTS, metavar="N",
-                   help=f"refuse a run that would make more than N outputs, before planning it (default "
-                        f"{DEFAULT_MAX_OUTPUTS:,}); raise it for a larger dataset")
-    g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    for option in OPTIONS:
+        if option.flag is None:
+            continue
+        keywords = dict(option.cli)
+        if option.name == "config":
+            keywords["help"] = (f"YAML or JSON file with any of: {', '.join(CONFIG_FILE_KEYS)} (method_options: a "
+                                "mapping passed to the method). Command-line options override it")
+        if keywords.get("action") is None:
+            keywords["default"] = None if option.in_config_file else option.default
+        g.add_argument(option.flag, dest=option.name, **keywords)
 
 
 #: largest ``--config`` file read (bytes)
@@ -121,14 +71,12 @@ def load_config_file(path: str) -> dict[str, Any]:
 def generation_from_args(args: argparse.Namespace) -> tuple[ProtocolConfig, RunOptions]:
     """The generation config and run options of parsed options: the config file, then the command line."""
     options = load_config_file(args.config) if args.config else {}
-    for key in CONFIG_FILE_KEYS:
-        value = getattr(args, key, None)
-        if value is not None:
-            options[key] = value
-    options.update(workers=args.workers, region_masks=args.region_masks, textures=args.textures,
-                   memory_budget=args.memory_budget, png_compression=args.png_compression,
-                   progress=not args.no_progress, device=args.device, batch_size=args.batch_size,
-                   prep_threads=args.prep_threads, max_outputs=args.max_outputs)
+    for option in OPTIONS:
+        if option.flag is None or option.target == COMMAND_LINE:
+            continue
+        value = getattr(args, option.name)
+        if value is not None or not option.in_config_file:
+            options[option.name] = value
     return parse_generation(options)
 
 

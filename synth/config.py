@@ -4,7 +4,8 @@
 folder's ``config.json`` and a build's ``build.json``); ``RunOptions`` is where the extra inputs are
 and how the work runs (workers, memory, progress bar), which never changes a file's bytes.
 ``parse_generation(options)`` is the one parser: ``run_protocol``'s keyword arguments,
-``anomalyforge synth``/``hub build`` options and ``--config`` files all go through it.
+``anomalyforge synth``/``hub build`` options and ``--config`` files all go through it. The options
+themselves (names, defaults, which dataclass they fill) are declared in ``synth.options``.
 
 List options have one syntax everywhere: ``["a", "b"]``, ``"a,b"`` and ``["a,b"]`` are the same.
 """
@@ -13,12 +14,12 @@ from __future__ import annotations
 
 import numbers
 import os
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping
 
 from .errors import InvalidParameterError
-from .png import DEFAULT_LEVEL as DEFAULT_PNG_LEVEL
-from .sizebins import DEFAULT_BINS, SizeBin, require_bins
+from .options import CONFIG, METHOD_OPTION, RUN, default, names
+from .sizebins import SizeBin, require_bins
 
 
 def parse_names(values: str | SizeBin | list | tuple | None, what: str = "names") -> list[str] | None:
@@ -93,20 +94,20 @@ class ProtocolConfig:
     mask (and the measured area) when it changed by more than this many levels of 255 (default 1).
     """
 
-    method: str = "synagen"
+    method: str = default("method")
     mix: Mapping[str, float] | None = None
-    per_image: int = 3
+    per_image: int = default("per_image")
     shapes: tuple[str, ...] | None = None
     modes: tuple[str, ...] | None = None
-    bins: tuple[str, ...] = tuple(b.name for b in DEFAULT_BINS)
-    seed: int = 0
+    bins: tuple[str, ...] = default("bins")
+    seed: int = default("seed")
     method_options: Mapping[str, Any] = field(default_factory=dict)
-    png_compression: int = DEFAULT_PNG_LEVEL
+    png_compression: int = default("png_compression")
     #: "numpy" (``synth.synthesize``) or "torch" (``synth.batched``, ``--device``): the two render
     #: the same specs but not the same bytes, so one folder holds one renderer's outputs. A record
     #: of ``RunOptions.device``, which decides it (``renderer_for``/``follow_device``)
-    renderer: str = "numpy"
-    min_change: int = 1
+    renderer: str = default("renderer")
+    min_change: int = default("min_change")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bins", require_bins(self.bins))
@@ -127,37 +128,32 @@ class ProtocolConfig:
         return data
 
 
-#: outputs one run may make unless ``max_outputs`` (``--max-outputs``) allows more: about three
-#: hours of SYNAGEN at 256² on one core; a mistyped ``--per-image`` is refused, not planned
-DEFAULT_MAX_OUTPUTS = 1_000_000
-
-
 @dataclass(frozen=True)
 class RunOptions:
     """Where the extra inputs are and how a generation runs; none of it changes a file's bytes
     for the same inputs (``region_masks``/``textures`` are inputs, like the image folder)."""
 
-    workers: int = 1
+    workers: int = default("workers")
     region_masks: str | None = None
     textures: str | None = None
     memory_budget: int | str | None = None
-    progress: bool = True
+    progress: bool = default("progress")
     #: render with the batched torch renderer on this device ("cpu", "cuda", "cuda:1"); None: numpy
     device: str | None = None
     #: outputs rendered together with ``device`` (files do not depend on it)
-    batch_size: int = 16
+    batch_size: int = default("batch_size")
     #: CPU threads preparing the next batch's plans with ``device`` (None: every usable CPU; files
     #: do not depend on it)
     prep_threads: int | None = None
     #: ``(index, count)``: make only the tasks whose index is ``index`` modulo ``count``
     shard: tuple[int, int] | None = None
     #: a run that would make more outputs than this is refused before it plans them
-    max_outputs: int = DEFAULT_MAX_OUTPUTS
+    max_outputs: int = default("max_outputs")
 
 
 #: option names ``parse_generation`` reads (``preset`` is NSA's, stored in ``method_options``)
-GENERATION_KEYS = frozenset(f.name for f in fields(ProtocolConfig)) | {"preset"}
-RUN_KEYS = frozenset(f.name for f in fields(RunOptions))
+GENERATION_KEYS = names(CONFIG, METHOD_OPTION)
+RUN_KEYS = names(RUN)
 
 
 def parse_generation(options: Mapping[str, Any]) -> tuple[ProtocolConfig, RunOptions]:
@@ -174,7 +170,7 @@ def parse_generation(options: Mapping[str, Any]) -> tuple[ProtocolConfig, RunOpt
         )
     given = {k: v for k, v in options.items() if v is not None}
     mix = parse_mix(given.get("mix"))
-    method = given.get("method", "synagen")
+    method = given.get("method", default("method"))
     if not isinstance(method, str):
         raise InvalidParameterError(f"method must be a method name, got {method!r}")
     method_options = given.get("method_options", {})
@@ -187,24 +183,24 @@ def parse_generation(options: Mapping[str, Any]) -> tuple[ProtocolConfig, RunOpt
         method_options["preset"] = given["preset"]
     bins = parse_names(given.get("bins"), "bins")
     if bins is None:  # left out: the defaults; given but empty: refused by ProtocolConfig
-        bins = [] if "bins" in given else [b.name for b in DEFAULT_BINS]
+        bins = [] if "bins" in given else list(default("bins"))
     shapes = parse_names(given.get("shapes"), "shapes")
     modes = parse_names(given.get("modes"), "modes")
-    png_compression = _integer(given.get("png_compression", DEFAULT_PNG_LEVEL), "png_compression")
+    png_compression = _integer(given.get("png_compression", default("png_compression")), "png_compression")
     if not 0 <= png_compression <= 9:
         raise InvalidParameterError(f"png_compression must lie in 0..9, got {png_compression}")
     config = ProtocolConfig(
         method="mix" if mix else method,
         mix=mix,
-        per_image=_integer(given.get("per_image", 3), "per_image"),
+        per_image=_integer(given.get("per_image", default("per_image")), "per_image"),
         shapes=tuple(shapes) if shapes else None,
         modes=tuple(modes) if modes else None,
         bins=tuple(SizeBin.parse(b).name for b in bins),
-        seed=_integer(given.get("seed", 0), "seed"),
+        seed=_integer(given.get("seed", default("seed")), "seed"),
         method_options=method_options,
         png_compression=png_compression,
-        renderer=given.get("renderer", "numpy"),
-        min_change=_integer(given.get("min_change", 1), "min_change"),
+        renderer=given.get("renderer", default("renderer")),
+        min_change=_integer(given.get("min_change", default("min_change")), "min_change"),
     )
     if not 1 <= config.min_change <= 254:
         raise InvalidParameterError(f"min_change must lie in 1..254 levels, got {config.min_change}")
@@ -212,16 +208,16 @@ def parse_generation(options: Mapping[str, Any]) -> tuple[ProtocolConfig, RunOpt
         raise InvalidParameterError(f"per_image must be >= 1, got {config.per_image}")
     _check_methods(config)
     run = RunOptions(
-        workers=_integer(given.get("workers", 1), "workers"),
+        workers=_integer(given.get("workers", default("workers")), "workers"),
         region_masks=None if given.get("region_masks") is None else os.fspath(given["region_masks"]),
         textures=None if given.get("textures") is None else os.fspath(given["textures"]),
         memory_budget=given.get("memory_budget"),
-        progress=bool(given.get("progress", True)),
+        progress=bool(given.get("progress", default("progress"))),
         device=given.get("device"),
-        batch_size=_integer(given.get("batch_size", 16), "batch_size"),
+        batch_size=_integer(given.get("batch_size", default("batch_size")), "batch_size"),
         prep_threads=None if given.get("prep_threads") is None else _integer(given["prep_threads"], "prep_threads"),
         shard=None if given.get("shard") is None else tuple(given["shard"]),
-        max_outputs=_integer(given.get("max_outputs", DEFAULT_MAX_OUTPUTS), "max_outputs"),
+        max_outputs=_integer(given.get("max_outputs", default("max_outputs")), "max_outputs"),
     )
     if run.workers < 1:
         raise InvalidParameterError(f"workers must be >= 1, got {run.workers}")
