@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from pathlib import Path
 from typing import Any, Sequence
@@ -11,10 +10,9 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 
-from synth import DEFAULT_BINS, Anomaly, SynthError, get_method, method_names, synthesize
+from synth import DEFAULT_BINS, SynthError, synthesize
 from synth.export import export_parquet, export_rows, export_zip
-from synth.preview import contour_overlay, display_rgb, heatmap_overlay, mask_preview, region_from_layers, shrink
-from synth.record import RECORD_COLUMNS, Column
+from synth.preview import contour_overlay, display_rgb, mask_preview, shrink
 from synth.version import tool_version
 
 from detect.evaluation.calibration import CLEAN, Calibration, Reference, held_out_split, mirror_split
@@ -43,29 +41,16 @@ from space.inputs import (
     uploaded_model,
     warn,
 )
+from space.generate import allowed_region, available_methods, generate_status, make_anomalies, method_options
 from space.storage import WorkArea, save_view
-
-
-@functools.lru_cache(maxsize=1)
-def available_methods() -> tuple[str, ...]:
-    """Registered methods that build with their default options (the registry is fixed at start)."""
-    names = []
-    for name in method_names():
-        try:
-            get_method(name)
-        except (ImportError, AttributeError, SynthError):
-            continue  # needs options it has no default for, or its code is missing from this install
-        names.append(name)
-    return tuple(names)
-
-
-def method_options(method: str) -> tuple[list[str], list[str], bool]:
-    """(shape choices, mode choices, whether size bins apply) of a method, ``RANDOM`` first."""
-    try:
-        obj = get_method(method)
-    except (SynthError, ImportError) as exc:
-        raise gr.Error(str(exc), print_exception=False) from None
-    return [RANDOM, *obj.shapes], [RANDOM, *obj.modes], bool(getattr(obj, "targets_size", False))
+from space.views import (
+    BROWSE_COLUMNS,
+    DETECT_COLUMNS,
+    STRESS_COLUMNS,
+    colour_bar,
+    detect_views,
+    record_table,
+)
 
 
 def on_method_change(method: str):
@@ -78,72 +63,6 @@ def on_method_change(method: str):
     )
 
 
-def _region(image: np.ndarray, drawing: dict | None, mask_path: str | None) -> tuple[np.ndarray | None, str | None]:
-    """The allowed region from an uploaded mask image (first) or the brush strokes, and its origin."""
-    height, width = image.shape[:2]
-    if mask_path:
-        mask = read_upload(mask_path, "region mask")
-        if mask.shape[:2] != (height, width):
-            raise gr.Error(
-                f"region mask is {mask.shape[1]}x{mask.shape[0]} but the image is {width}x{height}; "
-                "upload a mask of the same size (white = anomalies allowed).",
-                print_exception=False,
-            )
-        return mask, "uploaded mask"
-    layers = (drawing or {}).get("layers") or []
-    region = region_from_layers([np.asarray(layer) for layer in layers if layer is not None], height, width)
-    return region, None if region is None else "drawn"
-
-
-#: the record columns of each generated anomaly (``params``, long JSON, stays in the downloads)
-_SHOWN = [c for c in RECORD_COLUMNS if c.name != "params"]
-TABLE_COLUMNS = ["area_%" if c.name == "area_fraction" else c.name for c in _SHOWN] + ["file_name"]
-
-
-def _cell(column: Column, value: Any) -> Any:
-    if column.name == "area_fraction":
-        return round(100.0 * float(value), 4)
-    if column.kind == "float32":
-        return round(float(value), 1 if column.name == "angle" else 4)
-    if column.kind == "bbox":
-        return " ".join(str(v) for v in value)
-    return int(value) if column.kind == "int64" else value
-
-
-def _table(rows: Sequence[dict]) -> pd.DataFrame:
-    records = [dict(zip(TABLE_COLUMNS, [*(_cell(c, row[c.name]) for c in _SHOWN), row["file_name"]])) for row in rows]
-    return pd.DataFrame(records, columns=TABLE_COLUMNS)
-
-
-# ---------------------------------------------------------------------------------- generate
-def make_anomalies(image: np.ndarray, method: str, seeds: Sequence[int], *, shape: str | None, mode: str | None,
-                   size_bin: str | None, region: np.ndarray | None,
-                   textures: Sequence[np.ndarray]) -> tuple[list[Anomaly], list[str]]:
-    """(anomalies, failure messages): ``synth.synthesize`` per seed, on the CPU whatever the Space
-    runs on, so a seed gives the same bytes here as on the command line and on any other Space."""
-    anomalies, failures = [], []
-    for seed in seeds:
-        try:
-            anomalies.append(synthesize(image, method, seed=seed, shape=shape, mode=mode, size_bin=size_bin,
-                                        region=region, textures=textures))
-        except SynthError as exc:
-            failures.append(f"seed {seed}: {exc}")
-    return anomalies, failures
-
-
-def generate_status(count: int, method: str, region_source: str | None, parquet: bool) -> str:
-    return (f"Made {count} anomal{'y' if count == 1 else 'ies'} with **{method}**"
-            f"{' inside the ' + region_source + ' region' if region_source else ''}. "
-            "The zip holds `images/`, `masks/` and `metadata.jsonl` "
-            "(`datasets.load_dataset(\"imagefolder\", data_dir=...)` reads it)"
-            + ("; the parquet holds the same rows." if parquet else
-               f"; the parquet is left out above {PARQUET_MAX_BYTES // 1024**2} MB (it would repeat the zip).")
-            + " Next: the **Detect** tab scores these anomalies.")
-
-
-DETECT_COLUMNS = ["file", "verdict", "x threshold", "score", "threshold"]
-STRESS_COLUMNS = ["by", "value", "size_bin", "n", "detected", "recall", "recall_low", "recall_high"]
-BROWSE_COLUMNS = ["source_id", "method", "shape", "mode", "size_bin", "area_%", "brightness_delta", "seed"]
 GENERATED = "the Generate tab's image"
 #: anomalies scored by a Detect click with nothing generated and nothing uploaded
 DETECT_DEMO_COUNT = 3
@@ -154,28 +73,6 @@ def _files_key(paths: Sequence[str]) -> str:
     for p in paths:
         digest.update(hashlib.sha256(Path(p).read_bytes()).digest())
     return digest.hexdigest()[:16]
-
-
-def colour_bar(path: Path, detector: str) -> str:
-    """A horizontal colour bar for the heatmaps: typical anomaly-free level, threshold, twice as far."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    from matplotlib import colormaps
-    from matplotlib.colors import Normalize
-    from matplotlib.cm import ScalarMappable
-
-    fig, ax = plt.subplots(figsize=(6.0, 0.9), dpi=110)
-    bar = fig.colorbar(ScalarMappable(Normalize(0, 2), colormaps["inferno"]), cax=ax, orientation="horizontal",
-                       ticks=[0, 1, 2])
-    bar.ax.set_xticklabels(["typical anomaly-free", "threshold", "2x threshold"], fontsize=8)
-    bar.ax.set_title(f"{detector} anomaly map, per image: transparent below the typical level", fontsize=8)
-    fig.subplots_adjust(left=0.16, right=0.84, top=0.62, bottom=0.38)  # room for the end labels
-    fig.savefig(path)
-    plt.close(fig)
-    return str(path)
-
 
 
 def chosen_detector(detector_name: str, model_file: Any) -> tuple[str, dict, Any]:
@@ -225,7 +122,7 @@ class Space:
         bin_arg = checked_choice(size_bin, [b.name for b in DEFAULT_BINS], "size bin") if sized else None
         count = checked_int(count, "count", 1, MAX_COUNT)
         seed = checked_int(seed, "seed", 0, 2**62)
-        region, region_source = _region(image, region_drawing, region_mask_path)
+        region, region_source = allowed_region(image, region_drawing, region_mask_path)
         textures = tuple(example_image(name) for name in EXAMPLE_NAMES)  # for the "texture" modes
 
         progress(0.1, desc=f"Generating {count} anomalies")
@@ -268,7 +165,7 @@ class Space:
             gallery,
             (views[0]["before"], views[0]["after"]),
             views[0]["mask"],
-            _table(rows),
+            record_table(rows),
             downloads,
             generate_status(len(anomalies), method, region_source, parquet) + " Served on **CPU**.",
             generated,
@@ -320,7 +217,7 @@ class Space:
         progress(0.9, desc="Drawing heatmaps")
         calibration = Calibration.from_held_out(normal.scores, normal.maps)
         folder = self.work.folder(request.session_hash, "detect")
-        gallery, rows = _detect_views(folder, tests, result, calibration, split.one_image)
+        gallery, rows = detect_views(folder, tests, result, calibration, split.one_image)
         used = f"your model **{shown}**, used as given," if uploaded else f"**{shown}** fitted on {source};"
         status = (f"{used} scored {what}. An image is above the threshold when "
                   f"its score is above the highest score of {held} ({calibration.threshold:.4g}). Synthetic "
@@ -542,8 +439,6 @@ def show_selected(generated: dict | None, evt: gr.SelectData):
     return (view["before"], view["after"]), view["mask"]
 
 
-#: colour of the true mask's outline on a heatmap (red is too close to the heat colours)
-TRUTH_RGB = (0, 255, 255)
 ONE_REFERENCE_CAVEAT = (
     "> ⚠️ **One reference image, so no verdict.** The threshold is the score of a single held-out view, "
     "and clean images often score up to about 1.5x it: read the scores as a ranking. Upload 3 or more "
@@ -560,27 +455,6 @@ def _warn_unlike(tests: Sequence[tuple[str, np.ndarray, Any]], fit_image: np.nda
                    "images of their kind (or choose another image to fit on).")
 
 
-def _detect_views(folder: Path, tests: Sequence[tuple[str, np.ndarray, Any]], result: Any,
-                  calibration: Calibration, one_image: bool) -> tuple[list[tuple[str, str]], list[dict]]:
-    """(gallery of captioned heatmaps, table rows) for the scored test images."""
-    gallery, rows = [], []
-    for i, ((name, image, truth), score, amap) in enumerate(zip(tests, result.scores, result.maps)):
-        # one scale for every image, anchored on the reference: the threshold is mid-scale
-        heat = heatmap_overlay(image, amap, calibration.typical, calibration.heat_top, opacity=0.6,
-                               max_side=PREVIEW_SIDE)
-        if truth is not None and truth is not CLEAN:  # the true mask outlined on the heatmap
-            heat = contour_overlay(heat, shrink(truth.astype(np.uint8) * 255, max(heat.shape[:2])) > 0,
-                                   colour=TRUTH_RGB)
-        overlay = save_view(folder, f"heatmap_{i}.png", heat)
-        verdict = calibration.verdict(score, truth, one_image)
-        ratio = calibration.ratio(score)
-        gallery.append((overlay, f"{verdict.upper()} · {ratio:.2f}x threshold · {name}"))
-        rows.append({"file": name, "verdict": verdict, "x threshold": round(ratio, 3),
-                     "score": round(float(score), 4), "threshold": round(calibration.threshold, 4)})
-    return gallery, rows
-
-
-# ------------------------------------------------------------------------------- stress test
 #: anomalies per stress test, at most
 STRESS_MAX = 400
 #: tiles per side of each stress-test image

@@ -25,20 +25,8 @@ from space.config import (
 )
 from space.device import serving_device
 from space.examples import EXAMPLE_NAMES
-from space.handlers import (
-    BROWSE_COLUMNS,
-    DETECT_COLUMNS,
-    GENERATED,
-    STRESS_COLUMNS,
-    STRESS_GRID,
-    STRESS_MAX,
-    Space,
-    TABLE_COLUMNS,
-    available_methods,
-    method_options,
-    on_method_change,
-    show_selected,
-)
+from space.generate import available_methods, method_options
+from space.handlers import GENERATED, STRESS_GRID, STRESS_MAX, Space, on_method_change, show_selected
 from space.inputs import (
     UPLOADED_FILES,
     check_uploads,
@@ -49,6 +37,7 @@ from space.inputs import (
 )
 from space.patches import answer_every_error_with_a_message
 from space.storage import WorkArea
+from space.views import BROWSE_COLUMNS, DETECT_COLUMNS, STRESS_COLUMNS, TABLE_COLUMNS
 
 
 INTRO = """# anomalyforge

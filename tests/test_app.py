@@ -21,7 +21,9 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 import app  # noqa: E402
-from space.handlers import DETECT_DEMO_COUNT, TRUTH_RGB, available_methods, make_anomalies  # noqa: E402
+from space.generate import available_methods, make_anomalies  # noqa: E402
+from space.handlers import DETECT_DEMO_COUNT  # noqa: E402
+from space.views import TRUTH_RGB  # noqa: E402
 from synth import decode_image, save_png, synthesize  # noqa: E402
 
 

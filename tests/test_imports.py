@@ -142,7 +142,8 @@ def test_the_space_entry_only_launches_and_its_package_is_layered():
     importers = lambda module: {name for name, deps in graph.items() if module in deps}  # noqa: E731
     assert importers("space.ui") == {"app"}
     assert importers("space.handlers") == {"space.ui"}
-    for module in ("space.config", "space.storage", "space.inputs", "space.patches", "space.zerogpu"):
+    for module in ("space.config", "space.storage", "space.inputs", "space.patches", "space.zerogpu",
+                   "space.generate", "space.views"):
         assert not graph[module] & {"space.ui", "space.handlers", "space.device"}, module
     # the detection calibration is detect's, for the command line as for the Space
     assert "detect.evaluation.calibration" in graph["space.handlers"]

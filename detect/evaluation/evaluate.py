@@ -781,16 +781,62 @@ def run(args: argparse.Namespace) -> int:
 
 def _evaluate_into(args: argparse.Namespace, accelerator: Any, out: Path) -> int:
     """``anomalyforge evaluate`` with its output folder claimed."""
-    from detect.registry import load_detector
-    from detect.evaluation.defect_sets import detect_layout, read_defect_set
-    from detect.registry import build_detector
+    ks = _parsed_ks(args.ks)
+    sets = _evaluation_sets(args)
+    pixel_size = args.pixel_size
+    if pixel_size is None:
+        pixel_size = 0 if sets.defect_set is not None else SYNTHETIC_PIXEL_SIZE
+    detector, detector_file, fit_seconds = _ready_detector(args, accelerator, out, sets)
+    subset = {k: v for k, v in (("shape", args.brightness_shape), ("mode", args.brightness_mode),
+                                ("size_bin", args.brightness_size_bin)) if v is not None} or None
+    evaluation = evaluate(
+        sets.test, sets.good, detector, ks=ks, table_k=args.table_k, brightness_subset=subset,
+        pixel_size=pixel_size, batch_size=args.batch_size, accelerator=accelerator,
+        progress=not args.no_progress, threshold_images=sets.threshold_rows,
+        info={"dataset": str(args.dataset), "revision": args.revision,
+              "dataset_layout": sets.defect_set.layout if sets.defect_set is not None else "anomalyforge",
+              "fit": None if args.fit is None else str(args.fit), "detector_file": str(detector_file),
+              "negatives_source": sets.good_source,
+              "threshold_source": sets.good_source if sets.threshold_rows is None else sets.threshold_source,
+              "fit_seconds": fit_seconds},
+    )
+    if evaluation is not None:
+        evaluation.write(out)
+        print(evaluation.text())
+        print(f"results in {out}")
+    accelerator.wait_for_everyone()
+    return 0
 
-    from synth.config import parse_names  # the one list syntax of every command
+
+def _parsed_ks(ks: Any) -> list[int]:
+    """``--ks``: whole numbers in the one list syntax of every command."""
+    from synth.config import parse_names
 
     try:
-        ks = [int(k) for k in parse_names(args.ks, "--ks") or []]
+        return [int(k) for k in parse_names(ks, "--ks") or []]
     except ValueError:
-        raise DetectError(f"--ks takes whole numbers, e.g. 1 2 3 or 1,2,3; got {args.ks!r}") from None
+        raise DetectError(f"--ks takes whole numbers, e.g. 1 2 3 or 1,2,3; got {ks!r}") from None
+
+
+@dataclass
+class _EvaluationSets:
+    """The images ``anomalyforge evaluate`` scores, and where each set comes from."""
+
+    test: Any
+    good: Any
+    good_source: str
+    #: anomaly-free images that set the thresholds; ``None``: the negatives ``good`` set them
+    threshold_rows: Any
+    threshold_source: str
+    #: the real-defect folder read, ``None`` for an anomalyforge dataset
+    defect_set: Any
+
+
+def _evaluation_sets(args: argparse.Namespace) -> _EvaluationSets:
+    """Test rows and negatives from ``--dataset`` (a real-defect folder or an anomalyforge dataset),
+    and the threshold images from ``--good`` unless they are the negatives themselves."""
+    from detect.evaluation.defect_sets import detect_layout, read_defect_set
+
     defect_set = None
     if detect_layout(args.dataset) is not None:
         defect_set = read_defect_set(args.dataset, args.category)
@@ -811,66 +857,65 @@ def _evaluate_into(args: argparse.Namespace, accelerator: Any, out: Path) -> int
                           "false-positive thresholds")
     if threshold_rows is not None and _digests(threshold_rows) & _digests(good):
         threshold_rows = None  # the same pixels as the negatives: thresholds from the negatives, said so
-    pixel_size = args.pixel_size
-    if pixel_size is None:
-        pixel_size = 0 if defect_set is not None else SYNTHETIC_PIXEL_SIZE
+    return _EvaluationSets(test, good, good_source, threshold_rows, threshold_source, defect_set)
+
+
+def _ready_detector(args: argparse.Namespace, accelerator: Any, out: Path,
+                    sets: _EvaluationSets) -> tuple[Any, Path, float | None]:
+    """(detector ready to score, its file, fit seconds or None): an external one used as given (fitted
+    first if it needs it), else ``--detector-file``, else a built-in one fitted and saved."""
+    from detect.registry import load_detector
+
     detector_file = Path(args.detector_file) if args.detector_file else out / "detector.pt"
     fit_seconds = None
     external = _external_detector(args, accelerator)
     if external is not None:
         detector, detector_file = external
         if getattr(detector, "needs_fit", False):
-            images, fit_source = _fit_source(args, defect_set)
-            _refuse_overlap_with_fit(images, fit_source, {threshold_source: threshold_rows, good_source: good})
-            print(f"fitting {detector.name} on {len(images)} anomaly-free images ({fit_source})", file=sys.stderr)
-            started = time.perf_counter()
-            detector.fit(images)
-            fit_seconds = time.perf_counter() - started
-    elif args.detector_file is None:
-        if args.fit is None and defect_set is None:
+            fit_seconds = _fit_refusing_overlap(detector, detector.name, args, sets, {})
+        return detector, detector_file, fit_seconds
+    if args.detector_file is None:
+        if args.fit is None and sets.defect_set is None:
             raise DetectError("pass --fit (anomaly-free images to fit on) or --detector-file (a fitted detector)")
         if accelerator.is_main_process:
             # one process fits and saves; every process then loads the same file, so the scores
             # cannot depend on how many processes run
-            options = parse_options(args.option)
-            own_flags = {"image_size": "--image-size", "batch_size": "--batch-size", "seed": "--seed", "device": "accelerate"}
-            if taken := [f"{key} (set it with {own_flags[key]})" for key in options if key in own_flags]:
-                raise DetectError(f"--option cannot set {', '.join(taken)}")
-            if args.backbone and args.detector in ("patchcore", "padim"):
-                options.setdefault("backbone", args.backbone)
-            detector = build_detector(args.detector, image_size=args.image_size, batch_size=args.batch_size,
-                                      seed=args.seed, device=str(accelerator.device), **options)
-            images, fit_source = _fit_source(args, defect_set)
-            _refuse_overlap_with_fit(images, fit_source, {threshold_source: threshold_rows, good_source: good})
-            print(f"fitting {args.detector} on {len(images)} anomaly-free images ({fit_source})", file=sys.stderr)
-            started = time.perf_counter()
-            detector.fit(images, progress=not args.no_progress)
-            fit_seconds = time.perf_counter() - started
-            print(f"fitted in {fit_seconds:.1f} s", file=sys.stderr)
-            out.mkdir(parents=True, exist_ok=True)
-            detector.save(detector_file)
+            fit_seconds = _fit_and_save(args, accelerator, out, sets, detector_file)
         accelerator.wait_for_everyone()
-    if external is None:
-        detector = load_detector(detector_file, device=accelerator.device)
-    subset = {k: v for k, v in (("shape", args.brightness_shape), ("mode", args.brightness_mode),
-                                ("size_bin", args.brightness_size_bin)) if v is not None} or None
-    evaluation = evaluate(
-        test, good, detector, ks=ks, table_k=args.table_k, brightness_subset=subset,
-        pixel_size=pixel_size, batch_size=args.batch_size, accelerator=accelerator,
-        progress=not args.no_progress, threshold_images=threshold_rows,
-        info={"dataset": str(args.dataset), "revision": args.revision,
-              "dataset_layout": defect_set.layout if defect_set is not None else "anomalyforge",
-              "fit": None if args.fit is None else str(args.fit), "detector_file": str(detector_file),
-              "negatives_source": good_source,
-              "threshold_source": good_source if threshold_rows is None else threshold_source,
-              "fit_seconds": fit_seconds},
-    )
-    if evaluation is not None:
-        evaluation.write(out)
-        print(evaluation.text())
-        print(f"results in {out}")
-    accelerator.wait_for_everyone()
-    return 0
+    return load_detector(detector_file, device=accelerator.device), detector_file, fit_seconds
+
+
+def _fit_and_save(args: argparse.Namespace, accelerator: Any, out: Path, sets: _EvaluationSets,
+                  detector_file: Path) -> float:
+    """Build the built-in ``--detector`` with its options, fit it and save it; the fit's seconds."""
+    from detect.registry import build_detector
+
+    options = parse_options(args.option)
+    own_flags = {"image_size": "--image-size", "batch_size": "--batch-size", "seed": "--seed", "device": "accelerate"}
+    if taken := [f"{key} (set it with {own_flags[key]})" for key in options if key in own_flags]:
+        raise DetectError(f"--option cannot set {', '.join(taken)}")
+    if args.backbone and args.detector in ("patchcore", "padim"):
+        options.setdefault("backbone", args.backbone)
+    detector = build_detector(args.detector, image_size=args.image_size, batch_size=args.batch_size,
+                              seed=args.seed, device=str(accelerator.device), **options)
+    fit_seconds = _fit_refusing_overlap(detector, args.detector, args, sets, {"progress": not args.no_progress})
+    print(f"fitted in {fit_seconds:.1f} s", file=sys.stderr)
+    out.mkdir(parents=True, exist_ok=True)
+    detector.save(detector_file)
+    return fit_seconds
+
+
+def _fit_refusing_overlap(detector: Any, name: str, args: argparse.Namespace, sets: _EvaluationSets,
+                          fit_options: dict) -> float:
+    """Fit ``detector`` on its anomaly-free images, refused when any equals a threshold or test
+    negative; the fit's seconds."""
+    images, fit_source = _fit_source(args, sets.defect_set)
+    _refuse_overlap_with_fit(images, fit_source, {sets.threshold_source: sets.threshold_rows,
+                                                   sets.good_source: sets.good})
+    print(f"fitting {name} on {len(images)} anomaly-free images ({fit_source})", file=sys.stderr)
+    started = time.perf_counter()
+    detector.fit(images, **fit_options)
+    return time.perf_counter() - started
 
 
 def _fit_source(args, defect_set) -> tuple[list[np.ndarray], str]:
