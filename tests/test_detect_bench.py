@@ -422,5 +422,15 @@ def test_own_detectors_are_evaluated_beside_the_grid_with_paths_relative_to_the_
     for key in ("image_auroc", "pixel_auroc", "aupro"):
         assert external.loc[0, key] == pytest.approx(reference[key], rel=1e-12)
     assert "## external" in (tmp_path / "out" / "report.md").read_text()
+    # a rerun serves the finished result; a changed model at the same path is evaluated again
+    (result,) = (tmp_path / "out" / "external").glob("*/result.json")
+    finished = result.stat().st_mtime_ns
+    assert main(["bench", str(config), "--no-progress"]) == 0
+    assert result.stat().st_mtime_ns == finished
+    (tmp_path / "contrast.py").write_text((tmp_path / "contrast.py").read_text().replace("m.max()", "m.mean()"))
+    assert main(["bench", str(config), "--no-progress"]) == 0
+    results = [json.loads(p.read_text()) for p in (tmp_path / "out" / "external").glob("*/result.json")]
+    assert len(results) == 2 and results[0]["settings"]["model"] != results[1]["settings"]["model"]
+    assert len(pd.read_csv(tmp_path / "out" / "external.csv")) == 1  # the report reads the current model's only
     with pytest.raises(BenchConfigError, match="'bad' must name onnx:PATH"):
         load_config(_config(tmp_path, mvtec_folder, detectors={"bad": "patchcore"}))

@@ -74,6 +74,16 @@ def display_name(name: str) -> str:
     return f"{kind}:{Path(target).name}"
 
 
+
+def model_path(name: str) -> Path | None:
+    """The file an external detector's name reads (the model, or a ``python:`` object's ``.py``
+    file); ``None`` for ``python:package.module:NAME``."""
+    kind, target = name.split(":", 1)
+    if kind == "python":
+        where = target.rsplit(":", 1)[0]
+        return Path(where) if where.endswith(".py") else None
+    return Path(target)
+
 def build_external(name: str, *, trust_pickle: bool = False, normalize: str | None = None,
                    higher_is_normal: bool = False, layout: str | None = None, channels: int | None = None,
                    image_size: int | None = None, batch_size: int = 8, device: str | torch.device = "cpu",

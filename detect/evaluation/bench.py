@@ -176,10 +176,11 @@ class ExternalJob:
 
     dataset: str
     label: str
+    settings: str = ""
 
     @property
     def id(self) -> str:
-        return f"{self.dataset}__{self.label}"
+        return f"{self.dataset}__{self.label}__{_hash(self.settings)}"
 
 
 @dataclass(frozen=True)
@@ -449,7 +450,19 @@ def cells(config: BenchConfig) -> list[Cell]:
 
 
 def external_jobs(config: BenchConfig) -> list[ExternalJob]:
-    return [ExternalJob(d, label) for d in config.datasets for label in config.detectors]
+    """Every own detector on every dataset; a job's identity includes the model file's content, so
+    a changed model (same path) is evaluated again, never served the old model's result."""
+    from detect.detectors.external import file_facts, model_path
+
+    def job(d: str, label: str) -> ExternalJob:
+        name, options = config.detectors[label]
+        path = model_path(name)
+        model = file_facts(path)["sha256"] if path is not None and path.is_file() else None
+        settings = _settings(dataset=str(config.datasets[d]), detector=name, options=options, model=model,
+                             pixel_size=config.pixel_size)
+        return ExternalJob(d, label, settings)
+
+    return [job(d, label) for d in config.datasets for label in config.detectors]
 
 
 def quality_jobs(config: BenchConfig) -> list[QualityJob]:
@@ -523,7 +536,7 @@ def _job_folder(config: BenchConfig, job: Cell | QualityJob | ExternalJob) -> Pa
     return config.output / kind / job.id
 
 
-def _finished(config: BenchConfig, job: Cell | QualityJob) -> dict | None:
+def _finished(config: BenchConfig, job: Cell | QualityJob | ExternalJob) -> dict | None:
     """The job's result when it finished with exactly the job's configuration, else ``None``."""
     path = _job_folder(config, job) / RESULT_FILE
     if not path.is_file():
@@ -595,6 +608,7 @@ def run_external(config: BenchConfig, job: ExternalJob, data: _Datasets, device:
         "recall_at_1": _float(s["recall_at_k"].get("1")) if s.get("recall_at_k") else None,
         "n_test": s["n_test"], "n_good": s["n_good"], "eval_seconds": round(time.perf_counter() - started, 2),
         "pixel_size": config.pixel_size, "device": str(device), "source": s["detector"],
+        "settings": json.loads(job.settings),
     }
 
 
@@ -789,7 +803,7 @@ def write_reports(config: BenchConfig) -> dict[str, Path]:
     external = _external_frame(config)
     if not external.empty:
         written["external_parquet"], written["external_csv"] = out / "external.parquet", out / "external.csv"
-        _write_table(external.drop(columns=["source"]), written["external_parquet"], written["external_csv"])
+        _write_table(external.drop(columns=["source", "settings"]), written["external_parquet"], written["external_csv"])
         shown = external[["dataset", "detector", *DETECTION_METRICS, "recall_at_1", "n_test", "n_good"]]
         section = markdown(shown.set_index("dataset"), "Your own detectors, used as given, on the same test sets",
                            digits=3)
