@@ -151,20 +151,20 @@ def coverage_radius(features: torch.Tensor, index: torch.Tensor, cover: torch.Te
     return bounded_coverage_radius(features, index, cover)[0]
 
 
-def bounded_coverage_radius(features: torch.Tensor, index: torch.Tensor,
-                            cover: torch.Tensor | None) -> tuple[float, int]:
-    """``coverage_radius``, and how many rows it measured to find it."""
+def bounded_coverage_radius(features: torch.Tensor, index: torch.Tensor, cover: torch.Tensor | None,
+                            block: int = COVERAGE_BLOCK) -> tuple[float, int]:
+    """``coverage_radius`` measuring ``block`` rows at a time, and how many rows it measured."""
     bank = features[index].contiguous()
     bank_sq = (bank * bank).sum(dim=1)
     m = features.shape[0]
     if cover is None:
         return float(nearest_distance(features, bank, bank_sq).max()), m
-    bound = torch.cat([(features[s : s + COVERAGE_BLOCK] - features[cover[s : s + COVERAGE_BLOCK]]).norm(dim=1)
-                       for s in range(0, m, COVERAGE_BLOCK)])
+    bound = torch.cat([(features[s : s + block] - features[cover[s : s + block]]).norm(dim=1)
+                       for s in range(0, m, block)])
     order = torch.argsort(bound, descending=True)
     radius, start = float("-inf"), 0
     while start < m and float(bound[order[start]]) > radius:
-        rows = order[start : start + COVERAGE_BLOCK]
+        rows = order[start : start + block]
         radius = max(radius, float(nearest_distance(features[rows], bank, bank_sq).max()))
         start += rows.shape[0]
     return radius, start
