@@ -7,7 +7,7 @@ the paper; ``greedy_coreset``, with lazy block updates: 5-8x faster than one pas
 per centre) keeps ``coreset_ratio`` of the patches as the memory bank; the fit records its coverage
 radius in the feature space (``coverage_radius``, shown by ``coreset_summary``): exact by default, with
 nearest-neighbour passes only over the fit patches whose nearest centre in the selection's own
-bookkeeping leaves them possibly the farthest (a few thousand of 373,184 in ``benchmarks/coreset.py``);
+bookkeeping leaves them possibly the farthest (2,048 of 373,184 in ``benchmarks/coreset.py``);
 ``coverage="sample"`` gives a sample's lower bound, ``coverage="off"`` skips it.
 
 Score: distance of every test patch to its nearest memory-bank patch (matrix products in blocks),
