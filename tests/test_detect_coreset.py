@@ -206,5 +206,5 @@ def test_a_bad_coverage_option_is_a_clear_error(option, message):
     assert str(raised.value) == message
 
 
-def test_patchcore_selects_over_all_patches_by_default():
-    assert PatchCore().coreset_part is None
+def test_patchcore_selects_over_all_patches_and_measures_the_exact_radius_by_default():
+    assert (PatchCore().coreset_part, PatchCore().coverage) == (None, "exact")

@@ -16,7 +16,7 @@ upsampled to the working size, Gaussian-smoothed (sigma 4 px); the image score i
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -321,7 +321,8 @@ def nearest_distance(queries: torch.Tensor, bank: torch.Tensor, bank_sq: torch.T
 
 
 #: how the fit measures the coverage radius (``PatchCore``'s ``coverage``)
-COVERAGES = ("exact", "sample", "off")
+Coverage = Literal["exact", "sample", "off"]
+COVERAGES: tuple[str, ...] = get_args(Coverage)
 
 
 def _coverage_summary(patches: float, radius: float, measured: float) -> dict[str, Any]:
@@ -363,7 +364,7 @@ class PatchCore(Detector):
         coreset_ratio: float = 0.1,
         max_coreset: int | None = None,
         coreset_part: int | None = None,
-        coverage: str = "exact",
+        coverage: Coverage = "exact",
         coverage_sample: int = COVERAGE_SAMPLE,
         projection_dim: int = 128,
         sigma: float = 4.0,
