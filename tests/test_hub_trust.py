@@ -113,6 +113,99 @@ def test_a_mistyped_repo_id_is_named_and_exits_2(hub, build, tmp_path, repo):
     assert "run the same push again" not in result.stderr
 
 
+# --------------------------------------------------------------------------- refused tokens
+def _error_line(result: subprocess.CompletedProcess) -> str:
+    """The one error line of a failed command (progress output may precede it)."""
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("anomalyforge hub: error: ")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def _state(hub, repo: str) -> tuple[int, list[str]] | None:
+    """(number of commits, tags) of ``repo`` on the test Hub; None when it does not exist."""
+    repo_state = hub.state.repos.get(("dataset", repo))
+    return None if repo_state is None else (len(repo_state.commits), sorted(repo_state.tags))
+
+
+def _published_once(hub, build, repo: str, tmp_path: Path) -> None:
+    first = _cli("hub", "push", str(build), "--repo", repo, "--version", "1.0.0", home=tmp_path, endpoint=hub.url)
+    assert first.returncode == 0, first.stderr
+
+
+BAD_TOKEN = "hf_ExpiredTokenNotKnownToTheHub55"
+READ_TOKEN = "hf_ReadOnlyTokenCannotWrite77"
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-repo", "existing-repo"])
+def test_a_token_the_hub_rejects_is_named_and_not_retried(hub, build, tmp_path, existing):
+    repo = f"org/rejected-token-{existing}"
+    if existing:
+        _published_once(hub, build, repo, tmp_path)
+    before = _state(hub, repo)
+    result = _cli("hub", "push", str(build), "--repo", repo, "--version", "1.1.0", home=tmp_path, endpoint=hub.url,
+                  env={"HF_TOKEN": BAD_TOKEN})
+    assert result.returncode == 2, result.stderr
+    line = _error_line(result)
+    assert "the Hub refused the token (401" in line and "invalid or expired" in line and "hf auth login" in line
+    assert "nothing was committed and no version was created" in line
+    assert "run the same push again" not in result.stderr
+    assert BAD_TOKEN not in result.stdout + result.stderr
+    assert _state(hub, repo) == before  # no repo created, no commit, no tag
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-repo", "existing-repo"])
+def test_a_token_without_write_access_is_named_and_not_retried(hub, build, tmp_path, existing):
+    hub.grant_read_only(READ_TOKEN)
+    repo = f"org/read-only-token-{existing}"
+    if existing:  # the version check and the build's validation pass; the upload is refused midway
+        _published_once(hub, build, repo, tmp_path)
+    before = _state(hub, repo)
+    result = _cli("hub", "push", str(build), "--repo", repo, "--version", "1.1.0", home=tmp_path, endpoint=hub.url,
+                  env={"HF_TOKEN": READ_TOKEN})
+    assert result.returncode == 2, result.stderr
+    line = _error_line(result)
+    assert f"the token cannot write to {repo} (403" in line and "read-only" in line and "write access to org" in line
+    assert "nothing was committed and no version was created" in line
+    assert "run the same push again" not in result.stderr
+    assert READ_TOKEN not in result.stdout + result.stderr
+    assert _state(hub, repo) == before
+
+
+def test_a_tag_refused_for_an_expired_token_names_the_landed_commit(hub, build, tmp_path):
+    repo = "org/token-expired-before-tag"
+    hub.fail("POST", rf"/api/datasets/{repo}/tag/", status=401)  # the token expired between commit and tag
+    args = ("hub", "push", str(build), "--repo", repo, "--version", "1.0.0")
+    result = _cli(*args, home=tmp_path, endpoint=hub.url)
+    assert result.returncode == 2, result.stderr
+    head = hub.repo(repo).branches["main"]
+    line = _error_line(result)
+    assert f"the data was committed ({head[:12]}) but the tag could not be created" in line
+    assert "the Hub refused the token (401" in line and "run the same push again" not in line
+    assert TOKEN not in result.stdout + result.stderr
+    assert _tags(hub, repo) == []
+    rerun = _cli(*args, home=tmp_path, endpoint=hub.url)  # with a valid token, the rerun tags that commit
+    assert rerun.returncode == 0, rerun.stderr
+    assert hub.repo(repo).tags == {"v1.0.0": head}
+
+
+@pytest.mark.parametrize("failure", [dict(status=503), dict(drop=True), dict(status=403, storage=True)],
+                         ids=["5xx", "connection-dropped", "storage-upload-403"])
+def test_a_push_that_failed_on_the_network_or_server_says_to_run_it_again(hub, build, tmp_path, failure):
+    repo = "org/retry-" + "-".join(f"{k}{v}" for k, v in failure.items()).lower()
+    if failure.pop("storage", False):  # a refused pre-signed upload URL: no token was sent, none was judged
+        hub.fail("PUT", rf"^/_lfs/datasets/{repo}/", **failure)
+    else:
+        hub.fail("POST", rf"/api/datasets/{repo}/commit/main$", **failure)
+    args = ("hub", "push", str(build), "--repo", repo, "--version", "1.0.0")
+    result = _cli(*args, home=tmp_path, endpoint=hub.url)
+    assert result.returncode == 1, result.stderr
+    assert "no version was created: run the same push again" in _error_line(result)
+    assert _tags(hub, repo) == []
+    assert _cli(*args, home=tmp_path, endpoint=hub.url).returncode == 0
+    assert _tags(hub, repo) == ["v1.0.0"]
+
+
 # --------------------------------------------------------------------------- tokens
 def test_a_token_written_in_pieces_is_still_redacted(capfd):
     with redacted_output(TOKEN):
