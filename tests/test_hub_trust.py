@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -52,13 +53,17 @@ def build(sources, tmp_path_factory) -> Path:
 
 
 def _cli(*args: str, home: Path, endpoint: str = "http://127.0.0.1:9",
-         env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+         env: dict[str, str] | None = None, before_main: str | None = None) -> subprocess.CompletedProcess:
+    """``anomalyforge ARGS`` in a subprocess; ``before_main``: Python run in it before the command."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
     base.update(HF_ENDPOINT=endpoint, HF_TOKEN=TOKEN, HF_HOME=str(home), HF_HUB_DISABLE_XET="1",
                 PYTHONPATH=str(ROOT))
     base.update(env or {})
     base = {k: v for k, v in base.items() if v is not None}
-    return subprocess.run([sys.executable, str(ROOT / "anomalyforge.py"), *args], capture_output=True, text=True,
+    entry = [str(ROOT / "anomalyforge.py")]
+    if before_main is not None:
+        entry = ["-c", f"import sys\n{before_main}\nfrom anomalyforge import main\nsys.exit(main(sys.argv[1:]))"]
+    return subprocess.run([sys.executable, *entry, *args], capture_output=True, text=True,
                           env=base, cwd=ROOT, timeout=300)
 
 
@@ -204,6 +209,64 @@ def test_a_push_that_failed_on_the_network_or_server_says_to_run_it_again(hub, b
     assert _tags(hub, repo) == []
     assert _cli(*args, home=tmp_path, endpoint=hub.url).returncode == 0
     assert _tags(hub, repo) == ["v1.0.0"]
+
+
+# --------------------------------------------------------------------------- hub load --save-to
+#: every file the process writes stops at 4 KB: the save's JSON files fit, its Arrow files do not,
+#: as on a disk that fills up midway (Python ignores SIGXFSZ, so the write fails with EFBIG)
+FULL_DISK = "import resource\nresource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))"
+#: a SIGKILL after the whole dataset is written, before it is renamed into place
+KILL_BEFORE_RENAME = """
+import os, signal
+real_rename = os.rename
+def rename(src, dst, **kwargs):
+    if os.fspath(src).endswith(".partial"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_rename(src, dst, **kwargs)
+os.rename = rename
+"""
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".partial"))
+
+
+@pytest.fixture(scope="module")
+def loadable(hub, build, tmp_path_factory) -> str:
+    """A published version, already in the Hub cache of the returned home (loads from it write little)."""
+    home = tmp_path_factory.mktemp("load_home")
+    repo = "org/save-to"
+    _published_once(hub, build, repo, home)
+    assert _cli("hub", "load", repo, "--version", "1.0.0", home=home, endpoint=hub.url).returncode == 0
+    return str(home)
+
+
+def test_hub_load_save_to_that_fails_midway_leaves_nothing_and_a_rerun_saves(hub, loadable, tmp_path):
+    from datasets import load_from_disk
+
+    target = tmp_path / "saved"
+    args = ("hub", "load", "org/save-to", "--version", "1.0.0", "--save-to", str(target))
+    failed = _cli(*args, home=Path(loadable), endpoint=hub.url, before_main=FULL_DISK)
+    assert failed.returncode == 2, failed.stderr
+    line = _error_line(failed)
+    assert f"cannot save to {target}" in line and "File too large" in line and "nothing was left there" in line
+    assert not target.exists() and _leftovers(tmp_path) == []
+    rerun = _cli(*args, home=Path(loadable), endpoint=hub.url)
+    assert rerun.returncode == 0, rerun.stderr
+    saved = load_from_disk(str(target))
+    assert {split: saved[split].num_rows for split in saved} == {"test": 2, "good": 2}
+
+
+def test_hub_load_save_to_killed_midway_leaves_nothing_at_the_path_and_the_rerun_clears_it(hub, loadable, tmp_path):
+    target = tmp_path / "saved"
+    args = ("hub", "load", "org/save-to", "--version", "1.0.0", "--save-to", str(target))
+    killed = _cli(*args, home=Path(loadable), endpoint=hub.url, before_main=KILL_BEFORE_RENAME)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not target.exists()
+    assert len(_leftovers(tmp_path)) == 1 and _leftovers(tmp_path)[0].startswith(".saved.")
+    rerun = _cli(*args, home=Path(loadable), endpoint=hub.url)
+    assert rerun.returncode == 0, rerun.stderr
+    assert (target / "dataset_dict.json").is_file() and _leftovers(tmp_path) == []
 
 
 # --------------------------------------------------------------------------- tokens
