@@ -135,9 +135,10 @@ def _describe_http_error(exc: Exception, token: str | None) -> str:
     return redact(first_line, token)
 
 
-def _refused_response(exc: BaseException):
-    """The Hub's 401/403 answer to a request that carried the token, found in ``exc`` or the
-    exceptions it wraps (a failed LFS upload is a ``RuntimeError`` around one); None otherwise.
+def _refused_error(exc: BaseException | None) -> Any:
+    """The Hub's 401/403 answer (an ``HfHubHTTPError``) to a request that carried the token, found
+    in ``exc`` or the exceptions it wraps (a failed LFS upload is a ``RuntimeError`` around one);
+    None otherwise.
 
     A 403 from a pre-signed storage upload (no ``Authorization`` header) judged no token: an
     expired upload URL is retried by running the push again, like any other failed upload.
@@ -147,14 +148,14 @@ def _refused_response(exc: BaseException):
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        response = getattr(exc, "response", None) if isinstance(exc, HfHubHTTPError) else None
-        if getattr(response, "status_code", None) in (401, 403) and _carried_token(response):
-            return response
+        if isinstance(exc, HfHubHTTPError) and getattr(exc.response, "status_code", None) in (401, 403) \
+                and _carried_token(exc.response):
+            return exc
         exc = exc.__cause__ or exc.__context__
     return None
 
 
-def _carried_token(response) -> bool:
+def _carried_token(response: Any) -> bool:
     try:
         return "authorization" in response.request.headers  # httpx headers: case-insensitive
     except RuntimeError:  # a response built without its request
@@ -164,28 +165,17 @@ def _carried_token(response) -> bool:
 def _token_refusal(exc: BaseException, repo_id: str, token: str | None) -> str | None:
     """What to do when the Hub refused the token (401) or its rights on ``repo_id`` (403); None
     when ``exc`` is no such refusal (a network error, a 5xx: running the push again may work)."""
-    response = _refused_response(exc)
-    if response is None:
+    refused = _refused_error(exc)
+    if refused is None:
         return None
-    said = _server_message(response)
+    said = " ".join(str(refused.server_message or "").split())  # what the Hub says, e.g. "Invalid credentials"
     detail = f": {redact(said, token)}" if said else ""
     org = repo_id.split("/")[0]
-    if response.status_code == 401:
+    if refused.response.status_code == 401:
         return (f"the Hub refused the token (401{detail}): it is invalid or expired; log in again with "
                 "`hf auth login` or set HF_TOKEN to a valid token")
     return (f"the token cannot write to {repo_id} (403{detail}): it is read-only or has no rights on the repo "
             f"or the organisation {org}; use a token with write access to {org} (`hf auth login` or HF_TOKEN)")
-
-
-def _server_message(response) -> str:
-    """The Hub's own words for an error answer: the ``X-Error-Message`` header or the JSON ``error``."""
-    said = response.headers.get("X-Error-Message")
-    if not said:
-        try:
-            said = response.json().get("error")
-        except (ValueError, AttributeError):
-            said = None
-    return " ".join(str(said).split()) if said else ""
 
 
 @dataclass(frozen=True)

@@ -85,9 +85,9 @@ def save_figure_atomic(figure: Any, path: str | os.PathLike, **savefig_options: 
     return final
 
 
-def partial_folder_name(path: Path, pid: int | None = None) -> Path:
-    """Where ``atomic_folder`` writes ``path`` before renaming it (same parent, process ``pid``)."""
-    return path.with_name(f".{path.name}.{os.getpid() if pid is None else pid}.partial")
+def partial_folder_name(path: Path) -> Path:
+    """Where ``atomic_folder`` writes ``path`` before renaming it (same parent, this process)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.partial")
 
 
 @contextmanager
