@@ -43,7 +43,7 @@ from .memory import MemoryBudget, check_image_memory
 from .method import Method
 from .record import metadata_row
 from .region import normalize_region
-from .registry import get_method, method_names
+from .registry import get_method
 from .run_lock import claimed_folder
 from .version import tool_version
 
