@@ -67,6 +67,7 @@ class Synthesize(torch.nn.Module):
     ) -> None:
         super().__init__()
         self.method = get_method(method, **options) if isinstance(method, str) else method
+        self.method.check_choices(shape, mode)
         self.p = _check_p(p)
         self.size_bin = None if size_bin is None else resolve_bin(size_bin, tuple(bins))
         self.shape, self.mode, self.bins = shape, mode, tuple(bins)
@@ -128,6 +129,7 @@ class BatchSynthesize(torch.nn.Module):
     ) -> None:
         super().__init__()
         self.method = batched_method(method, options)
+        self.method.check_choices(shape, mode)
         self.p = _check_p(p)
         self.seed = int(seed)
         self.bins = tuple(bins)

@@ -141,8 +141,11 @@ def test_the_batched_transform_raises_what_the_numpy_path_raises():
     # a flat image gives gray noise nothing to change in the 1-4 pixels of the smallest bin
     with pytest.raises(SizeBinError, match="could not bring a .*/gray_noise anomaly into size bin 0.02-0.1%"):
         BatchSynthesize(seed=0, size_bin=0, mode="gray_noise")(flat)
-    with pytest.raises(InvalidParameterError, match="unknown mode 'colour_noise'"):
-        BatchSynthesize(mode="colour_noise")(flat)
+    # a shape or mode the method does not have is refused when the transform is made
+    with pytest.raises(InvalidParameterError, match="unknown mode 'colour_noise' for method 'synagen'"):
+        BatchSynthesize(mode="colour_noise")
+    with pytest.raises(InvalidParameterError, match="unknown shape 'blob' for method 'cutout'"):
+        Synthesize("cutout", shape="blob")
 
 
 def test_the_old_import_path_names_the_new_one():
