@@ -42,6 +42,7 @@ from PIL import Image as PILImage
 
 from synth.atomic import atomic_path, write_atomic
 from synth.errors import InvalidImageError
+from synth.files import sha256_file
 from synth.image import encode_png, load_image, read_file, to_float
 from synth.layout import BUILD_RECORD, FAILURES, INPUTS, METADATA, folder_layout
 from synth.config import GENERATION_KEYS, ProtocolConfig, RunOptions, parse_generation, resolve_generation
@@ -300,14 +301,6 @@ def _row_bytes(row: dict[str, Any]) -> int:
 
 
 # --------------------------------------------------------------------------- shards
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _write_split(
     split: str,
     n_rows: int,
@@ -337,7 +330,7 @@ def _write_split(
         if state.get("fingerprint") == fingerprint:
             for shard in state["shards"]:
                 path = partial / shard["file"]
-                if not path.is_file() or _sha256(path) != shard["sha256"]:
+                if not path.is_file() or sha256_file(path) != shard["sha256"]:
                     break
                 done.append(shard)
     start = sum(s["rows"] for s in done)
@@ -357,7 +350,7 @@ def _write_split(
             index = _write_shard(tmp_path, index, n_rows, make_row, schema, shard_bytes, group_rows,
                                  group_bytes, bar)
         done.append({"file": name, "first_row": first, "rows": index - first,
-                     "bytes": final.stat().st_size, "sha256": _sha256(final)})
+                     "bytes": final.stat().st_size, "sha256": sha256_file(final)})
         save_state()
     bar.close()
 
@@ -597,7 +590,7 @@ def _finished_build(build_dir: Path, fingerprint: str) -> dict[str, Any] | None:
     for split in SPLITS:
         for shard in previous.get("shards", {}).get(split, []):
             path = build_dir / shard["file"]
-            if not path.is_file() or _sha256(path) != shard["sha256"]:
+            if not path.is_file() or sha256_file(path) != shard["sha256"]:
                 return None
     for example in previous.get("examples", []):
         if not all((build_dir / example[key]).is_file() for key in ("image", "mask")):
@@ -727,7 +720,7 @@ def _validate_split(build_dir: Path, split: str, info: dict[str, Any], reference
             f"split {split!r}: shards {sorted(present)} differ from build.json {sorted(recorded)}; rerun the build"
         )
     for name, digest in recorded.items():
-        if _sha256(build_dir / name) != digest:
+        if sha256_file(build_dir / name) != digest:
             raise ValidationError(f"{name} changed after the build (checksum differs); rerun the build")
 
 

@@ -6,8 +6,8 @@
     anomalyforge hub load ORG/NAME --version 1.1.0 [--offline] [--save-to DIR]
 
 Exit codes: 0 success, 1 a push/load that failed on the way (network, server; run it again),
-2 bad input (invalid build, refused version, bad options). Nothing any of them prints carries the
-value of the Hugging Face token.
+2 bad input (invalid build, refused version, bad options, a token the Hub refuses: 401/403). Nothing
+any of them prints carries the value of the Hugging Face token.
 """
 
 from __future__ import annotations
@@ -94,7 +94,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     load.add_argument("repo", metavar="ORG/NAME", type=repo_id)
     load.add_argument("--version", required=True, metavar="X.Y.Z")
     load.add_argument("--offline", action="store_true", help="read the version from the local cache only")
-    load.add_argument("--save-to", default=None, metavar="DIR", help="also save the DatasetDict to DIR (save_to_disk)")
+    load.add_argument("--save-to", default=None, metavar="DIR",
+                      help="also save the DatasetDict to DIR (save_to_disk; DIR appears only once complete)")
     load.set_defaults(func=_redacting(run_load))
 
 
@@ -215,6 +216,19 @@ def run_load(args: argparse.Namespace) -> int:
         return _fail(exc)
     print(ds)
     if args.save_to:
-        ds.save_to_disk(args.save_to)
+        try:
+            save_whole(ds, args.save_to)
+        except OSError as exc:  # a full disk, a quota: exit 2, as every command's failed write
+            reason = exc.strerror or str(exc)
+            return _fail(HubToolsError(f"cannot save to {args.save_to}: {reason}; nothing was left there"))
         print(f"saved to {args.save_to}")
     return 0
+
+
+def save_whole(ds: Any, path: str) -> None:
+    """``ds.save_to_disk`` into a partial folder beside ``path``, renamed to ``path`` once complete:
+    a failure or a kill midway never leaves a half-saved dataset at ``path``."""
+    from synth.atomic import atomic_folder
+
+    with atomic_folder(path) as tmp:
+        ds.save_to_disk(str(tmp))

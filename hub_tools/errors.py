@@ -23,6 +23,12 @@ class PublishError(HubToolsError):
     """A push did not complete; the message says what is left to do (usually: run it again)."""
 
 
+class CredentialsError(HubToolsError):
+    """The Hub refused the token (401: invalid or expired) or what it may do (403: no write access
+    to the repo or its organisation). Running the same command again cannot succeed: the message
+    says what to change and what the Hub holds so far."""
+
+
 class StaleParentError(PublishError):
     """The repository moved while a push was being prepared (someone else committed)."""
 

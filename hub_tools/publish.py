@@ -21,7 +21,9 @@ recognised the same way: the tag points at a commit whose ``build.json`` has thi
 fingerprint, so the rerun reports the version as published instead of refusing it. ``--private``
 never silently publishes into an existing public repo: that is refused. Tokens come from
 ``huggingface_hub.get_token()`` (``HF_TOKEN`` or the ``hf auth login`` file) and their value is
-scrubbed from every message this module raises (``hub_tools.tokens``).
+scrubbed from every message this module raises (``hub_tools.tokens``). A 401 or 403 answer to a
+request that carried the token is a ``CredentialsError`` naming what to change, never "run the same
+push again": the same push would be refused the same way.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ from typing import Any, Iterator
 
 from .build import validate_build
 from .card import add_changelog_entry, read_changelog, render_card
-from .errors import (HubToolsError, PublishError, RepoIdError, StaleParentError, ValidationError, VersionError,
-                     VisibilityError)
+from .errors import (CredentialsError, HubToolsError, PublishError, RepoIdError, StaleParentError, ValidationError,
+                     VersionError, VisibilityError)
 from .loading import load_dataset
 from .schema import SPLITS
 from .tokens import redact, resolve_token
@@ -131,6 +133,49 @@ def _describe_http_error(exc: Exception, token: str | None) -> str:
     if server_message:  # what the Hub says is wrong ("Invalid credentials", "Repository not found")
         first_line = f"{first_line} ({' '.join(str(server_message).split())})"
     return redact(first_line, token)
+
+
+def _refused_error(exc: BaseException | None) -> Any:
+    """The Hub's 401/403 answer (an ``HfHubHTTPError``) to a request that carried the token, found
+    in ``exc`` or the exceptions it wraps (a failed LFS upload is a ``RuntimeError`` around one);
+    None otherwise.
+
+    A 403 from a pre-signed storage upload (no ``Authorization`` header) judged no token: an
+    expired upload URL is retried by running the push again, like any other failed upload.
+    """
+    from huggingface_hub.errors import HfHubHTTPError
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, HfHubHTTPError) and getattr(exc.response, "status_code", None) in (401, 403) \
+                and _carried_token(exc.response):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _carried_token(response: Any) -> bool:
+    try:
+        return "authorization" in response.request.headers  # httpx headers: case-insensitive
+    except RuntimeError:  # a response built without its request
+        return False
+
+
+def _token_refusal(exc: BaseException, repo_id: str, token: str | None) -> str | None:
+    """What to do when the Hub refused the token (401) or its rights on ``repo_id`` (403); None
+    when ``exc`` is no such refusal (a network error, a 5xx: running the push again may work)."""
+    refused = _refused_error(exc)
+    if refused is None:
+        return None
+    said = " ".join(str(refused.server_message or "").split())  # what the Hub says, e.g. "Invalid credentials"
+    detail = f": {redact(said, token)}" if said else ""
+    org = repo_id.split("/")[0]
+    if refused.response.status_code == 401:
+        return (f"the Hub refused the token (401{detail}): it is invalid or expired; log in again with "
+                "`hf auth login` or set HF_TOKEN to a valid token")
+    return (f"the token cannot write to {repo_id} (403{detail}): it is read-only or has no rights on the repo "
+            f"or the organisation {org}; use a token with write access to {org} (`hf auth login` or HF_TOKEN)")
 
 
 @dataclass(frozen=True)
@@ -250,9 +295,15 @@ def push_build(
         commit, notes = _commit_on_head(api, repo_id, operations, summary, message or "", head, tag)
         _tag_commit(api, repo_id, tag, commit.oid, token)
         return PushResult(repo_id, plain, tag, commit.oid, _url(api, repo_id, tag), created_commit=True, notes=notes)
-    except (VersionError, StaleParentError, PublishError, ValidationError, VisibilityError, RepoIdError):
+    except (VersionError, StaleParentError, PublishError, ValidationError, VisibilityError, RepoIdError,
+            CredentialsError):
         raise
     except Exception as exc:  # noqa: BLE001 -- any failure on the way means "no version made"
+        refusal = _token_refusal(exc, repo_id, token)
+        if refusal is not None:  # the same push would be refused the same way
+            raise CredentialsError(
+                f"push of {tag} to {repo_id} failed: {refusal}; nothing was committed and no version was created"
+            ) from None
         # HTTP errors, the HTTP client's transport errors (a dropped connection), RuntimeError
         # wrapping a failed LFS upload: the version is not there, and the message says so
         raise PublishError(
@@ -341,6 +392,12 @@ def _tag_commit(api, repo_id: str, tag: str, oid: str, token: str) -> None:
     try:
         api.create_tag(repo_id, tag=tag, revision=oid, repo_type=REPO_TYPE, tag_message=f"{repo_id} {tag}")
     except (HfHubHTTPError, OSError) as exc:
+        refusal = _token_refusal(exc, repo_id, token)
+        if refusal is not None:
+            raise CredentialsError(
+                f"{tag}: the data was committed ({oid[:12]}) but the tag could not be created: {refusal}; "
+                "then run this push again to tag that commit"
+            ) from None
         raise PublishError(
             f"{tag}: the data was committed ({oid[:12]}) but the tag could not be created "
             f"({_describe_http_error(exc, token)}); run the same push again to finish the version"

@@ -12,6 +12,7 @@ import pandas as pd
 
 from synth import DEFAULT_BINS, SynthError, synthesize
 from synth.export import export_parquet, export_rows, export_zip
+from synth.files import sha256_file
 from synth.preview import contour_overlay, display_rgb, mask_preview, shrink
 from synth.version import tool_version
 
@@ -71,7 +72,7 @@ DETECT_DEMO_COUNT = 3
 def _files_key(paths: Sequence[str]) -> str:
     digest = hashlib.sha256()
     for p in paths:
-        digest.update(hashlib.sha256(Path(p).read_bytes()).digest())
+        digest.update(bytes.fromhex(sha256_file(p)))
     return digest.hexdigest()[:16]
 
 

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from synth.atomic import save_figure_atomic
 from synth.preview import contour_overlay, heatmap_overlay, shrink
 from synth.record import RECORD_COLUMNS, Column
 
@@ -59,7 +60,7 @@ def colour_bar(path: Path, detector: str) -> str:
     bar.ax.set_xticklabels(["typical anomaly-free", "threshold", "2x threshold"], fontsize=8)
     bar.ax.set_title(f"{detector} anomaly map, per image: transparent below the typical level", fontsize=8)
     fig.subplots_adjust(left=0.16, right=0.84, top=0.62, bottom=0.38)  # room for the end labels
-    fig.savefig(path)
+    save_figure_atomic(fig, path)
     plt.close(fig)
     return str(path)
 

@@ -10,12 +10,17 @@ that one: each anomaly's bytes do not depend on the batch it was rendered in. ``
 PNG encoding and writing) runs on ``threads`` CPU threads while the next batch renders. The
 anomalies come back as numpy ``Anomaly`` objects on the host, or (``host=False``, for a training
 loop) as ``OnDevice`` tensors that never leave the device.
+
+``render`` runs a stream of groups with its own preparing ahead; a caller that receives its
+batches one at a time (``synth.transforms.BatchSynthesize``) stages the next one itself with
+``stage`` / ``on`` / ``outcomes``, the steps ``render`` is made of.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from itertools import groupby
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -25,7 +30,7 @@ from .anomaly import Anomaly
 from .batched import PreparedBatch, prepare_batch, sample_specs, to_anomalies
 from .batched.device import choose_device
 from .batched.prepare import check_threads
-from .errors import SynthError
+from .errors import SizeBinError, SynthError
 from .method import Method
 from .sizebins import SizeBin
 
@@ -70,8 +75,35 @@ class OnDevice:
     record: dict[str, Any]
 
 
+class Failure(str):
+    """Why one anomaly could not be made: the message (a ``str``, as written in a failure row)
+    and ``error``, the ``SynthError`` to raise for it."""
+
+    error: SynthError
+
+    def __new__(cls, error: SynthError) -> "Failure":
+        failure = super().__new__(cls, str(error))
+        failure.error = error
+        return failure
+
+
 #: one anomaly, or the reason it could not be made
-Outcome = Anomaly | OnDevice | str
+Outcome = Anomaly | OnDevice | Failure
+
+
+@dataclass(frozen=True)
+class Staged:
+    """The draws ``start:stop`` of ``group`` with their specs drawn and plans started
+    (``prepared``), or the error that stopped it (``None``: the group's inputs failed)."""
+
+    group: Group
+    start: int
+    stop: int
+    prepared: PreparedBatch | SynthError | None
+
+
+def _choices(draw: Draw) -> tuple:
+    return draw.shape, draw.mode, draw.size_bin
 
 
 def image_batch(image: np.ndarray, region: np.ndarray | None, device: torch.device):
@@ -101,16 +133,59 @@ class Engine:
     ) -> Iterator[tuple[Group, int, list[Outcome | Future]]]:
         """``(group, index of the batch's first draw, outcomes)`` per batch, in order. With
         ``finish``, each anomaly's outcome is the ``Future`` of ``finish(group, draw index,
-        anomaly)`` run on ``threads`` threads (failures stay messages)."""
+        anomaly)`` run on ``threads`` threads (failures stay ``Failure``s)."""
         with ThreadPoolExecutor(max_workers=max(1, int(threads))) as pool:
             pending = None
             for group, start in self._batches(groups):
-                staged = (group, start, self._prepare(group, start, self._stop(group, start)))
+                staged = self.stage(group, start)
                 if pending is not None:
-                    yield self._finish(*pending, finish, pool)
+                    yield self._finish(pending, finish, pool)
                 pending = staged
             if pending is not None:
-                yield self._finish(*pending, finish, pool)
+                yield self._finish(pending, finish, pool)
+
+    def stage(self, group: Group, start: int = 0) -> Staged:
+        """The batch of ``group``'s draws from ``start`` (``batch_size`` of them; all of a group
+        whose inputs failed) with its specs drawn and its plans started on CPU threads; returns
+        at once."""
+        if group.error is not None:
+            return Staged(group, start, len(group.draws), None)
+        stop = min(len(group.draws), start + self.batch_size)
+        return Staged(group, start, stop, self._prepare(group, start, stop))
+
+    @staticmethod
+    def on(staged: Staged, images: torch.Tensor) -> Staged:
+        """``staged``'s specs and plans for other images of the same shape (``images`` replaces
+        the group's), for methods whose specs and plans do not read pixels (``reads_pixels``):
+        a batch staged before its images exist."""
+        prepared = staged.prepared
+        if isinstance(prepared, PreparedBatch):
+            prepared = prepared.on(images)
+        return replace(staged, group=replace(staged.group, images=images), prepared=prepared)
+
+    def outcomes(self, staged: Staged) -> list[Outcome]:
+        """One outcome per draw of the staged batch, rendered on the device; a batch that failed
+        as a whole is rendered again one draw at a time."""
+        group, start, stop = staged.group, staged.start, staged.stop
+        if group.error is not None:
+            return [Failure(SynthError(group.error))] * (stop - start)
+        try:
+            if isinstance(staged.prepared, SynthError):
+                raise staged.prepared
+            return self._anomalies(staged.prepared, group.gray)
+        except SynthError as exc:
+            if stop - start == 1:
+                return [Failure(exc)]
+        outcomes: list[Outcome] = []
+        for k in range(start, stop):
+            one = self._prepare(group, k, k + 1)
+            try:
+                if isinstance(one, SynthError):
+                    raise one
+                outcomes += self._anomalies(one, group.gray)
+            except SynthError as exc:
+                outcomes.append(Failure(exc))
+        return outcomes
 
     # ------------------------------------------------------------------------------------------
     def _batches(self, groups: Iterable[Group]) -> Iterator[tuple[Group, int]]:
@@ -119,22 +194,21 @@ class Engine:
             for start in range(0, len(group.draws), max(1, step)):
                 yield group, start
 
-    def _stop(self, group: Group, start: int) -> int:
-        return min(len(group.draws), start + self.batch_size)
-
-    def _prepare(self, group: Group, start: int, stop: int) -> PreparedBatch | SynthError | None:
-        """The specs of ``draws[start:stop]`` drawn and their plans started (or the error that stopped it)."""
-        if group.error is not None:
-            return None
+    def _prepare(self, group: Group, start: int, stop: int) -> PreparedBatch | SynthError:
+        """The specs of ``draws[start:stop]`` drawn and their plans started (or the error that
+        stopped it). Each draw's spec comes from its own seed, so drawing a run of draws with the
+        same choices in one ``sample_specs`` call gives the specs of one call per draw."""
         images, regions = self._inputs(group, start, stop)
         try:
-            specs = []
-            for k, draw in enumerate(group.draws[start:stop]):
+            specs, k = [], 0
+            for (shape, mode, size_bin), run in groupby(group.draws[start:stop], key=_choices):
+                seeds = [draw.seed for draw in run]
                 specs += sample_specs(
-                    images[k : k + 1], self.method, seeds=[draw.seed], shape=draw.shape, mode=draw.mode,
-                    size_bin=draw.size_bin, regions=None if regions is None else regions[k : k + 1],
+                    images[k : k + len(seeds)], self.method, seeds=seeds, shape=shape, mode=mode, size_bin=size_bin,
+                    regions=None if regions is None else regions[k : k + len(seeds)],
                     textures=group.textures, partners=group.partners, bins=self.bins,
                 )
+                k += len(seeds)
             return prepare_batch(
                 images, specs, regions=regions, textures=group.textures, partners=group.partners, bins=self.bins,
                 method=self.method, prep_threads=self.prep_threads,
@@ -151,37 +225,14 @@ class Engine:
             return group.images.expand(n, -1, -1, -1), regions
         return group.images[start:stop], None if group.regions is None else group.regions[start:stop]
 
-    def _finish(self, group: Group, start: int, prepared, finish, pool: ThreadPoolExecutor):
-        stop = len(group.draws) if group.error is not None else self._stop(group, start)
-        if group.error is not None:
-            return group, start, [group.error] * (stop - start)
-        outcomes = self._outcomes(group, start, stop, prepared)
+    def _finish(self, staged: Staged, finish, pool: ThreadPoolExecutor):
+        outcomes = self.outcomes(staged)
         if finish is not None:
             outcomes = [
-                outcome if isinstance(outcome, str) else pool.submit(finish, group, start + k, outcome)
+                outcome if isinstance(outcome, Failure) else pool.submit(finish, staged.group, staged.start + k, outcome)
                 for k, outcome in enumerate(outcomes)
             ]
-        return group, start, outcomes
-
-    def _outcomes(self, group: Group, start: int, stop: int, prepared) -> list[Outcome]:
-        """One outcome per draw of the batch; a failed batch is rendered again one draw at a time."""
-        try:
-            if isinstance(prepared, SynthError):
-                raise prepared
-            return self._anomalies(prepared, group.gray)
-        except SynthError as exc:
-            if stop - start == 1:
-                return [str(exc)]
-        outcomes: list[Outcome] = []
-        for k in range(start, stop):
-            one = self._prepare(group, k, k + 1)
-            try:
-                if isinstance(one, SynthError):
-                    raise one
-                outcomes += self._anomalies(one, group.gray)
-            except SynthError as exc:
-                outcomes.append(str(exc))
-        return outcomes
+        return staged.group, staged.start, outcomes
 
     def _anomalies(self, prepared: PreparedBatch, gray: bool) -> list[Outcome]:
         out = prepared.render(strict=False)
@@ -195,11 +246,11 @@ class Engine:
         outcomes: list[Outcome] = []
         for spec, anomaly in zip(prepared.specs, anomalies):
             if anomaly is None:
-                outcomes.append(
+                outcomes.append(Failure(SizeBinError(
                     f"could not bring a {spec.shape}/{spec.mode} anomaly into size bin "
                     f"{spec.size_bin.name if spec.size_bin else '(any)'} with the torch renderer; the image may be "
                     "too flat for this mode or the region too fragmented; try another seed, mode or bin"
-                )
+                )))
             else:
                 outcomes.append(anomaly)
         return outcomes

@@ -161,12 +161,20 @@ class Method(ABC):
     def render(self, scene: Scene, spec: Spec) -> Rendering:
         """Deterministically render ``spec`` on ``scene`` (no hidden randomness)."""
 
+    def check_choices(self, shape: str | None = None, mode: str | None = None) -> None:
+        """Refuse a shape or mode the method does not have, with the message ``sample`` gives."""
+        self._check(shape, self.shapes, "shape")
+        self._check(mode, self.modes, "mode")
+
     # helpers for subclasses ------------------------------------------------------------------
     def _choose(self, rng: np.random.Generator, value: str | None, options: tuple[str, ...], what: str) -> str:
         if value is None:
             return options[int(rng.integers(len(options)))]
-        if value not in options:
+        self._check(value, options, what)
+        return value
+
+    def _check(self, value: str | None, options: tuple[str, ...], what: str) -> None:
+        if value is not None and value not in options:
             raise InvalidParameterError(
                 f"unknown {what} {value!r} for method {self.name!r}; choose from {', '.join(options)}"
             )
-        return value

@@ -43,7 +43,7 @@ from .memory import MemoryBudget, check_image_memory
 from .method import Method
 from .record import metadata_row
 from .region import normalize_region
-from .registry import get_method, method_names
+from .registry import get_method
 from .run_lock import claimed_folder
 from .version import tool_version
 
@@ -152,12 +152,10 @@ def _method_axes(config: ProtocolConfig) -> tuple[list[str | None], list[str | N
     method = method_object(config)  # also checks the method's options before any work
     shapes = list(config.shapes or method.default_shapes or [None])
     modes = list(config.modes or method.default_modes or [None])
-    for s in shapes:
-        if s is not None and s not in method.shapes:
-            raise InvalidParameterError(f"unknown shape {s!r} for {config.method}; choose from {', '.join(method.shapes)}")
-    for m in modes:
-        if m is not None and m not in method.modes:
-            raise InvalidParameterError(f"unknown mode {m!r} for {config.method}; choose from {', '.join(method.modes)}")
+    for shape in shapes:
+        method.check_choices(shape=shape)
+    for mode in modes:
+        method.check_choices(mode=mode)
     return shapes, modes, method.targets_size
 
 

@@ -7,6 +7,11 @@ use, so that publishing code runs its real client path against it. Content is st
 git-style blob ids (sha1 of ``"blob {len}\\0" + content``) for regular files, sha256 objects for LFS,
 commits with parents, branches and immutable tags.
 
+Tokens: ``token`` may read and write everything; tokens given to ``HubServer.grant_read_only`` may
+read (private repos too) and are answered 403 on every write, as the Hub answers a read-only token or
+one without rights on the repo's organisation; any other token is answered 401 on writes and on
+private repos ("Invalid credentials in Authorization header", the Hub's answer to a bad token).
+
 Failure injection (``HubServer.fail``) makes chosen requests fail -- an HTTP status, a dropped
 connection, a request carried out whose answer is lost, or an error that echoes the request's
 ``Authorization`` header -- to test what a push leaves behind when the network breaks halfway.
@@ -119,6 +124,7 @@ def _now() -> str:
 class HubState:
     def __init__(self, token: str | None) -> None:
         self.token = token
+        self.read_only_tokens: set[str] = set()
         self.repos: dict[tuple[str, str], Repo] = {}
         self.lfs: dict[str, bytes] = {}
         self.lock = threading.RLock()
@@ -269,13 +275,24 @@ class _App:
         self.base_url = base_url
 
     # ------------------------------------------------------------------ helpers
-    def _auth(self, headers: Any, write: bool, repo: Repo | None = None) -> None:
-        token = self.state.token
-        if token is None:
-            return
+    def _role(self, headers: Any) -> str | None:
+        """``"write"`` or ``"read"`` for a known token (anyone may write to a server without a
+        token), None for none or an unknown one."""
+        if self.state.token is None:
+            return "write"
         given = headers.get("Authorization", "")
-        ok = given == f"Bearer {token}"
-        if (write or (repo is not None and repo.private)) and not ok:
+        if given == f"Bearer {self.state.token}":
+            return "write"
+        if given in {f"Bearer {t}" for t in self.state.read_only_tokens}:
+            return "read"
+        return None
+
+    def _auth(self, headers: Any, write: bool, repo: Repo | None = None) -> None:
+        role = self._role(headers)
+        if write and role == "read":
+            target = f"the {repo.repo_type} {repo.repo_id}" if repo is not None else "this namespace"
+            raise HubError(403, f"You don't have the rights to write to {target}: the token has read access only")
+        if (write or (repo is not None and repo.private)) and role is None:
             raise HubError(401, "Invalid credentials in Authorization header")
 
     def _repo(self, repo_type: str, repo_id: str, headers: Any, write: bool = False) -> Repo:
@@ -348,8 +365,10 @@ class _App:
             self._auth(headers, write=False)
             return _json({"errors": [], "warnings": []})
         if path == "/api/whoami-v2":
-            self._auth(headers, write=True)
-            return _json({"type": "user", "name": "tester", "orgs": [], "auth": {"accessToken": {"role": "write"}}})
+            role = self._role(headers)
+            if role is None:
+                raise HubError(401, "Invalid credentials in Authorization header")
+            return _json({"type": "user", "name": "tester", "orgs": [], "auth": {"accessToken": {"role": role}}})
         if api:
             prefix, ns, name, rest = api.groups()
             repo_type, repo_id = self._type_and_id(prefix, ns, name)
@@ -611,6 +630,11 @@ class HubServer:
         with self.state.lock:
             self.state.failures.append(failure)
         return failure
+
+    def grant_read_only(self, token: str) -> None:
+        """Let ``token`` read everything, and answer 403 to every write it attempts."""
+        with self.state.lock:
+            self.state.read_only_tokens.add(token)
 
     def repo(self, repo_id: str, repo_type: str = "dataset") -> Repo:
         return self.state.repos[(repo_type, repo_id)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -52,13 +53,17 @@ def build(sources, tmp_path_factory) -> Path:
 
 
 def _cli(*args: str, home: Path, endpoint: str = "http://127.0.0.1:9",
-         env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+         env: dict[str, str] | None = None, before_main: str | None = None) -> subprocess.CompletedProcess:
+    """``anomalyforge ARGS`` in a subprocess; ``before_main``: Python run in it before the command."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
     base.update(HF_ENDPOINT=endpoint, HF_TOKEN=TOKEN, HF_HOME=str(home), HF_HUB_DISABLE_XET="1",
                 PYTHONPATH=str(ROOT))
     base.update(env or {})
     base = {k: v for k, v in base.items() if v is not None}
-    return subprocess.run([sys.executable, str(ROOT / "anomalyforge.py"), *args], capture_output=True, text=True,
+    entry = [str(ROOT / "anomalyforge.py")]
+    if before_main is not None:
+        entry = ["-c", f"import sys\n{before_main}\nfrom anomalyforge import main\nsys.exit(main(sys.argv[1:]))"]
+    return subprocess.run([sys.executable, *entry, *args], capture_output=True, text=True,
                           env=base, cwd=ROOT, timeout=300)
 
 
@@ -111,6 +116,157 @@ def test_a_mistyped_repo_id_is_named_and_exits_2(hub, build, tmp_path, repo):
     assert result.returncode == 2, result.stderr
     assert f"repo id {repo!r} is not valid" in result.stderr
     assert "run the same push again" not in result.stderr
+
+
+# --------------------------------------------------------------------------- refused tokens
+def _error_line(result: subprocess.CompletedProcess) -> str:
+    """The one error line of a failed command (progress output may precede it)."""
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("anomalyforge hub: error: ")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def _state(hub, repo: str) -> tuple[int, list[str]] | None:
+    """(number of commits, tags) of ``repo`` on the test Hub; None when it does not exist."""
+    repo_state = hub.state.repos.get(("dataset", repo))
+    return None if repo_state is None else (len(repo_state.commits), sorted(repo_state.tags))
+
+
+def _published_once(hub, build, repo: str, tmp_path: Path) -> None:
+    first = _cli("hub", "push", str(build), "--repo", repo, "--version", "1.0.0", home=tmp_path, endpoint=hub.url)
+    assert first.returncode == 0, first.stderr
+
+
+BAD_TOKEN = "hf_ExpiredTokenNotKnownToTheHub55"
+READ_TOKEN = "hf_ReadOnlyTokenCannotWrite77"
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-repo", "existing-repo"])
+def test_a_token_the_hub_rejects_is_named_and_not_retried(hub, build, tmp_path, existing):
+    repo = f"org/rejected-token-{existing}"
+    if existing:
+        _published_once(hub, build, repo, tmp_path)
+    before = _state(hub, repo)
+    result = _cli("hub", "push", str(build), "--repo", repo, "--version", "1.1.0", home=tmp_path, endpoint=hub.url,
+                  env={"HF_TOKEN": BAD_TOKEN})
+    assert result.returncode == 2, result.stderr
+    line = _error_line(result)
+    assert "the Hub refused the token (401" in line and "invalid or expired" in line and "hf auth login" in line
+    assert "nothing was committed and no version was created" in line
+    assert "run the same push again" not in result.stderr
+    assert BAD_TOKEN not in result.stdout + result.stderr
+    assert _state(hub, repo) == before  # no repo created, no commit, no tag
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-repo", "existing-repo"])
+def test_a_token_without_write_access_is_named_and_not_retried(hub, build, tmp_path, existing):
+    hub.grant_read_only(READ_TOKEN)
+    repo = f"org/read-only-token-{existing}"
+    if existing:  # the version check and the build's validation pass; the upload is refused midway
+        _published_once(hub, build, repo, tmp_path)
+    before = _state(hub, repo)
+    result = _cli("hub", "push", str(build), "--repo", repo, "--version", "1.1.0", home=tmp_path, endpoint=hub.url,
+                  env={"HF_TOKEN": READ_TOKEN})
+    assert result.returncode == 2, result.stderr
+    line = _error_line(result)
+    assert f"the token cannot write to {repo} (403" in line and "read-only" in line and "write access to org" in line
+    assert "nothing was committed and no version was created" in line
+    assert "run the same push again" not in result.stderr
+    assert READ_TOKEN not in result.stdout + result.stderr
+    assert _state(hub, repo) == before
+
+
+def test_a_tag_refused_for_an_expired_token_names_the_landed_commit(hub, build, tmp_path):
+    repo = "org/token-expired-before-tag"
+    hub.fail("POST", rf"/api/datasets/{repo}/tag/", status=401)  # the token expired between commit and tag
+    args = ("hub", "push", str(build), "--repo", repo, "--version", "1.0.0")
+    result = _cli(*args, home=tmp_path, endpoint=hub.url)
+    assert result.returncode == 2, result.stderr
+    head = hub.repo(repo).branches["main"]
+    line = _error_line(result)
+    assert f"the data was committed ({head[:12]}) but the tag could not be created" in line
+    assert "the Hub refused the token (401" in line and "run the same push again" not in line
+    assert TOKEN not in result.stdout + result.stderr
+    assert _tags(hub, repo) == []
+    rerun = _cli(*args, home=tmp_path, endpoint=hub.url)  # with a valid token, the rerun tags that commit
+    assert rerun.returncode == 0, rerun.stderr
+    assert hub.repo(repo).tags == {"v1.0.0": head}
+
+
+@pytest.mark.parametrize("failure", [dict(status=503), dict(drop=True), dict(status=403, storage=True)],
+                         ids=["5xx", "connection-dropped", "storage-upload-403"])
+def test_a_push_that_failed_on_the_network_or_server_says_to_run_it_again(hub, build, tmp_path, failure):
+    repo = "org/retry-" + "-".join(f"{k}{v}" for k, v in failure.items()).lower()
+    if failure.pop("storage", False):  # a refused pre-signed upload URL: no token was sent, none was judged
+        hub.fail("PUT", rf"^/_lfs/datasets/{repo}/", **failure)
+    else:
+        hub.fail("POST", rf"/api/datasets/{repo}/commit/main$", **failure)
+    args = ("hub", "push", str(build), "--repo", repo, "--version", "1.0.0")
+    result = _cli(*args, home=tmp_path, endpoint=hub.url)
+    assert result.returncode == 1, result.stderr
+    assert "no version was created: run the same push again" in _error_line(result)
+    assert _tags(hub, repo) == []
+    assert _cli(*args, home=tmp_path, endpoint=hub.url).returncode == 0
+    assert _tags(hub, repo) == ["v1.0.0"]
+
+
+# --------------------------------------------------------------------------- hub load --save-to
+#: every file the process writes stops at 4 KB: the save's JSON files fit, its Arrow files do not,
+#: as on a disk that fills up midway (Python ignores SIGXFSZ, so the write fails with EFBIG)
+FULL_DISK = "import resource\nresource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))"
+#: a SIGKILL after the whole dataset is written, before it is renamed into place
+KILL_BEFORE_RENAME = """
+import os, signal
+real_rename = os.rename
+def rename(src, dst, **kwargs):
+    if os.fspath(src).endswith(".partial"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_rename(src, dst, **kwargs)
+os.rename = rename
+"""
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".partial"))
+
+
+@pytest.fixture(scope="module")
+def loadable(hub, build, tmp_path_factory) -> str:
+    """A published version, already in the Hub cache of the returned home (loads from it write little)."""
+    home = tmp_path_factory.mktemp("load_home")
+    repo = "org/save-to"
+    _published_once(hub, build, repo, home)
+    assert _cli("hub", "load", repo, "--version", "1.0.0", home=home, endpoint=hub.url).returncode == 0
+    return str(home)
+
+
+def test_hub_load_save_to_that_fails_midway_leaves_nothing_and_a_rerun_saves(hub, loadable, tmp_path):
+    from datasets import load_from_disk
+
+    target = tmp_path / "saved"
+    args = ("hub", "load", "org/save-to", "--version", "1.0.0", "--save-to", str(target))
+    failed = _cli(*args, home=Path(loadable), endpoint=hub.url, before_main=FULL_DISK)
+    assert failed.returncode == 2, failed.stderr
+    line = _error_line(failed)
+    assert f"cannot save to {target}" in line and "File too large" in line and "nothing was left there" in line
+    assert not target.exists() and _leftovers(tmp_path) == []
+    rerun = _cli(*args, home=Path(loadable), endpoint=hub.url)
+    assert rerun.returncode == 0, rerun.stderr
+    saved = load_from_disk(str(target))
+    assert {split: saved[split].num_rows for split in saved} == {"test": 2, "good": 2}
+
+
+def test_hub_load_save_to_killed_midway_leaves_nothing_at_the_path_and_the_rerun_clears_it(hub, loadable, tmp_path):
+    target = tmp_path / "saved"
+    args = ("hub", "load", "org/save-to", "--version", "1.0.0", "--save-to", str(target))
+    killed = _cli(*args, home=Path(loadable), endpoint=hub.url, before_main=KILL_BEFORE_RENAME)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not target.exists()
+    assert len(_leftovers(tmp_path)) == 1 and _leftovers(tmp_path)[0].startswith(".saved.")
+    rerun = _cli(*args, home=Path(loadable), endpoint=hub.url)
+    assert rerun.returncode == 0, rerun.stderr
+    assert (target / "dataset_dict.json").is_file() and _leftovers(tmp_path) == []
 
 
 # --------------------------------------------------------------------------- tokens

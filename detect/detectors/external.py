@@ -25,7 +25,6 @@ gives image-level metrics). Maps are resized to each image's own size. Larger = 
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import time
@@ -36,6 +35,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from synth.files import sha256_file
 
 from detect.detectors.detector import Detection, map_shape, resize_maps
 from detect.errors import DetectError, DetectorFileError, InvalidImagesError
@@ -131,11 +132,7 @@ def _flag(value: Any, what: str) -> bool:
 
 def file_facts(path: Path) -> dict[str, Any]:
     """File name, size in bytes and sha256 of a model file (the summary's record of what was run)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return {"file": path.name, "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+    return {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
 
 def _as_uint8_rgb(image: Any, what: str) -> np.ndarray:

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from synth.atomic import atomic_path
+from synth.atomic import save_figure_atomic
 
 #: |brightness_delta| bin edges (relative change of mean luminance; the paper's Fig. 7 uses 10 % steps)
 BRIGHTNESS_EDGES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, math.inf)
@@ -178,7 +178,6 @@ def plot_recall_by_brightness(long, title: str):
 def save_figure(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=Path(path).suffix[1:])
+    save_figure_atomic(fig, path)
     plt.close(fig)
     return path

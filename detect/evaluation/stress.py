@@ -41,7 +41,7 @@ from detect.evaluation import uncertainty
 from detect.images import as_colour
 from detect.runtime import choose_device, guarded, parse_options
 from synth import arguments
-from synth.atomic import atomic_path, write_text_atomic
+from synth.atomic import atomic_path, save_figure_atomic, write_text_atomic
 from synth.run_lock import claimed_folder
 
 #: modes left out: "texture" pastes from a texture collection the protocol does not have
@@ -207,8 +207,7 @@ class StressResult:
                 table.to_csv(tmp, index=False)
             written.append(out / f"recall_{name}.csv")
         for by, fig in self.figures().items():
-            with atomic_path(out / f"recall_{by}.png") as tmp:
-                fig.savefig(tmp, dpi=120, format="png")
+            save_figure_atomic(fig, out / f"recall_{by}.png", dpi=120)
             plt.close(fig)
             written.append(out / f"recall_{by}.png")
         write_text_atomic(out / "summary.json", json.dumps(self.summary(), indent=2, sort_keys=True, default=str) + "\n")

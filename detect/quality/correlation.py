@@ -26,7 +26,7 @@ import numpy as np
 
 from detect.errors import CorrelationInputError
 from detect.runtime import guarded
-from synth.atomic import atomic_path, write_text_atomic
+from synth.atomic import save_figure_atomic, write_text_atomic
 
 # keys in metric files that describe the computation, not a metric
 _NOT_METRICS = ("n_images", "n_pairs")
@@ -190,8 +190,7 @@ def scatter_plot(rows: list[Correlation], path: Path) -> Path:
     for ax in list(axes.flat)[len(rows):]:
         ax.axis("off")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format=path.suffix[1:])
+    save_figure_atomic(fig, path, dpi=120)
     plt.close(fig)
     return path
 

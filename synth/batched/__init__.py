@@ -1,5 +1,6 @@
-"""Batched anomaly synthesis in torch (``render``: draw, prepare, render and assemble a batch)
-and training-time transforms (``transform``); see ``synth.batched.render`` for the guarantees."""
+"""Batched anomaly synthesis in torch: draw, prepare, render and assemble a batch
+(``synth.batched.render``; see it for the guarantees). The training-time transforms are in
+``synth.transforms``; ``synth.engine`` drives batches of many images."""
 
 from .render import (
     BATCHED_METHODS,
@@ -12,14 +13,10 @@ from .render import (
     synthesize_batch,
     to_anomalies,
 )
-from .transform import BatchSynthesize, Synthesize, collate_anomalies
 
 __all__ = [
     "BATCHED_METHODS",
     "BatchAnomalies",
-    "BatchSynthesize",
-    "Synthesize",
-    "collate_anomalies",
     "PreparedBatch",
     "UnsupportedMethodError",
     "prepare_batch",
@@ -28,3 +25,11 @@ __all__ = [
     "synthesize_batch",
     "to_anomalies",
 ]
+
+_MOVED = {"BatchSynthesize", "Synthesize", "collate_anomalies"}
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        raise ImportError(f"synth.batched.{name} is now synth.transforms.{name}: from synth.transforms import {name}")
+    raise AttributeError(f"module 'synth.batched' has no attribute {name!r}")

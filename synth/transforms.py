@@ -6,9 +6,9 @@
   its seed from torch's random generator (or ``generator``), which DataLoader seeds per worker,
   so a seeded DataLoader gives the same anomalies on every run.
 * ``BatchSynthesize``: a batch already on its device (the GPU) in, the same triple for the batch
-  out, rendered by ``synth.batched.render_batch`` (batched methods only). Seeds come from a
-  counter: the k-th image it ever sees gets the k-th seed of ``seed``'s stream, so the result does
-  not depend on how the images are batched.
+  out, rendered through ``synth.engine`` (batched methods only). Seeds come from a counter: the
+  k-th image it ever sees gets the k-th seed of ``seed``'s stream, and each anomaly's bytes depend
+  only on its image and seed, so the result does not depend on how the images are batched.
 
 ``collate_anomalies`` stacks ``Synthesize`` outputs into ``(images, masks, records)``.
 """
@@ -21,14 +21,15 @@ import numpy as np
 import torch
 from torchvision import tv_tensors
 
-from ..anomaly import synthesize
-from ..errors import InvalidImageError, InvalidParameterError
-from ..method import Method
-from ..registry import get_method
-from ..sizebins import DEFAULT_BINS, SizeBin, resolve_bin
-from .device import to_device
-from .prepare import check_threads
-from .render import batched_method, prepare_batch, reads_pixels, sample_specs
+from .anomaly import synthesize
+from .batched.device import to_device
+from .batched.prepare import check_threads
+from .batched.render import batched_method, reads_pixels
+from .engine import Draw, Engine, Failure, Group, Staged
+from .errors import InvalidImageError, InvalidParameterError
+from .method import Method
+from .registry import get_method
+from .sizebins import DEFAULT_BINS, SizeBin, resolve_bin
 
 _MAX_SEED = 2**31 - 1
 
@@ -66,6 +67,7 @@ class Synthesize(torch.nn.Module):
     ) -> None:
         super().__init__()
         self.method = get_method(method, **options) if isinstance(method, str) else method
+        self.method.check_choices(shape, mode)
         self.p = _check_p(p)
         self.size_bin = None if size_bin is None else resolve_bin(size_bin, tuple(bins))
         self.shape, self.mode, self.bins = shape, mode, tuple(bins)
@@ -104,10 +106,11 @@ class BatchSynthesize(torch.nn.Module):
 
     Same options as ``Synthesize`` (batched methods only; ``partners`` are not used by them).
     ``seed`` starts the stream of per-image seeds; images left normal (share ``1 - p``) keep
-    their bytes, an all-False mask and the record ``None``. ``prep_threads`` CPU threads make the
-    specs' plans (default: every usable CPU); for methods whose plans need only the images' size
-    (SYNAGEN, CutPaste, ...) the next batch's are made while this one renders. Neither changes
-    the bytes.
+    their bytes, an all-False mask and the record ``None``. An anomaly no placement brings into
+    its size bin raises ``SizeBinError`` (the other errors are those of ``synth.synthesize``).
+    ``prep_threads`` CPU threads make the specs' plans (default: every usable CPU); for methods
+    whose plans need only the images' size (SYNAGEN, CutPaste, ...) the next batch's are made
+    while this one renders. Neither changes the bytes.
     """
 
     def __init__(
@@ -126,15 +129,17 @@ class BatchSynthesize(torch.nn.Module):
     ) -> None:
         super().__init__()
         self.method = batched_method(method, options)
+        self.method.check_choices(shape, mode)
         self.p = _check_p(p)
         self.seed = int(seed)
-        self.size_bin = size_bin
-        self.shape, self.mode, self.bins, self.textures = shape, mode, tuple(bins), tuple(textures)
+        self.bins = tuple(bins)
+        self.size_bin = None if size_bin is None else resolve_bin(size_bin, self.bins)
+        self.shape, self.mode, self.textures = shape, mode, tuple(textures)
         self.prep_threads = check_threads(prep_threads)
         self.seen = 0
-        # methods whose specs and plans need only the images' size are prepared a batch ahead
+        # methods whose specs and plans need only the images' size are staged a batch ahead
         self._plans_ahead = not reads_pixels(self.method)
-        self._ahead = None
+        self._ahead: tuple[tuple, Staged] | None = None
 
     def _draws(self, first: int, count: int) -> tuple[list[int], list[bool]]:
         """Seeds and coin flips of the images ``first .. first + count - 1`` of the stream."""
@@ -145,48 +150,52 @@ class BatchSynthesize(torch.nn.Module):
             chosen.append(state[1] / 2.0**32 < self.p)
         return seeds, chosen
 
-    def _prepare(self, images: torch.Tensor, seeds: list[int]):
-        specs = sample_specs(
-            images, self.method, seeds=seeds, shape=self.shape, mode=self.mode,
-            size_bin=self.size_bin, textures=self.textures, bins=self.bins,
-        )
-        return prepare_batch(
-            images, specs, textures=self.textures, bins=self.bins, method=self.method, prep_threads=self.prep_threads
-        )
+    def _group(self, images: torch.Tensor, seeds: list[int]) -> Group:
+        draws = [Draw(seed, self.shape, self.mode, self.size_bin) for seed in seeds]
+        return Group(draws, images=images, textures=self.textures)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, tv_tensors.Mask, list[dict[str, Any] | None]]:
         count = int(images.shape[0])
         first, self.seen = self.seen, self.seen + count
         seeds, chosen = self._draws(first, count)
         picked = [k for k, c in enumerate(chosen) if c]
-        masks = torch.zeros((count, *images.shape[2:]), dtype=torch.bool, device=images.device)
-        records: list[dict[str, Any] | None] = [None] * count
-        key = (first, count, tuple(images.shape[1:]), images.dtype, images.device)
+        engine = Engine(self.method, self.bins, images.device, max(1, count), self.prep_threads, host=False)
         ahead, self._ahead = self._ahead, None
-        prepared = None
+        staged = None
         if picked:
-            index = to_device(picked, images.device)
-            subset = images.index_select(0, index)
-            if ahead is not None and ahead[0] == key:
-                prepared = ahead[1].on(subset)  # drawn and planned while the previous batch rendered
+            subset = images.index_select(0, to_device(picked, images.device))
+            if ahead is not None and ahead[0] == self._key(first, images):
+                staged = engine.on(ahead[1], subset)  # drawn and planned while the previous batch rendered
             else:
-                prepared = self._prepare(subset, [seeds[k] for k in picked])
+                staged = engine.stage(self._group(subset, [seeds[k] for k in picked]))
         if self._plans_ahead:
-            # the next call's specs and plans are made on CPU threads while this batch renders,
-            # for a next batch of the same size and image size (another one is prepared anew)
-            next_seeds, next_chosen = self._draws(self.seen, count)
-            next_picked = [k for k, c in enumerate(next_chosen) if c]
-            if next_picked:
-                # one image's copy stands in for the next batch (whose pixels the plans do not read)
-                stand_in = images[:1].clone().expand(len(next_picked), *images.shape[1:])
-                next_key = (self.seen, count, tuple(images.shape[1:]), images.dtype, images.device)
-                self._ahead = (next_key, self._prepare(stand_in, [next_seeds[k] for k in next_picked]))
-        out = images
-        if prepared is not None:
-            result = prepared.render()
-            out = images.clone()
-            out[index] = result.images
-            masks[index] = result.masks
-            for k, record in zip(picked, result.records):
-                records[k] = record
+            self._ahead = self._stage_next(engine, images)
+        return self._apply(images, picked, [] if staged is None else engine.outcomes(staged))
+
+    @staticmethod
+    def _key(first: int, images: torch.Tensor) -> tuple:
+        return first, int(images.shape[0]), tuple(images.shape[1:]), images.dtype, images.device
+
+    def _stage_next(self, engine: Engine, images: torch.Tensor) -> tuple[tuple, Staged] | None:
+        """The next call's specs and plans, made on CPU threads while this batch renders, for a
+        next batch of the same size and image size (another one is staged anew)."""
+        seeds, chosen = self._draws(self.seen, int(images.shape[0]))
+        picked = [k for k, c in enumerate(chosen) if c]
+        if not picked:
+            return None
+        # one image's copy stands in for the next batch (whose pixels the plans do not read)
+        stand_in = images[:1].clone().expand(len(picked), *images.shape[1:])
+        return self._key(self.seen, images), engine.stage(self._group(stand_in, [seeds[k] for k in picked]))
+
+    @staticmethod
+    def _apply(images: torch.Tensor, picked: list[int], outcomes: list) -> tuple[torch.Tensor, tv_tensors.Mask, list]:
+        """The batch with image ``picked[i]`` replaced by ``outcomes[i]``; a failure raises its error."""
+        for outcome in outcomes:
+            if isinstance(outcome, Failure):
+                raise outcome.error
+        masks = torch.zeros((images.shape[0], *images.shape[2:]), dtype=torch.bool, device=images.device)
+        records: list[dict[str, Any] | None] = [None] * int(images.shape[0])
+        out = images.clone() if outcomes else images
+        for k, anomaly in zip(picked, outcomes):
+            out[k], masks[k], records[k] = anomaly.image, anomaly.mask, anomaly.record
         return out, tv_tensors.Mask(masks), records
