@@ -13,10 +13,14 @@ extracted once; then each selection keeps ``--ratio`` of the patches:
   (``greedy_coreset``);
 * ``parts of N``: greedy k-center part by part (``partitioned_coreset``, ``coreset_part=N``).
 
-Each bank scores the folder's test images. Printed per selection: selection time, the coverage radius
-(largest distance from a fit patch to its nearest bank patch, in the feature space), image AUROC,
-pixel AUROC and AUPRO with 95 % bootstrap intervals over the test images, and the sample sizes; then
-the lazy selection's time with one torch thread against all of them.
+Each bank scores the folder's test images. Printed per selection: selection time, the time of the
+coverage radius (largest distance from a fit patch to its nearest bank patch, in the feature space) as
+the fit measures it, the radius, image AUROC, pixel AUROC and AUPRO with 95 % bootstrap intervals over
+the test images, and the sample sizes. Then, per selection, the ways to measure the radius
+(``PatchCore(coverage=...)``): every fit patch measured (``coverage_radius`` without a cover; the
+fit's pass before the bounded one), the bounded exact pass (``coverage="exact"``: only the patches
+whose cover could be the farthest, and how many) and ``coverage="sample"`` (a lower bound), each with
+its time; last, the lazy selection's time with one torch thread against all of them.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ import numpy as np
 import torch
 
 from detect.detectors import patchcore
-from detect.detectors.patchcore import PatchCore, coverage_radius, greedy_coreset, partitioned_coreset
+from detect.detectors.patchcore import (COVERAGE_SAMPLE, PatchCore, bounded_coverage_radius, coreset_with_cover,
+                                        greedy_coreset, sampled_coverage_radius)
 from detect.evaluation import metrics, uncertainty
 from detect.evaluation.defect_sets import read_defect_set
 
@@ -63,12 +68,11 @@ def fit_features(detector: PatchCore, images: list[np.ndarray]) -> torch.Tensor:
     return torch.cat(chunks)
 
 
-def select(name: str, patches: torch.Tensor, size: int, seed: int) -> torch.Tensor:
+def select(name: str, patches: torch.Tensor, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The kept rows and their cover (none for the full pass, which keeps no bookkeeping of it)."""
     if name == "full":
-        return greedy_coreset(patches, size, seed=seed, lazy=False)
-    if name == "lazy":
-        return greedy_coreset(patches, size, seed=seed)
-    return partitioned_coreset(patches, size, part=int(name), seed=seed)
+        return greedy_coreset(patches, size, seed=seed, lazy=False), None
+    return coreset_with_cover(patches, size, part=None if name == "lazy" else int(name), seed=seed)
 
 
 def label(name: str) -> str:
@@ -79,8 +83,29 @@ def interval(value: float, iv: uncertainty.Interval) -> str:
     return f"{value:.3f} [{iv.low:.3f}, {iv.high:.3f}]"
 
 
-def category_rows(root: Path, args: argparse.Namespace) -> tuple[str, list[str], dict[str, float]]:
-    """The header line, the table rows of one folder, and the lazy selection's time per thread count."""
+def timed(work):
+    t0 = time.perf_counter()
+    value = work()
+    return value, time.perf_counter() - t0
+
+
+def radius_row(set_name: str, name: str, patches: torch.Tensor, index: torch.Tensor, cover: torch.Tensor | None,
+               args: argparse.Namespace) -> str:
+    """One row of the radius table: every patch measured, the bounded exact pass, and the sample."""
+    full = "not run" if args.skip_full_radius else "{1:.1f} ({0[0]:.3f})".format(
+        *timed(lambda: bounded_coverage_radius(patches, index, None)))
+    bounded = measured = "n/a (no cover)"
+    if cover is not None:
+        (radius, n), seconds = timed(lambda: bounded_coverage_radius(patches, index, cover))
+        bounded, measured = f"{seconds:.1f} ({radius:.3f})", f"{n} of {patches.shape[0]}"
+    sample = min(COVERAGE_SAMPLE, patches.shape[0])
+    lower, seconds = timed(lambda: sampled_coverage_radius(patches, index, sample, args.seed))
+    return f"| {set_name} | {label(name)} | {full} | {bounded} | {measured} | {seconds:.1f} (>= {lower:.3f}) |"
+
+
+def category_rows(root: Path, args: argparse.Namespace) -> tuple[str, list[str], list[str], dict[str, float]]:
+    """The header line, the table rows of one folder, its radius rows, and the lazy selection's time
+    per thread count."""
     ds = read_defect_set(root)
     detector = PatchCore(image_size=args.size, coreset_ratio=args.ratio, seed=args.seed)
     train = ds.load_images(ds.train_good)
@@ -102,16 +127,12 @@ def category_rows(root: Path, args: argparse.Namespace) -> tuple[str, list[str],
     header = (f"{ds.name}: n = {len(images)} fit images ({len(train)} in train/good) at {args.size}x{args.size}, "
               f"{patches.shape[0]} patches, bank {size} ({args.ratio:.0%}); test: {len(defects)} defect and "
               f"{len(good)} good images")
-    rows = []
+    rows, radius_rows = [], []
     for name in args.selections.split(","):
         if args.skip_full and name == "full":
             continue
-        t0 = time.perf_counter()
-        index = select(name, patches, size, args.seed)
-        seconds = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        radius = coverage_radius(patches, index)
-        radius_seconds = time.perf_counter() - t0
+        (index, cover), seconds = timed(lambda: select(name, patches, size, args.seed))
+        (radius, _), radius_seconds = timed(lambda: bounded_coverage_radius(patches, index, cover))
         detector.memory_bank, detector._bank_sq = patches[index].contiguous(), None
         bad, ok = detector.score(defects), detector.score(good)
         maps = bad.maps + ok.maps
@@ -123,6 +144,8 @@ def category_rows(root: Path, args: argparse.Namespace) -> tuple[str, list[str],
                     f"{interval(metrics.pixel_auroc(maps, masks), pixel['pixel_auroc'])} | "
                     f"{interval(metrics.aupro(maps, masks), pixel['aupro'])} |")
         print(rows[-1], file=sys.stderr, flush=True)
+        radius_rows.append(radius_row(ds.name, name, patches, index, cover, args))
+        print(radius_rows[-1], file=sys.stderr, flush=True)
     threads = {}
     reduced, gen = patchcore._projected(patches, 128, args.seed)
     first = int(torch.randint(reduced.shape[0], (1,), generator=gen))
@@ -134,7 +157,7 @@ def category_rows(root: Path, args: argparse.Namespace) -> tuple[str, list[str],
         threads[n] = time.perf_counter() - t0
         print(f"{ds.name}: lazy selection with {n} thread(s): {threads[n]:.1f} s", file=sys.stderr, flush=True)
         torch.set_num_threads(before)
-    return header, rows, threads
+    return header, rows, radius_rows, threads
 
 
 def main() -> None:
@@ -147,22 +170,30 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--selections", default="lazy,4096,full", help="lazy, full and/or part sizes")
     parser.add_argument("--skip-full", action="store_true", help="leave out the full-pass selection (slow)")
+    parser.add_argument("--skip-full-radius", action="store_true",
+                        help="leave out the radius pass that measures every fit patch (slow)")
     parser.add_argument("--no-thread-timing", dest="thread_timing", action="store_false",
                         help="leave out the 1-thread / all-threads timing of the lazy selection")
     parser.add_argument("--cache", default=None, help="folder keeping the features between runs")
     args = parser.parse_args()
     roots = [Path(d) for d in args.dataset] if args.dataset else sorted(p for p in REDUCED.iterdir() if p.is_dir())
-    headers, rows, threads = [], [], []
+    headers, rows, radius_rows, threads = [], [], [], []
     for root in roots:
-        header, category, timing = category_rows(root, args)
+        header, category, radii, timing = category_rows(root, args)
         headers.append(header)
         rows += category
+        radius_rows += radii
         threads.append((root.name, timing))
     print("\n".join(headers))
     print(f"seed {args.seed}; [low, high]: 95 % bootstrap intervals over the test images; {torch.get_num_threads()} threads\n")
-    print("| set | selection | selection [s] | radius [s] | coverage radius | image AUROC | pixel AUROC | AUPRO |")
+    print("| set | selection | selection [s] | radius, exact [s] | coverage radius | image AUROC | pixel AUROC | AUPRO |")
     print("|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
+    print(f"\nCoverage radius, seconds (radius): every fit patch measured, the bounded exact pass "
+          f"(coverage='exact') and a sample of {COVERAGE_SAMPLE} fit patches (coverage='sample', a lower bound)\n")
+    print("| set | selection | every patch [s] | bounded exact [s] | patches measured | sample [s] |")
+    print("|---|---|---|---|---|---|")
+    print("\n".join(radius_rows))
     print("\n| set | lazy selection, 1 thread [s] | all threads [s] |")
     print("|---|---|---|")
     for name, timing in threads if args.thread_timing else ():

@@ -177,6 +177,32 @@ def test_an_option_that_has_its_own_flag_is_refused_in_one_line(layout, tmp_path
     assert "Traceback" not in err
 
 
+def test_a_bad_coverage_option_is_refused_in_one_line(layout, tmp_path, capsys):
+    from anomalyforge import main as anomalyforge
+
+    code = anomalyforge(["evaluate", "--dataset", str(layout / "disk"), "--fit", str(layout / "fit"),
+                         "--option", "coverage=fast", "--output", str(tmp_path / "x"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "anomalyforge evaluate: error: coverage must be one of exact, sample, off, got 'fast'" in err
+    assert "Traceback" not in err
+
+
+def test_a_sampled_coverage_radius_is_printed_and_recorded_as_a_lower_bound(layout, tmp_path, capsys):
+    from anomalyforge import main as anomalyforge
+
+    out = tmp_path / "out"
+    code = anomalyforge(["evaluate", "--dataset", str(layout / "disk"), "--fit", str(layout / "fit"),
+                         "--option", "coreset_ratio=0.2", "--option", "coverage=sample",
+                         "--option", "coverage_sample=50", "--output", str(out), "--no-progress"])
+    assert code == 0
+    coreset = json.loads((out / "summary.json").read_text())["coreset"]
+    assert (coreset["coverage"], coreset["coverage_radius"], coreset["coverage_sample"]) == ("sample", None, 50)
+    assert coreset["coverage_radius_lower_bound"] > 0
+    assert (f"coverage radius >= {coreset['coverage_radius_lower_bound']:.3f} (a lower bound: the farthest of "
+            "50 sampled fit patches" in capsys.readouterr().out)
+
+
 def test_a_dataset_without_a_good_split_is_refused(tmp_path):
     from datasets import Dataset, DatasetDict
 

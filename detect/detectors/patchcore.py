@@ -5,8 +5,10 @@ with 3x3 average pooling, the stride-16 map upsampled to stride 8 and concatenat
 vector per patch. A greedy k-center coreset over all patches (on a seeded random projection, as in
 the paper; ``greedy_coreset``, with lazy block updates: 5-8x faster than one pass over all patches
 per centre) keeps ``coreset_ratio`` of the patches as the memory bank; the fit records its coverage
-radius in the feature space (``coverage_radius``, shown by ``coreset_summary``; one nearest-neighbour
-pass over the fit patches, about the selection's own cost; ``benchmarks/coreset.py``).
+radius in the feature space (``coverage_radius``, shown by ``coreset_summary``): exact by default, with
+nearest-neighbour passes only over the fit patches whose nearest centre in the selection's own
+bookkeeping leaves them possibly the farthest (2,048 of 373,184 in ``benchmarks/coreset.py``);
+``coverage="sample"`` gives a sample's lower bound, ``coverage="off"`` skips it.
 
 Score: distance of every test patch to its nearest memory-bank patch (matrix products in blocks),
 upsampled to the working size, Gaussian-smoothed (sigma 4 px); the image score is the map's maximum.
@@ -14,7 +16,7 @@ upsampled to the working size, Gaussian-smoothed (sigma 4 px); the image score i
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -51,17 +53,18 @@ def greedy_coreset(
     (``benchmarks/coreset.py``), up to float32 rounding (the two sum distances in another order, so
     near-equal candidates can swap; identical in float64).
     """
+    if lazy:
+        return coreset_with_cover(features, size, projection_dim=projection_dim, seed=seed, progress=progress)[0]
     reduced, gen = _projected(features, projection_dim, seed)
     first = int(torch.randint(reduced.shape[0], (1,), generator=gen))
-    greedy = _greedy if lazy else _greedy_full
-    return _single_threaded(lambda: greedy(reduced, size, first, progress=progress))
+    return _single_threaded(lambda: _greedy_full(reduced, size, first, progress=progress))
 
 
 def partitioned_coreset(
     features: torch.Tensor, size: int, *, part: int = 4096, projection_dim: int = 128, seed: int = 0,
     progress: bool = False,
 ) -> torch.Tensor:
-    """Indices ``(size,)`` (sorted) of a greedy coreset chosen part by part.
+    """Indices ``(size,)`` of a greedy coreset chosen part by part.
 
     The M points (in their given order, i.e. patches of a few consecutive images) are cut into
     ``ceil(M / part)`` parts of equal length; each part keeps its share of ``size`` by the same
@@ -71,13 +74,27 @@ def partitioned_coreset(
     radius and AUROC). With ``M <= part`` this is exactly ``greedy_coreset``. Deterministic for a
     given ``seed`` whatever the thread count.
     """
+    return coreset_with_cover(features, size, part=part, projection_dim=projection_dim, seed=seed,
+                              progress=progress)[0]
+
+
+def coreset_with_cover(
+    features: torch.Tensor, size: int, *, part: int | None = None, projection_dim: int = 128, seed: int = 0,
+    progress: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The coreset of ``greedy_coreset`` (``part=None``) or ``partitioned_coreset`` (``part`` patches
+    per part), and its cover: for every row of ``features``, the index of a kept row near it (the
+    centre nearest to it in the projection among those the selection measured it against). The
+    distance to that row bounds the row's distance to its nearest kept row from above
+    (``coverage_radius``)."""
     m = features.shape[0]
     size = max(1, min(int(size), m))
     reduced, gen = _projected(features, projection_dim, seed)
-    n_parts = max(1, -(-m // max(int(part), 1)))
+    n_parts = 1 if part is None else max(1, -(-m // max(int(part), 1)))
     if n_parts == 1:
         first = int(torch.randint(m, (1,), generator=gen))
-        return _single_threaded(lambda: _greedy(reduced, size, first, progress=progress))
+        selected, near = _single_threaded(lambda: _greedy(reduced, size, first, progress=progress))
+        return selected, selected[near]
     bounds = [round(i * m / n_parts) for i in range(n_parts + 1)]
     # each part's share of the centres, largest remainders first, so the total is exactly ``size``
     exact = [size * (bounds[i + 1] - bounds[i]) / m for i in range(n_parts)]
@@ -88,31 +105,82 @@ def partitioned_coreset(
     firsts = [int(torch.randint(bounds[i + 1] - bounds[i], (1,), generator=gen)) for i in range(n_parts)]
     threads = torch.get_num_threads()
 
-    def select(i: int) -> torch.Tensor:
+    def select(i: int) -> tuple[torch.Tensor, torch.Tensor]:
         lo, hi = bounds[i], bounds[i + 1]
-        return lo + _greedy(reduced[lo:hi].contiguous(), shares[i], firsts[i])
+        selected, near = _greedy(reduced[lo:hi].contiguous(), shares[i], firsts[i])
+        return lo + selected, lo + selected[near]
 
     from concurrent.futures import ThreadPoolExecutor
 
     from tqdm.auto import tqdm
 
+    chosen = [i for i in range(n_parts) if shares[i]]
     # parts run side by side, each on one thread (see ``_single_threaded``)
     torch.set_num_threads(1)
     try:
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            chosen = list(tqdm(pool.map(select, [i for i in range(n_parts) if shares[i]]),
-                               total=sum(1 for v in shares if v), desc="patchcore: coreset", unit="part",
-                               disable=not progress, leave=False, mininterval=0.5))
+            parts = list(tqdm(pool.map(select, chosen), total=len(chosen), desc="patchcore: coreset", unit="part",
+                              disable=not progress, leave=False, mininterval=0.5))
     finally:
         torch.set_num_threads(threads)
-    return torch.cat(chosen)
+    index = torch.cat([selected for selected, _ in parts])
+    # a part without a centre of its own (fewer centres than parts) is covered by the first kept row
+    cover = torch.full((m,), int(index[0]), dtype=torch.long)
+    for i, (_, near) in zip(chosen, parts):
+        cover[bounds[i] : bounds[i + 1]] = near
+    return index, cover
 
 
-def coverage_radius(features: torch.Tensor, index: torch.Tensor) -> float:
+#: rows ``coverage_radius`` measures at a time, in decreasing order of their cover's distance
+COVERAGE_BLOCK = 2048
+
+#: fit patches whose nearest distances ``coverage="sample"`` measures
+COVERAGE_SAMPLE = 10_000
+
+
+def coverage_radius(features: torch.Tensor, index: torch.Tensor, cover: torch.Tensor | None = None) -> float:
     """The coverage radius of the rows ``index`` of ``features`` ``(M, D)``, in that space (not the
-    projection the selection measured in): the largest distance from a row to its nearest kept row."""
-    bank = features[index]
-    return float(nearest_distance(features, bank).max())
+    projection the selection measured in): the largest distance from a row to its nearest kept row.
+
+    ``cover`` (from ``coreset_with_cover``): for every row the index of one kept row, whose distance
+    bounds the row's nearest distance from above. Rows are then measured in decreasing order of that
+    bound, ``COVERAGE_BLOCK`` at a time, until the next bound is no larger than the largest nearest
+    distance found: no row left can exceed it, so the radius is the one of measuring every row, within
+    the rounding bound of ``nearest_distance``. Without ``cover`` every row is measured.
+    """
+    return bounded_coverage_radius(features, index, cover)[0]
+
+
+def bounded_coverage_radius(features: torch.Tensor, index: torch.Tensor, cover: torch.Tensor | None,
+                            block: int = COVERAGE_BLOCK) -> tuple[float, int]:
+    """``coverage_radius`` measuring ``block`` rows at a time, and how many rows it measured."""
+    bank = features[index].contiguous()
+    bank_sq = (bank * bank).sum(dim=1)
+    m = features.shape[0]
+    if cover is None:
+        return float(nearest_distance(features, bank, bank_sq).max()), m
+    bound = torch.cat([(features[s : s + block] - features[cover[s : s + block]]).norm(dim=1)
+                       for s in range(0, m, block)])
+    order = torch.argsort(bound, descending=True)
+    radius, start = float("-inf"), 0
+    while start < m and float(bound[order[start]]) > radius:
+        rows = order[start : start + block]
+        radius = max(radius, float(nearest_distance(features[rows], bank, bank_sq).max()))
+        start += rows.shape[0]
+    return radius, start
+
+
+def sample_rows(m: int, n: int, seed: int) -> torch.Tensor:
+    """Sorted indices of a seeded uniform sample of ``n`` of ``m`` rows, without replacement."""
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    return torch.randperm(m, generator=gen)[:n].sort().values
+
+
+def sampled_coverage_radius(features: torch.Tensor, index: torch.Tensor, n: int, seed: int) -> float:
+    """The largest distance from a row of the seeded ``sample_rows`` to its nearest kept row: a lower
+    bound of ``coverage_radius`` (the farthest row may not be in the sample)."""
+    rows = sample_rows(features.shape[0], n, seed).to(features.device)
+    return float(nearest_distance(features[rows], features[index]).max())
 
 
 def _projected(features: torch.Tensor, projection_dim: int, seed: int) -> tuple[torch.Tensor, torch.Generator]:
@@ -142,15 +210,18 @@ LAZY_BLOCK = 2048
 
 
 def _greedy(reduced: torch.Tensor, size: int, first: int, progress: bool = False,
-            block: int = LAZY_BLOCK) -> torch.Tensor:
-    """Greedy k-center selection of ``size`` rows of ``reduced`` ``(M, d)``, starting at row ``first``.
+            block: int = LAZY_BLOCK) -> tuple[torch.Tensor, torch.Tensor]:
+    """Greedy k-center selection of ``size`` rows of ``reduced`` ``(M, d)``, starting at row ``first``:
+    the selected rows, and for every row the position among them of its nearest centre so far.
 
     The rows are cut into blocks; each block keeps the number of centres applied to it and its
     largest squared distance to them, which only shrinks as centres are added, so it is an upper
     bound once stale. The next centre: bring the block with the largest bound up to date (one
     matrix product with all centres chosen since); when it still has the largest bound, its
     farthest row is the farthest of all (ties: the lowest block, then the lowest row, as
-    ``torch.argmax`` over all rows would choose), else repeat with the new largest bound.
+    ``torch.argmax`` over all rows would choose), else repeat with the new largest bound. A row's
+    nearest centre is among those applied to its block (a stale block's rows may be nearer to a
+    later one).
     """
     import heapq
 
@@ -160,6 +231,7 @@ def _greedy(reduced: torch.Tensor, size: int, first: int, progress: bool = False
     size = max(1, min(int(size), m))
     sq = (reduced * reduced).sum(dim=1)
     min_dist = torch.full((m,), float("inf"), device=reduced.device, dtype=reduced.dtype)
+    near = torch.zeros(m, dtype=torch.long, device=reduced.device)
     centres = torch.empty(size, reduced.shape[1], device=reduced.device, dtype=reduced.dtype)
     centres_sq = torch.empty(size, device=reduced.device, dtype=reduced.dtype)
     selected = torch.empty(size, dtype=torch.long)
@@ -179,14 +251,18 @@ def _greedy(reduced: torch.Tensor, size: int, first: int, progress: bool = False
             rows = reduced[lo : lo + block]
             # squared distances |x|^2 - 2 x.c + |c|^2 to the centres chosen since the last update
             new = torch.addmm(centres_sq[applied[b] : j + 1], rows, centres[applied[b] : j + 1].T, alpha=-2.0)
-            torch.minimum(min_dist[lo : lo + block], (new + sq[lo : lo + block, None]).amin(dim=1),
-                          out=min_dist[lo : lo + block])
+            new += sq[lo : lo + block, None]
+            nearest = new.amin(dim=1)
+            # only the rows a new centre came nearer to look for which one (amin is far cheaper than min's indices)
+            closer = (nearest < min_dist[lo : lo + block]).nonzero()[:, 0]
+            near[lo + closer] = new[closer].argmin(dim=1) + applied[b]
+            torch.minimum(min_dist[lo : lo + block], nearest, out=min_dist[lo : lo + block])
             applied[b] = j + 1
             value, where = min_dist[lo : lo + block].max(dim=0)
             farthest[b] = lo + int(where)
             heapq.heapreplace(heap, (-float(value), b))
         nxt = farthest[heap[0][1]]
-    return selected
+    return selected, near.cpu()
 
 
 def _greedy_full(reduced: torch.Tensor, size: int, first: int, chunk: int = 16384,
@@ -219,6 +295,13 @@ def nearest_distance(queries: torch.Tensor, bank: torch.Tensor, bank_sq: torch.T
     over the whole block); the distance to it is then computed directly, so it is as exact as
     ``torch.cdist``. Blocks hold at most ``max_elements`` distances (16 MiB), whatever Q and M are.
     ``bank_sq``: the bank's squared row norms, when the caller keeps them.
+
+    Rounding, whatever the blocks and the order of summation (u: the dtype's unit roundoff,
+    ``g(n) = n u / (1 - n u)``, Q and B the largest query and bank row norms; products in full
+    float32, PyTorch's default): a product's ``|b|^2 - 2 q.b`` is within ``E = g(D + 2) (B^2 + 2 Q B)``
+    of exact, so the row chosen is at most ``2 E`` farther in squared distance than the nearest, and
+    the distance to it, computed directly, is within a factor ``1 +- g(D + 3)``. The largest of the
+    distances, against the exact largest R, is in ``[(1 - g(D + 3)) R, (1 + g(D + 3)) sqrt(R^2 + 2 E)]``.
     """
     if bank_sq is None:
         bank_sq = (bank * bank).sum(dim=1)
@@ -237,6 +320,24 @@ def nearest_distance(queries: torch.Tensor, bank: torch.Tensor, bank_sq: torch.T
     return (queries - bank[nearest]).norm(dim=1)
 
 
+#: how the fit measures the coverage radius (``PatchCore``'s ``coverage``)
+Coverage = Literal["exact", "sample", "off"]
+COVERAGES: tuple[str, ...] = get_args(Coverage)
+
+
+def _coverage_summary(patches: float, radius: float, measured: float) -> dict[str, Any]:
+    """The coverage keys of ``coreset_summary`` from the fit's kept numbers (NaN: unknown)."""
+    unknown = {"coverage": None, "coverage_radius": None, "coverage_radius_lower_bound": None,
+               "coverage_sample": None}
+    if measured != measured:
+        return unknown
+    if measured == 0:
+        return {**unknown, "coverage": "off"}
+    if measured >= patches:
+        return {**unknown, "coverage": "exact", "coverage_radius": radius}
+    return {**unknown, "coverage": "sample", "coverage_radius_lower_bound": radius, "coverage_sample": int(measured)}
+
+
 class PatchCore(Detector):
     """PatchCore with a seeded greedy coreset memory bank.
 
@@ -246,6 +347,11 @@ class PatchCore(Detector):
     ``coreset_part``   ``None`` (default): greedy k-center over all patches at once
                        (``greedy_coreset``, PatchCore's selection); a number of patches: chosen part by
                        part (``partitioned_coreset``; a larger coverage radius, see ``benchmarks/coreset.py``).
+    ``coverage``       how the fit measures the memory bank's coverage radius (``coreset_summary``):
+                       ``"exact"`` (default; every fit patch accounted for, only those whose cover from
+                       the selection could be the farthest measured: ``coverage_radius``), ``"sample"``
+                       (``coverage_sample`` seeded fit patches: a lower bound, labelled as one) or ``"off"``.
+    ``coverage_sample`` fit patches measured by ``coverage="sample"``.
     ``sigma``          Gaussian smoothing of the map in working-size pixels.
     """
 
@@ -258,6 +364,8 @@ class PatchCore(Detector):
         coreset_ratio: float = 0.1,
         max_coreset: int | None = None,
         coreset_part: int | None = None,
+        coverage: Coverage = "exact",
+        coverage_sample: int = COVERAGE_SAMPLE,
         projection_dim: int = 128,
         sigma: float = 4.0,
         **common: Any,
@@ -271,13 +379,20 @@ class PatchCore(Detector):
         if coreset_part is not None and int(coreset_part) < 1:
             raise DetectError(f"coreset_part must be a positive number of patches or None, got {coreset_part}")
         self.coreset_part = None if coreset_part is None else int(coreset_part)
+        if coverage not in COVERAGES:
+            raise DetectError(f"coverage must be one of {', '.join(COVERAGES)}, got {coverage!r}")
+        if isinstance(coverage_sample, bool) or not isinstance(coverage_sample, int) or coverage_sample < 1:
+            raise DetectError(f"coverage_sample must be a positive number of fit patches, got {coverage_sample!r}")
+        self.coverage = coverage
+        self.coverage_sample = coverage_sample
         self.projection_dim = int(projection_dim)
         self.sigma = float(sigma)
         self.extractor = FeatureExtractor(backbone).to(self.device)
         self.memory_bank: torch.Tensor | None = None
         self._bank_sq: torch.Tensor | None = None  # squared row norms of the bank, kept for scoring
-        #: fit patches and coverage radius of the selection (NaN when every patch is kept or unknown)
-        self._coreset_stats = torch.tensor([float("nan"), float("nan")], dtype=torch.float64)
+        #: fit patches, the coverage radius (exact, or a sample's lower bound) and the fit patches it
+        #: accounts for (all: exact; fewer: a sample; 0: not measured); NaN where unknown
+        self._coreset_stats = torch.tensor([float("nan")] * 3, dtype=torch.float64)
 
     def config(self) -> dict[str, Any]:
         return {
@@ -286,6 +401,8 @@ class PatchCore(Detector):
             "coreset_ratio": self.coreset_ratio,
             "max_coreset": self.max_coreset,
             "coreset_part": self.coreset_part,
+            "coverage": self.coverage,
+            "coverage_sample": self.coverage_sample,
             "projection_dim": self.projection_dim,
             "sigma": self.sigma,
         }
@@ -306,28 +423,39 @@ class PatchCore(Detector):
             size = int(round(self.coreset_ratio * patches.shape[0]))
             if self.max_coreset is not None:
                 size = min(size, int(self.max_coreset))
-            if size >= patches.shape[0]:
+            m = patches.shape[0]
+            if size >= m:
                 self.memory_bank = patches
-                radius = 0.0
+                radius, measured = 0.0, m
             else:
-                if self.coreset_part is None:
-                    coreset = greedy_coreset(patches, size, projection_dim=self.projection_dim, seed=self.seed,
-                                             progress=progress)
-                else:
-                    coreset = partitioned_coreset(patches, size, part=self.coreset_part,
-                                                  projection_dim=self.projection_dim, seed=self.seed,
-                                                  progress=progress)
-                self.memory_bank = patches[coreset.to(patches.device)].contiguous()
-                radius = coverage_radius(patches, coreset.to(patches.device))
-            self._coreset_stats = torch.tensor([float(patches.shape[0]), radius], dtype=torch.float64)
+                coreset, cover = coreset_with_cover(patches, size, part=self.coreset_part,
+                                                    projection_dim=self.projection_dim, seed=self.seed,
+                                                    progress=progress)
+                coreset, cover = coreset.to(patches.device), cover.to(patches.device)
+                self.memory_bank = patches[coreset].contiguous()
+                radius, measured = self._measure_coverage(patches, coreset, cover)
+            self._coreset_stats = torch.tensor([float(m), radius, float(measured)], dtype=torch.float64)
             self._bank_sq = None
+
+    def _measure_coverage(self, patches: torch.Tensor, coreset: torch.Tensor,
+                          cover: torch.Tensor) -> tuple[float, int]:
+        """The coverage radius as ``coverage`` asks, and the fit patches it accounts for (0: none)."""
+        if self.coverage == "off":
+            return float("nan"), 0
+        if self.coverage == "sample" and self.coverage_sample < patches.shape[0]:
+            return sampled_coverage_radius(patches, coreset, self.coverage_sample, self.seed), self.coverage_sample
+        return coverage_radius(patches, coreset, cover), patches.shape[0]
 
     def coreset_summary(self) -> dict[str, Any]:
         """Which coreset selection ran, on how many patches, and its coverage radius: the largest
-        distance from a fit patch to its nearest memory-bank patch, in the feature space scored in."""
+        distance from a fit patch to its nearest memory-bank patch, in the feature space scored in.
+
+        ``coverage`` says how it was measured: ``"exact"`` (``coverage_radius``), ``"sample"`` (then
+        ``coverage_radius`` is None and ``coverage_radius_lower_bound`` holds the largest nearest
+        distance of ``coverage_sample`` sampled fit patches), ``"off"`` or None (unknown)."""
         if self.memory_bank is None:
             raise NotFittedError("PatchCore has no memory bank; fit it first")
-        patches, radius = (float(v) for v in self._coreset_stats)
+        patches, radius, measured = (float(v) for v in self._coreset_stats)
         bank = int(self.memory_bank.shape[0])
         if patches == patches and bank >= patches:
             selection = "all patches (no selection)"
@@ -337,7 +465,7 @@ class PatchCore(Detector):
             selection = (f"greedy k-center part by part ({self.coreset_part} patches per part; "
                          "coreset_part=None selects over all patches)")
         return {"selection": selection, "patches": None if patches != patches else int(patches), "bank": bank,
-                "coverage_radius": None if radius != radius else radius}
+                **_coverage_summary(patches, radius, measured)}
 
     def _score_batch(self, images: torch.Tensor) -> torch.Tensor:
         if self.memory_bank is None:
@@ -357,7 +485,10 @@ class PatchCore(Detector):
     def _load_state(self, state: dict[str, torch.Tensor]) -> None:
         self.memory_bank = state["memory_bank"].to(self.device)
         if "coreset_stats" in state:  # files written before it was kept: unknown
-            self._coreset_stats = state["coreset_stats"].to(torch.float64)
+            stats = state["coreset_stats"].to(torch.float64)
+            if stats.numel() == 2:  # files written before the coverage option: an exact radius when known
+                stats = torch.cat([stats, stats[:1] if stats[1] == stats[1] else stats[1:]])
+            self._coreset_stats = stats
         self._bank_sq = None
 
     def _move(self, device: torch.device) -> None:

@@ -203,9 +203,18 @@ def _fmt_interval(interval: Sequence[float] | None) -> str:
 
 
 def coreset_text(coreset: dict) -> str:
-    """Which memory-bank selection ran, and how far the farthest fit patch is from the bank."""
-    radius = coreset.get("coverage_radius")
-    covered = "coverage radius unknown" if radius is None else f"coverage radius {radius:.3f}"
+    """Which memory-bank selection ran, and how far the farthest fit patch is from the bank (a sampled
+    value said to be a lower bound)."""
+    coverage = coreset.get("coverage")
+    if coverage == "sample":
+        covered = (f"coverage radius >= {coreset['coverage_radius_lower_bound']:.3f} (a lower bound: the "
+                   f"farthest of {coreset['coverage_sample']} sampled fit patches; coverage=exact measures it)")
+    elif coverage == "off":
+        covered = "coverage radius not measured (coverage=off)"
+    elif coreset.get("coverage_radius") is None:
+        covered = "coverage radius unknown"
+    else:
+        covered = f"coverage radius {coreset['coverage_radius']:.3f} (exact)"
     patches = "" if coreset.get("patches") is None else f" of {coreset['patches']}"
     return f"memory bank: {coreset['bank']}{patches} fit patches, {coreset['selection']}; {covered}"
 
