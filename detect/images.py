@@ -30,6 +30,9 @@ from synth.image import IMAGE_SUFFIXES, as_float, load_image, luminance, pil_to_
 
 from detect.errors import ImageConversionWarning, InvalidImagesError
 
+#: the count tables of the open ``counted_conversions`` blocks (detectors may score on loader threads)
+_counters: list[dict[tuple[str, int], list[int]]] = []
+_counters_lock = threading.Lock()
 
 
 def to_float_image(image: Any, what: str = "image") -> np.ndarray:
@@ -97,11 +100,6 @@ def warn_converted(n: int, total: int, channels: int, what: str) -> None:
                 entry[1] += total
     elif n:
         warnings.warn(ImageConversionWarning(what, n, total, channels), stacklevel=3)
-
-
-#: the count tables of the open ``counted_conversions`` blocks (detectors may score on loader threads)
-_counters: list[dict[tuple[str, int], list[int]]] = []
-_counters_lock = threading.Lock()
 
 
 @contextlib.contextmanager
