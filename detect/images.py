@@ -15,11 +15,9 @@ is said once, as an ``ImageConversionWarning`` (the command line prints it as on
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -29,11 +27,7 @@ from synth.errors import SynthError
 from synth.image import IMAGE_SUFFIXES, as_float, load_image, luminance, pil_to_array  # noqa: F401
 
 from detect.errors import ImageConversionWarning, InvalidImagesError
-
-#: the count tables of the open ``counted_conversions`` blocks (detectors may score on loader threads)
-_counters: list[dict[tuple[str, int], list[int]]] = []
-_counters_lock = threading.Lock()
-
+from detect.runtime import count_conversions
 
 def to_float_image(image: Any, what: str = "image") -> np.ndarray:
     """One image as float32 ``(H, W, C)`` in [0, 1] with C = 1 (gray) or 3 (colour).
@@ -91,34 +85,10 @@ def convert_channels(images: list[np.ndarray], channels: int, what: str) -> list
 
 def warn_converted(n: int, total: int, channels: int, what: str) -> None:
     """The one ``ImageConversionWarning`` of a call: ``n`` of ``total`` images brought to ``channels``;
-    inside ``counted_conversions`` the call's images are counted instead (converted or not)."""
-    if _counters:
-        with _counters_lock:
-            for counts in _counters:
-                entry = counts.setdefault((what, channels), [0, 0])
-                entry[0] += n
-                entry[1] += total
-    elif n:
+    inside ``detect.runtime.counted_conversions`` (a command) the call's images are counted instead
+    (converted or not), and the command says each set's conversion once."""
+    if not count_conversions(what, channels, n, total) and n:
         warnings.warn(ImageConversionWarning(what, n, total, channels), stacklevel=3)
-
-
-@contextlib.contextmanager
-def counted_conversions() -> Iterator[list[ImageConversionWarning]]:
-    """Within the block no conversion warns per call: every call's images are counted per set
-    (``what``) and layout, and the yielded list is filled, when the block ends, with one
-    ``ImageConversionWarning`` per set that had images converted, counting all its calls (a
-    command scores batch by batch, and says each set's conversion once)."""
-    counts: dict[tuple[str, int], list[int]] = {}
-    notes: list[ImageConversionWarning] = []
-    with _counters_lock:
-        _counters.append(counts)
-    try:
-        yield notes
-    finally:
-        with _counters_lock:
-            _counters.remove(counts)
-        notes.extend(ImageConversionWarning(what, converted, total, channels)
-                     for (what, channels), (converted, total) in counts.items() if converted)
 
 
 def same_size(images: Sequence[np.ndarray], what: str = "images") -> tuple[int, int]:

@@ -20,10 +20,11 @@ import contextlib
 import functools
 import json
 import sys
+import threading
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
-from detect.errors import DetectError
+from detect.errors import DetectError, ImageConversionWarning
 from synth.errors import SynthError
 
 if TYPE_CHECKING:
@@ -88,17 +89,50 @@ def make_process_state(cpu: bool = False):
     return PartialState(cpu=runs_on_cpu(cpu))
 
 
+#: the count tables of the open ``counted_conversions`` blocks (detectors may score on loader threads)
+_counters: list[dict[tuple[str, int], list[int]]] = []
+_counters_lock = threading.Lock()
+
+
+def count_conversions(what: str, channels: int, converted: int, total: int) -> bool:
+    """Add one call's images (``converted`` of ``total`` of the set ``what`` brought to ``channels``)
+    to every open ``counted_conversions`` block; False when none is open (the caller warns)."""
+    with _counters_lock:
+        for counts in _counters:
+            entry = counts.setdefault((what, channels), [0, 0])
+            entry[0] += converted
+            entry[1] += total
+        return bool(_counters)
+
+
+@contextlib.contextmanager
+def counted_conversions() -> Iterator[list[ImageConversionWarning]]:
+    """Within the block no conversion warns per call: every call's images are counted per set
+    (``what``) and layout, and the yielded list is filled, when the block ends, with one
+    ``ImageConversionWarning`` per set that had images converted, counting all its calls (a
+    command scores batch by batch, and says each set's conversion once)."""
+    counts: dict[tuple[str, int], list[int]] = {}
+    notes: list[ImageConversionWarning] = []
+    with _counters_lock:
+        _counters.append(counts)
+    try:
+        yield notes
+    finally:
+        with _counters_lock:
+            _counters.remove(counts)
+        notes.extend(ImageConversionWarning(what, converted, total, channels)
+                     for (what, channels), (converted, total) in counts.items() if converted)
+
+
 def guarded(func: Command) -> Command:
     """``func`` with the project's errors (bad input, missing weights, an output folder that cannot be
     written or that another run holds) reported as one line on stderr, ``anomalyforge COMMAND: error:
     MESSAGE``, and exit code 2; what a detector converted is one line per set of images,
     ``anomalyforge COMMAND: note: MESSAGE``, with the counts of every batch of the set
-    (``detect.images.counted_conversions``), said when the command ends."""
+    (``counted_conversions``), said when the command ends."""
 
     @functools.wraps(func)
     def run(args: argparse.Namespace) -> int:
-        from detect.images import counted_conversions
-
         command = getattr(args, "command", None)
         prefix = f"anomalyforge{' ' + command if command else ''}"
         notes: list = []
