@@ -37,6 +37,23 @@ def method_options(method: str) -> tuple[list[str], list[str], bool]:
     return [RANDOM, *obj.shapes], [RANDOM, *obj.modes], bool(getattr(obj, "targets_size", False))
 
 
+def paired_options(method: str, shape: str | None, mode: str | None) -> tuple[list[str], list[str]]:
+    """(shape choices, mode choices) of a method that go with the mode and the shape chosen
+    (``RANDOM`` or ``None``: any), ``RANDOM`` first: a mixture makes only some shapes in a mode."""
+    obj = get_method(method)
+    shape, mode = (None if v in (None, "", RANDOM) else v for v in (shape, mode))
+    return ([RANDOM, *(s for s in obj.shapes if obj.offers(s, mode))],
+            [RANDOM, *(m for m in obj.modes if obj.offers(shape, m))])
+
+
+def check_pair(method: str, shape: str | None, mode: str | None) -> None:
+    """Refuse a shape and mode the method does not make together, saying what goes with the shape."""
+    try:
+        get_method(method).check_choices(shape, mode)
+    except SynthError as exc:
+        raise gr.Error(str(exc), title="Shape and mode do not go together", print_exception=False) from None
+
+
 def allowed_region(image: np.ndarray, drawing: dict | None, mask_path: str | None) -> tuple[np.ndarray | None, str | None]:
     """The allowed region from an uploaded mask image (first) or the brush strokes, and its origin."""
     height, width = image.shape[:2]

@@ -26,7 +26,15 @@ from space.config import (
 from space.device import serving_device
 from space.examples import EXAMPLE_NAMES
 from space.generate import available_methods, method_options
-from space.handlers import GENERATED, STRESS_GRID, STRESS_MAX, Space, on_method_change, show_selected
+from space.handlers import (
+    GENERATED,
+    STRESS_GRID,
+    STRESS_MAX,
+    Space,
+    on_method_change,
+    on_shape_or_mode_change,
+    show_selected,
+)
 from space.inputs import (
     UPLOADED_FILES,
     check_uploads,
@@ -90,8 +98,8 @@ def _generate_tab(space: Space, generated: gr.State, methods: Sequence[str], def
         with gr.Column(scale=1):
             image = uploaded_image("image", label="Image (anomaly-free)", value=examples["brick"],
                                    sources=["upload", "clipboard"], height=320, elem_id="image-in")
-            gr.Examples(examples=[[p] for p in examples.values()], inputs=[image],
-                        label="Examples (CC0 textures from scikit-image)")
+            example_list = gr.Examples(examples=[[p] for p in examples.values()], inputs=[image],
+                                       label="Examples (CC0 textures from scikit-image)")
             method = checked_input(gr.Dropdown(methods, value=default_method, label="Method"),
                                    "method", "a method name")
             with gr.Row():
@@ -133,7 +141,12 @@ def _generate_tab(space: Space, generated: gr.State, methods: Sequence[str], def
             files = gr.File(label="Download: zip (imagefolder layout) and parquet", file_count="multiple",
                             interactive=False, height=120)
     method.change(on_method_change, method, [shape, mode, size_bin], api_visibility="private")
-    image.change(space.show_in_editor, image, region_drawing, api_visibility="private")
+    for choice in (shape, mode):  # the visitor's choices only: the update itself must not fire them
+        choice.input(on_shape_or_mode_change, [method, shape, mode], [shape, mode], api_visibility="private")
+    # the visitor's uploads and example clicks, once each (``change`` fires twice for an upload
+    # over the image shown); the newest image wins when uploads follow each other quickly
+    image.input(space.show_in_editor, image, region_drawing, trigger_mode="always_last", api_visibility="private")
+    example_list.load_input_event.then(space.show_in_editor, image, region_drawing, api_visibility="private")
     generate_btn.click(cleared, None, status, queue=False, api_visibility="private").then(
         space.generate,
         [image, method, shape, mode, size_bin, count, seed, region_drawing, region_mask],
@@ -252,8 +265,9 @@ def _datasets_tab(space: Space, config: SpaceConfig, generated: gr.State) -> Non
                                 elem_id="browse-gallery")
     browse_table = gr.Dataframe(value=pd.DataFrame(columns=BROWSE_COLUMNS), label="Metadata",
                                 interactive=False)
-    browse_btn.click(space.browse, [repo, version, n_rows, generated],
-                     [browse_gallery, browse_table, browse_status], api_name="browse")
+    browse_btn.click(cleared, None, browse_status, queue=False, api_visibility="private").then(
+        space.browse, [repo, version, n_rows, generated], [browse_gallery, browse_table, browse_status],
+        api_name="browse")
 
 
 def launch(demo: gr.Blocks, **options: Any):

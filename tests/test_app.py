@@ -21,7 +21,7 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 import app  # noqa: E402
-from space.generate import available_methods, make_anomalies  # noqa: E402
+from space.generate import available_methods, make_anomalies, paired_options  # noqa: E402
 from space.handlers import DETECT_DEMO_COUNT  # noqa: E402
 from space.views import TRUTH_RGB  # noqa: E402
 from synth import decode_image, save_png, synthesize  # noqa: E402
@@ -390,6 +390,24 @@ def test_a_full_queue_turns_users_away_with_a_message(tmp_path, files):
         demo.close()
     assert sorted(set(outcomes)) == ["queue full", "served"], outcomes
     assert len(outcomes) == 6
+
+
+def test_every_shape_and_mode_the_generate_tab_offers_together_generates(client, files):
+    # a mixture's shapes and modes come from different methods: the tab offers only the pairs one makes
+    shapes, _ = paired_options("hybrid", None, None)
+    for shape in shapes[1:]:
+        _, modes = paired_options("hybrid", shape, None)
+        for mode in modes[1:]:
+            zf = _zip_of(_generate(client, files["astronaut"], method="hybrid", shape=shape, mode=mode, count=1))
+            assert (_rows(zf)[0]["shape"], _rows(zf)[0]["mode"]) == (shape, mode)
+    assert paired_options("hybrid", "rectangle", None)[1] == ["random", "paste"]
+    assert paired_options("hybrid", None, "paste")[0] == ["random", "rectangle", "scar"]
+
+
+def test_a_shape_and_mode_no_method_makes_together_are_refused_naming_the_modes_that_go(client, files):
+    with pytest.raises(AppError, match="makes shape 'rectangle' in mode 'transparent'; modes with shape "
+                                       "'rectangle': paste"):
+        _generate(client, files["grass"], method="hybrid", shape="rectangle", mode="transparent")
 
 
 def test_api_can_name_the_shapes_and_modes_of_any_method(client, files):

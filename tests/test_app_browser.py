@@ -173,3 +173,37 @@ def test_layout_bad_uploads_and_errors_leave_no_dead_ends_in_chromium(app_url, t
         toasts = page.locator(".toast-body").all_inner_texts()
         assert not any("object at 0x" in t for t in toasts), toasts
         assert "Served on" not in page.locator("#detect-status").inner_text()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no `chromium` executable on PATH (apt-get install chromium)")
+def test_one_upload_is_answered_once_and_a_mixture_offers_only_the_pairs_it_makes(app_url, tmp_path):
+    tiny = tmp_path / "tiny.png"
+    save_png(tiny, np.full((8, 8), 128, np.uint8))
+
+    with _space_page(app_url) as page:
+        # an upload over the example image: one warning, and no failed request beside it
+        page.locator("#image-in input[type=file]").first.set_input_files(str(tiny))
+        page.locator(".toast-body").get_by_text("tiny.png is 8x8 pixels").first.wait_for(timeout=30_000)
+        page.locator("#generate-btn").click()  # answered after the upload's own events
+        page.locator(".toast-body.error").first.wait_for(state="visible", timeout=60_000)
+        toasts = "\n".join(page.locator(".toast-body").all_inner_texts())
+        assert toasts.count("tiny.png is 8x8 pixels") == 2, toasts  # the upload's warning, the click's error
+        assert "request failed" not in toasts, toasts
+
+        # hybrid: a shape narrows the modes to those one of its methods makes with it
+        page.get_by_label("Method").first.click()
+        page.get_by_role("option", name="hybrid", exact=True).click()
+        page.get_by_label("Shape").first.click()
+        page.get_by_role("option", name="rectangle", exact=True).click()
+        page.get_by_label("Mode").first.click()
+        page.get_by_role("option", name="transparent", exact=True).wait_for(state="detached", timeout=30_000)
+        assert page.get_by_role("option").all_inner_texts()[-1] == "paste"
+
+        # Datasets: an error empties the status of the run before
+        page.get_by_role("tab", name="Datasets").click()
+        page.locator("#browse-btn").click()
+        page.locator("#browse-status").get_by_text("Showing").wait_for(timeout=60_000)
+        page.get_by_label("Dataset (ORG/NAME", exact=False).fill("not a name")
+        page.locator("#browse-btn").click()
+        page.locator(".toast-body.error").get_by_text("give the dataset as ORG/NAME").wait_for(timeout=30_000)
+        assert "Showing" not in page.locator("#browse-status").inner_text()

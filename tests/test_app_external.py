@@ -75,3 +75,11 @@ def test_an_uploaded_onnx_model_detects_and_stress_tests_and_is_named(client, mo
     assert "onnx:contrast.onnx used as given" in status
     assert shape_plot is not None and mode_plot is not None
     assert {row[0] for row in table["data"]} == {"shape", "mode"}
+
+
+def test_a_model_file_onnxruntime_cannot_read_is_named_without_the_servers_path(client, models, tmp_path):
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"\x00 not a protobuf " * 64)
+    with pytest.raises(AppError, match="broken.onnx is not an ONNX model onnxruntime can run") as refused:
+        _detect(client, broken, models["image"])
+    assert "/" not in str(refused.value).split("broken.onnx")[0], str(refused.value)

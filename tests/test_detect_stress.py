@@ -130,3 +130,18 @@ def test_stress_command_refuses_a_missing_image_with_exit_2(tmp_path, capsys):
 
     assert anomalyforge(["stress", str(tmp_path / "missing.png")]) == 2
     assert "anomalyforge stress: error:" in capsys.readouterr().err
+
+
+def test_a_plot_title_naming_the_pooled_lines_fits_its_figure_whole(brick_result):
+    import matplotlib.pyplot as plt
+
+    _, pooled = pool_small_lines(brick_result.tables["mode_size"], "mode")
+    assert len(pooled) >= 2, "40 anomalies leave modes with fewer than 10 per cell"
+    for by, figure in brick_result.figures().items():
+        title = figure.axes[0].title
+        figure.canvas.draw()
+        box, frame = title.get_window_extent(), figure.bbox
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and box.y1 <= frame.y1, (by, title.get_text())
+        if by == "mode":
+            assert all(name in title.get_text() for name in pooled), title.get_text()
+        plt.close(figure)
