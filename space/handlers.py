@@ -236,6 +236,8 @@ class Space:
         source_path = image_path or self.examples["brick"]
         tests, what = self._detect_tests(test_paths, reference, source_path, generated)
         split, key, source, held = self._detect_reference(fit_paths, reference, source_path)
+        if not fit_paths and reference == GENERATED:  # the clean source is the reference image itself
+            tests = _clean_source_named_as_reference(tests, uploaded is not None)
         _warn_unlike(tests, split.fit[0])
         progress(0.2, desc=f"Scoring with {shown}" if uploaded else f"Fitting {shown} (once, then cached) and scoring")
         try:
@@ -475,6 +477,14 @@ ONE_REFERENCE_CAVEAT = (
     "and clean images often score up to about 1.5x it: read the scores as a ranking. Upload 3 or more "
     "anomaly-free images of the same kind for a threshold that means anomalous.\n\n"
 )
+
+
+def _clean_source_named_as_reference(tests: Sequence[tuple[str, np.ndarray, Any]],
+                                     model_as_given: bool) -> list[tuple[str, np.ndarray, Any]]:
+    """Say of a clean source that is the reference image what that means for its verdict: a detector
+    fitted on it, or a model whose threshold its own 180-degree turn sets, gives it no independent test."""
+    note = "turned 180°, it sets the threshold" if model_as_given else "fitted on"
+    return [(f"{name} ({note})" if truth is CLEAN else name, image, truth) for name, image, truth in tests]
 
 
 def _warn_unlike(tests: Sequence[tuple[str, np.ndarray, Any]], fit_image: np.ndarray) -> None:

@@ -68,6 +68,8 @@ def test_the_space_refuses_pickles_and_python_files_as_detectors(client, models,
 def test_an_uploaded_onnx_model_detects_and_stress_tests_and_is_named(client, models):
     heatmaps, scores, _, status = _detect(client, models["onnx"], models["image"])
     assert "your model **contrast.onnx**, used as given" in status
+    # its threshold comes from the clean source turned by 180 degrees, and the row says so
+    assert scores["data"][0][0] == "clean source (turned 180°, it sets the threshold)"
     assert len(heatmaps) == len(scores["data"]) > 1
     shape_plot, mode_plot, table, status = client.predict(
         [], handle_file(str(models["image"])), "synagen", "patchcore", 20, 1, 0, handle_file(str(models["onnx"])),
