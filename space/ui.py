@@ -126,7 +126,7 @@ def _generate_tab(space: Space, generated: gr.State, methods: Sequence[str], def
                 ), "region drawing", "an editor value {background, layers: [RGBA images], composite}")
                 region_mask = uploaded_image("region mask",
                                              label="...or upload a mask (white = allowed, same size)",
-                                             sources=["upload"], height=200)
+                                             sources=["upload"], height=200, elem_id="region-mask")
             generate_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
         with gr.Column(scale=2):
             status = gr.Markdown(elem_id="generate-status")
@@ -141,6 +141,7 @@ def _generate_tab(space: Space, generated: gr.State, methods: Sequence[str], def
             files = gr.File(label="Download: zip (imagefolder layout) and parquet", file_count="multiple",
                             interactive=False, height=120)
     method.change(on_method_change, method, [shape, mode, size_bin], api_visibility="private")
+    region_mask.upload(check_uploads, region_mask, None, api_visibility="private")
     for choice in (shape, mode):  # the visitor's choices only: the update itself must not fire them
         choice.input(on_shape_or_mode_change, [method, shape, mode], [shape, mode], api_visibility="private")
     # the visitor's uploads and example clicks, once each (``change`` fires twice for an upload

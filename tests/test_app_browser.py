@@ -176,9 +176,11 @@ def test_layout_bad_uploads_and_errors_leave_no_dead_ends_in_chromium(app_url, t
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no `chromium` executable on PATH (apt-get install chromium)")
-def test_one_upload_is_answered_once_and_a_mixture_offers_only_the_pairs_it_makes(app_url, tmp_path):
+def test_uploads_answered_once_mixture_pairs_only_and_no_stale_status_in_chromium(app_url, tmp_path):
     tiny = tmp_path / "tiny.png"
     save_png(tiny, np.full((8, 8), 128, np.uint8))
+    text = tmp_path / "notes.png"
+    text.write_text("this is a text file with an image suffix\n")
 
     with _space_page(app_url) as page:
         # an upload over the example image: one warning, and no failed request beside it
@@ -189,6 +191,11 @@ def test_one_upload_is_answered_once_and_a_mixture_offers_only_the_pairs_it_make
         toasts = "\n".join(page.locator(".toast-body").all_inner_texts())
         assert toasts.count("tiny.png is 8x8 pixels") == 2, toasts  # the upload's warning, the click's error
         assert "request failed" not in toasts, toasts
+
+        # a region mask that is no image: said at upload
+        page.get_by_text("Region where anomalies may appear").click()
+        page.locator("#region-mask input[type=file]").set_input_files(str(text))
+        page.locator(".toast-body").get_by_text("notes.png: not a readable image").first.wait_for(timeout=30_000)
 
         # hybrid: a shape narrows the modes to those one of its methods makes with it
         page.get_by_label("Method").first.click()
