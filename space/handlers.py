@@ -287,13 +287,16 @@ class Space:
     def _detect_reference(self, fit_paths: Sequence[str], reference: str,
                           source_path: str) -> tuple[Reference, str, str, str]:
         """(fit / held-out split, cache key, the fit images in words, the held-out ones in words)."""
+        if len(fit_paths) == 1:  # one upload: like the Generate tab's image, its mirror images fit too
+            split = mirror_split(as_colour(read_upload(fit_paths[0], "anomaly-free image")))
+            return (split, f"upload-mirror:{_files_key(fit_paths)}",
+                    f"**{Path(fit_paths[0]).name}** (uploaded) and its two mirror images",
+                    "the same image turned by 180 degrees")
         if fit_paths:
             goods = [as_colour(read_upload(p, "anomaly-free image")) for p in fit_paths]
             split = held_out_split(goods)
-            held = ("the held-out last anomaly-free image" if len(goods) > 1
-                    else "the fit image itself (upload 2+ for a held-out reference)")
             return (split, f"uploads:{_files_key(fit_paths)}", f"{len(split.fit)} uploaded anomaly-free image(s)",
-                    held)
+                    "the held-out last anomaly-free image")
         path = source_path if reference == GENERATED else self.examples[reference]
         split = mirror_split(display_rgb(read_upload(path, "reference image"), PREVIEW_SIDE))
         source = (f"**{Path(path).name}** ({'the Generate tab' if reference == GENERATED else 'example'} image) "

@@ -286,6 +286,20 @@ def test_detector_fitted_on_uploads_accepts_gray_and_colour_mixed(client, files,
     assert "held-out" in status
 
 
+def test_one_anomaly_free_upload_sets_its_threshold_with_a_view_it_was_not_fitted_on(client, tmp_path):
+    # its own score was the threshold: PaDiM scores its fit image at 0, so every ratio was infinite
+    brick = skimage.data.brick()
+    crops = []
+    for i, (y, x) in enumerate([(0, 0), (256, 256), (0, 256)]):
+        crops.append(tmp_path / f"brick_{i}.png")
+        save_png(crops[-1], brick[y:y + 256, x:x + 256])
+    _, scores, _, status = _detect(client, crops[1:], crops[:1], detector="padim")
+    ratios = [dict(zip(scores["headers"], row))["x threshold"] for row in scores["data"]]
+    assert len(ratios) == 2 and all(isinstance(r, float) and np.isfinite(r) for r in ratios), ratios
+    assert "**brick_0.png** (uploaded) and its two mirror images" in status
+    assert "the same image turned by 180 degrees" in status
+
+
 def test_detect_refuses_a_corrupt_test_image(client, files):
     with pytest.raises(AppError, match="corrupt.png: not a readable image"):
         _detect(client, [files["corrupt"]])
