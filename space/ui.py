@@ -45,7 +45,7 @@ from space.inputs import (
 )
 from space.patches import answer_every_error_with_a_message
 from space.storage import WorkArea
-from space.views import BROWSE_COLUMNS, DETECT_COLUMNS, STRESS_COLUMNS, TABLE_COLUMNS
+from space.views import BROWSE_COLUMNS, DETECT_COLUMNS, STRESS_COLUMNS, TABLE_COLUMNS, TABLE_LEGEND
 
 
 INTRO = """# anomalyforge
@@ -138,8 +138,9 @@ def _generate_tab(space: Space, generated: gr.State, methods: Sequence[str], def
                 mask_view = gr.Image(label="Mask", type="filepath", height=360, interactive=False)
             table = gr.Dataframe(value=pd.DataFrame(columns=TABLE_COLUMNS), interactive=False, wrap=True,
                                  label="Metadata (one row per anomaly)", elem_id="metadata")
+            gr.Markdown(TABLE_LEGEND, elem_id="metadata-legend")
             files = gr.File(label="Download: zip (imagefolder layout) and parquet", file_count="multiple",
-                            interactive=False, height=120)
+                            interactive=False)
     method.change(on_method_change, method, [shape, mode, size_bin], api_visibility="private")
     region_mask.upload(check_uploads, region_mask, None, api_visibility="private")
     for choice in (shape, mode):  # the visitor's choices only: the update itself must not fire them
@@ -280,11 +281,11 @@ def launch(demo: gr.Blocks, **options: Any):
 
 
 #: the before/after slider fits the whole image in its box (gradio sizes it by width, so a square
-#: or tall image lost its bottom, and the anomaly with it); the Generate gallery grows to show
-#: every row (its fixed-height grid hid the second row below a scroll edge)
+#: or tall image lost its bottom, and the anomaly with it); the Generate and Datasets galleries
+#: grow to show every row (their fixed-height grids hid the second row below a scroll edge)
 CSS = (
     "#before-after img { width: 100% !important; height: 100% !important; object-fit: contain !important; }\n"
-    "#gallery, #gallery .gallery-container, #gallery .grid-wrap "
-    "{ height: auto !important; max-height: none !important; overflow: visible !important; }"
+    + ", ".join(f"#{g}, #{g} .gallery-container, #{g} .grid-wrap" for g in ("gallery", "browse-gallery"))
+    + " { height: auto !important; max-height: none !important; overflow: visible !important; }"
 )
 

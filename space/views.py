@@ -23,6 +23,14 @@ _SHOWN = [c for c in RECORD_COLUMNS if c.name != "params"]
 TABLE_COLUMNS = ["area_%" if c.name == "area_fraction" else c.name for c in _SHOWN] + ["file_name"]
 
 
+#: what the numbers of the table mean (the schema's own words; area as a percentage here)
+TABLE_LEGEND = " · ".join(
+    f"**{'area_%' if c.name == 'area_fraction' else c.name}**: "
+    + ("changed pixels / all pixels, in %" if c.name == "area_fraction" else c.doc)
+    for c in _SHOWN if c.kind in ("float32", "bbox")
+)
+
+
 def _cell(column: Column, value: Any) -> Any:
     if column.name == "area_fraction":
         return round(100.0 * float(value), 4)

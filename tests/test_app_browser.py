@@ -183,6 +183,9 @@ def test_uploads_answered_once_mixture_pairs_only_and_no_stale_status_in_chromiu
     text.write_text("this is a text file with an image suffix\n")
 
     with _space_page(app_url) as page:
+        # the metadata's numbers say what they measure
+        assert page.locator("#metadata-legend").get_by_text("[x0, y0, x1, y1] of the changed pixels").is_visible()
+
         # an upload over the example image: one warning, and no failed request beside it
         page.locator("#image-in input[type=file]").first.set_input_files(str(tiny))
         page.locator(".toast-body").get_by_text("tiny.png is 8x8 pixels").first.wait_for(timeout=30_000)
@@ -210,6 +213,9 @@ def test_uploads_answered_once_mixture_pairs_only_and_no_stale_status_in_chromiu
         page.get_by_role("tab", name="Datasets").click()
         page.locator("#browse-btn").click()
         page.locator("#browse-status").get_by_text("Showing").wait_for(timeout=60_000)
+        thumbs, gallery = page.locator("#browse-gallery img"), page.locator("#browse-gallery").bounding_box()
+        last = thumbs.last.bounding_box()  # every row in view: six rows on four columns
+        assert thumbs.count() == 6 and last["y"] + last["height"] <= gallery["y"] + gallery["height"]
         page.get_by_label("Dataset (ORG/NAME", exact=False).fill("not a name")
         page.locator("#browse-btn").click()
         page.locator(".toast-body.error").get_by_text("give the dataset as ORG/NAME").wait_for(timeout=30_000)
