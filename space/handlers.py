@@ -291,7 +291,7 @@ class Space:
             split = mirror_split(as_colour(read_upload(fit_paths[0], "anomaly-free image")))
             return (split, f"upload-mirror:{_files_key(fit_paths)}",
                     f"**{Path(fit_paths[0]).name}** (uploaded) and its two mirror images",
-                    "the same image turned by 180 degrees")
+                    f"{Path(fit_paths[0]).name} turned by 180 degrees")
         if fit_paths:
             goods = [as_colour(read_upload(p, "anomaly-free image")) for p in fit_paths]
             split = held_out_split(goods)
@@ -301,7 +301,7 @@ class Space:
         split = mirror_split(display_rgb(read_upload(path, "reference image"), PREVIEW_SIDE))
         source = (f"**{Path(path).name}** ({'the Generate tab' if reference == GENERATED else 'example'} image) "
                   "and its two mirror images")
-        return split, f"mirror:{_files_key([path])}", source, "the same image turned by 180 degrees"
+        return split, f"mirror:{_files_key([path])}", source, f"{Path(path).name} turned by 180 degrees"
 
     # -------------------------------------------------------------------------- stress test
     def stress_test(

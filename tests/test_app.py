@@ -297,7 +297,7 @@ def test_one_anomaly_free_upload_sets_its_threshold_with_a_view_it_was_not_fitte
     ratios = [dict(zip(scores["headers"], row))["x threshold"] for row in scores["data"]]
     assert len(ratios) == 2 and all(isinstance(r, float) and np.isfinite(r) for r in ratios), ratios
     assert "**brick_0.png** (uploaded) and its two mirror images" in status
-    assert "the same image turned by 180 degrees" in status
+    assert "the highest score of brick_0.png turned by 180 degrees" in status
 
 
 def test_detect_refuses_a_corrupt_test_image(client, files):

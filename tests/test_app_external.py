@@ -70,6 +70,10 @@ def test_an_uploaded_onnx_model_detects_and_stress_tests_and_is_named(client, mo
     assert "your model **contrast.onnx**, used as given" in status
     # its threshold comes from the clean source turned by 180 degrees, and the row says so
     assert scores["data"][0][0] == "clean source (turned 180°, it sets the threshold)"
+    # a model used as given is fitted on nothing: the status names the image its threshold comes from
+    *_, status = client.predict("patchcore", [], "grass", [handle_file(str(models["image"]))], None,
+                                handle_file(str(models["onnx"])), api_name="/detect")
+    assert "the highest score of grass.png turned by 180 degrees" in status
     assert len(heatmaps) == len(scores["data"]) > 1
     shape_plot, mode_plot, table, status = client.predict(
         [], handle_file(str(models["image"])), "synagen", "patchcore", 20, 1, 0, handle_file(str(models["onnx"])),
