@@ -334,7 +334,7 @@ class Space:
                               k=checked_int(k, "k (false positives)", 1, 5), seed=checked_int(seed, "seed", 0, 2**62),
                               grid=STRESS_GRID, image_size=min(STRESS_SIZE, self.config.detect_size), min_side=MIN_SIDE)
         progress(0.0, desc="Reading images")
-        images, skipped = readable_uploads(paths)
+        images, skipped = _tileable(paths, *readable_uploads(paths))
         try:
             result, device = stress_on_device(images, config, **model_options)
         except DetectError as exc:
@@ -499,10 +499,34 @@ def _warn_unlike(tests: Sequence[tuple[str, np.ndarray, Any]], fit_image: np.nda
                    "images of their kind (or choose another image to fit on).")
 
 
+def _tileable(paths: Sequence[str], images: list[np.ndarray],
+              skipped: list[str]) -> tuple[list[np.ndarray], list[str]]:
+    """The read images large enough to cut into the stress test's tiles, and the names of all
+    skipped ones; each image too small is said in a warning (one would stop the whole run)."""
+    read = [Path(p).name for p in paths if Path(p).name not in skipped]
+    kept = []
+    for name, image in zip(read, images):
+        height, width = image.shape[:2]
+        if min(height, width) >= STRESS_MIN_SIDE:
+            kept.append(image)
+            continue
+        skipped.append(name)
+        gr.Warning(f"Skipped: {name} is {width}x{height} pixels; the stress test cuts each image into "
+                   f"{STRESS_GRID}x{STRESS_GRID} tiles of at least {MIN_SIDE} px, so it needs "
+                   f"{STRESS_MIN_SIDE}x{STRESS_MIN_SIDE} or more.")
+    if not kept:
+        raise gr.Error(f"no image is large enough for the stress test: it needs {STRESS_MIN_SIDE}x{STRESS_MIN_SIDE} "
+                       f"pixels or more ({STRESS_GRID}x{STRESS_GRID} tiles of at least {MIN_SIDE} px).",
+                       title="Images too small", print_exception=False)
+    return kept, skipped
+
+
 #: anomalies per stress test, at most
 STRESS_MAX = 400
 #: tiles per side of each stress-test image
 STRESS_GRID = 4
+#: shorter side a stress-test image needs: its tiles must be detector-sized
+STRESS_MIN_SIDE = STRESS_GRID * MIN_SIDE
 #: images per stress test, at most
 STRESS_MAX_IMAGES = 8
 #: side the stress test's detector works at (tiles are small; 128 px keeps a run near 10 s on CPU)

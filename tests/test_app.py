@@ -452,3 +452,15 @@ def test_one_bad_file_is_skipped_and_named_instead_of_aborting_a_stress_test(cli
     with pytest.raises(AppError, match="notes.png: not a readable image"):  # nothing usable: an error
         client.predict([handle_file(str(files["text"]))], None, "synagen", "patchcore", 20, 1, 0,
                        api_name="/stress_test")
+
+
+def test_an_image_too_small_for_the_tiles_is_skipped_and_named_instead_of_aborting_a_stress_test(client, tmp_path):
+    # 100x100 passes the upload minimum (32x32) but gives 25 px tiles, which stopped the whole run
+    save_png(tmp_path / "brick.png", skimage.data.brick())
+    save_png(tmp_path / "small.png", skimage.data.brick()[:100, :100])
+    uploads = [handle_file(str(tmp_path / name)) for name in ("brick.png", "small.png")]
+    *_, table, status = client.predict(uploads, None, "synagen", "patchcore", 20, 1, 0, api_name="/stress_test")
+    assert "**Skipped** small.png" in status and "On **brick.png**:" in status and len(table["data"]) > 0
+    with pytest.raises(AppError, match="needs 128x128 pixels or more"):  # nothing large enough: an error
+        client.predict([handle_file(str(tmp_path / "small.png"))], None, "synagen", "patchcore", 20, 1, 0,
+                       api_name="/stress_test")
