@@ -135,7 +135,9 @@ def _generate_tab(space: Space, generated: gr.State, methods: Sequence[str], def
             with gr.Row():
                 slider = gr.ImageSlider(label="Before / after", type="filepath", height=360,
                                         elem_id="before-after")
-                mask_view = gr.Image(label="Mask", type="filepath", height=360, interactive=False)
+                # "share" posts to a Space's community tab: anywhere else it only fails
+                mask_view = gr.Image(label="Mask", type="filepath", height=360, interactive=False, elem_id="mask-view",
+                                     buttons=["download", "fullscreen", *(["share"] if space.config.on_space else [])])
             table = gr.Dataframe(value=pd.DataFrame(columns=TABLE_COLUMNS), interactive=False, wrap=True,
                                  label="Metadata (one row per anomaly)", elem_id="metadata")
             gr.Markdown(TABLE_LEGEND, elem_id="metadata-legend")

@@ -57,6 +57,9 @@ def test_upload_generate_and_see_results_in_chromium(app_url, tmp_path):
         thumbs.first.wait_for(state="visible", timeout=90_000)
         page.get_by_text("gravel_crop_000_", exact=False).first.wait_for(timeout=30_000)
         assert thumbs.count() >= 4  # the default count is 4
+        # the mask offers its download, not a "share" that fails off a Hugging Face Space
+        assert page.locator("#mask-view").get_by_role("button", name="Download").count() == 1
+        assert page.locator("#mask-view").get_by_role("button", name="Share").count() == 0
         table_text = page.locator("#metadata").inner_text()
         assert "gravel_crop_000_" in table_text and "synagen" in table_text
         page.wait_for_timeout(500)
