@@ -203,8 +203,10 @@ def test_uploads_over_the_size_limit_are_refused_by_the_server(app_url, tmp_path
 def test_unknown_choices_and_counts_are_refused(client, files):
     with pytest.raises(AppError, match="unknown shape 'hexagon'"):
         _generate(client, files["grass"], shape="hexagon")
-    with pytest.raises(AppError, match="500 is greater than maximum value 16"):
+    with pytest.raises(AppError, match="count: Value 500 is greater than maximum value 16"):
         _generate(client, files["grass"], count=500)
+    with pytest.raises(AppError, match="seed: Value -5 is less than minimum value 0"):  # the input is named
+        _generate(client, files["grass"], seed=-5)
 
 
 @pytest.mark.parametrize(
