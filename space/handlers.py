@@ -371,7 +371,10 @@ class Space:
         n_rows = checked_int(n_rows, "rows", 1, 24)
         empty = pd.DataFrame(columns=BROWSE_COLUMNS)
         if not repo:
-            return self._browse_local(generated, n_rows, request)
+            gallery, table, status = self._browse_local(generated, n_rows, request)
+            if version:  # a version names a published dataset; without a name it was silently dropped
+                status = f"Version {version} is not used: versions are of a dataset on the Hub (ORG/NAME). " + status
+            return gallery, table, status
         if repo.count("/") != 1 or not all(repo.split("/")):
             raise gr.Error(f"give the dataset as ORG/NAME, got {repo!r}", print_exception=False)
         from hub_tools.errors import DatasetNotFoundError, HubToolsError, ValidationError
