@@ -57,4 +57,15 @@ class CorrelationInputError(DetectError):
 
 
 class ImageConversionWarning(UserWarning):
-    """A detector converted images to the channel layout it works on (``detect.images``' rule)."""
+    """A detector converted images to the channel layout it works on (``detect.images``' rule):
+    ``converted`` of ``total`` ``what`` brought to ``channels`` (1: gray, 3: RGB)."""
+
+    def __init__(self, what: str, converted: int, total: int, channels: int) -> None:
+        super().__init__(what, converted, total, channels)
+        self.what, self.converted, self.total, self.channels = what, converted, total, channels
+
+    def __str__(self) -> str:
+        other, how = (("gray", "repeated gray into three channels") if self.channels == 3
+                      else ("RGB", "took the Rec. 601 luma of colour"))
+        return (f"{self.what}: {self.converted} of {self.total} {other} and the detector works on "
+                f"{'RGB' if self.channels == 3 else 'gray'}; {how} (the one conversion rule: README, 'Image layouts')")

@@ -15,9 +15,11 @@ is said once, as an ``ImageConversionWarning`` (the command line prints it as on
 
 from __future__ import annotations
 
-from pathlib import Path
+import contextlib
+import threading
 import warnings
-from typing import Any, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -28,7 +30,9 @@ from synth.image import IMAGE_SUFFIXES, as_float, load_image, luminance, pil_to_
 
 from detect.errors import ImageConversionWarning, InvalidImagesError
 
-_KINDS = {1: "gray", 3: "RGB"}
+#: the count tables of the open ``counted_conversions`` blocks (detectors may score on loader threads)
+_counters: list[dict[tuple[str, int], list[int]]] = []
+_counters_lock = threading.Lock()
 
 
 def to_float_image(image: Any, what: str = "image") -> np.ndarray:
@@ -76,6 +80,7 @@ def convert_channels(images: list[np.ndarray], channels: int, what: str) -> list
     ``ImageConversionWarning`` says how many of ``what`` were converted."""
     converted = [i for i, img in enumerate(images) if img.shape[2] != channels]
     if not converted:
+        warn_converted(0, len(images), channels, what)
         return images
     out = list(images)
     for i in converted:
@@ -85,15 +90,35 @@ def convert_channels(images: list[np.ndarray], channels: int, what: str) -> list
 
 
 def warn_converted(n: int, total: int, channels: int, what: str) -> None:
-    """The one ``ImageConversionWarning`` of a call: ``n`` of ``total`` images brought to ``channels``."""
-    other, how = (("gray", "repeated gray into three channels") if channels == 3
-                  else ("RGB", "took the Rec. 601 luma of colour"))
-    warnings.warn(
-        f"{what}: {n} of {total} {other} and the detector works on {_KINDS[channels]}; "
-        f"{how} (the one conversion rule: README, 'Image layouts')",
-        ImageConversionWarning,
-        stacklevel=3,
-    )
+    """The one ``ImageConversionWarning`` of a call: ``n`` of ``total`` images brought to ``channels``;
+    inside ``counted_conversions`` the call's images are counted instead (converted or not)."""
+    if _counters:
+        with _counters_lock:
+            for counts in _counters:
+                entry = counts.setdefault((what, channels), [0, 0])
+                entry[0] += n
+                entry[1] += total
+    elif n:
+        warnings.warn(ImageConversionWarning(what, n, total, channels), stacklevel=3)
+
+
+@contextlib.contextmanager
+def counted_conversions() -> Iterator[list[ImageConversionWarning]]:
+    """Within the block no conversion warns per call: every call's images are counted per set
+    (``what``) and layout, and the yielded list is filled, when the block ends, with one
+    ``ImageConversionWarning`` per set that had images converted, counting all its calls (a
+    command scores batch by batch, and says each set's conversion once)."""
+    counts: dict[tuple[str, int], list[int]] = {}
+    notes: list[ImageConversionWarning] = []
+    with _counters_lock:
+        _counters.append(counts)
+    try:
+        yield notes
+    finally:
+        with _counters_lock:
+            _counters.remove(counts)
+        notes.extend(ImageConversionWarning(what, converted, total, channels)
+                     for (what, channels), (converted, total) in counts.items() if converted)
 
 
 def same_size(images: Sequence[np.ndarray], what: str = "images") -> tuple[int, int]:

@@ -20,11 +20,10 @@ import contextlib
 import functools
 import json
 import sys
-import warnings
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from detect.errors import DetectError, ImageConversionWarning
+from detect.errors import DetectError
 from synth.errors import SynthError
 
 if TYPE_CHECKING:
@@ -92,29 +91,27 @@ def make_process_state(cpu: bool = False):
 def guarded(func: Command) -> Command:
     """``func`` with the project's errors (bad input, missing weights, an output folder that cannot be
     written or that another run holds) reported as one line on stderr, ``anomalyforge COMMAND: error:
-    MESSAGE``, and exit code 2; what a detector converted (``ImageConversionWarning``) is one line,
-    ``anomalyforge COMMAND: note: MESSAGE``, once."""
+    MESSAGE``, and exit code 2; what a detector converted is one line per set of images,
+    ``anomalyforge COMMAND: note: MESSAGE``, with the counts of every batch of the set
+    (``detect.images.counted_conversions``), said when the command ends."""
 
     @functools.wraps(func)
     def run(args: argparse.Namespace) -> int:
+        from detect.images import counted_conversions
+
         command = getattr(args, "command", None)
         prefix = f"anomalyforge{' ' + command if command else ''}"
-        with warnings.catch_warnings():
-            warnings.simplefilter("once", ImageConversionWarning)
-            shown = warnings.showwarning
-
-            def show(message, category, *rest, **kwargs):
-                if issubclass(category, ImageConversionWarning):
-                    print(f"{prefix}: note: {message}", file=sys.stderr)
-                else:
-                    shown(message, category, *rest, **kwargs)
-
-            warnings.showwarning = show
-            try:
-                return func(args)
-            except (DetectError, SynthError) as exc:  # SynthError: images, options and output folders read through synth
-                print(f"{prefix}: error: {exc}", file=sys.stderr)
-                return 2
+        notes: list = []
+        try:
+            with counted_conversions() as notes:
+                try:
+                    return func(args)
+                except (DetectError, SynthError) as exc:  # SynthError: images, options and output folders read through synth
+                    print(f"{prefix}: error: {exc}", file=sys.stderr)
+                    return 2
+        finally:  # the block has ended: notes holds each set's count over all its batches
+            for note in notes:
+                print(f"{prefix}: note: {note}", file=sys.stderr)
 
     return run
 

@@ -6,8 +6,9 @@
     anomalyforge hub load ORG/NAME --version 1.1.0 [--offline] [--save-to DIR]
 
 Exit codes: 0 success, 1 a push/load that failed on the way (network, server; run it again),
-2 bad input (invalid build, refused version, bad options, a token the Hub refuses: 401/403). Nothing
-any of them prints carries the value of the Hugging Face token.
+2 bad input (invalid build, refused version, bad options, a token the Hub refuses: 401/403, a
+dataset or version that is not there). Nothing any of them prints carries the value of the Hugging
+Face token.
 """
 
 from __future__ import annotations

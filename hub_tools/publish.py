@@ -39,8 +39,8 @@ from typing import Any, Iterator
 
 from .build import validate_build
 from .card import add_changelog_entry, read_changelog, render_card
-from .errors import (CredentialsError, HubToolsError, PublishError, RepoIdError, StaleParentError, ValidationError,
-                     VersionError, VisibilityError)
+from .errors import (CredentialsError, DatasetNotFoundError, HubToolsError, PublishError, RepoIdError,
+                     StaleParentError, ValidationError, VersionError, VisibilityError)
 from .loading import load_dataset
 from .schema import SPLITS
 from .tokens import redact, resolve_token
@@ -176,6 +176,42 @@ def _token_refusal(exc: BaseException, repo_id: str, token: str | None) -> str |
                 "`hf auth login` or set HF_TOKEN to a valid token")
     return (f"the token cannot write to {repo_id} (403{detail}): it is read-only or has no rights on the repo "
             f"or the organisation {org}; use a token with write access to {org} (`hf auth login` or HF_TOKEN)")
+
+
+def _read_failure(exc: BaseException, repo_id: str, token: str | None, tag: str | None = None) -> HubToolsError | None:
+    """The error for a read (``hub versions``, ``hub load``) that running it again cannot change --
+    a token the Hub refuses, a repository or version that is not there (or not readable with these
+    credentials: the Hub answers both alike) -- or None (a network error, a 5xx: try again)."""
+    from huggingface_hub.errors import HfHubHTTPError, RevisionNotFoundError
+
+    refused = _refused_error(exc)
+    if refused is not None:
+        said = " ".join(str(refused.server_message or "").split())
+        detail = f": {redact(said, token)}" if said else ""
+        if refused.response.status_code == 401:
+            return CredentialsError(
+                f"cannot read {repo_id}: the Hub refused the token (401{detail}): it is invalid or expired; log in "
+                "again with `hf auth login` or set HF_TOKEN to a valid token"
+            )
+        return CredentialsError(
+            f"the token cannot read {repo_id} (403{detail}): use a token with read access to it (`hf auth login` or "
+            "HF_TOKEN); a gated dataset must first be accepted on its page"
+        )
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, RevisionNotFoundError) and tag is not None:
+            return DatasetNotFoundError(
+                f"dataset {repo_id} has no version {tag[1:]}; `anomalyforge hub versions {repo_id}` lists the published ones"
+            )
+        if isinstance(exc, HfHubHTTPError) and getattr(exc.response, "status_code", None) in (401, 404):
+            if token:
+                return DatasetNotFoundError(f"dataset {repo_id} not found, or private and not readable with this token")
+            return DatasetNotFoundError(
+                f"dataset {repo_id} not found (if it is private: log in with `hf auth login` or set HF_TOKEN)"
+            )
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 @dataclass(frozen=True)
@@ -535,7 +571,9 @@ def list_versions(repo_id: str, *, token: str | None = None, endpoint: str | Non
             out.append(VersionInfo(".".join(map(str, numbers)), name, commit, date, rows))
         return out
     except _network_errors() as exc:
-        raise PublishError(f"cannot list versions of {repo_id}: {_describe_http_error(exc, token)}") from None
+        raise _read_failure(exc, repo_id, token) or PublishError(
+            f"cannot list versions of {repo_id}: {_describe_http_error(exc, token)}"
+        ) from None
 
 
 def load_version(
@@ -569,7 +607,9 @@ def load_version(
                               allow_patterns=["data/*", "README.md", "build.json"])
             return datasets.load_dataset(repo_id, revision=tag, token=token)
         except Exception as exc:  # datasets/huggingface_hub raise many types for a missing repo or revision
-            raise PublishError(f"cannot load {repo_id} {tag}: {redact(str(exc), token)}") from None
+            raise _read_failure(exc, repo_id, token, tag) or PublishError(
+                f"cannot load {repo_id} {tag}: {_describe_http_error(exc, token)}"
+            ) from None
 
     try:
         folder = Path(snapshot_download(repo_id, repo_type=REPO_TYPE, revision=tag, local_files_only=True,

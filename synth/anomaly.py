@@ -299,7 +299,10 @@ def _renamed_bins(bins: Sequence[SizeBin], label_bins: Sequence[SizeBin]) -> Seq
 
 
 def replay(image: np.ndarray, spec: Spec | dict, **scene_inputs: Any) -> Anomaly:
-    """Render a stored spec again (e.g. from a dataset row's params) on the same image."""
+    """Render a stored spec again on the same image: ``Anomaly.spec`` or its ``to_json()`` dict.
+
+    A record's ``params`` column is not a spec: it holds the spec's params plus what the rendering
+    measured and the requested size bin."""
     from .registry import get_method
 
     spec_obj = spec if isinstance(spec, Spec) else Spec.from_dict(spec)

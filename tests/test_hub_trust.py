@@ -211,6 +211,46 @@ def test_a_push_that_failed_on_the_network_or_server_says_to_run_it_again(hub, b
     assert _tags(hub, repo) == ["v1.0.0"]
 
 
+@pytest.fixture(scope="module")
+def private_version(hub, build, tmp_path_factory) -> str:
+    repo = "org/private-reads"
+    published = _cli("hub", "push", str(build), "--repo", repo, "--version", "1.0.0", "--private",
+                     home=tmp_path_factory.mktemp("push_home"), endpoint=hub.url)
+    assert published.returncode == 0, published.stderr
+    return repo
+
+
+@pytest.mark.parametrize("command", ["versions", "load"])
+def test_reads_the_hub_refuses_are_named_once_and_exit_2(hub, private_version, tmp_path, command):
+    """A refused token, a missing repository and a missing version cannot be fixed by running the
+    command again: one line that says what to change, exit 2 (1 is kept for "run it again")."""
+
+    def read(repo: str, token: str | None, version: str = "1.0.0") -> str:
+        args = ("hub", "versions", repo) if command == "versions" else ("hub", "load", repo, "--version", version)
+        result = _cli(*args, home=tmp_path / f"{token}{repo}".replace("/", "_"), endpoint=hub.url,
+                      env={"HF_TOKEN": token})
+        assert result.returncode == 2, result.stderr
+        if token:
+            assert token not in result.stdout + result.stderr
+        return _error_line(result)
+
+    line = read(private_version, BAD_TOKEN)
+    assert f"cannot read {private_version}: the Hub refused the token (401" in line and "hf auth login" in line
+    line = read(private_version, None)
+    assert f"dataset {private_version} not found (if it is private: log in" in line
+    assert "not found, or private and not readable with this token" in read("org/no-such-dataset", TOKEN)
+    if command == "load":
+        line = read(private_version, TOKEN, version="9.9.9")
+        assert f"dataset {private_version} has no version 9.9.9; `anomalyforge hub versions {private_version}`" in line
+
+
+def test_a_read_that_failed_on_the_server_still_says_to_try_again(hub, private_version, tmp_path):
+    hub.fail("GET", rf"/api/datasets/{private_version}/refs", status=503)
+    result = _cli("hub", "versions", private_version, home=tmp_path, endpoint=hub.url)
+    assert result.returncode == 1, result.stderr
+    assert f"cannot list versions of {private_version}: " in _error_line(result) and "503" in result.stderr
+
+
 # --------------------------------------------------------------------------- hub load --save-to
 #: every file the process writes stops at 4 KB: the save's JSON files fit, its Arrow files do not,
 #: as on a disk that fills up midway (Python ignores SIGXFSZ, so the write fails with EFBIG)

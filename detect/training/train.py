@@ -52,8 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=arguments.non_negative, default=0, help="data-loader processes making anomalies")
     parser.add_argument("--synth-device", default=None, metavar="DEVICE",
                         help="make the training anomalies batched on this torch device (cuda, cuda:N, cpu) instead of "
-                             "in CPU loader processes; methods without a batched renderer (nsa) still use the CPU "
-                             "(default: the CPU loader)")
+                             "in CPU loader processes (every method renders batched: synth.batched.BATCHED_METHODS; "
+                             "default: the CPU loader)")
     parser.add_argument("--seed", type=arguments.seed, default=0)
     parser.add_argument("--no-pretrained", action="store_true",
                         help="random encoder instead of ImageNet weights (segmenter, defect_map)")
