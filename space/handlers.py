@@ -258,6 +258,10 @@ class Space:
                   f"FALSE ALARM. Served on **{device}**.")
         if split.one_image and any(truth is None for _, _, truth in tests):
             status = ONE_REFERENCE_CAVEAT + status
+        if calibration.threshold <= 0:
+            status = (f"> ⚠️ **No threshold:** {shown} scores {held} {calibration.threshold:.4g}, so no score is a "
+                      "multiple of it; check that the model's output is an anomaly score that grows with the "
+                      "anomaly.\n\n" + status)
         return gallery, pd.DataFrame(rows, columns=DETECT_COLUMNS), bar, status
 
     def _detect_tests(self, test_paths: Sequence[str], reference: str, source_path: str,

@@ -90,8 +90,9 @@ def detect_views(folder: Path, tests: Sequence[tuple[str, np.ndarray, Any]], res
                                    colour=TRUTH_RGB)
         overlay = save_view(folder, f"heatmap_{i}.png", heat)
         verdict = calibration.verdict(score, truth, one_image)
-        ratio = calibration.ratio(score)
-        gallery.append((overlay, f"{verdict.upper()} · {ratio:.2f}x threshold · {name}"))
-        rows.append({"file": name, "verdict": verdict, "x threshold": round(ratio, 3),
+        ratio = calibration.ratio(score) if calibration.threshold > 0 else None  # no scale without a threshold
+        scale = f"{ratio:.2f}x threshold" if ratio is not None else f"score {float(score):.4g}"
+        gallery.append((overlay, f"{verdict.upper()} · {scale} · {name}"))
+        rows.append({"file": name, "verdict": verdict, "x threshold": None if ratio is None else round(ratio, 3),
                      "score": round(float(score), 4), "threshold": round(calibration.threshold, 4)})
     return gallery, rows

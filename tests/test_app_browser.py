@@ -99,7 +99,8 @@ def test_a_first_visitor_gets_results_on_every_tab_with_defaults_and_with_upload
         assert caption.is_visible() and caption.inner_text().startswith("CLEAN")
         assert page.get_by_text("DETECTED ·").first.is_visible()  # a verdict and a score, not cut off
         bar = page.locator("#colour-bar img")
-        assert bar.is_visible() and bar.bounding_box()["width"] > 200
+        bar.wait_for(state="visible", timeout=30_000)  # it may load after the heatmaps
+        assert bar.bounding_box()["width"] > 200
         _no_error_shown(page)
 
         # Detect, upload: the visitor's own image is scored and named
