@@ -77,6 +77,13 @@ def test_a_photo_is_flagged_as_chance_level_and_not_a_texture():
     assert r.chance_level and any("chance level" in w for w in r.warnings)
 
 
+def test_a_mix_of_two_textures_is_named_as_a_possible_cause_of_unlike_tiles():
+    # brick and grass are each a texture; tiles of both together are as unlike as a photo's
+    r = run_stress([skimage.data.brick(), skimage.data.grass()], StressConfig(**QUICK))
+    assert r.texture_spread > 0.25
+    assert any("a photo or a mix of different kinds of image, not a repetitive texture" in w for w in r.warnings)
+
+
 def test_texture_spread_separates_textures_from_photos():
     for name in ("brick", "grass", "gravel"):
         assert texture_spread(tiles(getattr(skimage.data, name)(), 4)) < 0.2
