@@ -81,6 +81,8 @@ def test_an_uploaded_onnx_model_detects_and_stress_tests_and_is_named(client, mo
     assert "your model **contrast.onnx**, used as given" in status
     # its threshold comes from the clean source turned by 180 degrees, and the row says so
     assert scores["data"][0][0] == "clean source (turned 180°, it sets the threshold)"
+    # local contrast is the same turned by 180 degrees: equal to the threshold, so clean, not a false alarm
+    assert scores["data"][0][1] == "clean"
     # a model used as given is fitted on nothing: the status names the image its threshold comes from
     *_, status = client.predict("patchcore", [], "grass", [handle_file(str(models["image"]))], None,
                                 handle_file(str(models["onnx"])), api_name="/detect")
