@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Sequence
 
 import gradio as gr
 import numpy as np
 
 from synth import Anomaly, SynthError, get_method, method_names, synthesize
+from synth.errors import RegionError
 from synth.preview import region_from_layers
+from synth.region import normalize_region
 
 from space.config import PARQUET_MAX_BYTES, RANDOM
 from space.inputs import read_upload
@@ -65,6 +68,12 @@ def allowed_region(image: np.ndarray, drawing: dict | None, mask_path: str | Non
                 "upload a mask of the same size (white = anomalies allowed).",
                 print_exception=False,
             )
+        try:
+            normalize_region(mask, height, width)
+        except RegionError:  # the size matches: no pixel is white
+            raise gr.Error(f"region mask {Path(mask_path).name} has no white pixel, so anomalies may appear nowhere: "
+                           "white marks where they may (or remove the mask to use the whole image).",
+                           title="Empty region", print_exception=False) from None
         return mask, "uploaded mask"
     layers = (drawing or {}).get("layers") or []
     region = region_from_layers([np.asarray(layer) for layer in layers if layer is not None], height, width)

@@ -138,6 +138,13 @@ def test_region_painted_in_the_editor_keeps_every_anomaly_inside(client, files, 
         assert mask.any() and not mask[:, :100].any()
 
 
+def test_a_region_mask_without_white_is_refused_as_empty_not_per_seed(client, files, tmp_path):
+    black = tmp_path / "black_mask.png"
+    save_png(black, np.zeros((160, 160), np.uint8))
+    with pytest.raises(AppError, match="region mask black_mask.png has no white pixel, so anomalies may appear nowhere"):
+        _generate(client, files["grass"], mask=black)
+
+
 def test_region_mask_of_another_size_is_refused_with_a_message(client, files):
     with pytest.raises(AppError, match="region mask is 50x50 but the image is 160x160"):
         _generate(client, files["grass"], mask=files["wrong_size_mask"])
