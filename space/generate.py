@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Sequence
 
 import gradio as gr
 import numpy as np
 
 from synth import Anomaly, SynthError, get_method, method_names, synthesize
+from synth.errors import RegionError
 from synth.preview import region_from_layers
+from synth.region import normalize_region
 
 from space.config import PARQUET_MAX_BYTES, RANDOM
 from space.inputs import read_upload
@@ -37,6 +40,23 @@ def method_options(method: str) -> tuple[list[str], list[str], bool]:
     return [RANDOM, *obj.shapes], [RANDOM, *obj.modes], bool(getattr(obj, "targets_size", False))
 
 
+def paired_options(method: str, shape: str | None, mode: str | None) -> tuple[list[str], list[str]]:
+    """(shape choices, mode choices) of a method that go with the mode and the shape chosen
+    (``RANDOM`` or ``None``: any), ``RANDOM`` first: a mixture makes only some shapes in a mode."""
+    obj = get_method(method)
+    shape, mode = (None if v in (None, "", RANDOM) else v for v in (shape, mode))
+    return ([RANDOM, *(s for s in obj.shapes if obj.offers(s, mode))],
+            [RANDOM, *(m for m in obj.modes if obj.offers(shape, m))])
+
+
+def check_pair(method: str, shape: str | None, mode: str | None) -> None:
+    """Refuse a shape and mode the method does not make together, saying what goes with the shape."""
+    try:
+        get_method(method).check_choices(shape, mode)
+    except SynthError as exc:
+        raise gr.Error(str(exc), title="Shape and mode do not go together", print_exception=False) from None
+
+
 def allowed_region(image: np.ndarray, drawing: dict | None, mask_path: str | None) -> tuple[np.ndarray | None, str | None]:
     """The allowed region from an uploaded mask image (first) or the brush strokes, and its origin."""
     height, width = image.shape[:2]
@@ -48,6 +68,12 @@ def allowed_region(image: np.ndarray, drawing: dict | None, mask_path: str | Non
                 "upload a mask of the same size (white = anomalies allowed).",
                 print_exception=False,
             )
+        try:
+            normalize_region(mask, height, width)
+        except RegionError:  # the size matches: no pixel is white
+            raise gr.Error(f"region mask {Path(mask_path).name} has no white pixel, so anomalies may appear nowhere: "
+                           "white marks where they may (or remove the mask to use the whole image).",
+                           title="Empty region", print_exception=False) from None
         return mask, "uploaded mask"
     layers = (drawing or {}).get("layers") or []
     region = region_from_layers([np.asarray(layer) for layer in layers if layer is not None], height, width)

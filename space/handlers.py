@@ -42,7 +42,15 @@ from space.inputs import (
     uploaded_model,
     warn,
 )
-from space.generate import allowed_region, available_methods, generate_status, make_anomalies, method_options
+from space.generate import (
+    allowed_region,
+    available_methods,
+    check_pair,
+    generate_status,
+    make_anomalies,
+    method_options,
+    paired_options,
+)
 from space.storage import WorkArea, save_view
 from space.views import (
     BROWSE_COLUMNS,
@@ -62,6 +70,14 @@ def on_method_change(method: str):
         gr.Dropdown(interactive=sized, value=RANDOM,
                     info=None if sized else f"{method} does not steer the size; the measured bin is reported"),
     )
+
+
+def on_shape_or_mode_change(method: str, shape: str, mode: str):
+    """Narrow the shapes to those made in the chosen mode and the modes to those made with the
+    chosen shape (only a mixture of methods has pairs it cannot make)."""
+    shapes, modes = paired_options(method, shape, mode)
+    return (gr.Dropdown(choices=shapes, value=shape if shape in shapes else RANDOM),
+            gr.Dropdown(choices=modes, value=mode if mode in modes else RANDOM))
 
 
 GENERATED = "the Generate tab's image"
@@ -87,6 +103,16 @@ def chosen_detector(detector_name: str, model_file: Any) -> tuple[str, dict, Any
         return detector_name, {}, None
     name, options = uploaded
     return name, options, uploaded
+
+
+def detector_error(exc: Exception, model_file: Any) -> gr.Error:
+    """A detector's failure as the visitor reads it: an uploaded model named by its file name,
+    not by the server's path to it."""
+    text = str(exc)
+    if model_file:
+        text = text.replace(str(model_file), Path(model_file).name)
+    return gr.Error(text, print_exception=False)
+
 
 class Space:
     """The app's event handlers, with the state they share made explicit: the settings, the per-
@@ -120,6 +146,7 @@ class Space:
         shapes, modes, sized = method_options(method)
         shape_arg = checked_choice(shape, shapes[1:], "shape")
         mode_arg = checked_choice(mode, modes[1:], "mode")
+        check_pair(method, shape_arg, mode_arg)
         bin_arg = checked_choice(size_bin, [b.name for b in DEFAULT_BINS], "size bin") if sized else None
         count = checked_int(count, "count", 1, MAX_COUNT)
         seed = checked_int(seed, "seed", 0, 2**62)
@@ -138,30 +165,32 @@ class Space:
         if failures:
             gr.Warning(f"{len(failures)} of {count} anomalies could not be made ({failures[0]}).")
 
-        folder = self.work.folder(request.session_hash, "generate")
-        source_id = Path(image_path).name
-        rows = export_rows(anomalies, source_id)
-        before = save_view(folder, "before.png", display_rgb(image, PREVIEW_SIDE))
-        gallery, views = [], []
-        for i, (anomaly, row) in enumerate(zip(anomalies, rows)):
-            overlay = save_view(folder, f"overlay_{i}.png", contour_overlay(anomaly.image, anomaly.mask, PREVIEW_SIDE))
-            after = save_view(folder, f"after_{i}.png", display_rgb(anomaly.image, PREVIEW_SIDE))
-            mask = save_view(folder, f"mask_{i}.png", mask_preview(anomaly.mask, PREVIEW_SIDE))
-            caption = f"{row['shape']} · {row['mode']} · {row['size_bin']} · seed {row['seed']}"
-            gallery.append((overlay, caption))
-            views.append({"before": before, "after": after, "mask": mask, "source": str(image_path),
-                          "name": Path(row["file_name"]).name})
-        config = {
-            "tool": f"anomalyforge {tool_version()} (Space)",
-            "method": method, "shape": shape_arg, "mode": mode_arg, "size_bin": bin_arg,
-            "count": count, "seed": seed, "source_id": source_id, "region": region_source,
-        }
-        stem = Path(source_id).stem or "image"
-        downloads = [str(export_zip(anomalies, folder / f"{stem}_{method}_seed{seed}.zip", source_id, config=config))]
-        parquet = Path(downloads[0]).stat().st_size <= PARQUET_MAX_BYTES
-        if parquet:
-            downloads.append(str(export_parquet(anomalies, folder / f"{stem}_{method}_seed{seed}.parquet", source_id)))
-        generated = {"views": views, "parquet": downloads[1] if parquet else None}
+        with self.work.folder(request.session_hash, "generate") as folder:
+            source_id = Path(image_path).name
+            rows = export_rows(anomalies, source_id)
+            before = save_view(folder, "before.png", display_rgb(image, PREVIEW_SIDE))
+            gallery, views = [], []
+            for i, (anomaly, row) in enumerate(zip(anomalies, rows)):
+                overlay = save_view(folder, f"overlay_{i}.png",
+                                    contour_overlay(anomaly.image, anomaly.mask, PREVIEW_SIDE))
+                after = save_view(folder, f"after_{i}.png", display_rgb(anomaly.image, PREVIEW_SIDE))
+                mask = save_view(folder, f"mask_{i}.png", mask_preview(anomaly.mask, PREVIEW_SIDE))
+                caption = f"{row['shape']} · {row['mode']} · {row['size_bin']} · seed {row['seed']}"
+                gallery.append((overlay, caption))
+                views.append({"before": before, "after": after, "mask": mask, "source": str(image_path),
+                              "name": Path(row["file_name"]).name})
+            config = {
+                "tool": f"anomalyforge {tool_version()} (Space)",
+                "method": method, "shape": shape_arg, "mode": mode_arg, "size_bin": bin_arg,
+                "count": count, "seed": seed, "source_id": source_id, "region": region_source,
+            }
+            stem = Path(source_id).stem or "image"
+            name = f"{stem}_{method}_seed{seed}"
+            downloads = [str(export_zip(anomalies, folder / f"{name}.zip", source_id, config=config))]
+            parquet = Path(downloads[0]).stat().st_size <= PARQUET_MAX_BYTES
+            if parquet:
+                downloads.append(str(export_parquet(anomalies, folder / f"{name}.parquet", source_id)))
+            generated = {"views": views, "parquet": downloads[1] if parquet else None}
         return (
             gallery,
             (views[0]["before"], views[0]["after"]),
@@ -207,6 +236,8 @@ class Space:
         source_path = image_path or self.examples["brick"]
         tests, what = self._detect_tests(test_paths, reference, source_path, generated)
         split, key, source, held = self._detect_reference(fit_paths, reference, source_path)
+        if not fit_paths and reference == GENERATED:  # the clean source is the reference image itself
+            tests = _clean_source_named_as_reference(tests, uploaded is not None)
         _warn_unlike(tests, split.fit[0])
         progress(0.2, desc=f"Scoring with {shown}" if uploaded else f"Fitting {shown} (once, then cached) and scoring")
         try:
@@ -214,11 +245,12 @@ class Space:
                                                        [split.held_out, [t for _, t, _ in tests]],
                                                        self.config.detect_size, **model_options)
         except DetectError as exc:
-            raise gr.Error(str(exc), print_exception=False) from None
+            raise detector_error(exc, model_file) from None
         progress(0.9, desc="Drawing heatmaps")
         calibration = Calibration.from_held_out(normal.scores, normal.maps)
-        folder = self.work.folder(request.session_hash, "detect")
-        gallery, rows = detect_views(folder, tests, result, calibration, split.one_image)
+        with self.work.folder(request.session_hash, "detect") as folder:
+            gallery, rows = detect_views(folder, tests, result, calibration, split.one_image)
+            bar = colour_bar(folder / "colour_bar.png", shown)
         used = f"your model **{shown}**, used as given," if uploaded else f"**{shown}** fitted on {source};"
         status = (f"{used} scored {what}. An image is above the threshold when "
                   f"its score is above the highest score of {held} ({calibration.threshold:.4g}). Synthetic "
@@ -226,8 +258,11 @@ class Space:
                   f"FALSE ALARM. Served on **{device}**.")
         if split.one_image and any(truth is None for _, _, truth in tests):
             status = ONE_REFERENCE_CAVEAT + status
-        return gallery, pd.DataFrame(rows, columns=DETECT_COLUMNS), colour_bar(folder / "colour_bar.png",
-                                                                                 shown), status
+        if calibration.threshold <= 0:
+            status = (f"> ⚠️ **No threshold:** {shown} scores {held} {calibration.threshold:.4g}, so no score is a "
+                      "multiple of it; check that the model's output is an anomaly score that grows with the "
+                      "anomaly.\n\n" + status)
+        return gallery, pd.DataFrame(rows, columns=DETECT_COLUMNS), bar, status
 
     def _detect_tests(self, test_paths: Sequence[str], reference: str, source_path: str,
                       generated: dict | None) -> tuple[list[tuple[str, np.ndarray, Any]], str]:
@@ -256,18 +291,21 @@ class Space:
     def _detect_reference(self, fit_paths: Sequence[str], reference: str,
                           source_path: str) -> tuple[Reference, str, str, str]:
         """(fit / held-out split, cache key, the fit images in words, the held-out ones in words)."""
+        if len(fit_paths) == 1:  # one upload: like the Generate tab's image, its mirror images fit too
+            split = mirror_split(as_colour(read_upload(fit_paths[0], "anomaly-free image")))
+            return (split, f"upload-mirror:{_files_key(fit_paths)}",
+                    f"**{Path(fit_paths[0]).name}** (uploaded) and its two mirror images",
+                    f"{Path(fit_paths[0]).name} turned by 180 degrees")
         if fit_paths:
             goods = [as_colour(read_upload(p, "anomaly-free image")) for p in fit_paths]
             split = held_out_split(goods)
-            held = ("the held-out last anomaly-free image" if len(goods) > 1
-                    else "the fit image itself (upload 2+ for a held-out reference)")
             return (split, f"uploads:{_files_key(fit_paths)}", f"{len(split.fit)} uploaded anomaly-free image(s)",
-                    held)
+                    "the held-out last anomaly-free image")
         path = source_path if reference == GENERATED else self.examples[reference]
         split = mirror_split(display_rgb(read_upload(path, "reference image"), PREVIEW_SIDE))
         source = (f"**{Path(path).name}** ({'the Generate tab' if reference == GENERATED else 'example'} image) "
                   "and its two mirror images")
-        return split, f"mirror:{_files_key([path])}", source, "the same image turned by 180 degrees"
+        return split, f"mirror:{_files_key([path])}", source, f"{Path(path).name} turned by 180 degrees"
 
     # -------------------------------------------------------------------------- stress test
     def stress_test(
@@ -300,11 +338,11 @@ class Space:
                               k=checked_int(k, "k (false positives)", 1, 5), seed=checked_int(seed, "seed", 0, 2**62),
                               grid=STRESS_GRID, image_size=min(STRESS_SIZE, self.config.detect_size), min_side=MIN_SIDE)
         progress(0.0, desc="Reading images")
-        images, skipped = readable_uploads(paths)
+        images, skipped = _tileable(paths, *readable_uploads(paths))
         try:
             result, device = stress_on_device(images, config, **model_options)
         except DetectError as exc:
-            raise gr.Error(str(exc), print_exception=False) from None
+            raise detector_error(exc, model_file) from None
         parts = []
         for by, name in (("shape", "shape_size"), ("mode", "mode_size")):
             part = result.tables[name].rename(columns={by: "value"})
@@ -337,7 +375,10 @@ class Space:
         n_rows = checked_int(n_rows, "rows", 1, 24)
         empty = pd.DataFrame(columns=BROWSE_COLUMNS)
         if not repo:
-            return self._browse_local(generated, n_rows, request)
+            gallery, table, status = self._browse_local(generated, n_rows, request)
+            if version:  # a version names a published dataset; without a name it was silently dropped
+                status = f"Version {version} is not used: versions are of a dataset on the Hub (ORG/NAME). " + status
+            return gallery, table, status
         if repo.count("/") != 1 or not all(repo.split("/")):
             raise gr.Error(f"give the dataset as ORG/NAME, got {repo!r}", print_exception=False)
         from hub_tools.errors import DatasetNotFoundError, HubToolsError, ValidationError
@@ -394,21 +435,22 @@ class Space:
     def _rows_view(self, rows, request: gr.Request | None):
         from hub_tools.schema import decode_labels
 
-        folder = self.work.folder(getattr(request, "session_hash", None), "browse")
         features = rows.features
         gallery, records = [], []
-        for i in range(len(rows)):
-            row = rows[i]
-            image, mask = np.asarray(row["image"]), np.asarray(row["mask"]) > 0
-            if mask.ndim == 3:
-                mask = mask.any(axis=2)
-            stored = {column: row.get("area_fraction" if column == "area_%" else column) for column in BROWSE_COLUMNS}
-            record = decode_labels(stored, features)
-            record["area_%"] = round(100.0 * float(record["area_%"]), 4)
-            record["brightness_delta"] = round(float(record["brightness_delta"]), 4)
-            records.append(record)
-            overlay = save_view(folder, f"row_{i}.png", contour_overlay(image, mask, PREVIEW_SIDE))
-            gallery.append((overlay, f"{record['shape']} · {record['mode']} · {record['size_bin']}"))
+        with self.work.folder(getattr(request, "session_hash", None), "browse") as folder:
+            for i in range(len(rows)):
+                row = rows[i]
+                image, mask = np.asarray(row["image"]), np.asarray(row["mask"]) > 0
+                if mask.ndim == 3:
+                    mask = mask.any(axis=2)
+                stored = {column: row.get("area_fraction" if column == "area_%" else column)
+                          for column in BROWSE_COLUMNS}
+                record = decode_labels(stored, features)
+                record["area_%"] = round(100.0 * float(record["area_%"]), 4)
+                record["brightness_delta"] = round(float(record["brightness_delta"]), 4)
+                records.append(record)
+                overlay = save_view(folder, f"row_{i}.png", contour_overlay(image, mask, PREVIEW_SIDE))
+                gallery.append((overlay, f"{record['shape']} · {record['mode']} · {record['size_bin']}"))
         return gallery, pd.DataFrame(records, columns=BROWSE_COLUMNS)
 
     def show_in_editor(self, image_path: str | None, request: gr.Request):
@@ -422,8 +464,8 @@ class Space:
         except gr.Error as exc:  # said at once, not only at the Generate click
             gr.Warning(exc.message)
             return gr.ImageEditor(value=None)
-        folder = self.work.folder(getattr(request, "session_hash", None), "editor")
-        preview = save_view(folder, "background.png", display_rgb(image, PREVIEW_SIDE))
+        with self.work.folder(getattr(request, "session_hash", None), "editor") as folder:
+            preview = save_view(folder, "background.png", display_rgb(image, PREVIEW_SIDE))
         return gr.ImageEditor(value={"background": preview, "layers": [], "composite": None})
 
     def release(self, request: gr.Request) -> None:
@@ -447,6 +489,14 @@ ONE_REFERENCE_CAVEAT = (
 )
 
 
+def _clean_source_named_as_reference(tests: Sequence[tuple[str, np.ndarray, Any]],
+                                     model_as_given: bool) -> list[tuple[str, np.ndarray, Any]]:
+    """Say of a clean source that is the reference image what that means for its verdict: a detector
+    fitted on it, or a model whose threshold its own 180-degree turn sets, gives it no independent test."""
+    note = "turned 180°, it sets the threshold" if model_as_given else "fitted on"
+    return [(f"{name} ({note})" if truth is CLEAN else name, image, truth) for name, image, truth in tests]
+
+
 def _warn_unlike(tests: Sequence[tuple[str, np.ndarray, Any]], fit_image: np.ndarray) -> None:
     """Warn about test images of another kind than the fit images: they score high whatever they show."""
     unlike = [name for name, image, _ in tests if texture_spread([fit_image, image]) > TEXTURE_SPREAD_LIMIT]
@@ -456,10 +506,34 @@ def _warn_unlike(tests: Sequence[tuple[str, np.ndarray, Any]], fit_image: np.nda
                    "images of their kind (or choose another image to fit on).")
 
 
+def _tileable(paths: Sequence[str], images: list[np.ndarray],
+              skipped: list[str]) -> tuple[list[np.ndarray], list[str]]:
+    """The read images large enough to cut into the stress test's tiles, and the names of all
+    skipped ones; each image too small is said in a warning (one would stop the whole run)."""
+    read = [Path(p).name for p in paths if Path(p).name not in skipped]
+    kept = []
+    for name, image in zip(read, images):
+        height, width = image.shape[:2]
+        if min(height, width) >= STRESS_MIN_SIDE:
+            kept.append(image)
+            continue
+        skipped.append(name)
+        gr.Warning(f"Skipped: {name} is {width}x{height} pixels; the stress test cuts each image into "
+                   f"{STRESS_GRID}x{STRESS_GRID} tiles of at least {MIN_SIDE} px, so it needs "
+                   f"{STRESS_MIN_SIDE}x{STRESS_MIN_SIDE} or more.")
+    if not kept:
+        raise gr.Error(f"no image is large enough for the stress test: it needs {STRESS_MIN_SIDE}x{STRESS_MIN_SIDE} "
+                       f"pixels or more ({STRESS_GRID}x{STRESS_GRID} tiles of at least {MIN_SIDE} px).",
+                       title="Images too small", print_exception=False)
+    return kept, skipped
+
+
 #: anomalies per stress test, at most
 STRESS_MAX = 400
 #: tiles per side of each stress-test image
 STRESS_GRID = 4
+#: shorter side a stress-test image needs: its tiles must be detector-sized
+STRESS_MIN_SIDE = STRESS_GRID * MIN_SIDE
 #: images per stress test, at most
 STRESS_MAX_IMAGES = 8
 #: side the stress test's detector works at (tiles are small; 128 px keeps a run near 10 s on CPU)

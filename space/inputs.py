@@ -41,8 +41,8 @@ def checked_input(component: gr.components.Component, what: str, expected: str) 
     def checked_preprocess(payload: Any) -> Any:
         try:
             return preprocess(payload)
-        except gr.Error:
-            raise
+        except gr.Error as exc:  # the component's own check (a minimum, a maximum): say which input
+            raise gr.Error(f"{what}: {exc.message}", title="Invalid input", print_exception=False) from None
         except Exception:  # noqa: BLE001 -- any failure to read the value means the same to the caller
             raise refuse(getattr(payload, "model_dump", lambda: payload)()) from None
 

@@ -9,7 +9,9 @@ import threading
 import time
 import uuid
 import weakref
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from synth.image import save_png
@@ -19,7 +21,8 @@ class WorkArea:
     """Per-session folders for the files a click writes, with bounded disk use.
 
     Layout: ``root/<session>/<tab>-<id>/``. A click replaces the previous folder of the same tab
-    and session (the page shows only the newest results), a closed tab removes its session's
+    and session (the page shows only the newest results) unless that click is still writing in it
+    (two events of one page can run at once; the next click removes it), a closed tab removes its session's
     folders (``Blocks.unload``), sessions untouched for ``ttl_s`` are removed by a timer that
     checks every ``expiry_period(ttl_s)`` seconds (also for a client that never clicks again or
     never closes its page), and while all folders together exceed ``budget`` bytes the least
@@ -30,19 +33,28 @@ class WorkArea:
     def __init__(self, root: Path, budget: int, ttl_s: int) -> None:
         self.root, self.budget, self.ttl_s = Path(root), int(budget), int(ttl_s)
         self._lock = threading.Lock()
+        self._writing: set[Path] = set()  # folders of the clicks still running
         _start_expiry_timer(self)
 
-    def folder(self, session: str | None, tab: str) -> Path:
-        """A fresh empty folder for one click of ``tab`` in ``session``."""
+    @contextmanager
+    def folder(self, session: str | None, tab: str) -> Iterator[Path]:
+        """A fresh empty folder for one click of ``tab`` in ``session``, written in the ``with``
+        block; the session's older folders of ``tab`` go, but for those still being written."""
         session_dir = self.root / session_name(session)
         with self._lock:
             for old in session_dir.glob(f"{tab}-*"):
-                shutil.rmtree(old, ignore_errors=True)
+                if old not in self._writing:
+                    shutil.rmtree(old, ignore_errors=True)
             self._expire(keep=session_dir)
             folder = session_dir / f"{tab}-{uuid.uuid4().hex[:12]}"
             folder.mkdir(parents=True)
             os.utime(session_dir)
-        return folder
+            self._writing.add(folder)
+        try:
+            yield folder
+        finally:
+            with self._lock:
+                self._writing.discard(folder)
 
     def release(self, session: str | None) -> None:
         """Remove every file of ``session`` (its browser tab closed)."""
@@ -66,14 +78,14 @@ class WorkArea:
         for _, path in sorted(sessions):
             if total <= self.budget:
                 break
-            if path == keep:
+            if path == keep or self._busy(path):
                 continue
             size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
             shutil.rmtree(path, ignore_errors=True)
             total -= size
 
     def _drop_expired(self, keep: Path | None) -> list[tuple[float, Path]]:
-        """Remove the sessions (but ``keep``) untouched for ``ttl_s``; return ``(mtime, path)`` of the rest."""
+        """Remove the sessions (but ``keep`` and those being written) untouched for ``ttl_s``; return ``(mtime, path)`` of the rest."""
         now = time.time()
         sessions = []
         for path in self.root.glob("s-*"):
@@ -81,11 +93,15 @@ class WorkArea:
                 mtime = path.stat().st_mtime
             except OSError:
                 continue  # removed meanwhile
-            if path != keep and now - mtime > self.ttl_s:
+            if path != keep and not self._busy(path) and now - mtime > self.ttl_s:
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 sessions.append((mtime, path))
         return sessions
+
+    def _busy(self, session_dir: Path) -> bool:
+        """Whether a click of this session is writing now (its files are not removed under it)."""
+        return any(folder.parent == session_dir for folder in self._writing)
 
 
 def expiry_period(ttl_s: int) -> int:

@@ -26,7 +26,15 @@ from space.config import (
 from space.device import serving_device
 from space.examples import EXAMPLE_NAMES
 from space.generate import available_methods, method_options
-from space.handlers import GENERATED, STRESS_GRID, STRESS_MAX, Space, on_method_change, show_selected
+from space.handlers import (
+    GENERATED,
+    STRESS_GRID,
+    STRESS_MAX,
+    Space,
+    on_method_change,
+    on_shape_or_mode_change,
+    show_selected,
+)
 from space.inputs import (
     UPLOADED_FILES,
     check_uploads,
@@ -37,7 +45,7 @@ from space.inputs import (
 )
 from space.patches import answer_every_error_with_a_message
 from space.storage import WorkArea
-from space.views import BROWSE_COLUMNS, DETECT_COLUMNS, STRESS_COLUMNS, TABLE_COLUMNS
+from space.views import BROWSE_COLUMNS, DETECT_COLUMNS, STRESS_COLUMNS, TABLE_COLUMNS, TABLE_LEGEND
 
 
 INTRO = """# anomalyforge
@@ -90,8 +98,8 @@ def _generate_tab(space: Space, generated: gr.State, methods: Sequence[str], def
         with gr.Column(scale=1):
             image = uploaded_image("image", label="Image (anomaly-free)", value=examples["brick"],
                                    sources=["upload", "clipboard"], height=320, elem_id="image-in")
-            gr.Examples(examples=[[p] for p in examples.values()], inputs=[image],
-                        label="Examples (CC0 textures from scikit-image)")
+            example_list = gr.Examples(examples=[[p] for p in examples.values()], inputs=[image],
+                                       label="Examples (CC0 textures from scikit-image)")
             method = checked_input(gr.Dropdown(methods, value=default_method, label="Method"),
                                    "method", "a method name")
             with gr.Row():
@@ -118,7 +126,7 @@ def _generate_tab(space: Space, generated: gr.State, methods: Sequence[str], def
                 ), "region drawing", "an editor value {background, layers: [RGBA images], composite}")
                 region_mask = uploaded_image("region mask",
                                              label="...or upload a mask (white = allowed, same size)",
-                                             sources=["upload"], height=200)
+                                             sources=["upload"], height=200, elem_id="region-mask")
             generate_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
         with gr.Column(scale=2):
             status = gr.Markdown(elem_id="generate-status")
@@ -127,13 +135,22 @@ def _generate_tab(space: Space, generated: gr.State, methods: Sequence[str], def
             with gr.Row():
                 slider = gr.ImageSlider(label="Before / after", type="filepath", height=360,
                                         elem_id="before-after")
-                mask_view = gr.Image(label="Mask", type="filepath", height=360, interactive=False)
+                # "share" posts to a Space's community tab: anywhere else it only fails
+                mask_view = gr.Image(label="Mask", type="filepath", height=360, interactive=False, elem_id="mask-view",
+                                     buttons=["download", "fullscreen", *(["share"] if space.config.on_space else [])])
             table = gr.Dataframe(value=pd.DataFrame(columns=TABLE_COLUMNS), interactive=False, wrap=True,
                                  label="Metadata (one row per anomaly)", elem_id="metadata")
+            gr.Markdown(TABLE_LEGEND, elem_id="metadata-legend")
             files = gr.File(label="Download: zip (imagefolder layout) and parquet", file_count="multiple",
-                            interactive=False, height=120)
+                            interactive=False)
     method.change(on_method_change, method, [shape, mode, size_bin], api_visibility="private")
-    image.change(space.show_in_editor, image, region_drawing, api_visibility="private")
+    region_mask.upload(check_uploads, region_mask, None, api_visibility="private")
+    for choice in (shape, mode):  # the visitor's choices only: the update itself must not fire them
+        choice.input(on_shape_or_mode_change, [method, shape, mode], [shape, mode], api_visibility="private")
+    # the visitor's uploads and example clicks, once each (``change`` fires twice for an upload
+    # over the image shown); the newest image wins when uploads follow each other quickly
+    image.input(space.show_in_editor, image, region_drawing, trigger_mode="always_last", api_visibility="private")
+    example_list.load_input_event.then(space.show_in_editor, image, region_drawing, api_visibility="private")
     generate_btn.click(cleared, None, status, queue=False, api_visibility="private").then(
         space.generate,
         [image, method, shape, mode, size_bin, count, seed, region_drawing, region_mask],
@@ -252,8 +269,9 @@ def _datasets_tab(space: Space, config: SpaceConfig, generated: gr.State) -> Non
                                 elem_id="browse-gallery")
     browse_table = gr.Dataframe(value=pd.DataFrame(columns=BROWSE_COLUMNS), label="Metadata",
                                 interactive=False)
-    browse_btn.click(space.browse, [repo, version, n_rows, generated],
-                     [browse_gallery, browse_table, browse_status], api_name="browse")
+    browse_btn.click(cleared, None, browse_status, queue=False, api_visibility="private").then(
+        space.browse, [repo, version, n_rows, generated], [browse_gallery, browse_table, browse_status],
+        api_name="browse")
 
 
 def launch(demo: gr.Blocks, **options: Any):
@@ -265,11 +283,11 @@ def launch(demo: gr.Blocks, **options: Any):
 
 
 #: the before/after slider fits the whole image in its box (gradio sizes it by width, so a square
-#: or tall image lost its bottom, and the anomaly with it); the Generate gallery grows to show
-#: every row (its fixed-height grid hid the second row below a scroll edge)
+#: or tall image lost its bottom, and the anomaly with it); the Generate and Datasets galleries
+#: grow to show every row (their fixed-height grids hid the second row below a scroll edge)
 CSS = (
     "#before-after img { width: 100% !important; height: 100% !important; object-fit: contain !important; }\n"
-    "#gallery, #gallery .gallery-container, #gallery .grid-wrap "
-    "{ height: auto !important; max-height: none !important; overflow: visible !important; }"
+    + ", ".join(f"#{g}, #{g} .gallery-container, #{g} .grid-wrap" for g in ("gallery", "browse-gallery"))
+    + " { height: auto !important; max-height: none !important; overflow: visible !important; }"
 )
 

@@ -23,6 +23,14 @@ _SHOWN = [c for c in RECORD_COLUMNS if c.name != "params"]
 TABLE_COLUMNS = ["area_%" if c.name == "area_fraction" else c.name for c in _SHOWN] + ["file_name"]
 
 
+#: what the numbers of the table mean (the schema's own words; area as a percentage here)
+TABLE_LEGEND = " · ".join(
+    f"**{'area_%' if c.name == 'area_fraction' else c.name}**: "
+    + ("changed pixels / all pixels, in %" if c.name == "area_fraction" else c.doc)
+    for c in _SHOWN if c.kind in ("float32", "bbox")
+)
+
+
 def _cell(column: Column, value: Any) -> Any:
     if column.name == "area_fraction":
         return round(100.0 * float(value), 4)
@@ -82,8 +90,9 @@ def detect_views(folder: Path, tests: Sequence[tuple[str, np.ndarray, Any]], res
                                    colour=TRUTH_RGB)
         overlay = save_view(folder, f"heatmap_{i}.png", heat)
         verdict = calibration.verdict(score, truth, one_image)
-        ratio = calibration.ratio(score)
-        gallery.append((overlay, f"{verdict.upper()} · {ratio:.2f}x threshold · {name}"))
-        rows.append({"file": name, "verdict": verdict, "x threshold": round(ratio, 3),
+        ratio = calibration.ratio(score) if calibration.threshold > 0 else None  # no scale without a threshold
+        scale = f"{ratio:.2f}x threshold" if ratio is not None else f"score {float(score):.4g}"
+        gallery.append((overlay, f"{verdict.upper()} · {scale} · {name}"))
+        rows.append({"file": name, "verdict": verdict, "x threshold": None if ratio is None else round(ratio, 3),
                      "score": round(float(score), 4), "threshold": round(calibration.threshold, 4)})
     return gallery, rows

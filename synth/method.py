@@ -166,6 +166,10 @@ class Method(ABC):
         self._check(shape, self.shapes, "shape")
         self._check(mode, self.modes, "mode")
 
+    def offers(self, shape: str | None = None, mode: str | None = None) -> bool:
+        """Whether ``sample`` can make this shape in this mode (``None``: any)."""
+        return (shape is None or shape in self.shapes) and (mode is None or mode in self.modes)
+
     # helpers for subclasses ------------------------------------------------------------------
     def _choose(self, rng: np.random.Generator, value: str | None, options: tuple[str, ...], what: str) -> str:
         if value is None:

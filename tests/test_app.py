@@ -21,7 +21,7 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 import app  # noqa: E402
-from space.generate import available_methods, make_anomalies  # noqa: E402
+from space.generate import available_methods, make_anomalies, paired_options  # noqa: E402
 from space.handlers import DETECT_DEMO_COUNT  # noqa: E402
 from space.views import TRUTH_RGB  # noqa: E402
 from synth import decode_image, save_png, synthesize  # noqa: E402
@@ -138,6 +138,13 @@ def test_region_painted_in_the_editor_keeps_every_anomaly_inside(client, files, 
         assert mask.any() and not mask[:, :100].any()
 
 
+def test_a_region_mask_without_white_is_refused_as_empty_not_per_seed(client, files, tmp_path):
+    black = tmp_path / "black_mask.png"
+    save_png(black, np.zeros((160, 160), np.uint8))
+    with pytest.raises(AppError, match="region mask black_mask.png has no white pixel, so anomalies may appear nowhere"):
+        _generate(client, files["grass"], mask=black)
+
+
 def test_region_mask_of_another_size_is_refused_with_a_message(client, files):
     with pytest.raises(AppError, match="region mask is 50x50 but the image is 160x160"):
         _generate(client, files["grass"], mask=files["wrong_size_mask"])
@@ -203,8 +210,10 @@ def test_uploads_over_the_size_limit_are_refused_by_the_server(app_url, tmp_path
 def test_unknown_choices_and_counts_are_refused(client, files):
     with pytest.raises(AppError, match="unknown shape 'hexagon'"):
         _generate(client, files["grass"], shape="hexagon")
-    with pytest.raises(AppError, match="500 is greater than maximum value 16"):
+    with pytest.raises(AppError, match="count: Value 500 is greater than maximum value 16"):
         _generate(client, files["grass"], count=500)
+    with pytest.raises(AppError, match="seed: Value -5 is less than minimum value 0"):  # the input is named
+        _generate(client, files["grass"], seed=-5)
 
 
 @pytest.mark.parametrize(
@@ -286,6 +295,20 @@ def test_detector_fitted_on_uploads_accepts_gray_and_colour_mixed(client, files,
     assert "held-out" in status
 
 
+def test_one_anomaly_free_upload_sets_its_threshold_with_a_view_it_was_not_fitted_on(client, tmp_path):
+    # its own score was the threshold: PaDiM scores its fit image at 0, so every ratio was infinite
+    brick = skimage.data.brick()
+    crops = []
+    for i, (y, x) in enumerate([(0, 0), (256, 256), (0, 256)]):
+        crops.append(tmp_path / f"brick_{i}.png")
+        save_png(crops[-1], brick[y:y + 256, x:x + 256])
+    _, scores, _, status = _detect(client, crops[1:], crops[:1], detector="padim")
+    ratios = [dict(zip(scores["headers"], row))["x threshold"] for row in scores["data"]]
+    assert len(ratios) == 2 and all(isinstance(r, float) and np.isfinite(r) for r in ratios), ratios
+    assert "**brick_0.png** (uploaded) and its two mirror images" in status
+    assert "the highest score of brick_0.png turned by 180 degrees" in status
+
+
 def test_detect_refuses_a_corrupt_test_image(client, files):
     with pytest.raises(AppError, match="corrupt.png: not a readable image"):
         _detect(client, [files["corrupt"]])
@@ -299,7 +322,8 @@ def test_detect_with_nothing_uploaded_scores_anomalies_on_the_generate_image(cli
     heatmaps, scores, _, status = _detect(client, reference="the Generate tab's image", image=gravel)
     rows = [dict(zip(scores["headers"], row)) for row in scores["data"]]
     # the truth is known: the clean source reads CLEAN, the synthetic anomalies DETECTED (or MISSED)
-    assert rows[0]["file"] == "clean source" and rows[0]["verdict"] == "clean"
+    # it is the image the detector was fitted on, and says so: no independent test of false alarms
+    assert rows[0]["file"] == "clean source (fitted on)" and rows[0]["verdict"] == "clean"
     assert all(r["verdict"] == "detected" for r in rows[1:]) and len(rows) == 1 + DETECT_DEMO_COUNT
     assert "gravel.png" in status and "Served on" in status and "no verdict" not in status
     assert heatmaps[0]["caption"].startswith("CLEAN ·")
@@ -392,6 +416,24 @@ def test_a_full_queue_turns_users_away_with_a_message(tmp_path, files):
     assert len(outcomes) == 6
 
 
+def test_every_shape_and_mode_the_generate_tab_offers_together_generates(client, files):
+    # a mixture's shapes and modes come from different methods: the tab offers only the pairs one makes
+    shapes, _ = paired_options("hybrid", None, None)
+    for shape in shapes[1:]:
+        _, modes = paired_options("hybrid", shape, None)
+        for mode in modes[1:]:
+            zf = _zip_of(_generate(client, files["astronaut"], method="hybrid", shape=shape, mode=mode, count=1))
+            assert (_rows(zf)[0]["shape"], _rows(zf)[0]["mode"]) == (shape, mode)
+    assert paired_options("hybrid", "rectangle", None)[1] == ["random", "paste"]
+    assert paired_options("hybrid", None, "paste")[0] == ["random", "rectangle", "scar"]
+
+
+def test_a_shape_and_mode_no_method_makes_together_are_refused_naming_the_modes_that_go(client, files):
+    with pytest.raises(AppError, match="makes shape 'rectangle' in mode 'transparent'; modes with shape "
+                                       "'rectangle': paste"):
+        _generate(client, files["grass"], method="hybrid", shape="rectangle", mode="transparent")
+
+
 def test_api_can_name_the_shapes_and_modes_of_any_method(client, files):
     zf = _zip_of(_generate(client, files["astronaut"], method="nsa", shape="patch", mode="mixed_clone", count=1))
     row = _rows(zf)[0]
@@ -418,4 +460,16 @@ def test_one_bad_file_is_skipped_and_named_instead_of_aborting_a_stress_test(cli
     assert len(table["data"]) > 0
     with pytest.raises(AppError, match="notes.png: not a readable image"):  # nothing usable: an error
         client.predict([handle_file(str(files["text"]))], None, "synagen", "patchcore", 20, 1, 0,
+                       api_name="/stress_test")
+
+
+def test_an_image_too_small_for_the_tiles_is_skipped_and_named_instead_of_aborting_a_stress_test(client, tmp_path):
+    # 100x100 passes the upload minimum (32x32) but gives 25 px tiles, which stopped the whole run
+    save_png(tmp_path / "brick.png", skimage.data.brick())
+    save_png(tmp_path / "small.png", skimage.data.brick()[:100, :100])
+    uploads = [handle_file(str(tmp_path / name)) for name in ("brick.png", "small.png")]
+    *_, table, status = client.predict(uploads, None, "synagen", "patchcore", 20, 1, 0, api_name="/stress_test")
+    assert "**Skipped** small.png" in status and "On **brick.png**:" in status and len(table["data"]) > 0
+    with pytest.raises(AppError, match="needs 128x128 pixels or more"):  # nothing large enough: an error
+        client.predict([handle_file(str(tmp_path / "small.png"))], None, "synagen", "patchcore", 20, 1, 0,
                        api_name="/stress_test")

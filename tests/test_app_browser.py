@@ -57,6 +57,9 @@ def test_upload_generate_and_see_results_in_chromium(app_url, tmp_path):
         thumbs.first.wait_for(state="visible", timeout=90_000)
         page.get_by_text("gravel_crop_000_", exact=False).first.wait_for(timeout=30_000)
         assert thumbs.count() >= 4  # the default count is 4
+        # the mask offers its download, not a "share" that fails off a Hugging Face Space
+        assert page.locator("#mask-view").get_by_role("button", name="Download").count() == 1
+        assert page.locator("#mask-view").get_by_role("button", name="Share").count() == 0
         table_text = page.locator("#metadata").inner_text()
         assert "gravel_crop_000_" in table_text and "synagen" in table_text
         page.wait_for_timeout(500)
@@ -96,7 +99,8 @@ def test_a_first_visitor_gets_results_on_every_tab_with_defaults_and_with_upload
         assert caption.is_visible() and caption.inner_text().startswith("CLEAN")
         assert page.get_by_text("DETECTED ·").first.is_visible()  # a verdict and a score, not cut off
         bar = page.locator("#colour-bar img")
-        assert bar.is_visible() and bar.bounding_box()["width"] > 200
+        bar.wait_for(state="visible", timeout=30_000)  # it may load after the heatmaps
+        assert bar.bounding_box()["width"] > 200
         _no_error_shown(page)
 
         # Detect, upload: the visitor's own image is scored and named
@@ -173,3 +177,50 @@ def test_layout_bad_uploads_and_errors_leave_no_dead_ends_in_chromium(app_url, t
         toasts = page.locator(".toast-body").all_inner_texts()
         assert not any("object at 0x" in t for t in toasts), toasts
         assert "Served on" not in page.locator("#detect-status").inner_text()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no `chromium` executable on PATH (apt-get install chromium)")
+def test_uploads_answered_once_mixture_pairs_only_and_no_stale_status_in_chromium(app_url, tmp_path):
+    tiny = tmp_path / "tiny.png"
+    save_png(tiny, np.full((8, 8), 128, np.uint8))
+    text = tmp_path / "notes.png"
+    text.write_text("this is a text file with an image suffix\n")
+
+    with _space_page(app_url) as page:
+        # the metadata's numbers say what they measure
+        assert page.locator("#metadata-legend").get_by_text("[x0, y0, x1, y1] of the changed pixels").is_visible()
+
+        # an upload over the example image: one warning, and no failed request beside it
+        page.locator("#image-in input[type=file]").first.set_input_files(str(tiny))
+        page.locator(".toast-body").get_by_text("tiny.png is 8x8 pixels").first.wait_for(timeout=30_000)
+        page.locator("#generate-btn").click()  # answered after the upload's own events
+        page.locator(".toast-body.error").first.wait_for(state="visible", timeout=60_000)
+        toasts = "\n".join(page.locator(".toast-body").all_inner_texts())
+        assert toasts.count("tiny.png is 8x8 pixels") == 2, toasts  # the upload's warning, the click's error
+        assert "request failed" not in toasts, toasts
+
+        # a region mask that is no image: said at upload
+        page.get_by_text("Region where anomalies may appear").click()
+        page.locator("#region-mask input[type=file]").set_input_files(str(text))
+        page.locator(".toast-body").get_by_text("notes.png: not a readable image").first.wait_for(timeout=30_000)
+
+        # hybrid: a shape narrows the modes to those one of its methods makes with it
+        page.get_by_label("Method").first.click()
+        page.get_by_role("option", name="hybrid", exact=True).click()
+        page.get_by_label("Shape").first.click()
+        page.get_by_role("option", name="rectangle", exact=True).click()
+        page.get_by_label("Mode").first.click()
+        page.get_by_role("option", name="transparent", exact=True).wait_for(state="detached", timeout=30_000)
+        assert page.get_by_role("option").all_inner_texts()[-1] == "paste"
+
+        # Datasets: an error empties the status of the run before
+        page.get_by_role("tab", name="Datasets").click()
+        page.locator("#browse-btn").click()
+        page.locator("#browse-status").get_by_text("Showing").wait_for(timeout=60_000)
+        thumbs, gallery = page.locator("#browse-gallery img"), page.locator("#browse-gallery").bounding_box()
+        last = thumbs.last.bounding_box()  # every row in view: six rows on four columns
+        assert thumbs.count() == 6 and last["y"] + last["height"] <= gallery["y"] + gallery["height"]
+        page.get_by_label("Dataset (ORG/NAME", exact=False).fill("not a name")
+        page.locator("#browse-btn").click()
+        page.locator(".toast-body.error").get_by_text("give the dataset as ORG/NAME").wait_for(timeout=30_000)
+        assert "Showing" not in page.locator("#browse-status").inner_text()

@@ -142,3 +142,6 @@ def test_empty_name_without_a_generate_click_browses_an_example_dataset(hub, app
     gallery, table, status = Client(app_url, verbose=False).predict("", "", 4, api_name="/browse")
     assert "example dataset" in status and len(gallery) == 4
     assert {row[0] for row in table["data"]} <= {"brick.png", "grass.png", "gravel.png"}
+    # a version without a dataset name is not dropped in silence
+    *_, status = Client(app_url, verbose=False).predict("", "1.0.0", 4, api_name="/browse")
+    assert status.startswith("Version 1.0.0 is not used: versions are of a dataset on the Hub (ORG/NAME).")

@@ -80,3 +80,18 @@ def test_the_region_editor_preview_is_written_inside_the_work_area(served, uploa
     outside = {p for p in Path(cache).rglob("*") if p.is_file() and not p.is_relative_to(work)} - uploads
     assert not outside, f"files written outside the work area: {sorted(outside)}"
     assert _gone(work / session_name("editorpreview"))
+
+
+def test_a_click_still_writing_keeps_its_folder_when_the_same_tab_is_clicked_again(served, upload):
+    # one upload fires the editor preview twice at once; the second must not delete the first's folder
+    _, demo, _ = served
+    work = demo.space.work
+    preview = skimage.data.brick()[:64, :64]
+    with work.folder("writingtwice", "editor") as first:
+        with work.folder("writingtwice", "editor") as second:
+            save_png(first / "background.png", preview)
+            save_png(second / "background.png", preview)
+        assert (first / "background.png").is_file(), "the running click's file was removed under it"
+    with work.folder("writingtwice", "editor") as third:  # the next click removes both finished ones
+        assert not first.exists() and not second.exists() and third.is_dir()
+    work.release("writingtwice")

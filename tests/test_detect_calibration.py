@@ -41,6 +41,14 @@ def test_the_threshold_is_the_highest_held_out_score_and_sits_mid_scale():
     assert calibration.heat_top == 3.0 and calibration.ratio(3.0) == 1.5
     assert calibration.verdict(2.0, CLEAN, one_image=False) == "clean"  # at the threshold is not above it
     assert calibration.verdict(2.5, CLEAN, one_image=False) == "false alarm"
+    # the same pixels scored in another batch: a few float32 units in the last place above, not a false alarm
+    threshold = np.float32(0.21076512)
+    rounded = np.nextafter(threshold, np.float32(1), dtype=np.float32)
+    for _ in range(4):
+        rounded = np.nextafter(rounded, np.float32(1), dtype=np.float32)
+    same = Calibration(threshold=float(threshold), typical=0.0)
+    assert same.verdict(rounded, CLEAN, one_image=False) == "clean"
+    assert same.verdict(threshold * np.float32(1.001), CLEAN, one_image=False) == "false alarm"
 
 
 def test_the_verdict_says_what_is_known_of_the_image():

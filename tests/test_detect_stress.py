@@ -77,6 +77,13 @@ def test_a_photo_is_flagged_as_chance_level_and_not_a_texture():
     assert r.chance_level and any("chance level" in w for w in r.warnings)
 
 
+def test_a_mix_of_two_textures_is_named_as_a_possible_cause_of_unlike_tiles():
+    # brick and grass are each a texture; tiles of both together are as unlike as a photo's
+    r = run_stress([skimage.data.brick(), skimage.data.grass()], StressConfig(**QUICK))
+    assert r.texture_spread > 0.25
+    assert any("a photo or a mix of different kinds of image, not a repetitive texture" in w for w in r.warnings)
+
+
 def test_texture_spread_separates_textures_from_photos():
     for name in ("brick", "grass", "gravel"):
         assert texture_spread(tiles(getattr(skimage.data, name)(), 4)) < 0.2
@@ -130,3 +137,18 @@ def test_stress_command_refuses_a_missing_image_with_exit_2(tmp_path, capsys):
 
     assert anomalyforge(["stress", str(tmp_path / "missing.png")]) == 2
     assert "anomalyforge stress: error:" in capsys.readouterr().err
+
+
+def test_a_plot_title_naming_the_pooled_lines_fits_its_figure_whole(brick_result):
+    import matplotlib.pyplot as plt
+
+    _, pooled = pool_small_lines(brick_result.tables["mode_size"], "mode")
+    assert len(pooled) >= 2, "40 anomalies leave modes with fewer than 10 per cell"
+    for by, figure in brick_result.figures().items():
+        title = figure.axes[0].title
+        figure.canvas.draw()
+        box, frame = title.get_window_extent(), figure.bbox
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and box.y1 <= frame.y1, (by, title.get_text())
+        if by == "mode":
+            assert all(name in title.get_text() for name in pooled), title.get_text()
+        plt.close(figure)

@@ -24,6 +24,9 @@ from detect.images import as_colour
 CLEAN = "clean"
 #: anomaly-free images needed for a threshold that means anomalous (fewer: a ranking only)
 MIN_VERDICT_IMAGES = 3
+#: relative difference within which a score is the threshold itself: float32 scores of the same
+#: pixels in another batch differ by a few units in the last place (about 1e-7 each), far below this
+SAME_SCORE = 1e-5
 
 
 @dataclass(frozen=True)
@@ -76,8 +79,9 @@ class Calibration:
         return float(score) / self.threshold if self.threshold > 0 else float("inf")
 
     def verdict(self, score: float, truth: Any, one_image: bool) -> str:
-        """The verdict on one test image of known ``truth`` (see ``verdict``)."""
-        return verdict(float(score) > self.threshold, truth, one_image)
+        """The verdict on one test image of known ``truth`` (see ``verdict``); a score equal to the
+        threshold but for float32 rounding (``SAME_SCORE``) is not above it."""
+        return verdict(float(score) > self.threshold + SAME_SCORE * abs(self.threshold), truth, one_image)
 
 
 def verdict(above: bool, truth: Any, one_image: bool) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from pathlib import Path
 from typing import Sequence
 
@@ -127,6 +128,14 @@ def _figure(width: float = 5.0, height: float = 3.4):
     return fig, ax
 
 
+#: characters per title line that fit the figure's width (a longer title is wrapped, not cut off)
+TITLE_WIDTH = 56
+
+
+def _title(ax, title: str) -> None:
+    ax.set_title(textwrap.fill(title, TITLE_WIDTH), fontsize=10)
+
+
 def plot_recall_by_size(long, group: str, title: str):
     """Recall (%) against size bin, one line per value of ``group`` (paper Fig. 5)."""
     fig, ax = _figure()
@@ -141,7 +150,7 @@ def plot_recall_by_size(long, group: str, title: str):
     ax.set_xticks(x, bins, rotation=30, ha="right")
     ax.set_xlabel("relative anomaly size")
     ax.set_ylabel("recall [%]")
-    ax.set_title(title)
+    _title(ax, title)
     ax.legend(fontsize=7, frameon=False)
     fig.tight_layout()
     return fig
@@ -155,7 +164,7 @@ def plot_recall_vs_k(recall_at_k: dict, n_good: int, title: str):
     ax.set_xticks(ks, [f"{k}\n({k / n_good * 100:.1f}%)" for k in ks])
     ax.set_xlabel("false positives k (false-positive rate)")
     ax.set_ylabel("recall [%]")
-    ax.set_title(title)
+    _title(ax, title)
     fig.tight_layout()
     return fig
 
@@ -170,7 +179,7 @@ def plot_recall_by_brightness(long, title: str):
     ax.set_xticks(x, list(long["brightness_bin"]), rotation=30, ha="right")
     ax.set_xlabel("relative brightness difference |Δ|")
     ax.set_ylabel("recall [%]")
-    ax.set_title(title)
+    _title(ax, title)
     fig.tight_layout()
     return fig
 

@@ -440,8 +440,9 @@ def _warnings(result: StressResult) -> tuple[str, ...]:
     if result.texture_spread > TEXTURE_SPREAD_LIMIT:
         notes.append(
             f"the tiles differ a lot from each other (histogram distance {result.texture_spread:.2f}, textures "
-            f"stay below {TEXTURE_SPREAD_LIMIT}): this looks like a photo, not a repetitive texture, so "
-            "anomaly-free tiles are not alike and the threshold is set by the most unusual one.")
+            f"stay below {TEXTURE_SPREAD_LIMIT}): this looks like a photo or a mix of different kinds of image, "
+            "not a repetitive texture, so anomaly-free tiles are not alike and the threshold is set by the most "
+            "unusual one.")
     small = min((int(n) for t in result.tables.values() for n in t["n"]), default=0)
     if small < MIN_CELL_ANOMALIES:
         notes.append(f"some cells hold only {small} anomalies: the plots pool the shapes and modes with fewer than "

@@ -51,18 +51,24 @@ class Hybrid(Method):
         size_bin: SizeBin | None = None,
         seed: int = 0,
     ) -> Spec:
-        names = [
-            n for n, m in self.methods.items()
-            if (shape is None or shape in m.shapes) and (mode is None or mode in m.modes)
-        ]
-        if not names:
-            raise InvalidParameterError(
-                f"no method in the mixture offers shape={shape!r} mode={mode!r}; shapes: "
-                f"{', '.join(self.shapes)}; modes: {', '.join(self.modes)}"
-            )
+        self.check_choices(shape, mode)
+        names = [n for n, m in self.methods.items() if m.offers(shape, mode)]
         probs = np.asarray([self.weights[n] for n in names], np.float64)
         chosen = names[int(rng.choice(len(names), p=probs / probs.sum()))]
         return self.methods[chosen].sample(rng, scene, shape=shape, mode=mode, size_bin=size_bin, seed=seed)
+
+    def offers(self, shape: str | None = None, mode: str | None = None) -> bool:
+        """Whether a method of the mixture makes this shape in this mode (``None``: any)."""
+        return any(m.offers(shape, mode) for m in self.methods.values())
+
+    def check_choices(self, shape: str | None = None, mode: str | None = None) -> None:
+        """Refuse a shape or mode no method of the mixture has, or a shape and mode that no one
+        method makes together (naming the modes that go with the shape)."""
+        super().check_choices(shape, mode)
+        if not self.offers(shape, mode):  # both named: each alone is offered
+            partners = [m for m in self.modes if self.offers(shape, m)]
+            raise InvalidParameterError(f"no method in the mixture makes shape {shape!r} in mode {mode!r}; "
+                                        f"modes with shape {shape!r}: {', '.join(partners)}")
 
     def render(self, scene: Scene, spec: Spec) -> Rendering:
         method = self.methods.get(spec.method)
