@@ -10,7 +10,7 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 
-from synth import DEFAULT_BINS, SynthError, synthesize
+from synth import DEFAULT_BINS, synthesize
 from synth.export import export_parquet, export_rows, export_zip
 from synth.files import sha256_file
 from synth.preview import contour_overlay, display_rgb, mask_preview, shrink
@@ -154,13 +154,9 @@ class Space:
         textures = tuple(example_image(name) for name in EXAMPLE_NAMES)  # for the "texture" modes
 
         progress(0.1, desc=f"Generating {count} anomalies")
-        try:
-            anomalies, failures = make_anomalies(image, method, range(seed, seed + count), shape=shape_arg,
-                                                         mode=mode_arg, size_bin=bin_arg, region=region,
-                                                         textures=textures)
-        except SynthError as exc:  # a problem of every seed alike (e.g. the region is too small)
-            raise gr.Error(str(exc), title="No anomaly could be made", print_exception=False) from None
-        if not anomalies:
+        anomalies, failures = make_anomalies(image, method, range(seed, seed + count), shape=shape_arg,
+                                             mode=mode_arg, size_bin=bin_arg, region=region, textures=textures)
+        if not anomalies:  # every seed failed, e.g. for a region too small for the bin: the first says why
             raise gr.Error(failures[0], title="No anomaly could be made", print_exception=False)
         if failures:
             gr.Warning(f"{len(failures)} of {count} anomalies could not be made ({failures[0]}).")

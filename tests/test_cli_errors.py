@@ -30,6 +30,12 @@ def _crop(i: int) -> np.ndarray:
     return np.ascontiguousarray(skimage.data.gravel()[64 * i:64 * i + 64, :64])
 
 
+def _black_fit(root: Path) -> Path:
+    for i in range(2):
+        _png(root / "fit" / f"{i}.png", np.zeros((64, 64, 3), np.uint8))
+    return root / "fit"
+
+
 def _huge_header_png(path: Path, side: int = 60000) -> Path:
     """A valid PNG header announcing ``side`` x ``side`` pixels, with almost no data behind it."""
     def chunk(kind: bytes, data: bytes) -> bytes:
@@ -106,6 +112,11 @@ CASES: list[tuple[str, Callable[[Path], list[str]], tuple[str, ...]]] = [
     ("stress --anomalies 0", lambda t: ["stress", str(_png(t / "a.png", _crop(0))), "--anomalies", "0"], ("--anomalies",)),
     ("train --lr -1", lambda t: ["train", "--fit", str(t), "--output", str(t / "o"), "--lr", "-1"], ("--lr",)),
     ("diversity --pairs 0", lambda t: ["diversity", "--dataset", str(t), "--pairs", "0"], ("--pairs",)),
+    # fit images no anomaly can be made in: all black, where a blended patch of black changes nothing
+    ("train on black images", lambda t: ["train", "--fit", str(_black_fit(t)), "--output", str(t / "o"), "--methods", "nsa",
+                                        "--steps", "1", "--batch-size", "2", "--image-size", "64", "--workers", "0",
+                                        "--no-pretrained", "--cpu", "--no-progress"],
+     ("could not make a synthetic anomaly with nsa", "not constant")),
     # files that are no images, and config files that are no config
     ("synth --config image.png", lambda t: ["synth", "skimage:gravel", str(t / "o"), "--config",
                                             str(_png(t / "image.png", _crop(0)))], ("image.png", "UTF-8")),

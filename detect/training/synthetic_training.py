@@ -243,6 +243,13 @@ class SyntheticAnomalies(torch.utils.data.Dataset):
 #: attempts (source, partner, method, seed) at one sample's anomaly before giving up
 ANOMALY_ATTEMPTS = 8
 
+
+def no_anomaly_error(methods: Sequence[str]) -> DetectError:
+    return DetectError(
+        f"could not make a synthetic anomaly with {', '.join(methods)} in {ANOMALY_ATTEMPTS} attempts; "
+        "are the fit images large enough (>= 32 px) and not constant?"
+    )
+
 #: a sample's source draw: (fit image index, left-right flip, up-down flip, rotation in degrees or None)
 SourceDraw = tuple[int, bool, bool, float | None]
 SOURCE_AUGMENTS = ("flips", "rotate")
