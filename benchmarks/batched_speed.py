@@ -32,7 +32,6 @@ it on an otherwise idle machine.
 from __future__ import annotations
 
 import argparse
-import io
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor

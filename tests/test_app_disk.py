@@ -85,7 +85,7 @@ def test_repeated_clicks_keep_only_the_newest_files_and_no_second_copy(served, n
 def test_one_click_is_bounded_by_the_zip_and_the_previews(served, noisy_upload, downloads):
     url, demo = served
     client = Client(url, verbose=False, download_files=downloads)
-    result = _generate(client, noisy_upload)
+    _generate(client, noisy_upload)
     folder = next(demo.space.work.root.glob(f"{session_name(client.session_hash)}/generate-*"))
     upload_bytes = noisy_upload.stat().st_size
     # 16 anomalies: the zip (~16 images + masks), the parquet (the same), 3 small previews each
@@ -109,9 +109,8 @@ def test_sessions_beyond_the_budget_are_removed_oldest_first(served, noisy_uploa
 
 def test_closing_the_page_frees_the_sessions_files(served, noisy_upload, downloads):
     url, demo = served
-    work = demo.space.work
     client = Client(url, verbose=False, download_files=downloads)
-    result = _generate(client, noisy_upload, count=2)
+    _generate(client, noisy_upload, count=2)
     session = demo.space.work.root / session_name(client.session_hash)
     assert session.is_dir()
     demo.space.release(type("Request", (), {"session_hash": client.session_hash})())

@@ -19,7 +19,7 @@ import skimage.data
 from PIL import Image
 
 from detect.evaluation.bench import BenchConfigError, load_config
-from detect.evaluation.bench_report import findings, hybrid_table, ratio_table, seed_means
+from detect.evaluation.bench_report import hybrid_table, ratio_table, seed_means
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

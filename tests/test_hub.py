@@ -23,7 +23,7 @@ from PIL import Image
 
 from hub_server import HubServer, hub_environment
 from hub_tools.build import build_dataset, validate_build
-from hub_tools.errors import BuildError, PublishError, StaleParentError, ValidationError, VersionError
+from hub_tools.errors import PublishError, StaleParentError, ValidationError, VersionError
 from hub_tools.publish import list_versions, load_version, push_build
 from synth import save_png
 

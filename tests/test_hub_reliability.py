@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 import skimage.data
 
-from hub_server import HubServer, hub_environment
+from hub_server import hub_environment
 from hub_tools.build import build_dataset
 from hub_tools.publish import push_build
 from synth import save_png

@@ -8,7 +8,6 @@ started together into one folder, a run killed with SIGKILL, a failed write, a u
 from __future__ import annotations
 
 import json
-import os
 import re
 import resource
 import signal

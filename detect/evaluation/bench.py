@@ -551,7 +551,6 @@ def run_cell(config: BenchConfig, cell: Cell, data: _Datasets, device: Any = "cp
 
     from detect.evaluation.evaluate import evaluate_defect_set
     from detect.registry import build_detector
-    from detect.training.synthetic_training import train_on_synthetic
 
     folder = _job_folder(config, cell)
     options = dict(config.pipelines[cell.pipeline])

@@ -24,7 +24,6 @@ for the command line.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
