@@ -272,7 +272,8 @@ class Space:
             tests = [("clean source", as_colour(read_upload(views[0]["before"], "clean image")), CLEAN)]
             tests += [(v["name"], as_colour(read_upload(v["after"], "generated image")),
                        read_upload(v["mask"], "mask")[..., 0] > 0) for v in views]
-            return tests, f"the {len(views)} anomalies made in Generate and their clean source"
+            made = "the anomaly" if len(views) == 1 else f"the {len(views)} anomalies"
+            return tests, f"{made} made in Generate and their clean source"
         source = read_upload(source_path)
         method = "synagen" if "synagen" in available_methods() else available_methods()[0]
         tests = [("clean source", as_colour(display_rgb(source, PREVIEW_SIDE)), CLEAN)]

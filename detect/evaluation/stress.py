@@ -159,7 +159,8 @@ class StressResult:
             f"image AUROC {self.auroc:.3f} (95 % interval {self.auroc_interval[0]:.2f}-{self.auroc_interval[1]:.2f}).",
         ]
         if self.failures:
-            lines.append(f"{len(self.failures)} anomalies could not be made (e.g. {self.failures[0]}).")
+            n = len(self.failures)
+            lines.append(f"{n} anomal{'y' if n == 1 else 'ies'} could not be made (e.g. {self.failures[0]}).")
         return "\n".join(lines + [f"Warning: {w}" for w in self.warnings])
 
     def figures(self) -> dict[str, Any]:
