@@ -29,6 +29,7 @@ from synth.image import IMAGE_SUFFIXES, as_float, load_image, luminance, pil_to_
 from detect.errors import ImageConversionWarning, InvalidImagesError
 from detect.runtime import count_conversions
 
+
 def to_float_image(image: Any, what: str = "image") -> np.ndarray:
     """One image as float32 ``(H, W, C)`` in [0, 1] with C = 1 (gray) or 3 (colour).
 

@@ -135,6 +135,19 @@ def _describe_http_error(exc: Exception, token: str | None) -> str:
     return redact(first_line, token)
 
 
+def _causes(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc`` and the exceptions it wraps (``__cause__``, else ``__context__``), each once."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _status(exc: BaseException) -> int | None:
+    return getattr(getattr(exc, "response", None), "status_code", None)
+
+
 def _refused_error(exc: BaseException | None) -> Any:
     """The Hub's 401/403 answer (an ``HfHubHTTPError``) to a request that carried the token, found
     in ``exc`` or the exceptions it wraps (a failed LFS upload is a ``RuntimeError`` around one);
@@ -145,14 +158,8 @@ def _refused_error(exc: BaseException | None) -> Any:
     """
     from huggingface_hub.errors import HfHubHTTPError
 
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, HfHubHTTPError) and getattr(exc.response, "status_code", None) in (401, 403) \
-                and _carried_token(exc.response):
-            return exc
-        exc = exc.__cause__ or exc.__context__
-    return None
+    return next((e for e in _causes(exc) if isinstance(e, HfHubHTTPError) and _status(e) in (401, 403)
+                 and _carried_token(e.response)), None)
 
 
 def _carried_token(response: Any) -> bool:
@@ -162,18 +169,26 @@ def _carried_token(response: Any) -> bool:
         return False
 
 
+#: what to do about a token the Hub answered 401
+_INVALID_TOKEN = "it is invalid or expired; log in again with `hf auth login` or set HF_TOKEN to a valid token"
+
+
+def _hub_said(refused: Any, token: str | None) -> str:
+    """``: what the Hub said`` (e.g. "Invalid credentials in Authorization header"), redacted; or ``""``."""
+    said = " ".join(str(refused.server_message or "").split())
+    return f": {redact(said, token)}" if said else ""
+
+
 def _token_refusal(exc: BaseException, repo_id: str, token: str | None) -> str | None:
     """What to do when the Hub refused the token (401) or its rights on ``repo_id`` (403); None
     when ``exc`` is no such refusal (a network error, a 5xx: running the push again may work)."""
     refused = _refused_error(exc)
     if refused is None:
         return None
-    said = " ".join(str(refused.server_message or "").split())  # what the Hub says, e.g. "Invalid credentials"
-    detail = f": {redact(said, token)}" if said else ""
+    detail = _hub_said(refused, token)
     org = repo_id.split("/")[0]
-    if refused.response.status_code == 401:
-        return (f"the Hub refused the token (401{detail}): it is invalid or expired; log in again with "
-                "`hf auth login` or set HF_TOKEN to a valid token")
+    if _status(refused) == 401:
+        return f"the Hub refused the token (401{detail}): {_INVALID_TOKEN}"
     return (f"the token cannot write to {repo_id} (403{detail}): it is read-only or has no rights on the repo "
             f"or the organisation {org}; use a token with write access to {org} (`hf auth login` or HF_TOKEN)")
 
@@ -186,31 +201,24 @@ def _read_failure(exc: BaseException, repo_id: str, token: str | None, tag: str 
 
     refused = _refused_error(exc)
     if refused is not None:
-        said = " ".join(str(refused.server_message or "").split())
-        detail = f": {redact(said, token)}" if said else ""
-        if refused.response.status_code == 401:
-            return CredentialsError(
-                f"cannot read {repo_id}: the Hub refused the token (401{detail}): it is invalid or expired; log in "
-                "again with `hf auth login` or set HF_TOKEN to a valid token"
-            )
+        detail = _hub_said(refused, token)
+        if _status(refused) == 401:
+            return CredentialsError(f"cannot read {repo_id}: the Hub refused the token (401{detail}): {_INVALID_TOKEN}")
         return CredentialsError(
             f"the token cannot read {repo_id} (403{detail}): use a token with read access to it (`hf auth login` or "
             "HF_TOKEN); a gated dataset must first be accepted on its page"
         )
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, RevisionNotFoundError) and tag is not None:
+    for cause in _causes(exc):
+        if isinstance(cause, RevisionNotFoundError) and tag is not None:
             return DatasetNotFoundError(
                 f"dataset {repo_id} has no version {tag[1:]}; `anomalyforge hub versions {repo_id}` lists the published ones"
             )
-        if isinstance(exc, HfHubHTTPError) and getattr(exc.response, "status_code", None) in (401, 404):
+        if isinstance(cause, HfHubHTTPError) and _status(cause) in (401, 404):
             if token:
                 return DatasetNotFoundError(f"dataset {repo_id} not found, or private and not readable with this token")
             return DatasetNotFoundError(
                 f"dataset {repo_id} not found (if it is private: log in with `hf auth login` or set HF_TOKEN)"
             )
-        exc = exc.__cause__ or exc.__context__
     return None
 
 
